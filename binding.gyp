@@ -2,10 +2,13 @@
   "targets": [
     {
       "target_name": "nodetgt_native",
-      "sources": ["native/addon.cc"],
+      "sources": ["native/addon.cc", "native/crc32c.cc", "native/ring.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],
-      "cflags_cc": ["-O3", "-std=c++17", "-fno-exceptions"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+      "cflags": ["-O3", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_cc": ["-O3", "-std=c++17", "-fno-exceptions", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "libraries": ["-luring"]
     }
   ]

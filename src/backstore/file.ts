@@ -1,0 +1,370 @@
+/**
+ * A LUN stored in a regular file or a block device, read and written through this thread's io_uring ring.
+ *
+ * - FUA writes use RWF_DSYNC; flush() is fdatasync.
+ * - unmap() punches a hole (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE). Where the file system or device
+ *   cannot, it falls back to FALLOC_FL_ZERO_RANGE, then to writing zeros; thinProvisioned then reads false
+ *   (always false for block devices, where a punched range may or may not be deallocated).
+ * - direct (O_DIRECT) bypasses the page cache. Offsets and lengths must be multiples of the block size (the
+ *   SCSI layer guarantees that) and of the device's logical sector size; buffers should start on a 4096-byte
+ *   boundary (allocAligned() in src/native). A misaligned buffer still works, through an aligned bounce
+ *   copy, at the cost of that copy. A 512-byte block size over a 4Kn disk is refused with O_DIRECT.
+ * - writeCacheEnabled is true: with or without O_DIRECT, a completed write may sit in a volatile cache
+ *   (page cache, the disk's own cache, unwritten file system metadata) until flush().
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Backstore } from './types';
+import {
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  FALLOC_FL_ZERO_RANGE,
+  Ring,
+  allocAligned,
+  blockDeviceSize,
+  errnoError,
+  isAligned,
+  logicalBlockSize,
+} from '../native';
+
+export interface FileBackstoreOptions {
+  path: string;
+  /** Bytes. Creates a sparse file of this size when the path is missing; must match an existing file. */
+  size?: number;
+  readOnly?: boolean;
+  /** O_DIRECT: see the alignment rules above. */
+  direct?: boolean;
+  blockSize?: 512 | 4096;
+}
+
+type UnmapMode = 'punch' | 'zero-range' | 'write';
+
+const EROFS = -30;
+const EIO = -5;
+const EINVAL = -22;
+const EOPNOTSUPP = -95;
+const DIRECT_ALIGN = 4096;
+const ZERO_CHUNK = 1 << 20;
+
+function fail(file: string, what: string, cause?: unknown): Error {
+  const reason = cause instanceof Error ? `: ${cause.message}` : '';
+  const e: NodeJS.ErrnoException = new Error(`backstore ${file}: ${what}${reason}`);
+  if (cause && typeof cause === 'object' && 'code' in cause) e.code = (cause as NodeJS.ErrnoException).code;
+  return e;
+}
+
+async function statOrNull(file: string): Promise<fs.Stats | null> {
+  try {
+    return await fs.promises.stat(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw fail(file, 'cannot stat', e);
+  }
+}
+
+async function create(file: string, size: number, direct: boolean): Promise<fs.promises.FileHandle | null> {
+  try {
+    await fs.promises.mkdir(path.dirname(file), { recursive: true });
+  } catch (e) {
+    throw fail(file, 'cannot create the parent directory', e);
+  }
+  const c = fs.constants;
+  let fh: fs.promises.FileHandle;
+  try {
+    fh = await fs.promises.open(file, c.O_RDWR | c.O_CREAT | c.O_EXCL | (direct ? c.O_DIRECT : 0), 0o600);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return null; // created meanwhile (another worker)
+    throw fail(file, direct ? 'cannot create (with O_DIRECT)' : 'cannot create', e);
+  }
+  try {
+    await fh.truncate(size); // sparse: no blocks allocated
+  } catch (e) {
+    await fh.close().catch(() => undefined);
+    throw fail(file, `cannot size the new file to ${size} bytes`, e);
+  }
+  return fh;
+}
+
+export async function openFileBackstore(opts: FileBackstoreOptions): Promise<FileBackstore> {
+  const file = path.resolve(opts.path);
+  const blockSize = opts.blockSize ?? 512;
+  const readOnly = opts.readOnly ?? false;
+  const direct = opts.direct ?? false;
+  if (blockSize !== 512 && blockSize !== 4096) throw fail(file, `block size ${blockSize} (must be 512 or 4096)`);
+  if (opts.size !== undefined && (!Number.isSafeInteger(opts.size) || opts.size <= 0 || opts.size % blockSize !== 0))
+    throw fail(file, `size ${opts.size} must be a positive multiple of the block size ${blockSize}`);
+
+  let fh: fs.promises.FileHandle | null = null;
+  let created = false;
+  if ((await statOrNull(file)) === null) {
+    if (opts.size === undefined) throw fail(file, 'does not exist (give a size to create it)');
+    if (readOnly) throw fail(file, 'does not exist, and a read-only backstore does not create it');
+    fh = await create(file, opts.size, direct);
+    created = fh !== null;
+  }
+  if (fh === null) {
+    const c = fs.constants;
+    try {
+      fh = await fs.promises.open(file, (readOnly ? c.O_RDONLY : c.O_RDWR) | (direct ? c.O_DIRECT : 0));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (direct && code === 'EINVAL') throw fail(file, 'this file system does not support O_DIRECT', e);
+      if (!readOnly && (code === 'EACCES' || code === 'EPERM' || code === 'EROFS'))
+        throw fail(file, 'cannot open for writing (use readOnly, or fix permissions)', e);
+      throw fail(file, 'cannot open', e);
+    }
+  }
+
+  try {
+    const st = await fh.stat();
+    const isDevice = st.isBlockDevice();
+    if (!isDevice && !st.isFile()) throw fail(file, 'not a regular file or block device');
+    let bytes = isDevice ? blockDeviceSize(fh.fd) : st.size;
+    if (opts.size !== undefined && !created) {
+      if (!isDevice && bytes !== opts.size)
+        throw fail(file, `existing file is ${bytes} bytes, configured size is ${opts.size} (omit size to use the file as is)`);
+      if (isDevice && opts.size > bytes) throw fail(file, `device is ${bytes} bytes, smaller than the configured ${opts.size}`);
+      bytes = opts.size;
+    }
+    const sizeBytes = bytes - (bytes % blockSize);
+    if (sizeBytes === 0) throw fail(file, `smaller than one ${blockSize}-byte block`);
+    let sector = 512;
+    if (isDevice) {
+      sector = logicalBlockSize(fh.fd);
+      if (direct && blockSize < sector)
+        throw fail(file, `block size ${blockSize} is smaller than the device's ${sector}-byte sectors (O_DIRECT)`);
+    }
+    const ring = Ring.forThisThread();
+    const store = new FileBackstore(fh, ring, {
+      file,
+      blockSize,
+      sizeBytes,
+      readOnly,
+      direct,
+      isDevice,
+      align: Math.max(DIRECT_ALIGN, sector),
+    });
+    await store.probeUnmap();
+    return store;
+  } catch (e) {
+    await fh.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+interface Geometry {
+  file: string;
+  blockSize: number;
+  sizeBytes: number;
+  readOnly: boolean;
+  direct: boolean;
+  isDevice: boolean;
+  align: number;
+}
+
+export class FileBackstore implements Backstore {
+  readonly path: string;
+  readonly blockSize: number;
+  readonly sizeBytes: number;
+  readonly readOnly: boolean;
+  readonly direct: boolean;
+  readonly isBlockDevice: boolean;
+  readonly writeCacheEnabled = true;
+  thinProvisioned = false;
+  private unmapMode: UnmapMode = 'punch';
+  private readonly fd: number;
+  private readonly align: number;
+  private inflight = 0;
+  private idle: (() => void) | null = null;
+  private closing: Promise<void> | null = null;
+  private zeros: Buffer | null = null;
+
+  constructor(
+    private readonly fh: fs.promises.FileHandle,
+    private readonly ring: Ring,
+    g: Geometry,
+  ) {
+    this.fd = fh.fd;
+    this.path = g.file;
+    this.blockSize = g.blockSize;
+    this.sizeBytes = g.sizeBytes;
+    this.readOnly = g.readOnly;
+    this.direct = g.direct;
+    this.isBlockDevice = g.isDevice;
+    this.align = g.align;
+  }
+
+  /** Decide how unmap() works: a hole punched past the end of a file changes nothing but tells. */
+  async probeUnmap(): Promise<void> {
+    if (this.readOnly || this.isBlockDevice) return;
+    const past = Math.ceil(this.sizeBytes / DIRECT_ALIGN) * DIRECT_ALIGN + DIRECT_ALIGN;
+    const res = await this.op<number>((cb) =>
+      this.ring.fallocate(this.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, past, DIRECT_ALIGN, cb),
+    );
+    this.thinProvisioned = res === 0;
+    if (res !== 0) this.unmapMode = 'zero-range';
+  }
+
+  read(offset: number, into: Buffer): Promise<void> {
+    const bad = this.check(offset, into.length, false);
+    if (bad) return Promise.reject(bad);
+    if (into.length === 0) return Promise.resolve();
+    if (this.direct && !isAligned(into, this.align)) {
+      const bounce = allocAligned(into.length, this.align);
+      return this.read(offset, bounce).then(() => void bounce.copy(into));
+    }
+    return new Promise((resolve, reject) => this.readFrom(offset, into, 0, resolve, reject));
+  }
+
+  write(offset: number, data: readonly Buffer[], fua: boolean): Promise<void> {
+    let length = 0;
+    for (let i = 0; i < data.length; i++) length += data[i].length;
+    const bad = this.check(offset, length, true);
+    if (bad) return Promise.reject(bad);
+    if (length === 0) return Promise.resolve();
+    if (this.direct && !data.every((b) => isAligned(b, this.align))) {
+      const bounce = allocAligned(length, this.align);
+      let at = 0;
+      for (const b of data) at += b.copy(bounce, at);
+      data = [bounce];
+    }
+    return new Promise((resolve, reject) => this.writeFrom(offset, data, length, fua, resolve, reject));
+  }
+
+  flush(): Promise<void> {
+    if (this.closing) return Promise.reject(fail(this.path, 'closed'));
+    return this.op<number>((cb) => this.ring.fdatasync(this.fd, cb)).then((res) => {
+      if (res < 0) throw errnoError(res, 'fdatasync');
+    });
+  }
+
+  async unmap(offset: number, length: number): Promise<void> {
+    const bad = this.check(offset, length, true);
+    if (bad) throw bad;
+    if (length === 0) return;
+    if (this.unmapMode !== 'write') {
+      const mode =
+        this.unmapMode === 'punch' ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+      const res = await this.op<number>((cb) => this.ring.fallocate(this.fd, mode, offset, length, cb));
+      if (res === 0) return;
+      if (res !== EOPNOTSUPP && res !== EINVAL) throw errnoError(res, 'fallocate');
+      // Not supported here: degrade once, for good.
+      this.unmapMode = this.unmapMode === 'punch' ? 'zero-range' : 'write';
+      this.thinProvisioned = false;
+      return this.unmap(offset, length);
+    }
+    if (this.zeros === null) this.zeros = allocAligned(ZERO_CHUNK, this.align);
+    for (let at = 0; at < length; at += ZERO_CHUNK) {
+      const n = Math.min(ZERO_CHUNK, length - at);
+      await this.write(offset + at, [n === ZERO_CHUNK ? this.zeros : this.zeros.subarray(0, n)], false);
+    }
+  }
+
+  /** Waits for operations in flight, then closes the descriptor. */
+  close(): Promise<void> {
+    if (this.closing === null) {
+      this.closing = (async () => {
+        while (this.inflight > 0) await new Promise<void>((resolve) => (this.idle = resolve));
+        await this.fh.close();
+      })();
+    }
+    return this.closing;
+  }
+
+  private check(offset: number, length: number, write: boolean): Error | undefined {
+    if (this.closing) return fail(this.path, 'closed');
+    if (write && this.readOnly) return errnoError(EROFS, 'write');
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0)
+      return new RangeError(`backstore ${this.path}: bad range ${offset}+${length}`);
+    if (offset + length > this.sizeBytes)
+      return new RangeError(`backstore ${this.path}: range ${offset}+${length} beyond ${this.sizeBytes} bytes`);
+    return undefined;
+  }
+
+  private started(): void {
+    this.inflight++;
+  }
+
+  private finished(): void {
+    if (--this.inflight === 0 && this.idle !== null) {
+      const wake = this.idle;
+      this.idle = null;
+      wake();
+    }
+  }
+
+  private op<T extends number>(start: (cb: (res: number) => void) => void): Promise<T> {
+    this.started();
+    return new Promise<T>((resolve, reject) => {
+      try {
+        start((res) => {
+          this.finished();
+          resolve(res as T);
+        });
+      } catch (e) {
+        this.finished();
+        reject(e);
+      }
+    });
+  }
+
+  // Short reads only happen at end of file (a file shrunk behind our back): what is missing reads as zeros.
+  private readFrom(offset: number, into: Buffer, done: number, resolve: () => void, reject: (e: Error) => void): void {
+    const view = done === 0 ? into : into.subarray(done);
+    this.started();
+    try {
+      this.ring.read(this.fd, view, offset + done, (res) => {
+        this.finished();
+        if (res < 0) return reject(errnoError(res, 'read'));
+        if (res === 0) {
+          view.fill(0);
+          return resolve();
+        }
+        if (done + res < into.length) return this.readFrom(offset, into, done + res, resolve, reject);
+        resolve();
+      });
+    } catch (e) {
+      this.finished();
+      reject(e as Error);
+    }
+  }
+
+  private writeFrom(
+    offset: number,
+    data: readonly Buffer[],
+    length: number,
+    fua: boolean,
+    resolve: () => void,
+    reject: (e: Error) => void,
+  ): void {
+    this.started();
+    const cb = (res: number): void => {
+      this.finished();
+      if (res < 0) return reject(errnoError(res, 'write'));
+      if (res === 0) return reject(errnoError(EIO, 'write'));
+      if (res < length) return this.writeFrom(offset + res, skip(data, res), length - res, fua, resolve, reject);
+      resolve();
+    };
+    try {
+      if (data.length === 1) this.ring.write(this.fd, data[0], offset, fua, cb);
+      else this.ring.writev(this.fd, data, offset, fua, cb);
+    } catch (e) {
+      this.finished();
+      reject(e as Error);
+    }
+  }
+}
+
+/** The buffers after the first n bytes (the rare short-write path, so allocating is fine). */
+function skip(data: readonly Buffer[], n: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const b of data) {
+    if (n >= b.length) {
+      n -= b.length;
+      continue;
+    }
+    out.push(n > 0 ? b.subarray(n) : b);
+    n = 0;
+  }
+  return out;
+}

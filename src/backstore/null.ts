@@ -1,0 +1,77 @@
+/**
+ * A backstore that stores nothing: reads return zeros, writes are discarded, flush and unmap do nothing.
+ * For benchmarks of everything above the storage (network, PDU handling, SCSI).
+ */
+import type { Backstore } from './types';
+import { parseSize } from '../util/size';
+
+export interface NullBackstoreOptions {
+  /** Capacity: bytes, or a size string such as '1T'. */
+  size: number | string;
+  blockSize?: 512 | 4096;
+  readOnly?: boolean;
+}
+
+const done = Promise.resolve();
+
+export class NullBackstore implements Backstore {
+  readonly blockSize: number;
+  readonly sizeBytes: number;
+  readonly readOnly: boolean;
+  readonly writeCacheEnabled = false;
+  readonly thinProvisioned = true;
+
+  constructor(opts: NullBackstoreOptions) {
+    const blockSize = opts.blockSize ?? 512;
+    if (blockSize !== 512 && blockSize !== 4096) throw new RangeError(`null backstore: block size ${blockSize} (512 or 4096)`);
+    const size = typeof opts.size === 'string' ? parseSize(opts.size) : opts.size;
+    if (!Number.isSafeInteger(size) || size < blockSize || size % blockSize !== 0)
+      throw new RangeError(`null backstore: size ${size} must be a positive multiple of the block size ${blockSize}`);
+    this.blockSize = blockSize;
+    this.sizeBytes = size;
+    this.readOnly = opts.readOnly ?? false;
+  }
+
+  read(offset: number, into: Buffer): Promise<void> {
+    const bad = this.check(offset, into.length, false);
+    if (bad) return Promise.reject(bad);
+    into.fill(0);
+    return done;
+  }
+
+  write(offset: number, data: readonly Buffer[], _fua: boolean): Promise<void> {
+    let length = 0;
+    for (const b of data) length += b.length;
+    const bad = this.check(offset, length, true);
+    return bad ? Promise.reject(bad) : done;
+  }
+
+  flush(): Promise<void> {
+    return done;
+  }
+
+  unmap(offset: number, length: number): Promise<void> {
+    const bad = this.check(offset, length, true);
+    return bad ? Promise.reject(bad) : done;
+  }
+
+  close(): Promise<void> {
+    return done;
+  }
+
+  private check(offset: number, length: number, write: boolean): Error | undefined {
+    if (write && this.readOnly) return Object.assign(new Error('null backstore is read-only'), { code: 'EROFS' });
+    if (!Number.isSafeInteger(offset) || offset < 0 || length < 0 || offset + length > this.sizeBytes)
+      return new RangeError(`null backstore: range ${offset}+${length} outside 0..${this.sizeBytes}`);
+    return undefined;
+  }
+}
+
+export function createNullBackstore(opts: NullBackstoreOptions): NullBackstore {
+  return new NullBackstore(opts);
+}
+
+/** Same signature shape as openFileBackstore, for the LUN opener. */
+export async function openNullBackstore(opts: NullBackstoreOptions): Promise<NullBackstore> {
+  return new NullBackstore(opts);
+}

@@ -1,0 +1,169 @@
+/** The `nodetgt` command. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  ConfigError,
+  defaultConfigObject,
+  normalizeConfig,
+  parsePortal,
+  DEFAULT_TARGET_NAME,
+  type Config,
+} from '../config/schema';
+import { startTarget } from '../portal/portal';
+import { log } from '../util/log';
+
+const USAGE = `usage: nodetgt serve [options]
+
+  --config FILE         JSON configuration file (see README); flags below override it
+  --portal HOST:PORT    listen address (repeatable; default 0.0.0.0:3260)
+  --target IQN          target name (default ${DEFAULT_TARGET_NAME})
+  --lun PATH[:SIZE]     a LUN backed by PATH, created sparse at SIZE (e.g. 1G, 500M, 2T) when missing
+                        (repeatable; LUN numbers 0, 1, ... in order; PATH 'null' with a SIZE = null backstore)
+  --workers N           worker threads (default: number of cores)
+  --metrics HOST:PORT   Prometheus endpoint (default: none)
+  -h, --help            this text
+`;
+
+export class UsageError extends Error {}
+
+export interface ServeArgs {
+  config?: string;
+  portals: string[];
+  target?: string;
+  luns: string[];
+  workers?: number;
+  metrics?: string;
+}
+
+export function parseServeArgs(argv: string[]): ServeArgs {
+  const out: ServeArgs = { portals: [], luns: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const eq = a.indexOf('=');
+    const flag = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
+    const inline = a.startsWith('--') && eq > 0 ? a.slice(eq + 1) : undefined;
+    const value = (): string => {
+      if (inline !== undefined) return inline;
+      const v = argv[++i];
+      if (v === undefined || v.startsWith('--')) throw new UsageError(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case '--config':
+        out.config = value();
+        break;
+      case '--portal':
+        out.portals.push(value());
+        break;
+      case '--target':
+        out.target = value();
+        break;
+      case '--lun':
+        out.luns.push(value());
+        break;
+      case '--workers': {
+        const v = value();
+        const n = Number(v);
+        if (!/^\d+$/.test(v) || n < 1 || n > 256) throw new UsageError(`--workers must be a number from 1 to 256, not '${v}'`);
+        out.workers = n;
+        break;
+      }
+      case '--metrics':
+        out.metrics = value();
+        break;
+      default:
+        throw new UsageError(`unknown option '${a}'`);
+    }
+  }
+  return out;
+}
+
+function lunFromFlag(spec: string, lun: number): Record<string, unknown> {
+  // PATH[:SIZE]; SIZE is the text after the last ':' when it looks like a size.
+  const m = /^(.*):(\d+(?:\.\d+)?[kmgtp]?(?:i?b)?)$/i.exec(spec);
+  const p = m ? m[1] : spec;
+  const size = m ? m[2] : undefined;
+  if (p === 'null') return { lun, backstore: 'null', size: size ?? '1G' };
+  return size === undefined ? { lun, path: p } : { lun, path: p, size };
+}
+
+export function buildConfig(args: ServeArgs, cwd = process.cwd()): Config {
+  let raw: Record<string, unknown>;
+  let baseDir = cwd;
+  if (args.config) {
+    const file = path.resolve(cwd, args.config);
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new ConfigError(`cannot read config file ${file}: ${(e as Error).message}`);
+    }
+    try {
+      raw = JSON.parse(text) as Record<string, unknown>;
+    } catch (e) {
+      throw new ConfigError(`config file ${file} is not valid JSON: ${(e as Error).message}`);
+    }
+    baseDir = path.dirname(file);
+  } else {
+    raw = defaultConfigObject();
+  }
+  if (args.portals.length) {
+    args.portals.forEach((p) => parsePortal(p));
+    raw.portals = args.portals;
+  }
+  if (args.workers !== undefined) raw.workers = args.workers;
+  if (args.metrics !== undefined) raw.metrics = args.metrics;
+  if (args.target !== undefined || args.luns.length) {
+    const targets = (raw.targets as Array<Record<string, unknown>>) ?? [];
+    const first = { ...(targets[0] ?? { name: DEFAULT_TARGET_NAME, luns: [] }) };
+    if (args.target !== undefined) first.name = args.target;
+    if (args.luns.length) first.luns = args.luns.map((s, i) => lunFromFlag(s, i));
+    raw.targets = [first, ...targets.slice(1)];
+  }
+  return normalizeConfig(raw, baseDir);
+}
+
+export function main(argv: string[]): void {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === '-h' || cmd === '--help' || rest.includes('-h') || rest.includes('--help')) {
+    process.stdout.write(USAGE);
+    process.exitCode = cmd === undefined ? 2 : 0;
+    return;
+  }
+  if (cmd !== 'serve') {
+    process.stderr.write(`nodetgt: unknown command '${cmd}'\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  let config: Config;
+  try {
+    config = buildConfig(parseServeArgs(rest));
+  } catch (e) {
+    process.stderr.write(`nodetgt: ${(e as Error).message}\n`);
+    if (e instanceof UsageError) process.stderr.write(USAGE);
+    process.exitCode = 2;
+    return;
+  }
+  startTarget(config).then(
+    (running) => {
+      for (const t of config.targets)
+        log.info('target ready', { target: t.name, luns: t.luns.map((l) => l.lun).join(',') });
+      let closing = false;
+      const stop = (sig: string) => {
+        if (closing) return;
+        closing = true;
+        log.info('shutting down', { signal: sig });
+        running.close().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      };
+      process.on('SIGINT', () => stop('SIGINT'));
+      process.on('SIGTERM', () => stop('SIGTERM'));
+    },
+    (e: Error) => {
+      process.stderr.write(`nodetgt: ${e.message}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,413 @@
+/**
+ * The native addon (build/Release/nodetgt_native.node): CRC32C, the per-thread io_uring ring, fd helpers.
+ *
+ * Each JS thread loads its own addon instance, so each worker gets its own ring (Ring.forThisThread()).
+ * Ops complete through one callback per batch of CQEs; this wrapper maps tags back to per-op callbacks
+ * with a reusable slot array, and keeps every buffer referenced until the kernel is done with it.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as util from 'node:util';
+
+export type Crc32cImpl = 'sse4.2+pclmul' | 'sse4.2' | 'portable';
+/** res >= 0: bytes transferred (or 0); res < 0: -errno. */
+export type IoCallback = (res: number) => void;
+
+interface RingStatsRaw {
+  inflight: number;
+  submitCalls: number;
+  batches: number;
+  completions: number;
+  sqEntries: number;
+  cqEntries: number;
+  refed: number;
+}
+
+interface Binding {
+  crc32c(buf: ArrayBufferView, prev?: number): number;
+  crc32cPortable(buf: ArrayBufferView, prev?: number): number;
+  crc32cVariant(impl: number, buf: ArrayBufferView, prev?: number): number;
+  crc32cImpls(): Crc32cImpl[];
+  crc32cImpl: Crc32cImpl;
+  dup(fd: number): number;
+  blockDeviceSize(fd: number): number;
+  logicalBlockSize(fd: number): number;
+  allocAligned(size: number, alignment: number): ArrayBuffer;
+  isAligned(view: ArrayBufferView, alignment: number): boolean;
+  ringOpen(entries: number, tags: Int32Array, results: Int32Array, onBatch: (count: number) => void): void;
+  ringClose(): void;
+  ringRead(tag: number, fd: number, buf: ArrayBufferView, offset: number): void;
+  ringWrite(tag: number, fd: number, buf: ArrayBufferView, offset: number, rwFlags: number): void;
+  ringReadv(tag: number, fd: number, bufs: readonly ArrayBufferView[], offset: number): void;
+  ringWritev(tag: number, fd: number, bufs: readonly ArrayBufferView[], offset: number, rwFlags: number): void;
+  ringFsync(tag: number, fd: number, datasync: boolean): void;
+  ringFallocate(tag: number, fd: number, mode: number, offset: number, length: number): void;
+  ringNop(tag: number): void;
+  ringSubmit(): number;
+  ringStats(): RingStatsRaw;
+}
+
+function load(): Binding {
+  const name = 'nodetgt_native.node';
+  const override = process.env.NODETGT_NATIVE;
+  const roots = [path.join(__dirname, '..', '..', '..'), path.join(__dirname, '..', '..')]; // dist/src/native, src/native
+  const candidates = override
+    ? [override]
+    : roots.flatMap((r) => [path.join(r, 'build', 'Release', name), path.join(r, 'build', 'Debug', name)]);
+  for (const file of candidates) {
+    if (!fs.existsSync(file)) continue;
+    const mod = { exports: {} as Binding };
+    process.dlopen(mod, file);
+    return mod.exports;
+  }
+  throw new Error(
+    `nodetgt: native addon not built (looked for ${candidates.join(', ')}); run 'npm install' or 'npx node-gyp rebuild'`,
+  );
+}
+
+const binding = load();
+
+// ---- CRC32C ----------------------------------------------------------------------------------------
+
+/** CRC32C of `buf`; `prev` (a previous result) continues it: crc32c(b, crc32c(a)) === crc32c(a ++ b). */
+export const crc32c: (buf: ArrayBufferView, prev?: number) => number = binding.crc32c;
+/** The same through the portable slicing-by-8 code, whatever the CPU. */
+export const crc32cPortable: (buf: ArrayBufferView, prev?: number) => number = binding.crc32cPortable;
+
+/** The implementation crc32c() uses on this CPU. */
+export function crc32cImpl(): Crc32cImpl {
+  return binding.crc32cImpl;
+}
+
+/** Every implementation this CPU can run, best first. */
+export function crc32cImpls(): Crc32cImpl[] {
+  return binding.crc32cImpls();
+}
+
+const IMPL_INDEX: Record<Crc32cImpl, number> = { portable: 0, 'sse4.2': 1, 'sse4.2+pclmul': 2 };
+
+/** CRC32C through a given implementation (tests); throws when the CPU cannot run it. */
+export function crc32cWith(impl: Crc32cImpl, buf: ArrayBufferView, prev = 0): number {
+  return binding.crc32cVariant(IMPL_INDEX[impl], buf, prev);
+}
+
+// ---- fd helpers ------------------------------------------------------------------------------------
+
+/** fcntl(fd, F_DUPFD_CLOEXEC): another descriptor for the same open file. */
+export function dup(fd: number): number {
+  return binding.dup(fd);
+}
+
+/** Size in bytes of a block device (ioctl BLKGETSIZE64). */
+export function blockDeviceSize(fd: number): number {
+  return binding.blockDeviceSize(fd);
+}
+
+/** Logical sector size of a block device (ioctl BLKSSZGET). */
+export function logicalBlockSize(fd: number): number {
+  return binding.logicalBlockSize(fd);
+}
+
+/** A zero-filled Buffer whose memory starts on `alignment` bytes (for O_DIRECT). */
+export function allocAligned(size: number, alignment = 4096): Buffer {
+  const buf = Buffer.from(binding.allocAligned(size, alignment));
+  buf.fill(0);
+  return buf;
+}
+
+/** True when the view's address and length are both multiples of `alignment`. */
+export function isAligned(view: ArrayBufferView, alignment: number): boolean {
+  return binding.isAligned(view, alignment);
+}
+
+// ---- io_uring ---------------------------------------------------------------------------------------
+
+export const IOV_MAX = 1024;
+export const RWF_DSYNC = 0x2;
+export const FALLOC_FL_KEEP_SIZE = 0x01;
+export const FALLOC_FL_PUNCH_HOLE = 0x02;
+export const FALLOC_FL_ZERO_RANGE = 0x10;
+const MAX_BATCH = 1024;
+
+const errorMap = util.getSystemErrorMap();
+
+/** An Error for a negative io_uring result, shaped like Node's own (code 'EIO', errno -5, syscall). */
+export function errnoError(res: number, syscall: string): NodeJS.ErrnoException {
+  const [code, message] = errorMap.get(res) ?? [`E${-res}`, 'unknown error'];
+  const e: NodeJS.ErrnoException = new Error(`${syscall}: ${code} (${message})`);
+  e.code = code;
+  e.errno = res;
+  e.syscall = syscall;
+  return e;
+}
+
+function checkOffset(offset: number): void {
+  if (!Number.isSafeInteger(offset) || offset < 0) throw new RangeError(`invalid file offset ${offset}`);
+}
+
+export interface RingStats {
+  /** Ops submitted or waiting for submission, not yet completed. */
+  inflight: number;
+  /** io_uring_submit calls so far (one per loop turn with work, plus SQ-full flushes). */
+  submitCalls: number;
+  /** Completion batches delivered to JS. */
+  batches: number;
+  completions: number;
+  sqEntries: number;
+  cqEntries: number;
+  /** Whether the ring currently keeps the event loop alive. */
+  refed: boolean;
+}
+
+let threadRing: Ring | undefined;
+
+export class Ring {
+  /** The ring of the calling thread (main or worker), opened on first use. */
+  static forThisThread(): Ring {
+    if (threadRing === undefined) threadRing = new Ring(256);
+    return threadRing;
+  }
+
+  private readonly tags = new Int32Array(MAX_BATCH);
+  private readonly results = new Int32Array(MAX_BATCH);
+  private readonly callbacks: (IoCallback | undefined)[] = [];
+  private readonly held: unknown[] = [];
+  private readonly freeSlots: number[] = [];
+  private pending = 0;
+  private closed = false;
+  private idleWaiters: (() => void)[] = [];
+
+  private constructor(entries: number) {
+    try {
+      binding.ringOpen(entries, this.tags, this.results, this.onBatch);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      err.message = `cannot create an io_uring ring (${err.message}); io_uring may be disabled (kernel.io_uring_disabled, seccomp)`;
+      throw err;
+    }
+  }
+
+  /** Ops started and not yet completed. */
+  get inflight(): number {
+    return this.pending;
+  }
+
+  stats(): RingStats {
+    const s = binding.ringStats();
+    return { ...s, refed: s.refed !== 0 };
+  }
+
+  /** Submit prepared ops now instead of at the end of this event-loop turn. */
+  submit(): number {
+    return binding.ringSubmit();
+  }
+
+  /**
+   * Read into `bufs` back to back from `offset`. res is the byte count (short at end of file) or -errno.
+   * The buffers (and the array) must stay untouched until the callback.
+   */
+  readv(fd: number, bufs: readonly ArrayBufferView[], offset: number, cb: IoCallback): void {
+    checkOffset(offset);
+    const n = bufs.length;
+    if (n > IOV_MAX) return this.split(false, fd, bufs, offset, 0, cb);
+    if (n === 0) return this.nop(() => cb(0));
+    const tag = this.take(cb, bufs);
+    try {
+      if (n === 1) binding.ringRead(tag, fd, bufs[0], offset);
+      else binding.ringReadv(tag, fd, bufs, offset);
+    } catch (e) {
+      this.release(tag);
+      throw e;
+    }
+  }
+
+  /** Write `bufs` back to back at `offset`; dsync: RWF_DSYNC (durable on completion, for FUA). */
+  writev(fd: number, bufs: readonly ArrayBufferView[], offset: number, dsync: boolean, cb: IoCallback): void {
+    checkOffset(offset);
+    const n = bufs.length;
+    const flags = dsync ? RWF_DSYNC : 0;
+    if (n > IOV_MAX) return this.split(true, fd, bufs, offset, flags, cb);
+    if (n === 0) return this.nop(() => cb(0));
+    const tag = this.take(cb, bufs);
+    try {
+      if (n === 1) binding.ringWrite(tag, fd, bufs[0], offset, flags);
+      else binding.ringWritev(tag, fd, bufs, offset, flags);
+    } catch (e) {
+      this.release(tag);
+      throw e;
+    }
+  }
+
+  /** One buffer, no iovec array (the common case on the data path). */
+  read(fd: number, buf: ArrayBufferView, offset: number, cb: IoCallback): void {
+    checkOffset(offset);
+    const tag = this.take(cb, buf);
+    try {
+      binding.ringRead(tag, fd, buf, offset);
+    } catch (e) {
+      this.release(tag);
+      throw e;
+    }
+  }
+
+  write(fd: number, buf: ArrayBufferView, offset: number, dsync: boolean, cb: IoCallback): void {
+    checkOffset(offset);
+    const tag = this.take(cb, buf);
+    try {
+      binding.ringWrite(tag, fd, buf, offset, dsync ? RWF_DSYNC : 0);
+    } catch (e) {
+      this.release(tag);
+      throw e;
+    }
+  }
+
+  fdatasync(fd: number, cb: IoCallback): void {
+    this.simple(cb, (tag) => binding.ringFsync(tag, fd, true));
+  }
+
+  fsync(fd: number, cb: IoCallback): void {
+    this.simple(cb, (tag) => binding.ringFsync(tag, fd, false));
+  }
+
+  /** fallocate(2); mode e.g. FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE to deallocate. */
+  fallocate(fd: number, mode: number, offset: number, length: number, cb: IoCallback): void {
+    checkOffset(offset);
+    checkOffset(length);
+    this.simple(cb, (tag) => binding.ringFallocate(tag, fd, mode, offset, length));
+  }
+
+  /** A no-op through the kernel (tests, overhead measurements). */
+  nop(cb: IoCallback): void {
+    this.simple(cb, (tag) => binding.ringNop(tag));
+  }
+
+  readvAsync(fd: number, bufs: readonly ArrayBufferView[], offset: number): Promise<number> {
+    return new Promise((resolve, reject) =>
+      this.readv(fd, bufs, offset, (res) => (res < 0 ? reject(errnoError(res, 'readv')) : resolve(res))),
+    );
+  }
+
+  writevAsync(fd: number, bufs: readonly ArrayBufferView[], offset: number, dsync = false): Promise<number> {
+    return new Promise((resolve, reject) =>
+      this.writev(fd, bufs, offset, dsync, (res) => (res < 0 ? reject(errnoError(res, 'writev')) : resolve(res))),
+    );
+  }
+
+  fdatasyncAsync(fd: number): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.fdatasync(fd, (res) => (res < 0 ? reject(errnoError(res, 'fdatasync')) : resolve())),
+    );
+  }
+
+  fallocateAsync(fd: number, mode: number, offset: number, length: number): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.fallocate(fd, mode, offset, length, (res) => (res < 0 ? reject(errnoError(res, 'fallocate')) : resolve())),
+    );
+  }
+
+  nopAsync(): Promise<number> {
+    return new Promise((resolve) => this.nop(resolve));
+  }
+
+  /** Wait for in-flight ops, then close this thread's ring; the next forThisThread() opens a new one. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    while (this.pending > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    binding.ringClose();
+    if (threadRing === this) threadRing = undefined;
+  }
+
+  private take(cb: IoCallback, hold: unknown): number {
+    if (this.closed) throw new Error('io_uring ring is closed');
+    const slot = this.freeSlots.length > 0 ? this.freeSlots.pop()! : this.callbacks.length;
+    this.callbacks[slot] = cb;
+    this.held[slot] = hold;
+    this.pending++;
+    return slot;
+  }
+
+  private release(tag: number): void {
+    this.callbacks[tag] = undefined;
+    this.held[tag] = undefined;
+    this.freeSlots.push(tag);
+    this.pending--;
+  }
+
+  private simple(cb: IoCallback, prep: (tag: number) => void): void {
+    const tag = this.take(cb, undefined);
+    try {
+      prep(tag);
+    } catch (e) {
+      this.release(tag);
+      throw e;
+    }
+  }
+
+  private readonly onBatch = (count: number): void => {
+    let failed = false;
+    let error: unknown;
+    for (let i = 0; i < count; i++) {
+      const tag = this.tags[i];
+      const cb = this.callbacks[tag];
+      this.release(tag);
+      if (cb === undefined) continue;
+      try {
+        cb(this.results[i]);
+      } catch (e) {
+        // Deliver the rest of the batch first; the first error then surfaces as an uncaught exception.
+        if (!failed) error = e;
+        failed = true;
+      }
+    }
+    if (this.pending === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+    if (failed) throw error;
+  };
+
+  // More than IOV_MAX buffers: one op per IOV_MAX slice, all in flight at once. The result is the sum up to
+  // and including the first short slice (what one preadv/pwritev would have reported), or the first error.
+  private split(
+    write: boolean,
+    fd: number,
+    bufs: readonly ArrayBufferView[],
+    offset: number,
+    flags: number,
+    cb: IoCallback,
+  ): void {
+    const parts = Math.ceil(bufs.length / IOV_MAX);
+    const results = new Array<number>(parts);
+    const expected = new Array<number>(parts);
+    let left = parts;
+    const done = (): void => {
+      let total = 0;
+      for (let i = 0; i < parts; i++) {
+        if (results[i] < 0) return cb(results[i]);
+        total += results[i];
+        if (results[i] < expected[i]) break;
+      }
+      cb(total);
+    };
+    let at = offset;
+    for (let p = 0; p < parts; p++) {
+      const slice = bufs.slice(p * IOV_MAX, (p + 1) * IOV_MAX);
+      expected[p] = slice.reduce((sum, b) => sum + b.byteLength, 0);
+      const at0 = at;
+      this.simple(
+        (res) => {
+          results[p] = res;
+          if (--left === 0) done();
+        },
+        (tag) => {
+          this.held[tag] = slice;
+          if (write) binding.ringWritev(tag, fd, slice, at0, flags);
+          else binding.ringReadv(tag, fd, slice, at0);
+        },
+      );
+      at += expected[p];
+    }
+  }
+}

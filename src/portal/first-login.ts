@@ -1,0 +1,91 @@
+/**
+ * The portal thread reads only the first Login Request of a connection: enough to route it to the worker
+ * that owns its session (TSIH, or InitiatorName+ISID for reinstatement), never more.
+ */
+import type { Socket } from 'node:net';
+
+export const LOGIN_REQUEST = 0x03;
+/** A first login PDU larger than this is not a login: during login MaxRecvDataSegmentLength is 8192. */
+const MAX_FIRST_PDU = 48 + 255 * 4 + 65536;
+
+export interface FirstLogin {
+  /** Every byte read from the socket so far (the first PDU and anything after it). */
+  bytes: Buffer;
+  initiatorName: string | null;
+  isid: string;
+  tsih: number;
+}
+
+export class NotALoginError extends Error {}
+
+/** The InitiatorName key of a login text segment, or null. */
+export function findInitiatorName(data: Buffer): string | null {
+  let start = 0;
+  while (start < data.length) {
+    let end = data.indexOf(0, start);
+    if (end < 0) end = data.length;
+    const kv = data.toString('utf8', start, end);
+    if (kv.startsWith('InitiatorName=')) return kv.slice('InitiatorName='.length);
+    start = end + 1;
+  }
+  return null;
+}
+
+/** Length of the first PDU (BHS + AHS + padded data) if `buf` starts with a plausible Login Request. */
+export function firstPduLength(buf: Buffer): number {
+  if ((buf[0] & 0x3f) !== LOGIN_REQUEST) throw new NotALoginError(`first PDU has opcode 0x${(buf[0] & 0x3f).toString(16)}`);
+  const ahs = buf[4] * 4;
+  const dsl = buf.readUIntBE(5, 3);
+  const total = 48 + ahs + ((dsl + 3) & ~3);
+  if (total > MAX_FIRST_PDU) throw new NotALoginError(`first login PDU too long (${total} bytes)`);
+  return total;
+}
+
+export function readFirstLogin(socket: Socket, timeoutMs: number): Promise<FirstLogin> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let have = 0;
+    const done = (err: Error | null, value?: FirstLogin) => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('error', onEnd);
+      socket.off('end', onEnd);
+      socket.off('close', onEnd);
+      if (err) reject(err);
+      else resolve(value!);
+    };
+    const onEnd = (e?: unknown) =>
+      done(e instanceof Error ? e : new NotALoginError('connection closed before a complete login PDU'));
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      have += chunk.length;
+      if (have < 48) return;
+      const buf = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+      chunks.length = 0;
+      chunks.push(buf);
+      let need: number;
+      try {
+        need = firstPduLength(buf);
+      } catch (e) {
+        done(e as Error);
+        return;
+      }
+      if (have < need) return;
+      // Stop reading before the hand-over: whatever is still in the kernel stays there for the worker.
+      socket.pause();
+      const dsl = buf.readUIntBE(5, 3);
+      const dataStart = 48 + buf[4] * 4;
+      done(null, {
+        bytes: buf,
+        initiatorName: findInitiatorName(buf.subarray(dataStart, dataStart + dsl)),
+        isid: buf.toString('hex', 8, 14),
+        tsih: buf.readUInt16BE(14),
+      });
+    };
+    const timer = setTimeout(() => done(new NotALoginError('no login PDU within the timeout')), timeoutMs);
+    socket.on('data', onData);
+    socket.once('error', onEnd);
+    socket.once('end', onEnd);
+    socket.once('close', onEnd);
+  });
+}

@@ -1,0 +1,335 @@
+/**
+ * The command table: every command the device server implements, with its CDB usage map. Dispatch, the
+ * reserved-bit check, Data-Out sizing and REPORT SUPPORTED OPERATION CODES all read this one table, so what
+ * is advertised is exactly what executes.
+ *
+ * Usage maps (SPC-4 6.35.3) mark the bits we evaluate. Fields we do not support are left out on purpose:
+ * RDPROTECT/WRPROTECT/VRPROTECT (no protection information), ANCHOR (no anchored state), NDOB, NACA and the
+ * vendor bits of CONTROL; a CDB that sets them is refused with INVALID FIELD IN CDB pointing at the bit.
+ */
+import { MaintenanceIn, Opcode, ServiceActionIn16 } from './constants';
+import { decodeBlockRange } from './cdb';
+import { inquiry } from './inquiry';
+import type { LogicalUnit } from './lu';
+import { modeSelect, modeSelectDataOutLength, modeSense } from './mode';
+import * as sbc from './sbc';
+import * as spc from './spc';
+import type { CommandSpec } from './types';
+
+const FF = 0xff;
+
+function fixed(...bytes: number[]): (lu: LogicalUnit) => Uint8Array {
+  const map = Uint8Array.from(bytes);
+  return () => map;
+}
+
+/** Byte 1 of WRITE SAME: UNMAP only where logical block provisioning is enabled. */
+function writeSameUsage(...bytes: number[]): (lu: LogicalUnit) => Uint8Array {
+  const plain = Uint8Array.from(bytes);
+  const thin = Uint8Array.from(bytes);
+  thin[1] |= 0x08;
+  return (lu) => (lu.thinProvisioned ? thin : plain);
+}
+
+function writeDataOut(cdb: Buffer, lu: LogicalUnit): number {
+  const { blocks, lengthByte } = decodeBlockRange(cdb);
+  return (blocks === 0 && lengthByte === 4 ? 256 : blocks) * lu.blockSize;
+}
+
+const thinOnly = (lu: LogicalUnit) => lu.thinProvisioned;
+
+// Byte 1 maps: READ = DPO FUA RARC FUA_NV; WRITE = DPO FUA FUA_NV; VERIFY/WRITE AND VERIFY = DPO BYTCHK.
+const RD = 0x1e;
+const WR = 0x1a;
+const VF = 0x16;
+const GROUP = 0x1f;
+
+export const COMMANDS: readonly CommandSpec[] = [
+  {
+    opcode: Opcode.TEST_UNIT_READY,
+    name: 'TEST UNIT READY',
+    cdbLength: 6,
+    usage: fixed(0x00, 0, 0, 0, 0, 0),
+    exec: spc.testUnitReady,
+  },
+  {
+    opcode: Opcode.REQUEST_SENSE,
+    name: 'REQUEST SENSE',
+    cdbLength: 6,
+    usage: fixed(0x03, 0x01, 0, 0, FF, 0),
+    ignoresUnitAttention: true,
+    exec: spc.requestSense,
+  },
+  {
+    opcode: Opcode.READ_6,
+    name: 'READ(6)',
+    cdbLength: 6,
+    usage: fixed(0x08, 0x1f, FF, FF, FF, 0),
+    exec: sbc.read,
+  },
+  {
+    opcode: Opcode.WRITE_6,
+    name: 'WRITE(6)',
+    cdbLength: 6,
+    usage: fixed(0x0a, 0x1f, FF, FF, FF, 0),
+    dataOutLength: writeDataOut,
+    exec: sbc.write,
+  },
+  {
+    opcode: Opcode.INQUIRY,
+    name: 'INQUIRY',
+    cdbLength: 6,
+    usage: fixed(0x12, 0x01, FF, FF, FF, 0),
+    ignoresUnitAttention: true,
+    exec: inquiry,
+  },
+  {
+    opcode: Opcode.MODE_SELECT_6,
+    name: 'MODE SELECT(6)',
+    cdbLength: 6,
+    usage: fixed(0x15, 0x11, 0, 0, FF, 0),
+    dataOutLength: modeSelectDataOutLength,
+    exec: modeSelect,
+  },
+  {
+    opcode: Opcode.MODE_SENSE_6,
+    name: 'MODE SENSE(6)',
+    cdbLength: 6,
+    usage: fixed(0x1a, 0x08, FF, FF, FF, 0),
+    exec: modeSense,
+  },
+  {
+    opcode: Opcode.START_STOP_UNIT,
+    name: 'START STOP UNIT',
+    cdbLength: 6,
+    usage: fixed(0x1b, 0x01, 0, 0x0f, 0xf7, 0),
+    exec: spc.startStopUnit,
+  },
+  {
+    opcode: Opcode.PREVENT_ALLOW_MEDIUM_REMOVAL,
+    name: 'PREVENT ALLOW MEDIUM REMOVAL',
+    cdbLength: 6,
+    usage: fixed(0x1e, 0, 0, 0, 0x03, 0),
+    exec: spc.preventAllow,
+  },
+  {
+    opcode: Opcode.READ_CAPACITY_10,
+    name: 'READ CAPACITY(10)',
+    cdbLength: 10,
+    usage: fixed(0x25, 0, FF, FF, FF, FF, 0, 0, 0x01, 0),
+    exec: sbc.readCapacity10,
+  },
+  {
+    opcode: Opcode.READ_10,
+    name: 'READ(10)',
+    cdbLength: 10,
+    usage: fixed(0x28, RD, FF, FF, FF, FF, GROUP, FF, FF, 0),
+    exec: sbc.read,
+  },
+  {
+    opcode: Opcode.WRITE_10,
+    name: 'WRITE(10)',
+    cdbLength: 10,
+    usage: fixed(0x2a, WR, FF, FF, FF, FF, GROUP, FF, FF, 0),
+    dataOutLength: writeDataOut,
+    exec: sbc.write,
+  },
+  {
+    opcode: Opcode.WRITE_AND_VERIFY_10,
+    name: 'WRITE AND VERIFY(10)',
+    cdbLength: 10,
+    usage: fixed(0x2e, VF, FF, FF, FF, FF, GROUP, FF, FF, 0),
+    dataOutLength: writeDataOut,
+    exec: sbc.writeAndVerify,
+  },
+  {
+    opcode: Opcode.VERIFY_10,
+    name: 'VERIFY(10)',
+    cdbLength: 10,
+    usage: fixed(0x2f, VF, FF, FF, FF, FF, GROUP, FF, FF, 0),
+    dataOutLength: sbc.verifyDataOutLength,
+    exec: sbc.verify,
+  },
+  {
+    opcode: Opcode.PRE_FETCH_10,
+    name: 'PRE-FETCH(10)',
+    cdbLength: 10,
+    usage: fixed(0x34, 0x02, FF, FF, FF, FF, GROUP, FF, FF, 0),
+    exec: sbc.preFetch,
+  },
+  {
+    opcode: Opcode.SYNCHRONIZE_CACHE_10,
+    name: 'SYNCHRONIZE CACHE(10)',
+    cdbLength: 10,
+    usage: fixed(0x35, 0x06, FF, FF, FF, FF, GROUP, FF, FF, 0),
+    exec: sbc.synchronizeCache,
+  },
+  {
+    opcode: Opcode.WRITE_SAME_10,
+    name: 'WRITE SAME(10)',
+    cdbLength: 10,
+    usage: writeSameUsage(0x41, 0, FF, FF, FF, FF, GROUP, FF, FF, 0),
+    dataOutLength: (_cdb, lu) => lu.blockSize,
+    exec: sbc.writeSame,
+  },
+  {
+    opcode: Opcode.UNMAP,
+    name: 'UNMAP',
+    cdbLength: 10,
+    usage: fixed(0x42, 0, 0, 0, 0, 0, GROUP, FF, FF, 0),
+    available: thinOnly,
+    dataOutLength: (cdb) => cdb.readUInt16BE(7),
+    exec: sbc.unmap,
+  },
+  {
+    opcode: Opcode.MODE_SELECT_10,
+    name: 'MODE SELECT(10)',
+    cdbLength: 10,
+    usage: fixed(0x55, 0x11, 0, 0, 0, 0, 0, FF, FF, 0),
+    dataOutLength: modeSelectDataOutLength,
+    exec: modeSelect,
+  },
+  {
+    opcode: Opcode.MODE_SENSE_10,
+    name: 'MODE SENSE(10)',
+    cdbLength: 10,
+    usage: fixed(0x5a, 0x18, FF, FF, 0, 0, 0, FF, FF, 0),
+    exec: modeSense,
+  },
+  {
+    opcode: Opcode.READ_16,
+    name: 'READ(16)',
+    cdbLength: 16,
+    usage: fixed(0x88, RD, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
+    exec: sbc.read,
+  },
+  {
+    opcode: Opcode.WRITE_16,
+    name: 'WRITE(16)',
+    cdbLength: 16,
+    usage: fixed(0x8a, WR, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
+    dataOutLength: writeDataOut,
+    exec: sbc.write,
+  },
+  {
+    opcode: Opcode.WRITE_AND_VERIFY_16,
+    name: 'WRITE AND VERIFY(16)',
+    cdbLength: 16,
+    usage: fixed(0x8e, VF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
+    dataOutLength: writeDataOut,
+    exec: sbc.writeAndVerify,
+  },
+  {
+    opcode: Opcode.VERIFY_16,
+    name: 'VERIFY(16)',
+    cdbLength: 16,
+    usage: fixed(0x8f, VF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
+    dataOutLength: sbc.verifyDataOutLength,
+    exec: sbc.verify,
+  },
+  {
+    opcode: Opcode.PRE_FETCH_16,
+    name: 'PRE-FETCH(16)',
+    cdbLength: 16,
+    usage: fixed(0x90, 0x02, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
+    exec: sbc.preFetch,
+  },
+  {
+    opcode: Opcode.SYNCHRONIZE_CACHE_16,
+    name: 'SYNCHRONIZE CACHE(16)',
+    cdbLength: 16,
+    usage: fixed(0x91, 0x06, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
+    exec: sbc.synchronizeCache,
+  },
+  {
+    opcode: Opcode.WRITE_SAME_16,
+    name: 'WRITE SAME(16)',
+    cdbLength: 16,
+    usage: writeSameUsage(0x93, 0, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
+    dataOutLength: (_cdb, lu) => lu.blockSize,
+    exec: sbc.writeSame,
+  },
+  {
+    opcode: Opcode.SERVICE_ACTION_IN_16,
+    serviceAction: ServiceActionIn16.READ_CAPACITY_16,
+    name: 'READ CAPACITY(16)',
+    cdbLength: 16,
+    usage: fixed(0x9e, 0x10, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x01, 0),
+    exec: sbc.readCapacity16,
+  },
+  {
+    opcode: Opcode.REPORT_LUNS,
+    name: 'REPORT LUNS',
+    cdbLength: 12,
+    usage: fixed(0xa0, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, 0),
+    ignoresUnitAttention: true,
+    exec: (ctx) => spc.reportLuns(ctx.cdb, ctx.lunNumbers()),
+  },
+  {
+    opcode: Opcode.MAINTENANCE_IN,
+    serviceAction: MaintenanceIn.REPORT_SUPPORTED_OPERATION_CODES,
+    name: 'REPORT SUPPORTED OPERATION CODES',
+    cdbLength: 12,
+    usage: fixed(0xa3, 0x0c, 0x87, FF, FF, FF, FF, FF, FF, FF, 0, 0),
+    exec: spc.reportSupportedOperationCodes,
+  },
+  {
+    opcode: Opcode.READ_12,
+    name: 'READ(12)',
+    cdbLength: 12,
+    usage: fixed(0xa8, RD, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
+    exec: sbc.read,
+  },
+  {
+    opcode: Opcode.WRITE_12,
+    name: 'WRITE(12)',
+    cdbLength: 12,
+    usage: fixed(0xaa, WR, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
+    dataOutLength: writeDataOut,
+    exec: sbc.write,
+  },
+  {
+    opcode: Opcode.WRITE_AND_VERIFY_12,
+    name: 'WRITE AND VERIFY(12)',
+    cdbLength: 12,
+    usage: fixed(0xae, VF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
+    dataOutLength: writeDataOut,
+    exec: sbc.writeAndVerify,
+  },
+  {
+    opcode: Opcode.VERIFY_12,
+    name: 'VERIFY(12)',
+    cdbLength: 12,
+    usage: fixed(0xaf, VF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
+    dataOutLength: sbc.verifyDataOutLength,
+    exec: sbc.verify,
+  },
+];
+
+/** Table lookup by opcode, then by service action for the opcodes that have them. */
+export class CommandIndex {
+  private readonly plain: Array<CommandSpec | undefined> = new Array(256);
+  private readonly bySa = new Map<number, Map<number, CommandSpec>>();
+
+  constructor(readonly commands: readonly CommandSpec[] = COMMANDS) {
+    for (const c of commands) {
+      if (c.serviceAction === undefined) {
+        this.plain[c.opcode] = c;
+      } else {
+        let m = this.bySa.get(c.opcode);
+        if (!m) this.bySa.set(c.opcode, (m = new Map()));
+        m.set(c.serviceAction, c);
+      }
+    }
+  }
+
+  /** The spec, 'bad-sa' for a known opcode with an unknown service action, or undefined. */
+  lookup(cdb: Buffer): CommandSpec | 'bad-sa' | undefined {
+    const op = cdb[0];
+    const plain = this.plain[op];
+    if (plain) return plain;
+    const m = this.bySa.get(op);
+    if (!m) return undefined;
+    return m.get(cdb[1] & 0x1f) ?? 'bad-sa';
+  }
+}

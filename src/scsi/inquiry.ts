@@ -1,0 +1,174 @@
+/**
+ * INQUIRY (SPC-4 6.6): standard data and the VPD pages 00h, 80h, 83h (SPC-4 7.8) and B0h, B1h, B2h (SBC-3 6.6).
+ */
+import { DEVICE_TYPE_SBC, Status, VersionDescriptor } from './constants';
+import type { LogicalUnit } from './lu';
+import { invalidFieldInCdb } from './sense';
+import type { CommandContext, ScsiResult } from './types';
+
+const STANDARD_LENGTH = 96;
+
+function ascii(buf: Buffer, text: string, off: number, len: number): void {
+  buf.write(text.padEnd(len, ' ').slice(0, len), off, len, 'ascii');
+}
+
+function clip(data: Buffer, alloc: number): ScsiResult {
+  return { status: Status.GOOD, dataIn: alloc < data.length ? data.subarray(0, alloc) : data };
+}
+
+export function standardInquiry(lu: LogicalUnit): Buffer {
+  const b = Buffer.alloc(STANDARD_LENGTH);
+  b[0] = DEVICE_TYPE_SBC; // peripheral qualifier 000b: connected
+  b[1] = 0x00; // RMB = 0: not removable
+  b[2] = 0x06; // VERSION: SPC-4
+  b[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
+  b[4] = STANDARD_LENGTH - 5;
+  b[5] = 0x00; // no SCCS, ACC, TPGS, 3PC, PROTECT
+  b[6] = 0x00;
+  b[7] = 0x02; // CMDQUE
+  const id = lu.identity;
+  ascii(b, id.vendor, 8, 8);
+  ascii(b, id.product, 16, 16);
+  ascii(b, id.revision, 32, 4);
+  ascii(b, id.serial, 36, 20); // vendor specific: the unit serial number
+  const versions = [VersionDescriptor.SAM_5, VersionDescriptor.ISCSI, VersionDescriptor.SPC_4, VersionDescriptor.SBC_3];
+  versions.forEach((v, i) => b.writeUInt16BE(v, 58 + i * 2));
+  return b;
+}
+
+/** Standard data for a LUN with no logical unit behind it: qualifier 011b, device type 1Fh. */
+export function absentLunInquiry(): Buffer {
+  const b = Buffer.alloc(36);
+  b[0] = 0x7f;
+  b[2] = 0x06;
+  b[3] = 0x12;
+  b[4] = 36 - 5;
+  return b;
+}
+
+type VpdBuilder = (lu: LogicalUnit) => Buffer;
+
+function vpdPage(code: number, body: Buffer): Buffer {
+  const b = Buffer.alloc(4 + body.length);
+  b[0] = DEVICE_TYPE_SBC;
+  b[1] = code;
+  b.writeUInt16BE(body.length, 2);
+  body.copy(b, 4);
+  return b;
+}
+
+function designator(codeSet: number, piv: boolean, protocol: number, assoc: number, type: number, value: Buffer): Buffer {
+  const d = Buffer.alloc(4 + value.length);
+  d[0] = ((protocol & 0x0f) << 4) | codeSet;
+  d[1] = (piv ? 0x80 : 0) | ((assoc & 3) << 4) | (type & 0x0f);
+  d[3] = value.length;
+  value.copy(d, 4);
+  return d;
+}
+
+const CODE_BINARY = 1;
+const CODE_ASCII = 2;
+const CODE_UTF8 = 3;
+const PROTOCOL_ISCSI = 5;
+const ASSOC_LU = 0;
+const ASSOC_PORT = 1;
+const ASSOC_TARGET = 2;
+
+function deviceIdentification(lu: LogicalUnit): Buffer {
+  const id = lu.identity;
+  const t10 = Buffer.alloc(8 + id.serial.length);
+  ascii(t10, id.vendor, 0, 8);
+  t10.write(id.serial, 8, 'ascii');
+  const port = Buffer.alloc(4);
+  port.writeUInt16BE(lu.limits.relativeTargetPort, 2);
+  // SCSI name string: null-terminated UTF-8, padded to a multiple of 4 bytes.
+  const nameBytes = Buffer.from(id.targetName, 'utf8');
+  const name = Buffer.alloc((nameBytes.length + 4) & ~3);
+  nameBytes.copy(name);
+  const parts = [
+    designator(CODE_BINARY, false, 0, ASSOC_LU, 0x3, id.naa), // NAA
+    designator(CODE_ASCII, false, 0, ASSOC_LU, 0x1, t10), // T10 vendor ID
+    designator(CODE_BINARY, true, PROTOCOL_ISCSI, ASSOC_PORT, 0x4, port), // relative target port
+    designator(CODE_UTF8, true, PROTOCOL_ISCSI, ASSOC_TARGET, 0x8, name), // target device name
+  ];
+  return vpdPage(0x83, Buffer.concat(parts));
+}
+
+function blockLimits(lu: LogicalUnit): Buffer {
+  const body = Buffer.alloc(0x3c);
+  const l = lu.limits;
+  body[0] = 0x01; // WSNZ: WRITE SAME with NUMBER OF LOGICAL BLOCKS = 0 is not supported
+  body[1] = 0; // MAXIMUM COMPARE AND WRITE LENGTH: not supported yet
+  body.writeUInt16BE(Math.min(0xffff, l.granularityBlocks), 2);
+  body.writeUInt32BE(l.maxTransferBlocks, 4);
+  body.writeUInt32BE(l.optimalTransferBlocks, 8);
+  body.writeUInt32BE(0, 12); // MAXIMUM PREFETCH LENGTH: no limit reported
+  if (lu.thinProvisioned) {
+    body.writeUInt32BE(l.maxUnmapBlocks, 16);
+    body.writeUInt32BE(l.maxUnmapDescriptors, 20);
+    body.writeUInt32BE(l.granularityBlocks, 24); // OPTIMAL UNMAP GRANULARITY
+    body.writeUInt32BE(0x80000000, 28); // UGAVALID, alignment 0
+  }
+  body.writeUInt32BE(0, 32);
+  body.writeUInt32BE(l.maxWriteSameBlocks, 36); // MAXIMUM WRITE SAME LENGTH (low half of 8 bytes)
+  return vpdPage(0xb0, body);
+}
+
+function blockDeviceCharacteristics(lu: LogicalUnit): Buffer {
+  const body = Buffer.alloc(0x3c);
+  body.writeUInt16BE(lu.limits.rotationRate, 0);
+  return vpdPage(0xb1, body);
+}
+
+function logicalBlockProvisioning(lu: LogicalUnit): Buffer {
+  const body = Buffer.alloc(4);
+  if (lu.thinProvisioned) {
+    body[1] = 0x80 | 0x40 | 0x20 | 0x04; // LBPU, LBPWS, LBPWS10, LBPRZ
+    body[2] = 0x02; // PROVISIONING TYPE: thin
+  }
+  return vpdPage(0xb2, body);
+}
+
+function unitSerialNumber(lu: LogicalUnit): Buffer {
+  return vpdPage(0x80, Buffer.from(lu.identity.serial, 'ascii'));
+}
+
+const VPD_PAGES: ReadonlyArray<[number, VpdBuilder]> = [
+  [0x00, supportedPages],
+  [0x80, unitSerialNumber],
+  [0x83, deviceIdentification],
+  [0xb0, blockLimits],
+  [0xb1, blockDeviceCharacteristics],
+  [0xb2, logicalBlockProvisioning],
+];
+
+function supportedPages(): Buffer {
+  return vpdPage(0x00, Buffer.from(VPD_PAGES.map(([code]) => code)));
+}
+
+export function vpd(lu: LogicalUnit, page: number): Buffer | undefined {
+  const entry = VPD_PAGES.find(([code]) => code === page);
+  return entry?.[1](lu);
+}
+
+export function inquiry(ctx: CommandContext): ScsiResult {
+  const { cdb, lu } = ctx;
+  const evpd = (cdb[1] & 0x01) !== 0;
+  const page = cdb[2];
+  const alloc = cdb.readUInt16BE(3);
+  if (!evpd) {
+    if (page !== 0) throw invalidFieldInCdb(2, 7);
+    return clip(standardInquiry(lu), alloc);
+  }
+  const data = vpd(lu, page);
+  if (!data) throw invalidFieldInCdb(2, 7);
+  return clip(data, alloc);
+}
+
+/** INQUIRY addressed to a LUN without a logical unit. */
+export function inquiryAbsentLun(cdb: Buffer): ScsiResult {
+  if ((cdb[1] & 0xfe) !== 0) throw invalidFieldInCdb(1, 1);
+  if ((cdb[1] & 0x01) === 0 && cdb[2] !== 0) throw invalidFieldInCdb(2, 7);
+  const alloc = cdb.readUInt16BE(3);
+  return clip(absentLunInquiry(), alloc);
+}

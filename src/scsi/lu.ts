@@ -1,0 +1,166 @@
+/**
+ * A logical unit: a backstore plus the identity and the state the device server keeps for it
+ * (software write protect, prevent-removal per I_T nexus, pending unit attentions per I_T nexus).
+ */
+import { createHash } from 'node:crypto';
+import type { Backstore } from '../backstore/types';
+import { type Asc, AscQ } from './constants';
+import { BufferPool } from './bufpool';
+
+export interface LuIdentity {
+  targetName: string;
+  lun: number;
+  /** Unit serial number (VPD 80h): 16 upper-case hex digits, stable for the same inputs. */
+  serial: string;
+  /** NAA designator for VPD 83h; makeIdentity produces the 8-byte NAA 3h (locally assigned) format. */
+  naa: Buffer;
+  vendor: string;
+  product: string;
+  revision: string;
+}
+
+export const VENDOR = 'NODETGT';
+export const PRODUCT = 'NODETGT-DISK';
+export const REVISION = '0001';
+
+/**
+ * Deterministic identity: the same (target, LUN, backing path) gives the same serial and NAA across restarts.
+ *
+ * NAA format: nodetgt owns no IEEE company_id, so the IEEE Registered (5h) and Registered Extended (6h)
+ * formats, which embed one, are not ours to use. SPC-4 defines NAA 3h "Locally Assigned" for exactly this
+ * case: 4 bits NAA = 3h followed by a 60-bit value chosen by the local administrator. The value is the first
+ * 60 bits of SHA-256(target name, LUN, backing path); since the target IQN is itself globally unique, two
+ * LUs in one SAN collide only with a 2^-60-scale probability.
+ */
+export function makeIdentity(targetName: string, lun: number, backingPath: string): LuIdentity {
+  const h = createHash('sha256').update(`${targetName}\0${lun}\0${backingPath}`).digest();
+  const naa = Buffer.from(h.subarray(0, 8));
+  naa[0] = 0x30 | (naa[0] & 0x0f);
+  const serial = h.subarray(8, 16).toString('hex').toUpperCase();
+  return { targetName, lun, serial, naa, vendor: VENDOR, product: PRODUCT, revision: REVISION };
+}
+
+export interface LogicalUnitOptions {
+  /** Largest READ/WRITE/VERIFY a single command may ask for (Block Limits VPD). Default 16 MiB. */
+  maxTransferBytes?: number;
+  /** Optimal transfer length hint (Block Limits VPD). Default 1 MiB. */
+  optimalTransferBytes?: number;
+  /** MEDIUM ROTATION RATE of VPD B1h: 1 = non-rotating (solid state). Default 1. */
+  rotationRate?: number;
+  /** MAXIMUM UNMAP LBA COUNT. Default 1 Mi blocks. */
+  maxUnmapBlocks?: number;
+  /** MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT. Default 256. */
+  maxUnmapDescriptors?: number;
+  /** MAXIMUM WRITE SAME LENGTH (blocks). Default 1 Mi blocks. */
+  maxWriteSameBlocks?: number;
+  /** RELATIVE TARGET PORT IDENTIFIER reported in VPD 83h. Default 1. */
+  relativeTargetPort?: number;
+  /** Where Data-In buffers come from (shared per worker). */
+  pool?: BufferPool;
+}
+
+export interface LuLimits {
+  maxTransferBlocks: number;
+  optimalTransferBlocks: number;
+  /** OPTIMAL TRANSFER LENGTH GRANULARITY: blocks per 4 KiB (at least 1). */
+  granularityBlocks: number;
+  maxUnmapBlocks: number;
+  maxUnmapDescriptors: number;
+  maxWriteSameBlocks: number;
+  rotationRate: number;
+  relativeTargetPort: number;
+}
+
+const sharedPool = new BufferPool();
+
+export class LogicalUnit {
+  readonly blockSize: number;
+  readonly numBlocks: number;
+  readonly limits: LuLimits;
+  readonly pool: BufferPool;
+  /** SWP bit of the Control mode page: while set, the medium is write protected. */
+  softwareWriteProtect = false;
+  private readonly preventing = new Set<string>();
+  private readonly pendingUa = new Map<string, Asc[]>();
+
+  constructor(
+    readonly backstore: Backstore,
+    readonly identity: LuIdentity,
+    opts: LogicalUnitOptions = {},
+  ) {
+    const bs = backstore.blockSize;
+    if (!Number.isInteger(bs) || bs < 512 || (bs & (bs - 1)) !== 0) throw new Error(`bad block size ${bs}`);
+    if (backstore.sizeBytes % bs !== 0) throw new Error('backstore size is not a multiple of the block size');
+    this.blockSize = bs;
+    this.numBlocks = backstore.sizeBytes / bs;
+    const blocks = (bytes: number) => Math.max(1, Math.floor(bytes / bs));
+    this.limits = {
+      maxTransferBlocks: blocks(opts.maxTransferBytes ?? 16 * 1024 * 1024),
+      optimalTransferBlocks: blocks(opts.optimalTransferBytes ?? 1024 * 1024),
+      granularityBlocks: blocks(4096),
+      maxUnmapBlocks: opts.maxUnmapBlocks ?? 1024 * 1024,
+      maxUnmapDescriptors: opts.maxUnmapDescriptors ?? 256,
+      maxWriteSameBlocks: opts.maxWriteSameBlocks ?? 1024 * 1024,
+      rotationRate: opts.rotationRate ?? 1,
+      relativeTargetPort: opts.relativeTargetPort ?? 1,
+    };
+    this.pool = opts.pool ?? sharedPool;
+  }
+
+  /** Writes are refused: the backstore is read-only or SWP is set. */
+  get writeProtected(): boolean {
+    return this.backstore.readOnly || this.softwareWriteProtect;
+  }
+
+  /** Logical block provisioning management enabled (LBPME): UNMAP and WRITE SAME with UNMAP are offered. */
+  get thinProvisioned(): boolean {
+    return this.backstore.thinProvisioned;
+  }
+
+  // ---- I_T nexus state --------------------------------------------------------------------------------
+
+  /** Remember an I_T nexus so that later unit attentions reach it. */
+  noteNexus(nexus: string): void {
+    if (!this.pendingUa.has(nexus)) this.pendingUa.set(nexus, []);
+  }
+
+  /** Queue a unit attention for every known I_T nexus except `except`. */
+  establishUnitAttention(asc: Asc, except?: string): void {
+    for (const [nexus, queue] of this.pendingUa) {
+      if (nexus === except) continue;
+      if (!queue.some((q) => q[0] === asc[0] && q[1] === asc[1])) queue.push(asc);
+    }
+  }
+
+  /** Remove and return the oldest unit attention pending for this nexus. */
+  takeUnitAttention(nexus: string): Asc | undefined {
+    const q = this.pendingUa.get(nexus);
+    return q && q.length > 0 ? q.shift() : undefined;
+  }
+
+  hasUnitAttention(nexus: string): boolean {
+    const q = this.pendingUa.get(nexus);
+    return q !== undefined && q.length > 0;
+  }
+
+  setPreventRemoval(nexus: string, prevent: boolean): void {
+    if (prevent) this.preventing.add(nexus);
+    else this.preventing.delete(nexus);
+  }
+
+  get removalPrevented(): boolean {
+    return this.preventing.size > 0;
+  }
+
+  /** LOGICAL UNIT RESET (SAM-5): drop prevent-removal state and tell every nexus. */
+  reset(): void {
+    this.preventing.clear();
+    this.establishUnitAttention(AscQ.BUS_DEVICE_RESET);
+  }
+
+  /** The I_T nexus is gone (logout, connection loss): forget its state. */
+  nexusLost(nexus: string): void {
+    this.preventing.delete(nexus);
+    this.pendingUa.delete(nexus);
+  }
+}

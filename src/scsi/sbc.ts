@@ -1,0 +1,333 @@
+/**
+ * SBC-3 block commands: READ CAPACITY, READ, WRITE, VERIFY, WRITE AND VERIFY, PRE-FETCH,
+ * SYNCHRONIZE CACHE, WRITE SAME, UNMAP.
+ *
+ * Data path rules: a READ fills one pooled buffer straight from the backstore; a WRITE hands the received
+ * Data-Out slices to the backstore as they are (trimmed with subarray, never concatenated). When the
+ * initiator sent less than the CDB asks for (EDTL < transfer length), only the whole blocks received are
+ * written, as the iSCSI residual rules expect; the iSCSI layer reports the residual.
+ */
+import { AscQ, SenseKey, Status } from './constants';
+import {
+  SliceCursor,
+  checkRange,
+  decodeBlockRange,
+  firstDifference,
+  gatherBytes,
+  readU64,
+  takeBytes,
+  totalLength,
+  writeU64,
+} from './cdb';
+import type { LogicalUnit } from './lu';
+import {
+  ScsiError,
+  invalidFieldInCdb,
+  invalidFieldInParameterList,
+  lbaOutOfRange,
+  miscompare,
+  parameterListLengthError,
+} from './sense';
+import type { CommandContext, ScsiResult } from './types';
+
+export const GOOD: ScsiResult = Object.freeze({ status: Status.GOOD });
+
+/** How much medium is read per step when verifying or reading back (keeps memory and latency bounded). */
+const CHUNK_BYTES = 1024 * 1024;
+
+// ---- backstore calls with SCSI error mapping ---------------------------------------------------------
+
+function ioError(e: unknown, write: boolean, lba: number): ScsiError {
+  if (e instanceof ScsiError) return e;
+  const code = (e as { code?: unknown } | null)?.code;
+  if (write && code === 'ENOSPC') {
+    return new ScsiError(SenseKey.DATA_PROTECT, AscQ.SPACE_ALLOCATION_FAILED_WRITE_PROTECT);
+  }
+  return new ScsiError(SenseKey.MEDIUM_ERROR, write ? AscQ.WRITE_ERROR : AscQ.UNRECOVERED_READ_ERROR, {
+    information: lba,
+  });
+}
+
+async function readMedium(lu: LogicalUnit, lba: number, into: Buffer): Promise<void> {
+  try {
+    await lu.backstore.read(lba * lu.blockSize, into);
+  } catch (e) {
+    throw ioError(e, false, lba);
+  }
+}
+
+async function writeMedium(lu: LogicalUnit, lba: number, data: readonly Buffer[], fua: boolean): Promise<void> {
+  try {
+    await lu.backstore.write(lba * lu.blockSize, data, fua);
+  } catch (e) {
+    throw ioError(e, true, lba);
+  }
+}
+
+function requireWritable(lu: LogicalUnit): void {
+  if (lu.backstore.readOnly) throw new ScsiError(SenseKey.DATA_PROTECT, AscQ.WRITE_PROTECTED);
+  if (lu.softwareWriteProtect) throw new ScsiError(SenseKey.DATA_PROTECT, AscQ.SOFTWARE_WRITE_PROTECTED);
+}
+
+function checkTransferLength(lu: LogicalUnit, blocks: number, lengthByte: number): void {
+  if (blocks > lu.limits.maxTransferBlocks) throw invalidFieldInCdb(lengthByte, 7);
+}
+
+/** Whole blocks of Data-Out actually received, capped at what the CDB asks for. */
+function receivedBlocks(lu: LogicalUnit, dataOut: readonly Buffer[], wanted: number): number {
+  return Math.min(wanted, Math.floor(totalLength(dataOut) / lu.blockSize));
+}
+
+// ---- READ CAPACITY -------------------------------------------------------------------------------------
+
+export function readCapacity10(ctx: CommandContext): ScsiResult {
+  const { cdb, lu } = ctx;
+  // PMI = 0 requires LOGICAL BLOCK ADDRESS = 0 (SBC-3 5.15).
+  if ((cdb[8] & 0x01) === 0 && cdb.readUInt32BE(2) !== 0) throw invalidFieldInCdb(2, 7);
+  const data = Buffer.alloc(8);
+  const last = lu.numBlocks - 1;
+  data.writeUInt32BE(last > 0xffffffff ? 0xffffffff : last, 0);
+  data.writeUInt32BE(lu.blockSize, 4);
+  return { status: Status.GOOD, dataIn: data };
+}
+
+export function readCapacity16(ctx: CommandContext): ScsiResult {
+  const { cdb, lu } = ctx;
+  if ((cdb[14] & 0x01) === 0 && readU64(cdb, 2) !== 0) throw invalidFieldInCdb(2, 7);
+  const alloc = cdb.readUInt32BE(10);
+  const data = Buffer.alloc(32);
+  writeU64(data, lu.numBlocks - 1, 0);
+  data.writeUInt32BE(lu.blockSize, 8);
+  // byte 12: P_TYPE/PROT_EN = 0 (no protection information); byte 13: P_I_EXPONENT 0, LBPPBE 0.
+  if (lu.thinProvisioned) data[14] = 0x80 | 0x40; // LBPME, LBPRZ (unmapped blocks read as zeros)
+  return { status: Status.GOOD, dataIn: data.subarray(0, Math.min(alloc, data.length)) };
+}
+
+// ---- READ ----------------------------------------------------------------------------------------------
+
+export async function read(ctx: CommandContext): Promise<ScsiResult> {
+  const { cdb, lu } = ctx;
+  let { lba, blocks, lengthByte } = decodeBlockRange(cdb);
+  if (blocks === 0 && lengthByte === 4) blocks = 256; // READ(6): 0 means 256 blocks
+  checkRange(lu.numBlocks, lba, blocks);
+  checkTransferLength(lu, blocks, lengthByte);
+  if (blocks === 0) return GOOD;
+  // DPO, FUA, RARC, FUA_NV are accepted and need no action: reads always see the latest written data.
+  const buf = lu.pool.acquire(blocks * lu.blockSize);
+  try {
+    await readMedium(lu, lba, buf);
+  } catch (e) {
+    lu.pool.release(buf);
+    throw e;
+  }
+  return { status: Status.GOOD, dataIn: buf, pooled: true };
+}
+
+// ---- WRITE ---------------------------------------------------------------------------------------------
+
+export async function write(ctx: CommandContext): Promise<ScsiResult> {
+  const { cdb, lu, task } = ctx;
+  let { lba, blocks, lengthByte } = decodeBlockRange(cdb);
+  const six = lengthByte === 4;
+  if (blocks === 0 && six) blocks = 256; // WRITE(6): 0 means 256 blocks
+  checkRange(lu.numBlocks, lba, blocks);
+  checkTransferLength(lu, blocks, lengthByte);
+  requireWritable(lu);
+  const n = receivedBlocks(lu, task.dataOut, blocks);
+  if (n === 0) return GOOD;
+  const fua = !six && (cdb[1] & 0x08) !== 0;
+  await writeMedium(lu, lba, takeBytes(task.dataOut, n * lu.blockSize), fua);
+  return GOOD;
+}
+
+// ---- VERIFY / WRITE AND VERIFY -------------------------------------------------------------------------
+
+export function verifyDataOutLength(cdb: Buffer, lu: LogicalUnit): number {
+  const bytchk = (cdb[1] >> 1) & 3;
+  const { blocks } = decodeBlockRange(cdb);
+  if (bytchk === 1) return blocks * lu.blockSize;
+  if (bytchk === 3) return blocks > 0 ? lu.blockSize : 0;
+  return 0;
+}
+
+/**
+ * Read `blocks` from `lba` chunk by chunk; when `expected` is given, compare against it.
+ * `expected` yields the Data-Out bytes for the next `n` medium bytes (as views).
+ * Throws MISCOMPARE with the byte offset into the Data-Out buffer of the first difference.
+ */
+async function readAndCompare(
+  lu: LogicalUnit,
+  lba: number,
+  blocks: number,
+  expected?: (mediumOffset: number, n: number) => Buffer[],
+  dataOutOffset?: (mediumOffset: number) => number,
+): Promise<void> {
+  const bs = lu.blockSize;
+  const chunkBlocks = Math.max(1, Math.min(blocks, Math.floor(CHUNK_BYTES / bs)));
+  const buf = lu.pool.acquire(chunkBlocks * bs);
+  try {
+    for (let done = 0; done < blocks; ) {
+      const k = Math.min(chunkBlocks, blocks - done);
+      const medium = buf.subarray(0, k * bs);
+      await readMedium(lu, lba + done, medium);
+      if (expected) {
+        let pos = 0;
+        for (const piece of expected(done * bs, k * bs)) {
+          const d = firstDifference(medium.subarray(pos, pos + piece.length), piece);
+          if (d >= 0) {
+            const at = done * bs + pos + d;
+            throw miscompare(dataOutOffset ? dataOutOffset(at) : at);
+          }
+          pos += piece.length;
+        }
+      }
+      done += k;
+    }
+  } finally {
+    lu.pool.release(buf);
+  }
+}
+
+export async function verify(ctx: CommandContext): Promise<ScsiResult> {
+  const { cdb, lu, task } = ctx;
+  const bytchk = (cdb[1] >> 1) & 3;
+  if (bytchk === 2) throw invalidFieldInCdb(1, 2);
+  const { lba, blocks, lengthByte } = decodeBlockRange(cdb);
+  checkRange(lu.numBlocks, lba, blocks);
+  checkTransferLength(lu, blocks, lengthByte);
+  if (blocks === 0) return GOOD;
+  const bs = lu.blockSize;
+  if (bytchk === 0) {
+    // Medium verification: every block must be readable.
+    await readAndCompare(lu, lba, blocks);
+  } else if (bytchk === 1) {
+    const n = receivedBlocks(lu, task.dataOut, blocks);
+    const cursor = new SliceCursor(task.dataOut);
+    await readAndCompare(lu, lba, n, (_off, len) => cursor.take(len));
+  } else {
+    // BYTCHK 11b: one block of Data-Out is compared with each block of the range.
+    if (totalLength(task.dataOut) < bs) return GOOD;
+    const pattern = gatherBytes(task.dataOut, bs);
+    await readAndCompare(
+      lu,
+      lba,
+      blocks,
+      (_off, len) => {
+        const out: Buffer[] = [];
+        for (let i = 0; i < len; i += bs) out.push(pattern);
+        return out;
+      },
+      (at) => at % bs,
+    );
+  }
+  return GOOD;
+}
+
+export async function writeAndVerify(ctx: CommandContext): Promise<ScsiResult> {
+  const { cdb, lu, task } = ctx;
+  const bytchk = (cdb[1] >> 1) & 3;
+  if (bytchk >= 2) throw invalidFieldInCdb(1, 2);
+  const { lba, blocks, lengthByte } = decodeBlockRange(cdb);
+  checkRange(lu.numBlocks, lba, blocks);
+  checkTransferLength(lu, blocks, lengthByte);
+  requireWritable(lu);
+  const n = receivedBlocks(lu, task.dataOut, blocks);
+  if (n === 0) return GOOD;
+  const data = takeBytes(task.dataOut, n * lu.blockSize);
+  // "Write to the medium, then verify": the data must be on the medium, not in a volatile cache.
+  await writeMedium(lu, lba, data, true);
+  const cursor = new SliceCursor(data);
+  await readAndCompare(lu, lba, n, bytchk === 1 ? (_off, len) => cursor.take(len) : undefined);
+  return GOOD;
+}
+
+// ---- PRE-FETCH / SYNCHRONIZE CACHE ---------------------------------------------------------------------
+
+export function preFetch(ctx: CommandContext): ScsiResult {
+  const { lba, blocks } = decodeBlockRange(ctx.cdb);
+  checkRange(ctx.lu.numBlocks, lba, blocks);
+  // Nothing is staged in a cache of ours, so the blocks are not reported as cached: GOOD, not CONDITION MET.
+  return GOOD;
+}
+
+export async function synchronizeCache(ctx: CommandContext): Promise<ScsiResult> {
+  const { lu } = ctx;
+  const { lba, blocks } = decodeBlockRange(ctx.cdb);
+  // NUMBER OF LOGICAL BLOCKS = 0: from LBA to the end of the medium.
+  checkRange(lu.numBlocks, lba, blocks);
+  try {
+    await lu.backstore.flush();
+  } catch (e) {
+    throw ioError(e, true, lba);
+  }
+  return GOOD;
+}
+
+// ---- WRITE SAME ------------------------------------------------------------------------------------------
+
+export async function writeSame(ctx: CommandContext): Promise<ScsiResult> {
+  const { cdb, lu, task } = ctx;
+  const { lba, blocks, lengthByte } = decodeBlockRange(cdb);
+  const unmap = (cdb[1] & 0x08) !== 0;
+  // WSNZ = 1: a zero NUMBER OF LOGICAL BLOCKS (whole rest of the medium) is refused.
+  if (blocks === 0 || blocks > lu.limits.maxWriteSameBlocks) throw invalidFieldInCdb(lengthByte, 7);
+  checkRange(lu.numBlocks, lba, blocks);
+  requireWritable(lu);
+  const bs = lu.blockSize;
+  if (totalLength(task.dataOut) < bs) throw invalidFieldInCdb(lengthByte, 7);
+  if (unmap) {
+    // LBPRZ = 1: the unmapped blocks read back as zeros.
+    try {
+      await lu.backstore.unmap(lba * bs, blocks * bs);
+    } catch (e) {
+      throw ioError(e, true, lba);
+    }
+    return GOOD;
+  }
+  const block = gatherBytes(task.dataOut, bs);
+  const chunkBlocks = Math.max(1, Math.min(blocks, Math.floor(CHUNK_BYTES / bs)));
+  const pattern = Buffer.allocUnsafe(chunkBlocks * bs).fill(block);
+  // One chunk per backstore call: each await yields to the event loop, so long ranges do not starve it.
+  for (let done = 0; done < blocks; ) {
+    const k = Math.min(chunkBlocks, blocks - done);
+    await writeMedium(lu, lba + done, [pattern.subarray(0, k * bs)], false);
+    done += k;
+  }
+  return GOOD;
+}
+
+// ---- UNMAP -----------------------------------------------------------------------------------------------
+
+export async function unmap(ctx: CommandContext): Promise<ScsiResult> {
+  const { cdb, lu, task } = ctx;
+  const paramLen = cdb.readUInt16BE(7);
+  if (paramLen === 0) return GOOD;
+  if (paramLen < 8) throw parameterListLengthError();
+  requireWritable(lu);
+  const got = Math.min(paramLen, totalLength(task.dataOut));
+  if (got < 8) throw parameterListLengthError();
+  const data = gatherBytes(task.dataOut, got);
+  const descLen = Math.min(data.readUInt16BE(2), got - 8);
+  const count = Math.floor(descLen / 16);
+  if (count > lu.limits.maxUnmapDescriptors) throw invalidFieldInParameterList(2, 7);
+  const ranges: Array<[number, number]> = [];
+  let total = 0;
+  for (let i = 0; i < count; i++) {
+    const off = 8 + i * 16;
+    const start = readU64(data, off);
+    const n = data.readUInt32BE(off + 8);
+    if (start + n > lu.numBlocks) throw lbaOutOfRange();
+    total += n;
+    if (total > lu.limits.maxUnmapBlocks) throw invalidFieldInParameterList(off + 8, 7);
+    if (n > 0) ranges.push([start, n]);
+  }
+  const bs = lu.blockSize;
+  for (const [start, n] of ranges) {
+    try {
+      await lu.backstore.unmap(start * bs, n * bs);
+    } catch (e) {
+      throw ioError(e, true, start);
+    }
+  }
+  return GOOD;
+}

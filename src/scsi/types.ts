@@ -1,0 +1,70 @@
+/**
+ * Shapes shared by the SCSI layer: what the iSCSI layer hands in (ScsiTask), what it gets back
+ * (ScsiResult), and how a command is described in the command table (CommandSpec).
+ */
+import type { LogicalUnit } from './lu';
+
+export interface ScsiTask {
+  /** Decoded LUN number (see decodeLun). */
+  lun: number;
+  /** 6..260 bytes; bytes past the command's CDB length are ignored. */
+  cdb: Buffer;
+  /** iSCSI Expected Data Transfer Length. */
+  expectedLength: number;
+  /** iSCSI R / W bits (informational: the CDB decides what the command does). */
+  readFlag: boolean;
+  writeFlag: boolean;
+  /** Write data received, as zero-copy slices; may be shorter than the CDB asks for (EDTL < transfer length). */
+  dataOut: readonly Buffer[];
+  /** I_T nexus identity (initiator name + ISID + target portal group). */
+  nexus: string;
+}
+
+export interface ScsiResult {
+  /** SAM status: 0x00 GOOD, 0x02 CHECK CONDITION, 0x18 RESERVATION CONFLICT, ... */
+  status: number;
+  /** Fixed-format sense data (18 bytes) with CHECK CONDITION. */
+  sense?: Buffer;
+  /** Data for the initiator, exactly what the command produced (already clipped to its allocation length). */
+  dataIn?: Buffer;
+  /**
+   * True when dataIn came from the dispatcher's BufferPool: hand it back with
+   * ScsiDispatcher.releaseDataIn() once the socket write is done (optional; unreturned buffers are just GC'd).
+   */
+  pooled?: boolean;
+}
+
+/** Everything a command handler gets. */
+export interface CommandContext {
+  task: ScsiTask;
+  cdb: Buffer;
+  lu: LogicalUnit;
+  /** LUN numbers currently configured (REPORT LUNS). */
+  lunNumbers(): number[];
+  /** The command table, for REPORT SUPPORTED OPERATION CODES. */
+  commands: readonly CommandSpec[];
+}
+
+export interface CommandSpec {
+  opcode: number;
+  /** Service action (for SERVICE ACTION IN(16), MAINTENANCE IN). */
+  serviceAction?: number;
+  name: string;
+  cdbLength: number;
+  /**
+   * CDB usage data as REPORT SUPPORTED OPERATION CODES reports it (SPC-4 6.35.3): byte 0 is the opcode, the
+   * SERVICE ACTION field holds the service action, every other bit is 1 where the device server uses the bit.
+   * The dispatcher refuses any CDB with a bit set outside this map (INVALID FIELD IN CDB), so the map is what
+   * is enforced, not just what is advertised.
+   */
+  usage(lu: LogicalUnit): Uint8Array;
+  /** Whether this logical unit offers the command (e.g. UNMAP only on thin-provisioned LUs). */
+  available?(lu: LogicalUnit): boolean;
+  /** Bytes of Data-Out this CDB asks for; omitted for commands that never carry Data-Out. */
+  dataOutLength?(cdb: Buffer, lu: LogicalUnit): number;
+  /** Not blocked by a pending unit attention (INQUIRY, REPORT LUNS, REQUEST SENSE). */
+  ignoresUnitAttention?: boolean;
+  /** Recommended timeout for REPORT SUPPORTED OPERATION CODES (seconds); default 30. */
+  timeoutSeconds?: number;
+  exec(ctx: CommandContext): Promise<ScsiResult> | ScsiResult;
+}

@@ -1,0 +1,356 @@
+/**
+ * The SCSI data path of one connection: immediate and unsolicited data, R2T sequences, Data-In segmentation,
+ * residuals and status. Write data stays in the buffers it arrived in (slices) until the backstore has it;
+ * read data goes out from the buffer io_uring filled.
+ */
+import type { Pdu } from '../pdu/pdu';
+import { decodeScsiCommand, decodeDataOut, PduFormatError } from '../pdu/pdu';
+import { encodeDataIn, encodeR2T, encodeScsiResponse, encodeSenseSegment } from '../pdu/serializer';
+import { RejectReason, RESERVED_TAG } from '../pdu/opcodes';
+import { decodeLun } from '../scsi/lun';
+import type { ScsiResult } from '../scsi/types';
+import { log } from '../util/log';
+import type { Connection } from './connection';
+
+const GOOD = 0x00;
+
+interface R2tState {
+  offset: number;
+  length: number;
+  received: number;
+  nextDataSN: number;
+}
+
+export interface Task {
+  itt: number;
+  lunRaw: bigint;
+  lun: number;
+  cdb: Buffer;
+  edtl: number;
+  read: boolean;
+  write: boolean;
+  immediate: boolean;
+  /** Bytes of Data-Out the initiator will send (EDTL for a write). */
+  wantData: number;
+  received: number;
+  data: Buffer[];
+  unsolicitedDone: boolean;
+  unsolicitedLimit: number;
+  unsolicitedDataSN: number;
+  nextR2tOffset: number;
+  r2ts: Map<number, R2tState>;
+  r2tSN: number;
+  delivered: boolean;
+  started: boolean;
+  aborted: boolean;
+}
+
+export class CommandEngine {
+  readonly tasks = new Map<number, Task>();
+  private nextTtt = 1;
+
+  constructor(private readonly conn: Connection) {}
+
+  private protocolError(pdu: Pdu, why: string, task?: Task): void {
+    log.warn('protocol error', { peer: this.conn.peer, why });
+    this.conn.ctx.counters.inc('instSsnFormatErrors');
+    this.conn.reject(RejectReason.ProtocolError, pdu.bhs);
+    if (task) this.drop(task);
+    // Error recovery level 0: a protocol error ends the connection once the Reject is on its way.
+    setImmediate(() => this.conn.close(why));
+  }
+
+  onCommand(pdu: Pdu): void {
+    const conn = this.conn;
+    const session = conn.session!;
+    const p = session.params;
+    let cmd;
+    try {
+      cmd = decodeScsiCommand(pdu);
+    } catch (e) {
+      if (e instanceof PduFormatError) {
+        conn.reject(RejectReason.InvalidPduField, pdu.bhs);
+        return;
+      }
+      throw e;
+    }
+    if (this.tasks.has(cmd.itt)) {
+      conn.reject(RejectReason.TaskInProgress, pdu.bhs);
+      return;
+    }
+    const imm = pdu.data.length;
+    if (imm > 0) {
+      if (!cmd.write) return this.protocolError(pdu, 'immediate data on a command without W');
+      if (!p.immediateData) return this.protocolError(pdu, 'immediate data with ImmediateData=No');
+      if (imm > p.firstBurstLength) return this.protocolError(pdu, 'immediate data beyond FirstBurstLength');
+      if (imm > cmd.expectedDataTransferLength) return this.protocolError(pdu, 'immediate data beyond EDTL');
+    }
+    if (!pdu.final && (p.initialR2T || !cmd.write))
+      return this.protocolError(pdu, 'unsolicited Data-Out announced but not allowed');
+    const wantData = cmd.write ? cmd.expectedDataTransferLength : 0;
+    const task: Task = {
+      itt: cmd.itt,
+      lunRaw: cmd.lun,
+      lun: decodeLun(pdu.bhs.subarray(8, 16)),
+      cdb: cmd.cdb,
+      edtl: cmd.expectedDataTransferLength,
+      read: cmd.read,
+      write: cmd.write,
+      immediate: cmd.immediate,
+      wantData,
+      received: imm,
+      data: imm > 0 ? [pdu.data] : [],
+      unsolicitedDone: pdu.final,
+      unsolicitedLimit: p.initialR2T ? imm : Math.min(p.firstBurstLength, wantData),
+      unsolicitedDataSN: 0,
+      nextR2tOffset: 0,
+      r2ts: new Map(),
+      r2tSN: 0,
+      delivered: false,
+      started: false,
+      aborted: false,
+    };
+    this.tasks.set(task.itt, task);
+    const accepted = session.deliver(cmd.cmdSN, cmd.immediate, () => {
+      task.delivered = true;
+      if (!task.immediate) session.inFlight++;
+      if (task.aborted) return this.finish(task);
+      if (task.unsolicitedDone) this.sendR2ts(task);
+      this.maybeStart(task);
+    });
+    if (!accepted) {
+      // RFC 7143 sec. 4.2.2.1: a command outside the CmdSN window is silently ignored.
+      this.tasks.delete(task.itt);
+      log.debug('command outside the CmdSN window ignored', { peer: conn.peer, cmdSN: cmd.cmdSN });
+    }
+  }
+
+  onDataOut(pdu: Pdu): void {
+    const d = decodeDataOut(pdu);
+    const task = this.tasks.get(d.itt);
+    if (!task || task.started) {
+      log.warn('Data-Out for an unknown task', { peer: this.conn.peer, itt: d.itt });
+      this.conn.ctx.counters.inc('instSsnFormatErrors');
+      this.conn.reject(RejectReason.InvalidPduField, pdu.bhs);
+      return;
+    }
+    const len = pdu.data.length;
+    let r2t: R2tState | undefined;
+    if (d.ttt === RESERVED_TAG) {
+      if (task.unsolicitedDone) return this.protocolError(pdu, 'unsolicited Data-Out after the F bit', task);
+      if (d.bufferOffset + len > task.unsolicitedLimit)
+        return this.protocolError(pdu, 'unsolicited data beyond FirstBurstLength', task);
+      if (d.dataSN !== task.unsolicitedDataSN) return this.protocolError(pdu, 'unexpected DataSN', task);
+      task.unsolicitedDataSN++;
+    } else {
+      r2t = task.r2ts.get(d.ttt);
+      if (!r2t) {
+        this.conn.reject(RejectReason.InvalidPduField, pdu.bhs);
+        return;
+      }
+      if (d.dataSN !== r2t.nextDataSN) return this.protocolError(pdu, 'unexpected DataSN', task);
+      r2t.nextDataSN++;
+      if (d.bufferOffset + len > r2t.offset + r2t.length)
+        return this.protocolError(pdu, 'Data-Out beyond the R2T', task);
+      r2t.received += len;
+    }
+    // DataPDUInOrder and DataSequenceInOrder are Yes: data arrives at increasing offsets, back to back.
+    if (d.bufferOffset !== task.received) return this.protocolError(pdu, 'Data-Out out of order', task);
+    if (task.received + len > task.wantData) return this.protocolError(pdu, 'Data-Out beyond EDTL', task);
+    if (len) task.data.push(pdu.data);
+    task.received += len;
+    if (d.final) {
+      if (r2t) {
+        if (r2t.received !== r2t.length) return this.protocolError(pdu, 'R2T sequence ended early', task);
+        task.r2ts.delete(d.ttt);
+      } else {
+        task.unsolicitedDone = true;
+      }
+      if (task.delivered) this.sendR2ts(task);
+    }
+    this.maybeStart(task);
+  }
+
+  /** Keep up to MaxOutstandingR2T sequences of at most MaxBurstLength requested. */
+  private sendR2ts(task: Task): void {
+    const conn = this.conn;
+    const session = conn.session!;
+    const p = session.params;
+    if (task.nextR2tOffset === 0) task.nextR2tOffset = task.received;
+    while (task.nextR2tOffset < task.wantData && task.r2ts.size < p.maxOutstandingR2T) {
+      const length = Math.min(p.maxBurstLength, task.wantData - task.nextR2tOffset);
+      const ttt = this.nextTtt;
+      this.nextTtt = this.nextTtt >= 0x7fffffff ? 1 : this.nextTtt + 1;
+      task.r2ts.set(ttt, { offset: task.nextR2tOffset, length, received: 0, nextDataSN: 0 });
+      conn.send(
+        encodeR2T({
+          lun: task.lunRaw,
+          itt: task.itt,
+          ttt,
+          statSN: conn.statSN,
+          expCmdSN: session.expCmdSN,
+          maxCmdSN: session.maxCmdSN,
+          r2tSN: task.r2tSN++,
+          bufferOffset: task.nextR2tOffset,
+          desiredDataTransferLength: length,
+        }),
+      );
+      task.nextR2tOffset += length;
+    }
+  }
+
+  private maybeStart(task: Task): void {
+    if (!task.delivered || task.started || task.received < task.wantData) return;
+    task.started = true;
+    const conn = this.conn;
+    const session = conn.session!;
+    const scsi = session.dispatcher!;
+    conn.ctx.counters.inc('scsiCommands');
+    scsi
+      .execute({
+        lun: task.lun,
+        cdb: task.cdb,
+        expectedLength: task.edtl,
+        readFlag: task.read,
+        writeFlag: task.write,
+        dataOut: task.data,
+        nexus: session.nexus,
+      })
+      .then(
+        (result) => this.respond(task, result),
+        (err: Error) => {
+          log.error('SCSI command failed', { peer: conn.peer, error: err.stack ?? String(err) });
+          this.finish(task);
+          conn.close('internal error');
+        },
+      );
+  }
+
+  private respond(task: Task, result: ScsiResult): void {
+    const conn = this.conn;
+    if (task.aborted || conn.phase === 'closed') return this.finish(task);
+    const session = conn.session!;
+    const c = conn.ctx.counters;
+    let data = result.dataIn ?? null;
+    let overflow = false;
+    let underflow = false;
+    let residual = 0;
+    if (task.read || (data && data.length)) {
+      const produced = data ? data.length : 0;
+      const room = task.read ? task.edtl : 0;
+      if (produced > room) {
+        overflow = true;
+        residual = produced - room;
+        data = data!.subarray(0, room);
+      } else if (produced < room) {
+        underflow = true;
+        residual = room - produced;
+      }
+    } else if (task.write) {
+      const needed = session.dispatcher!.dataOutLength({ cdb: task.cdb, lun: task.lun }) ?? 0;
+      if (needed > task.edtl) {
+        overflow = true;
+        residual = needed - task.edtl;
+      } else if (needed < task.edtl) {
+        underflow = true;
+        residual = task.edtl - needed;
+      }
+    } else if (task.edtl > 0) {
+      underflow = true;
+      residual = task.edtl;
+    }
+    if (result.status !== GOOD) c.inc('scsiCheckConditions');
+    const s = conn.socket;
+    s.cork();
+    let dataSN = 0;
+    if (data && data.length) {
+      c.inc('scsiReadBytes', data.length);
+      const max = conn.maxSendDataSegment;
+      const withStatus = result.status === GOOD && !result.sense;
+      for (let off = 0; off < data.length; off += max) {
+        const end = Math.min(off + max, data.length);
+        const last = end === data.length;
+        const status = last && withStatus;
+        conn.send(
+          encodeDataIn({
+            final: last,
+            statusPresent: status,
+            status: status ? result.status : 0,
+            residualOverflow: status && overflow,
+            residualUnderflow: status && underflow,
+            residualCount: status ? residual : 0,
+            lun: task.lunRaw,
+            itt: task.itt,
+            ttt: RESERVED_TAG,
+            statSN: status ? conn.nextStatSN() : 0,
+            expCmdSN: session.expCmdSN,
+            maxCmdSN: session.maxCmdSN,
+            dataSN: dataSN++,
+            bufferOffset: off,
+          }),
+          data.subarray(off, end),
+        );
+      }
+      if (withStatus) {
+        s.uncork();
+        if (result.pooled) session.dispatcher!.releaseDataIn?.(result.dataIn!);
+        return this.finish(task);
+      }
+    }
+    if (task.write) c.inc('scsiWriteBytes', task.received);
+    conn.send(
+      encodeScsiResponse({
+        response: 0,
+        status: result.status,
+        residualOverflow: overflow,
+        residualUnderflow: underflow,
+        residualCount: residual,
+        itt: task.itt,
+        statSN: conn.nextStatSN(),
+        expCmdSN: session.expCmdSN,
+        maxCmdSN: session.maxCmdSN,
+        expDataSN: task.read ? dataSN : task.r2tSN,
+      }),
+      result.sense ? encodeSenseSegment(result.sense) : null,
+    );
+    s.uncork();
+    this.finish(task);
+  }
+
+  private finish(task: Task): void {
+    if (this.tasks.get(task.itt) === task) this.tasks.delete(task.itt);
+    if (task.delivered && !task.immediate) {
+      const session = this.conn.session;
+      if (session && session.inFlight > 0) session.inFlight--;
+    }
+    task.delivered = false;
+  }
+
+  private drop(task: Task): void {
+    task.aborted = true;
+    if (!task.started) this.finish(task);
+  }
+
+  /** Abort one task (TMF): its response, if any, is suppressed. Returns whether it existed. */
+  abort(itt: number): boolean {
+    const task = this.tasks.get(itt);
+    if (!task) return false;
+    this.drop(task);
+    return true;
+  }
+
+  /** Abort every task, or those of one LUN. */
+  abortWhere(pred: (t: Task) => boolean): number {
+    let n = 0;
+    for (const t of [...this.tasks.values()]) {
+      if (!pred(t)) continue;
+      this.drop(t);
+      n++;
+    }
+    return n;
+  }
+
+  abortAll(): void {
+    this.abortWhere(() => true);
+  }
+}

@@ -1,0 +1,499 @@
+/**
+ * One iSCSI connection on a worker: reads PDUs, runs the login, then full feature phase (SCSI commands, text,
+ * NOP, task management, logout). Data-path details live in command.ts; this file is the protocol switchboard.
+ */
+import type { Socket } from 'node:net';
+import { PduParser, PduParseError } from '../pdu/parser';
+import type { Pdu } from '../pdu/pdu';
+import { decodeNopOut, decodeTextRequest, decodeLogoutRequest, decodeTaskMgmtRequest } from '../pdu/pdu';
+import {
+  frame,
+  encodeLoginResponse,
+  encodeReject,
+  encodeNopIn,
+  encodeTextResponse,
+  encodeLogoutResponse,
+  encodeTaskMgmtResponse,
+} from '../pdu/serializer';
+import { Opcode, RejectReason, LoginStatus, LogoutReason, LogoutResponseCode, RESERVED_TAG } from '../pdu/opcodes';
+import { crc32c } from '../native';
+import { LoginHandler, type LoginOutcome } from '../login/login';
+import { parseTextData, encodeTextData } from '../login/text';
+import { log } from '../util/log';
+import type { WorkerContext } from '../worker/context';
+import { Session } from './session';
+import { snAdd } from './serial';
+import { CommandEngine } from './command';
+import { handleTaskManagement } from './tmf';
+
+export interface ConnectionMeta {
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+}
+
+const LOGIN_TIMEOUT_MS = 30000;
+
+export class Connection {
+  readonly parser: PduParser;
+  phase: 'login' | 'ffp' | 'logout' | 'closed' = 'login';
+  statSN = 1;
+  expStatSN = 0;
+  cid = 0;
+  session: Session | null = null;
+  headerDigest = false;
+  dataDigest = false;
+  /** Largest data segment we may send (the initiator's MaxRecvDataSegmentLength). */
+  maxSendDataSegment = 8192;
+  readonly commands: CommandEngine;
+  private readonly login: LoginHandler;
+  private loginTimer: NodeJS.Timeout | null;
+  private nopTimer: NodeJS.Timeout | null = null;
+  private nopOutstanding: { ttt: number; sentAt: number } | null = null;
+  private nextNopTtt = 1;
+  private lastRx = Date.now();
+  private textState: { itt: number; ttt: number; rest: Buffer } | null = null;
+  private closedResolve!: () => void;
+  readonly closed: Promise<void>;
+  readonly peer: string;
+
+  constructor(
+    readonly socket: Socket,
+    readonly ctx: WorkerContext,
+    readonly meta: ConnectionMeta,
+  ) {
+    this.peer = `${meta.remoteAddress}:${meta.remotePort}`;
+    this.closed = new Promise((r) => (this.closedResolve = r));
+    this.parser = new PduParser({
+      onPdu: (p) => this.onPdu(p),
+      onError: (e) => this.onParseError(e),
+      crc32c,
+      maxDataSegmentLength: 8192,
+    });
+    this.commands = new CommandEngine(this);
+    this.login = new LoginHandler(ctx.loginEnvironment(meta.remoteAddress));
+    this.loginTimer = setTimeout(() => {
+      log.warn('login timed out', { peer: this.peer });
+      ctx.counters.inc('instSsnCxnTimeoutErrors');
+      this.close('login timeout');
+    }, LOGIN_TIMEOUT_MS);
+    ctx.counters.inc('cxnActive');
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (e) => log.debug('socket error', { peer: this.peer, error: e.message }));
+    socket.on('close', () => this.onClose());
+  }
+
+  /** Bytes the portal read before the hand-over go through the parser first. */
+  feed(initial: Buffer): void {
+    if (initial.length) this.onData(initial);
+  }
+
+  private onData(chunk: Buffer): void {
+    this.lastRx = Date.now();
+    if (this.phase === 'closed') return;
+    this.parser.push(chunk);
+  }
+
+  // ---- sending ---------------------------------------------------------------------------------
+
+  /** Send one PDU (bhs already encoded) with optional data, as one corked batch of writes. */
+  send(bhs: Buffer, data: Buffer | readonly Buffer[] | null = null): void {
+    if (this.phase === 'closed') return;
+    const iov = frame(bhs, data, { headerDigest: this.headerDigest, dataDigest: this.dataDigest, crc32c });
+    const s = this.socket;
+    s.cork();
+    for (let i = 0; i < iov.length; i++) s.write(iov[i]);
+    s.uncork();
+    const c = this.ctx.counters;
+    c.inc('ssnRspPDUs');
+    c.inc('ssnTxDataOctets', (bhs[5] << 16) | (bhs[6] << 8) | bhs[7]);
+  }
+
+  /** StatSN for a PDU that carries status: assigned, then advanced. */
+  nextStatSN(): number {
+    const s = this.statSN;
+    this.statSN = snAdd(this.statSN, 1);
+    return s;
+  }
+
+  get expCmdSN(): number {
+    return this.session ? this.session.expCmdSN : 0;
+  }
+  get maxCmdSN(): number {
+    return this.session ? this.session.maxCmdSN : 0;
+  }
+
+  reject(reason: number, bhs: Buffer): void {
+    this.ctx.counters.inc('rejectsSent');
+    this.send(
+      encodeReject({
+        reason,
+        statSN: this.nextStatSN(),
+        expCmdSN: this.expCmdSN,
+        maxCmdSN: this.maxCmdSN,
+      }),
+      Buffer.from(bhs),
+    );
+  }
+
+  // ---- receiving ---------------------------------------------------------------------------------
+
+  private onParseError(e: PduParseError): void {
+    const c = this.ctx.counters;
+    if (e.kind === 'data-too-long') {
+      c.inc('instSsnFormatErrors');
+      log.warn('data segment longer than MaxRecvDataSegmentLength', { peer: this.peer, detail: e.message });
+      if (this.phase === 'login') {
+        this.close('oversized login PDU');
+        return;
+      }
+      this.reject(RejectReason.ProtocolError, e.bhs);
+      return;
+    }
+    c.inc('instSsnDigestErrors');
+    if (e.kind === 'data-digest' && this.phase === 'ffp') {
+      log.warn('data digest error', { peer: this.peer });
+      this.reject(RejectReason.DataDigestError, e.bhs);
+      return;
+    }
+    log.warn('header digest error: dropping the connection', { peer: this.peer });
+    this.close('header digest error');
+  }
+
+  private onPdu(pdu: Pdu): void {
+    if (this.phase === 'closed') return;
+    this.ctx.counters.inc('ssnCmdPDUs');
+    this.ctx.counters.inc('ssnRxDataOctets', pdu.dataLength);
+    try {
+      if (this.phase === 'login') this.onLoginPdu(pdu);
+      else this.onFfpPdu(pdu);
+    } catch (e) {
+      // A bug or a malformed field we did not anticipate: this connection goes, the worker stays.
+      this.ctx.counters.inc('instSsnFormatErrors');
+      log.error('error handling PDU', { peer: this.peer, opcode: pdu.opcode, error: (e as Error).stack ?? String(e) });
+      this.close('internal error');
+    }
+  }
+
+  private onLoginPdu(pdu: Pdu): void {
+    if (pdu.opcode !== Opcode.LoginRequest) {
+      // RFC 7143 sec. 6.3: anything but a Login Request during login is a protocol error.
+      this.ctx.counters.inc('tgtLoginOtherFails');
+      log.warn('non-login PDU during login', { peer: this.peer, opcode: pdu.opcode });
+      this.loginReply(pdu, LoginStatus.InvalidDuringLogin, { transit: false, continue: false, csg: 0, nsg: 0 }, Buffer.alloc(0));
+      this.close('protocol error in login');
+      return;
+    }
+    const reply = this.login.handle(pdu);
+    if (reply.status !== 0) {
+      this.countLoginFailure(reply.status);
+      log.warn('login rejected', {
+        peer: this.peer,
+        status: `0x${reply.status.toString(16).padStart(4, '0')}`,
+        reason: this.login.lastFailure?.message ?? '',
+      });
+      this.loginReply(pdu, reply.status, reply, reply.data);
+      this.close('login failed');
+      return;
+    }
+    let tsih = pdu.bhs.readUInt16BE(14);
+    if (reply.outcome) {
+      const result = this.ctx.completeLogin(this, reply.outcome);
+      if (typeof result === 'number') {
+        this.countLoginFailure(result);
+        this.loginReply(pdu, result, { transit: false, continue: false, csg: reply.csg, nsg: 0 }, Buffer.alloc(0));
+        this.close('login failed');
+        return;
+      }
+      tsih = result.tsih;
+      this.enterFullFeature(reply.outcome, result);
+    }
+    this.loginReply(pdu, 0, reply, reply.data, tsih);
+    if (reply.outcome) {
+      // Digests apply from the first PDU after the final login response.
+      this.headerDigest = reply.outcome.params.headerDigest;
+      this.dataDigest = reply.outcome.params.dataDigest;
+      this.parser.headerDigest = this.headerDigest;
+      this.parser.dataDigest = this.dataDigest;
+    }
+  }
+
+  private countLoginFailure(status: number): void {
+    const c = this.ctx.counters;
+    if (status === LoginStatus.AuthenticationFailure) c.inc('tgtLoginAuthenticateFails');
+    else if (status === LoginStatus.AuthorizationFailure) c.inc('tgtLoginAuthorizeFails');
+    else if (status === LoginStatus.InitiatorError || status === LoginStatus.MissingParameter) c.inc('tgtLoginNegotiateFails');
+    else c.inc('tgtLoginOtherFails');
+  }
+
+  private loginReply(
+    pdu: Pdu,
+    status: number,
+    f: { transit: boolean; continue: boolean; csg: number; nsg: number },
+    data: Buffer,
+    tsih = pdu.bhs.readUInt16BE(14),
+  ): void {
+    const cmdSN = pdu.bhs.readUInt32BE(24);
+    this.expStatSN = pdu.bhs.readUInt32BE(28);
+    const failed = status !== 0;
+    this.send(
+      encodeLoginResponse({
+        transit: failed ? false : f.transit,
+        continue: failed ? false : f.continue,
+        csg: f.csg,
+        nsg: failed ? 0 : f.nsg,
+        isid: pdu.bhs.subarray(8, 14),
+        tsih: failed ? 0 : tsih,
+        itt: pdu.itt,
+        statSN: this.nextStatSN(),
+        expCmdSN: this.session ? this.session.expCmdSN : cmdSN,
+        maxCmdSN: this.session ? this.session.maxCmdSN : cmdSN,
+        statusClass: status >> 8,
+        statusDetail: status & 0xff,
+      }),
+      data.length ? data : null,
+    );
+  }
+
+  private enterFullFeature(outcome: LoginOutcome, session: Session): void {
+    if (this.loginTimer) clearTimeout(this.loginTimer);
+    this.loginTimer = null;
+    this.session = session;
+    this.cid = outcome.cid;
+    this.phase = 'ffp';
+    const p = outcome.params;
+    this.maxSendDataSegment = p.initiatorMaxRecvDataSegmentLength;
+    this.parser.maxDataSegmentLength = p.targetMaxRecvDataSegmentLength;
+    this.ctx.counters.inc('tgtLoginAccepts');
+    log.info('login', {
+      peer: this.peer,
+      initiator: outcome.initiatorName,
+      target: outcome.targetName ?? '(discovery)',
+      tsih: session.tsih,
+      cid: outcome.cid,
+      digests: `${p.headerDigest ? 'H' : '-'}${p.dataDigest ? 'D' : '-'}`,
+    });
+    this.armNop();
+  }
+
+  private onFfpPdu(pdu: Pdu): void {
+    const session = this.session!;
+    const bhs = pdu.bhs;
+    // ExpStatSN acknowledges our responses (we keep none for retransmission at ERL 0).
+    if (pdu.opcode !== Opcode.DataOut || pdu.final) this.expStatSN = bhs.readUInt32BE(28);
+    switch (pdu.opcode) {
+      case Opcode.ScsiCommand:
+        if (session.type !== 'Normal') {
+          this.reject(RejectReason.ProtocolError, bhs);
+          return;
+        }
+        this.commands.onCommand(pdu);
+        return;
+      case Opcode.DataOut:
+        this.commands.onDataOut(pdu);
+        return;
+      case Opcode.NopOut:
+        this.onNopOut(pdu);
+        return;
+      case Opcode.TextRequest:
+        this.onText(pdu);
+        return;
+      case Opcode.TaskMgmtRequest: {
+        const req = decodeTaskMgmtRequest(pdu);
+        const ok = session.deliver(req.cmdSN, req.immediate, () =>
+          this.send(
+            encodeTaskMgmtResponse({
+              response: handleTaskManagement(this, req),
+              itt: req.itt,
+              statSN: this.nextStatSN(),
+              expCmdSN: session.expCmdSN,
+              maxCmdSN: session.maxCmdSN,
+            }),
+          ),
+        );
+        if (!ok) log.debug('TMF outside the CmdSN window ignored', { peer: this.peer });
+        return;
+      }
+      case Opcode.LogoutRequest:
+        this.onLogout(pdu);
+        return;
+      case Opcode.Snack:
+        // ERL 0: SNACK is not supported.
+        this.reject(RejectReason.CommandNotSupported, bhs);
+        return;
+      case Opcode.LoginRequest:
+        this.reject(RejectReason.ProtocolError, bhs);
+        return;
+      default:
+        this.ctx.counters.inc('instSsnFormatErrors');
+        log.warn('unknown opcode', { peer: this.peer, opcode: `0x${pdu.opcode.toString(16)}` });
+        this.reject(RejectReason.CommandNotSupported, bhs);
+    }
+  }
+
+  private onNopOut(pdu: Pdu): void {
+    const req = decodeNopOut(pdu);
+    const session = this.session!;
+    if (req.itt === RESERVED_TAG) {
+      // An answer to our NOP-In ping (or an unsolicited NOP-Out that wants no answer).
+      if (this.nopOutstanding && req.ttt === this.nopOutstanding.ttt) this.nopOutstanding = null;
+      return;
+    }
+    const data = pdu.data.length ? Buffer.from(pdu.data.subarray(0, this.maxSendDataSegment)) : null;
+    const ok = session.deliver(req.cmdSN, req.immediate, () =>
+      this.send(
+        encodeNopIn({
+          lun: req.lun,
+          itt: req.itt,
+          ttt: RESERVED_TAG,
+          statSN: this.nextStatSN(),
+          expCmdSN: session.expCmdSN,
+          maxCmdSN: session.maxCmdSN,
+        }),
+        data,
+      ),
+    );
+    if (!ok) log.debug('NOP-Out outside the CmdSN window ignored', { peer: this.peer });
+  }
+
+  private onText(pdu: Pdu): void {
+    const req = decodeTextRequest(pdu);
+    const session = this.session!;
+    session.deliver(req.cmdSN, req.immediate, () => {
+      let body: Buffer;
+      if (this.textState && req.ttt === this.textState.ttt && req.itt === this.textState.itt) {
+        body = this.textState.rest; // continuation of a long answer
+      } else {
+        this.textState = null;
+        const parsed = parseTextData(pdu.data);
+        if (parsed.error) {
+          this.reject(RejectReason.ProtocolError, pdu.bhs);
+          return;
+        }
+        const answer: Array<[string, string]> = [];
+        for (const [k, v] of parsed.pairs) {
+          if (k === 'SendTargets') answer.push(...this.ctx.sendTargets(v, session, this));
+          else answer.push([k, 'NotUnderstood']);
+        }
+        body = encodeTextData(answer);
+      }
+      const max = this.maxSendDataSegment;
+      const more = body.length > max;
+      const ttt = more ? this.nextNopTtt++ & 0x7fffffff : RESERVED_TAG;
+      this.textState = more ? { itt: req.itt, ttt, rest: body.subarray(max) } : null;
+      this.send(
+        encodeTextResponse({
+          final: !more,
+          continue: more,
+          lun: req.lun,
+          itt: req.itt,
+          ttt,
+          statSN: this.nextStatSN(),
+          expCmdSN: session.expCmdSN,
+          maxCmdSN: session.maxCmdSN,
+        }),
+        more ? body.subarray(0, max) : body.length ? body : null,
+      );
+    });
+  }
+
+  private onLogout(pdu: Pdu): void {
+    const req = decodeLogoutRequest(pdu);
+    const session = this.session!;
+    session.deliver(req.cmdSN, req.immediate, () => {
+      let response: number = LogoutResponseCode.Success;
+      let closeWhole = false;
+      if (req.reasonCode === LogoutReason.CloseSession) closeWhole = true;
+      else if (req.reasonCode === LogoutReason.CloseConnection || req.reasonCode === LogoutReason.RemoveConnectionForRecovery) {
+        if (req.cid !== this.cid) {
+          const other = session.connections.get(req.cid);
+          if (!other) response = LogoutResponseCode.CidNotFound;
+          else other.close('logged out by another connection');
+        }
+      } else {
+        this.reject(RejectReason.InvalidPduField, pdu.bhs);
+        return;
+      }
+      this.ctx.counters.inc(response === LogoutResponseCode.Success ? 'tgtLogoutNormals' : 'tgtLogoutOthers');
+      this.send(
+        encodeLogoutResponse({
+          response,
+          itt: req.itt,
+          statSN: this.nextStatSN(),
+          expCmdSN: session.expCmdSN,
+          maxCmdSN: session.maxCmdSN,
+        }),
+      );
+      log.info('logout', { peer: this.peer, tsih: session.tsih, cid: this.cid, reason: req.reasonCode });
+      if (closeWhole) {
+        for (const c of [...session.connections.values()]) if (c !== this) c.close('session logout');
+      }
+      if (closeWhole || req.cid === this.cid) {
+        this.phase = 'logout';
+        this.socket.end();
+        setTimeout(() => this.close('logout'), 2000).unref();
+      }
+    });
+  }
+
+  // ---- keepalive -------------------------------------------------------------------------------
+
+  private armNop(): void {
+    const interval = this.ctx.config.nopInInterval * 1000;
+    if (interval <= 0) return;
+    const tick = Math.min(interval, 1000);
+    this.nopTimer = setInterval(() => this.nopTick(interval), tick);
+    this.nopTimer.unref();
+  }
+
+  private nopTick(interval: number): void {
+    if (this.phase !== 'ffp' || !this.session) return;
+    const now = Date.now();
+    if (this.nopOutstanding) {
+      if (now - this.nopOutstanding.sentAt > this.ctx.config.nopInTimeout * 1000) {
+        this.ctx.counters.inc('instSsnCxnTimeoutErrors');
+        log.warn('no answer to NOP-In: dropping the connection', { peer: this.peer });
+        this.close('nop timeout');
+      }
+      return;
+    }
+    if (now - this.lastRx < interval) return;
+    const ttt = this.nextNopTtt++ & 0x7fffffff;
+    this.nopOutstanding = { ttt, sentAt: now };
+    this.ctx.counters.inc('nopInPings');
+    this.send(
+      encodeNopIn({
+        itt: RESERVED_TAG,
+        ttt,
+        statSN: this.statSN,
+        expCmdSN: this.session.expCmdSN,
+        maxCmdSN: this.session.maxCmdSN,
+      }),
+    );
+  }
+
+  // ---- teardown --------------------------------------------------------------------------------
+
+  close(reason: string): void {
+    if (this.phase === 'closed') return;
+    log.debug('closing connection', { peer: this.peer, reason });
+    this.phase = 'closed';
+    this.socket.destroy();
+    this.onClose();
+  }
+
+  private finished = false;
+  private onClose(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.phase = 'closed';
+    if (this.loginTimer) clearTimeout(this.loginTimer);
+    if (this.nopTimer) clearInterval(this.nopTimer);
+    this.commands.abortAll();
+    this.ctx.counters.inc('cxnActive', -1);
+    this.ctx.connectionClosed(this);
+    this.closedResolve();
+  }
+}

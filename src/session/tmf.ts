@@ -1,0 +1,40 @@
+/** Task management functions (RFC 7143 sec. 11.5) at error recovery level 0. */
+import type { TaskMgmtRequest } from '../pdu/pdu';
+import { TmfFunction, TmfResponse } from '../pdu/opcodes';
+import { decodeLun } from '../scsi/lun';
+import type { Connection } from './connection';
+
+function lunOf(raw: bigint): number {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(raw);
+  return decodeLun(b);
+}
+
+export function handleTaskManagement(conn: Connection, req: TaskMgmtRequest): number {
+  const session = conn.session!;
+  const all = [...session.connections.values()];
+  switch (req.function) {
+    case TmfFunction.AbortTask: {
+      for (const c of all) if (c.commands.abort(req.referencedTaskTag)) return TmfResponse.FunctionComplete;
+      return TmfResponse.TaskDoesNotExist;
+    }
+    case TmfFunction.AbortTaskSet:
+    case TmfFunction.ClearTaskSet:
+    case TmfFunction.LogicalUnitReset: {
+      const lun = lunOf(req.lun);
+      if (session.dispatcher && !session.dispatcher.hasLun?.(lun) && req.function === TmfFunction.LogicalUnitReset)
+        return TmfResponse.LunDoesNotExist;
+      for (const c of all) c.commands.abortWhere((t) => t.lun === lun);
+      return TmfResponse.FunctionComplete;
+    }
+    case TmfFunction.TargetWarmReset:
+    case TmfFunction.TargetColdReset:
+      for (const c of all) c.commands.abortAll();
+      return TmfResponse.FunctionComplete;
+    case TmfFunction.TaskReassign:
+      return TmfResponse.TaskAllegianceReassignmentNotSupported;
+    case TmfFunction.ClearAca:
+    default:
+      return TmfResponse.TmfNotSupported;
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * Everything a worker thread shares between its connections: targets, sessions, TSIH allocation, counters.
+ * It also makes the login's final decision (new session, added connection, reinstatement).
+ */
+import type { Config } from '../config/schema';
+import type { CounterRow } from '../metrics/counters';
+import { TsihTable } from '../portal/routing';
+import { LoginStatus } from '../pdu/opcodes';
+import { DEFAULT_TARGET_OFFER, type TargetOffer } from '../login/negotiator';
+import { noAuthentication, type LoginEnvironment, type LoginOutcome } from '../login/login';
+import { Session, SessionTable } from '../session/session';
+import type { Connection } from '../session/connection';
+import { TargetRegistry } from './targets';
+import { log } from '../util/log';
+
+export class WorkerContext {
+  readonly sessions = new SessionTable();
+  readonly offer: TargetOffer = DEFAULT_TARGET_OFFER;
+
+  constructor(
+    public config: Config,
+    readonly targets: TargetRegistry,
+    readonly tsihs: TsihTable,
+    readonly counters: CounterRow,
+    readonly threadId: number,
+  ) {}
+
+  loginEnvironment(remoteAddress: string): LoginEnvironment {
+    return {
+      portalGroupTag: this.config.portalGroupTag,
+      offer: this.offer,
+      authenticator: noAuthentication,
+      lookupTarget: (name, initiatorName) => {
+        const t = this.targets.get(name);
+        if (!t) return 'not-found';
+        if (!t.allows(initiatorName, remoteAddress)) return 'forbidden';
+        return { name: t.name, alias: t.config.alias };
+      },
+      sessionExists: (tsih, initiatorName, isid) => {
+        const s = this.sessions.get(tsih);
+        return !!s && !s.ended && s.initiatorName === initiatorName && s.isid === isid;
+      },
+      sessionHasRoom: (tsih) => {
+        const s = this.sessions.get(tsih);
+        return !!s && s.connections.size < s.params.maxConnections;
+      },
+    };
+  }
+
+  /** The last step of a successful login: the session this connection belongs to, or a login status. */
+  completeLogin(conn: Connection, o: LoginOutcome): Session | number {
+    if (!o.leading) {
+      const s = this.sessions.get(o.tsih);
+      if (!s || s.ended) return LoginStatus.SessionDoesNotExist;
+      const old = s.connections.get(o.cid);
+      if (old) old.close('connection reinstatement'); // same CID: the new connection replaces it
+      if (s.connections.size >= s.params.maxConnections) return LoginStatus.TooManyConnections;
+      s.connections.set(o.cid, conn);
+      return s;
+    }
+    // Session reinstatement: a leading login with the ISID of an existing session ends the old one.
+    const old = this.sessions.find(o.initiatorName, o.isid, o.targetName);
+    if (old) {
+      log.info('session reinstatement', { initiator: o.initiatorName, isid: o.isid, oldTsih: old.tsih });
+      this.endSession(old);
+    }
+    const tsih = this.tsihs.allocate(this.threadId);
+    if (tsih === 0) return LoginStatus.OutOfResources;
+    const target = o.targetName ? (this.targets.get(o.targetName) ?? null) : null;
+    const s = new Session(
+      tsih,
+      o.initiatorName,
+      o.isid,
+      o.sessionType,
+      target,
+      target?.scsi ?? null,
+      o.params,
+      o.cmdSN,
+      this.config.queueDepth,
+    );
+    s.connections.set(o.cid, conn);
+    this.sessions.add(s);
+    this.counters.inc('ssnActive');
+    return s;
+  }
+
+  endSession(s: Session): void {
+    if (s.ended) return;
+    s.ended = true;
+    s.clearWaiting();
+    for (const c of [...s.connections.values()]) c.close('session ended');
+    this.sessions.remove(s);
+    this.tsihs.release(s.tsih);
+    this.counters.inc('ssnActive', -1);
+  }
+
+  connectionClosed(conn: Connection): void {
+    const s = conn.session;
+    if (!s) return;
+    if (s.connections.get(conn.cid) === conn) s.connections.delete(conn.cid);
+    // Error recovery level 0: the session ends with its last connection.
+    if (s.connections.size === 0) this.endSession(s);
+  }
+
+  /** SendTargets=All|<name>: the targets this initiator may see, each with the portals it can reach. */
+  sendTargets(value: string, session: Session, conn: Connection): Array<[string, string]> {
+    const out: Array<[string, string]> = [];
+    const tpgt = this.config.portalGroupTag;
+    const addrs = this.portalAddresses(conn);
+    for (const t of this.targets.all()) {
+      if (!t.allows(session.initiatorName, conn.meta.remoteAddress)) continue;
+      if (value === 'All') {
+        if (session.type !== 'Discovery') continue;
+      } else if (value !== '' && value.toLowerCase() !== t.name) continue;
+      else if (value === '' && session.target?.name !== t.name) continue;
+      out.push(['TargetName', t.name]);
+      for (const a of addrs) out.push(['TargetAddress', `${a},${tpgt}`]);
+    }
+    return out;
+  }
+
+  private portalAddresses(conn: Connection): string[] {
+    const fmt = (host: string, port: number) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
+    const local = conn.meta.localAddress.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1');
+    const out: string[] = [];
+    for (const p of this.config.portals) {
+      const wildcard = p.host === '0.0.0.0' || p.host === '::';
+      const host = wildcard ? local : p.host;
+      if (p.port !== conn.meta.localPort && wildcard) continue;
+      const s = fmt(host, p.port);
+      if (!out.includes(s)) out.push(s);
+    }
+    if (out.length === 0) out.push(fmt(local, conn.meta.localPort));
+    return out;
+  }
+}

@@ -1,0 +1,39 @@
+/** What the portal thread hands to a worker: the start-up data once, then one task per connection. */
+import type { Config } from '../config/schema';
+import type { CounterShared } from '../metrics/counters';
+import type { RoutingShared } from '../portal/routing';
+
+export interface WorkerInit {
+  config: Config;
+  counters: CounterShared;
+  routing: RoutingShared;
+}
+
+export interface ConnectionTask {
+  kind: 'connection';
+  /** A duplicate of the accepted socket's descriptor, owned by the worker from now on. */
+  fd: number;
+  /** Bytes the portal already read (the first Login PDU and anything after it). */
+  initial: Uint8Array;
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+}
+
+export interface ConfigTask {
+  kind: 'config';
+  config: Config;
+}
+
+export type WorkerTask = ConnectionTask | ConfigTask;
+
+/** The routing hint the portal attaches to a task (read by the pool's load balancer). */
+export interface RouteHint {
+  /** threadId of the worker that must serve this connection, or 0 for "least loaded". */
+  threadId: number;
+  /** InitiatorName + ISID, to remember where this session went. */
+  key: string | null;
+  /** Set by the load balancer: the worker that took the task. */
+  chosen: number;
+}

@@ -10,7 +10,12 @@ test('iscsi-ls discovers the target (SendTargets) and lists its LUN with its siz
     t.log(r.stdout.trim());
     t.is(r.code, 0, r.stderr);
     t.regex(r.stdout, new RegExp(`Target:${TEST_TARGET.replace(/\./g, '\\.')} Portal:127\\.0\\.0\\.1:${tt.port},1`));
-    t.regex(r.stdout, /Lun:0\s+Type:DIRECT_ACCESS \(Size:64M\)/);
+    // iscsi-ls prints the last LBA times the block size (63M for a 64 MiB LUN); READ CAPACITY(16) gives it all.
+    t.regex(r.stdout, /Lun:0\s+Type:DIRECT_ACCESS \(Size:63M\)/);
+    const rc = await run('iscsi-readcapacity16', ['-i', 'iqn.2026-11.io.nodetgt.test:ls', tt.url(0)], 30000);
+    t.is(rc.code, 0, rc.stderr);
+    t.regex(rc.stdout, /Total size:67108864\b/);
+    t.regex(rc.stdout, /LOGICAL BLOCK LENGTH IN BYTES:512\b/);
   } finally {
     await tt.close();
   }

@@ -13,7 +13,9 @@ const b = (s: string): Buffer => Buffer.from(s, 'utf8');
 // ---- parseTextData ------------------------------------------------------------------------
 
 test('parses NUL-terminated pairs in order', (t) => {
-  const r = parseTextData(b('InitiatorName=iqn.1993-08.org.debian:01:abc\0SessionType=Normal\0AuthMethod=CHAP,None\0'));
+  const r = parseTextData(
+    b('InitiatorName=iqn.1993-08.org.debian:01:abc\0SessionType=Normal\0AuthMethod=CHAP,None\0'),
+  );
   t.is(r.error, undefined);
   t.deepEqual(r.pairs, [
     ['InitiatorName', 'iqn.1993-08.org.debian:01:abc'],
@@ -92,8 +94,13 @@ test('hex/base64 encoded (large binary) values may reach 8192 bytes, not more', 
 });
 
 test('value that is not UTF-8 is an error; UTF-8 aliases are fine', (t) => {
-  t.regex(parseTextData(Buffer.concat([b('InitiatorAlias='), Buffer.from([0xc3, 0x28]), b('\0')])).error ?? '', /UTF-8/);
-  t.deepEqual(parseTextData(b('InitiatorAlias=Serveur Ñandú 東京\0')).pairs, [['InitiatorAlias', 'Serveur Ñandú 東京']]);
+  t.regex(
+    parseTextData(Buffer.concat([b('InitiatorAlias='), Buffer.from([0xc3, 0x28]), b('\0')])).error ?? '',
+    /UTF-8/,
+  );
+  t.deepEqual(parseTextData(b('InitiatorAlias=Serveur Ñandú 東京\0')).pairs, [
+    ['InitiatorAlias', 'Serveur Ñandú 東京'],
+  ]);
 });
 
 test('duplicate key in one text is an error unless allowed', (t) => {

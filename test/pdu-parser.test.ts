@@ -468,6 +468,30 @@ test('reset() from a callback drops the rest of the chunk; reset() clears a fata
   t.is(f.events.length, 1 + srcs.length - 1);
 });
 
+test('push() returns bytes consumed: stop after the first PDU and hand the rest over', (t) => {
+  for (const [label, opts] of CONFIGS) {
+    const srcs = sources();
+    const w = wire(srcs, opts);
+    const firstLen = wire(srcs.slice(0, 1), opts).length;
+    for (let i = 1; i <= firstLen + 60; i++) {
+      const h = harness({ ...opts, onPdu: (_p, hh) => hh.parser.reset() });
+      let consumed = h.parser.push(w.subarray(0, i));
+      let rest = w.subarray(consumed);
+      if (h.events.length === 0) {
+        t.is(consumed, i);
+        consumed = h.parser.push(w.subarray(i));
+        rest = w.subarray(i + consumed);
+      }
+      // The rest starts exactly at the second PDU (after padding and digest), whatever the split.
+      if (h.events.length !== 1 || !rest.equals(w.subarray(firstLen))) {
+        t.fail(`${label} split ${i}: events ${h.events.length}, rest ${rest.length}`);
+        return;
+      }
+    }
+  }
+  t.pass();
+});
+
 test('an exception from onPdu propagates and fails the parser', (t) => {
   const w = wire(sources(), { headerDigest: false, dataDigest: false });
   let n = 0;

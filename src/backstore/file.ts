@@ -62,9 +62,28 @@ async function statOrNull(file: string): Promise<fs.Stats | null> {
   }
 }
 
+// mkdir -p without fs.mkdir's { recursive: true }, which on Node 20 never settles under /proc.
+async function makeParents(dir: string): Promise<void> {
+  const missing: string[] = [];
+  for (let d = dir; ; d = path.dirname(d)) {
+    try {
+      if ((await fs.promises.stat(d)).isDirectory()) break;
+      throw Object.assign(new Error(`${d} is not a directory`), { code: 'ENOTDIR' });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || path.dirname(d) === d) throw e;
+      missing.push(d);
+    }
+  }
+  for (const d of missing.reverse()) {
+    await fs.promises.mkdir(d).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EEXIST') throw e;
+    });
+  }
+}
+
 async function create(file: string, size: number, direct: boolean): Promise<fs.promises.FileHandle | null> {
   try {
-    await fs.promises.mkdir(path.dirname(file), { recursive: true });
+    await makeParents(path.dirname(file));
   } catch (e) {
     throw fail(file, 'cannot create the parent directory', e);
   }
@@ -96,7 +115,9 @@ export async function openFileBackstore(opts: FileBackstoreOptions): Promise<Fil
 
   let fh: fs.promises.FileHandle | null = null;
   let created = false;
-  if ((await statOrNull(file)) === null) {
+  const found = await statOrNull(file);
+  if (found !== null && !found.isFile() && !found.isBlockDevice()) throw fail(file, 'not a regular file or block device');
+  if (found === null) {
     if (opts.size === undefined) throw fail(file, 'does not exist (give a size to create it)');
     if (readOnly) throw fail(file, 'does not exist, and a read-only backstore does not create it');
     fh = await create(file, opts.size, direct);

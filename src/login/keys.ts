@@ -92,19 +92,17 @@ const table: KeyDef[] = [
     irrelevantInDiscovery: false,
     ref: 'RFC 7143 12.1',
   },
-  ...['CHAP_A', 'CHAP_I', 'CHAP_C', 'CHAP_N', 'CHAP_R'].map(
-    (name): KeyDef => ({
-      name,
-      type: 'declarative',
-      syntax: 'auth',
-      use: 'IO',
-      scope: 'CO',
-      senders: 'both',
-      stage: 'security',
-      irrelevantInDiscovery: false,
-      ref: 'RFC 7143 12.1.3',
-    }),
-  ),
+  ...['CHAP_A', 'CHAP_I', 'CHAP_C', 'CHAP_N', 'CHAP_R'].map((name): KeyDef => ({
+    name,
+    type: 'declarative',
+    syntax: 'auth',
+    use: 'IO',
+    scope: 'CO',
+    senders: 'both',
+    stage: 'security',
+    irrelevantInDiscovery: false,
+    ref: 'RFC 7143 12.1.3',
+  })),
   ...['SRP_U', 'SRP_GROUP', 'SRP_A', 'SRP_B', 'SRP_M', 'SRP_HM', 'SRP_s', 'TargetAuth'].map(
     (name): KeyDef => ({
       name,
@@ -118,19 +116,17 @@ const table: KeyDef[] = [
       ref: 'RFC 7143 12.1.2',
     }),
   ),
-  ...['KRB_AP_REQ', 'KRB_AP_REP'].map(
-    (name): KeyDef => ({
-      name,
-      type: 'declarative',
-      syntax: 'auth',
-      use: 'IO',
-      scope: 'CO',
-      senders: 'both',
-      stage: 'security',
-      irrelevantInDiscovery: false,
-      ref: 'RFC 7143 12.1.1',
-    }),
-  ),
+  ...['KRB_AP_REQ', 'KRB_AP_REP'].map((name): KeyDef => ({
+    name,
+    type: 'declarative',
+    syntax: 'auth',
+    use: 'IO',
+    scope: 'CO',
+    senders: 'both',
+    stage: 'security',
+    irrelevantInDiscovery: false,
+    ref: 'RFC 7143 12.1.1',
+  })),
 
   // ---- RFC 7143 sec. 13: operational keys -------------------------------------------------
   {
@@ -454,40 +450,38 @@ const table: KeyDef[] = [
   },
 
   // ---- RFC 7143 sec. 13.25: obsoleted keys (markers were removed) --------------------------
-  ...['OFMarker', 'IFMarker'].map(
-    (name): KeyDef => ({
-      name,
-      type: 'boolean-and',
-      syntax: 'boolean',
-      use: 'IO',
-      scope: 'CO',
-      senders: 'both',
-      stage: 'operational',
-      default: 'No',
-      irrelevantInDiscovery: false,
-      obsoleteAnswer: 'Reject',
-      ref: 'RFC 7143 13.25',
-    }),
-  ),
-  ...['OFMarkInt', 'IFMarkInt'].map(
-    (name): KeyDef => ({
-      name,
-      type: 'numerical-min',
-      syntax: 'text', // was a numeric-range "1~65535"
-      use: 'IO',
-      scope: 'CO',
-      senders: 'both',
-      stage: 'operational',
-      default: '2048',
-      irrelevantInDiscovery: false,
-      obsoleteAnswer: 'Reject',
-      ref: 'RFC 7143 13.25',
-    }),
-  ),
+  ...['OFMarker', 'IFMarker'].map((name): KeyDef => ({
+    name,
+    type: 'boolean-and',
+    syntax: 'boolean',
+    use: 'IO',
+    scope: 'CO',
+    senders: 'both',
+    stage: 'operational',
+    default: 'No',
+    irrelevantInDiscovery: false,
+    obsoleteAnswer: 'Reject',
+    ref: 'RFC 7143 13.25',
+  })),
+  ...['OFMarkInt', 'IFMarkInt'].map((name): KeyDef => ({
+    name,
+    type: 'numerical-min',
+    syntax: 'text', // was a numeric-range "1~65535"
+    use: 'IO',
+    scope: 'CO',
+    senders: 'both',
+    stage: 'operational',
+    default: '2048',
+    irrelevantInDiscovery: false,
+    obsoleteAnswer: 'Reject',
+    ref: 'RFC 7143 13.25',
+  })),
 ];
 
 /** All known keys, by exact (case-sensitive) name. */
-export const KEYS: ReadonlyMap<string, Readonly<KeyDef>> = new Map(table.map((k) => [k.name, Object.freeze(k)]));
+export const KEYS: ReadonlyMap<string, Readonly<KeyDef>> = new Map(
+  table.map((k) => [k.name, Object.freeze(k)]),
+);
 
 export function lookupKey(name: string): Readonly<KeyDef> | undefined {
   return KEYS.get(name);

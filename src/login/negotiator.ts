@@ -213,6 +213,8 @@ export class Negotiator {
   /** Keys we proposed (answered or not): never proposed twice. */
   private readonly proposed = new Set<string>();
   private declaredMRDSL = false;
+  /** Stage of the last request processed: proposals are only made in the operational stage. */
+  private lastStage: NegotiationStage | undefined;
 
   constructor(opts: NegotiatorOptions) {
     validateOffer(opts.offer);
@@ -249,10 +251,14 @@ export class Negotiator {
    * send the key) differs from what we want: above or below it. Call when about to answer a
    * request to leave the operational stage; send them with T=0 and let process() take the
    * answers. Each key is proposed at most once per login; nothing is proposed in a discovery
-   * session beyond the keys relevant there, nor LO keys on a non-leading connection.
+   * session beyond the keys relevant there, nor LO keys on a non-leading connection. Returns
+   * nothing unless the last request processed was in the operational stage (operational keys
+   * must not appear in a security-stage response; an initiator going from security straight to
+   * full feature phase gets the defaults).
    */
   pendingOffers(): Array<[string, string]> {
     const out: Array<[string, string]> = [];
+    if (this.lastStage !== 'operational') return out;
     const v = this.values;
     const o = this.offer;
     const propose = (key: string, ours: string, current: string): void => {
@@ -265,8 +271,10 @@ export class Negotiator {
       out.push([key, ours]);
     };
     // Digests: only when the default None is unacceptable to us.
-    if (!o.headerDigest.includes('None') && !v.headerDigest) propose('HeaderDigest', o.headerDigest.join(','), 'None');
-    if (!o.dataDigest.includes('None') && !v.dataDigest) propose('DataDigest', o.dataDigest.join(','), 'None');
+    if (!o.headerDigest.includes('None') && !v.headerDigest)
+      propose('HeaderDigest', o.headerDigest.join(','), 'None');
+    if (!o.dataDigest.includes('None') && !v.dataDigest)
+      propose('DataDigest', o.dataDigest.join(','), 'None');
     propose('MaxConnections', String(o.maxConnections), String(v.maxConnections));
     propose('InitialR2T', formatBoolean(o.initialR2T), formatBoolean(v.initialR2T));
     propose('ImmediateData', formatBoolean(o.immediateData), formatBoolean(v.immediateData));
@@ -283,7 +291,11 @@ export class Negotiator {
     propose('DefaultTime2Retain', String(o.defaultTime2Retain), String(v.defaultTime2Retain));
     propose('MaxOutstandingR2T', String(o.maxOutstandingR2T), String(v.maxOutstandingR2T));
     propose('DataPDUInOrder', formatBoolean(o.dataPDUInOrder), formatBoolean(v.dataPDUInOrder));
-    propose('DataSequenceInOrder', formatBoolean(o.dataSequenceInOrder), formatBoolean(v.dataSequenceInOrder));
+    propose(
+      'DataSequenceInOrder',
+      formatBoolean(o.dataSequenceInOrder),
+      formatBoolean(v.dataSequenceInOrder),
+    );
     propose('ErrorRecoveryLevel', String(o.errorRecoveryLevel), String(v.errorRecoveryLevel));
     if (o.taskReporting[0] !== v.taskReporting) {
       propose('TaskReporting', o.taskReporting.join(','), v.taskReporting);
@@ -313,6 +325,7 @@ export class Negotiator {
     declarations: Map<string, string>,
   ): Array<[string, string]> {
     const inLogin = stage !== 'ffp';
+    this.lastStage = stage;
     const thisRequest = new Set<string>();
     for (const [key] of pairs) {
       if (thisRequest.has(key)) throw new ProtocolError(`key ${key} sent twice`);
@@ -322,7 +335,8 @@ export class Negotiator {
     // SessionType decides what else is relevant, whatever its place in the request.
     const st = pairs.find(([k]) => k === 'SessionType');
     if (st && inLogin && this.leading) {
-      if (st[1] !== 'Normal' && st[1] !== 'Discovery') throw new ProtocolError(`invalid SessionType '${st[1]}'`);
+      if (st[1] !== 'Normal' && st[1] !== 'Discovery')
+        throw new ProtocolError(`invalid SessionType '${st[1]}'`);
       this.values.sessionType = st[1];
     }
 
@@ -383,7 +397,8 @@ export class Negotiator {
       }
     }
     if (def.type === 'declarative') return null;
-    if (RESERVED_VALUES.has(value)) throw new ProtocolError(`${key}=${value}: reserved constant offered as a value`);
+    if (RESERVED_VALUES.has(value))
+      throw new ProtocolError(`${key}=${value}: reserved constant offered as a value`);
     if (def.use === 'LO' && !this.leading) return [key, 'Irrelevant'];
     if (def.irrelevantInDiscovery && this.values.sessionType === 'Discovery') return [key, 'Irrelevant'];
     return null;
@@ -439,7 +454,7 @@ export class Negotiator {
 
   private answerList(key: string, value: string): string {
     const theirs = value.split(',');
-    const pick = (ours: readonly string[]): string | undefined => theirs.find((v) => v !== '' && ours.includes(v));
+    const pick = (ours: readonly string[]): string | undefined => theirs.find((v) => ours.includes(v));
     switch (key) {
       case 'HeaderDigest':
       case 'DataDigest': {
@@ -548,13 +563,15 @@ function validateOffer(o: TargetOffer): void {
   num('maxOutstandingR2T', 1, 65535);
   num('errorRecoveryLevel', 0, 2);
   num('protocolLevel', 0, 31);
-  if (o.firstBurstLength > o.maxBurstLength) throw new RangeError('TargetOffer.firstBurstLength exceeds maxBurstLength');
+  if (o.firstBurstLength > o.maxBurstLength)
+    throw new RangeError('TargetOffer.firstBurstLength exceeds maxBurstLength');
   for (const [name, list] of [
     ['headerDigest', o.headerDigest],
     ['dataDigest', o.dataDigest],
     ['authMethods', o.authMethods],
     ['taskReporting', o.taskReporting],
   ] as const) {
-    if (!Array.isArray(list) || list.length === 0) throw new RangeError(`TargetOffer.${name} must not be empty`);
+    if (!Array.isArray(list) || list.length === 0)
+      throw new RangeError(`TargetOffer.${name} must not be empty`);
   }
 }

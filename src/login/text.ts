@@ -110,9 +110,7 @@ export function encodeTextData(pairs: ReadonlyArray<readonly [string, string]>):
 }
 
 export type AccumulateResult =
-  | { state: 'partial' }
-  | { state: 'complete'; data: Buffer }
-  | { state: 'error'; error: string };
+  { state: 'partial' } | { state: 'complete'; data: Buffer } | { state: 'error'; error: string };
 
 /**
  * Joins the data segments of a series of Login/Text PDUs with C=1 ended by one with C=0 into
@@ -171,6 +169,7 @@ export function splitTextData(buf: Buffer, maxLen: number): Buffer[] {
   if (!Number.isInteger(maxLen) || maxLen < 1) throw new RangeError(`invalid segment length ${maxLen}`);
   if (buf.length === 0) return [buf];
   const out: Buffer[] = [];
-  for (let off = 0; off < buf.length; off += maxLen) out.push(buf.subarray(off, Math.min(off + maxLen, buf.length)));
+  for (let off = 0; off < buf.length; off += maxLen)
+    out.push(buf.subarray(off, Math.min(off + maxLen, buf.length)));
   return out;
 }

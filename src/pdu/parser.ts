@@ -48,8 +48,8 @@ const S_BHS = 0;
 const S_AHS = 1;
 const S_HDIGEST = 2;
 const S_DATA = 3;
-const S_TRAILER = 4; // pad + data digest, data digest on
-const S_SKIP = 5; // pad without digest, or a rejected data segment
+const S_TRAILER = 4; // pad, then the data digest when on
+const S_SKIP = 5; // a rejected data segment
 const S_DEAD = 6;
 
 const EMPTY = Buffer.alloc(0);
@@ -130,11 +130,16 @@ export class PduParser {
   /**
    * Feed bytes. Never throws on any input; exceptions thrown by onPdu/onError
    * propagate, after which the parser is failed (the rest of the chunk is lost).
+   *
+   * Returns the number of bytes consumed: chunk.length, unless a callback called
+   * reset() (then: the end of the PDU it was handling) or a fatal error occurred.
+   * The portal uses this to stop after the first Login PDU and hand the rest over.
    */
-  push(chunk: Buffer): void {
-    if (this.state === S_DEAD || chunk.length === 0) return;
+  push(chunk: Buffer): number {
+    if (this.state === S_DEAD) return 0;
+    let consumed: number;
     try {
-      this.consume(chunk);
+      consumed = this.consume(chunk);
     } catch (err) {
       this.clear();
       this.state = S_DEAD;
@@ -153,6 +158,7 @@ export class PduParser {
       this.data = Buffer.from(this.data!);
       this.dataView = false;
     }
+    return consumed;
   }
 
   private clear(): void {
@@ -162,7 +168,8 @@ export class PduParser {
     this.skip = 0;
   }
 
-  private consume(chunk: Buffer): void {
+  /** Returns how many bytes were consumed: all, unless reset() or a fatal error stopped it. */
+  private consume(chunk: Buffer): number {
     const end = chunk.length;
     const epoch = this.epoch;
     let pos = 0;
@@ -180,7 +187,7 @@ export class PduParser {
             chunk.copy(this.bhs!, this.fill, pos, pos + n);
             pos += n;
             this.fill += n;
-            if (this.fill < BHS_LENGTH) return;
+            if (this.fill < BHS_LENGTH) return end;
             this.fill = 0;
           }
           this.beginPdu();
@@ -198,7 +205,7 @@ export class PduParser {
             chunk.copy(this.ahs!, this.fill, pos, pos + n);
             pos += n;
             this.fill += n;
-            if (this.fill < len) return;
+            if (this.fill < len) return end;
             this.fill = 0;
           }
           if (this.hd) this.state = S_HDIGEST;
@@ -215,7 +222,7 @@ export class PduParser {
             chunk.copy(this.scratch, this.fill, pos, pos + n);
             pos += n;
             this.fill += n;
-            if (this.fill < 4) return;
+            if (this.fill < 4) return end;
             this.fill = 0;
             received = this.scratch.readUInt32LE(0);
           }
@@ -235,7 +242,7 @@ export class PduParser {
                 computed >>> 0,
               ),
             );
-            return;
+            return pos;
           }
           this.headerDone();
           break;
@@ -252,23 +259,22 @@ export class PduParser {
             chunk.copy(this.data!, this.fill, pos, pos + n);
             pos += n;
             this.fill += n;
-            if (this.fill < len) return;
+            if (this.fill < len) return end;
             this.fill = 0;
           }
-          if (this.dd) {
-            this.state = S_TRAILER;
-          } else {
-            // Padding carries nothing: deliver now and skip it afterwards, so the
-            // data never has to be copied out of this chunk to wait for it.
-            this.skip = this.pad;
+          if (this.pad === 0 && !this.dd) {
             this.deliver(this.data!);
-            if (this.epoch !== epoch) return;
-            if (this.skip > 0) this.state = S_SKIP;
+            if (this.epoch !== epoch) return pos;
+          } else {
+            this.state = S_TRAILER;
           }
           break;
         }
         case S_TRAILER: {
-          const len = this.pad + 4;
+          // Padding, then the data digest when on. Waiting for the padding too (not
+          // delivering early) keeps push()'s consumed count on a PDU boundary; the
+          // rare chunk boundary inside a trailer costs one copy of the data.
+          const len = this.pad + (this.dd ? 4 : 0);
           let trailer: Buffer;
           let at: number;
           if (this.fill === 0 && avail >= len) {
@@ -280,12 +286,17 @@ export class PduParser {
             chunk.copy(this.scratch, this.fill, pos, pos + n);
             pos += n;
             this.fill += n;
-            if (this.fill < len) return;
+            if (this.fill < len) return end;
             this.fill = 0;
             trailer = this.scratch;
             at = 0;
           }
           const data = this.data!;
+          if (!this.dd) {
+            this.deliver(data);
+            if (this.epoch !== epoch) return pos;
+            break;
+          }
           let computed = this.crc!(data);
           if (this.pad > 0) computed = this.crc!(trailer.subarray(at, at + this.pad), computed);
           computed >>>= 0;
@@ -299,7 +310,7 @@ export class PduParser {
               new PduParseError('data-digest', 'data digest mismatch', pdu.bhs, pdu, received, computed),
             );
           }
-          if (this.epoch !== epoch) return;
+          if (this.epoch !== epoch) return pos;
           break;
         }
         case S_SKIP: {
@@ -310,10 +321,11 @@ export class PduParser {
           break;
         }
         default:
-          return; // S_DEAD
+          return pos; // S_DEAD
       }
-      if (this.state === S_DEAD || this.epoch !== epoch) return;
+      if (this.state === S_DEAD || this.epoch !== epoch) return pos;
     }
+    return end;
   }
 
   private beginPdu(): void {

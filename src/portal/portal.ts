@@ -14,6 +14,7 @@ import { dup } from '../native';
 import { readFirstLogin } from './first-login';
 import { createRoutingShared, TsihTable, type RoutingShared } from './routing';
 import { prepareBackingFiles } from '../backstore/prepare';
+import { startMetricsServer } from '../metrics/http';
 import type { ConnectionTask, RouteHint, WorkerInit } from '../worker/task';
 
 const FIRST_LOGIN_TIMEOUT_MS = 15000;
@@ -22,6 +23,8 @@ export interface RunningTarget {
   readonly config: Config;
   readonly addresses: net.AddressInfo[];
   readonly counters: CounterShared;
+  /** Port of the Prometheus endpoint (0 when disabled). */
+  readonly metricsPort: number;
   /** Connections currently served, per worker threadId. */
   connectionsPerWorker(): Map<number, number>;
   workerThreadIds(): number[];
@@ -153,6 +156,13 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     for (const s of servers) s.close();
     throw e;
   }
+  const metricsServer = config.metrics
+    ? await startMetricsServer(counters, config.metrics.host, config.metrics.port).catch((e: Error) => {
+        for (const s of servers) s.close();
+        throw e;
+      })
+    : null;
+  if (metricsServer) log.info('metrics listening', { address: `${config.metrics!.host}:${metricsServer.port}` });
   // Ports chosen by the kernel (port 0) are what SendTargets must announce.
   config.portals.forEach((p, i) => (p.port = addresses[i].port));
   pool = new Piscina({
@@ -171,9 +181,11 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     config,
     addresses,
     counters,
+    metricsPort: metricsServer?.port ?? 0,
     connectionsPerWorker: () => new Map(connsPerWorker),
     workerThreadIds: () => pool!.threads.map((t) => t.threadId),
     async close() {
+      metricsServer?.server.close();
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       await pool!.destroy();
     },

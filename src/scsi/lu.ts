@@ -51,7 +51,10 @@ export interface LogicalUnitOptions {
   maxUnmapBlocks?: number;
   /** MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT. Default 256. */
   maxUnmapDescriptors?: number;
-  /** MAXIMUM WRITE SAME LENGTH (blocks). Default 1 Mi blocks. */
+  /**
+   * MAXIMUM WRITE SAME LENGTH (blocks). Default 65535: longer ranges take several commands, and a WRITE SAME
+   * never covers more than a plain READ of the same range could check.
+   */
   maxWriteSameBlocks?: number;
   /** RELATIVE TARGET PORT IDENTIFIER reported in VPD 83h. Default 1. */
   relativeTargetPort?: number;
@@ -100,7 +103,7 @@ export class LogicalUnit {
       granularityBlocks: blocks(4096),
       maxUnmapBlocks: opts.maxUnmapBlocks ?? 1024 * 1024,
       maxUnmapDescriptors: opts.maxUnmapDescriptors ?? 256,
-      maxWriteSameBlocks: opts.maxWriteSameBlocks ?? 1024 * 1024,
+      maxWriteSameBlocks: opts.maxWriteSameBlocks ?? 0xffff,
       rotationRate: opts.rotationRate ?? 1,
       relativeTargetPort: opts.relativeTargetPort ?? 1,
     };

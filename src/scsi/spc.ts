@@ -165,7 +165,7 @@ export function reportSupportedOperationCodes(ctx: CommandContext): ScsiResult {
   const head = Buffer.alloc(4);
   head[1] = (rctd ? 0x80 : 0) | 0x03; // CTDP, SUPPORT 011b: supported as the standard says
   head.writeUInt16BE(usage.length, 2);
-  const parts = [head, Buffer.from(usage)];
+  const parts: Buffer[] = [head, Buffer.from(usage)];
   if (rctd) parts.push(timeoutsDescriptor(spec));
   return clip(Buffer.concat(parts), alloc);
 }

@@ -10,9 +10,14 @@ import { RejectReason, RESERVED_TAG } from '../pdu/opcodes';
 import { decodeLun } from '../scsi/lun';
 import type { ScsiResult } from '../scsi/types';
 import { log } from '../util/log';
+import { fixedSense } from '../scsi/sense';
+import { SenseKey } from '../scsi/constants';
 import type { Connection } from './connection';
 
 const GOOD = 0x00;
+const CHECK_CONDITION = 0x02;
+/** ASC/ASCQ 4Bh/00h DATA PHASE ERROR: the Data-Out sequence of the command was broken. */
+const DATA_PHASE_ERROR = [0x4b, 0x00] as const;
 
 interface R2tState {
   offset: number;
@@ -30,7 +35,7 @@ export interface Task {
   read: boolean;
   write: boolean;
   immediate: boolean;
-  /** Bytes of Data-Out the initiator will send (EDTL for a write). */
+  /** Bytes of Data-Out we need before executing: min(EDTL, what the CDB transfers). */
   wantData: number;
   received: number;
   data: Buffer[];
@@ -43,6 +48,8 @@ export interface Task {
   delivered: boolean;
   started: boolean;
   aborted: boolean;
+  /** Set when the data transfer went wrong (bad DataSN): answered with this sense once the data has stopped. */
+  failure: Buffer | null;
 }
 
 export class CommandEngine {
@@ -87,21 +94,25 @@ export class CommandEngine {
     }
     if (!pdu.final && (p.initialR2T || !cmd.write))
       return this.protocolError(pdu, 'unsolicited Data-Out announced but not allowed');
-    const wantData = cmd.write ? cmd.expectedDataTransferLength : 0;
+    const edtl = cmd.expectedDataTransferLength;
+    const lun = decodeLun(pdu.bhs.subarray(8, 16));
+    // Solicit only what the command will use; unsolicited data is accepted up to EDTL and the excess dropped.
+    const transfer = cmd.write ? session.dispatcher!.dataOutLength({ cdb: cmd.cdb, lun }) : null;
+    const wantData = cmd.write ? Math.min(edtl, transfer ?? 0) : 0;
     const task: Task = {
       itt: cmd.itt,
       lunRaw: cmd.lun,
-      lun: decodeLun(pdu.bhs.subarray(8, 16)),
+      lun,
       cdb: cmd.cdb,
-      edtl: cmd.expectedDataTransferLength,
+      edtl,
       read: cmd.read,
       write: cmd.write,
       immediate: cmd.immediate,
       wantData,
       received: imm,
-      data: imm > 0 ? [pdu.data] : [],
+      data: imm > 0 && wantData > 0 ? [imm > wantData ? pdu.data.subarray(0, wantData) : pdu.data] : [],
       unsolicitedDone: pdu.final,
-      unsolicitedLimit: p.initialR2T ? imm : Math.min(p.firstBurstLength, wantData),
+      unsolicitedLimit: p.initialR2T ? imm : Math.min(p.firstBurstLength, edtl),
       unsolicitedDataSN: 0,
       nextR2tOffset: 0,
       r2ts: new Map(),
@@ -109,6 +120,7 @@ export class CommandEngine {
       delivered: false,
       started: false,
       aborted: false,
+      failure: null,
     };
     this.tasks.set(task.itt, task);
     const accepted = session.deliver(cmd.cmdSN, cmd.immediate, () => {
@@ -136,28 +148,37 @@ export class CommandEngine {
     }
     const len = pdu.data.length;
     let r2t: R2tState | undefined;
+    let dataSN: number;
     if (d.ttt === RESERVED_TAG) {
       if (task.unsolicitedDone) return this.protocolError(pdu, 'unsolicited Data-Out after the F bit', task);
       if (d.bufferOffset + len > task.unsolicitedLimit)
         return this.protocolError(pdu, 'unsolicited data beyond FirstBurstLength', task);
-      if (d.dataSN !== task.unsolicitedDataSN) return this.protocolError(pdu, 'unexpected DataSN', task);
-      task.unsolicitedDataSN++;
+      dataSN = task.unsolicitedDataSN++;
     } else {
       r2t = task.r2ts.get(d.ttt);
       if (!r2t) {
+        this.conn.ctx.counters.inc('instSsnFormatErrors');
         this.conn.reject(RejectReason.InvalidPduField, pdu.bhs);
         return;
       }
-      if (d.dataSN !== r2t.nextDataSN) return this.protocolError(pdu, 'unexpected DataSN', task);
-      r2t.nextDataSN++;
+      dataSN = r2t.nextDataSN++;
       if (d.bufferOffset + len > r2t.offset + r2t.length)
         return this.protocolError(pdu, 'Data-Out beyond the R2T', task);
       r2t.received += len;
     }
     // DataPDUInOrder and DataSequenceInOrder are Yes: data arrives at increasing offsets, back to back.
     if (d.bufferOffset !== task.received) return this.protocolError(pdu, 'Data-Out out of order', task);
-    if (task.received + len > task.wantData) return this.protocolError(pdu, 'Data-Out beyond EDTL', task);
-    if (len) task.data.push(pdu.data);
+    if (task.received + len > task.edtl) return this.protocolError(pdu, 'Data-Out beyond EDTL', task);
+    if (d.dataSN !== dataSN && !task.failure) {
+      // ERL 0 cannot ask for the PDU again: the command fails once its data has stopped arriving.
+      log.warn('unexpected DataSN', { peer: this.conn.peer, itt: task.itt, got: d.dataSN, expected: dataSN });
+      this.conn.ctx.counters.inc('instSsnFormatErrors');
+      task.failure = fixedSense(SenseKey.ABORTED_COMMAND, DATA_PHASE_ERROR);
+    }
+    if (len && task.received < task.wantData) {
+      const keep = Math.min(len, task.wantData - task.received);
+      task.data.push(keep === len ? pdu.data : pdu.data.subarray(0, keep));
+    }
     task.received += len;
     if (d.final) {
       if (r2t) {
@@ -200,10 +221,15 @@ export class CommandEngine {
   }
 
   private maybeStart(task: Task): void {
-    if (!task.delivered || task.started || task.received < task.wantData) return;
+    if (!task.delivered || task.started || !task.unsolicitedDone) return;
+    if (task.received < task.wantData || task.r2ts.size > 0) return;
     task.started = true;
     const conn = this.conn;
     const session = conn.session!;
+    if (task.failure) {
+      this.respond(task, { status: CHECK_CONDITION, sense: task.failure });
+      return;
+    }
     const scsi = session.dispatcher!;
     conn.ctx.counters.inc('scsiCommands');
     scsi

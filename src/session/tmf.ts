@@ -22,7 +22,7 @@ export function handleTaskManagement(conn: Connection, req: TaskMgmtRequest): nu
     case TmfFunction.ClearTaskSet:
     case TmfFunction.LogicalUnitReset: {
       const lun = lunOf(req.lun);
-      if (session.dispatcher && !session.dispatcher.hasLun?.(lun) && req.function === TmfFunction.LogicalUnitReset)
+      if (req.function === TmfFunction.LogicalUnitReset && session.dispatcher && !session.dispatcher.getLun(lun))
         return TmfResponse.LunDoesNotExist;
       for (const c of all) c.commands.abortWhere((t) => t.lun === lun);
       return TmfResponse.FunctionComplete;

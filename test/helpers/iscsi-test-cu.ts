@@ -204,8 +204,9 @@ export function parseCUnitOutput(output: string): ParsedOutput {
         cur.status = st[1] as TestBlock['status'];
         continue;
       }
+      cur.lines.push(line);
     }
-    cur.lines.push(line);
+    // After its status line, output belongs to what runs between tests (e.g. the PRIN/READ_KEYS probe).
   }
   return { summary, tests };
 }
@@ -231,7 +232,8 @@ export function skipReasons(lines: readonly string[]): string[] {
 
 function failureDetail(lines: readonly string[]): string {
   const picked = lines
-    .map((l) => l.trim())
+    // -V output is sometimes glued to the end of a CUnit line ("...(ret,0)    Send PRIN/READ_KEYS")
+    .map((l) => l.replace(/\s{4,}Send [A-Z].*$/, '').trim())
     .filter((l) => /^\d+\.\s+\S+:\d+/.test(l) || /\[FAILED\]|\[FAIL\]|failed|error/i.test(l));
   const text = (picked.length ? picked : lines.slice(-8).map((l) => l.trim())).slice(0, 12).join(' | ');
   return text.length > 1500 ? `${text.slice(0, 1500)}...` : text || '(no detail printed)';
@@ -334,7 +336,8 @@ export function formatSuiteTable(results: readonly SuiteResult[]): string {
   );
   rows.push(['TOTAL', ...tot.map(String), '', '']);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const fmt = (r: string[]) => r.map((c, i) => (i === 0 || i === 6 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  const fmt = (r: string[]) =>
+    r.map((c, i) => (i === 0 || i === 6 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   const out = [fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt)];
   for (const r of results) {
     for (const s of r.skipped) out.push(`  skip  ${r.suite}.${s.test} [${s.kind}]: ${s.reason}`);

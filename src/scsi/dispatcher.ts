@@ -1,0 +1,136 @@
+/**
+ * The device server's front door: LUN lookup, opcode lookup, the CDB reserved-bit check, unit attention
+ * handling, and turning refusals into CHECK CONDITION with fixed-format sense.
+ */
+import { AscQ, Opcode, SenseKey, Status } from './constants';
+import { CommandIndex, COMMANDS } from './commands';
+import { inquiryAbsentLun } from './inquiry';
+import type { LogicalUnit } from './lu';
+import { fixedSense, highestBit, internalFailure, invalidFieldInCdb, invalidOpcode, lunNotSupported, ScsiError } from './sense';
+import { reportLuns, requestSenseAbsentLun } from './spc';
+import type { CommandContext, CommandSpec, ScsiResult, ScsiTask } from './types';
+
+export type { ScsiTask, ScsiResult } from './types';
+
+function checkCondition(err: ScsiError): ScsiResult {
+  return { status: Status.CHECK_CONDITION, sense: err.sense() };
+}
+
+/** Refuse bits outside the usage map (reserved, obsolete or unsupported fields) with a field pointer. */
+function checkCdbBits(spec: CommandSpec, lu: LogicalUnit, cdb: Buffer): void {
+  if (cdb.length < spec.cdbLength) throw invalidFieldInCdb(0, 7);
+  const usage = spec.usage(lu);
+  for (let i = 1; i < spec.cdbLength; i++) {
+    let allowed = usage[i];
+    if (i === 1 && spec.serviceAction !== undefined) allowed |= 0x1f;
+    const bad = cdb[i] & ~allowed;
+    if (bad !== 0) throw invalidFieldInCdb(i, highestBit(bad));
+  }
+}
+
+export class ScsiDispatcher {
+  private luns: Map<number, LogicalUnit>;
+  private readonly index: CommandIndex;
+  /** Called for unexpected (non-SCSI) exceptions, which are answered with HARDWARE ERROR. */
+  onInternalError: (err: unknown, task: ScsiTask) => void = (err) => {
+    console.error('nodetgt: internal error in SCSI command', err);
+  };
+
+  constructor(luns: Map<number, LogicalUnit>, commands: readonly CommandSpec[] = COMMANDS) {
+    this.luns = luns;
+    this.index = new CommandIndex(commands);
+  }
+
+  /**
+   * Replace the LUN map (live configuration change). Logical units that stay get REPORTED LUNS DATA HAS
+   * CHANGED for every I_T nexus when the set of LUNs differs.
+   */
+  setLuns(luns: Map<number, LogicalUnit>): void {
+    const before = [...this.luns.keys()].sort().join(',');
+    const after = [...luns.keys()].sort().join(',');
+    this.luns = luns;
+    if (before !== after) for (const lu of luns.values()) lu.establishUnitAttention(AscQ.REPORTED_LUNS_DATA_CHANGED);
+  }
+
+  getLun(lun: number): LogicalUnit | undefined {
+    return this.luns.get(lun);
+  }
+
+  /** The LUN numbers currently configured, ascending. */
+  lunNumbers(): number[] {
+    return [...this.luns.keys()].sort((a, b) => a - b);
+  }
+
+  /**
+   * Bytes of Data-Out the CDB itself asks for (WRITE: blocks x block size, UNMAP/MODE SELECT: parameter list
+   * length, VERIFY with BYTCHK=0: 0); null for commands that never carry Data-Out, unknown opcodes and
+   * absent LUNs.
+   */
+  dataOutLength(task: { cdb: Buffer; lun: number }): number | null {
+    const lu = this.luns.get(task.lun);
+    if (!lu) return null;
+    const spec = this.index.lookup(task.cdb);
+    if (!spec || spec === 'bad-sa' || !spec.dataOutLength) return null;
+    if (task.cdb.length < spec.cdbLength) return null;
+    return spec.dataOutLength(task.cdb, lu);
+  }
+
+  /** Return a pooled Data-In buffer (ScsiResult.pooled) once it has been sent. */
+  releaseDataIn(buf: Buffer): void {
+    const seen = new Set<unknown>();
+    for (const lu of this.luns.values()) {
+      if (seen.has(lu.pool)) continue;
+      seen.add(lu.pool);
+      if (lu.pool.owns(buf)) {
+        lu.pool.release(buf);
+        return;
+      }
+    }
+  }
+
+  async execute(task: ScsiTask): Promise<ScsiResult> {
+    const cdb = task.cdb;
+    try {
+      const lu = this.luns.get(task.lun);
+      if (!lu) return this.absentLun(task);
+      lu.noteNexus(task.nexus);
+      const spec = this.index.lookup(cdb);
+      if (spec === undefined) throw invalidOpcode();
+      if (spec === 'bad-sa') throw invalidFieldInCdb(1, 4);
+      if (spec.available && !spec.available(lu)) throw invalidOpcode();
+      if (!spec.ignoresUnitAttention) {
+        const ua = lu.takeUnitAttention(task.nexus);
+        if (ua) return { status: Status.CHECK_CONDITION, sense: fixedSense(SenseKey.UNIT_ATTENTION, ua) };
+      }
+      checkCdbBits(spec, lu, cdb);
+      const ctx: CommandContext = {
+        task,
+        cdb,
+        lu,
+        lunNumbers: () => this.lunNumbers(),
+        commands: this.index.commands,
+      };
+      return await spec.exec(ctx);
+    } catch (e) {
+      if (e instanceof ScsiError) return checkCondition(e);
+      this.onInternalError(e, task);
+      return checkCondition(internalFailure());
+    }
+  }
+
+  /** SPC-4: with no logical unit behind the LUN only INQUIRY, REPORT LUNS and REQUEST SENSE work. */
+  private absentLun(task: ScsiTask): ScsiResult {
+    const cdb = task.cdb;
+    switch (cdb[0]) {
+      case Opcode.INQUIRY:
+        if ((cdb[1] & 0x01) !== 0) throw lunNotSupported();
+        return inquiryAbsentLun(cdb);
+      case Opcode.REPORT_LUNS:
+        return reportLuns(cdb, this.lunNumbers());
+      case Opcode.REQUEST_SENSE:
+        return requestSenseAbsentLun(cdb);
+      default:
+        throw lunNotSupported();
+    }
+  }
+}

@@ -1,0 +1,234 @@
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { openFileBackstore } from '../src/backstore/file';
+import { openNullBackstore } from '../src/backstore/null';
+import { allocAligned, isAligned } from '../src/native';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-bs-'));
+test.after.always(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const GiB = 1 << 30;
+const MiB = 1 << 20;
+
+test('creates a sparse 1 GiB file, with its parent directories', async (t) => {
+  const file = path.join(tmp, 'a', 'b', 'lun0.img');
+  const bs = await openFileBackstore({ path: file, size: GiB });
+  const st = fs.statSync(file);
+  t.is(st.size, GiB);
+  t.true(st.blocks < 64, `sparse: ${st.blocks} blocks allocated`);
+  t.is(st.mode & 0o777, 0o600);
+  t.is(bs.sizeBytes, GiB);
+  t.is(bs.blockSize, 512);
+  t.false(bs.readOnly);
+  t.true(bs.writeCacheEnabled);
+  t.true(bs.thinProvisioned, 'ext4/xfs/tmpfs punch holes');
+  await bs.close();
+  await bs.close(); // idempotent
+});
+
+test('round trip: vectored writes (plain and FUA), reads, flush', async (t) => {
+  const file = path.join(tmp, 'rt.img');
+  const bs = await openFileBackstore({ path: file, size: 64 * MiB, blockSize: 4096 });
+  t.is(bs.blockSize, 4096);
+  const a = randomBytes(8192);
+  const b = randomBytes(12288);
+  await bs.write(40960, [a, b], false);
+  const c = randomBytes(MiB);
+  await bs.write(63 * MiB, [c], true);
+  await bs.flush();
+  const back = Buffer.alloc(a.length + b.length);
+  await bs.read(40960, back);
+  t.true(back.equals(Buffer.concat([a, b])));
+  const back2 = Buffer.alloc(MiB);
+  await bs.read(63 * MiB, back2);
+  t.true(back2.equals(c));
+  const never = Buffer.alloc(4096, 0xee);
+  await bs.read(0, never);
+  t.true(never.equals(Buffer.alloc(4096)), 'unwritten blocks read as zeros');
+  // Many at once.
+  const blocks = Array.from({ length: 64 }, () => randomBytes(4096));
+  await Promise.all(blocks.map((blk, i) => bs.write(i * 8192, [blk], i % 2 === 0)));
+  const outs = blocks.map(() => Buffer.alloc(4096));
+  await Promise.all(outs.map((o, i) => bs.read(i * 8192, o)));
+  t.true(outs.every((o, i) => o.equals(blocks[i])));
+  await t.throwsAsync(bs.read(64 * MiB - 4096, Buffer.alloc(8192)), { instanceOf: RangeError });
+  await t.throwsAsync(bs.write(-4096, [Buffer.alloc(4096)], false), { instanceOf: RangeError });
+  await bs.close();
+  await t.throwsAsync(bs.read(0, Buffer.alloc(512)), { message: /closed/ });
+});
+
+test('reopening uses the file as it is; a size mismatch is refused', async (t) => {
+  const file = path.join(tmp, 'reopen.img');
+  await (await openFileBackstore({ path: file, size: 8 * MiB })).close();
+  const again = await openFileBackstore({ path: file });
+  t.is(again.sizeBytes, 8 * MiB);
+  await again.close();
+  const same = await openFileBackstore({ path: file, size: 8 * MiB });
+  t.is(same.sizeBytes, 8 * MiB);
+  await same.close();
+  await t.throwsAsync(openFileBackstore({ path: file, size: 16 * MiB }), { message: /8388608 bytes, configured size is 16777216/ });
+  await t.throwsAsync(openFileBackstore({ path: file, size: 4 * MiB }), { message: /configured size/ });
+});
+
+test('clear errors: missing without size, not a file, bad sizes, unwritable', async (t) => {
+  await t.throwsAsync(openFileBackstore({ path: path.join(tmp, 'nope.img') }), { message: /does not exist \(give a size/ });
+  await t.throwsAsync(openFileBackstore({ path: path.join(tmp, 'nope2.img'), size: MiB, readOnly: true }), {
+    message: /read-only backstore does not create/,
+  });
+  await t.throwsAsync(openFileBackstore({ path: tmp }), { message: /not a regular file or block device/ });
+  await t.throwsAsync(openFileBackstore({ path: path.join(tmp, 'odd.img'), size: 1000 }), { message: /multiple of the block size/ });
+  await t.throwsAsync(openFileBackstore({ path: '/dev/null' }), { message: /not a regular file or block device/ });
+  const tiny = path.join(tmp, 'tiny.img');
+  fs.writeFileSync(tiny, Buffer.alloc(100));
+  await t.throwsAsync(openFileBackstore({ path: tiny }), { message: /smaller than one 512-byte block/ });
+  if (process.getuid?.() !== 0) {
+    const locked = path.join(tmp, 'locked.img');
+    fs.writeFileSync(locked, Buffer.alloc(4096));
+    fs.chmodSync(locked, 0o444);
+    await t.throwsAsync(openFileBackstore({ path: locked }), { message: /cannot open for writing/ });
+  }
+  await t.throwsAsync(openFileBackstore({ path: '/proc/nodetgt-no/such.img', size: MiB }), {
+    message: /cannot create the parent directory/,
+  });
+  fs.writeFileSync(path.join(tmp, 'plainfile'), '');
+  await t.throwsAsync(openFileBackstore({ path: path.join(tmp, 'plainfile', 'sub', 'x.img'), size: MiB }), {
+    message: /ENOTDIR/,
+  });
+  const odd = path.join(tmp, 'ragged.img');
+  fs.writeFileSync(odd, Buffer.alloc(4096 + 100));
+  const r = await openFileBackstore({ path: odd });
+  t.is(r.sizeBytes, 4096, 'a ragged tail is not exposed');
+  await r.close();
+});
+
+test('read-only: reads work, writes, unmaps and creation are refused', async (t) => {
+  const file = path.join(tmp, 'ro.img');
+  const data = randomBytes(4096);
+  fs.writeFileSync(file, data);
+  fs.chmodSync(file, 0o444); // opening it for writing would fail for non-root users
+  const bs = await openFileBackstore({ path: file, readOnly: true });
+  t.true(bs.readOnly);
+  t.false(bs.thinProvisioned);
+  const back = Buffer.alloc(4096);
+  await bs.read(0, back);
+  t.true(back.equals(data));
+  await t.throwsAsync(bs.write(0, [Buffer.alloc(512)], false), { code: 'EROFS' });
+  await t.throwsAsync(bs.unmap(0, 512), { code: 'EROFS' });
+  await bs.flush();
+  await bs.close();
+  t.true(fs.readFileSync(file).equals(data));
+});
+
+test('unmap punches holes: zeros back, blocks freed, size kept', async (t) => {
+  const file = path.join(tmp, 'unmap.img');
+  const bs = await openFileBackstore({ path: file, size: 16 * MiB });
+  const data = randomBytes(8 * MiB);
+  await bs.write(0, [data], false);
+  await bs.flush();
+  const before = fs.statSync(file).blocks;
+  await bs.unmap(MiB, 4 * MiB);
+  const after = fs.statSync(file);
+  t.is(after.size, 16 * MiB);
+  t.true(before - after.blocks >= (4 * MiB) / 512 - 16, `blocks ${before} -> ${after.blocks}`);
+  const back = Buffer.alloc(8 * MiB);
+  await bs.read(0, back);
+  t.true(back.subarray(MiB, 5 * MiB).equals(Buffer.alloc(4 * MiB)));
+  t.true(back.subarray(0, MiB).equals(data.subarray(0, MiB)));
+  t.true(back.subarray(5 * MiB).equals(data.subarray(5 * MiB)));
+  await t.throwsAsync(bs.unmap(15 * MiB, 2 * MiB), { instanceOf: RangeError });
+  await bs.close();
+});
+
+test('O_DIRECT: aligned buffers go straight through, misaligned ones through a bounce buffer', async (t) => {
+  const file = path.join(tmp, 'direct.img');
+  const bs = await openFileBackstore({ path: file, size: 8 * MiB, direct: true, blockSize: 4096 });
+  t.true(bs.direct);
+  const aligned = allocAligned(65536);
+  t.true(isAligned(aligned, 4096));
+  randomBytes(65536).copy(aligned);
+  await bs.write(0, [aligned.subarray(0, 32768), aligned.subarray(32768)], true);
+  const back = allocAligned(65536);
+  await bs.read(0, back);
+  t.true(back.equals(aligned));
+  const odd = Buffer.alloc(8192 + 1).subarray(1); // surely not 4096-aligned
+  randomBytes(8192).copy(odd);
+  t.false(isAligned(odd, 4096));
+  await bs.write(65536, [odd], false);
+  const oddBack = Buffer.alloc(8192 + 3).subarray(3);
+  await bs.read(65536, oddBack);
+  t.true(oddBack.equals(odd));
+  await bs.unmap(0, 65536);
+  await bs.read(0, back);
+  t.true(back.equals(Buffer.alloc(65536)));
+  await bs.close();
+});
+
+test('close waits for operations in flight', async (t) => {
+  const bs = await openFileBackstore({ path: path.join(tmp, 'close.img'), size: 32 * MiB });
+  const writes = Array.from({ length: 16 }, (_, i) => bs.write(i * MiB, [Buffer.alloc(MiB, i)], false));
+  await bs.close();
+  await Promise.all(writes);
+  t.pass();
+});
+
+test('null backstore: zeros, discarded writes, bounds', async (t) => {
+  const bs = await openNullBackstore({ size: '1T', blockSize: 4096 });
+  t.is(bs.sizeBytes, 2 ** 40);
+  const buf = Buffer.alloc(8192, 0xaa);
+  await bs.write(0, [buf], true);
+  await bs.read(0, buf);
+  t.true(buf.equals(Buffer.alloc(8192)));
+  await bs.flush();
+  await bs.unmap(0, 2 ** 39);
+  await t.throwsAsync(bs.read(2 ** 40, Buffer.alloc(512)), { instanceOf: RangeError });
+  const ro = await openNullBackstore({ size: MiB, readOnly: true });
+  await t.throwsAsync(ro.write(0, [Buffer.alloc(512)], false), { code: 'EROFS' });
+  await t.throwsAsync(openNullBackstore({ size: 1000 }), { instanceOf: RangeError });
+  await bs.close();
+});
+
+function attachLoop(file: string): string | null {
+  try {
+    return execFileSync('losetup', ['-f', '--show', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return null; // not root, or no loop devices here
+  }
+}
+
+test.serial('block device (loop): size from BLKGETSIZE64, round trip buffered and O_DIRECT, unmap', async (t) => {
+  const file = path.join(tmp, 'loop.img');
+  fs.writeFileSync(file, Buffer.alloc(0));
+  fs.truncateSync(file, 32 * MiB);
+  const dev = attachLoop(file);
+  if (dev === null) return t.pass('losetup unavailable: skipped');
+  try {
+    for (const direct of [false, true]) {
+      const bs = await openFileBackstore({ path: dev, direct });
+      t.true(bs.isBlockDevice);
+      t.is(bs.sizeBytes, 32 * MiB);
+      t.false(bs.thinProvisioned, 'never promised on a block device');
+      const data = randomBytes(MiB);
+      const src = direct ? allocAligned(MiB) : data;
+      data.copy(src);
+      await bs.write(8192, [src], true);
+      const back = direct ? allocAligned(MiB) : Buffer.alloc(MiB);
+      await bs.read(8192, back);
+      t.true(back.equals(data));
+      await bs.unmap(8192, 65536);
+      await bs.read(8192, back);
+      t.true(back.subarray(0, 65536).equals(Buffer.alloc(65536)));
+      t.true(back.subarray(65536).equals(data.subarray(65536)));
+      await bs.flush();
+      await bs.close();
+    }
+    await t.throwsAsync(openFileBackstore({ path: dev, size: 64 * MiB }), { message: /device is 33554432 bytes/ });
+    const part = await openFileBackstore({ path: dev, size: 16 * MiB });
+    t.is(part.sizeBytes, 16 * MiB, 'a prefix of a device may be exposed');
+    await part.close();
+  } finally {
+    execFileSync('losetup', ['-d', dev]);
+  }
+});

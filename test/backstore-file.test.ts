@@ -69,18 +69,26 @@ test('reopening uses the file as it is; a size mismatch is refused', async (t) =
   const same = await openFileBackstore({ path: file, size: 8 * MiB });
   t.is(same.sizeBytes, 8 * MiB);
   await same.close();
-  await t.throwsAsync(openFileBackstore({ path: file, size: 16 * MiB }), { message: /8388608 bytes, configured size is 16777216/ });
+  await t.throwsAsync(openFileBackstore({ path: file, size: 16 * MiB }), {
+    message: /8388608 bytes, configured size is 16777216/,
+  });
   await t.throwsAsync(openFileBackstore({ path: file, size: 4 * MiB }), { message: /configured size/ });
 });
 
 test('clear errors: missing without size, not a file, bad sizes, unwritable', async (t) => {
-  await t.throwsAsync(openFileBackstore({ path: path.join(tmp, 'nope.img') }), { message: /does not exist \(give a size/ });
+  await t.throwsAsync(openFileBackstore({ path: path.join(tmp, 'nope.img') }), {
+    message: /does not exist \(give a size/,
+  });
   await t.throwsAsync(openFileBackstore({ path: path.join(tmp, 'nope2.img'), size: MiB, readOnly: true }), {
     message: /read-only backstore does not create/,
   });
   await t.throwsAsync(openFileBackstore({ path: tmp }), { message: /not a regular file or block device/ });
-  await t.throwsAsync(openFileBackstore({ path: path.join(tmp, 'odd.img'), size: 1000 }), { message: /multiple of the block size/ });
-  await t.throwsAsync(openFileBackstore({ path: '/dev/null' }), { message: /not a regular file or block device/ });
+  await t.throwsAsync(openFileBackstore({ path: path.join(tmp, 'odd.img'), size: 1000 }), {
+    message: /multiple of the block size/,
+  });
+  await t.throwsAsync(openFileBackstore({ path: '/dev/null' }), {
+    message: /not a regular file or block device/,
+  });
   const tiny = path.join(tmp, 'tiny.img');
   fs.writeFileSync(tiny, Buffer.alloc(100));
   await t.throwsAsync(openFileBackstore({ path: tiny }), { message: /smaller than one 512-byte block/ });
@@ -192,43 +200,51 @@ test('null backstore: zeros, discarded writes, bounds', async (t) => {
 
 function attachLoop(file: string): string | null {
   try {
-    return execFileSync('losetup', ['-f', '--show', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return execFileSync('losetup', ['-f', '--show', file], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
   } catch {
     return null; // not root, or no loop devices here
   }
 }
 
-test.serial('block device (loop): size from BLKGETSIZE64, round trip buffered and O_DIRECT, unmap', async (t) => {
-  const file = path.join(tmp, 'loop.img');
-  fs.writeFileSync(file, Buffer.alloc(0));
-  fs.truncateSync(file, 32 * MiB);
-  const dev = attachLoop(file);
-  if (dev === null) return t.pass('losetup unavailable: skipped');
-  try {
-    for (const direct of [false, true]) {
-      const bs = await openFileBackstore({ path: dev, direct });
-      t.true(bs.isBlockDevice);
-      t.is(bs.sizeBytes, 32 * MiB);
-      t.false(bs.thinProvisioned, 'never promised on a block device');
-      const data = randomBytes(MiB);
-      const src = direct ? allocAligned(MiB) : data;
-      data.copy(src);
-      await bs.write(8192, [src], true);
-      const back = direct ? allocAligned(MiB) : Buffer.alloc(MiB);
-      await bs.read(8192, back);
-      t.true(back.equals(data));
-      await bs.unmap(8192, 65536);
-      await bs.read(8192, back);
-      t.true(back.subarray(0, 65536).equals(Buffer.alloc(65536)));
-      t.true(back.subarray(65536).equals(data.subarray(65536)));
-      await bs.flush();
-      await bs.close();
+test.serial(
+  'block device (loop): size from BLKGETSIZE64, round trip buffered and O_DIRECT, unmap',
+  async (t) => {
+    const file = path.join(tmp, 'loop.img');
+    fs.writeFileSync(file, Buffer.alloc(0));
+    fs.truncateSync(file, 32 * MiB);
+    const dev = attachLoop(file);
+    if (dev === null) return t.pass('losetup unavailable: skipped');
+    try {
+      for (const direct of [false, true]) {
+        const bs = await openFileBackstore({ path: dev, direct });
+        t.true(bs.isBlockDevice);
+        t.is(bs.sizeBytes, 32 * MiB);
+        t.false(bs.thinProvisioned, 'never promised on a block device');
+        const data = randomBytes(MiB);
+        const src = direct ? allocAligned(MiB) : data;
+        data.copy(src);
+        await bs.write(8192, [src], true);
+        const back = direct ? allocAligned(MiB) : Buffer.alloc(MiB);
+        await bs.read(8192, back);
+        t.true(back.equals(data));
+        await bs.unmap(8192, 65536);
+        await bs.read(8192, back);
+        t.true(back.subarray(0, 65536).equals(Buffer.alloc(65536)));
+        t.true(back.subarray(65536).equals(data.subarray(65536)));
+        await bs.flush();
+        await bs.close();
+      }
+      await t.throwsAsync(openFileBackstore({ path: dev, size: 64 * MiB }), {
+        message: /device is 33554432 bytes/,
+      });
+      const part = await openFileBackstore({ path: dev, size: 16 * MiB });
+      t.is(part.sizeBytes, 16 * MiB, 'a prefix of a device may be exposed');
+      await part.close();
+    } finally {
+      execFileSync('losetup', ['-d', dev]);
     }
-    await t.throwsAsync(openFileBackstore({ path: dev, size: 64 * MiB }), { message: /device is 33554432 bytes/ });
-    const part = await openFileBackstore({ path: dev, size: 16 * MiB });
-    t.is(part.sizeBytes, 16 * MiB, 'a prefix of a device may be exposed');
-    await part.close();
-  } finally {
-    execFileSync('losetup', ['-d', dev]);
-  }
-});
+  },
+);

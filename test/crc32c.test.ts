@@ -34,7 +34,8 @@ test('reports the implementation it picked', (t) => {
   t.true(['sse4.2+pclmul', 'sse4.2', 'portable'].includes(impl));
   t.is(crc32cImpls()[0], impl);
   t.true(crc32cImpls().includes('portable'));
-  if (process.arch === 'x64') t.not(impl, 'portable', 'every x86-64 server CPU of the last 15 years has SSE4.2');
+  if (process.arch === 'x64')
+    t.not(impl, 'portable', 'every x86-64 server CPU of the last 15 years has SSE4.2');
 });
 
 for (const [name, fn] of impls) {

@@ -49,12 +49,21 @@ test.serial('many vectored writes then reads in flight at once, byte for byte', 
     }),
   );
   const mid = ring.stats();
-  t.deepEqual(written, ops.map((o) => o.data.length));
-  t.true(mid.submitCalls - before.submitCalls < ops.length, `batched submits (${mid.submitCalls - before.submitCalls})`);
+  t.deepEqual(
+    written,
+    ops.map((o) => o.data.length),
+  );
+  t.true(
+    mid.submitCalls - before.submitCalls < ops.length,
+    `batched submits (${mid.submitCalls - before.submitCalls})`,
+  );
 
   const reads = ops.map(({ offset, data }) => ({ offset, data, bufs: pieces(data.length) }));
   const got = await Promise.all(reads.map((r) => ring.readvAsync(fd, r.bufs, r.offset)));
-  t.deepEqual(got, ops.map((o) => o.data.length));
+  t.deepEqual(
+    got,
+    ops.map((o) => o.data.length),
+  );
   for (const r of reads) t.true(Buffer.concat(r.bufs).equals(r.data), `data at ${r.offset}`);
   // Cross-check through the ordinary fs path.
   const probe = Buffer.alloc(ops[5].data.length);
@@ -133,7 +142,9 @@ test.serial('errors come back as -errno / rejected Errors with a code, and the r
   await t.throwsAsync(ring.fallocateAsync(ro.fd, 0x7fff, 0, 4096), { code: 'ENOTSUP' });
   t.throws(() => ring.readv(ro.fd, [Buffer.alloc(1)], -1, () => undefined), { instanceOf: RangeError });
   t.throws(() => ring.readv(ro.fd, [Buffer.alloc(1)], 2 ** 53, () => undefined), { instanceOf: RangeError });
-  t.throws(() => ring.readv(ro.fd, ['x' as unknown as Buffer], 0, () => undefined), { instanceOf: TypeError });
+  t.throws(() => ring.readv(ro.fd, ['x' as unknown as Buffer], 0, () => undefined), {
+    instanceOf: TypeError,
+  });
   t.is(ring.inflight, 0, 'a refused op leaves no slot behind');
   t.is(await ring.readvAsync(ro.fd, [Buffer.alloc(16)], 0), 16, 'still working');
   fs.closeSync(rofd);
@@ -173,7 +184,9 @@ test.serial('more ops in one turn than the submission queue holds', async (t) =>
   const ring = Ring.forThisThread();
   const { fd } = openTemp();
   const count = ring.stats().sqEntries * 3 + 7;
-  const res = await Promise.all(Array.from({ length: count }, (_, i) => ring.writevAsync(fd, [Buffer.alloc(512, i)], i * 512)));
+  const res = await Promise.all(
+    Array.from({ length: count }, (_, i) => ring.writevAsync(fd, [Buffer.alloc(512, i)], i * 512)),
+  );
   t.true(res.every((r) => r === 512));
   t.is((await Promise.all(Array.from({ length: count }, () => ring.nopAsync()))).length, count);
   const back = Buffer.alloc(512);
@@ -182,8 +195,10 @@ test.serial('more ops in one turn than the submission queue holds', async (t) =>
   fs.closeSync(fd);
 });
 
-test.serial('an exception in a callback surfaces as uncaught and the rest of the batch still completes', (t) => {
-  const script = `
+test.serial(
+  'an exception in a callback surfaces as uncaught and the rest of the batch still completes',
+  (t) => {
+    const script = `
     const { Ring } = require(${JSON.stringify(nativeModule)});
     const ring = Ring.forThisThread();
     let seen = 0;
@@ -192,11 +207,12 @@ test.serial('an exception in a callback surfaces as uncaught and the rest of the
     ring.nop(() => { seen++; });
     setTimeout(() => console.log('seen ' + seen + ' inflight ' + ring.inflight), 100);
   `;
-  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
-  t.is(r.status, 0, r.stderr);
-  t.regex(r.stdout, /uncaught boom/);
-  t.regex(r.stdout, /seen 2 inflight 0/);
-});
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+    t.is(r.status, 0, r.stderr);
+    t.regex(r.stdout, /uncaught boom/);
+    t.regex(r.stdout, /seen 2 inflight 0/);
+  },
+);
 
 function workerRoundTrip(file: string): Promise<{ ok: boolean; impl: string }> {
   const code = `
@@ -229,7 +245,10 @@ function workerRoundTrip(file: string): Promise<{ ok: boolean; impl: string }> {
 
 test.serial('a ring per worker thread: two workers at once, each exiting by itself when idle', async (t) => {
   const main = Ring.forThisThread();
-  const [a, b] = await Promise.all([workerRoundTrip(path.join(tmp, 'wa')), workerRoundTrip(path.join(tmp, 'wb'))]);
+  const [a, b] = await Promise.all([
+    workerRoundTrip(path.join(tmp, 'wa')),
+    workerRoundTrip(path.join(tmp, 'wb')),
+  ]);
   t.deepEqual(a, { ok: true, impl: 'number' });
   t.deepEqual(b, { ok: true, impl: 'number' });
   t.is(await main.nopAsync(), 0, 'main thread ring unaffected');

@@ -109,14 +109,19 @@ export async function openFileBackstore(opts: FileBackstoreOptions): Promise<Fil
   const blockSize = opts.blockSize ?? 512;
   const readOnly = opts.readOnly ?? false;
   const direct = opts.direct ?? false;
-  if (blockSize !== 512 && blockSize !== 4096) throw fail(file, `block size ${blockSize} (must be 512 or 4096)`);
-  if (opts.size !== undefined && (!Number.isSafeInteger(opts.size) || opts.size <= 0 || opts.size % blockSize !== 0))
+  if (blockSize !== 512 && blockSize !== 4096)
+    throw fail(file, `block size ${blockSize} (must be 512 or 4096)`);
+  if (
+    opts.size !== undefined &&
+    (!Number.isSafeInteger(opts.size) || opts.size <= 0 || opts.size % blockSize !== 0)
+  )
     throw fail(file, `size ${opts.size} must be a positive multiple of the block size ${blockSize}`);
 
   let fh: fs.promises.FileHandle | null = null;
   let created = false;
   const found = await statOrNull(file);
-  if (found !== null && !found.isFile() && !found.isBlockDevice()) throw fail(file, 'not a regular file or block device');
+  if (found !== null && !found.isFile() && !found.isBlockDevice())
+    throw fail(file, 'not a regular file or block device');
   if (found === null) {
     if (opts.size === undefined) throw fail(file, 'does not exist (give a size to create it)');
     if (readOnly) throw fail(file, 'does not exist, and a read-only backstore does not create it');
@@ -143,8 +148,12 @@ export async function openFileBackstore(opts: FileBackstoreOptions): Promise<Fil
     let bytes = isDevice ? blockDeviceSize(fh.fd) : st.size;
     if (opts.size !== undefined && !created) {
       if (!isDevice && bytes !== opts.size)
-        throw fail(file, `existing file is ${bytes} bytes, configured size is ${opts.size} (omit size to use the file as is)`);
-      if (isDevice && opts.size > bytes) throw fail(file, `device is ${bytes} bytes, smaller than the configured ${opts.size}`);
+        throw fail(
+          file,
+          `existing file is ${bytes} bytes, configured size is ${opts.size} (omit size to use the file as is)`,
+        );
+      if (isDevice && opts.size > bytes)
+        throw fail(file, `device is ${bytes} bytes, smaller than the configured ${opts.size}`);
       bytes = opts.size;
     }
     const sizeBytes = bytes - (bytes % blockSize);
@@ -153,7 +162,10 @@ export async function openFileBackstore(opts: FileBackstoreOptions): Promise<Fil
     if (isDevice) {
       sector = logicalBlockSize(fh.fd);
       if (direct && blockSize < sector)
-        throw fail(file, `block size ${blockSize} is smaller than the device's ${sector}-byte sectors (O_DIRECT)`);
+        throw fail(
+          file,
+          `block size ${blockSize} is smaller than the device's ${sector}-byte sectors (O_DIRECT)`,
+        );
     }
     const ring = Ring.forThisThread();
     const store = new FileBackstore(fh, ring, {
@@ -265,7 +277,9 @@ export class FileBackstore implements Backstore {
     if (length === 0) return;
     if (this.unmapMode !== 'write') {
       const mode =
-        this.unmapMode === 'punch' ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+        this.unmapMode === 'punch'
+          ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+          : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
       const res = await this.op<number>((cb) => this.ring.fallocate(this.fd, mode, offset, length, cb));
       if (res === 0) return;
       if (res !== EOPNOTSUPP && res !== EINVAL) throw errnoError(res, 'fallocate');
@@ -298,7 +312,9 @@ export class FileBackstore implements Backstore {
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0)
       return new RangeError(`backstore ${this.path}: bad range ${offset}+${length}`);
     if (offset + length > this.sizeBytes)
-      return new RangeError(`backstore ${this.path}: range ${offset}+${length} beyond ${this.sizeBytes} bytes`);
+      return new RangeError(
+        `backstore ${this.path}: range ${offset}+${length} beyond ${this.sizeBytes} bytes`,
+      );
     return undefined;
   }
 
@@ -330,7 +346,13 @@ export class FileBackstore implements Backstore {
   }
 
   // Short reads only happen at end of file (a file shrunk behind our back): what is missing reads as zeros.
-  private readFrom(offset: number, into: Buffer, done: number, resolve: () => void, reject: (e: Error) => void): void {
+  private readFrom(
+    offset: number,
+    into: Buffer,
+    done: number,
+    resolve: () => void,
+    reject: (e: Error) => void,
+  ): void {
     const view = done === 0 ? into : into.subarray(done);
     this.started();
     try {
@@ -363,7 +385,8 @@ export class FileBackstore implements Backstore {
       this.finished();
       if (res < 0) return reject(errnoError(res, 'write'));
       if (res === 0) return reject(errnoError(EIO, 'write'));
-      if (res < length) return this.writeFrom(offset + res, skip(data, res), length - res, fua, resolve, reject);
+      if (res < length)
+        return this.writeFrom(offset + res, skip(data, res), length - res, fua, resolve, reject);
       resolve();
     };
     try {

@@ -23,10 +23,13 @@ export class NullBackstore implements Backstore {
 
   constructor(opts: NullBackstoreOptions) {
     const blockSize = opts.blockSize ?? 512;
-    if (blockSize !== 512 && blockSize !== 4096) throw new RangeError(`null backstore: block size ${blockSize} (512 or 4096)`);
+    if (blockSize !== 512 && blockSize !== 4096)
+      throw new RangeError(`null backstore: block size ${blockSize} (512 or 4096)`);
     const size = typeof opts.size === 'string' ? parseSize(opts.size) : opts.size;
     if (!Number.isSafeInteger(size) || size < blockSize || size % blockSize !== 0)
-      throw new RangeError(`null backstore: size ${size} must be a positive multiple of the block size ${blockSize}`);
+      throw new RangeError(
+        `null backstore: size ${size} must be a positive multiple of the block size ${blockSize}`,
+      );
     this.blockSize = blockSize;
     this.sizeBytes = size;
     this.readOnly = opts.readOnly ?? false;
@@ -60,7 +63,8 @@ export class NullBackstore implements Backstore {
   }
 
   private check(offset: number, length: number, write: boolean): Error | undefined {
-    if (write && this.readOnly) return Object.assign(new Error('null backstore is read-only'), { code: 'EROFS' });
+    if (write && this.readOnly)
+      return Object.assign(new Error('null backstore is read-only'), { code: 'EROFS' });
     if (!Number.isSafeInteger(offset) || offset < 0 || length < 0 || offset + length > this.sizeBytes)
       return new RangeError(`null backstore: range ${offset}+${length} outside 0..${this.sizeBytes}`);
     return undefined;

@@ -41,6 +41,8 @@ export interface LoginEnvironment {
   sessionExists(tsih: number, initiatorName: string, isid: string): boolean;
   /** Whether the session can take one more connection (MaxConnections). */
   sessionHasRoom(tsih: number): boolean;
+  /** The session-wide values already negotiated by the session a non-leading connection joins. */
+  sessionParams(tsih: number): Partial<NegotiatedParams> | undefined;
 }
 
 export interface LoginOutcome {
@@ -74,7 +76,8 @@ export class LoginHandler {
   private first: LoginRequest | null = null;
   private isidHex = '';
   private stage: number = LoginStage.SecurityNegotiation;
-  private negotiator: Negotiator | null = null;
+  /** Kept after login: Text requests in full feature phase renegotiate through it. */
+  negotiator: Negotiator | null = null;
   private initiatorName = '';
   private initiatorAlias: string | undefined;
   private sessionType: 'Normal' | 'Discovery' = 'Normal';
@@ -256,7 +259,12 @@ export class LoginHandler {
         this.fail(LoginStatus.SessionDoesNotExist, `no session with TSIH ${req.tsih}`);
       if (!this.env.sessionHasRoom(req.tsih)) this.fail(LoginStatus.TooManyConnections, 'MaxConnections reached');
     }
-    this.negotiator = new Negotiator({ offer: this.env.offer, leading, sessionType: st });
+    this.negotiator = new Negotiator({
+      offer: this.env.offer,
+      leading,
+      sessionType: st,
+      session: leading ? undefined : this.env.sessionParams(req.tsih),
+    });
   }
 
   private finish(req: LoginRequest, negotiator: Negotiator): LoginOutcome {

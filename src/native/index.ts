@@ -39,7 +39,13 @@ interface Binding {
   ringRead(tag: number, fd: number, buf: ArrayBufferView, offset: number): void;
   ringWrite(tag: number, fd: number, buf: ArrayBufferView, offset: number, rwFlags: number): void;
   ringReadv(tag: number, fd: number, bufs: readonly ArrayBufferView[], offset: number): void;
-  ringWritev(tag: number, fd: number, bufs: readonly ArrayBufferView[], offset: number, rwFlags: number): void;
+  ringWritev(
+    tag: number,
+    fd: number,
+    bufs: readonly ArrayBufferView[],
+    offset: number,
+    rwFlags: number,
+  ): void;
   ringFsync(tag: number, fd: number, datasync: boolean): void;
   ringFallocate(tag: number, fd: number, mode: number, offset: number, length: number): void;
   ringNop(tag: number): void;
@@ -289,7 +295,9 @@ export class Ring {
 
   writevAsync(fd: number, bufs: readonly ArrayBufferView[], offset: number, dsync = false): Promise<number> {
     return new Promise((resolve, reject) =>
-      this.writev(fd, bufs, offset, dsync, (res) => (res < 0 ? reject(errnoError(res, 'writev')) : resolve(res))),
+      this.writev(fd, bufs, offset, dsync, (res) =>
+        res < 0 ? reject(errnoError(res, 'writev')) : resolve(res),
+      ),
     );
   }
 
@@ -301,7 +309,9 @@ export class Ring {
 
   fallocateAsync(fd: number, mode: number, offset: number, length: number): Promise<void> {
     return new Promise((resolve, reject) =>
-      this.fallocate(fd, mode, offset, length, (res) => (res < 0 ? reject(errnoError(res, 'fallocate')) : resolve())),
+      this.fallocate(fd, mode, offset, length, (res) =>
+        res < 0 ? reject(errnoError(res, 'fallocate')) : resolve(),
+      ),
     );
   }
 

@@ -42,6 +42,12 @@ export interface PduParserOptions {
   crc32c?: Crc32cFn;
   /** Largest DataSegmentLength accepted; default 8192 (the RFC default MaxRecvDataSegmentLength). */
   maxDataSegmentLength?: number;
+  /**
+   * The caller never reuses a chunk's memory (e.g. reads land in fresh slabs): the parser may then keep views
+   * into chunks across push() calls, and a data segment that spans reads which are contiguous in memory is
+   * delivered as one view instead of being assembled by copying.
+   */
+  retainChunks?: boolean;
 }
 
 const S_BHS = 0;
@@ -57,6 +63,10 @@ const EMPTY = Buffer.alloc(0);
 export class PduParser {
   /** Largest DataSegmentLength accepted; checked when each header completes. */
   maxDataSegmentLength: number;
+  /** Data-segment bytes copied because a segment spanned reads (everything else is delivered as slices). */
+  copiedBytes = 0;
+  private readonly retain: boolean;
+  private parts: Buffer[] = [];
 
   private readonly onPdu: (pdu: Pdu) => void;
   private readonly onError: (err: PduParseError) => void;
@@ -90,6 +100,7 @@ export class PduParser {
     this.onError = opts.onError;
     this.crc = opts.crc32c;
     this.maxDataSegmentLength = opts.maxDataSegmentLength ?? 8192;
+    this.retain = opts.retainChunks === true;
   }
 
   /** HeaderDigest=CRC32C; takes effect at the next PDU boundary. */
@@ -145,6 +156,7 @@ export class PduParser {
       this.state = S_DEAD;
       throw err;
     }
+    if (this.retain) return consumed;
     // Keep nothing that points into the caller's chunk.
     if (this.bhsView) {
       this.bhs = Buffer.from(this.bhs!);
@@ -155,13 +167,30 @@ export class PduParser {
       this.ahsView = false;
     }
     if (this.dataView) {
+      this.copiedBytes += this.data!.length;
       this.data = Buffer.from(this.data!);
       this.dataView = false;
     }
     return consumed;
   }
 
+  /** A segment received in pieces: one view when the pieces are adjacent in one buffer, else a copy. */
+  private joinParts(len: number): Buffer {
+    const parts = this.parts;
+    this.parts = [];
+    const first = parts[0]!;
+    let contiguous = true;
+    for (let i = 1; i < parts.length && contiguous; i++) {
+      const prev = parts[i - 1]!;
+      contiguous = parts[i]!.buffer === first.buffer && parts[i]!.byteOffset === prev.byteOffset + prev.length;
+    }
+    if (contiguous) return Buffer.from(first.buffer, first.byteOffset, len);
+    this.copiedBytes += len;
+    return Buffer.concat(parts, len);
+  }
+
   private clear(): void {
+    this.parts = [];
     this.fill = 0;
     this.bhs = this.ahs = this.data = null;
     this.bhsView = this.ahsView = this.dataView = false;
@@ -253,10 +282,19 @@ export class PduParser {
             this.data = chunk.subarray(pos, pos + len);
             this.dataView = true;
             pos += len;
+          } else if (this.retain) {
+            const n = Math.min(avail, len - this.fill);
+            this.parts.push(chunk.subarray(pos, pos + n));
+            pos += n;
+            this.fill += n;
+            if (this.fill < len) return end;
+            this.fill = 0;
+            this.data = this.joinParts(len);
           } else {
             if (this.fill === 0) this.data = Buffer.allocUnsafe(len);
             const n = Math.min(avail, len - this.fill);
             chunk.copy(this.data!, this.fill, pos, pos + n);
+            this.copiedBytes += n;
             pos += n;
             this.fill += n;
             if (this.fill < len) return end;

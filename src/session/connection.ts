@@ -70,6 +70,7 @@ export class Connection {
       onError: (e) => this.onParseError(e),
       crc32c,
       maxDataSegmentLength: 8192,
+      retainChunks: true,
     });
     this.commands = new CommandEngine(this);
     this.login = new LoginHandler(ctx.loginEnvironment(meta.remoteAddress));
@@ -80,6 +81,7 @@ export class Connection {
     }, LOGIN_TIMEOUT_MS);
     ctx.counters.inc('cxnActive');
     socket.setNoDelay(true);
+    // Reads arrive through receive() (the worker's slab reader), or as 'data' events without one.
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (e) => log.debug('socket error', { peer: this.peer, error: e.message }));
     socket.on('close', () => this.onClose());
@@ -90,10 +92,16 @@ export class Connection {
     if (initial.length) this.onData(initial);
   }
 
+  receive(chunk: Buffer): void {
+    this.onData(chunk);
+  }
+
   private onData(chunk: Buffer): void {
     this.lastRx = Date.now();
     if (this.phase === 'closed') return;
+    const copied = this.parser.copiedBytes;
     this.parser.push(chunk);
+    if (this.parser.copiedBytes !== copied) this.ctx.counters.inc('pduDataCopiedBytes', this.parser.copiedBytes - copied);
   }
 
   // ---- sending ---------------------------------------------------------------------------------
@@ -373,9 +381,21 @@ export class Connection {
           return;
         }
         const answer: Array<[string, string]> = [];
+        const others: Array<[string, string]> = [];
         for (const [k, v] of parsed.pairs) {
           if (k === 'SendTargets') answer.push(...this.ctx.sendTargets(v, session, this));
-          else answer.push([k, 'NotUnderstood']);
+          else others.push([k, v]);
+        }
+        if (others.length) {
+          // Renegotiation in full feature phase goes through the login's negotiator (RFC 7143 sec. 6.6).
+          const r = this.login.negotiator!.process(others, 'ffp');
+          if (r.failure) {
+            this.reject(RejectReason.ProtocolError, pdu.bhs);
+            return;
+          }
+          answer.push(...r.response);
+          const np = this.login.negotiator!.result();
+          this.maxSendDataSegment = np.initiatorMaxRecvDataSegmentLength;
         }
         body = encodeTextData(answer);
       }

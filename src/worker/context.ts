@@ -40,6 +40,7 @@ export class WorkerContext {
         const s = this.sessions.get(tsih);
         return !!s && !s.ended && s.initiatorName === initiatorName && s.isid === isid;
       },
+      sessionParams: (tsih) => this.sessions.get(tsih)?.params,
       sessionHasRoom: (tsih) => {
         const s = this.sessions.get(tsih);
         return !!s && s.connections.size < s.params.maxConnections;

@@ -13,6 +13,29 @@ import { WorkerContext } from './context';
 import type { WorkerInit, WorkerTask } from './task';
 import { TargetRegistry } from './targets';
 
+const SLAB = 4 * 1024 * 1024;
+const MIN_READ = 512 * 1024;
+
+/** Hands each socket read the unused tail of a slab; a new slab starts when the tail gets short. */
+class SlabReader {
+  private slab = Buffer.allocUnsafeSlow(SLAB);
+  private used = 0;
+  sink: (chunk: Buffer) => void = () => undefined;
+  next(): Buffer {
+    if (SLAB - this.used < MIN_READ) {
+      this.slab = Buffer.allocUnsafeSlow(SLAB);
+      this.used = 0;
+    }
+    return this.slab.subarray(this.used);
+  }
+  done(n: number, buf: Uint8Array): boolean {
+    const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
+    this.used += n;
+    this.sink(chunk);
+    return true;
+  }
+}
+
 async function init(): Promise<(task: WorkerTask) => Promise<number>> {
   const data = workerData as WorkerInit;
   const targets = new TargetRegistry(data.config);
@@ -27,13 +50,22 @@ async function init(): Promise<(task: WorkerTask) => Promise<number>> {
   return async (task: WorkerTask): Promise<number> => {
     if (task.kind !== 'connection') return threadId;
     let socket: net.Socket;
+    const reader = new SlabReader();
     try {
-      socket = new net.Socket({ fd: task.fd, readable: true, writable: true });
+      socket = new net.Socket({
+        fd: task.fd,
+        readable: true,
+        writable: true,
+        // Reads land back to back in large slabs that are never reused: the parser hands out views of them
+        // (even for a PDU split across reads), and those views go to io_uring as they are.
+        onread: { buffer: () => reader.next(), callback: (n: number, buf: Uint8Array) => reader.done(n, buf) },
+      } as net.SocketConstructorOpts);
     } catch (e) {
       log.error('cannot adopt socket', { fd: task.fd, error: (e as Error).message });
       return threadId;
     }
     const conn = new Connection(socket, ctx, task);
+    reader.sink = (chunk) => conn.receive(chunk);
     conn.feed(Buffer.from(task.initial.buffer, task.initial.byteOffset, task.initial.byteLength));
     await conn.closed;
     return threadId;

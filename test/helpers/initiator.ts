@@ -262,7 +262,7 @@ export class TestInitiator {
     if (!p || p.opcode !== Opcode.TextResponse) throw new Error('no text response');
     this.expStatSN = (p.bhs.readUInt32BE(24) + 1) >>> 0;
     const out = new Map<string, string[]>();
-    for (const [k, v] of parseTextData(p.data).pairs) out.set(k, [...(out.get(k) ?? []), v]);
+    for (const [k, v] of parseTextData(p.data, { allowDuplicates: true }).pairs) out.set(k, [...(out.get(k) ?? []), v]);
     return out;
   }
 

@@ -88,6 +88,7 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
   };
 
   let pool: Piscina | null = null;
+  let closing = false;
 
   const servers: net.Server[] = [];
   const addresses: net.AddressInfo[] = [];
@@ -132,7 +133,7 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
         };
         pool!.run(task).then(finished, (err: Error) => {
           finished();
-          log.error('connection task failed', { error: err.message });
+          if (!closing) log.error('connection task failed', { error: err.message });
         });
       },
       (err: Error) => {
@@ -185,6 +186,7 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     connectionsPerWorker: () => new Map(connsPerWorker),
     workerThreadIds: () => pool!.threads.map((t) => t.threadId),
     async close() {
+      closing = true;
       metricsServer?.server.close();
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       await pool!.destroy();

@@ -219,7 +219,7 @@ export class TestInitiator {
         const ttt = p.bhs.readUInt32BE(20);
         const off = p.bhs.readUInt32BE(40);
         const len = p.bhs.readUInt32BE(44);
-        const max = 65536;
+        const max = 262144;
         let sn = 0;
         for (let pos = off; pos < off + len; pos += max) {
           const end = Math.min(pos + max, off + len);

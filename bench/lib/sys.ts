@@ -1,0 +1,137 @@
+/**
+ * Small process and system helpers for the side-by-side benchmark: run a command with a timeout,
+ * find a free loopback port, read a process's CPU time, describe the machine.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  ms: number;
+}
+
+/** Children we started and have not seen exit; killed on the way out no matter what. */
+export const liveChildren = new Set<ChildProcess>();
+
+export function track(child: ChildProcess): ChildProcess {
+  liveChildren.add(child);
+  child.once('exit', () => liveChildren.delete(child));
+  return child;
+}
+
+/** Run a command to completion (own process group, so a terminal Ctrl-C reaches only us). */
+export function run(cmd: string, args: string[], timeoutMs = 30_000): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const t0 = process.hrtime.bigint();
+    const child = track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true }));
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('error', (e) => {
+      stderr += String(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, timedOut, ms: Number(process.hrtime.bigint() - t0) / 1e6 });
+    });
+  });
+}
+
+export function runSync(cmd: string, args: string[], timeoutMs = 10_000): { code: number | null; out: string } {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs });
+  return { code: r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Connect and close; the local port of a successful probe, or 0. */
+export function probe(port: number): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      const local = s.localPort ?? 0;
+      s.destroy();
+      resolve(local || 1);
+    });
+    s.once('error', () => resolve(0));
+  });
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export async function waitFor(what: string, fn: () => Promise<boolean> | boolean, timeoutMs: number) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await fn()) return;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+const CLK_TCK = Number(runSync('getconf', ['CLK_TCK']).out.trim()) || 100;
+
+/** utime+stime of the whole process (all its threads, live and exited), in microseconds. */
+export function cpuMicros(pid: number): number | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // Fields after "pid (comm) ": state is field 3, utime 14, stime 15.
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK;
+}
+
+/** Local TCP listening addresses of a process, from `ss`. */
+export function listeningAddresses(pid: number): string[] {
+  const r = runSync('ss', ['-Hltnp']);
+  return r.out
+    .split('\n')
+    .filter((l) => l.includes(`pid=${pid},`))
+    .map((l) => l.trim().split(/\s+/)[3] ?? '');
+}
+
+export function machineInfo(): Record<string, string> {
+  const cpu = os.cpus();
+  const first = (cmd: string, args: string[]) => runSync(cmd, args).out.split('\n')[0]?.trim() ?? '?';
+  return {
+    date: new Date().toISOString(),
+    kernel: `${os.type()} ${os.release()}`,
+    cpu: cpu[0]?.model ?? '?',
+    cores: String(cpu.length),
+    memory: `${Math.round(os.totalmem() / 2 ** 30)} GiB`,
+    node: process.version,
+    tgtd: first('tgtd', ['--version']),
+    qemu: first('qemu-img', ['--version']),
+    fio: first('fio', ['--version']),
+  };
+}
+
+export function median(xs: number[]): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}

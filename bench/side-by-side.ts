@@ -4,7 +4,7 @@
  * targets) and the null backstore. Each figure is run alternately on both targets, repeated, and
  * reported as medians with nodetgt/tgtd ratios and each target's own CPU time per I/O.
  *
- *   npm run bench                       full run (3 repetitions, ~3 s per run, ~9 minutes)
+ *   npm run bench                       full run (3 repetitions, ~2.5 s per run, ~9 minutes)
  *   npm run bench -- --quick            1 repetition, ~1 s per run, no profile
  *   npm run bench -- --only tmpfs|disk|null[,..]   --reps N   --secs S   --workers N
  *   npm run bench -- --no-fio --no-profile --keep (keep the backing files)
@@ -18,7 +18,18 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { summariseProfile, type ProfileSummary } from './lib/profile';
-import { cpuMicros, freePort, liveChildren, machineInfo, median, run, sleep, track } from './lib/sys';
+import {
+  cpuMicros,
+  freePort,
+  liveChildren,
+  machineInfo,
+  machineJiffies,
+  median,
+  run,
+  sleep,
+  threadCpu,
+  track,
+} from './lib/sys';
 import { Nodetgt, Tgtd, type Backing, type Kind, type Target } from './lib/targets';
 
 // ---------------------------------------------------------------------------------------- options
@@ -38,7 +49,7 @@ if (flag('-h') || flag('--help')) {
 }
 const quick = flag('--quick');
 const reps = Number(opt('--reps') ?? (quick ? 1 : 3));
-const secs = Number(opt('--secs') ?? (quick ? 1 : 3));
+const secs = Number(opt('--secs') ?? (quick ? 1 : 2.5));
 const workers = Number(opt('--workers') ?? os.cpus().length);
 const kinds = (opt('--only') ?? 'tmpfs,disk,null').split(',') as Kind[];
 for (const k of kinds)
@@ -103,6 +114,10 @@ interface Sample {
   /** IOPS for 4K, MB/s (10^6) for 1M. */
   value: number;
   cpuUsPerIo: number;
+  /** The initiator's (qemu-img's) own CPU per I/O. */
+  qemuUsPerIo?: number;
+  /** Whole machine, all cores: share of time not idle during the run. */
+  machineBusyPct?: number;
   error?: string;
   warn?: string;
 }
@@ -111,6 +126,7 @@ const events: string[] = [];
 const ceilings: { what: string; value: string }[] = [];
 let profiles: ProfileSummary[] = [];
 let profileNote = '';
+let threadNote = '';
 let aborted = false;
 let targets: Target[] = [];
 
@@ -181,6 +197,8 @@ interface RunOut {
   opsPerSec: number;
   seconds: number;
   cpuUsPerIo: number;
+  qemuUsPerIo?: number;
+  machineBusyPct?: number;
   error?: string;
   warn?: string;
 }
@@ -189,13 +207,17 @@ async function qemuBench(t: Target, kind: Kind, f: Figure, count: number, timeou
   const args = ['bench', '-f', 'raw', '-t', 'none', '-s', String(f.bs), '-d', String(f.qd), '-c', String(count)];
   if (f.write) args.push('-w');
   args.push('-S', String(f.random ? RANDOM_STEP : f.bs), t.url(kind));
-  const cmd = f.pinned ? 'taskset' : 'qemu-img';
-  const full = f.pinned ? ['-c', '0', 'qemu-img', ...args] : args;
+  const cmdline = `${f.pinned ? 'taskset -c 0 ' : ''}qemu-img ${args.join(' ')}`;
+  // bash's `times` gives the initiator's own CPU time (children's user and system).
+  const script = `${cmdline}; rc=$?; echo @@TIMES; times; exit $rc`;
   const cpu0 = cpuMicros(t.pid);
-  const r = await run(cmd, full, timeoutMs);
+  const m0 = machineJiffies();
+  const r = await run('bash', ['-c', script], timeoutMs);
   const cpu1 = cpuMicros(t.pid);
+  const m1 = machineJiffies();
   const m = /Run completed in ([\d.]+) seconds/.exec(r.stdout);
-  const cmdline = `${cmd} ${full.join(' ')}`;
+  const tm = /@@TIMES\n.*\n(\d+)m([\d.]+)s (\d+)m([\d.]+)s/.exec(r.stdout);
+  const qemuUs = tm ? (Number(tm[1]) * 60 + Number(tm[2]) + Number(tm[3]) * 60 + Number(tm[4])) * 1e6 : NaN;
   if (r.timedOut) return { opsPerSec: 0, seconds: 0, cpuUsPerIo: 0, error: `timed out after ${timeoutMs} ms: ${cmdline}` };
   if (r.code !== 0 || !m)
     return {
@@ -216,6 +238,8 @@ async function qemuBench(t: Target, kind: Kind, f: Figure, count: number, timeou
     opsPerSec: count / seconds,
     seconds,
     cpuUsPerIo: cpu0 !== undefined && cpu1 !== undefined ? (cpu1 - cpu0) / count : NaN,
+    qemuUsPerIo: qemuUs / count,
+    machineBusyPct: (100 * (m1[0] - m0[0])) / Math.max(1, m1[1] - m0[1]),
   };
 }
 
@@ -278,10 +302,18 @@ async function runMatrix(): Promise<void> {
             samples.push({ ...base, count: 0, seconds: 0, value: NaN, cpuUsPerIo: NaN, error: why });
             continue;
           }
-          const rate = lastRate.get(key) ?? f.guess * 0.5;
+          // Size the run from what is known: this target's last run of this figure, else the other
+          // target's, else this target's unpinned twin, else a cautious guess.
+          const other = pair.find((x) => x !== t)!.name;
+          const twin = f.id.replace(/-pin$/, '');
+          const rate =
+            lastRate.get(key) ??
+            lastRate.get(`${b.kind}/${f.id}/${other}`) ??
+            lastRate.get(`${b.kind}/${twin}/${t.name}`) ??
+            f.guess * 0.25;
           const count = Math.max(f.bs === M1 ? 64 : 500, Math.round(rate * secs));
           const expectMs = (count / rate) * 1000;
-          const out = await qemuBench(t, b.kind, f, count, Math.max(20_000, 8 * expectMs));
+          const out = await qemuBench(t, b.kind, f, count, Math.max(30_000, 10 * expectMs));
           if (out.error) {
             await sleep(200);
             const why = t.alive ? out.error : `${out.error}\n    target ${t.died ?? 'gone'}`;
@@ -303,12 +335,15 @@ async function runMatrix(): Promise<void> {
             seconds: out.seconds,
             value: fmtRate(f, out.opsPerSec),
             cpuUsPerIo: out.cpuUsPerIo,
+            qemuUsPerIo: out.qemuUsPerIo,
+            machineBusyPct: out.machineBusyPct,
             warn: out.warn,
           });
           process.stderr.write(
             `[bench] ${b.kind.padEnd(5)} ${f.label.padEnd(25)} ${t.name.padEnd(7)} rep ${rep}: ` +
               `${fmtRate(f, out.opsPerSec).toFixed(0)} ${isIops(f) ? 'IOPS' : 'MB/s'}, ` +
-              `${out.cpuUsPerIo.toFixed(1)} us CPU/IO (${count} in ${out.seconds.toFixed(2)} s)\n`,
+              `${out.cpuUsPerIo.toFixed(1)} us CPU/IO, qemu ${out.qemuUsPerIo?.toFixed(1)} us/IO, ` +
+              `machine ${out.machineBusyPct?.toFixed(0)}% busy (${count} in ${out.seconds.toFixed(2)} s)\n`,
           );
         }
       }
@@ -400,7 +435,17 @@ async function profileRun(): Promise<void> {
     const rates = samples.filter((s) => s.backing === 'tmpfs' && s.figure === f.id && s.target === 'nodetgt' && !s.error);
     const rate = rates.length ? median(rates.map((s) => s.value)) : f.guess;
     const count = Math.round(rate * 5);
+    const th0 = threadCpu(t.pid);
     const out = await qemuBench(t, 'tmpfs', f, count, 60_000);
+    const th1 = threadCpu(t.pid);
+    const perThread = [...th1]
+      .map(([tid, v]) => ({ tid, comm: v.comm, us: v.us - (th0.get(tid)?.us ?? 0) }))
+      .filter((x) => x.us > 0)
+      .sort((a, b) => b.us - a.us);
+    threadNote =
+      'Per-thread CPU of the nodetgt process over the profiled run (utime+stime from /proc/PID/task/*/stat): ' +
+      perThread.map((x) => `${x.comm}[${x.tid}] ${(x.us / 1000).toFixed(0)} ms`).join(', ') +
+      (out.seconds ? `; run took ${(out.seconds * 1000).toFixed(0)} ms wall, qemu-img ${fmt(out.qemuUsPerIo ?? NaN, 1)} µs CPU/IO, machine ${fmt(out.machineBusyPct ?? NaN)}% busy.` : '.');
     if (out.error) profileNote += `profiled run failed: ${out.error}\n`;
     else
       profileNote +=
@@ -460,7 +505,11 @@ function report(): string {
     }
   L.push('');
   if (ceilings.length) L.push(...ceilings.map((c) => `- ${c.what}: ${c.value}`), '');
-  L.push('<details><summary>raw samples (value; CPU µs/IO)</summary>', '', '```');
+  L.push(
+    '<details><summary>raw samples: value (IOPS or MB/s); target CPU µs/IO; qemu-img CPU µs/IO; machine busy % (2 cores = 100%)</summary>',
+    '',
+    '```',
+  );
   for (const k of kinds)
     for (const f of FIGURES)
       for (const tn of ['tgtd', 'nodetgt']) {
@@ -468,7 +517,13 @@ function report(): string {
         if (!ss.length) continue;
         L.push(
           `${k.padEnd(5)} ${f.id.padEnd(10)} ${tn.padEnd(7)} ` +
-            ss.map((s) => (s.error ? 'ERR' : `${s.value.toFixed(0)};${s.cpuUsPerIo.toFixed(1)}${s.warn ? '(!)' : ''}`)).join('  '),
+            ss
+              .map((s) =>
+                s.error
+                  ? 'ERR'
+                  : `${s.value.toFixed(0)};${s.cpuUsPerIo.toFixed(1)};${fmt(s.qemuUsPerIo ?? NaN, 1)};` +
+                    `${fmt(s.machineBusyPct ?? NaN)}%${s.warn ? '(!)' : ''}`,
+              ).join('  '),
         );
       }
   L.push('```', '(!) = completed, but qemu-img printed errors (see Problems seen)', '</details>', '');
@@ -480,10 +535,10 @@ function report(): string {
     if (w.length) L.push(`### ${t.name} log (warnings and errors, last ${w.length})`, '', '```', ...w, '```', '');
   }
   if (profileNote || profiles.length) {
-    L.push('### nodetgt CPU profile, 4K random read QD32 (tmpfs)', '', profileNote.trim(), '');
+    L.push('### nodetgt CPU profile, 4K random read QD32 (tmpfs)', '', profileNote.trim(), '', threadNote, '');
     for (const p of profiles) {
       if (p.busyMs < 50) continue;
-      L.push(`${p.thread}: ${p.busyMs.toFixed(0)} ms busy of ${p.wallMs.toFixed(0)} ms profiled`, '');
+      L.push(`${p.thread}: ${p.busyMs.toFixed(0)} ms on CPU (sampled) of ${p.wallMs.toFixed(0)} ms profiled`, '');
       L.push('| self ms | % of busy | function | where |', '|--:|--:|---|---|');
       for (const e of p.top) L.push(`| ${e.ms.toFixed(0)} | ${e.pctBusy.toFixed(1)} | ${e.fn} | ${e.where} |`);
       L.push('');

@@ -22,11 +22,17 @@ interface CpuProfile {
   endTime: number;
 }
 
+/**
+ * Samples that are not CPU: V8's idle marker, and piscina's idle loop, which blocks in Atomics.wait
+ * (the sampler still attributes that time to the JS function).
+ */
+const WAITING = new Set(['(idle)', 'atomicsWaitLoop']);
+
 export interface ProfileSummary {
   file: string;
   thread: string;
   wallMs: number;
-  /** Sampled time not spent idle. */
+  /** Sampled time not spent idle or blocked in Atomics.wait. */
   busyMs: number;
   top: { fn: string; where: string; ms: number; pctBusy: number }[];
 }
@@ -49,7 +55,7 @@ export function summariseProfile(file: string, repo: string, topN = 12): Profile
     const dt = p.timeDeltas[i + 1] ?? 0;
     const cf = n.callFrame;
     const fn = cf.functionName || '(anonymous)';
-    if (fn !== '(idle)') busy += dt;
+    if (!WAITING.has(fn)) busy += dt;
     const where = cf.url ? `${shortUrl(cf.url, repo)}:${cf.lineNumber + 1}` : '';
     const key = `${fn}@${where}`;
     const e = self.get(key) ?? { fn, where, us: 0 };
@@ -57,7 +63,7 @@ export function summariseProfile(file: string, repo: string, topN = 12): Profile
     self.set(key, e);
   }
   const top = [...self.values()]
-    .filter((e) => e.fn !== '(idle)')
+    .filter((e) => !WAITING.has(e.fn))
     .sort((a, b) => b.us - a.us)
     .slice(0, topN)
     .map((e) => ({ fn: e.fn, where: e.where, ms: e.us / 1000, pctBusy: busy ? (100 * e.us) / busy : 0 }));

@@ -104,6 +104,35 @@ export function cpuMicros(pid: number): number | undefined {
   return ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK;
 }
 
+/** utime+stime per thread of a process, in microseconds, with the thread names. */
+export function threadCpu(pid: number): Map<number, { comm: string; us: number }> {
+  const out = new Map<number, { comm: string; us: number }>();
+  let tids: string[] = [];
+  try {
+    tids = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const text = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const comm = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+      const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(tid), { comm, us: ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK });
+    } catch {
+      /* thread gone */
+    }
+  }
+  return out;
+}
+
+/** Whole-machine [busy, total] jiffies from /proc/stat (busy excludes idle and iowait). */
+export function machineJiffies(): [number, number] {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return [total - f[3]! - f[4]!, total];
+}
+
 /** Local TCP listening addresses of a process, from `ss`. */
 export function listeningAddresses(pid: number): string[] {
   const r = runSync('ss', ['-Hltnp']);

@@ -293,6 +293,8 @@ export class CommandEngine {
       c.inc('scsiReadBytes', data.length);
       const max = conn.maxSendDataSegment;
       const withStatus = result.status === GOOD && !result.sense;
+      const release =
+        result.pooled && result.dataIn ? () => session.dispatcher!.releaseDataIn(result.dataIn!) : undefined;
       for (let off = 0; off < data.length; off += max) {
         const end = Math.min(off + max, data.length);
         const last = end === data.length;
@@ -315,11 +317,11 @@ export class CommandEngine {
             bufferOffset: off,
           }),
           data.subarray(off, end),
+          last ? release : undefined,
         );
       }
       if (withStatus) {
         s.uncork();
-        if (result.pooled) session.dispatcher!.releaseDataIn?.(result.dataIn!);
         return this.finish(task);
       }
     }

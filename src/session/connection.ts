@@ -107,12 +107,20 @@ export class Connection {
   // ---- sending ---------------------------------------------------------------------------------
 
   /** Send one PDU (bhs already encoded) with optional data, as one corked batch of writes. */
-  send(bhs: Buffer, data: Buffer | readonly Buffer[] | null = null): void {
-    if (this.phase === 'closed') return;
+  send(bhs: Buffer, data: Buffer | readonly Buffer[] | null = null, onSent?: () => void): void {
+    if (this.phase === 'closed') {
+      onSent?.();
+      return;
+    }
     const iov = frame(bhs, data, { headerDigest: this.headerDigest, dataDigest: this.dataDigest, crc32c });
     const s = this.socket;
     s.cork();
-    for (let i = 0; i < iov.length; i++) s.write(iov[i]);
+    const last = iov.length - 1;
+    for (let i = 0; i < last; i++) s.write(iov[i]);
+    // The kernel has the bytes once the last write completes (writes complete in order): only then may a
+    // pooled data buffer be reused.
+    if (onSent) s.write(iov[last], () => onSent());
+    else s.write(iov[last]);
     s.uncork();
     const c = this.ctx.counters;
     c.inc('ssnRspPDUs');

@@ -81,6 +81,8 @@ export function parseServeArgs(argv: string[]): ServeArgs {
 function lunFromFlag(spec: string, lun: number): Record<string, unknown> {
   // PATH[:SIZE]; SIZE is the text after the last ':' when it looks like a size.
   const m = /^(.*):(\d+(?:\.\d+)?[kmgtp]?(?:i?b)?)$/i.exec(spec);
+  const bad = /:(\d[^:/]*)$/.exec(spec);
+  if (!m && bad) throw new UsageError(`--lun ${spec}: invalid size '${bad[1]}' (expected e.g. 500M, 1G, 2T)`);
   const p = m ? m[1] : spec;
   const size = m ? m[2] : undefined;
   if (p === 'null') return { lun, backstore: 'null', size: size ?? '1G' };

@@ -1,4 +1,5 @@
 /** Configuration model: what an operator writes in the config file (JSON) or on the command line. */
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { parseSize } from '../util/size';
 
@@ -100,7 +101,6 @@ function strList(v: unknown, where: string): string[] {
 
 export function validateCidr(text: string): void {
   const m = /^([0-9a-f.:]+)(?:\/(\d+))?$/i.exec(text);
-  const net = require('node:net') as typeof import('node:net');
   if (!m || net.isIP(m[1]) === 0) throw new ConfigError(`invalid network '${text}'`);
   const max = net.isIP(m[1]) === 4 ? 32 : 128;
   if (m[2] !== undefined && Number(m[2]) > max) throw new ConfigError(`invalid prefix length in '${text}'`);

@@ -32,7 +32,7 @@ const HELP: Record<CounterName, [string, 'counter' | 'gauge']> = {
 };
 
 function snake(name: string): string {
-  return name.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
+  return name.replace('PDUs', 'Pdus').replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
 }
 
 export function renderMetrics(shared: CounterShared): string {

@@ -77,7 +77,7 @@ test('VPD 80h unit serial number and 83h identifiers are the makeIdentity ones',
   t.is(s.toString('ascii', 4, 4 + s[3]), id.serial);
   const d = (await f.run(inq(1, 0x83, 255))).dataIn!;
   const found: Array<{ cs: number; piv: number; assoc: number; type: number; value: Buffer }> = [];
-  for (let off = 4; off < d.length; ) {
+  for (let off = 4; off < d.length;) {
     const len = d[off + 3];
     found.push({
       cs: d[off] & 0x0f,

@@ -9,9 +9,23 @@ const sense6 = (page: number, opts: { pc?: number; dbd?: boolean; sub?: number; 
   opts.alloc ?? 255,
   0,
 ];
-const sense10 = (page: number, opts: { pc?: number; dbd?: boolean; llbaa?: boolean; alloc?: number } = {}) => {
+const sense10 = (
+  page: number,
+  opts: { pc?: number; dbd?: boolean; llbaa?: boolean; alloc?: number } = {},
+) => {
   const alloc = opts.alloc ?? 1024;
-  return [0x5a, (opts.dbd ? 0x08 : 0) | (opts.llbaa ? 0x10 : 0), ((opts.pc ?? 0) << 6) | page, 0, 0, 0, 0, alloc >> 8, alloc & 0xff, 0];
+  return [
+    0x5a,
+    (opts.dbd ? 0x08 : 0) | (opts.llbaa ? 0x10 : 0),
+    ((opts.pc ?? 0) << 6) | page,
+    0,
+    0,
+    0,
+    0,
+    alloc >> 8,
+    alloc & 0xff,
+    0,
+  ];
 };
 
 /** Split mode parameter data into header fields, block descriptor and pages. */
@@ -21,7 +35,8 @@ function parse(d: Buffer, ten: boolean) {
   const dsp = ten ? d[3] : d[2];
   const bdl = ten ? d.readUInt16BE(6) : d[3];
   const pages = new Map<number, Buffer>();
-  for (let off = hl + bdl; off < d.length; off += d[off + 1] + 2) pages.set(d[off] & 0x3f, d.subarray(off, off + d[off + 1] + 2));
+  for (let off = hl + bdl; off < d.length; off += d[off + 1] + 2)
+    pages.set(d[off] & 0x3f, d.subarray(off, off + d[off + 1] + 2));
   return { length, dsp, bdl, desc: d.subarray(hl, hl + bdl), pages };
 }
 

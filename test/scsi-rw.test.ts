@@ -2,7 +2,18 @@ import test from 'ava';
 import { ScsiDispatcher } from '../src/scsi/dispatcher';
 import { LogicalUnit, makeIdentity } from '../src/scsi/lu';
 import { MemoryBackstore } from '../src/backstore/memory';
-import { ILLEGAL, cdb10, cdb12, cdb16, cdb6, fieldPointer, fixture, good, pattern, sense } from './scsi-helpers';
+import {
+  ILLEGAL,
+  cdb10,
+  cdb12,
+  cdb16,
+  cdb6,
+  fieldPointer,
+  fixture,
+  good,
+  pattern,
+  sense,
+} from './scsi-helpers';
 
 const BS = 512;
 const BLOCKS = 1024;
@@ -160,6 +171,11 @@ test('read-only LU: writes get DATA PROTECT / WRITE PROTECTED, reads work', asyn
   good(t, await f.run(cdb10(0x28, 0, 1)));
   good(t, await f.run(cdb10(0x35, 0, 0)));
   t.is(f.store.stats.writes, 0);
+  // WRITE SAME with UNMAP on a read-only, fully provisioned LU: DATA PROTECT comes first
+  const ro = fixture({ readOnly: true, thinProvisioned: false });
+  sense(t, await ro.run(cdb10(0x41, 0, 1, 0x08)), 0x07, 0x27, 0x00);
+  sense(t, await ro.run(cdb16(0x93, 0, 1, 0x08)), 0x07, 0x27, 0x00);
+  sense(t, await ro.run(cdb10(0x2a, 0, 1, 0x20), { data: blk }), ILLEGAL, 0x24, 0x00); // WRPROTECT first
 });
 
 test('transfer length above the Block Limits maximum is INVALID FIELD IN CDB', async (t) => {
@@ -204,7 +220,7 @@ test('4096-byte blocks and a 2 TiB sparse LU', async (t) => {
   const disp = new ScsiDispatcher(new Map([[0, lu]]));
   const run = (cdb: Buffer, dataOut: Buffer[] = []) =>
     disp.execute({ lun: 0, cdb, expectedLength: 0, readFlag: true, writeFlag: false, dataOut, nexus: 'n' });
-  const last = 2 * 1024 ** 4 / 4096 - 1;
+  const last = (2 * 1024 ** 4) / 4096 - 1;
   const blk = pattern(4096, 9);
   t.is((await run(cdb16(0x8a, last, 1), [blk])).status, 0);
   const r = await run(cdb16(0x88, last, 1));

@@ -88,14 +88,39 @@ test('unit attention: reported once per nexus, not for INQUIRY/REPORT LUNS, retu
 });
 
 test('REPORT LUNS: sorted 8-byte LUNs, select report 0/1/2, allocation length < 16 refused', async (t) => {
-  const mk = (n: number) => new LogicalUnit(new MemoryBackstore({ sizeBytes: 1 << 20 }), makeIdentity('iqn.t', n, `/d${n}`));
+  const mk = (n: number) =>
+    new LogicalUnit(new MemoryBackstore({ sizeBytes: 1 << 20 }), makeIdentity('iqn.t', n, `/d${n}`));
   const disp = new ScsiDispatcher(new Map([3, 0, 300].map((n) => [n, mk(n)])));
   const run = (cdb: number[], lun = 0) =>
-    disp.execute({ lun, cdb: Buffer.from(cdb), expectedLength: 0, readFlag: true, writeFlag: false, dataOut: [], nexus: 'n' });
-  const rl = (select: number, alloc: number) => [0xa0, 0, select, 0, 0, 0, alloc >>> 24, (alloc >> 16) & 0xff, (alloc >> 8) & 0xff, alloc & 0xff, 0, 0];
+    disp.execute({
+      lun,
+      cdb: Buffer.from(cdb),
+      expectedLength: 0,
+      readFlag: true,
+      writeFlag: false,
+      dataOut: [],
+      nexus: 'n',
+    });
+  const rl = (select: number, alloc: number) => [
+    0xa0,
+    0,
+    select,
+    0,
+    0,
+    0,
+    alloc >>> 24,
+    (alloc >> 16) & 0xff,
+    (alloc >> 8) & 0xff,
+    alloc & 0xff,
+    0,
+    0,
+  ];
   let r = await run(rl(0, 4096));
   t.is(r.status, 0);
-  t.is(r.dataIn!.toString('hex'), '00000018' + '00000000' + '0000000000000000' + '0003000000000000' + '412c000000000000');
+  t.is(
+    r.dataIn!.toString('hex'),
+    '00000018' + '00000000' + '0000000000000000' + '0003000000000000' + '412c000000000000',
+  );
   r = await run(rl(2, 16));
   t.is(r.dataIn!.length, 16);
   t.is(r.dataIn!.readUInt32BE(0), 24);
@@ -167,7 +192,7 @@ interface Desc {
 function parseAll(d: Buffer): Desc[] {
   const out: Desc[] = [];
   const end = 4 + d.readUInt32BE(0);
-  t0: for (let off = 4; off < end; ) {
+  t0: for (let off = 4; off < end;) {
     const ctdp = (d[off + 5] & 0x02) !== 0;
     out.push({
       opcode: d[off],

@@ -6,7 +6,7 @@
  */
 import { lbaOutOfRange } from './sense';
 
-/** CDB length implied by the operation code's group (SPC-4 4.2.5.1); 0 for variable / vendor groups. */
+/** CDB length implied by the operation code's group; 0 for variable / vendor groups. */
 export function cdbLengthOf(opcode: number): number {
   switch (opcode >> 5) {
     case 0:
@@ -49,7 +49,8 @@ export interface BlockRange {
 export function decodeBlockRange(cdb: Buffer): BlockRange {
   switch (cdbLengthOf(cdb[0])) {
     case 6:
-      return { lba: ((cdb[1] & 0x1f) << 16) | (cdb[2] << 8) | cdb[3], blocks: cdb[4], lengthByte: 4 };
+      // READ(6)/WRITE(6): a TRANSFER LENGTH of 0 means 256 blocks.
+      return { lba: ((cdb[1] & 0x1f) << 16) | (cdb[2] << 8) | cdb[3], blocks: cdb[4] || 256, lengthByte: 4 };
     case 10:
       return { lba: cdb.readUInt32BE(2), blocks: cdb.readUInt16BE(7), lengthByte: 7 };
     case 12:

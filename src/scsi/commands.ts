@@ -3,7 +3,7 @@
  * reserved-bit check, Data-Out sizing and REPORT SUPPORTED OPERATION CODES all read this one table, so what
  * is advertised is exactly what executes.
  *
- * Usage maps (SPC-4 6.35.3) mark the bits we evaluate. Fields we do not support are left out on purpose:
+ * Usage maps mark the bits we evaluate. Fields we do not support are left out on purpose:
  * RDPROTECT/WRPROTECT/VRPROTECT (no protection information), ANCHOR (no anchored state), NDOB, NACA and the
  * vendor bits of CONTROL; a CDB that sets them is refused with INVALID FIELD IN CDB pointing at the bit.
  */
@@ -23,17 +23,20 @@ function fixed(...bytes: number[]): (lu: LogicalUnit) => Uint8Array {
   return () => map;
 }
 
-/** Byte 1 of WRITE SAME: UNMAP only where logical block provisioning is enabled. */
-function writeSameUsage(...bytes: number[]): (lu: LogicalUnit) => Uint8Array {
+/**
+ * Byte 1 of WRITE SAME: UNMAP is offered only where logical block provisioning is enabled. The bit always
+ * passes the dispatcher's mask so that a write-protected LU answers DATA PROTECT first; sbc.writeSame
+ * refuses UNMAP on a fully provisioned LU itself.
+ */
+function writeSameMaps(...bytes: number[]): Pick<CommandSpec, 'usage' | 'cdbMask'> {
   const plain = Uint8Array.from(bytes);
   const thin = Uint8Array.from(bytes);
   thin[1] |= 0x08;
-  return (lu) => (lu.thinProvisioned ? thin : plain);
+  return { usage: (lu) => (lu.thinProvisioned ? thin : plain), cdbMask: () => thin };
 }
 
 function writeDataOut(cdb: Buffer, lu: LogicalUnit): number {
-  const { blocks, lengthByte } = decodeBlockRange(cdb);
-  return (blocks === 0 && lengthByte === 4 ? 256 : blocks) * lu.blockSize;
+  return decodeBlockRange(cdb).blocks * lu.blockSize;
 }
 
 const thinOnly = (lu: LogicalUnit) => lu.thinProvisioned;
@@ -168,7 +171,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     opcode: Opcode.WRITE_SAME_10,
     name: 'WRITE SAME(10)',
     cdbLength: 10,
-    usage: writeSameUsage(0x41, 0, FF, FF, FF, FF, GROUP, FF, FF, 0),
+    ...writeSameMaps(0x41, 0, FF, FF, FF, FF, GROUP, FF, FF, 0),
     dataOutLength: (_cdb, lu) => lu.blockSize,
     exec: sbc.writeSame,
   },
@@ -245,7 +248,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     opcode: Opcode.WRITE_SAME_16,
     name: 'WRITE SAME(16)',
     cdbLength: 16,
-    usage: writeSameUsage(0x93, 0, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
+    ...writeSameMaps(0x93, 0, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
     dataOutLength: (_cdb, lu) => lu.blockSize,
     exec: sbc.writeSame,
   },

@@ -6,7 +6,15 @@ import { AscQ, Opcode, SenseKey, Status } from './constants';
 import { CommandIndex, COMMANDS } from './commands';
 import { inquiryAbsentLun } from './inquiry';
 import type { LogicalUnit } from './lu';
-import { fixedSense, highestBit, internalFailure, invalidFieldInCdb, invalidOpcode, lunNotSupported, ScsiError } from './sense';
+import {
+  fixedSense,
+  highestBit,
+  internalFailure,
+  invalidFieldInCdb,
+  invalidOpcode,
+  lunNotSupported,
+  ScsiError,
+} from './sense';
 import { reportLuns, requestSenseAbsentLun } from './spc';
 import type { CommandContext, CommandSpec, ScsiResult, ScsiTask } from './types';
 
@@ -19,12 +27,31 @@ function checkCondition(err: ScsiError): ScsiResult {
 /** Refuse bits outside the usage map (reserved, obsolete or unsupported fields) with a field pointer. */
 function checkCdbBits(spec: CommandSpec, lu: LogicalUnit, cdb: Buffer): void {
   if (cdb.length < spec.cdbLength) throw invalidFieldInCdb(0, 7);
-  const usage = spec.usage(lu);
+  const usage = spec.cdbMask ? spec.cdbMask(lu) : spec.usage(lu);
   for (let i = 1; i < spec.cdbLength; i++) {
     let allowed = usage[i];
     if (i === 1 && spec.serviceAction !== undefined) allowed |= 0x1f;
     const bad = cdb[i] & ~allowed;
     if (bad !== 0) throw invalidFieldInCdb(i, highestBit(bad));
+  }
+}
+
+class Context implements CommandContext {
+  readonly cdb: Buffer;
+  constructor(
+    readonly task: ScsiTask,
+    readonly lu: LogicalUnit,
+    private readonly disp: ScsiDispatcher,
+  ) {
+    this.cdb = task.cdb;
+  }
+
+  lunNumbers(): number[] {
+    return this.disp.lunNumbers();
+  }
+
+  get commands(): readonly CommandSpec[] {
+    return this.disp.commands;
   }
 }
 
@@ -49,7 +76,13 @@ export class ScsiDispatcher {
     const before = [...this.luns.keys()].sort().join(',');
     const after = [...luns.keys()].sort().join(',');
     this.luns = luns;
-    if (before !== after) for (const lu of luns.values()) lu.establishUnitAttention(AscQ.REPORTED_LUNS_DATA_CHANGED);
+    if (before !== after)
+      for (const lu of luns.values()) lu.establishUnitAttention(AscQ.REPORTED_LUNS_DATA_CHANGED);
+  }
+
+  /** The command table this dispatcher serves (REPORT SUPPORTED OPERATION CODES reads it). */
+  get commands(): readonly CommandSpec[] {
+    return this.index.commands;
   }
 
   getLun(lun: number): LogicalUnit | undefined {
@@ -103,14 +136,7 @@ export class ScsiDispatcher {
         if (ua) return { status: Status.CHECK_CONDITION, sense: fixedSense(SenseKey.UNIT_ATTENTION, ua) };
       }
       checkCdbBits(spec, lu, cdb);
-      const ctx: CommandContext = {
-        task,
-        cdb,
-        lu,
-        lunNumbers: () => this.lunNumbers(),
-        commands: this.index.commands,
-      };
-      return await spec.exec(ctx);
+      return await spec.exec(new Context(task, lu, this));
     } catch (e) {
       if (e instanceof ScsiError) return checkCondition(e);
       this.onInternalError(e, task);

@@ -1,5 +1,5 @@
 /**
- * INQUIRY (SPC-4 6.6): standard data and the VPD pages 00h, 80h, 83h (SPC-4 7.8) and B0h, B1h, B2h (SBC-3 6.6).
+ * INQUIRY (SPC-4): standard data and the VPD pages 00h, 80h, 83h (SPC-4) and B0h, B1h, B2h (SBC-3).
  */
 import { DEVICE_TYPE_SBC, Status, VersionDescriptor } from './constants';
 import type { LogicalUnit } from './lu';
@@ -31,7 +31,12 @@ export function standardInquiry(lu: LogicalUnit): Buffer {
   ascii(b, id.product, 16, 16);
   ascii(b, id.revision, 32, 4);
   ascii(b, id.serial, 36, 20); // vendor specific: the unit serial number
-  const versions = [VersionDescriptor.SAM_5, VersionDescriptor.ISCSI, VersionDescriptor.SPC_4, VersionDescriptor.SBC_3];
+  const versions = [
+    VersionDescriptor.SAM_5,
+    VersionDescriptor.ISCSI,
+    VersionDescriptor.SPC_4,
+    VersionDescriptor.SBC_3,
+  ];
   versions.forEach((v, i) => b.writeUInt16BE(v, 58 + i * 2));
   return b;
 }
@@ -57,7 +62,14 @@ function vpdPage(code: number, body: Buffer): Buffer {
   return b;
 }
 
-function designator(codeSet: number, piv: boolean, protocol: number, assoc: number, type: number, value: Buffer): Buffer {
+function designator(
+  codeSet: number,
+  piv: boolean,
+  protocol: number,
+  assoc: number,
+  type: number,
+  value: Buffer,
+): Buffer {
   const d = Buffer.alloc(4 + value.length);
   d[0] = ((protocol & 0x0f) << 4) | codeSet;
   d[1] = (piv ? 0x80 : 0) | ((assoc & 3) << 4) | (type & 0x0f);

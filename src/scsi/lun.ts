@@ -7,7 +7,8 @@
 export const MAX_LUN = 0x3fff;
 
 export function encodeLun(n: number): Buffer {
-  if (!Number.isInteger(n) || n < 0 || n > MAX_LUN) throw new RangeError(`LUN ${n} out of range 0..${MAX_LUN}`);
+  if (!Number.isInteger(n) || n < 0 || n > MAX_LUN)
+    throw new RangeError(`LUN ${n} out of range 0..${MAX_LUN}`);
   const b = Buffer.alloc(8);
   if (n < 256) {
     b[1] = n;

@@ -1,6 +1,6 @@
 /**
- * MODE SENSE(6/10) and MODE SELECT(6/10) (SPC-4 6.9-6.12) with the Caching (08h), Control (0Ah) and
- * Informational Exceptions Control (1Ch) pages and a short or long LBA block descriptor (SBC-3 6.4).
+ * MODE SENSE(6/10) and MODE SELECT(6/10) with the Caching (08h), Control (0Ah) and
+ * Informational Exceptions Control (1Ch) pages and a short or long LBA block descriptor.
  *
  * The caching page tells the truth: WCE mirrors backstore.writeCacheEnabled and is not changeable. The only
  * changeable bit is SWP in the Control page (software write protect). Saved values are not supported.
@@ -74,7 +74,7 @@ const informationalExceptionsPage: ModePage = {
 /** In ascending page code order, as "return all pages" wants them. */
 const PAGES: readonly ModePage[] = [cachingPage, controlPage, informationalExceptionsPage];
 
-/** Device-specific parameter of the mode parameter header (SBC-3 6.4.1): WP and DPOFUA. */
+/** Device-specific parameter of the mode parameter header: WP and DPOFUA. */
 function deviceSpecific(lu: LogicalUnit): number {
   return (lu.writeProtected ? 0x80 : 0) | 0x10;
 }

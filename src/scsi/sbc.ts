@@ -56,7 +56,12 @@ async function readMedium(lu: LogicalUnit, lba: number, into: Buffer): Promise<v
   }
 }
 
-async function writeMedium(lu: LogicalUnit, lba: number, data: readonly Buffer[], fua: boolean): Promise<void> {
+async function writeMedium(
+  lu: LogicalUnit,
+  lba: number,
+  data: readonly Buffer[],
+  fua: boolean,
+): Promise<void> {
   try {
     await lu.backstore.write(lba * lu.blockSize, data, fua);
   } catch (e) {
@@ -82,7 +87,7 @@ function receivedBlocks(lu: LogicalUnit, dataOut: readonly Buffer[], wanted: num
 
 export function readCapacity10(ctx: CommandContext): ScsiResult {
   const { cdb, lu } = ctx;
-  // PMI = 0 requires LOGICAL BLOCK ADDRESS = 0 (SBC-3 5.15).
+  // PMI = 0 requires LOGICAL BLOCK ADDRESS = 0.
   if ((cdb[8] & 0x01) === 0 && cdb.readUInt32BE(2) !== 0) throw invalidFieldInCdb(2, 7);
   const data = Buffer.alloc(8);
   const last = lu.numBlocks - 1;
@@ -107,8 +112,7 @@ export function readCapacity16(ctx: CommandContext): ScsiResult {
 
 export async function read(ctx: CommandContext): Promise<ScsiResult> {
   const { cdb, lu } = ctx;
-  let { lba, blocks, lengthByte } = decodeBlockRange(cdb);
-  if (blocks === 0 && lengthByte === 4) blocks = 256; // READ(6): 0 means 256 blocks
+  const { lba, blocks, lengthByte } = decodeBlockRange(cdb);
   checkRange(lu.numBlocks, lba, blocks);
   checkTransferLength(lu, blocks, lengthByte);
   if (blocks === 0) return GOOD;
@@ -127,9 +131,8 @@ export async function read(ctx: CommandContext): Promise<ScsiResult> {
 
 export async function write(ctx: CommandContext): Promise<ScsiResult> {
   const { cdb, lu, task } = ctx;
-  let { lba, blocks, lengthByte } = decodeBlockRange(cdb);
+  const { lba, blocks, lengthByte } = decodeBlockRange(cdb);
   const six = lengthByte === 4;
-  if (blocks === 0 && six) blocks = 256; // WRITE(6): 0 means 256 blocks
   checkRange(lu.numBlocks, lba, blocks);
   checkTransferLength(lu, blocks, lengthByte);
   requireWritable(lu);
@@ -166,7 +169,7 @@ async function readAndCompare(
   const chunkBlocks = Math.max(1, Math.min(blocks, Math.floor(CHUNK_BYTES / bs)));
   const buf = lu.pool.acquire(chunkBlocks * bs);
   try {
-    for (let done = 0; done < blocks; ) {
+    for (let done = 0; done < blocks;) {
       const k = Math.min(chunkBlocks, blocks - done);
       const medium = buf.subarray(0, k * bs);
       await readMedium(lu, lba + done, medium);
@@ -273,6 +276,8 @@ export async function writeSame(ctx: CommandContext): Promise<ScsiResult> {
   if (blocks === 0 || blocks > lu.limits.maxWriteSameBlocks) throw invalidFieldInCdb(lengthByte, 7);
   checkRange(lu.numBlocks, lba, blocks);
   requireWritable(lu);
+  // LBPWS/LBPWS10 = 0 on a fully provisioned LU: UNMAP = 1 is an invalid field (SBC-3 WRITE SAME).
+  if (unmap && !lu.thinProvisioned) throw invalidFieldInCdb(1, 3);
   const bs = lu.blockSize;
   if (totalLength(task.dataOut) < bs) throw invalidFieldInCdb(lengthByte, 7);
   if (unmap) {
@@ -288,7 +293,7 @@ export async function writeSame(ctx: CommandContext): Promise<ScsiResult> {
   const chunkBlocks = Math.max(1, Math.min(blocks, Math.floor(CHUNK_BYTES / bs)));
   const pattern = Buffer.allocUnsafe(chunkBlocks * bs).fill(block);
   // One chunk per backstore call: each await yields to the event loop, so long ranges do not starve it.
-  for (let done = 0; done < blocks; ) {
+  for (let done = 0; done < blocks;) {
     const k = Math.min(chunkBlocks, blocks - done);
     await writeMedium(lu, lba + done, [pattern.subarray(0, k * bs)], false);
     done += k;

@@ -1,12 +1,12 @@
 /**
- * Sense data (SPC-4 4.5): fixed format (response code 70h, 18 bytes) by default, descriptor format (72h)
+ * Sense data: fixed format (response code 70h, 18 bytes) by default, descriptor format (72h)
  * only where the application client asks for it (REQUEST SENSE with DESC=1).
  *
  * A command refuses by throwing ScsiError; the dispatcher turns it into CHECK CONDITION + sense.
  */
 import { AscQ, SenseKey, type Asc } from './constants';
 
-/** Where the offending field is (sense-key specific FIELD POINTER, SPC-4 4.5.2.4.2). */
+/** Where the offending field is (the sense-key specific FIELD POINTER of SPC-4). */
 export interface FieldPointer {
   /** true: the field is in the CDB; false: in the parameter list (Data-Out). */
   cdb: boolean;
@@ -84,8 +84,7 @@ export const invalidFieldInParameterList = (byte: number, bit?: number): ScsiErr
 export const parameterListLengthError = (): ScsiError =>
   new ScsiError(SenseKey.ILLEGAL_REQUEST, AscQ.PARAMETER_LIST_LENGTH_ERROR);
 
-export const lbaOutOfRange = (): ScsiError =>
-  new ScsiError(SenseKey.ILLEGAL_REQUEST, AscQ.LBA_OUT_OF_RANGE);
+export const lbaOutOfRange = (): ScsiError => new ScsiError(SenseKey.ILLEGAL_REQUEST, AscQ.LBA_OUT_OF_RANGE);
 
 export const lunNotSupported = (): ScsiError =>
   new ScsiError(SenseKey.ILLEGAL_REQUEST, AscQ.LOGICAL_UNIT_NOT_SUPPORTED);

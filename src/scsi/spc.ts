@@ -32,7 +32,7 @@ export function requestSense(ctx: CommandContext): ScsiResult {
   return clip(desc ? descriptorSense(key, asc) : fixedSense(key, asc), cdb[4]);
 }
 
-/** REQUEST SENSE addressed to a LUN without a logical unit (SPC-4 4.5.? "LOGICAL UNIT NOT SUPPORTED"). */
+/** REQUEST SENSE addressed to a LUN without a logical unit (answered with LOGICAL UNIT NOT SUPPORTED as sense data). */
 export function requestSenseAbsentLun(cdb: Buffer): ScsiResult {
   const desc = (cdb[1] & 0x01) !== 0;
   const key = SenseKey.ILLEGAL_REQUEST;
@@ -40,14 +40,15 @@ export function requestSenseAbsentLun(cdb: Buffer): ScsiResult {
   return clip(desc ? descriptorSense(key, asc) : fixedSense(key, asc), cdb[4]);
 }
 
-/** REPORT LUNS (SPC-4 6.33); works on any LUN, present or not. */
+/** REPORT LUNS; works on any LUN, present or not. */
 export function reportLuns(cdb: Buffer, luns: number[]): ScsiResult {
   const select = cdb[2];
   const alloc = cdb.readUInt32BE(6);
   if (alloc < 16) throw invalidFieldInCdb(6, 7);
   let list: number[];
   if (select === 0x00 || select === 0x02) list = [...luns].sort((a, b) => a - b);
-  else if (select === 0x01) list = []; // no well-known logical units
+  else if (select === 0x01)
+    list = []; // no well-known logical units
   else throw invalidFieldInCdb(2, 7);
   const data = Buffer.alloc(8 + 8 * list.length);
   data.writeUInt32BE(8 * list.length, 0);
@@ -86,13 +87,13 @@ export async function startStopUnit(ctx: CommandContext): Promise<ScsiResult> {
 export function preventAllow(ctx: CommandContext): ScsiResult {
   const { cdb, lu, task } = ctx;
   const prevent = cdb[4] & 0x03;
-  // 10b and 11b are obsolete for direct-access devices (SBC-3 5.12).
+  // 10b and 11b are obsolete for direct-access devices.
   if (prevent > 1) throw invalidFieldInCdb(4, 1);
   lu.setPreventRemoval(task.nexus, prevent === 1);
   return GOOD;
 }
 
-// ---- REPORT SUPPORTED OPERATION CODES (SPC-4 6.35) -------------------------------------------------------
+// ---- REPORT SUPPORTED OPERATION CODES -------------------------------------------------------
 
 const NOMINAL_TIMEOUT = 0; // not specified
 const DEFAULT_TIMEOUT = 30;

@@ -52,12 +52,17 @@ export interface CommandSpec {
   name: string;
   cdbLength: number;
   /**
-   * CDB usage data as REPORT SUPPORTED OPERATION CODES reports it (SPC-4 6.35.3): byte 0 is the opcode, the
+   * CDB usage data as REPORT SUPPORTED OPERATION CODES reports it: byte 0 is the opcode, the
    * SERVICE ACTION field holds the service action, every other bit is 1 where the device server uses the bit.
    * The dispatcher refuses any CDB with a bit set outside this map (INVALID FIELD IN CDB), so the map is what
    * is enforced, not just what is advertised.
    */
   usage(lu: LogicalUnit): Uint8Array;
+  /**
+   * Bits the dispatcher lets through, when wider than `usage`: a field the handler itself checks later (in
+   * its proper order relative to range and write-protect checks) although this LU does not offer it.
+   */
+  cdbMask?(lu: LogicalUnit): Uint8Array;
   /** Whether this logical unit offers the command (e.g. UNMAP only on thin-provisioned LUs). */
   available?(lu: LogicalUnit): boolean;
   /** Bytes of Data-Out this CDB asks for; omitted for commands that never carry Data-Out. */

@@ -25,11 +25,13 @@ export function handleTaskManagement(conn: Connection, req: TaskMgmtRequest): nu
       if (req.function === TmfFunction.LogicalUnitReset && session.dispatcher && !session.dispatcher.getLun(lun))
         return TmfResponse.LunDoesNotExist;
       for (const c of all) c.commands.abortWhere((t) => t.lun === lun);
+      if (req.function === TmfFunction.LogicalUnitReset) session.dispatcher?.getLun(lun)?.reset();
       return TmfResponse.FunctionComplete;
     }
     case TmfFunction.TargetWarmReset:
     case TmfFunction.TargetColdReset:
       for (const c of all) c.commands.abortAll();
+      for (const n of session.dispatcher?.lunNumbers() ?? []) session.dispatcher!.getLun(n)?.reset();
       return TmfResponse.FunctionComplete;
     case TmfFunction.TaskReassign:
       return TmfResponse.TaskAllegianceReassignmentNotSupported;

@@ -92,6 +92,9 @@ export class WorkerContext {
     for (const c of [...s.connections.values()]) c.close('session ended');
     this.sessions.remove(s);
     this.tsihs.release(s.tsih);
+    // The I_T nexus is gone: per-nexus state in the logical units (unit attentions, PREVENT) goes with it.
+    const d = s.dispatcher;
+    if (d) for (const n of d.lunNumbers()) d.getLun(n)?.nexusLost(s.nexus);
     this.counters.inc('ssnActive', -1);
   }
 

@@ -21,7 +21,9 @@ import { summariseProfile, type ProfileSummary } from './lib/profile';
 import {
   cpuMicros,
   freePort,
+  killGroup,
   liveChildren,
+  loopbackTxBytes,
   machineInfo,
   machineJiffies,
   median,
@@ -85,14 +87,86 @@ interface Figure {
 const K4 = 4096;
 const M1 = 1 << 20;
 const FIGURES: Figure[] = [
-  { id: 'rr-qd1', label: '4K rand read QD1', write: false, bs: K4, qd: 1, random: true, pinned: false, guess: 4000 },
-  { id: 'rw-qd1', label: '4K rand write QD1', write: true, bs: K4, qd: 1, random: true, pinned: false, guess: 4000 },
-  { id: 'rr-qd32', label: '4K rand read QD32', write: false, bs: K4, qd: 32, random: true, pinned: false, guess: 25000 },
-  { id: 'rw-qd32', label: '4K rand write QD32', write: true, bs: K4, qd: 32, random: true, pinned: false, guess: 25000 },
-  { id: 'sr-qd16', label: '1M seq read QD16', write: false, bs: M1, qd: 16, random: false, pinned: false, guess: 600 },
-  { id: 'sw-qd16', label: '1M seq write QD16', write: true, bs: M1, qd: 16, random: false, pinned: false, guess: 500 },
-  { id: 'rr-qd1-pin', label: '4K rand read QD1 pinned', write: false, bs: K4, qd: 1, random: true, pinned: true, guess: 10000 },
-  { id: 'rw-qd1-pin', label: '4K rand write QD1 pinned', write: true, bs: K4, qd: 1, random: true, pinned: true, guess: 10000 },
+  {
+    id: 'rr-qd1',
+    label: '4K rand read QD1',
+    write: false,
+    bs: K4,
+    qd: 1,
+    random: true,
+    pinned: false,
+    guess: 4000,
+  },
+  {
+    id: 'rw-qd1',
+    label: '4K rand write QD1',
+    write: true,
+    bs: K4,
+    qd: 1,
+    random: true,
+    pinned: false,
+    guess: 4000,
+  },
+  {
+    id: 'rr-qd32',
+    label: '4K rand read QD32',
+    write: false,
+    bs: K4,
+    qd: 32,
+    random: true,
+    pinned: false,
+    guess: 25000,
+  },
+  {
+    id: 'rw-qd32',
+    label: '4K rand write QD32',
+    write: true,
+    bs: K4,
+    qd: 32,
+    random: true,
+    pinned: false,
+    guess: 25000,
+  },
+  {
+    id: 'sr-qd16',
+    label: '1M seq read QD16',
+    write: false,
+    bs: M1,
+    qd: 16,
+    random: false,
+    pinned: false,
+    guess: 600,
+  },
+  {
+    id: 'sw-qd16',
+    label: '1M seq write QD16',
+    write: true,
+    bs: M1,
+    qd: 16,
+    random: false,
+    pinned: false,
+    guess: 500,
+  },
+  {
+    id: 'rr-qd1-pin',
+    label: '4K rand read QD1 pinned',
+    write: false,
+    bs: K4,
+    qd: 1,
+    random: true,
+    pinned: true,
+    guess: 10000,
+  },
+  {
+    id: 'rw-qd1-pin',
+    label: '4K rand write QD1 pinned',
+    write: true,
+    bs: K4,
+    qd: 1,
+    random: true,
+    pinned: true,
+    guess: 10000,
+  },
 ];
 // qemu-img bench has no random mode. It walks offset += step modulo the image size; with a step of
 // an odd number of 4 KiB blocks over a power-of-two size (1 GiB, or 1 TiB for tgtd's null LUN)
@@ -140,7 +214,8 @@ function note(msg: string): void {
 let cleaning: Promise<void> | undefined;
 function cleanup(): Promise<void> {
   cleaning ??= (async () => {
-    for (const c of liveChildren) if (c.spawnargs[0] !== 'tgtd' && !c.spawnargs.includes('serve')) c.kill('SIGKILL');
+    for (const c of liveChildren)
+      if (c.spawnargs[0] !== 'tgtd' && !c.spawnargs.includes('serve')) killGroup(c);
     for (const t of targets) await t.stop().catch((e: Error) => note(`stopping ${t.name}: ${e.message}`));
     if (!keep) for (const f of [TMPFS_FILE, DISK_FILE]) fs.rmSync(f, { force: true });
   })();
@@ -148,7 +223,7 @@ function cleanup(): Promise<void> {
 }
 process.on('exit', () => {
   for (const t of targets) t.killSync();
-  for (const c of liveChildren) c.kill('SIGKILL');
+  for (const c of liveChildren) killGroup(c);
   if (!keep) fs.rmSync(TMPFS_FILE, { force: true });
 });
 let signals = 0;
@@ -157,7 +232,8 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
     if (++signals > 1) process.exit(130);
     aborted = true;
     note(`${sig}: stopping the targets (again to force)`);
-    for (const c of liveChildren) if (c.spawnargs[0] !== 'tgtd' && !c.spawnargs.includes('serve')) c.kill('SIGKILL');
+    for (const c of liveChildren)
+      if (c.spawnargs[0] !== 'tgtd' && !c.spawnargs.includes('serve')) killGroup(c);
     void cleanup().then(() => {
       report();
       process.exit(130);
@@ -203,8 +279,26 @@ interface RunOut {
   warn?: string;
 }
 
-async function qemuBench(t: Target, kind: Kind, f: Figure, count: number, timeoutMs: number): Promise<RunOut> {
-  const args = ['bench', '-f', 'raw', '-t', 'none', '-s', String(f.bs), '-d', String(f.qd), '-c', String(count)];
+async function qemuBench(
+  t: Target,
+  kind: Kind,
+  f: Figure,
+  count: number,
+  timeoutMs: number,
+): Promise<RunOut> {
+  const args = [
+    'bench',
+    '-f',
+    'raw',
+    '-t',
+    'none',
+    '-s',
+    String(f.bs),
+    '-d',
+    String(f.qd),
+    '-c',
+    String(count),
+  ];
   if (f.write) args.push('-w');
   args.push('-S', String(f.random ? RANDOM_STEP : f.bs), t.url(kind));
   const cmdline = `${f.pinned ? 'taskset -c 0 ' : ''}qemu-img ${args.join(' ')}`;
@@ -212,13 +306,16 @@ async function qemuBench(t: Target, kind: Kind, f: Figure, count: number, timeou
   const script = `${cmdline}; rc=$?; echo @@TIMES; times; exit $rc`;
   const cpu0 = cpuMicros(t.pid);
   const m0 = machineJiffies();
+  const lo0 = loopbackTxBytes();
   const r = await run('bash', ['-c', script], timeoutMs);
+  const lo1 = loopbackTxBytes();
   const cpu1 = cpuMicros(t.pid);
   const m1 = machineJiffies();
   const m = /Run completed in ([\d.]+) seconds/.exec(r.stdout);
   const tm = /@@TIMES\n.*\n(\d+)m([\d.]+)s (\d+)m([\d.]+)s/.exec(r.stdout);
   const qemuUs = tm ? (Number(tm[1]) * 60 + Number(tm[2]) + Number(tm[3]) * 60 + Number(tm[4])) * 1e6 : NaN;
-  if (r.timedOut) return { opsPerSec: 0, seconds: 0, cpuUsPerIo: 0, error: `timed out after ${timeoutMs} ms: ${cmdline}` };
+  if (r.timedOut)
+    return { opsPerSec: 0, seconds: 0, cpuUsPerIo: 0, error: `timed out after ${timeoutMs} ms: ${cmdline}` };
   if (r.code !== 0 || !m)
     return {
       opsPerSec: 0,
@@ -230,9 +327,17 @@ async function qemuBench(t: Target, kind: Kind, f: Figure, count: number, timeou
   // The run completed, but qemu-img complained on the way (e.g. a refused command): keep the
   // figure and report the complaint.
   const stderr = r.stderr.trim().split('\n').filter(Boolean);
-  const warn = stderr.length
+  let warn = stderr.length
     ? `${cmdline}\n    ${stderr.length} stderr line(s), first: ${stderr.slice(0, 3).join('\n    ')}`
     : undefined;
+  // The data must cross loopback. Other traffic only adds to the counter, so too little means the
+  // initiator skipped transfers (qemu reads nothing for blocks GET LBA STATUS calls unmapped when
+  // the LUN reports LBPRZ): the figure is then not a measure of the target.
+  const moved = lo1 - lo0;
+  if (moved < 0.9 * count * f.bs)
+    warn =
+      `${warn ? warn + '\n    ' : `${cmdline}\n    `}only ${(moved / 1e6).toFixed(0)} MB crossed loopback ` +
+      `for ${((count * f.bs) / 1e6).toFixed(0)} MB of I/O: the initiator skipped data transfers; figure invalid`;
   return {
     warn,
     opsPerSec: count / seconds,
@@ -256,7 +361,13 @@ async function runMatrix(): Promise<void> {
   fs.writeFileSync(path.join(WORK, `tgtd-${STAMP}.log`), '');
   fs.writeFileSync(path.join(WORK, `nodetgt-${STAMP}.log`), '');
   const tgtd = new Tgtd('iqn.2026-11.bench.tgtd:disk', path.join(WORK, `tgtd-${STAMP}.log`));
-  const ntg = new Nodetgt('iqn.2026-11.bench.nodetgt:disk', path.join(WORK, `nodetgt-${STAMP}.log`), REPO, WORK, workers);
+  const ntg = new Nodetgt(
+    'iqn.2026-11.bench.nodetgt:disk',
+    path.join(WORK, `nodetgt-${STAMP}.log`),
+    REPO,
+    WORK,
+    workers,
+  );
   targets = [tgtd, ntg];
   for (const t of targets) {
     try {
@@ -269,6 +380,7 @@ async function runMatrix(): Promise<void> {
   }
   const lastRate = new Map<string, number>();
   const failures = new Map<string, number>();
+  const reported = new Set<Target>();
   let order = 0;
   for (const b of backings) {
     for (const t of targets)
@@ -278,6 +390,7 @@ async function runMatrix(): Promise<void> {
           await t.stop();
           await t.start(backings);
           t.died = undefined;
+          reported.delete(t);
         } catch (e) {
           t.died = `restart failed: ${(e as Error).message}`;
           note(`${t.name} ${t.died}`);
@@ -299,6 +412,11 @@ async function runMatrix(): Promise<void> {
           };
           if (!t.alive || (failures.get(`${b.kind}/${t.name}`) ?? 0) >= 3) {
             const why = !t.alive ? (t.died ?? 'not running') : 'skipped after 3 consecutive failures';
+            if (!reported.has(t)) {
+              reported.add(t);
+              note(`${t.name} ${why}: its runs are skipped (found before ${key} rep ${rep})`);
+              for (const l of t.logTail(10)) note(`  ${t.name} log: ${l}`);
+            }
             samples.push({ ...base, count: 0, seconds: 0, value: NaN, cpuUsPerIo: NaN, error: why });
             continue;
           }
@@ -324,7 +442,7 @@ async function runMatrix(): Promise<void> {
             continue;
           }
           if (out.warn) {
-            note(`${key} rep ${rep}: completed with qemu-img errors: ${out.warn}`);
+            note(`${key} rep ${rep}: completed, but: ${out.warn}`);
             for (const l of t.logTail(5)) note(`  ${t.name} log: ${l}`);
           }
           failures.set(`${b.kind}/${t.name}`, 0);
@@ -406,10 +524,16 @@ async function iperfCeiling(): Promise<void> {
     return;
   }
   const port = await freePort();
-  const srv = track(spawn('iperf3', ['-s', '-1', '-B', '127.0.0.1', '-p', String(port)], { stdio: 'ignore', detached: true }));
+  const srv = track(
+    spawn('iperf3', ['-s', '-1', '-B', '127.0.0.1', '-p', String(port)], { stdio: 'ignore', detached: true }),
+  );
   await sleep(500);
-  const r = await run('iperf3', ['-c', '127.0.0.1', '-p', String(port), '-t', quick ? '1' : '3', '-J'], 20_000);
-  srv.kill('SIGKILL');
+  const r = await run(
+    'iperf3',
+    ['-c', '127.0.0.1', '-p', String(port), '-t', quick ? '1' : '3', '-J'],
+    20_000,
+  );
+  killGroup(srv);
   try {
     const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
     ceilings.push({
@@ -427,12 +551,18 @@ async function profileRun(): Promise<void> {
   const dir = path.join(WORK, `prof-${STAMP}`);
   fs.mkdirSync(dir, { recursive: true });
   const log = path.join(WORK, `nodetgt-prof-${STAMP}.log`);
-  const t = new Nodetgt('iqn.2026-11.bench.nodetgt:prof', log, REPO, WORK, workers, ['--cpu-prof', '--cpu-prof-dir', dir]);
+  const t = new Nodetgt('iqn.2026-11.bench.nodetgt:prof', log, REPO, WORK, workers, [
+    '--cpu-prof',
+    '--cpu-prof-dir',
+    dir,
+  ]);
   targets.push(t);
   const f = FIGURES.find((x) => x.id === 'rr-qd32')!;
   try {
     await t.start(backingsFor(['tmpfs']));
-    const rates = samples.filter((s) => s.backing === 'tmpfs' && s.figure === f.id && s.target === 'nodetgt' && !s.error);
+    const rates = samples.filter(
+      (s) => s.backing === 'tmpfs' && s.figure === f.id && s.target === 'nodetgt' && !s.error,
+    );
     const rate = rates.length ? median(rates.map((s) => s.value)) : f.guess;
     const count = Math.round(rate * 5);
     const th0 = threadCpu(t.pid);
@@ -445,7 +575,9 @@ async function profileRun(): Promise<void> {
     threadNote =
       'Per-thread CPU of the nodetgt process over the profiled run (utime+stime from /proc/PID/task/*/stat): ' +
       perThread.map((x) => `${x.comm}[${x.tid}] ${(x.us / 1000).toFixed(0)} ms`).join(', ') +
-      (out.seconds ? `; run took ${(out.seconds * 1000).toFixed(0)} ms wall, qemu-img ${fmt(out.qemuUsPerIo ?? NaN, 1)} µs CPU/IO, machine ${fmt(out.machineBusyPct ?? NaN)}% busy.` : '.');
+      (out.seconds
+        ? `; run took ${(out.seconds * 1000).toFixed(0)} ms wall, qemu-img ${fmt(out.qemuUsPerIo ?? NaN, 1)} µs CPU/IO, machine ${fmt(out.machineBusyPct ?? NaN)}% busy.`
+        : '.');
     if (out.error) profileNote += `profiled run failed: ${out.error}\n`;
     else
       profileNote +=
@@ -485,11 +617,14 @@ function report(): string {
       `"pinned": target (all threads) and qemu-img on CPU 0 (taskset).`,
   );
   L.push('');
-  L.push('| backing | test | unit | tgtd | nodetgt | nodetgt/tgtd | tgtd CPU µs/IO | nodetgt CPU µs/IO | CPU nodetgt/tgtd | fio io_uring |');
+  L.push(
+    '| backing | test | unit | tgtd | nodetgt | nodetgt/tgtd | tgtd CPU µs/IO | nodetgt CPU µs/IO | CPU nodetgt/tgtd | fio io_uring |',
+  );
   L.push('|---|---|---|--:|--:|--:|--:|--:|--:|--:|');
   for (const k of kinds)
     for (const f of FIGURES) {
-      const pick = (tn: string) => samples.filter((s) => s.backing === k && s.figure === f.id && s.target === tn && !s.error);
+      const pick = (tn: string) =>
+        samples.filter((s) => s.backing === k && s.figure === f.id && s.target === tn && !s.error);
       const a = pick('tgtd');
       const b = pick('nodetgt');
       if (!samples.some((s) => s.backing === k && s.figure === f.id)) continue;
@@ -498,12 +633,16 @@ function report(): string {
       const ca = median(a.map((s) => s.cpuUsPerIo));
       const cb = median(b.map((s) => s.cpuUsPerIo));
       const fv = fioValue.get(`${k}/${f.id}`);
+      const flag = (ss: Sample[]) => (ss.some((s) => s.warn) ? ' (!)' : '');
       L.push(
-        `| ${k} | ${f.label} | ${isIops(f) ? 'IOPS' : 'MB/s'} | ${fmt(va)} | ${fmt(vb)} | ${fmt(vb / va, 2)} | ` +
+        `| ${k} | ${f.label} | ${isIops(f) ? 'IOPS' : 'MB/s'} | ${fmt(va)}${flag(a)} | ${fmt(vb)}${flag(b)} | ${fmt(vb / va, 2)} | ` +
           `${fmt(ca, 1)} | ${fmt(cb, 1)} | ${fmt(cb / ca, 2)} | ${fv === undefined ? '' : fmt(fv)} |`,
       );
     }
-  L.push('');
+  L.push(
+    '(!) = qemu-img printed errors or the data did not cross loopback in at least one repetition: see Problems seen.',
+    '',
+  );
   if (ceilings.length) L.push(...ceilings.map((c) => `- ${c.what}: ${c.value}`), '');
   L.push(
     '<details><summary>raw samples: value (IOPS or MB/s); target CPU µs/IO; qemu-img CPU µs/IO; machine busy % (2 cores = 100%)</summary>',
@@ -523,24 +662,49 @@ function report(): string {
                   ? 'ERR'
                   : `${s.value.toFixed(0)};${s.cpuUsPerIo.toFixed(1)};${fmt(s.qemuUsPerIo ?? NaN, 1)};` +
                     `${fmt(s.machineBusyPct ?? NaN)}%${s.warn ? '(!)' : ''}`,
-              ).join('  '),
+              )
+              .join('  '),
         );
       }
-  L.push('```', '(!) = completed, but qemu-img printed errors (see Problems seen)', '</details>', '');
-  if (events.some((e) => /fail|error|died|timed out|exit|complain/i.test(e))) {
-    L.push('### Problems seen', '', '```', ...events.filter((e) => /fail|error|died|timed out|exit|log:/i.test(e)), '```', '');
+  L.push(
+    '```',
+    '(!) = completed, but qemu-img printed errors or the data did not cross loopback (see Problems seen)',
+    '</details>',
+    '',
+  );
+  if (events.some((e) => /fail|error|died|timed out|exit|completed, but/i.test(e))) {
+    L.push(
+      '### Problems seen',
+      '',
+      '```',
+      ...events.filter((e) => /fail|error|died|timed out|exit|completed, but|log:/i.test(e)),
+      '```',
+      '',
+    );
   }
   for (const t of targets) {
     const w = t.logTail(15);
-    if (w.length) L.push(`### ${t.name} log (warnings and errors, last ${w.length})`, '', '```', ...w, '```', '');
+    if (w.length)
+      L.push(`### ${t.name} log (warnings and errors, last ${w.length})`, '', '```', ...w, '```', '');
   }
   if (profileNote || profiles.length) {
-    L.push('### nodetgt CPU profile, 4K random read QD32 (tmpfs)', '', profileNote.trim(), '', threadNote, '');
+    L.push(
+      '### nodetgt CPU profile, 4K random read QD32 (tmpfs)',
+      '',
+      profileNote.trim(),
+      '',
+      threadNote,
+      '',
+    );
     for (const p of profiles) {
       if (p.busyMs < 50) continue;
-      L.push(`${p.thread}: ${p.busyMs.toFixed(0)} ms on CPU (sampled) of ${p.wallMs.toFixed(0)} ms profiled`, '');
+      L.push(
+        `${p.thread}: ${p.busyMs.toFixed(0)} ms on CPU (sampled) of ${p.wallMs.toFixed(0)} ms profiled`,
+        '',
+      );
       L.push('| self ms | % of busy | function | where |', '|--:|--:|---|---|');
-      for (const e of p.top) L.push(`| ${e.ms.toFixed(0)} | ${e.pctBusy.toFixed(1)} | ${e.fn} | ${e.where} |`);
+      for (const e of p.top)
+        L.push(`| ${e.ms.toFixed(0)} | ${e.pctBusy.toFixed(1)} | ${e.fn} | ${e.where} |`);
       L.push('');
     }
   }
@@ -549,7 +713,22 @@ function report(): string {
   fs.writeFileSync(path.join(WORK, `results-${STAMP}.md`), md + '\n');
   fs.writeFileSync(
     path.join(WORK, `results-${STAMP}.json`),
-    JSON.stringify({ info, reps, secs, workers, kinds, samples, fio: Object.fromEntries(fioValue), ceilings, events, profiles }, null, 1),
+    JSON.stringify(
+      {
+        info,
+        reps,
+        secs,
+        workers,
+        kinds,
+        samples,
+        fio: Object.fromEntries(fioValue),
+        ceilings,
+        events,
+        profiles,
+      },
+      null,
+      1,
+    ),
   );
   process.stderr.write(`[bench] results in ${WORK}/results-${STAMP}.{md,json}\n`);
   return md;
@@ -562,8 +741,11 @@ async function main(): Promise<void> {
   fs.mkdirSync(WORK, { recursive: true });
   for (const tool of ['tgtd', 'tgtadm', 'qemu-img', 'taskset', 'ss'])
     if ((await run('sh', ['-c', `command -v ${tool}`], 5000)).code !== 0)
-      throw new Error(`${tool} not found (apt-get install tgt qemu-utils qemu-block-extra util-linux iproute2)`);
-  if (!fs.existsSync(path.join(REPO, 'dist/src/cli/main.js'))) throw new Error('nodetgt is not built (npx tsc)');
+      throw new Error(
+        `${tool} not found (apt-get install tgt qemu-utils qemu-block-extra util-linux iproute2)`,
+      );
+  if (!fs.existsSync(path.join(REPO, 'dist/src/cli/main.js')))
+    throw new Error('nodetgt is not built (npx tsc)');
   if (kinds.includes('tmpfs')) {
     note(`writing ${TMPFS_FILE} (1 GiB random)`);
     fillFile(TMPFS_FILE);

@@ -19,6 +19,16 @@ export interface RunResult {
 /** Children we started and have not seen exit; killed on the way out no matter what. */
 export const liveChildren = new Set<ChildProcess>();
 
+/** SIGKILL a child's whole process group (children are spawned detached: group id = pid). */
+export function killGroup(child: ChildProcess): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    child.kill('SIGKILL');
+  }
+}
+
 export function track(child: ChildProcess): ChildProcess {
   liveChildren.add(child);
   child.once('exit', () => liveChildren.delete(child));
@@ -37,7 +47,7 @@ export function run(cmd: string, args: string[], timeoutMs = 30_000): Promise<Ru
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       timedOut = true;
-      child.kill('SIGKILL');
+      killGroup(child);
     }, timeoutMs);
     child.on('error', (e) => {
       stderr += String(e);
@@ -49,7 +59,11 @@ export function run(cmd: string, args: string[], timeoutMs = 30_000): Promise<Ru
   });
 }
 
-export function runSync(cmd: string, args: string[], timeoutMs = 10_000): { code: number | null; out: string } {
+export function runSync(
+  cmd: string,
+  args: string[],
+  timeoutMs = 10_000,
+): { code: number | null; out: string } {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs });
   return { code: r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
 }
@@ -131,6 +145,17 @@ export function machineJiffies(): [number, number] {
   const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
   const total = f.reduce((a, b) => a + b, 0);
   return [total - f[3]! - f[4]!, total];
+}
+
+/** Bytes sent on the loopback interface so far (all traffic on lo, ours and anyone else's). */
+export function loopbackTxBytes(): number {
+  const line = fs
+    .readFileSync('/proc/net/dev', 'utf8')
+    .split('\n')
+    .find((l) => l.trim().startsWith('lo:'));
+  if (!line) return NaN;
+  // "lo: rx_bytes rx_packets ... (8 rx fields) tx_bytes ..."
+  return Number(line.trim().slice(3).trim().split(/\s+/)[8]);
 }
 
 /** Local TCP listening addresses of a process, from `ss`. */

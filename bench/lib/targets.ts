@@ -6,16 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import {
-  probe,
-  freePort,
-  listeningAddresses,
-  run,
-  runSync,
-  sleep,
-  track,
-  waitFor,
-} from './sys';
+import { probe, freePort, listeningAddresses, run, runSync, sleep, track, waitFor } from './sys';
 
 export type Kind = 'tmpfs' | 'disk' | 'null';
 
@@ -123,8 +114,10 @@ export class Tgtd extends Target {
           'tgtd control socket',
           async () => {
             if (!this.alive) throw new Error(`tgtd ${this.died ?? 'exited'}`);
-            return (await run('tgtadm', ['-C', String(this.ctl), '--mode', 'system', '--op', 'show'], 5000))
-              .code === 0;
+            return (
+              (await run('tgtadm', ['-C', String(this.ctl), '--mode', 'system', '--op', 'show'], 5000))
+                .code === 0
+            );
           },
           10_000,
         );
@@ -145,7 +138,18 @@ export class Tgtd extends Target {
     await this.adm(['--lld', 'iscsi', '--op', 'new', '--mode', 'target', '--tid', '1', '-T', this.iqn]);
     let lun = 1;
     for (const b of backings) {
-      const args = ['--lld', 'iscsi', '--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', String(lun)];
+      const args = [
+        '--lld',
+        'iscsi',
+        '--op',
+        'new',
+        '--mode',
+        'logicalunit',
+        '--tid',
+        '1',
+        '--lun',
+        String(lun),
+      ];
       if (b.kind === 'null') args.push('-b', 'null', '--bstype', 'null');
       else args.push('-b', b.file!, ...(b.direct ? ['--bsoflags', 'direct'] : []));
       await this.adm(args);
@@ -172,7 +176,23 @@ export class Tgtd extends Target {
   killSync(): void {
     if (!this.alive) return;
     this.stopping = true;
-    runSync('tgtadm', ['-C', String(this.ctl), '--lld', 'iscsi', '--mode', 'target', '--op', 'delete', '--force', '--tid', '1'], 3000);
+    runSync(
+      'tgtadm',
+      [
+        '-C',
+        String(this.ctl),
+        '--lld',
+        'iscsi',
+        '--mode',
+        'target',
+        '--op',
+        'delete',
+        '--force',
+        '--tid',
+        '1',
+      ],
+      3000,
+    );
     runSync('tgtadm', ['-C', String(this.ctl), '--mode', 'system', '--op', 'delete'], 3000);
     try {
       process.kill(this.pid, 'SIGKILL');
@@ -218,6 +238,7 @@ export class Nodetgt extends Target {
     };
     const cfgFile = path.join(this.workDir, `nodetgt-${this.port}.json`);
     fs.writeFileSync(cfgFile, JSON.stringify(config, null, 2));
+    this.cfgFile = cfgFile;
     fs.appendFileSync(this.logFile, `--- nodetgt ${this.nodeArgs.join(' ')} --config ${cfgFile}\n`);
     const fd = fs.openSync(this.logFile, 'a');
     const child = spawn(
@@ -235,7 +256,8 @@ export class Nodetgt extends Target {
     await waitFor(
       'nodetgt portal',
       async () => {
-        if (!this.alive) throw new Error(`nodetgt ${this.died ?? 'exited'}; log: ${this.logTail(5, /./).join(' | ')}`);
+        if (!this.alive)
+          throw new Error(`nodetgt ${this.died ?? 'exited'}; log: ${this.logTail(5, /./).join(' | ')}`);
         const local = await probe(this.port);
         if (local) this.probePeers.push(`peer=127.0.0.1:${local} `);
         return local !== 0;
@@ -244,9 +266,12 @@ export class Nodetgt extends Target {
     );
   }
 
+  private cfgFile = '';
+
   async stop(): Promise<void> {
     if (!this.child) return;
     this.stopping = true;
+    if (this.cfgFile) fs.rmSync(this.cfgFile, { force: true });
     if (!this.alive) return;
     this.child.kill('SIGTERM');
     if (!(await this.waitExit(10_000))) {

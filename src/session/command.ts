@@ -286,8 +286,6 @@ export class CommandEngine {
       residual = task.edtl;
     }
     if (result.status !== GOOD) c.inc('scsiCheckConditions');
-    const s = conn.socket;
-    s.cork();
     let dataSN = 0;
     if (data && data.length) {
       c.inc('scsiReadBytes', data.length);
@@ -320,10 +318,7 @@ export class CommandEngine {
           last ? release : undefined,
         );
       }
-      if (withStatus) {
-        s.uncork();
-        return this.finish(task);
-      }
+      if (withStatus) return this.finish(task);
     }
     if (task.write) c.inc('scsiWriteBytes', task.received);
     conn.send(
@@ -341,7 +336,6 @@ export class CommandEngine {
       }),
       result.sense ? encodeSenseSegment(result.sense) : null,
     );
-    s.uncork();
     this.finish(task);
   }
 

@@ -114,17 +114,33 @@ export class Connection {
     }
     const iov = frame(bhs, data, { headerDigest: this.headerDigest, dataDigest: this.dataDigest, crc32c });
     const s = this.socket;
-    s.cork();
+    this.corkForTurn();
     const last = iov.length - 1;
     for (let i = 0; i < last; i++) s.write(iov[i]);
     // The kernel has the bytes once the last write completes (writes complete in order): only then may a
     // pooled data buffer be reused.
     if (onSent) s.write(iov[last], () => onSent());
     else s.write(iov[last]);
-    s.uncork();
     const c = this.ctx.counters;
     c.inc('ssnRspPDUs');
     c.inc('ssnTxDataOctets', (bhs[5] << 16) | (bhs[6] << 8) | bhs[7]);
+  }
+
+  private corked = false;
+  private readonly uncork = () => {
+    this.corked = false;
+    this.socket.uncork();
+  };
+
+  /**
+   * Everything sent during one event-loop turn (e.g. the responses to a batch of io_uring completions) leaves
+   * in one writev: the socket is corked at the first send and uncorked once the turn's callbacks are done.
+   */
+  private corkForTurn(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    setImmediate(this.uncork);
   }
 
   /** StatSN for a PDU that carries status: assigned, then advanced. */
@@ -508,6 +524,8 @@ export class Connection {
     if (this.phase === 'closed') return;
     log.debug('closing connection', { peer: this.peer, reason });
     this.phase = 'closed';
+    // Whatever this turn queued (a login reject, a Reject PDU) goes out before the descriptor closes.
+    if (this.corked) this.uncork();
     this.socket.destroy();
     this.onClose();
   }

@@ -150,6 +150,28 @@ napi_value LogicalBlockSize(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// lseek(fd, offset, SEEK_DATA / SEEK_HOLE) for the allocation map of a sparse file. Returns the offset found,
+// or -errno (-ENXIO: no data at or after offset, or offset at or past the end of file). Synchronous on
+// purpose: lseek reads only the file's extent metadata, which for a file being served is almost always in
+// memory already (at worst one metadata block read), never file data; a call costs microseconds, less than a
+// thread-pool round trip would. Callers bound how many calls one command makes.
+napi_value SeekWhence(napi_env env, napi_callback_info info, int whence) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  int32_t fd;
+  int64_t offset = 0;
+  if (argc < 2 || !GetInt32(env, argv[0], &fd) || !GetInt64(env, argv[1], &offset) || offset < 0)
+    return ThrowType(env, "lseek: expected (fd, offset >= 0)");
+  const off_t res = lseek(fd, static_cast<off_t>(offset), whence);
+  napi_value out;
+  napi_create_double(env, res < 0 ? -static_cast<double>(errno) : static_cast<double>(res), &out);
+  return out;
+}
+
+napi_value LseekData(napi_env env, napi_callback_info info) { return SeekWhence(env, info, SEEK_DATA); }
+napi_value LseekHole(napi_env env, napi_callback_info info) { return SeekWhence(env, info, SEEK_HOLE); }
+
 // allocAligned(size, alignment): an ArrayBuffer whose memory starts on `alignment` (for O_DIRECT).
 napi_value AllocAligned(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -219,6 +241,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   SetFunction(e, ex, "dup", Dup);
   SetFunction(e, ex, "blockDeviceSize", BlockDeviceSize);
   SetFunction(e, ex, "logicalBlockSize", LogicalBlockSize);
+  SetFunction(e, ex, "lseekData", LseekData);
+  SetFunction(e, ex, "lseekHole", LseekHole);
   SetFunction(e, ex, "allocAligned", AllocAligned);
   SetFunction(e, ex, "isAligned", IsAligned);
   RegisterRing(e, ex);

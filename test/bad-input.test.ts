@@ -76,7 +76,13 @@ test.serial('a data segment longer than MaxRecvDataSegmentLength gets Reject (pr
 test.serial('a truncated PDU followed by close leaves the target and other sessions unharmed', async (t) => {
   const ini = await TestInitiator.connect(tt.port);
   t.is((await ini.login({ targetName: TEST_TARGET })).status, 0);
-  const bhs = encodeNopOut({ immediate: true, itt: 5, ttt: 0xffffffff, cmdSN: ini.cmdSN, expStatSN: ini.expStatSN });
+  const bhs = encodeNopOut({
+    immediate: true,
+    itt: 5,
+    ttt: 0xffffffff,
+    cmdSN: ini.cmdSN,
+    expStatSN: ini.expStatSN,
+  });
   bhs.writeUIntBE(1000, 5, 3); // announces 1000 bytes of data
   ini.sendRaw(Buffer.concat([bhs, Buffer.alloc(100)]));
   ini.socket.end();

@@ -27,7 +27,11 @@ test('a port in use is reported as such', async (t) => {
   await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
   const port = (blocker.address() as net.AddressInfo).port;
   try {
-    const r = await run('node', [BIN, 'serve', '--portal', `127.0.0.1:${port}`, '--lun', 'null:1M', '--workers', '1'], 20000);
+    const r = await run(
+      'node',
+      [BIN, 'serve', '--portal', `127.0.0.1:${port}`, '--lun', 'null:1M', '--workers', '1'],
+      20000,
+    );
     t.is(r.code, 1);
     t.regex(r.stderr, new RegExp(`127\\.0\\.0\\.1:${port}: address already in use`));
   } finally {
@@ -36,14 +40,27 @@ test('a port in use is reported as such', async (t) => {
 });
 
 test('an unusable backing path is reported before anything listens', async (t) => {
-  const r = await run('node', [BIN, 'serve', '--portal', '127.0.0.1:0', '--lun', '/etc/passwd/lun.img:1M'], 20000);
+  const r = await run(
+    'node',
+    [BIN, 'serve', '--portal', '127.0.0.1:0', '--lun', '/etc/passwd/lun.img:1M'],
+    20000,
+  );
   t.is(r.code, 1);
   t.regex(r.stderr, /LUN 0 \(\/etc\/passwd\/lun\.img\): ENOTDIR/);
 });
 
 test('flags build the configuration: LUN numbering, sizes, null backstore, target name', (t) => {
   const c = buildConfig(
-    parseServeArgs(['--target', 'iqn.2026-11.io.example:t', '--lun', 'a.img:1G', '--lun', 'null:2T', '--workers', '3']),
+    parseServeArgs([
+      '--target',
+      'iqn.2026-11.io.example:t',
+      '--lun',
+      'a.img:1G',
+      '--lun',
+      'null:2T',
+      '--workers',
+      '3',
+    ]),
     '/srv',
   );
   t.is(c.workers, 3);

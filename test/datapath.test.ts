@@ -90,55 +90,82 @@ test.serial('transfer length disagreeing with EDTL: GOOD with residual overflow 
   ini.close();
 });
 
-test.serial('Data-Out for an unknown task gets Reject (invalid PDU field); the session goes on', async (t) => {
-  const ini = await session();
-  ini.send(
-    encodeDataOut({ final: true, itt: 0x0badf00d, ttt: 1234, expStatSN: ini.expStatSN, dataSN: 0, bufferOffset: 0 }),
-    Buffer.alloc(512),
-  );
-  const p = await ini.next();
-  t.is(p?.opcode, 0x3f);
-  t.is(decodeReject(p!).reason, 0x09);
-  const r = await ini.scsi(cdb10(READ10, 0, 1), { edtl: 512, read: true });
-  t.is(r.status, 0);
-  await healthyRead(t);
-  ini.close();
-});
+test.serial(
+  'Data-Out for an unknown task gets Reject (invalid PDU field); the session goes on',
+  async (t) => {
+    const ini = await session();
+    ini.send(
+      encodeDataOut({
+        final: true,
+        itt: 0x0badf00d,
+        ttt: 1234,
+        expStatSN: ini.expStatSN,
+        dataSN: 0,
+        bufferOffset: 0,
+      }),
+      Buffer.alloc(512),
+    );
+    const p = await ini.next();
+    t.is(p?.opcode, 0x3f);
+    t.is(decodeReject(p!).reason, 0x09);
+    const r = await ini.scsi(cdb10(READ10, 0, 1), { edtl: 512, read: true });
+    t.is(r.status, 0);
+    await healthyRead(t);
+    ini.close();
+  },
+);
 
-test.serial('more unsolicited data than FirstBurstLength: Reject (protocol error), connection dropped, others fine', async (t) => {
-  const ini = await session();
-  const before = total().instSsnFormatErrors;
-  const firstBurst = 262144;
-  const edtl = firstBurst * 2;
-  const itt = 4242;
-  ini.send(
-    encodeScsiCommand({
-      final: false,
-      write: true,
-      attr: 1,
-      itt,
-      expectedDataTransferLength: edtl,
-      cmdSN: ini.cmdSN++,
-      expStatSN: ini.expStatSN,
-      cdb: cdb10(WRITE10, 100, edtl / 512),
-    }),
-  );
-  // An unsolicited burst that runs 512 bytes past FirstBurstLength (each PDU within MaxRecvDataSegmentLength).
-  ini.send(
-    encodeDataOut({ final: false, itt, ttt: 0xffffffff, expStatSN: ini.expStatSN, dataSN: 0, bufferOffset: 0 }),
-    Buffer.alloc(firstBurst),
-  );
-  ini.send(
-    encodeDataOut({ final: true, itt, ttt: 0xffffffff, expStatSN: ini.expStatSN, dataSN: 1, bufferOffset: firstBurst }),
-    Buffer.alloc(512),
-  );
-  const p = await ini.next();
-  t.is(p?.opcode, 0x3f);
-  t.is(decodeReject(p!).reason, 0x04);
-  await ini.closedPromise;
-  t.is(total().instSsnFormatErrors, before + 1);
-  await healthyRead(t);
-});
+test.serial(
+  'more unsolicited data than FirstBurstLength: Reject (protocol error), connection dropped, others fine',
+  async (t) => {
+    const ini = await session();
+    const before = total().instSsnFormatErrors;
+    const firstBurst = 262144;
+    const edtl = firstBurst * 2;
+    const itt = 4242;
+    ini.send(
+      encodeScsiCommand({
+        final: false,
+        write: true,
+        attr: 1,
+        itt,
+        expectedDataTransferLength: edtl,
+        cmdSN: ini.cmdSN++,
+        expStatSN: ini.expStatSN,
+        cdb: cdb10(WRITE10, 100, edtl / 512),
+      }),
+    );
+    // An unsolicited burst that runs 512 bytes past FirstBurstLength (each PDU within MaxRecvDataSegmentLength).
+    ini.send(
+      encodeDataOut({
+        final: false,
+        itt,
+        ttt: 0xffffffff,
+        expStatSN: ini.expStatSN,
+        dataSN: 0,
+        bufferOffset: 0,
+      }),
+      Buffer.alloc(firstBurst),
+    );
+    ini.send(
+      encodeDataOut({
+        final: true,
+        itt,
+        ttt: 0xffffffff,
+        expStatSN: ini.expStatSN,
+        dataSN: 1,
+        bufferOffset: firstBurst,
+      }),
+      Buffer.alloc(512),
+    );
+    const p = await ini.next();
+    t.is(p?.opcode, 0x3f);
+    t.is(decodeReject(p!).reason, 0x04);
+    await ini.closedPromise;
+    t.is(total().instSsnFormatErrors, before + 1);
+    await healthyRead(t);
+  },
+);
 
 test.serial('a CmdSN outside the window is silently ignored; the next in-window command works', async (t) => {
   const ini = await session();
@@ -163,33 +190,38 @@ test.serial('a CmdSN outside the window is silently ignored; the next in-window 
   ini.close();
 });
 
-test.serial('zero-copy: large writes reach io_uring from the receive buffers, reads leave from the I/O buffer', async (t) => {
-  const ini = await session();
-  const before = total();
-  const data = randomBytes(8 * 1024 * 1024);
-  const chunk = 1024 * 1024;
-  for (let off = 0; off < data.length; off += chunk) {
-    const r = await ini.scsi(cdb10(WRITE10, 4096 + off / 512, chunk / 512), {
-      edtl: chunk,
-      write: true,
-      data: data.subarray(off, off + chunk),
-    });
-    t.is(r.status, 0);
-  }
-  const after = total();
-  const received = after.ssnRxDataOctets - before.ssnRxDataOctets;
-  const copied = after.pduDataCopiedBytes - before.pduDataCopiedBytes;
-  t.log(`data received ${received} B, copied by the parser ${copied} B (${((100 * copied) / received).toFixed(2)}%)`);
-  t.true(received >= data.length);
-  // Only a PDU that straddles two receive slabs is assembled by copying: a small fraction.
-  t.true(copied <= received * 0.1, `copied ${copied} of ${received}`);
-  const back = await ini.scsi(cdb10(READ10, 4096, 2048), { edtl: 1024 * 1024, read: true });
-  t.deepEqual(back.data, data.subarray(0, 1024 * 1024));
-  // And the bytes are really on the backing file.
-  const fd = fs.openSync(path.join(tt.dir, 'lun0.img'), 'r');
-  const onDisk = Buffer.alloc(data.length);
-  fs.readSync(fd, onDisk, 0, data.length, 4096 * 512);
-  fs.closeSync(fd);
-  t.true(onDisk.equals(data));
-  ini.close();
-});
+test.serial(
+  'zero-copy: large writes reach io_uring from the receive buffers, reads leave from the I/O buffer',
+  async (t) => {
+    const ini = await session();
+    const before = total();
+    const data = randomBytes(8 * 1024 * 1024);
+    const chunk = 1024 * 1024;
+    for (let off = 0; off < data.length; off += chunk) {
+      const r = await ini.scsi(cdb10(WRITE10, 4096 + off / 512, chunk / 512), {
+        edtl: chunk,
+        write: true,
+        data: data.subarray(off, off + chunk),
+      });
+      t.is(r.status, 0);
+    }
+    const after = total();
+    const received = after.ssnRxDataOctets - before.ssnRxDataOctets;
+    const copied = after.pduDataCopiedBytes - before.pduDataCopiedBytes;
+    t.log(
+      `data received ${received} B, copied by the parser ${copied} B (${((100 * copied) / received).toFixed(2)}%)`,
+    );
+    t.true(received >= data.length);
+    // Only a PDU that straddles two receive slabs is assembled by copying: a small fraction.
+    t.true(copied <= received * 0.1, `copied ${copied} of ${received}`);
+    const back = await ini.scsi(cdb10(READ10, 4096, 2048), { edtl: 1024 * 1024, read: true });
+    t.deepEqual(back.data, data.subarray(0, 1024 * 1024));
+    // And the bytes are really on the backing file.
+    const fd = fs.openSync(path.join(tt.dir, 'lun0.img'), 'r');
+    const onDisk = Buffer.alloc(data.length);
+    fs.readSync(fd, onDisk, 0, data.length, 4096 * 512);
+    fs.closeSync(fd);
+    t.true(onDisk.equals(data));
+    ini.close();
+  },
+);

@@ -6,10 +6,17 @@ import { run } from './helpers/run';
 test('iscsi-ls discovers the target (SendTargets) and lists its LUN with its size', async (t) => {
   const tt = await startTestTarget({ luns: [{ lun: 0, path: 'a.img', size: '64M' }] });
   try {
-    const r = await run('iscsi-ls', ['-i', 'iqn.2026-11.io.nodetgt.test:ls', '-s', `iscsi://127.0.0.1:${tt.port}`], 30000);
+    const r = await run(
+      'iscsi-ls',
+      ['-i', 'iqn.2026-11.io.nodetgt.test:ls', '-s', `iscsi://127.0.0.1:${tt.port}`],
+      30000,
+    );
     t.log(r.stdout.trim());
     t.is(r.code, 0, r.stderr);
-    t.regex(r.stdout, new RegExp(`Target:${TEST_TARGET.replace(/\./g, '\\.')} Portal:127\\.0\\.0\\.1:${tt.port},1`));
+    t.regex(
+      r.stdout,
+      new RegExp(`Target:${TEST_TARGET.replace(/\./g, '\\.')} Portal:127\\.0\\.0\\.1:${tt.port},1`),
+    );
     // iscsi-ls prints the last LBA times the block size (63M for a 64 MiB LUN); READ CAPACITY(16) gives it all.
     t.regex(r.stdout, /Lun:0\s+Type:DIRECT_ACCESS \(Size:63M\)/);
     const rc = await run('iscsi-readcapacity16', ['-i', 'iqn.2026-11.io.nodetgt.test:ls', tt.url(0)], 30000);
@@ -42,7 +49,10 @@ test('SendTargets=All lists every target the initiator may see; ACL hides the ot
     const lr = await ini.login({ sessionType: 'Discovery' });
     t.is(lr.status, 0);
     const all = await ini.text([['SendTargets', 'All']]);
-    t.deepEqual(all.get('TargetName'), ['iqn.2026-11.io.nodetgt.test:open', 'iqn.2026-11.io.nodetgt.test:netonly']);
+    t.deepEqual(all.get('TargetName'), [
+      'iqn.2026-11.io.nodetgt.test:open',
+      'iqn.2026-11.io.nodetgt.test:netonly',
+    ]);
     t.deepEqual(all.get('TargetAddress'), [`127.0.0.1:${tt.port},1`, `127.0.0.1:${tt.port},1`]);
     const one = await ini.text([['SendTargets', 'iqn.2026-11.io.nodetgt.test:netonly']]);
     t.deepEqual(one.get('TargetName'), ['iqn.2026-11.io.nodetgt.test:netonly']);

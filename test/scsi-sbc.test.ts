@@ -45,7 +45,7 @@ test('READ CAPACITY(16): 32 bytes, LBPME/LBPRZ when thin, no protection; allocat
 
 test('SERVICE ACTION IN(16) with an unknown service action: INVALID FIELD IN CDB at byte 1', async (t) => {
   const f = fixture();
-  const r = await f.run(cdb16(0x9e, 0, 32, 0x12)); // GET LBA STATUS: not implemented
+  const r = await f.run(cdb16(0x9e, 0, 32, 0x1f)); // no such service action
   sense(t, r, ILLEGAL, 0x24, 0);
   t.deepEqual(fieldPointer(r), [true, 1, 4]);
 });

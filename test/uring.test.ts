@@ -5,7 +5,16 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, IOV_MAX, Ring, dup } from '../src/native';
+import {
+  ENXIO,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  IOV_MAX,
+  Ring,
+  dup,
+  lseekData,
+  lseekHole,
+} from '../src/native';
 
 const nativeModule = path.join(__dirname, '..', 'src', 'native', 'index.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-uring-'));
@@ -294,4 +303,24 @@ test.serial('a process with an idle ring exits by itself, also after closing and
   t.is(r.status, 0, r.stderr);
   t.regex(r.stdout, /read 1\nlast op done/);
   t.true(Date.now() - started < 10_000);
+});
+
+test('lseekData / lseekHole walk a sparse file; -ENXIO past the data or the end; -errno otherwise', (t) => {
+  const { fd } = openTemp(1 << 20);
+  try {
+    t.is(lseekData(fd, 0), ENXIO, 'all hole: no data');
+    t.is(lseekHole(fd, 0), 0);
+    fs.writeSync(fd, Buffer.alloc(8192, 1), 0, 8192, 65536);
+    t.is(lseekData(fd, 0), 65536);
+    t.is(lseekData(fd, 65536 + 100), 65536 + 100, 'inside data: the offset itself');
+    t.is(lseekHole(fd, 65536), 65536 + 8192);
+    t.is(lseekData(fd, 65536 + 8192), ENXIO);
+    t.is(lseekHole(fd, (1 << 20) - 1), (1 << 20) - 1);
+    t.is(lseekHole(fd, 1 << 20), ENXIO, 'at the end of file');
+    t.is(lseekData(fd, 2 ** 40), ENXIO, 'offsets past 4 GiB pass through');
+    t.is(lseekData(-1, 0), -9, 'EBADF as -errno, not a throw');
+    t.throws(() => lseekData(fd, -1), { instanceOf: RangeError });
+  } finally {
+    fs.closeSync(fd);
+  }
 });

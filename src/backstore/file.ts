@@ -9,13 +9,17 @@
  *   SCSI layer guarantees that) and of the device's logical sector size; buffers should start on a 4096-byte
  *   boundary (allocAligned() in src/native). A misaligned buffer still works, through an aligned bounce
  *   copy, at the cost of that copy. A 512-byte block size over a 4Kn disk is refused with O_DIRECT.
+ * - mapping() reads the allocation map with lseek SEEK_DATA / SEEK_HOLE (synchronous calls: metadata only,
+ *   see src/native). A block only partly inside a data extent counts as mapped. A block device has no map
+ *   we can read: all of it is reported mapped.
  * - writeCacheEnabled is true: with or without O_DIRECT, a completed write may sit in a volatile cache
  *   (page cache, the disk's own cache, unwritten file system metadata) until flush().
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Backstore } from './types';
+import { appendExtent, type Backstore, type MappingExtent } from './types';
 import {
+  ENXIO,
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
   FALLOC_FL_ZERO_RANGE,
@@ -25,6 +29,8 @@ import {
   errnoError,
   isAligned,
   logicalBlockSize,
+  lseekData,
+  lseekHole,
 } from '../native';
 
 export interface FileBackstoreOptions {
@@ -45,6 +51,8 @@ const EINVAL = -22;
 const EOPNOTSUPP = -95;
 const DIRECT_ALIGN = 4096;
 const ZERO_CHUNK = 1 << 20;
+/** lseek calls between two yields to the event loop while mapping a fragmented file. */
+const SEEKS_PER_TURN = 1024;
 
 function fail(file: string, what: string, cause?: unknown): Error {
   const reason = cause instanceof Error ? `: ${cause.message}` : '';
@@ -293,6 +301,57 @@ export class FileBackstore implements Backstore {
       const n = Math.min(ZERO_CHUNK, length - at);
       await this.write(offset + at, [n === ZERO_CHUNK ? this.zeros : this.zeros.subarray(0, n)], false);
     }
+  }
+
+  async mapping(offset: number, length: number, maxExtents = Infinity): Promise<MappingExtent[]> {
+    const bad = this.check(offset, length, false);
+    if (bad) throw bad;
+    const out: MappingExtent[] = [];
+    if (length === 0 || maxExtents < 1) return out;
+    const end = offset + length;
+    if (this.isBlockDevice) {
+      out.push({ offset, length, mapped: true });
+      return out;
+    }
+    const bs = this.blockSize;
+    // pos stays on a block boundary. A hole counts only for the whole blocks inside it; the blocks at the
+    // edges of a data extent are mapped even when the extent starts or ends inside them.
+    let pos = offset;
+    let seeks = 0;
+    this.started();
+    try {
+      while (pos < end) {
+        if (seeks >= SEEKS_PER_TURN) {
+          seeks = 0;
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          if (this.closing) throw fail(this.path, 'closed');
+        }
+        seeks += 2;
+        // ENXIO: no data from pos to the end of the file.
+        let data = lseekData(this.fd, pos);
+        if (data === ENXIO) data = end;
+        else if (data < 0) throw errnoError(data, 'lseek(SEEK_DATA)');
+        data = Math.min(data, end);
+        const holeEnd = data - (data % bs);
+        if (holeEnd > pos) {
+          if (!appendExtent(out, maxExtents, pos, holeEnd - pos, false)) break;
+          pos = holeEnd;
+        }
+        if (pos >= end) break;
+        // ENXIO here: the file shrank behind our back; count the rest as mapped.
+        let hole = lseekHole(this.fd, data);
+        if (hole === ENXIO) hole = end;
+        else if (hole < 0) throw errnoError(hole, 'lseek(SEEK_HOLE)');
+        hole = Math.min(hole, end);
+        // At least one block, should a concurrent punch leave nothing at `data` by now: never loop in place.
+        const dataEnd = Math.min(end, Math.max(pos + bs, Math.ceil(hole / bs) * bs));
+        if (!appendExtent(out, maxExtents, pos, dataEnd - pos, true)) break;
+        pos = dataEnd;
+      }
+    } finally {
+      this.finished();
+    }
+    return out;
   }
 
   /** Waits for operations in flight, then closes the descriptor. */

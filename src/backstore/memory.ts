@@ -1,8 +1,13 @@
 /**
  * An in-memory Backstore for tests: sparse (only written chunks take memory, so a 2 TiB LU is fine),
  * with call recording and error injection so the SCSI layer's behaviour can be checked byte for byte.
+ *
+ * The allocation map (mapping()) is the set of chunks: a chunk is mapped once written and deallocated only
+ * when an unmap covers all of it; an unmap of part of a chunk zeroes that part, which stays mapped (as a
+ * file system does with a hole punched inside one of its blocks). A small chunkSize (down to the block size)
+ * gives a block-exact map for tests.
  */
-import type { Backstore } from './types';
+import { appendExtent, type Backstore, type MappingExtent } from './types';
 
 export interface MemoryBackstoreOptions {
   sizeBytes: number;
@@ -22,7 +27,7 @@ export interface WriteRecord {
   buffers: readonly Buffer[];
 }
 
-type Op = 'read' | 'write' | 'flush' | 'unmap';
+type Op = 'read' | 'write' | 'flush' | 'unmap' | 'mapping';
 
 export class MemoryBackstore implements Backstore {
   readonly blockSize: number;
@@ -134,6 +139,28 @@ export class MemoryBackstore implements Backstore {
       }
       pos += n;
     }
+  }
+
+  async mapping(offset: number, length: number, maxExtents = Infinity): Promise<MappingExtent[]> {
+    this.maybeFail('mapping');
+    this.check(offset, length);
+    const out: MappingExtent[] = [];
+    const end = offset + length;
+    const cs = this.chunkSize;
+    const first = Math.floor(offset / cs);
+    const last = Math.ceil(end / cs); // exclusive
+    // Only the chunks that exist, in order: a 2 TiB LU has millions of chunk slots and few chunks.
+    const present = [...this.chunks.keys()].filter((i) => i >= first && i < last).sort((a, b) => a - b);
+    let pos = offset;
+    for (const idx of present) {
+      const from = Math.max(offset, idx * cs);
+      const to = Math.min(end, (idx + 1) * cs);
+      if (!appendExtent(out, maxExtents, pos, from - pos, false)) return out;
+      if (!appendExtent(out, maxExtents, from, to - from, true)) return out;
+      pos = to;
+    }
+    appendExtent(out, maxExtents, pos, end - pos, false);
+    return out;
   }
 
   async close(): Promise<void> {

@@ -1,8 +1,13 @@
 /**
  * A backstore that stores nothing: reads return zeros, writes are discarded, flush and unmap do nothing.
  * For benchmarks of everything above the storage (network, PDU handling, SCSI).
+ *
+ * Its allocation map says every block is deallocated. With LBPRZ = 1 (READ CAPACITY(16), VPD B2h) that is
+ * the exact truth as an initiator can observe it: a deallocated block reads as zeros, every block here reads
+ * as zeros, and no written data is ever kept. Reporting blocks as mapped would claim stored data that is not
+ * there (and make copy tools read a LUN that is all zeros). A thin LU with every block deallocated is valid.
  */
-import type { Backstore } from './types';
+import type { Backstore, MappingExtent } from './types';
 import { parseSize } from '../util/size';
 
 export interface NullBackstoreOptions {
@@ -19,7 +24,11 @@ export class NullBackstore implements Backstore {
   readonly sizeBytes: number;
   readonly readOnly: boolean;
   readonly writeCacheEnabled = false;
-  readonly thinProvisioned = true;
+  /**
+   * Not advertised as thin (LBPME=0), like tgt's null backstore: with LBPME=1 and everything deallocated an
+   * initiator such as QEMU skips reads entirely and a benchmark measures nothing. mapping() still answers.
+   */
+  readonly thinProvisioned = false;
 
   constructor(opts: NullBackstoreOptions) {
     const blockSize = opts.blockSize ?? 512;
@@ -56,6 +65,12 @@ export class NullBackstore implements Backstore {
   unmap(offset: number, length: number): Promise<void> {
     const bad = this.check(offset, length, true);
     return bad ? Promise.reject(bad) : done;
+  }
+
+  mapping(offset: number, length: number, maxExtents = Infinity): Promise<MappingExtent[]> {
+    const bad = this.check(offset, length, false);
+    if (bad) return Promise.reject(bad);
+    return Promise.resolve(length > 0 && maxExtents >= 1 ? [{ offset, length, mapped: false }] : []);
   }
 
   close(): Promise<void> {

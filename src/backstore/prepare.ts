@@ -15,10 +15,12 @@ async function prepareLun(target: string, l: LunConfig): Promise<void> {
   try {
     st = await fs.promises.stat(l.path);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new ConfigError(`${where}: ${(e as Error).message}`);
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new ConfigError(`${where}: ${(e as Error).message}`);
   }
   if (st === null) {
-    if (l.size === undefined) throw new ConfigError(`${where}: file does not exist and no size was given to create it`);
+    if (l.size === undefined)
+      throw new ConfigError(`${where}: file does not exist and no size was given to create it`);
     if (l.readOnly) throw new ConfigError(`${where}: a read-only LUN needs an existing file`);
     try {
       await fs.promises.mkdir(path.dirname(l.path), { recursive: true });
@@ -30,7 +32,8 @@ async function prepareLun(target: string, l: LunConfig): Promise<void> {
     }
     return;
   }
-  if (!st.isFile() && !st.isBlockDevice()) throw new ConfigError(`${where}: not a regular file or block device`);
+  if (!st.isFile() && !st.isBlockDevice())
+    throw new ConfigError(`${where}: not a regular file or block device`);
   try {
     await fs.promises.access(l.path, l.readOnly ? fs.constants.R_OK : fs.constants.R_OK | fs.constants.W_OK);
   } catch {

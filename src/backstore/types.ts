@@ -1,3 +1,11 @@
+/** One run of the allocation map: `length` bytes from `offset`, all mapped or all deallocated. */
+export interface MappingExtent {
+  offset: number;
+  length: number;
+  /** True: the blocks hold stored data. False: deallocated (they read as zeros, LBPRZ). */
+  mapped: boolean;
+}
+
 /**
  * The contract between the SCSI layer (src/scsi) and whatever stores the blocks.
  * Offsets and lengths are in bytes; callers keep them block-aligned and within sizeBytes.
@@ -24,5 +32,38 @@ export interface Backstore {
   flush(): Promise<void>;
   /** Deallocate a range (punch hole); later reads return zeros. */
   unmap(offset: number, length: number): Promise<void>;
+  /**
+   * The allocation map of [offset, offset + length) (GET LBA STATUS): extents in ascending order, back to
+   * back, each a whole number of blocks, adjacent extents differing in `mapped`, together covering the range
+   * exactly. Rounding is conservative: a block only partly allocated counts as mapped.
+   *
+   * With `maxExtents`, at most that many extents are returned; they then cover a prefix of the range
+   * (the caller asks again from where they end). A snapshot: concurrent writes and unmaps may change it.
+   * Optional: a backstore without it has no allocation map to report (everything is mapped).
+   */
+  mapping?(offset: number, length: number, maxExtents?: number): Promise<MappingExtent[]>;
   close(): Promise<void>;
+}
+
+/**
+ * Append [offset, offset + length) to an allocation map under construction, merging it into the last extent
+ * when that one ends where this starts with the same status. False (nothing appended) when a new extent is
+ * needed and `list` already holds `max`: the map is then complete as far as it goes.
+ */
+export function appendExtent(
+  list: MappingExtent[],
+  max: number,
+  offset: number,
+  length: number,
+  mapped: boolean,
+): boolean {
+  if (length <= 0) return true;
+  const last = list.length > 0 ? list[list.length - 1] : undefined;
+  if (last !== undefined && last.mapped === mapped && last.offset + last.length === offset) {
+    last.length += length;
+    return true;
+  }
+  if (list.length >= max) return false;
+  list.push({ offset, length, mapped });
+  return true;
 }

@@ -64,7 +64,8 @@ export function parseServeArgs(argv: string[]): ServeArgs {
       case '--workers': {
         const v = value();
         const n = Number(v);
-        if (!/^\d+$/.test(v) || n < 1 || n > 256) throw new UsageError(`--workers must be a number from 1 to 256, not '${v}'`);
+        if (!/^\d+$/.test(v) || n < 1 || n > 256)
+          throw new UsageError(`--workers must be a number from 1 to 256, not '${v}'`);
         out.workers = n;
         break;
       }
@@ -127,7 +128,13 @@ export function buildConfig(args: ServeArgs, cwd = process.cwd()): Config {
 
 export function main(argv: string[]): void {
   const [cmd, ...rest] = argv;
-  if (cmd === undefined || cmd === '-h' || cmd === '--help' || rest.includes('-h') || rest.includes('--help')) {
+  if (
+    cmd === undefined ||
+    cmd === '-h' ||
+    cmd === '--help' ||
+    rest.includes('-h') ||
+    rest.includes('--help')
+  ) {
     process.stdout.write(USAGE);
     process.exitCode = cmd === undefined ? 2 : 0;
     return;

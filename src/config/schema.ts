@@ -59,7 +59,8 @@ const IQN_RE = /^(iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[^\s]+)?|eui\.[0-9a-f]{16}|naa\
 
 export function parsePortal(text: string, defaultPort = 3260): PortalConfig {
   const m = /^\[([0-9a-f:.]+)\](?::(\d+))?$/i.exec(text) ?? /^([^:]+)(?::(\d+))?$/.exec(text);
-  if (!m) throw new ConfigError(`invalid portal '${text}' (expected HOST:PORT, e.g. 0.0.0.0:3260 or [::1]:3260)`);
+  if (!m)
+    throw new ConfigError(`invalid portal '${text}' (expected HOST:PORT, e.g. 0.0.0.0:3260 or [::1]:3260)`);
   const port = m[2] === undefined ? defaultPort : Number(m[2]);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`invalid port in '${text}'`);
   return { host: m[1], port };
@@ -78,7 +79,14 @@ function checkKeys(o: Record<string, unknown>, allowed: string[], where: string)
   for (const k of Object.keys(o)) if (!allowed.includes(k)) fail(where, `unknown setting '${k}'`);
 }
 
-function optInt(o: Record<string, unknown>, key: string, def: number, min: number, max: number, where: string): number {
+function optInt(
+  o: Record<string, unknown>,
+  key: string,
+  def: number,
+  min: number,
+  max: number,
+  where: string,
+): number {
   const v = o[key];
   if (v === undefined) return def;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
@@ -126,7 +134,8 @@ export function normalizeLun(raw: unknown, where: string, baseDir: string): LunC
   }
   const blockSize = optInt(o, 'blockSize', 512, 512, 4096, where);
   if (blockSize !== 512 && blockSize !== 4096) fail(where, "'blockSize' must be 512 or 4096");
-  if (size !== undefined && size % blockSize !== 0) fail(where, `'size' must be a multiple of the block size ${blockSize}`);
+  if (size !== undefined && size % blockSize !== 0)
+    fail(where, `'size' must be a multiple of the block size ${blockSize}`);
   let p = '';
   if (backstore === 'file') {
     if (typeof o.path !== 'string' || o.path === '') fail(where, "'path' is required for a file backstore");
@@ -147,12 +156,22 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
   const o = asObject(raw, 'config');
   checkKeys(
     o,
-    ['portals', 'workers', 'targets', 'portalGroupTag', 'metrics', 'nopInInterval', 'nopInTimeout', 'queueDepth'],
+    [
+      'portals',
+      'workers',
+      'targets',
+      'portalGroupTag',
+      'metrics',
+      'nopInInterval',
+      'nopInTimeout',
+      'queueDepth',
+    ],
     'config',
   );
   const portals = strList(o.portals ?? ['0.0.0.0:3260'], 'config.portals').map((p) => parsePortal(p));
   if (portals.length === 0) fail('config.portals', 'at least one portal is required');
-  if (!Array.isArray(o.targets) || o.targets.length === 0) fail('config.targets', 'at least one target is required');
+  if (!Array.isArray(o.targets) || o.targets.length === 0)
+    fail('config.targets', 'at least one target is required');
   const names = new Set<string>();
   const targets = o.targets.map((t, i): TargetConfig => {
     const where = `config.targets[${i}]`;
@@ -179,7 +198,10 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
       name,
       alias: to.alias as string | undefined,
       luns,
-      acl: { initiators: strList(acl.initiators, `${where}.acl.initiators`).map((s) => s.toLowerCase()), networks },
+      acl: {
+        initiators: strList(acl.initiators, `${where}.acl.initiators`).map((s) => s.toLowerCase()),
+        networks,
+      },
     };
   });
   return {

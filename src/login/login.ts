@@ -118,7 +118,8 @@ export class LoginHandler {
 
   private handleRequest(req: LoginRequest, data: Buffer): LoginReply {
     if (this.first === null) {
-      if (req.versionMin > 0) this.fail(LoginStatus.UnsupportedVersion, `version ${req.versionMin}-${req.versionMax}`);
+      if (req.versionMin > 0)
+        this.fail(LoginStatus.UnsupportedVersion, `version ${req.versionMin}-${req.versionMax}`);
       this.first = req;
       this.isidHex = req.isid.toString('hex');
       this.stage = req.csg;
@@ -130,7 +131,8 @@ export class LoginHandler {
     ) {
       this.fail(LoginStatus.InitiatorError, 'ISID/TSIH/CID/ITT changed during login');
     }
-    if (req.csg !== this.stage || req.csg === 2) this.fail(LoginStatus.InitiatorError, `unexpected CSG ${req.csg}`);
+    if (req.csg !== this.stage || req.csg === 2)
+      this.fail(LoginStatus.InitiatorError, `unexpected CSG ${req.csg}`);
     if (req.transit && (req.nsg === 2 || req.nsg <= req.csg))
       this.fail(LoginStatus.InitiatorError, `invalid transition ${req.csg}->${req.nsg}`);
     if (req.transit && req.continue) this.fail(LoginStatus.InitiatorError, 'T and C both set');
@@ -142,7 +144,8 @@ export class LoginHandler {
     this.pendingTextLength += data.length;
     if (this.pendingTextLength > KEY_TEXT_LIMIT) this.fail(LoginStatus.InitiatorError, 'login text too long');
     this.pendingText.push(data);
-    if (req.continue) return { transit: false, continue: false, csg: req.csg, nsg: 0, status: 0, data: Buffer.alloc(0) };
+    if (req.continue)
+      return { transit: false, continue: false, csg: req.csg, nsg: 0, status: 0, data: Buffer.alloc(0) };
     const text = this.pendingText.length === 1 ? this.pendingText[0] : Buffer.concat(this.pendingText);
     this.pendingText = [];
     this.pendingTextLength = 0;
@@ -232,7 +235,15 @@ export class LoginHandler {
     this.outgoing = null;
     const p = this.pendingOutcome!;
     this.pendingOutcome = null;
-    return { transit: p.transit, continue: false, csg: req.csg, nsg: p.nsg, status: 0, data: piece, outcome: p.outcome };
+    return {
+      transit: p.transit,
+      continue: false,
+      csg: req.csg,
+      nsg: p.nsg,
+      status: 0,
+      data: piece,
+      outcome: p.outcome,
+    };
   }
 
   /** First request: who is logging in to what. */
@@ -243,7 +254,8 @@ export class LoginHandler {
     this.initiatorName = name;
     this.initiatorAlias = get('InitiatorAlias');
     const st = get('SessionType') ?? 'Normal';
-    if (st !== 'Normal' && st !== 'Discovery') this.fail(LoginStatus.SessionTypeNotSupported, `SessionType ${st}`);
+    if (st !== 'Normal' && st !== 'Discovery')
+      this.fail(LoginStatus.SessionTypeNotSupported, `SessionType ${st}`);
     this.sessionType = st;
     const leading = req.tsih === 0;
     if (st === 'Normal') {
@@ -257,7 +269,8 @@ export class LoginHandler {
     if (!leading) {
       if (!this.env.sessionExists(req.tsih, name, this.isidHex))
         this.fail(LoginStatus.SessionDoesNotExist, `no session with TSIH ${req.tsih}`);
-      if (!this.env.sessionHasRoom(req.tsih)) this.fail(LoginStatus.TooManyConnections, 'MaxConnections reached');
+      if (!this.env.sessionHasRoom(req.tsih))
+        this.fail(LoginStatus.TooManyConnections, 'MaxConnections reached');
     }
     this.negotiator = new Negotiator({
       offer: this.env.offer,

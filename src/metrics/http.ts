@@ -42,12 +42,20 @@ export function renderMetrics(shared: CounterShared): string {
     const metric = `nodetgt_${snake(n)}${HELP[n][1] === 'counter' ? '_total' : ''}`;
     lines.push(`# HELP ${metric} ${HELP[n][0]}`, `# TYPE ${metric} ${HELP[n][1]}`, `${metric} ${total[n]}`);
   }
-  lines.push('# HELP nodetgt_worker_connections Connections served per worker thread', '# TYPE nodetgt_worker_connections gauge');
-  for (const r of rows) if (r.row > 0) lines.push(`nodetgt_worker_connections{thread="${r.threadId}"} ${r.values.cxnActive}`);
+  lines.push(
+    '# HELP nodetgt_worker_connections Connections served per worker thread',
+    '# TYPE nodetgt_worker_connections gauge',
+  );
+  for (const r of rows)
+    if (r.row > 0) lines.push(`nodetgt_worker_connections{thread="${r.threadId}"} ${r.values.cxnActive}`);
   return lines.join('\n') + '\n';
 }
 
-export function startMetricsServer(shared: CounterShared, host: string, port: number): Promise<{ server: http.Server; port: number }> {
+export function startMetricsServer(
+  shared: CounterShared,
+  host: string,
+  port: number,
+): Promise<{ server: http.Server; port: number }> {
   const server = http.createServer((req, res) => {
     if (req.url === '/metrics' || req.url?.startsWith('/metrics?')) {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
@@ -58,7 +66,11 @@ export function startMetricsServer(shared: CounterShared, host: string, port: nu
   });
   return new Promise((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
-      reject(new Error(`metrics ${host}:${port}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.message}`)),
+      reject(
+        new Error(
+          `metrics ${host}:${port}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.message}`,
+        ),
+      ),
     );
     server.listen(port, host, () => resolve({ server, port: (server.address() as AddressInfo).port }));
   });

@@ -32,6 +32,8 @@ interface Binding {
   dup(fd: number): number;
   blockDeviceSize(fd: number): number;
   logicalBlockSize(fd: number): number;
+  lseekData(fd: number, offset: number): number;
+  lseekHole(fd: number, offset: number): number;
   allocAligned(size: number, alignment: number): ArrayBuffer;
   isAligned(view: ArrayBufferView, alignment: number): boolean;
   ringOpen(entries: number, tags: Int32Array, results: Int32Array, onBatch: (count: number) => void): void;
@@ -112,6 +114,30 @@ export function blockDeviceSize(fd: number): number {
 /** Logical sector size of a block device (ioctl BLKSSZGET). */
 export function logicalBlockSize(fd: number): number {
   return binding.logicalBlockSize(fd);
+}
+
+export const ENXIO = -6;
+
+/**
+ * lseek(fd, offset, SEEK_DATA): the first offset at or after `offset` that holds data, or -errno.
+ * -ENXIO (ENXIO above) means there is no data at or after `offset` (or `offset` is at or past the end).
+ *
+ * Synchronous: it reads only extent metadata (normally in memory for a file being served), never file data,
+ * and costs microseconds, less than a trip through the thread pool. Callers bound the number of calls.
+ */
+export function lseekData(fd: number, offset: number): number {
+  checkOffset(offset);
+  return binding.lseekData(fd, offset);
+}
+
+/**
+ * lseek(fd, offset, SEEK_HOLE): the first offset at or after `offset` inside a hole, or -errno. The end of
+ * the file counts as a hole, so for an offset below the file size the result is at most the size.
+ * -ENXIO: `offset` is at or past the end. Synchronous, like lseekData().
+ */
+export function lseekHole(fd: number, offset: number): number {
+  checkOffset(offset);
+  return binding.lseekHole(fd, offset);
 }
 
 /** A zero-filled Buffer whose memory starts on `alignment` bytes (for O_DIRECT). */

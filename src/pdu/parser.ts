@@ -182,7 +182,8 @@ export class PduParser {
     let contiguous = true;
     for (let i = 1; i < parts.length && contiguous; i++) {
       const prev = parts[i - 1]!;
-      contiguous = parts[i]!.buffer === first.buffer && parts[i]!.byteOffset === prev.byteOffset + prev.length;
+      contiguous =
+        parts[i]!.buffer === first.buffer && parts[i]!.byteOffset === prev.byteOffset + prev.length;
     }
     if (contiguous) return Buffer.from(first.buffer, first.byteOffset, len);
     this.copiedBytes += len;

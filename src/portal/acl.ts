@@ -31,7 +31,7 @@ export function inNetwork(address: string, cidr: string): boolean {
   if (fam === 4) {
     const len = lenText === undefined ? 32 : Number(lenText);
     const mask = len === 0 ? 0 : (~0 << (32 - len)) >>> 0;
-    return ((v4ToInt(addr) & mask) >>> 0) === ((v4ToInt(base) & mask) >>> 0);
+    return (v4ToInt(addr) & mask) >>> 0 === (v4ToInt(base) & mask) >>> 0;
   }
   const len = BigInt(lenText === undefined ? 128 : Number(lenText));
   const mask = len === 0n ? 0n : ((1n << 128n) - 1n) ^ ((1n << (128n - len)) - 1n);

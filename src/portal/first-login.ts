@@ -33,7 +33,8 @@ export function findInitiatorName(data: Buffer): string | null {
 
 /** Length of the first PDU (BHS + AHS + padded data) if `buf` starts with a plausible Login Request. */
 export function firstPduLength(buf: Buffer): number {
-  if ((buf[0] & 0x3f) !== LOGIN_REQUEST) throw new NotALoginError(`first PDU has opcode 0x${(buf[0] & 0x3f).toString(16)}`);
+  if ((buf[0] & 0x3f) !== LOGIN_REQUEST)
+    throw new NotALoginError(`first PDU has opcode 0x${(buf[0] & 0x3f).toString(16)}`);
   const ahs = buf[4] * 4;
   const dsl = buf.readUIntBE(5, 3);
   const total = 48 + ahs + ((dsl + 3) & ~3);

@@ -40,7 +40,8 @@ function listen(server: net.Server, p: PortalConfig): Promise<net.AddressInfo> {
     const onError = (e: NodeJS.ErrnoException) => {
       if (e.code === 'EADDRINUSE') reject(new Error(`portal ${p.host}:${p.port}: address already in use`));
       else if (e.code === 'EACCES') reject(new Error(`portal ${p.host}:${p.port}: permission denied`));
-      else if (e.code === 'EADDRNOTAVAIL') reject(new Error(`portal ${p.host}:${p.port}: no such local address`));
+      else if (e.code === 'EADDRNOTAVAIL')
+        reject(new Error(`portal ${p.host}:${p.port}: no such local address`));
       else reject(e);
     };
     server.once('error', onError);
@@ -163,7 +164,8 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
         throw e;
       })
     : null;
-  if (metricsServer) log.info('metrics listening', { address: `${config.metrics!.host}:${metricsServer.port}` });
+  if (metricsServer)
+    log.info('metrics listening', { address: `${config.metrics!.host}:${metricsServer.port}` });
   // Ports chosen by the kernel (port 0) are what SendTargets must announce.
   config.portals.forEach((p, i) => (p.port = addresses[i].port));
   pool = new Piscina({
@@ -173,10 +175,13 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     idleTimeout: 2 ** 31 - 1,
     concurrentTasksPerWorker: 1 << 16,
     workerData: init,
-    loadBalancer: balancer as unknown as NonNullable<ConstructorParameters<typeof Piscina>[0]>['loadBalancer'],
+    loadBalancer: balancer as unknown as NonNullable<
+      ConstructorParameters<typeof Piscina>[0]
+    >['loadBalancer'],
   });
 
-  for (const a of addresses) log.info('portal listening', { address: `${a.address}:${a.port}`, workers: threads });
+  for (const a of addresses)
+    log.info('portal listening', { address: `${a.address}:${a.port}`, workers: threads });
 
   return {
     config,

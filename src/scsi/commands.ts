@@ -261,6 +261,17 @@ export const COMMANDS: readonly CommandSpec[] = [
     exec: sbc.readCapacity16,
   },
   {
+    // Offered exactly where READ CAPACITY(16) reports LBPME = 1 (SBC-3 requires it there). Byte 14 is
+    // reserved as in SBC-3: SBC-4's REPORT TYPE is not implemented, so a non-zero value is refused.
+    opcode: Opcode.SERVICE_ACTION_IN_16,
+    serviceAction: ServiceActionIn16.GET_LBA_STATUS,
+    name: 'GET LBA STATUS',
+    cdbLength: 16,
+    usage: fixed(0x9e, 0x12, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0),
+    available: thinOnly,
+    exec: sbc.getLbaStatus,
+  },
+  {
     opcode: Opcode.REPORT_LUNS,
     name: 'REPORT LUNS',
     cdbLength: 12,

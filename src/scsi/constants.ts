@@ -43,6 +43,7 @@ export const Opcode = {
 /** Service actions of SERVICE ACTION IN(16) (0x9E). */
 export const ServiceActionIn16 = {
   READ_CAPACITY_16: 0x10,
+  GET_LBA_STATUS: 0x12,
 } as const;
 
 /** Service actions of MAINTENANCE IN (0xA3). */

@@ -130,7 +130,9 @@ export class ScsiDispatcher {
       const spec = this.index.lookup(cdb);
       if (spec === undefined) throw invalidOpcode();
       if (spec === 'bad-sa') throw invalidFieldInCdb(1, 4);
-      if (spec.available && !spec.available(lu)) throw invalidOpcode();
+      // A service action this LU does not offer is an invalid SERVICE ACTION field, not an unknown opcode.
+      if (spec.available && !spec.available(lu))
+        throw spec.serviceAction === undefined ? invalidOpcode() : invalidFieldInCdb(1, 4);
       if (!spec.ignoresUnitAttention) {
         const ua = lu.takeUnitAttention(task.nexus);
         if (ua) return { status: Status.CHECK_CONDITION, sense: fixedSense(SenseKey.UNIT_ATTENTION, ua) };

@@ -1,6 +1,6 @@
 /**
  * SBC-3 block commands: READ CAPACITY, READ, WRITE, VERIFY, WRITE AND VERIFY, PRE-FETCH,
- * SYNCHRONIZE CACHE, WRITE SAME, UNMAP.
+ * SYNCHRONIZE CACHE, WRITE SAME, UNMAP, GET LBA STATUS.
  *
  * Data path rules: a READ fills one pooled buffer straight from the backstore; a WRITE hands the received
  * Data-Out slices to the backstore as they are (trimmed with subarray, never concatenated). When the
@@ -19,6 +19,7 @@ import {
   totalLength,
   writeU64,
 } from './cdb';
+import type { MappingExtent } from '../backstore/types';
 import type { LogicalUnit } from './lu';
 import {
   ScsiError,
@@ -335,4 +336,71 @@ export async function unmap(ctx: CommandContext): Promise<ScsiResult> {
     }
   }
   return GOOD;
+}
+
+// ---- GET LBA STATUS --------------------------------------------------------------------------------------
+
+/**
+ * Most LBA status descriptors one command returns (64 KiB of parameter data). The device server may return
+ * fewer than fit the allocation length; the initiator asks again from where the last descriptor ends. This
+ * bounds the lseek calls one command makes on a fragmented file.
+ */
+export const MAX_LBA_STATUS_DESCRIPTORS = 4096;
+const HEADER = 8;
+const DESCRIPTOR = 16;
+/** NUMBER OF LOGICAL BLOCKS is 32 bits: longer extents take several descriptors. */
+const MAX_DESCRIPTOR_BLOCKS = 0xffffffff;
+const PROVISIONING_MAPPED = 0x0;
+const PROVISIONING_DEALLOCATED = 0x1;
+
+/**
+ * SBC-3 GET LBA STATUS: the provisioning status of the LBAs from STARTING LOGICAL BLOCK ADDRESS on. The
+ * first descriptor starts at that LBA (inside whatever extent holds it) and each next one where the previous
+ * ends. Status 0h mapped, 1h deallocated; nothing is ever anchored (ANC_SUP = 0).
+ *
+ * ALLOCATION LENGTH (SPC-4 rules): 0 is not an error and transfers nothing; the data is built for as many
+ * whole descriptors as fit, at least one (PARAMETER DATA LENGTH is always 20 + 16n), then cut to the
+ * allocation length, so a length under 24 gets a truncated header and descriptor.
+ */
+export async function getLbaStatus(ctx: CommandContext): Promise<ScsiResult> {
+  const { cdb, lu } = ctx;
+  const lba = readU64(cdb, 2);
+  const alloc = cdb.readUInt32BE(10);
+  if (lba >= lu.numBlocks) throw lbaOutOfRange();
+  if (alloc === 0) return GOOD;
+  const want = Math.min(MAX_LBA_STATUS_DESCRIPTORS, Math.max(1, Math.floor((alloc - HEADER) / DESCRIPTOR)));
+  const bs = lu.blockSize;
+  const offset = lba * bs;
+  const length = (lu.numBlocks - lba) * bs;
+  let extents: MappingExtent[];
+  try {
+    extents = lu.backstore.mapping
+      ? await lu.backstore.mapping(offset, length, want)
+      : [{ offset, length, mapped: true }]; // no map: every block mapped or unknown (0h)
+  } catch (e) {
+    throw ioError(e, false, lba);
+  }
+  const descriptors: Buffer[] = [];
+  let next = lba;
+  for (const x of extents) {
+    const start = x.offset / bs;
+    const blocks = x.length / bs;
+    if (start !== next || !Number.isInteger(blocks) || blocks <= 0)
+      throw new Error(`backstore mapping: extent ${x.offset}+${x.length} does not continue at LBA ${next}`);
+    for (let done = 0; done < blocks && descriptors.length < want;) {
+      const n = Math.min(MAX_DESCRIPTOR_BLOCKS, blocks - done);
+      const d = Buffer.alloc(DESCRIPTOR);
+      writeU64(d, start + done, 0);
+      d.writeUInt32BE(n, 8);
+      d[12] = x.mapped ? PROVISIONING_MAPPED : PROVISIONING_DEALLOCATED;
+      descriptors.push(d);
+      done += n;
+    }
+    next = start + blocks;
+    if (descriptors.length >= want) break;
+  }
+  if (descriptors.length === 0) throw new Error(`backstore mapping: nothing reported at LBA ${lba}`);
+  const data = Buffer.concat([Buffer.alloc(HEADER), ...descriptors]);
+  data.writeUInt32BE(data.length - 4, 0);
+  return { status: Status.GOOD, dataIn: alloc < data.length ? data.subarray(0, alloc) : data };
 }

@@ -15,7 +15,14 @@ import {
   encodeLogoutResponse,
   encodeTaskMgmtResponse,
 } from '../pdu/serializer';
-import { Opcode, RejectReason, LoginStatus, LogoutReason, LogoutResponseCode, RESERVED_TAG } from '../pdu/opcodes';
+import {
+  Opcode,
+  RejectReason,
+  LoginStatus,
+  LogoutReason,
+  LogoutResponseCode,
+  RESERVED_TAG,
+} from '../pdu/opcodes';
 import { crc32c } from '../native';
 import { LoginHandler, type LoginOutcome } from '../login/login';
 import { parseTextData, encodeTextData } from '../login/text';
@@ -101,7 +108,8 @@ export class Connection {
     if (this.phase === 'closed') return;
     const copied = this.parser.copiedBytes;
     this.parser.push(chunk);
-    if (this.parser.copiedBytes !== copied) this.ctx.counters.inc('pduDataCopiedBytes', this.parser.copiedBytes - copied);
+    if (this.parser.copiedBytes !== copied)
+      this.ctx.counters.inc('pduDataCopiedBytes', this.parser.copiedBytes - copied);
   }
 
   // ---- sending ---------------------------------------------------------------------------------
@@ -204,7 +212,11 @@ export class Connection {
     } catch (e) {
       // A bug or a malformed field we did not anticipate: this connection goes, the worker stays.
       this.ctx.counters.inc('instSsnFormatErrors');
-      log.error('error handling PDU', { peer: this.peer, opcode: pdu.opcode, error: (e as Error).stack ?? String(e) });
+      log.error('error handling PDU', {
+        peer: this.peer,
+        opcode: pdu.opcode,
+        error: (e as Error).stack ?? String(e),
+      });
       this.close('internal error');
     }
   }
@@ -214,7 +226,12 @@ export class Connection {
       // RFC 7143 sec. 6.3: anything but a Login Request during login is a protocol error.
       this.ctx.counters.inc('tgtLoginOtherFails');
       log.warn('non-login PDU during login', { peer: this.peer, opcode: pdu.opcode });
-      this.loginReply(pdu, LoginStatus.InvalidDuringLogin, { transit: false, continue: false, csg: 0, nsg: 0 }, Buffer.alloc(0));
+      this.loginReply(
+        pdu,
+        LoginStatus.InvalidDuringLogin,
+        { transit: false, continue: false, csg: 0, nsg: 0 },
+        Buffer.alloc(0),
+      );
       this.close('protocol error in login');
       return;
     }
@@ -235,7 +252,12 @@ export class Connection {
       const result = this.ctx.completeLogin(this, reply.outcome);
       if (typeof result === 'number') {
         this.countLoginFailure(result);
-        this.loginReply(pdu, result, { transit: false, continue: false, csg: reply.csg, nsg: 0 }, Buffer.alloc(0));
+        this.loginReply(
+          pdu,
+          result,
+          { transit: false, continue: false, csg: reply.csg, nsg: 0 },
+          Buffer.alloc(0),
+        );
         this.close('login failed');
         return;
       }
@@ -256,7 +278,8 @@ export class Connection {
     const c = this.ctx.counters;
     if (status === LoginStatus.AuthenticationFailure) c.inc('tgtLoginAuthenticateFails');
     else if (status === LoginStatus.AuthorizationFailure) c.inc('tgtLoginAuthorizeFails');
-    else if (status === LoginStatus.InitiatorError || status === LoginStatus.MissingParameter) c.inc('tgtLoginNegotiateFails');
+    else if (status === LoginStatus.InitiatorError || status === LoginStatus.MissingParameter)
+      c.inc('tgtLoginNegotiateFails');
     else c.inc('tgtLoginOtherFails');
   }
 
@@ -450,7 +473,10 @@ export class Connection {
       let response: number = LogoutResponseCode.Success;
       let closeWhole = false;
       if (req.reasonCode === LogoutReason.CloseSession) closeWhole = true;
-      else if (req.reasonCode === LogoutReason.CloseConnection || req.reasonCode === LogoutReason.RemoveConnectionForRecovery) {
+      else if (
+        req.reasonCode === LogoutReason.CloseConnection ||
+        req.reasonCode === LogoutReason.RemoveConnectionForRecovery
+      ) {
         if (req.cid !== this.cid) {
           const other = session.connections.get(req.cid);
           if (!other) response = LogoutResponseCode.CidNotFound;

@@ -88,7 +88,8 @@ export class SessionTable {
   }
   find(initiatorName: string, isid: string, targetName: string | null): Session | undefined {
     for (const s of this.byTsih.values())
-      if (s.initiatorName === initiatorName && s.isid === isid && (s.target?.name ?? null) === targetName) return s;
+      if (s.initiatorName === initiatorName && s.isid === isid && (s.target?.name ?? null) === targetName)
+        return s;
     return undefined;
   }
   get size(): number {

@@ -22,7 +22,11 @@ export function handleTaskManagement(conn: Connection, req: TaskMgmtRequest): nu
     case TmfFunction.ClearTaskSet:
     case TmfFunction.LogicalUnitReset: {
       const lun = lunOf(req.lun);
-      if (req.function === TmfFunction.LogicalUnitReset && session.dispatcher && !session.dispatcher.getLun(lun))
+      if (
+        req.function === TmfFunction.LogicalUnitReset &&
+        session.dispatcher &&
+        !session.dispatcher.getLun(lun)
+      )
         return TmfResponse.LunDoesNotExist;
       for (const c of all) c.commands.abortWhere((t) => t.lun === lun);
       if (req.function === TmfFunction.LogicalUnitReset) session.dispatcher?.getLun(lun)?.reset();

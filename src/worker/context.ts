@@ -124,7 +124,8 @@ export class WorkerContext {
   }
 
   private portalAddresses(conn: Connection): string[] {
-    const fmt = (host: string, port: number) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
+    const fmt = (host: string, port: number) =>
+      host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     const local = conn.meta.localAddress.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1');
     const out: string[] = [];
     for (const p of this.config.portals) {

@@ -39,7 +39,10 @@ async function openLuns(t: TargetConfig): Promise<Map<number, LogicalUnit>> {
   try {
     for (const l of t.luns) {
       const bs = await openBackstore(l);
-      luns.set(l.lun, new LogicalUnit(bs, makeIdentity(t.name, l.lun, l.backstore === 'null' ? 'null' : l.path)));
+      luns.set(
+        l.lun,
+        new LogicalUnit(bs, makeIdentity(t.name, l.lun, l.backstore === 'null' ? 'null' : l.path)),
+      );
     }
   } catch (e) {
     await Promise.all([...luns.values()].map((lu) => lu.backstore.close().catch(() => undefined)));

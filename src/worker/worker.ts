@@ -58,7 +58,10 @@ async function init(): Promise<(task: WorkerTask) => Promise<number>> {
         writable: true,
         // Reads land back to back in large slabs that are never reused: the parser hands out views of them
         // (even for a PDU split across reads), and those views go to io_uring as they are.
-        onread: { buffer: () => reader.next(), callback: (n: number, buf: Uint8Array) => reader.done(n, buf) },
+        onread: {
+          buffer: () => reader.next(),
+          callback: (n: number, buf: Uint8Array) => reader.done(n, buf),
+        },
       } as net.SocketConstructorOpts);
     } catch (e) {
       log.error('cannot adopt socket', { fd: task.fd, error: (e as Error).message });

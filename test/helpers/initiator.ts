@@ -90,7 +90,11 @@ export class TestInitiator {
   }
 
   send(bhs: Buffer, data: Buffer | null = null): void {
-    const iov = frame(bhs, data, { headerDigest: this.headerDigest, dataDigest: this.dataDigest, crc32c: crc32cRef });
+    const iov = frame(bhs, data, {
+      headerDigest: this.headerDigest,
+      dataDigest: this.dataDigest,
+      crc32c: crc32cRef,
+    });
     this.socket.write(Buffer.concat(iov));
   }
 
@@ -145,7 +149,8 @@ export class TestInitiator {
       );
       const p = await this.next();
       if (!p) throw new Error('connection closed during login');
-      if (p.opcode !== Opcode.LoginResponse) throw new Error(`unexpected opcode 0x${p.opcode.toString(16)} in login`);
+      if (p.opcode !== Opcode.LoginResponse)
+        throw new Error(`unexpected opcode 0x${p.opcode.toString(16)} in login`);
       const r = decodeLoginResponse(p);
       this.expStatSN = (r.statSN + 1) >>> 0;
       const parsed = parseTextData(p.data);
@@ -176,8 +181,17 @@ export class TestInitiator {
   /** A SCSI command; collects Data-In and the status. Write data goes as immediate data + Data-Out on R2T. */
   async scsi(
     cdb: Buffer,
-    o: { lun?: number; edtl: number; read?: boolean; write?: boolean; data?: Buffer; immediate?: number } = { edtl: 0 },
-  ): Promise<{ status: number; data: Buffer; sense: Buffer | null; response: Pdu; residual: number; flags: number }> {
+    o: { lun?: number; edtl: number; read?: boolean; write?: boolean; data?: Buffer; immediate?: number } = {
+      edtl: 0,
+    },
+  ): Promise<{
+    status: number;
+    data: Buffer;
+    sense: Buffer | null;
+    response: Pdu;
+    residual: number;
+    flags: number;
+  }> {
     const itt = this.itt++;
     const imm = o.data ? o.data.subarray(0, Math.min(o.immediate ?? 65536, o.data.length)) : null;
     const lunBuf = Buffer.alloc(8);
@@ -255,20 +269,33 @@ export class TestInitiator {
 
   async text(pairs: Array<[string, string]>): Promise<Map<string, string[]>> {
     this.send(
-      encodeTextRequest({ final: true, itt: this.itt++, ttt: 0xffffffff, cmdSN: this.cmdSN++, expStatSN: this.expStatSN }),
+      encodeTextRequest({
+        final: true,
+        itt: this.itt++,
+        ttt: 0xffffffff,
+        cmdSN: this.cmdSN++,
+        expStatSN: this.expStatSN,
+      }),
       encodeTextData(pairs),
     );
     const p = await this.next();
     if (!p || p.opcode !== Opcode.TextResponse) throw new Error('no text response');
     this.expStatSN = (p.bhs.readUInt32BE(24) + 1) >>> 0;
     const out = new Map<string, string[]>();
-    for (const [k, v] of parseTextData(p.data, { allowDuplicates: true }).pairs) out.set(k, [...(out.get(k) ?? []), v]);
+    for (const [k, v] of parseTextData(p.data, { allowDuplicates: true }).pairs)
+      out.set(k, [...(out.get(k) ?? []), v]);
     return out;
   }
 
   async nop(data: Buffer | null = null): Promise<Pdu | null> {
     this.send(
-      encodeNopOut({ immediate: true, itt: this.itt++, ttt: 0xffffffff, cmdSN: this.cmdSN, expStatSN: this.expStatSN }),
+      encodeNopOut({
+        immediate: true,
+        itt: this.itt++,
+        ttt: 0xffffffff,
+        cmdSN: this.cmdSN,
+        expStatSN: this.expStatSN,
+      }),
       data,
     );
     return this.next();
@@ -276,7 +303,13 @@ export class TestInitiator {
 
   async logout(): Promise<Pdu | null> {
     this.send(
-      encodeLogoutRequest({ immediate: true, reasonCode: 0, itt: this.itt++, cmdSN: this.cmdSN, expStatSN: this.expStatSN }),
+      encodeLogoutRequest({
+        immediate: true,
+        reasonCode: 0,
+        itt: this.itt++,
+        cmdSN: this.cmdSN,
+        expStatSN: this.expStatSN,
+      }),
     );
     return this.next();
   }

@@ -16,7 +16,12 @@ export interface TestTarget {
 }
 
 export async function startTestTarget(
-  opts: { workers?: number; luns?: Array<Record<string, unknown>>; targets?: Array<Record<string, unknown>>; extra?: Record<string, unknown> } = {},
+  opts: {
+    workers?: number;
+    luns?: Array<Record<string, unknown>>;
+    targets?: Array<Record<string, unknown>>;
+    extra?: Record<string, unknown>;
+  } = {},
 ): Promise<TestTarget> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-test-'));
   const luns = opts.luns ?? [{ lun: 0, path: 'lun0.img', size: '64M' }];

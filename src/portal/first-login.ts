@@ -3,10 +3,11 @@
  * that owns its session (TSIH, or InitiatorName+ISID for reinstatement), never more.
  */
 import type { Socket } from 'node:net';
+import { BHS_LENGTH, bhsDataSegmentLength, bhsOpcode, bhsTotalAhsLength } from '../pdu/pdu';
+import { Opcode } from '../pdu/opcodes';
 
-export const LOGIN_REQUEST = 0x03;
 /** A first login PDU larger than this is not a login: during login MaxRecvDataSegmentLength is 8192. */
-const MAX_FIRST_PDU = 48 + 255 * 4 + 65536;
+const MAX_FIRST_PDU = BHS_LENGTH + 255 * 4 + 65536;
 
 export interface FirstLogin {
   /** Every byte read from the socket so far (the first PDU and anything after it). */
@@ -33,11 +34,9 @@ export function findInitiatorName(data: Buffer): string | null {
 
 /** Length of the first PDU (BHS + AHS + padded data) if `buf` starts with a plausible Login Request. */
 export function firstPduLength(buf: Buffer): number {
-  if ((buf[0] & 0x3f) !== LOGIN_REQUEST)
-    throw new NotALoginError(`first PDU has opcode 0x${(buf[0] & 0x3f).toString(16)}`);
-  const ahs = buf[4] * 4;
-  const dsl = buf.readUIntBE(5, 3);
-  const total = 48 + ahs + ((dsl + 3) & ~3);
+  const op = bhsOpcode(buf);
+  if (op !== Opcode.LoginRequest) throw new NotALoginError(`first PDU has opcode 0x${op.toString(16)}`);
+  const total = BHS_LENGTH + bhsTotalAhsLength(buf) + ((bhsDataSegmentLength(buf) + 3) & ~3);
   if (total > MAX_FIRST_PDU) throw new NotALoginError(`first login PDU too long (${total} bytes)`);
   return total;
 }
@@ -60,7 +59,7 @@ export function readFirstLogin(socket: Socket, timeoutMs: number): Promise<First
     const onData = (chunk: Buffer) => {
       chunks.push(chunk);
       have += chunk.length;
-      if (have < 48) return;
+      if (have < BHS_LENGTH) return;
       const buf = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
       chunks.length = 0;
       chunks.push(buf);
@@ -74,8 +73,8 @@ export function readFirstLogin(socket: Socket, timeoutMs: number): Promise<First
       if (have < need) return;
       // Stop reading before the hand-over: whatever is still in the kernel stays there for the worker.
       socket.pause();
-      const dsl = buf.readUIntBE(5, 3);
-      const dataStart = 48 + buf[4] * 4;
+      const dsl = bhsDataSegmentLength(buf);
+      const dataStart = BHS_LENGTH + bhsTotalAhsLength(buf);
       done(null, {
         bytes: buf,
         initiatorName: findInitiatorName(buf.subarray(dataStart, dataStart + dsl)),

@@ -166,6 +166,8 @@ export class TestInitiator {
         this.cmdSN = r.expCmdSN;
         this.headerDigest = got.get('HeaderDigest') === 'CRC32C';
         this.dataDigest = got.get('DataDigest') === 'CRC32C';
+        this.parser.headerDigest = this.headerDigest;
+        this.parser.dataDigest = this.dataDigest;
         return { isid, status, tsih: r.tsih, keys: got };
       }
       if (r.transit && r.nsg === 1) {

@@ -11,7 +11,11 @@ test('QEMU with HeaderDigest=CRC32C writes and reads back a pattern', async (t) 
   const tt = await startTestTarget({ workers: 1 });
   try {
     const opts = `driver=iscsi,transport=tcp,portal=127.0.0.1:${tt.port},target=${TEST_TARGET},lun=0,header-digest=crc32c`;
-    const r = await run('qemu-io', ['--image-opts', opts, '-c', 'write -P 0x3c 4096 1M', '-c', 'read -P 0x3c 4096 1M'], 30000);
+    const r = await run(
+      'qemu-io',
+      ['--image-opts', opts, '-c', 'write -P 0x3c 4096 1M', '-c', 'read -P 0x3c 4096 1M'],
+      30000,
+    );
     t.is(r.code, 0, r.stderr + r.stdout);
     t.regex(r.stdout, /read 1048576\/1048576 bytes/);
     t.notRegex(r.stdout, /Pattern verification failed/);

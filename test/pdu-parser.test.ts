@@ -15,22 +15,7 @@ import {
   scsiCommandAhs,
   type FrameOptions,
 } from '../src/pdu/serializer';
-
-// Bitwise-table CRC32C (Castagnoli), local so this test has no dependencies.
-const TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-function crc32c(buf: Uint8Array, prev = 0): number {
-  let c = ~prev >>> 0;
-  for (let i = 0; i < buf.length; i++) c = TABLE[(c ^ buf[i]!) & 0xff]! ^ (c >>> 8);
-  return ~c >>> 0;
-}
+import { crc32c } from './helpers/crc32c-table';
 
 // Deterministic PRNG so failures reproduce.
 function rng(seed: number): () => number {

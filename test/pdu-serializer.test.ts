@@ -36,8 +36,6 @@ import {
   decodeTextResponse,
   isidFromHex,
   isidToHex,
-  lunToNumber,
-  numberToLun,
   parseAhs,
   PduFormatError,
   type Pdu,
@@ -70,23 +68,8 @@ import {
   senseLengthPrefix,
   type FrameOptions,
 } from '../src/pdu/serializer';
-
-// Bitwise-table CRC32C (Castagnoli, reflected poly 0x82f63b78), local so this
-// test does not depend on the native addon or the reference implementation.
-const TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-function crc32c(buf: Uint8Array, prev = 0): number {
-  let c = ~prev >>> 0;
-  for (let i = 0; i < buf.length; i++) c = TABLE[(c ^ buf[i]!) & 0xff]! ^ (c >>> 8);
-  return ~c >>> 0;
-}
+import { crc32c } from './helpers/crc32c-table';
+import { lunField, lunFromField } from '../src/scsi/lun';
 
 const NO_DIGESTS: FrameOptions = { headerDigest: false, dataDigest: false };
 const DIGESTS: FrameOptions = { headerDigest: true, dataDigest: true, crc32c };
@@ -264,7 +247,7 @@ test('Data-In byte layout (11.7)', (t) => {
     residualUnderflow: true,
     statusPresent: true,
     status: ScsiStatus.Good,
-    lun: numberToLun(1),
+    lun: lunField(1),
     itt: 0x0a0b0c0d,
     ttt: 0xffffffff,
     statSN: 7,
@@ -296,7 +279,7 @@ test('Data-In byte layout (11.7)', (t) => {
 
 test('R2T byte layout (11.8)', (t) => {
   const bhs = encodeR2T({
-    lun: numberToLun(2),
+    lun: lunField(2),
     itt: 1,
     ttt: 0x12345678,
     statSN: 9,
@@ -337,7 +320,7 @@ for (const [label, opts] of OPTS) {
   test(`roundtrip NOP-Out (${label})`, (t) => {
     const f = {
       immediate: true,
-      lun: numberToLun(3),
+      lun: lunField(3),
       itt: 0x01020304,
       ttt: 0xffffffff,
       cmdSN: 77,
@@ -357,7 +340,7 @@ for (const [label, opts] of OPTS) {
       read: false,
       write: true,
       attr: TaskAttribute.Ordered,
-      lun: numberToLun(300),
+      lun: lunField(300),
       itt: 0xfedcba98,
       expectedDataTransferLength: 1 << 20,
       cmdSN: 0xfffffffe,
@@ -408,7 +391,7 @@ for (const [label, opts] of OPTS) {
     const f = {
       immediate: true,
       function: TmfFunction.AbortTask,
-      lun: numberToLun(5),
+      lun: lunField(5),
       itt: 0x55,
       referencedTaskTag: 0x44,
       cmdSN: 1000,
@@ -464,7 +447,7 @@ for (const [label, opts] of OPTS) {
   test(`roundtrip Data-Out (${label})`, (t) => {
     const f = {
       final: true,
-      lun: numberToLun(7),
+      lun: lunField(7),
       itt: 0x11111111,
       ttt: 0x22222222,
       expStatSN: 0x33333333,
@@ -495,7 +478,7 @@ for (const [label, opts] of OPTS) {
   test(`roundtrip SNACK (${label})`, (t) => {
     const f = {
       type: SnackType.RData,
-      lun: numberToLun(1),
+      lun: lunField(1),
       itt: 0x77,
       ttt: 0x88,
       expStatSN: 0x99,
@@ -508,7 +491,7 @@ for (const [label, opts] of OPTS) {
   });
 
   test(`roundtrip NOP-In (${label})`, (t) => {
-    const f = { lun: numberToLun(9), itt: 0xffffffff, ttt: 0x1234, statSN: 1, expCmdSN: 2, maxCmdSN: 3 };
+    const f = { lun: lunField(9), itt: 0xffffffff, ttt: 0x1234, statSN: 1, expCmdSN: 2, maxCmdSN: 3 };
     const pdu = roundtrip(encodeNopIn(f), Buffer.from('pong'), opts);
     t.like(pdu, { opcode: Opcode.NopIn, final: true, itt: 0xffffffff, dataLength: 4 });
     t.deepEqual(decodeNopIn(pdu), f);
@@ -603,7 +586,7 @@ for (const [label, opts] of OPTS) {
       residualUnderflow: false,
       statusPresent: false,
       status: 0,
-      lun: numberToLun(16383),
+      lun: lunField(16383),
       itt: 0x71,
       ttt: 0x72,
       statSN: 0,
@@ -638,7 +621,7 @@ for (const [label, opts] of OPTS) {
 
   test(`roundtrip R2T (${label})`, (t) => {
     const f = {
-      lun: numberToLun(4),
+      lun: lunField(4),
       itt: 0x91,
       ttt: 0x92,
       statSN: 0x93,
@@ -655,7 +638,7 @@ for (const [label, opts] of OPTS) {
 
   test(`roundtrip Async Message (${label})`, (t) => {
     const f = {
-      lun: numberToLun(6),
+      lun: lunField(6),
       statSN: 0xa1,
       expCmdSN: 0xa2,
       maxCmdSN: 0xa3,
@@ -803,14 +786,14 @@ test('malformed AHS makes decodeScsiCommand throw PduFormatError', (t) => {
 });
 
 test('LUN helpers', (t) => {
-  t.is(numberToLun(0), 0n);
-  t.is(numberToLun(5), 0x0005000000000000n);
-  t.is(numberToLun(256), 0x4100000000000000n);
-  for (const n of [0, 1, 255, 256, 4095, 16383]) t.is(lunToNumber(numberToLun(n)), n);
-  t.is(lunToNumber(0x0005000000000001n), -1);
-  t.is(lunToNumber(0x8000000000000000n), -1);
-  t.is(lunToNumber(0x0105000000000000n), -1); // bus 1
-  t.throws(() => numberToLun(16384));
+  t.is(lunField(0), 0n);
+  t.is(lunField(5), 0x0005000000000000n);
+  t.is(lunField(256), 0x4100000000000000n);
+  for (const n of [0, 1, 255, 256, 4095, 16383]) t.is(lunFromField(lunField(n)), n);
+  t.is(lunFromField(0x0005000000000001n), -1);
+  t.is(lunFromField(0x8000000000000000n), -1);
+  t.is(lunFromField(0x0105000000000000n), -1); // bus 1
+  t.throws(() => lunField(16384));
 });
 
 test('ISID and sense helpers', (t) => {

@@ -641,26 +641,6 @@ export function isidFromHex(hex: string): Buffer {
 }
 
 /**
- * The LU number from a raw 8-byte LUN field (SAM single-level addressing):
- * peripheral (method 00b, bus 0) and flat space (01b). -1 for other forms.
- */
-export function lunToNumber(lun: bigint): number {
-  const top = Number(lun >> 48n);
-  if ((lun & 0xffffffffffffn) !== 0n) return -1;
-  const method = top >> 14;
-  if (method === 0) return top >> 8 === 0 ? top & 0xff : -1;
-  if (method === 1) return top & 0x3fff;
-  return -1;
-}
-
-/** Raw LUN field for an LU number: peripheral addressing below 256, flat space up to 16383. */
-export function numberToLun(n: number): bigint {
-  if (!Number.isInteger(n) || n < 0 || n > 0x3fff) throw new RangeError(`LUN out of range: ${n}`);
-  const top = n < 256 ? n : 0x4000 | n;
-  return BigInt(top) << 48n;
-}
-
-/**
  * Split a SCSI Response data segment into sense data and response data
  * (RFC 7143 11.4.7: a 2-byte SenseLength, the sense, then any response data).
  * Empty data gives empty sense. Null when SenseLength overruns the segment.

@@ -28,3 +28,15 @@ export function decodeLun(bytes8: Buffer): number {
   if (method === 1) return ((bytes8[0] & 0x3f) << 8) | bytes8[1];
   return -1;
 }
+
+/** The LUN field of a BHS (a big-endian 64-bit value) as an LU number: decodeLun() over its 8 bytes. */
+export function lunFromField(field: bigint): number {
+  const b = Buffer.allocUnsafe(8);
+  b.writeBigUInt64BE(field);
+  return decodeLun(b);
+}
+
+/** The BHS LUN field for an LU number: encodeLun() as a 64-bit value. */
+export function lunField(n: number): bigint {
+  return encodeLun(n).readBigUInt64BE(0);
+}

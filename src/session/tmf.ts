@@ -1,14 +1,8 @@
 /** Task management functions (RFC 7143 sec. 11.5) at error recovery level 0. */
 import type { TaskMgmtRequest } from '../pdu/pdu';
 import { TmfFunction, TmfResponse } from '../pdu/opcodes';
-import { decodeLun } from '../scsi/lun';
+import { lunFromField } from '../scsi/lun';
 import type { Connection } from './connection';
-
-function lunOf(raw: bigint): number {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64BE(raw);
-  return decodeLun(b);
-}
 
 export function handleTaskManagement(conn: Connection, req: TaskMgmtRequest): number {
   const session = conn.session!;
@@ -21,7 +15,7 @@ export function handleTaskManagement(conn: Connection, req: TaskMgmtRequest): nu
     case TmfFunction.AbortTaskSet:
     case TmfFunction.ClearTaskSet:
     case TmfFunction.LogicalUnitReset: {
-      const lun = lunOf(req.lun);
+      const lun = lunFromField(req.lun);
       if (
         req.function === TmfFunction.LogicalUnitReset &&
         session.dispatcher &&

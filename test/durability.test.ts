@@ -16,13 +16,12 @@
  * acknowledgement and read-back would, and nothing here fakes one.
  */
 import test from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { freePort, runQemu } from './helpers/qemu';
+import { startChildTarget, type ChildTarget } from './helpers/child-target';
 
-const BIN = path.resolve(__dirname, '../../bin/nodetgt.js');
 const IQN = 'iqn.2026-11.io.nodetgt.test:durability';
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -60,62 +59,24 @@ const ZERO_REGIONS: Region[] = [
 
 const hex = (n: number) => `0x${n.toString(16).padStart(2, '0')}`;
 
-interface Child {
-  proc: ChildProcess;
-  log: () => string;
-}
-
-/** Start `nodetgt serve` and resolve once its portal listens; reject with its output if it dies or stalls. */
-function startChild(port: number, lunFile: string): Promise<Child> {
-  const proc = spawn(
-    process.execPath,
-    [
-      BIN,
-      'serve',
-      '--portal',
-      `127.0.0.1:${port}`,
-      '--target',
-      IQN,
-      '--lun',
-      `${lunFile}:${LUN_SIZE}`,
-      '--workers',
-      '2',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODETGT_LOG: 'info' } },
-  );
-  let out = '';
-  const log = () => out;
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`nodetgt did not report 'portal listening' within 15 s; output:\n${out}`));
-    }, 15000);
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('portal listening')) {
-        clearTimeout(timer);
-        resolve({ proc, log });
-      }
-    };
-    proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', onData);
-    proc.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`nodetgt exited (code ${code}, signal ${signal}) before listening; output:\n${out}`));
-    });
-  });
-}
-
-function killHard(c: Child): Promise<void> {
-  return new Promise((resolve) => {
-    if (c.proc.exitCode !== null || c.proc.signalCode !== null) return resolve();
-    c.proc.once('exit', () => resolve());
-    c.proc.kill('SIGKILL');
-  });
+/** Start `nodetgt serve` on the LUN file and the given port. */
+function startChild(port: number, lunFile: string): Promise<ChildTarget> {
+  return startChildTarget([
+    '--portal',
+    `127.0.0.1:${port}`,
+    '--target',
+    IQN,
+    '--lun',
+    `${lunFile}:${LUN_SIZE}`,
+    '--workers',
+    '2',
+    '--state-dir',
+    path.join(dir, 'state'),
+  ]);
 }
 
 let dir = '';
-const children: Child[] = [];
+const children: ChildTarget[] = [];
 
 test.before(() => {
   // /var/tmp is normally on disk (here: ext4 on /); os.tmpdir() may be tmpfs elsewhere.
@@ -124,7 +85,7 @@ test.before(() => {
 });
 
 test.after.always(async () => {
-  for (const c of children) await killHard(c);
+  for (const c of children) await c.stop();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -168,7 +129,7 @@ test('acknowledged FUA writes and flushed writes survive SIGKILL of the target',
 
   // 3. SIGKILL: no shutdown path runs, no close(), no final fsync.
   const pid = first.proc.pid;
-  await killHard(first);
+  await first.stop();
   t.is(first.proc.signalCode, 'SIGKILL', `nodetgt pid ${pid} died of SIGKILL`);
 
   // 4. Same file, same port, new process.
@@ -208,5 +169,5 @@ test('acknowledged FUA writes and flushed writes survive SIGKILL of the target',
   t.log(
     `writes ${w1.ms} ms (FUA) + ${w2.ms} ms (aio + flush), read back ${rd.ms} ms, pid ${pid} -> ${second.proc.pid}`,
   );
-  await killHard(second);
+  await second.stop();
 });

@@ -2,9 +2,15 @@
 import type { ExecutionContext } from 'ava';
 import { MemoryBackstore, type MemoryBackstoreOptions } from '../src/backstore/memory';
 import { ScsiDispatcher, type ScsiResult } from '../src/scsi/dispatcher';
-import { LogicalUnit, makeIdentity, type LogicalUnitOptions } from '../src/scsi/lu';
+import { LogicalUnit, identityOf, type LuIdentity, type LogicalUnitOptions } from '../src/scsi/lu';
+import { generateIdentity } from '../src/backstore/prepare';
 
 export const TARGET = 'iqn.2026-11.org.nodetgt:test';
+
+/** A freshly provisioned identity, as start-up gives each new LU. */
+export function testIdentity(target = TARGET, lun = 0): LuIdentity {
+  return identityOf(target, lun, generateIdentity());
+}
 
 export interface Fixture {
   store: MemoryBackstore;
@@ -26,7 +32,7 @@ export function fixture(
   lunNumber = 0,
 ): Fixture {
   const store = new MemoryBackstore({ sizeBytes: 1024 * 512, ...storeOpts });
-  const lu = new LogicalUnit(store, makeIdentity(TARGET, lunNumber, '/tmp/disk.img'), luOpts);
+  const lu = new LogicalUnit(store, testIdentity(TARGET, lunNumber), luOpts);
   const disp = new ScsiDispatcher(new Map([[lunNumber, lu]]));
   return {
     store,

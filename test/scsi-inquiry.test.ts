@@ -1,5 +1,5 @@
 import test from 'ava';
-import { makeIdentity } from '../src/scsi/lu';
+import { generateIdentity } from '../src/backstore/prepare';
 import { ILLEGAL, TARGET, fieldPointer, fixture, good, sense } from './scsi-helpers';
 
 const inq = (evpd: number, page: number, alloc: number) => [0x12, evpd, page, alloc >> 8, alloc & 0xff, 0];
@@ -70,9 +70,9 @@ test('VPD 00h lists the pages, and every listed page can be read', async (t) => 
   }
 });
 
-test('VPD 80h unit serial number and 83h identifiers are the makeIdentity ones', async (t) => {
+test("VPD 80h unit serial number and 83h identifiers are the LU's provisioned identity", async (t) => {
   const f = fixture();
-  const id = makeIdentity(TARGET, 0, '/tmp/disk.img');
+  const id = f.lu.identity;
   const s = (await f.run(inq(1, 0x80, 255))).dataIn!;
   t.is(s.toString('ascii', 4, 4 + s[3]), id.serial);
   const d = (await f.run(inq(1, 0x83, 255))).dataIn!;
@@ -105,16 +105,16 @@ test('VPD 80h unit serial number and 83h identifiers are the makeIdentity ones',
   t.is(name.value.toString('utf8').replace(/\0+$/, ''), TARGET);
 });
 
-test('makeIdentity is deterministic and distinguishes LUN, target and path', (t) => {
-  const a = makeIdentity(TARGET, 3, '/srv/a.img');
-  const b = makeIdentity(TARGET, 3, '/srv/a.img');
-  t.deepEqual(a, b);
-  t.is(a.serial.length, 16);
-  t.regex(a.serial, /^[0-9A-F]{16}$/);
-  t.is(a.naa.length, 8);
-  t.not(makeIdentity(TARGET, 4, '/srv/a.img').serial, a.serial);
-  t.not(makeIdentity(TARGET + 'x', 3, '/srv/a.img').serial, a.serial);
-  t.notDeepEqual(makeIdentity(TARGET, 3, '/srv/b.img').naa, a.naa);
+test('generated identities: 16 hex digits of serial, NAA 3h, a new one each time', (t) => {
+  const seen = new Set<string>();
+  for (let i = 0; i < 200; i++) {
+    const id = generateIdentity();
+    t.regex(id.serial, /^[0-9A-F]{16}$/);
+    t.regex(id.naa, /^3[0-9a-f]{15}$/);
+    seen.add(id.serial);
+    seen.add(id.naa);
+  }
+  t.is(seen.size, 400, 'no serial or NAA repeats');
 });
 
 test('VPD B0h block limits: SBC-3 length 3Ch, limits, unmap fields follow thin provisioning', async (t) => {

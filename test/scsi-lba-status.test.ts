@@ -4,9 +4,9 @@ import { MemoryBackstore } from '../src/backstore/memory';
 import { NullBackstore } from '../src/backstore/null';
 import type { Backstore } from '../src/backstore/types';
 import { ScsiDispatcher, type ScsiResult } from '../src/scsi/dispatcher';
-import { LogicalUnit, makeIdentity } from '../src/scsi/lu';
+import { LogicalUnit } from '../src/scsi/lu';
 import { MAX_LBA_STATUS_DESCRIPTORS } from '../src/scsi/sbc';
-import { ILLEGAL, TARGET, cdb16, fieldPointer, fixture, good, sense, type Fixture } from './scsi-helpers';
+import { ILLEGAL, TARGET, cdb16, fieldPointer, fixture, good, sense, testIdentity, type Fixture } from './scsi-helpers';
 
 const BS = 512;
 const BLOCKS = 1024;
@@ -266,7 +266,7 @@ test('a failing allocation map is a MEDIUM ERROR, not a wrong answer', async (t)
 });
 
 function luOver(store: Backstore): ScsiDispatcher {
-  const lu = new LogicalUnit(store, makeIdentity(TARGET, 0, '/dev/null'));
+  const lu = new LogicalUnit(store, testIdentity(TARGET, 0));
   return new ScsiDispatcher(new Map([[0, lu]]));
 }
 

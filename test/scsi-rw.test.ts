@@ -1,6 +1,6 @@
 import test from 'ava';
 import { ScsiDispatcher } from '../src/scsi/dispatcher';
-import { LogicalUnit, makeIdentity } from '../src/scsi/lu';
+import { LogicalUnit } from '../src/scsi/lu';
 import { MemoryBackstore } from '../src/backstore/memory';
 import {
   ILLEGAL,
@@ -13,6 +13,7 @@ import {
   good,
   pattern,
   sense,
+  testIdentity,
 } from './scsi-helpers';
 
 const BS = 512;
@@ -216,7 +217,7 @@ test('pooled Data-In buffers are reused after releaseDataIn', async (t) => {
 
 test('4096-byte blocks and a 2 TiB sparse LU', async (t) => {
   const store = new MemoryBackstore({ sizeBytes: 2 * 1024 ** 4, blockSize: 4096 });
-  const lu = new LogicalUnit(store, makeIdentity('iqn.x', 0, '/big'));
+  const lu = new LogicalUnit(store, testIdentity('iqn.x', 0));
   const disp = new ScsiDispatcher(new Map([[0, lu]]));
   const run = (cdb: Buffer, dataOut: Buffer[] = []) =>
     disp.execute({ lun: 0, cdb, expectedLength: 0, readFlag: true, writeFlag: false, dataOut, nexus: 'n' });

@@ -1,11 +1,11 @@
 import test from 'ava';
 import { BufferPool } from '../src/scsi/bufpool';
 import { ScsiDispatcher } from '../src/scsi/dispatcher';
-import { LogicalUnit, makeIdentity } from '../src/scsi/lu';
+import { LogicalUnit } from '../src/scsi/lu';
 import { decodeLun, encodeLun } from '../src/scsi/lun';
 import { fixedSense } from '../src/scsi/sense';
 import { MemoryBackstore } from '../src/backstore/memory';
-import { ILLEGAL, cdb10, fieldPointer, fixture, good, pattern, sense } from './scsi-helpers';
+import { ILLEGAL, cdb10, fieldPointer, fixture, good, pattern, sense, testIdentity } from './scsi-helpers';
 
 test('fixed sense: 70h, 18 bytes, key/ASC/ASCQ, INFORMATION with VALID, field pointer', (t) => {
   const s = fixedSense(0x05, [0x24, 0x00], { field: { cdb: true, byte: 2, bit: 5 } });
@@ -89,7 +89,7 @@ test('unit attention: reported once per nexus, not for INQUIRY/REPORT LUNS, retu
 
 test('REPORT LUNS: sorted 8-byte LUNs, select report 0/1/2, allocation length < 16 refused', async (t) => {
   const mk = (n: number) =>
-    new LogicalUnit(new MemoryBackstore({ sizeBytes: 1 << 20 }), makeIdentity('iqn.t', n, `/d${n}`));
+    new LogicalUnit(new MemoryBackstore({ sizeBytes: 1 << 20 }), testIdentity('iqn.t', n));
   const disp = new ScsiDispatcher(new Map([3, 0, 300].map((n) => [n, mk(n)])));
   const run = (cdb: number[], lun = 0) =>
     disp.execute({

@@ -53,6 +53,8 @@ const DIRECT_ALIGN = 4096;
 const ZERO_CHUNK = 1 << 20;
 /** lseek calls between two yields to the event loop while mapping a fragmented file. */
 const SEEKS_PER_TURN = 1024;
+/** How often a regular file's size is compared with the LU's. */
+const SIZE_CHECK_MS = 5000;
 
 function fail(file: string, what: string, cause?: unknown): Error {
   const reason = cause instanceof Error ? `: ${cause.message}` : '';
@@ -71,7 +73,7 @@ async function statOrNull(file: string): Promise<fs.Stats | null> {
 }
 
 // mkdir -p without fs.mkdir's { recursive: true }, which on Node 20 never settles under /proc.
-async function makeParents(dir: string): Promise<void> {
+export async function makeParents(dir: string): Promise<void> {
   const missing: string[] = [];
   for (let d = dir; ; d = path.dirname(d)) {
     try {
@@ -219,6 +221,10 @@ export class FileBackstore implements Backstore {
   private idle: (() => void) | null = null;
   private closing: Promise<void> | null = null;
   private zeros: Buffer | null = null;
+  /** The size the file was found to have shrunk to, under sizeBytes; null while it is whole. */
+  private shrunkTo: number | null = null;
+  private sizeTimer: NodeJS.Timeout | null = null;
+  onFault?: (e: Error) => void;
 
   constructor(
     private readonly fh: fs.promises.FileHandle,
@@ -233,6 +239,11 @@ export class FileBackstore implements Backstore {
     this.direct = g.direct;
     this.isBlockDevice = g.isDevice;
     this.align = g.align;
+    // A file truncated under the target is noticed within SIZE_CHECK_MS even when nobody reads past its end.
+    if (!g.isDevice) {
+      this.sizeTimer = setInterval(() => this.checkSize(), SIZE_CHECK_MS);
+      this.sizeTimer.unref();
+    }
   }
 
   /** Decide how unmap() works: a hole punched past the end of a file changes nothing but tells. */
@@ -357,6 +368,7 @@ export class FileBackstore implements Backstore {
   /** Waits for operations in flight, then closes the descriptor. */
   close(): Promise<void> {
     if (this.closing === null) {
+      if (this.sizeTimer !== null) clearInterval(this.sizeTimer);
       this.closing = (async () => {
         while (this.inflight > 0) await new Promise<void>((resolve) => (this.idle = resolve));
         await this.fh.close();
@@ -374,6 +386,7 @@ export class FileBackstore implements Backstore {
       return new RangeError(
         `backstore ${this.path}: range ${offset}+${length} beyond ${this.sizeBytes} bytes`,
       );
+    if (this.shrunkTo !== null && offset + length > this.shrunkTo) return this.shrunkError();
     return undefined;
   }
 
@@ -404,7 +417,37 @@ export class FileBackstore implements Backstore {
     });
   }
 
-  // Short reads only happen at end of file (a file shrunk behind our back): what is missing reads as zeros.
+  /**
+   * Compare the file's size with the LU's (regular files only). Once it is found smaller, the fault sticks until
+   * the LU is reopened: reads and writes past the new end fail (a write there would silently re-extend the file
+   * over a hole of zeros where data was), and onFault hears of it once.
+   */
+  checkSize(): number | null {
+    if (this.isBlockDevice || this.closing) return this.shrunkTo;
+    let size: number;
+    try {
+      size = fs.fstatSync(this.fd).size;
+    } catch {
+      return this.shrunkTo;
+    }
+    if (size < this.sizeBytes && (this.shrunkTo === null || size < this.shrunkTo)) {
+      const first = this.shrunkTo === null;
+      this.shrunkTo = size;
+      if (first) this.onFault?.(this.shrunkError());
+    }
+    return this.shrunkTo;
+  }
+
+  private shrunkError(): Error {
+    const e: NodeJS.ErrnoException = new Error(
+      `backstore ${this.path}: the backing file shrank to ${this.shrunkTo} bytes under the LU's ${this.sizeBytes}`,
+    );
+    e.code = 'ESHRUNK';
+    return e;
+  }
+
+  // A short read happens only past the end of the file, which is within the LU only when the file shrank behind
+  // our back: that is an error (MEDIUM ERROR above), never zeros.
   private readFrom(
     offset: number,
     into: Buffer,
@@ -419,8 +462,8 @@ export class FileBackstore implements Backstore {
         this.finished();
         if (res < 0) return reject(errnoError(res, 'read'));
         if (res === 0) {
-          view.fill(0);
-          return resolve();
+          this.checkSize();
+          return reject(this.shrunkTo !== null ? this.shrunkError() : errnoError(EIO, 'read'));
         }
         if (done + res < into.length) return this.readFrom(offset, into, done + res, resolve, reject);
         resolve();

@@ -1,37 +1,126 @@
 /**
- * Run once on the portal thread before any worker starts: create missing sparse backing files at their
- * configured size and check that every path is usable, so an operator sees a clear error at start-up
- * rather than a failed login later.
+ * Provisioning, run once on the portal thread before any worker starts.
+ *
+ * A LU's identity (unit serial number, NAA designator) is created once, when the LU is first provisioned, and
+ * kept in a provisioning record under `stateDir` (one JSON file per LU, written atomically). It is random, never
+ * derived from the path: a blank disk made later at the same path gets a new identity, so no host takes it for
+ * the old one. The record also outlives its backing file: a configured LU whose record exists but whose file has
+ * disappeared is not re-created. It is reported by name and left offline, the other LUs serve, and it comes
+ * back when the file does (at the next start) or when an operator re-provisions it (`nodetgt provision`).
+ *
+ * Otherwise: missing files are created sparse at their configured size, and every path is checked, so an
+ * operator sees a clear error at start-up rather than a failed login later.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Config, LunConfig } from '../config/schema';
 import { ConfigError } from '../config/schema';
+import { makeParents } from './file';
 
-async function prepareLun(target: string, l: LunConfig): Promise<void> {
-  if (l.backstore !== 'file') return;
-  const where = `target ${target} LUN ${l.lun} (${l.path})`;
-  let st: fs.Stats | null = null;
+export interface LunRecord {
+  version: 1;
+  target: string;
+  lun: number;
+  backstore: 'file' | 'null';
+  /** The backing file (absent for a null backstore). */
+  path?: string;
+  serial: string;
+  naa: string;
+  /** When the identity was created (ISO 8601). */
+  provisioned: string;
+  /** How the LU came to be: its file was created by us, or an existing file (or device) was adopted. */
+  origin: 'created' | 'adopted';
+}
+
+export interface PrepareOptions {
+  /** Create a new blank LU (file and identity) where the backing file of a provisioned LU has disappeared. */
+  reprovision?: boolean;
+}
+
+export interface LunReport {
+  target: string;
+  lun: number;
+  /** What start-up did: served as provisioned, adopted an existing file, created one, or left offline. */
+  state: 'ready' | 'adopted' | 'created' | 'reprovisioned' | 'offline';
+  serial?: string;
+  reason?: string;
+}
+
+/** A fresh identity: 16 hex digits of serial, and an NAA 3h (locally assigned) designator of 60 random bits. */
+export function generateIdentity(): { serial: string; naa: string } {
+  const naa = randomBytes(8);
+  naa[0] = 0x30 | (naa[0] & 0x0f);
+  return { serial: randomBytes(8).toString('hex').toUpperCase(), naa: naa.toString('hex') };
+}
+
+function recordFile(stateDir: string, target: string, l: LunConfig): string {
+  const key = createHash('sha256')
+    .update(`${target}\0${l.lun}\0${l.backstore}\0${l.backstore === 'file' ? l.path : ''}`)
+    .digest('hex')
+    .slice(0, 32);
+  return path.join(stateDir, 'luns', `${key}.json`);
+}
+
+async function readRecord(file: string): Promise<LunRecord | null> {
+  let text: string;
   try {
-    st = await fs.promises.stat(l.path);
+    text = await fs.promises.readFile(file, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
-      throw new ConfigError(`${where}: ${(e as Error).message}`);
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new ConfigError(`provisioning record ${file}: ${(e as Error).message}`);
   }
-  if (st === null) {
-    if (l.size === undefined)
-      throw new ConfigError(`${where}: file does not exist and no size was given to create it`);
-    if (l.readOnly) throw new ConfigError(`${where}: a read-only LUN needs an existing file`);
+  let r: Partial<LunRecord>;
+  try {
+    r = JSON.parse(text) as Partial<LunRecord>;
+  } catch (e) {
+    throw new ConfigError(`provisioning record ${file} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (r.version !== 1 || typeof r.serial !== 'string' || typeof r.naa !== 'string')
+    throw new ConfigError(`provisioning record ${file} is not one this version understands`);
+  return r as LunRecord;
+}
+
+/** Write the record durably: a temporary file, fsync, rename over, fsync the directory. */
+async function writeRecord(file: string, rec: LunRecord): Promise<void> {
+  const dir = path.dirname(file);
+  try {
+    await makeParents(dir);
+    const tmp = `${file}.${process.pid}.tmp`;
+    const fh = await fs.promises.open(tmp, 'w', 0o600);
     try {
-      await fs.promises.mkdir(path.dirname(l.path), { recursive: true });
-      const fh = await fs.promises.open(l.path, 'wx', 0o600);
-      await fh.truncate(l.size);
+      await fh.writeFile(JSON.stringify(rec, null, 2) + '\n');
+      await fh.sync();
+    } finally {
       await fh.close();
-    } catch (e) {
-      throw new ConfigError(`${where}: cannot create backing file: ${(e as Error).message}`);
     }
-    return;
+    await fs.promises.rename(tmp, file);
+    const d = await fs.promises.open(dir, 'r');
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  } catch (e) {
+    throw new ConfigError(`cannot write provisioning record ${file}: ${(e as Error).message}`);
   }
+}
+
+async function createSparse(where: string, l: LunConfig): Promise<void> {
+  try {
+    await makeParents(path.dirname(l.path));
+    const fh = await fs.promises.open(l.path, 'wx', 0o600);
+    try {
+      await fh.truncate(l.size);
+    } finally {
+      await fh.close();
+    }
+  } catch (e) {
+    throw new ConfigError(`${where}: cannot create backing file: ${(e as Error).message}`);
+  }
+}
+
+async function checkExisting(where: string, l: LunConfig, st: fs.Stats): Promise<void> {
   if (!st.isFile() && !st.isBlockDevice())
     throw new ConfigError(`${where}: not a regular file or block device`);
   try {
@@ -43,6 +132,75 @@ async function prepareLun(target: string, l: LunConfig): Promise<void> {
     throw new ConfigError(`${where}: existing file is ${st.size} bytes but the configured size is ${l.size}`);
 }
 
-export async function prepareBackingFiles(config: Config): Promise<void> {
-  for (const t of config.targets) for (const l of t.luns) await prepareLun(t.name, l);
+async function prepareLun(
+  stateDir: string,
+  target: string,
+  l: LunConfig,
+  opts: PrepareOptions,
+): Promise<LunReport> {
+  const where =
+    l.backstore === 'file' ? `target ${target} LUN ${l.lun} (${l.path})` : `target ${target} LUN ${l.lun}`;
+  const recFile = recordFile(stateDir, target, l);
+  let rec = await readRecord(recFile);
+  let state: LunReport['state'] = 'ready';
+  let origin: LunRecord['origin'] = 'adopted';
+  if (l.backstore === 'file') {
+    let st: fs.Stats | null = null;
+    try {
+      st = await fs.promises.stat(l.path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new ConfigError(`${where}: ${(e as Error).message}`);
+    }
+    if (st === null) {
+      if (rec !== null && !opts.reprovision) {
+        l.offline =
+          `backing file ${l.path} has disappeared (LU provisioned ${rec.provisioned}, serial ${rec.serial}); ` +
+          'it is not re-created: restore the file, or run `nodetgt provision` to make a new blank LU';
+        return { target, lun: l.lun, state: 'offline', serial: rec.serial, reason: l.offline };
+      }
+      if (l.size === undefined)
+        throw new ConfigError(`${where}: file does not exist and no size was given to create it`);
+      if (l.readOnly) throw new ConfigError(`${where}: a read-only LUN needs an existing file`);
+      await createSparse(where, l);
+      state = rec !== null ? 'reprovisioned' : 'created';
+      origin = 'created';
+      rec = null; // a new blank LU gets a new identity
+    } else {
+      await checkExisting(where, l, st);
+      if (rec === null) state = 'adopted';
+    }
+  } else if (rec === null) {
+    state = 'created';
+    origin = 'created';
+  }
+  const wanted = { serial: l.serial ?? rec?.serial, naa: l.naa ?? rec?.naa };
+  if (rec === null || rec.serial !== wanted.serial || rec.naa !== wanted.naa) {
+    const fresh = generateIdentity();
+    rec = {
+      version: 1,
+      target,
+      lun: l.lun,
+      backstore: l.backstore,
+      ...(l.backstore === 'file' ? { path: l.path } : {}),
+      serial: wanted.serial ?? fresh.serial,
+      naa: wanted.naa ?? fresh.naa,
+      provisioned: rec?.provisioned ?? new Date().toISOString(),
+      origin: rec?.origin ?? origin,
+    };
+    await writeRecord(recFile, rec);
+  }
+  l.identity = { serial: rec.serial, naa: rec.naa };
+  return { target, lun: l.lun, state, serial: rec.serial };
+}
+
+/**
+ * Provision every configured LU: fills in `identity` on each LunConfig, or `offline` where the backing file of a
+ * provisioned LU has disappeared (the LU is then not served). Throws ConfigError for what the operator must fix.
+ */
+export async function prepareBackingFiles(config: Config, opts: PrepareOptions = {}): Promise<LunReport[]> {
+  const reports: LunReport[] = [];
+  for (const t of config.targets)
+    for (const l of t.luns) reports.push(await prepareLun(config.stateDir, t.name, l, opts));
+  return reports;
 }

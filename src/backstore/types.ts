@@ -42,6 +42,11 @@ export interface Backstore {
    * Optional: a backstore without it has no allocation map to report (everything is mapped).
    */
   mapping?(offset: number, length: number, maxExtents?: number): Promise<MappingExtent[]>;
+  /**
+   * Set by the owner to hear of faults the backstore finds by itself, outside any command (a backing file that
+   * shrank under the LU, code 'ESHRUNK'). Optional: a backstore may never call it.
+   */
+  onFault?: (e: Error) => void;
   close(): Promise<void>;
 }
 

@@ -11,8 +11,31 @@ import {
 } from '../config/schema';
 import { startTarget } from '../portal/portal';
 import { log } from '../util/log';
+import { prepareBackingFiles } from '../backstore/prepare';
+
+/** `nodetgt provision`: one line per LU, exit status 0 when every LU is ready. */
+function provision(config: Config): void {
+  prepareBackingFiles(config, { reprovision: true }).then(
+    (reports) => {
+      for (const r of reports)
+        process.stdout.write(
+          `${r.target} LUN ${r.lun}: ${r.state}${r.serial ? ` serial ${r.serial}` : ''}\n`,
+        );
+    },
+    (e: Error) => {
+      process.stderr.write(`nodetgt: ${e.message}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
 
 const USAGE = `usage: nodetgt serve [options]
+       nodetgt provision [options]
+
+  serve                 start the target
+  provision             provision the configured LUs and exit: create missing backing files, each with a new
+                        identity, also for a LU whose file disappeared (which serve leaves offline), and print
+                        each LU's state and serial
 
   --config FILE         JSON configuration file (see README); flags below override it
   --portal HOST:PORT    listen address (repeatable; default 0.0.0.0:3260)
@@ -21,6 +44,8 @@ const USAGE = `usage: nodetgt serve [options]
                         (repeatable; LUN numbers 0, 1, ... in order; PATH 'null' with a SIZE = null backstore)
   --workers N           worker threads (default: number of cores)
   --metrics HOST:PORT   Prometheus endpoint (default: none)
+  --state-dir DIR       where the LUs' provisioning records (their identity) are kept
+                        (default: .nodetgt beside the config file, or in the current directory)
   -h, --help            this text
 `;
 
@@ -33,6 +58,7 @@ export interface ServeArgs {
   luns: string[];
   workers?: number;
   metrics?: string;
+  stateDir?: string;
 }
 
 export function parseServeArgs(argv: string[]): ServeArgs {
@@ -71,6 +97,9 @@ export function parseServeArgs(argv: string[]): ServeArgs {
       }
       case '--metrics':
         out.metrics = value();
+        break;
+      case '--state-dir':
+        out.stateDir = value();
         break;
       default:
         throw new UsageError(`unknown option '${a}'`);
@@ -116,6 +145,7 @@ export function buildConfig(args: ServeArgs, cwd = process.cwd()): Config {
   }
   if (args.workers !== undefined) raw.workers = args.workers;
   if (args.metrics !== undefined) raw.metrics = args.metrics;
+  if (args.stateDir !== undefined) raw.stateDir = path.resolve(cwd, args.stateDir);
   if (args.target !== undefined || args.luns.length) {
     const targets = (raw.targets as Array<Record<string, unknown>>) ?? [];
     const first = { ...(targets[0] ?? { name: DEFAULT_TARGET_NAME, luns: [] }) };
@@ -139,7 +169,7 @@ export function main(argv: string[]): void {
     process.exitCode = cmd === undefined ? 2 : 0;
     return;
   }
-  if (cmd !== 'serve') {
+  if (cmd !== 'serve' && cmd !== 'provision') {
     process.stderr.write(`nodetgt: unknown command '${cmd}'\n${USAGE}`);
     process.exitCode = 2;
     return;
@@ -153,10 +183,20 @@ export function main(argv: string[]): void {
     process.exitCode = 2;
     return;
   }
+  if (cmd === 'provision') {
+    provision(config);
+    return;
+  }
   startTarget(config).then(
     (running) => {
       for (const t of config.targets)
-        log.info('target ready', { target: t.name, luns: t.luns.map((l) => l.lun).join(',') });
+        log.info('target ready', {
+          target: t.name,
+          luns: t.luns
+            .filter((l) => l.offline === undefined)
+            .map((l) => l.lun)
+            .join(','),
+        });
       let closing = false;
       const stop = (sig: string) => {
         if (closing) return;

@@ -15,6 +15,16 @@ export interface LunConfig {
   /** O_DIRECT: bypass the page cache. */
   direct: boolean;
   blockSize: 512 | 4096;
+  /** Unit serial number (VPD 80h) set by the operator; otherwise one is generated at provisioning. */
+  serial?: string;
+  /** NAA designator (VPD 83h) set by the operator, hex; otherwise one is generated at provisioning. */
+  naa?: string;
+  /** Index of this LU among all configured LUs (per-LU counters). */
+  slot: number;
+  /** The identity stored at provisioning (src/backstore/prepare.ts), filled in before workers start. */
+  identity?: { serial: string; naa: string };
+  /** Why the LU is not served (its backing file disappeared), filled in at start-up; absent when served. */
+  offline?: string;
 }
 
 export interface AclConfig {
@@ -51,9 +61,14 @@ export interface Config {
   nopInTimeout: number;
   /** CmdSN window granted per session (queue depth). */
   queueDepth: number;
+  /** Where the provisioning records of the LUs (their identity) are kept. */
+  stateDir: string;
 }
 
 export class ConfigError extends Error {}
+
+/** LUs over all targets (the per-LU counters have a row for each). */
+export const MAX_LUS = 4096;
 
 const IQN_RE = /^(iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[^\s]+)?|eui\.[0-9a-f]{16}|naa\.[0-9a-f]{16,32})$/i;
 
@@ -114,9 +129,21 @@ export function validateCidr(text: string): void {
   if (m[2] !== undefined && Number(m[2]) > max) throw new ConfigError(`invalid prefix length in '${text}'`);
 }
 
-export function normalizeLun(raw: unknown, where: string, baseDir: string): LunConfig {
+const SERIAL_RE = /^[\x21-\x7e]{1,20}$/;
+// NAA 3h (locally assigned) and 5h (IEEE registered): 8 bytes; 6h (IEEE registered extended): 16 bytes.
+const NAA_RE = /^([35][0-9a-f]{15}|6[0-9a-f]{31})$/i;
+
+export function normalizeLun(raw: unknown, where: string, baseDir: string, slot = 0): LunConfig {
   const o = asObject(raw, where);
-  checkKeys(o, ['lun', 'backstore', 'path', 'size', 'readOnly', 'direct', 'blockSize'], where);
+  checkKeys(
+    o,
+    ['lun', 'backstore', 'path', 'size', 'readOnly', 'direct', 'blockSize', 'serial', 'naa'],
+    where,
+  );
+  if (o.serial !== undefined && (typeof o.serial !== 'string' || !SERIAL_RE.test(o.serial)))
+    fail(where, "'serial' must be 1 to 20 printable ASCII characters without spaces");
+  if (o.naa !== undefined && (typeof o.naa !== 'string' || !NAA_RE.test(o.naa)))
+    fail(where, "'naa' must be 16 hex digits starting with 3 or 5, or 32 starting with 6");
   const lun = optInt(o, 'lun', -1, 0, 16383, where);
   if (lun < 0) fail(where, "'lun' is required");
   const backstore = o.backstore ?? 'file';
@@ -149,6 +176,9 @@ export function normalizeLun(raw: unknown, where: string, baseDir: string): LunC
     readOnly: optBool(o, 'readOnly', where),
     direct: optBool(o, 'direct', where),
     blockSize,
+    serial: o.serial as string | undefined,
+    naa: (o.naa as string | undefined)?.toLowerCase(),
+    slot,
   };
 }
 
@@ -165,9 +195,13 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
       'nopInInterval',
       'nopInTimeout',
       'queueDepth',
+      'stateDir',
     ],
     'config',
   );
+  if (o.stateDir !== undefined && (typeof o.stateDir !== 'string' || o.stateDir === ''))
+    fail('config', "'stateDir' must be a directory path");
+  let slots = 0;
   const portals = strList(o.portals ?? ['0.0.0.0:3260'], 'config.portals').map((p) => parsePortal(p));
   if (portals.length === 0) fail('config.portals', 'at least one portal is required');
   if (!Array.isArray(o.targets) || o.targets.length === 0)
@@ -184,7 +218,7 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
     names.add(name);
     if (to.alias !== undefined && typeof to.alias !== 'string') fail(where, "'alias' must be a string");
     if (!Array.isArray(to.luns)) fail(where, "'luns' must be a list");
-    const luns = to.luns.map((l, j) => normalizeLun(l, `${where}.luns[${j}]`, baseDir));
+    const luns = to.luns.map((l, j) => normalizeLun(l, `${where}.luns[${j}]`, baseDir, slots++));
     const seen = new Set<number>();
     for (const l of luns) {
       if (seen.has(l.lun)) fail(where, `duplicate LUN ${l.lun}`);
@@ -204,6 +238,7 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
       },
     };
   });
+  if (slots > MAX_LUS) fail('config.targets', `at most ${MAX_LUS} LUs in all, not ${slots}`);
   return {
     portals,
     workers: optInt(o, 'workers', 0, 0, 256, 'config'),
@@ -213,6 +248,7 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
     nopInInterval: optInt(o, 'nopInInterval', 10, 0, 3600, 'config'),
     nopInTimeout: optInt(o, 'nopInTimeout', 30, 1, 3600, 'config'),
     queueDepth: optInt(o, 'queueDepth', 128, 1, 4096, 'config'),
+    stateDir: path.resolve(baseDir, (o.stateDir as string | undefined) ?? '.nodetgt'),
   };
 }
 

@@ -3,6 +3,8 @@
  * and increments plain slots (single writer, no messages); the portal thread sums the rows at scrape time.
  * Names follow the iSCSI-MIB (RFC 7147) where it has one.
  */
+import { MAX_LUS } from '../config/schema';
+
 export const COUNTERS = [
   // iscsiTgtLoginStatsTable
   'tgtLoginAccepts',
@@ -46,13 +48,59 @@ export const MAX_ROWS = 257; // row 0: the portal thread; rows 1..256: workers
 export interface CounterShared {
   values: SharedArrayBuffer;
   claims: SharedArrayBuffer;
+  /** Per logical unit fault counters (LU_FAULTS), one row per LU slot, added to with Atomics by any thread. */
+  lu: SharedArrayBuffer;
 }
+
+/**
+ * Faults of a logical unit's backing store, counted per LU. They are rare, so every thread adds to one shared
+ * row per LU with Atomics instead of keeping a row per thread.
+ * - readErrors, writeErrors, flushErrors, unmapErrors: the backstore failed that operation (EIO and the like);
+ * - noSpace: a write or allocation failed with ENOSPC;
+ * - shrunk: 1 once the backing file was found smaller than the LU's capacity (a gauge, not a count).
+ */
+export const LU_FAULTS = [
+  'readErrors',
+  'writeErrors',
+  'flushErrors',
+  'unmapErrors',
+  'noSpace',
+  'shrunk',
+] as const;
+export type LuFault = (typeof LU_FAULTS)[number];
+/** LU slots: config.targets[].luns[].slot numbers the LUs from 0. */
+export const MAX_LU_SLOTS = MAX_LUS;
 
 export function createCounterShared(): CounterShared {
   return {
     values: new SharedArrayBuffer(MAX_ROWS * COUNTERS.length * 8),
     claims: new SharedArrayBuffer(MAX_ROWS * 4),
+    lu: new SharedArrayBuffer(MAX_LU_SLOTS * LU_FAULTS.length * 8),
   };
+}
+
+/** One LU's fault counters. */
+export class LuFaultCounters {
+  private readonly v: BigInt64Array;
+  constructor(shared: CounterShared, slot: number) {
+    if (!Number.isInteger(slot) || slot < 0 || slot >= MAX_LU_SLOTS) throw new RangeError(`LU slot ${slot}`);
+    this.v = new BigInt64Array(shared.lu, slot * LU_FAULTS.length * 8, LU_FAULTS.length);
+  }
+  inc(fault: LuFault): void {
+    Atomics.add(this.v, LU_FAULTS.indexOf(fault), 1n);
+  }
+  set(fault: LuFault, value: number): void {
+    Atomics.store(this.v, LU_FAULTS.indexOf(fault), BigInt(value));
+  }
+  get(fault: LuFault): number {
+    return Number(Atomics.load(this.v, LU_FAULTS.indexOf(fault)));
+  }
+}
+
+/** The fault counters of one LU slot, by name. */
+export function readLuFaults(shared: CounterShared, slot: number): Record<LuFault, number> {
+  const c = new LuFaultCounters(shared, slot);
+  return Object.fromEntries(LU_FAULTS.map((f) => [f, c.get(f)])) as Record<LuFault, number>;
 }
 
 /** One thread's row of counters. */

@@ -1,7 +1,16 @@
 /** Prometheus exposition of the shared counters, summed over the portal thread and every worker at scrape time. */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { COUNTERS, readCounters, type CounterName, type CounterShared } from './counters';
+import type { Config } from '../config/schema';
+import {
+  COUNTERS,
+  LU_FAULTS,
+  readCounters,
+  readLuFaults,
+  type CounterName,
+  type CounterShared,
+  type LuFault,
+} from './counters';
 
 const HELP: Record<CounterName, [string, 'counter' | 'gauge']> = {
   tgtLoginAccepts: ['Logins accepted (iscsiTgtLoginAccepts)', 'counter'],
@@ -31,11 +40,47 @@ const HELP: Record<CounterName, [string, 'counter' | 'gauge']> = {
   nopInPings: ['NOP-In pings sent on idle connections', 'counter'],
 };
 
+const LU_HELP: Record<LuFault, [string, string, 'counter' | 'gauge']> = {
+  readErrors: ['nodetgt_lu_read_errors_total', 'Backstore read errors per LU', 'counter'],
+  writeErrors: [
+    'nodetgt_lu_write_errors_total',
+    'Backstore write errors per LU (ENOSPC excluded)',
+    'counter',
+  ],
+  flushErrors: ['nodetgt_lu_flush_errors_total', 'Backstore flush (fdatasync) errors per LU', 'counter'],
+  unmapErrors: ['nodetgt_lu_unmap_errors_total', 'Backstore unmap (punch hole) errors per LU', 'counter'],
+  noSpace: [
+    'nodetgt_lu_no_space_errors_total',
+    'Writes refused for lack of space (ENOSPC) per LU',
+    'counter',
+  ],
+  shrunk: ['nodetgt_lu_backing_shrunk', '1 once the backing file was found smaller than the LU', 'gauge'],
+};
+
+function luLines(shared: CounterShared, config: Config): string[] {
+  const lines: string[] = [
+    '# HELP nodetgt_lu_offline 1 for a configured LU that is not served (its backing file disappeared)',
+    '# TYPE nodetgt_lu_offline gauge',
+  ];
+  const lus = config.targets.flatMap((t) =>
+    t.luns.map((l) => ({ l, labels: `target="${t.name}",lun="${l.lun}"` })),
+  );
+  for (const { l, labels } of lus)
+    lines.push(`nodetgt_lu_offline{${labels}} ${l.offline === undefined ? 0 : 1}`);
+  const values = lus.map(({ l }) => readLuFaults(shared, l.slot));
+  for (const f of LU_FAULTS) {
+    const [metric, help, type] = LU_HELP[f];
+    lines.push(`# HELP ${metric} ${help}`, `# TYPE ${metric} ${type}`);
+    lus.forEach(({ labels }, i) => lines.push(`${metric}{${labels}} ${values[i][f]}`));
+  }
+  return lines;
+}
+
 function snake(name: string): string {
   return name.replace('PDUs', 'Pdus').replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
 }
 
-export function renderMetrics(shared: CounterShared): string {
+export function renderMetrics(shared: CounterShared, config?: Config): string {
   const { total, rows } = readCounters(shared);
   const lines: string[] = [];
   for (const n of COUNTERS) {
@@ -48,18 +93,20 @@ export function renderMetrics(shared: CounterShared): string {
   );
   for (const r of rows)
     if (r.row > 0) lines.push(`nodetgt_worker_connections{thread="${r.threadId}"} ${r.values.cxnActive}`);
+  if (config) lines.push(...luLines(shared, config));
   return lines.join('\n') + '\n';
 }
 
 export function startMetricsServer(
   shared: CounterShared,
+  config: Config,
   host: string,
   port: number,
 ): Promise<{ server: http.Server; port: number }> {
   const server = http.createServer((req, res) => {
     if (req.url === '/metrics' || req.url?.startsWith('/metrics?')) {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      res.end(renderMetrics(shared));
+      res.end(renderMetrics(shared, config));
     } else {
       res.writeHead(404).end('not found\n');
     }

@@ -53,7 +53,11 @@ function listen(server: net.Server, p: PortalConfig): Promise<net.AddressInfo> {
 }
 
 export async function startTarget(config: Config): Promise<RunningTarget> {
-  await prepareBackingFiles(config);
+  for (const r of await prepareBackingFiles(config)) {
+    if (r.state === 'offline') log.error('LU offline', { target: r.target, lun: r.lun, reason: r.reason });
+    else if (r.state !== 'ready')
+      log.info(`LU ${r.state}`, { target: r.target, lun: r.lun, serial: r.serial });
+  }
   const counters = createCounterShared();
   const portalRow = new CounterRow(counters, 0);
   const routing: RoutingShared = createRoutingShared();
@@ -159,10 +163,12 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     throw e;
   }
   const metricsServer = config.metrics
-    ? await startMetricsServer(counters, config.metrics.host, config.metrics.port).catch((e: Error) => {
-        for (const s of servers) s.close();
-        throw e;
-      })
+    ? await startMetricsServer(counters, config, config.metrics.host, config.metrics.port).catch(
+        (e: Error) => {
+          for (const s of servers) s.close();
+          throw e;
+        },
+      )
     : null;
   if (metricsServer)
     log.info('metrics listening', { address: `${config.metrics!.host}:${metricsServer.port}` });

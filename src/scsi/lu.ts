@@ -2,17 +2,18 @@
  * A logical unit: a backstore plus the identity and the state the device server keeps for it
  * (software write protect, prevent-removal per I_T nexus, pending unit attentions per I_T nexus).
  */
-import { createHash } from 'node:crypto';
 import type { Backstore } from '../backstore/types';
+import type { LuFaultCounters } from '../metrics/counters';
+import { log } from '../util/log';
 import { type Asc, AscQ } from './constants';
 import { BufferPool } from './bufpool';
 
 export interface LuIdentity {
   targetName: string;
   lun: number;
-  /** Unit serial number (VPD 80h): 16 upper-case hex digits, stable for the same inputs. */
+  /** Unit serial number (VPD 80h): generated as 16 upper-case hex digits, or the operator's. */
   serial: string;
-  /** NAA designator for VPD 83h; makeIdentity produces the 8-byte NAA 3h (locally assigned) format. */
+  /** NAA designator for VPD 83h: 8 bytes (NAA 3h or 5h) or 16 (NAA 6h). */
   naa: Buffer;
   vendor: string;
   product: string;
@@ -24,20 +25,26 @@ export const PRODUCT = 'NODETGT-DISK';
 export const REVISION = '0001';
 
 /**
- * Deterministic identity: the same (target, LUN, backing path) gives the same serial and NAA across restarts.
+ * The identity of a provisioned LU (its provisioning record, src/backstore/prepare.ts): never derived from a path,
+ * so that a blank disk made later at the same path is not taken for the old one.
  *
- * NAA format: nodetgt owns no IEEE company_id, so the IEEE Registered (5h) and Registered Extended (6h)
- * formats, which embed one, are not ours to use. SPC-4 defines NAA 3h "Locally Assigned" for exactly this
- * case: 4 bits NAA = 3h followed by a 60-bit value chosen by the local administrator. The value is the first
- * 60 bits of SHA-256(target name, LUN, backing path); since the target IQN is itself globally unique, two
- * LUs in one SAN collide only with a 2^-60-scale probability.
+ * NAA format: nodetgt owns no IEEE company_id, so generated designators use NAA 3h "Locally Assigned" (SPC-4):
+ * 4 bits NAA = 3h followed by 60 random bits. An operator may set 5h or 6h designators of their own.
  */
-export function makeIdentity(targetName: string, lun: number, backingPath: string): LuIdentity {
-  const h = createHash('sha256').update(`${targetName}\0${lun}\0${backingPath}`).digest();
-  const naa = Buffer.from(h.subarray(0, 8));
-  naa[0] = 0x30 | (naa[0] & 0x0f);
-  const serial = h.subarray(8, 16).toString('hex').toUpperCase();
-  return { targetName, lun, serial, naa, vendor: VENDOR, product: PRODUCT, revision: REVISION };
+export function identityOf(
+  targetName: string,
+  lun: number,
+  stored: { serial: string; naa: string },
+): LuIdentity {
+  return {
+    targetName,
+    lun,
+    serial: stored.serial,
+    naa: Buffer.from(stored.naa, 'hex'),
+    vendor: VENDOR,
+    product: PRODUCT,
+    revision: REVISION,
+  };
 }
 
 export interface LogicalUnitOptions {
@@ -60,7 +67,15 @@ export interface LogicalUnitOptions {
   relativeTargetPort?: number;
   /** Where Data-In buffers come from (shared per worker). */
   pool?: BufferPool;
+  /** This LU's fault counters (metrics); none in unit tests. */
+  faults?: LuFaultCounters;
 }
+
+/** The backstore operation behind a fault. */
+export type IoOp = 'read' | 'write' | 'flush' | 'unmap';
+
+/** At most one log line per LU and kind of fault in this interval; the others are counted as suppressed. */
+const FAULT_LOG_INTERVAL_MS = 10_000;
 
 export interface LuLimits {
   maxTransferBlocks: number;
@@ -85,6 +100,8 @@ export class LogicalUnit {
   softwareWriteProtect = false;
   private readonly preventing = new Set<string>();
   private readonly pendingUa = new Map<string, Asc[]>();
+  private readonly faults?: LuFaultCounters;
+  private readonly faultLog = new Map<string, { last: number; suppressed: number }>();
 
   constructor(
     readonly backstore: Backstore,
@@ -108,6 +125,36 @@ export class LogicalUnit {
       relativeTargetPort: opts.relativeTargetPort ?? 1,
     };
     this.pool = opts.pool ?? sharedPool;
+    this.faults = opts.faults;
+    backstore.onFault = (e) => this.ioFault(null, e);
+  }
+
+  /**
+   * A backstore operation failed (op), or the backstore found a fault by itself (op null): count it for this LU
+   * and log it, rate-limited per kind. ENOSPC counts as noSpace instead of an error of the operation; a backing
+   * file that shrank ('ESHRUNK') also sets the shrunk gauge.
+   */
+  ioFault(op: IoOp | null, e: unknown): void {
+    const code = (e as { code?: unknown } | null)?.code;
+    const kind = code === 'ENOSPC' ? 'noSpace' : code === 'ESHRUNK' ? 'shrunk' : (op ?? 'read');
+    if (kind === 'noSpace') this.faults?.inc('noSpace');
+    else if (op !== null) this.faults?.inc(`${op}Errors`);
+    if (kind === 'shrunk') this.faults?.set('shrunk', 1);
+    const now = Date.now();
+    const seen = this.faultLog.get(kind);
+    if (seen && now - seen.last < FAULT_LOG_INTERVAL_MS) {
+      seen.suppressed++;
+      return;
+    }
+    const fields: Record<string, unknown> = {
+      target: this.identity.targetName,
+      lun: this.identity.lun,
+      op: op ?? 'size check',
+      error: e instanceof Error ? e.message : String(e),
+    };
+    if (seen && seen.suppressed > 0) fields.suppressed = seen.suppressed;
+    this.faultLog.set(kind, { last: now, suppressed: 0 });
+    log.error(kind === 'shrunk' ? 'backing file shrank under the LU' : 'backstore I/O error', fields);
   }
 
   /** Writes are refused: the backstore is read-only or SWP is set. */

@@ -20,7 +20,7 @@ import {
   writeU64,
 } from './cdb';
 import type { MappingExtent } from '../backstore/types';
-import type { LogicalUnit } from './lu';
+import type { IoOp, LogicalUnit } from './lu';
 import {
   ScsiError,
   invalidFieldInCdb,
@@ -38,8 +38,11 @@ const CHUNK_BYTES = 1024 * 1024;
 
 // ---- backstore calls with SCSI error mapping ---------------------------------------------------------
 
-function ioError(e: unknown, write: boolean, lba: number): ScsiError {
+/** A backstore failure as the sense it ends in; every one is counted and logged by the LU. */
+function ioError(lu: LogicalUnit, op: IoOp, e: unknown, lba: number): ScsiError {
   if (e instanceof ScsiError) return e;
+  lu.ioFault(op, e);
+  const write = op !== 'read';
   const code = (e as { code?: unknown } | null)?.code;
   if (write && code === 'ENOSPC') {
     return new ScsiError(SenseKey.DATA_PROTECT, AscQ.SPACE_ALLOCATION_FAILED_WRITE_PROTECT);
@@ -53,7 +56,7 @@ async function readMedium(lu: LogicalUnit, lba: number, into: Buffer): Promise<v
   try {
     await lu.backstore.read(lba * lu.blockSize, into);
   } catch (e) {
-    throw ioError(e, false, lba);
+    throw ioError(lu, 'read', e, lba);
   }
 }
 
@@ -66,7 +69,7 @@ async function writeMedium(
   try {
     await lu.backstore.write(lba * lu.blockSize, data, fua);
   } catch (e) {
-    throw ioError(e, true, lba);
+    throw ioError(lu, 'write', e, lba);
   }
 }
 
@@ -262,7 +265,7 @@ export async function synchronizeCache(ctx: CommandContext): Promise<ScsiResult>
   try {
     await lu.backstore.flush();
   } catch (e) {
-    throw ioError(e, true, lba);
+    throw ioError(lu, 'flush', e, lba);
   }
   return GOOD;
 }
@@ -286,7 +289,7 @@ export async function writeSame(ctx: CommandContext): Promise<ScsiResult> {
     try {
       await lu.backstore.unmap(lba * bs, blocks * bs);
     } catch (e) {
-      throw ioError(e, true, lba);
+      throw ioError(lu, 'unmap', e, lba);
     }
     return GOOD;
   }
@@ -332,7 +335,7 @@ export async function unmap(ctx: CommandContext): Promise<ScsiResult> {
     try {
       await lu.backstore.unmap(start * bs, n * bs);
     } catch (e) {
-      throw ioError(e, true, start);
+      throw ioError(lu, 'unmap', e, start);
     }
   }
   return GOOD;
@@ -378,7 +381,7 @@ export async function getLbaStatus(ctx: CommandContext): Promise<ScsiResult> {
       ? await lu.backstore.mapping(offset, length, want)
       : [{ offset, length, mapped: true }]; // no map: every block mapped or unknown (0h)
   } catch (e) {
-    throw ioError(e, false, lba);
+    throw ioError(lu, 'read', e, lba);
   }
   const descriptors: Buffer[] = [];
   let next = lba;

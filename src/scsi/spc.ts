@@ -74,7 +74,8 @@ export async function startStopUnit(ctx: CommandContext): Promise<ScsiResult> {
   if (!start && !noFlush) {
     try {
       await lu.backstore.flush();
-    } catch {
+    } catch (e) {
+      lu.ioFault('flush', e);
       return {
         status: Status.CHECK_CONDITION,
         sense: fixedSense(SenseKey.MEDIUM_ERROR, AscQ.WRITE_ERROR),

@@ -6,14 +6,19 @@ import type { Config, LunConfig, TargetConfig } from '../config/schema';
 import type { Backstore } from '../backstore/types';
 import { openFileBackstore } from '../backstore/file';
 import { openNullBackstore } from '../backstore/null';
-import { LogicalUnit, makeIdentity } from '../scsi/lu';
+import { LogicalUnit, identityOf } from '../scsi/lu';
 import { ScsiDispatcher } from '../scsi/dispatcher';
 import { aclAllows } from '../portal/acl';
+import { LuFaultCounters, type CounterShared } from '../metrics/counters';
+import { log } from '../util/log';
 
 export class TargetNode {
   /** Set by open(): the target's SCSI dispatcher over its LUNs in this thread. */
   scsi: ScsiDispatcher | null = null;
-  constructor(public config: TargetConfig) {}
+  constructor(
+    public config: TargetConfig,
+    private readonly counters?: CounterShared,
+  ) {}
 
   get name(): string {
     return this.config.name;
@@ -25,36 +30,44 @@ export class TargetNode {
 
   /** Open the LUNs in this thread (each worker has its own descriptors and io_uring ring). */
   async open(): Promise<void> {
-    this.scsi = new ScsiDispatcher(await openLuns(this.config));
+    this.scsi = new ScsiDispatcher(await openLuns(this.config, this.counters));
   }
 }
 
+// A file is opened as it is: creating it is provisioning's work (src/backstore/prepare.ts), done once at
+// start-up, so that a file gone since is never re-created blank here.
 async function openBackstore(l: LunConfig): Promise<Backstore> {
   if (l.backstore === 'null') return openNullBackstore({ size: l.size!, blockSize: l.blockSize });
   return openFileBackstore({ path: l.path, readOnly: l.readOnly, direct: l.direct, blockSize: l.blockSize });
 }
 
-async function openLuns(t: TargetConfig): Promise<Map<number, LogicalUnit>> {
+/** The LUs of a target that can be served; one that cannot is logged by name and left out, the others serve. */
+async function openLuns(t: TargetConfig, counters?: CounterShared): Promise<Map<number, LogicalUnit>> {
   const luns = new Map<number, LogicalUnit>();
-  try {
-    for (const l of t.luns) {
-      const bs = await openBackstore(l);
-      luns.set(
-        l.lun,
-        new LogicalUnit(bs, makeIdentity(t.name, l.lun, l.backstore === 'null' ? 'null' : l.path)),
-      );
+  for (const l of t.luns) {
+    if (l.offline !== undefined) continue; // reported once by the portal at start-up
+    if (l.identity === undefined) throw new Error(`target ${t.name} LUN ${l.lun} was not provisioned`);
+    let bs: Backstore;
+    try {
+      bs = await openBackstore(l);
+    } catch (e) {
+      log.error('LU offline: cannot open its backing store', {
+        target: t.name,
+        lun: l.lun,
+        error: (e as Error).message,
+      });
+      continue;
     }
-  } catch (e) {
-    await Promise.all([...luns.values()].map((lu) => lu.backstore.close().catch(() => undefined)));
-    throw e;
+    const faults = counters ? new LuFaultCounters(counters, l.slot) : undefined;
+    luns.set(l.lun, new LogicalUnit(bs, identityOf(t.name, l.lun, l.identity), { faults }));
   }
   return luns;
 }
 
 export class TargetRegistry {
   private readonly nodes = new Map<string, TargetNode>();
-  constructor(config: Config) {
-    for (const t of config.targets) this.nodes.set(t.name, new TargetNode(t));
+  constructor(config: Config, counters?: CounterShared) {
+    for (const t of config.targets) this.nodes.set(t.name, new TargetNode(t, counters));
   }
   get(name: string): TargetNode | undefined {
     return this.nodes.get(name.toLowerCase());

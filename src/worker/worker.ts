@@ -38,7 +38,7 @@ class SlabReader {
 
 async function init(): Promise<(task: WorkerTask) => Promise<number>> {
   const data = workerData as WorkerInit;
-  const targets = new TargetRegistry(data.config);
+  const targets = new TargetRegistry(data.config, data.counters);
   await targets.openAll();
   const ctx = new WorkerContext(
     data.config,

@@ -6,7 +6,17 @@ import type { Backstore } from '../src/backstore/types';
 import { ScsiDispatcher, type ScsiResult } from '../src/scsi/dispatcher';
 import { LogicalUnit } from '../src/scsi/lu';
 import { MAX_LBA_STATUS_DESCRIPTORS } from '../src/scsi/sbc';
-import { ILLEGAL, TARGET, cdb16, fieldPointer, fixture, good, sense, testIdentity, type Fixture } from './scsi-helpers';
+import {
+  ILLEGAL,
+  TARGET,
+  cdb16,
+  fieldPointer,
+  fixture,
+  good,
+  sense,
+  testIdentity,
+  type Fixture,
+} from './scsi-helpers';
 
 const BS = 512;
 const BLOCKS = 1024;

@@ -63,6 +63,24 @@ export interface Config {
   queueDepth: number;
   /** Where the provisioning records of the LUs (their identity) are kept. */
   stateDir: string;
+  /** Admission limits and timeouts that bound what one client can hold. */
+  limits: LimitsConfig;
+}
+
+/** See normalizeLimits for the defaults and why. */
+export interface LimitsConfig {
+  /** Connections at once, logged in or not. */
+  maxConnections: number;
+  /** Connections that have not finished logging in, from all addresses. */
+  maxPendingLogins: number;
+  /** Connections that have not finished logging in, from one source address. */
+  maxPendingLoginsPerAddress: number;
+  /** Seconds from accept to the end of the login phase. */
+  loginTimeout: number;
+  /** Seconds a PDU may stay partly received before the connection is dropped. */
+  partialPduTimeout: number;
+  /** Descriptors kept free: a connection accepted into the last ones (by RLIMIT_NOFILE) is closed. */
+  fdHeadroom: number;
 }
 
 export class ConfigError extends Error {}
@@ -196,6 +214,7 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
       'nopInTimeout',
       'queueDepth',
       'stateDir',
+      'limits',
     ],
     'config',
   );
@@ -249,6 +268,54 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
     nopInTimeout: optInt(o, 'nopInTimeout', 30, 1, 3600, 'config'),
     queueDepth: optInt(o, 'queueDepth', 128, 1, 4096, 'config'),
     stateDir: path.resolve(baseDir, (o.stateDir as string | undefined) ?? '.nodetgt'),
+    limits: normalizeLimits(o.limits),
+  };
+}
+
+/**
+ * Defaults:
+ * - 1024 connections: each costs one descriptor and a 4 MiB read slab; far above what a SAN node serves
+ *   (a few sessions per host, a few paths each), far below the descriptor limit Node raises itself to.
+ * - 64 pending logins: a real login takes milliseconds, so 64 at once covers every host of a rack logging
+ *   in together after a target restart (the rest retry); idle connections can hold only 64 descriptors.
+ * - 8 per address: a host with 4 paths to 2 targets logs in 8 connections at once; one address cannot
+ *   take the whole pending budget.
+ * - 15 s login: open-iscsi gives up on a login after 15 s itself.
+ * - 30 s partial PDU: the largest PDU (16 MiB) at 10 Mbit/s takes 13 s; a slower sender is not honest.
+ * - 32 descriptors of headroom: what a replacement worker (event loop, io_uring ring, LUN files), a metrics
+ *   scrape and the log need, so that running out of descriptors stays a refusal and never a failure.
+ */
+function normalizeLimits(raw: unknown): LimitsConfig {
+  const where = 'config.limits';
+  const o = raw === undefined ? {} : asObject(raw, where);
+  checkKeys(
+    o,
+    [
+      'maxConnections',
+      'maxPendingLogins',
+      'maxPendingLoginsPerAddress',
+      'loginTimeout',
+      'partialPduTimeout',
+      'fdHeadroom',
+    ],
+    where,
+  );
+  const maxConnections = optInt(o, 'maxConnections', 1024, 1, 1 << 20, where);
+  const maxPendingLogins = optInt(o, 'maxPendingLogins', Math.min(64, maxConnections), 1, 1 << 20, where);
+  return {
+    maxConnections,
+    maxPendingLogins,
+    maxPendingLoginsPerAddress: optInt(
+      o,
+      'maxPendingLoginsPerAddress',
+      Math.min(8, maxPendingLogins),
+      1,
+      1 << 20,
+      where,
+    ),
+    loginTimeout: optInt(o, 'loginTimeout', 15, 1, 3600, where),
+    partialPduTimeout: optInt(o, 'partialPduTimeout', 30, 1, 3600, where),
+    fdHeadroom: optInt(o, 'fdHeadroom', 32, 0, 1 << 20, where),
   };
 }
 

@@ -36,6 +36,11 @@ export const COUNTERS = [
   'scsiWriteBytes',
   'scsiCheckConditions',
   'nopInPings',
+  // admission and containment (issue 7)
+  'cxnRefused',
+  'fdExhausted',
+  'partialPduTimeouts',
+  'workerDeaths',
 ] as const;
 
 export type CounterName = (typeof COUNTERS)[number];
@@ -129,6 +134,31 @@ export function claimRow(shared: CounterShared, threadId: number): CounterRow {
     }
   }
   throw new Error('no free counter row');
+}
+
+/**
+ * Give back the row of a worker thread that is gone: its totals are added to `heir` (so sums never go
+ * backwards), its gauges are dropped (what they counted is gone with the thread), and the row is freed.
+ * Only call this once the thread has exited: a row has a single writer.
+ */
+export function releaseRow(
+  shared: CounterShared,
+  threadId: number,
+  heir: CounterRow,
+  gauges: ReadonlySet<CounterName>,
+): number {
+  const claims = new Int32Array(shared.claims);
+  for (let i = 1; i < MAX_ROWS; i++) {
+    if (Atomics.load(claims, i) !== threadId) continue;
+    const row = new CounterRow(shared, i);
+    COUNTERS.forEach((n, k) => {
+      if (!gauges.has(n)) heir.inc(n, row.v[k]);
+    });
+    row.v.fill(0);
+    Atomics.store(claims, i, 0);
+    return i;
+  }
+  return 0;
 }
 
 /** Sum of every row, and per-row values for rows in use. */

@@ -38,6 +38,10 @@ const HELP: Record<CounterName, [string, 'counter' | 'gauge']> = {
   scsiWriteBytes: ['Bytes written by initiators', 'counter'],
   scsiCheckConditions: ['SCSI commands that ended in CHECK CONDITION', 'counter'],
   nopInPings: ['NOP-In pings sent on idle connections', 'counter'],
+  cxnRefused: ['Connections refused at accept (admission limits, descriptors low)', 'counter'],
+  fdExhausted: ['Times the process ran out of file descriptors (EMFILE/ENFILE)', 'counter'],
+  partialPduTimeouts: ['Connections dropped for holding a partial PDU past the timeout', 'counter'],
+  workerDeaths: ['Worker threads that died and were replaced', 'counter'],
 };
 
 const LU_HELP: Record<LuFault, [string, string, 'counter' | 'gauge']> = {
@@ -75,6 +79,8 @@ function luLines(shared: CounterShared, config: Config): string[] {
   }
   return lines;
 }
+/** Counters that are levels, not totals (they die with the thread that kept them). */
+export const GAUGES: ReadonlySet<CounterName> = new Set(COUNTERS.filter((n) => HELP[n][1] === 'gauge'));
 
 function snake(name: string): string {
   return name.replace('PDUs', 'Pdus').replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());

@@ -65,6 +65,11 @@ export class PduParser {
   maxDataSegmentLength: number;
   /** Data-segment bytes copied because a segment spanned reads (everything else is delivered as slices). */
   copiedBytes = 0;
+  /**
+   * PDUs ended so far (delivered or skipped). With `idle`, this lets a caller that owns a clock tell how
+   * long the PDU in progress has been partial: a new one began whenever this changed.
+   */
+  pduBoundaries = 0;
   private readonly retain: boolean;
   private parts: Buffer[] = [];
 
@@ -356,7 +361,10 @@ export class PduParser {
           const n = Math.min(avail, this.skip);
           pos += n;
           this.skip -= n;
-          if (this.skip === 0) this.state = S_BHS;
+          if (this.skip === 0) {
+            this.state = S_BHS;
+            this.pduBoundaries++;
+          }
           break;
         }
         default:
@@ -421,6 +429,7 @@ export class PduParser {
 
   /** Back to waiting for a BHS, before any callback runs (callbacks may re-enter). */
   private resetPdu(): void {
+    this.pduBoundaries++;
     this.bhs = this.ahs = this.data = null;
     this.bhsView = this.ahsView = this.dataView = false;
     this.fill = 0;

@@ -3,8 +3,16 @@
  * that owns its session (TSIH, or InitiatorName+ISID for reinstatement), never more.
  */
 import type { Socket } from 'node:net';
-import { BHS_LENGTH, bhsDataSegmentLength, bhsOpcode, bhsTotalAhsLength } from '../pdu/pdu';
+import {
+  BHS_LENGTH,
+  bhsDataSegmentLength,
+  bhsOpcode,
+  bhsTotalAhsLength,
+  decodeLoginRequest,
+  type Pdu,
+} from '../pdu/pdu';
 import { Opcode } from '../pdu/opcodes';
+import { encodeLoginResponse } from '../pdu/serializer';
 
 /** A first login PDU larger than this is not a login: during login MaxRecvDataSegmentLength is 8192. */
 const MAX_FIRST_PDU = BHS_LENGTH + 255 * 4 + 65536;
@@ -15,6 +23,8 @@ export interface FirstLogin {
   initiatorName: string | null;
   isid: string;
   tsih: number;
+  /** Date.now() when the portal began to wait for this PDU (the login timeout runs from there). */
+  acceptedAt: number;
 }
 
 export class NotALoginError extends Error {}
@@ -42,6 +52,7 @@ export function firstPduLength(buf: Buffer): number {
 }
 
 export function readFirstLogin(socket: Socket, timeoutMs: number): Promise<FirstLogin> {
+  const acceptedAt = Date.now();
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let have = 0;
@@ -80,6 +91,7 @@ export function readFirstLogin(socket: Socket, timeoutMs: number): Promise<First
         initiatorName: findInitiatorName(buf.subarray(dataStart, dataStart + dsl)),
         isid: buf.toString('hex', 8, 14),
         tsih: buf.readUInt16BE(14),
+        acceptedAt,
       });
     };
     const timer = setTimeout(() => done(new NotALoginError('no login PDU within the timeout')), timeoutMs);
@@ -87,5 +99,35 @@ export function readFirstLogin(socket: Socket, timeoutMs: number): Promise<First
     socket.once('error', onEnd);
     socket.once('end', onEnd);
     socket.once('close', onEnd);
+  });
+}
+
+/** The final Login Response that refuses the login whose first PDU starts `bytes`, with `status`. */
+export function loginRefusal(bytes: Buffer, status: number): Buffer {
+  const bhs = bytes.subarray(0, BHS_LENGTH);
+  const pdu: Pdu = {
+    bhs,
+    ahs: null,
+    data: Buffer.alloc(0),
+    opcode: Opcode.LoginRequest,
+    immediate: true,
+    final: false,
+    itt: bhs.readUInt32BE(16),
+    dataLength: 0,
+  };
+  const req = decodeLoginRequest(pdu);
+  return encodeLoginResponse({
+    transit: false,
+    continue: false,
+    csg: req.csg,
+    nsg: 0,
+    isid: req.isid,
+    tsih: 0,
+    itt: req.itt,
+    statSN: req.expStatSN,
+    expCmdSN: req.cmdSN,
+    maxCmdSN: req.cmdSN,
+    statusClass: status >> 8,
+    statusDetail: status & 0xff,
   });
 }

@@ -8,16 +8,32 @@ import * as path from 'node:path';
 import { Piscina } from 'piscina';
 import type { PiscinaWorker } from 'piscina/dist/worker_pool';
 import type { Config, PortalConfig } from '../config/schema';
-import { createCounterShared, CounterRow, readCounters, type CounterShared } from '../metrics/counters';
+import {
+  createCounterShared,
+  CounterRow,
+  readCounters,
+  releaseRow,
+  type CounterShared,
+} from '../metrics/counters';
 import { log } from '../util/log';
 import { dup } from '../native';
-import { readFirstLogin } from './first-login';
+import { loginRefusal, readFirstLogin, type FirstLogin } from './first-login';
+import {
+  Admission,
+  createAdmissionShared,
+  FdReserve,
+  isFdExhaustion,
+  openFileLimit,
+  type Ticket,
+} from './admission';
+import { LoginStatus } from '../pdu/opcodes';
 import { createRoutingShared, TsihTable, type RoutingShared } from './routing';
 import { prepareBackingFiles } from '../backstore/prepare';
-import { startMetricsServer } from '../metrics/http';
-import type { ConnectionTask, RouteHint, WorkerInit } from '../worker/task';
+import { GAUGES, startMetricsServer } from '../metrics/http';
+import type { ConnectionTask, RouteHint, TestKillTask, WorkerInit, WorkerTask } from '../worker/task';
 
-const FIRST_LOGIN_TIMEOUT_MS = 15000;
+/** Descriptors held back for when the process runs out (see FdReserve). */
+const FD_RESERVE = 4;
 
 export interface RunningTarget {
   readonly config: Config;
@@ -28,6 +44,15 @@ export interface RunningTarget {
   /** Connections currently served, per worker threadId. */
   connectionsPerWorker(): Map<number, number>;
   workerThreadIds(): number[];
+  /** TSIHs held by a worker thread (0 once a dead worker's have been released). */
+  tsihsOwnedBy(threadId: number): number;
+  /** Connections admitted and not ended, and those of them still logging in. */
+  admitted(): { total: number; pending: number };
+  /**
+   * Test only: make a worker fail from inside (see TestKillTask). Does nothing unless the workers were
+   * started with NODETGT_TEST_HOOKS=1.
+   */
+  killWorkerForTest(threadId: number, how: TestKillTask['how']): void;
   close(): Promise<void>;
 }
 
@@ -66,7 +91,8 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
   // (InitiatorName, ISID) -> worker threadId, so reinstatement lands where the old session lives.
   const affinity = new Map<string, { threadId: number; conns: number }>();
   const connsPerWorker = new Map<number, number>();
-  const init: WorkerInit = { config, counters, routing };
+  const admissionShared = createAdmissionShared(config.limits);
+  const init: WorkerInit = { config, counters, routing, admission: admissionShared };
 
   const balancer = (task: { [k: symbol]: unknown }, workers: PiscinaWorker[]): PiscinaWorker | null => {
     const hint = task[Piscina.queueOptionsSymbol] as RouteHint | null;
@@ -97,51 +123,117 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
 
   const servers: net.Server[] = [];
   const addresses: net.AddressInfo[] = [];
-  const onConnection = (socket: net.Socket) => {
-    portalRow.inc('cxnAccepted');
-    socket.on('error', () => undefined);
-    if (!pool) {
+  const limits = config.limits;
+  const admission = new Admission(limits, admissionShared);
+  const reserve = new FdReserve(FD_RESERVE);
+  const fdLimit = openFileLimit();
+
+  /** Out of descriptors: give one back from the reserve so the process can go on, and count it. */
+  const fdExhausted = (where: string, peer: string, e: unknown) => {
+    reserve.release();
+    portalRow.inc('fdExhausted');
+    log.warn('out of file descriptors: connection refused', {
+      where,
+      peer,
+      error: (e as Error).message,
+      reserve: reserve.held,
+    });
+  };
+
+  const runTask = (task: WorkerTask, hint: RouteHint, ticket: Ticket | null) => {
+    (task as unknown as Record<symbol, unknown>)[Piscina.queueOptionsSymbol] = hint;
+    const finished = () => {
+      if (ticket) admission.end(ticket);
+      reserve.refill();
+      const n = (connsPerWorker.get(hint.chosen) ?? 1) - 1;
+      if (n <= 0) connsPerWorker.delete(hint.chosen);
+      else connsPerWorker.set(hint.chosen, n);
+      if (hint.key) {
+        const a = affinity.get(hint.key);
+        if (a && --a.conns <= 0) affinity.delete(hint.key);
+      }
+    };
+    pool!.run(task).then(finished, (err: Error) => {
+      finished();
+      if (!closing) log.error('connection task failed', { error: err.message });
+    });
+  };
+
+  const handOver = (socket: net.Socket, first: FirstLogin, ticket: Ticket) => {
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    // Node has no public way to take a socket's descriptor; _handle.fd is read-only use of a stable field.
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0) {
+      admission.end(ticket);
       socket.destroy();
       return;
     }
-    readFirstLogin(socket, FIRST_LOGIN_TIMEOUT_MS).then(
+    let workerFd: number;
+    try {
+      workerFd = dup(fd);
+    } catch (e) {
+      admission.end(ticket);
+      if (!isFdExhaustion(e)) throw e;
+      fdExhausted('dup', peer, e);
+      // The socket is open already: the initiator hears why before it closes.
+      socket.end(loginRefusal(first.bytes, LoginStatus.OutOfResources));
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
+    }
+    const task: ConnectionTask = {
+      kind: 'connection',
+      fd: workerFd,
+      initial: first.bytes,
+      remoteAddress: socket.remoteAddress ?? '',
+      remotePort: socket.remotePort ?? 0,
+      localAddress: socket.localAddress ?? '',
+      localPort: socket.localPort ?? 0,
+      ticket,
+      loginDeadline: first.acceptedAt + limits.loginTimeout * 1000,
+    };
+    socket.destroy();
+    let threadId = first.tsih ? tsihs.owner(first.tsih) : 0;
+    const key = first.initiatorName ? `${first.initiatorName}\0${first.isid}` : null;
+    if (!threadId && key) threadId = affinity.get(key)?.threadId ?? 0;
+    runTask(task, { threadId, key, chosen: 0 }, ticket);
+  };
+
+  const refuse = (socket: net.Socket, reason: string) => {
+    portalRow.inc('cxnRefused');
+    log.warn('connection refused', { peer: `${socket.remoteAddress}:${socket.remotePort}`, reason });
+    socket.destroy();
+  };
+
+  const onConnection = (socket: net.Socket) => {
+    portalRow.inc('cxnAccepted');
+    socket.on('error', () => undefined);
+    if (!pool || closing) {
+      socket.destroy();
+      return;
+    }
+    reserve.refill();
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
+    // Descriptors are handed out lowest first: a socket this high means fewer than fdHeadroom are left.
+    if (fd >= fdLimit - limits.fdHeadroom) {
+      refuse(socket, 'file descriptors low');
+      return;
+    }
+    const ticket = admission.admit(socket.remoteAddress ?? '');
+    if (typeof ticket === 'string') {
+      refuse(socket, ticket);
+      return;
+    }
+    readFirstLogin(socket, limits.loginTimeout * 1000).then(
       (first) => {
-        const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-        if (typeof fd !== 'number' || fd < 0) {
+        try {
+          handOver(socket, first, ticket);
+        } catch (e) {
+          log.error('hand-over failed', { error: (e as Error).stack ?? String(e) });
           socket.destroy();
-          return;
         }
-        const workerFd = dup(fd);
-        const task: ConnectionTask = {
-          kind: 'connection',
-          fd: workerFd,
-          initial: first.bytes,
-          remoteAddress: socket.remoteAddress ?? '',
-          remotePort: socket.remotePort ?? 0,
-          localAddress: socket.localAddress ?? '',
-          localPort: socket.localPort ?? 0,
-        };
-        socket.destroy();
-        let threadId = first.tsih ? tsihs.owner(first.tsih) : 0;
-        const key = first.initiatorName ? `${first.initiatorName}\0${first.isid}` : null;
-        if (!threadId && key) threadId = affinity.get(key)?.threadId ?? 0;
-        const hint: RouteHint = { threadId, key, chosen: 0 };
-        (task as unknown as Record<symbol, unknown>)[Piscina.queueOptionsSymbol] = hint;
-        const finished = () => {
-          const n = (connsPerWorker.get(hint.chosen) ?? 1) - 1;
-          if (n <= 0) connsPerWorker.delete(hint.chosen);
-          else connsPerWorker.set(hint.chosen, n);
-          if (key) {
-            const a = affinity.get(key);
-            if (a && --a.conns <= 0) affinity.delete(key);
-          }
-        };
-        pool!.run(task).then(finished, (err: Error) => {
-          finished();
-          if (!closing) log.error('connection task failed', { error: err.message });
-        });
       },
       (err: Error) => {
+        admission.end(ticket);
         portalRow.inc('instSsnFormatErrors');
         log.warn('dropping connection before login', {
           peer: `${socket.remoteAddress}:${socket.remotePort}`,
@@ -152,11 +244,18 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     );
   };
 
+  /** accept() failed; libuv already closed what it could not take (its own reserved descriptor). */
+  const onServerError = (e: NodeJS.ErrnoException) => {
+    if (isFdExhaustion(e)) fdExhausted('accept', '', e);
+    else log.error('portal error', { error: e.message });
+  };
+
   try {
     for (const p of config.portals) {
       const server = net.createServer({ noDelay: true }, onConnection);
       servers.push(server);
       addresses.push(await listen(server, p));
+      server.on('error', onServerError);
     }
   } catch (e) {
     for (const s of servers) s.close();
@@ -186,6 +285,34 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     >['loadBalancer'],
   });
 
+  // piscina replaces a worker that dies (worker_pool onError -> _ensureMinimumWorkers) and fails its tasks,
+  // which ends their tickets and connection counts above. What piscina cannot know is ours to give back:
+  // the dead thread's TSIHs and its counter row, once the thread has really stopped writing them.
+  const watchWorker = (threadId: number) => {
+    const w = pool!.threads.find((t) => t.threadId === threadId);
+    if (!w) return;
+    w.once('error', (e: Error) =>
+      log.error('worker thread failed', { threadId, error: e.stack ?? e.message }),
+    );
+    w.once('exit', (code: number) => {
+      if (closing) return;
+      portalRow.inc('workerDeaths');
+      const freed = tsihs.releaseOwner(threadId);
+      const row = releaseRow(counters, threadId, portalRow, GAUGES);
+      for (const [k, a] of affinity) if (a.threadId === threadId) affinity.delete(k);
+      reserve.refill();
+      log.error('worker thread exited: its sessions are closed and a new worker takes its place', {
+        threadId,
+        code,
+        tsihsReleased: freed,
+        counterRow: row,
+      });
+    });
+  };
+  pool.on('workerCreate', (w: PiscinaWorker) => watchWorker(w.id));
+  // A worker error with no task to fail comes here; without a listener it would end the process.
+  pool.on('error', (e: Error) => log.error('worker pool error', { error: e.message }));
+
   for (const a of addresses)
     log.info('portal listening', { address: `${a.address}:${a.port}`, workers: threads });
 
@@ -196,8 +323,14 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     metricsPort: metricsServer?.port ?? 0,
     connectionsPerWorker: () => new Map(connsPerWorker),
     workerThreadIds: () => pool!.threads.map((t) => t.threadId),
+    tsihsOwnedBy: (threadId) => tsihs.ownedBy(threadId),
+    admitted: () => ({ total: admission.total, pending: admission.pendingCount() }),
+    killWorkerForTest(threadId, how) {
+      runTask({ kind: 'test-kill', how }, { threadId, key: null, chosen: 0 }, null);
+    },
     async close() {
       closing = true;
+      reserve.close();
       metricsServer?.server.close();
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       await pool!.destroy();

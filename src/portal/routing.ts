@@ -29,6 +29,19 @@ export class TsihTable {
   release(tsih: number): void {
     Atomics.store(this.owners, tsih, 0);
   }
+  /** Free every TSIH owned by a thread that is gone; returns how many. */
+  releaseOwner(threadId: number): number {
+    let n = 0;
+    for (let t = 1; t < 65536; t++)
+      if (Atomics.compareExchange(this.owners, t, threadId, 0) === threadId) n++;
+    return n;
+  }
+  /** TSIHs currently owned by `threadId`. */
+  ownedBy(threadId: number): number {
+    let n = 0;
+    for (let t = 1; t < 65536; t++) if (Atomics.load(this.owners, t) === threadId) n++;
+    return n;
+  }
   owner(tsih: number): number {
     return tsih > 0 && tsih < 65536 ? Atomics.load(this.owners, tsih) : 0;
   }

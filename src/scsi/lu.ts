@@ -74,9 +74,6 @@ export interface LogicalUnitOptions {
 /** The backstore operation behind a fault. */
 export type IoOp = 'read' | 'write' | 'flush' | 'unmap';
 
-/** At most one log line per LU and kind of fault in this interval; the others are counted as suppressed. */
-const FAULT_LOG_INTERVAL_MS = 10_000;
-
 export interface LuLimits {
   maxTransferBlocks: number;
   optimalTransferBlocks: number;
@@ -101,7 +98,6 @@ export class LogicalUnit {
   private readonly preventing = new Set<string>();
   private readonly pendingUa = new Map<string, Asc[]>();
   private readonly faults?: LuFaultCounters;
-  private readonly faultLog = new Map<string, { last: number; suppressed: number }>();
 
   constructor(
     readonly backstore: Backstore,
@@ -131,30 +127,20 @@ export class LogicalUnit {
 
   /**
    * A backstore operation failed (op), or the backstore found a fault by itself (op null): count it for this LU
-   * and log it, rate-limited per kind. ENOSPC counts as noSpace instead of an error of the operation; a backing
+   * and log it (the logger rate-limits repeated lines). ENOSPC counts as noSpace instead of an error of the operation; a backing
    * file that shrank ('ESHRUNK') also sets the shrunk gauge.
    */
   ioFault(op: IoOp | null, e: unknown): void {
     const code = (e as { code?: unknown } | null)?.code;
-    const kind = code === 'ENOSPC' ? 'noSpace' : code === 'ESHRUNK' ? 'shrunk' : (op ?? 'read');
-    if (kind === 'noSpace') this.faults?.inc('noSpace');
+    if (code === 'ENOSPC') this.faults?.inc('noSpace');
     else if (op !== null) this.faults?.inc(`${op}Errors`);
-    if (kind === 'shrunk') this.faults?.set('shrunk', 1);
-    const now = Date.now();
-    const seen = this.faultLog.get(kind);
-    if (seen && now - seen.last < FAULT_LOG_INTERVAL_MS) {
-      seen.suppressed++;
-      return;
-    }
-    const fields: Record<string, unknown> = {
+    if (code === 'ESHRUNK') this.faults?.set('shrunk', 1);
+    log.error(code === 'ESHRUNK' ? 'backing file shrank under the LU' : 'backstore I/O error', {
       target: this.identity.targetName,
       lun: this.identity.lun,
       op: op ?? 'size check',
       error: e instanceof Error ? e.message : String(e),
-    };
-    if (seen && seen.suppressed > 0) fields.suppressed = seen.suppressed;
-    this.faultLog.set(kind, { last: now, suppressed: 0 });
-    log.error(kind === 'shrunk' ? 'backing file shrank under the LU' : 'backstore I/O error', fields);
+    });
   }
 
   /** Writes are refused: the backstore is read-only or SWP is set. */

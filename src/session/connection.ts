@@ -38,6 +38,8 @@ export interface ConnectionMeta {
   remotePort: number;
   localAddress: string;
   localPort: number;
+  /** Date.now() by which the login must be complete (default: LOGIN_TIMEOUT_MS from now). */
+  loginDeadline?: number;
 }
 
 const LOGIN_TIMEOUT_MS = 30000;
@@ -64,6 +66,8 @@ export class Connection {
   private closedResolve!: () => void;
   readonly closed: Promise<void>;
   readonly peer: string;
+  /** Called once, when the connection leaves the login phase (full feature phase, or closed). */
+  loginEnded: (() => void) | null = null;
 
   constructor(
     readonly socket: Socket,
@@ -81,11 +85,14 @@ export class Connection {
     });
     this.commands = new CommandEngine(this);
     this.login = new LoginHandler(ctx.loginEnvironment(meta.remoteAddress));
-    this.loginTimer = setTimeout(() => {
-      log.warn('login timed out', { peer: this.peer });
-      ctx.counters.inc('instSsnCxnTimeoutErrors');
-      this.close('login timeout');
-    }, LOGIN_TIMEOUT_MS);
+    this.loginTimer = setTimeout(
+      () => {
+        log.warn('login timed out', { peer: this.peer });
+        ctx.counters.inc('instSsnCxnTimeoutErrors');
+        this.close('login timeout');
+      },
+      Math.max(0, (meta.loginDeadline ?? Date.now() + LOGIN_TIMEOUT_MS) - Date.now()),
+    );
     ctx.counters.inc('cxnActive');
     socket.setNoDelay(true);
     // Reads arrive through receive() (the worker's slab reader), or as 'data' events without one.
@@ -315,6 +322,7 @@ export class Connection {
   private enterFullFeature(outcome: LoginOutcome, session: Session): void {
     if (this.loginTimer) clearTimeout(this.loginTimer);
     this.loginTimer = null;
+    this.endLogin();
     this.session = session;
     this.cid = outcome.cid;
     this.phase = 'ffp';
@@ -556,12 +564,19 @@ export class Connection {
     this.onClose();
   }
 
+  private endLogin(): void {
+    const f = this.loginEnded;
+    this.loginEnded = null;
+    f?.();
+  }
+
   private finished = false;
   private onClose(): void {
     if (this.finished) return;
     this.finished = true;
     this.phase = 'closed';
     if (this.loginTimer) clearTimeout(this.loginTimer);
+    this.endLogin();
     if (this.nopTimer) clearInterval(this.nopTimer);
     this.commands.abortAll();
     this.ctx.counters.inc('cxnActive', -1);

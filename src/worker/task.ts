@@ -2,11 +2,13 @@
 import type { Config } from '../config/schema';
 import type { CounterShared } from '../metrics/counters';
 import type { RoutingShared } from '../portal/routing';
+import type { AdmissionShared, Ticket } from '../portal/admission';
 
 export interface WorkerInit {
   config: Config;
   counters: CounterShared;
   routing: RoutingShared;
+  admission: AdmissionShared;
 }
 
 export interface ConnectionTask {
@@ -19,6 +21,10 @@ export interface ConnectionTask {
   remotePort: number;
   localAddress: string;
   localPort: number;
+  /** The pending-login slot this connection holds until its login ends. */
+  ticket?: Ticket;
+  /** Date.now() by which the login must be complete. */
+  loginDeadline?: number;
 }
 
 export interface ConfigTask {
@@ -26,7 +32,16 @@ export interface ConfigTask {
   config: Config;
 }
 
-export type WorkerTask = ConnectionTask | ConfigTask;
+/**
+ * Test only: the worker throws an uncaught exception (or exits) from inside, as a bug would. Honoured only
+ * when NODETGT_TEST_HOOKS=1 is in the environment the worker started with; otherwise logged and ignored.
+ */
+export interface TestKillTask {
+  kind: 'test-kill';
+  how: 'throw' | 'exit';
+}
+
+export type WorkerTask = ConnectionTask | ConfigTask | TestKillTask;
 
 /** The routing hint the portal attaches to a task (read by the pool's load balancer). */
 export interface RouteHint {

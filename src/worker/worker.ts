@@ -10,8 +10,10 @@ import { TsihTable } from '../portal/routing';
 import { Connection } from '../session/connection';
 import { log } from '../util/log';
 import { WorkerContext } from './context';
-import type { WorkerInit, WorkerTask } from './task';
+import type { TestKillTask, WorkerInit, WorkerTask } from './task';
 import { TargetRegistry } from './targets';
+import { endPendingLogin } from '../portal/admission';
+import { PartialPduWatch } from './partial-pdu';
 
 const SLAB = 4 * 1024 * 1024;
 const MIN_READ = 512 * 1024;
@@ -47,7 +49,12 @@ async function init(): Promise<(task: WorkerTask) => Promise<number>> {
     claimRow(data.counters, threadId),
     threadId,
   );
+  const partial = new PartialPduWatch(data.config.limits.partialPduTimeout * 1000, ctx.counters);
   return async (task: WorkerTask): Promise<number> => {
+    if (task.kind === 'test-kill') {
+      testKill(task);
+      return threadId;
+    }
     if (task.kind !== 'connection') return threadId;
     let socket: net.Socket;
     const reader = new SlabReader();
@@ -68,11 +75,31 @@ async function init(): Promise<(task: WorkerTask) => Promise<number>> {
       return threadId;
     }
     const conn = new Connection(socket, ctx, task);
-    reader.sink = (chunk) => conn.receive(chunk);
+    const ticket = task.ticket;
+    if (ticket) conn.loginEnded = () => endPendingLogin(data.admission, ticket);
+    const afterRead = partial.add(conn);
+    reader.sink = (chunk) => {
+      conn.receive(chunk);
+      afterRead();
+    };
     conn.feed(Buffer.from(task.initial.buffer, task.initial.byteOffset, task.initial.byteLength));
+    afterRead();
     await conn.closed;
+    partial.remove(conn);
     return threadId;
   };
+}
+
+/** See TestKillTask: a failure from inside the worker, outside any task, as a bug would cause one. */
+function testKill(task: TestKillTask): void {
+  if (process.env.NODETGT_TEST_HOOKS !== '1') {
+    log.warn('test hook ignored: NODETGT_TEST_HOOKS is not set', { task: task.kind });
+    return;
+  }
+  setImmediate(() => {
+    if (task.how === 'exit') process.exit(70);
+    throw new Error('test hook: worker killed from inside');
+  });
 }
 
 module.exports = init();

@@ -1,0 +1,131 @@
+/**
+ * Running out of file descriptors, in a real `nodetgt serve` process under a low RLIMIT_NOFILE: idle
+ * connections flood the portal, then logins are tried. The process must survive, count the refusals, keep
+ * the session it already serves, and let a new session in once the flood has gone.
+ */
+import test from 'ava';
+import { startChildTargetWithConfig, type ChildTarget } from './helpers/child-target';
+import { TestInitiator } from './helpers/initiator';
+import { flood, tryLogin, waitFor, type IdleConnection } from './helpers/flood';
+
+const IQN = 'iqn.2026-11.io.nodetgt.test:flood';
+const NOFILE = 256;
+const FLOOD = 400;
+
+function config(fdHeadroom: number): Record<string, unknown> {
+  return {
+    workers: 2,
+    targets: [{ name: IQN, luns: [{ lun: 0, backstore: 'null', size: '64M' }] }],
+    // Admission limits out of the way: this is about descriptors (loginTimeout keeps the flood idle).
+    limits: {
+      maxConnections: 100000,
+      maxPendingLogins: 4096,
+      maxPendingLoginsPerAddress: 4096,
+      loginTimeout: 600,
+      fdHeadroom,
+    },
+  };
+}
+
+async function recover(
+  c: ChildTarget,
+  idle: IdleConnection[],
+): Promise<{ ms: number; ini: TestInitiator | null }> {
+  for (const i of idle) i.socket.destroy();
+  const t0 = Date.now();
+  let ini: TestInitiator | null = null;
+  await waitFor(async () => {
+    const r = await tryLogin(c.port, IQN);
+    ini = r.ini;
+    return r.result === 0;
+  }, 20000);
+  return { ms: Date.now() - t0, ini };
+}
+
+test.serial('fd flood with headroom: the last descriptors are refused at accept and counted', async (t) => {
+  const c = await startChildTargetWithConfig(config(32), { nofile: NOFILE });
+  try {
+    const healthy = await TestInitiator.connect(c.port);
+    t.is((await healthy.login({ targetName: IQN })).status, 0);
+    const fdsIdle = c.openFds();
+    const idle = await flood(c.port, FLOOD);
+    await waitFor(() => false, 1000);
+    const refusedSeen = idle.filter((i) => i.closed).length;
+    const fdsAtFlood = c.openFds();
+    t.true(c.alive(), 'the process is up');
+    t.true(fdsAtFlood <= NOFILE, `${fdsAtFlood} descriptors`);
+    t.true(refusedSeen > 0, 'some of the flood was refused');
+    const during = await tryLogin(c.port, IQN);
+    t.is(during.result, 'closed', 'a login while flooded is refused');
+    const p = await healthy.nop(Buffer.from('during'));
+    t.is(p?.data.toString(), 'during', 'the existing session works while flooded');
+    const m = await c.metrics(); // the headroom leaves room for a scrape
+    t.is(m.nodetgt_cxn_refused_total, refusedSeen + 1, 'every refusal is counted');
+    t.is(m.nodetgt_fd_exhausted_total, 0, 'the headroom kept EMFILE away');
+    const { ms, ini } = await recover(c, idle);
+    t.truthy(ini, 'a new session logs in after the flood');
+    t.log(
+      `RLIMIT_NOFILE ${NOFILE}: ${fdsIdle} fds before, ${fdsAtFlood} at flood; ${refusedSeen} of ${FLOOD} idle ` +
+        `connections refused (cxnRefused ${m.nodetgt_cxn_refused_total}); new login ${ms} ms after the flood left`,
+    );
+    t.is((await healthy.nop(Buffer.from('after')))?.data.toString(), 'after');
+    ini?.close();
+    healthy.close();
+    t.true(c.alive());
+  } finally {
+    await c.stop();
+  }
+});
+
+test.serial(
+  'fd flood to EMFILE (no headroom): a login then is answered Out of Resources; nothing dies',
+  async (t) => {
+    const c = await startChildTargetWithConfig(config(0), { nofile: NOFILE });
+    try {
+      const healthy = await TestInitiator.connect(c.port);
+      t.is((await healthy.login({ targetName: IQN })).status, 0);
+      const idle = await flood(c.port, FLOOD);
+      await waitFor(() => false, 1000);
+      const open = idle.filter((i) => !i.closed);
+      const fdsAtFlood = c.openFds();
+      t.is(fdsAtFlood, NOFILE, 'every descriptor is in use');
+      t.true(c.alive());
+      t.is((await healthy.nop(Buffer.from('during')))?.data.toString(), 'during');
+      // Free one descriptor at a time and log in: the accept takes the last one and the hand-over's dup fails.
+      const outcomes: Array<number | 'closed'> = [];
+      let ini: TestInitiator | null = null;
+      const t0 = Date.now();
+      while (open.length && !ini) {
+        open.pop()!.socket.destroy();
+        await waitFor(() => false, 150);
+        const r = await tryLogin(c.port, IQN);
+        outcomes.push(r.result);
+        ini = r.ini;
+        t.true(c.alive(), 'the process survives every attempt');
+      }
+      t.log(
+        `login attempts after freeing one descriptor each: ${outcomes.map((o) => (typeof o === 'number' ? `0x${o.toString(16)}` : o)).join(' ')}`,
+      );
+      t.true(outcomes.includes(0x0302), 'a login at EMFILE is answered with Out of Resources (0x0302)');
+      t.truthy(ini, 'logins succeed again as descriptors come back');
+      // With no headroom even a scrape has no descriptor until the flood goes.
+      const { ms, ini: after } = await recover(c, idle);
+      t.truthy(after);
+      const m = await c.metrics();
+      t.true(m.nodetgt_fd_exhausted_total >= 1, 'EMFILE counted');
+      t.log(
+        `${fdsAtFlood} fds at flood, ${FLOOD - open.length - outcomes.length} flood connections refused at accept ` +
+          `(libuv, uncounted), fdExhausted ${m.nodetgt_fd_exhausted_total}; first login ${Date.now() - t0} ms after ` +
+          `descriptors began to free, another ${ms} ms after the flood left`,
+      );
+      t.true((c.log().match(/out of file descriptors/g) ?? []).length >= 1, 'logged');
+      t.is((await healthy.nop(Buffer.from('after')))?.data.toString(), 'after');
+      ini?.close();
+      after?.close();
+      healthy.close();
+      t.true(c.alive());
+    } finally {
+      await c.stop();
+    }
+  },
+);

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -92,12 +92,6 @@ test('clear errors: missing without size, not a file, bad sizes, unwritable', as
   const tiny = path.join(tmp, 'tiny.img');
   fs.writeFileSync(tiny, Buffer.alloc(100));
   await t.throwsAsync(openFileBackstore({ path: tiny }), { message: /smaller than one 512-byte block/ });
-  if (process.getuid?.() !== 0) {
-    const locked = path.join(tmp, 'locked.img');
-    fs.writeFileSync(locked, Buffer.alloc(4096));
-    fs.chmodSync(locked, 0o444);
-    await t.throwsAsync(openFileBackstore({ path: locked }), { message: /cannot open for writing/ });
-  }
   await t.throwsAsync(openFileBackstore({ path: '/proc/nodetgt-no/such.img', size: MiB }), {
     message: /cannot create the parent directory/,
   });
@@ -110,6 +104,78 @@ test('clear errors: missing without size, not a file, bad sizes, unwritable', as
   const r = await openFileBackstore({ path: odd });
   t.is(r.sizeBytes, 4096, 'a ragged tail is not exposed');
   await r.close();
+});
+
+/** uid and gid of `nobody`, for dropping root privileges in a child process. */
+function nobody(): { uid: number; gid: number } {
+  const id = (flag: string) => Number(execFileSync('id', [flag, 'nobody'], { encoding: 'utf8' }).trim());
+  return { uid: id('-u'), gid: id('-g') };
+}
+
+test('a backing file it may not write is refused with "cannot open for writing" (EACCES), also for root', async (t) => {
+  // Root opens any file whatever its mode, so the check runs in a child process that, when started as root,
+  // drops to nobody first (setgroups/setgid/setuid). The same child opens the file read-only as a control:
+  // the refusal must come from the missing write permission, not from an unreachable path.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-perm-'));
+  try {
+    fs.chmodSync(dir, 0o755);
+    const locked = path.join(dir, 'locked.img');
+    const data = randomBytes(4096);
+    fs.writeFileSync(locked, data);
+    fs.chmodSync(locked, 0o444);
+    const asRoot = process.getuid?.() === 0;
+    const who = asRoot ? nobody() : { uid: -1, gid: -1 };
+    const script = `
+      const [uid, gid, mod, file] = process.argv.slice(1).map((a, i) => (i < 2 ? Number(a) : a));
+      if (uid >= 0) {
+        process.setgroups([]);
+        process.setgid(gid);
+        process.setuid(uid);
+      }
+      const { openFileBackstore } = require(mod);
+      const err = (e) => ({ message: e.message, code: e.code });
+      (async () => {
+        const out = { uid: process.getuid(), euid: process.geteuid() };
+        try {
+          await openFileBackstore({ path: file });
+          out.rw = 'opened';
+        } catch (e) {
+          out.rw = err(e);
+        }
+        try {
+          const bs = await openFileBackstore({ path: file, readOnly: true });
+          const b = Buffer.alloc(4096);
+          await bs.read(0, b);
+          await bs.close();
+          out.ro = b.toString('hex');
+        } catch (e) {
+          out.ro = err(e);
+        }
+        console.log(JSON.stringify(out));
+      })();
+    `;
+    const mod = path.join(__dirname, '..', 'src', 'backstore', 'file.js');
+    const r = spawnSync(process.execPath, ['-e', script, String(who.uid), String(who.gid), mod, locked], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    t.is(r.error, undefined, String(r.error));
+    t.is(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+      uid: number;
+      euid: number;
+      rw: unknown;
+      ro: unknown;
+    };
+    if (asRoot) t.deepEqual([out.uid, out.euid], [who.uid, who.uid], 'the child runs as nobody');
+    else t.not(out.euid, 0);
+    t.like(out.rw, { code: 'EACCES' });
+    t.regex((out.rw as { message?: string }).message ?? '', /locked\.img.*cannot open for writing.*EACCES/);
+    t.is(out.ro, data.toString('hex'), 'the same child reads the file when it asks only to read');
+    t.true(fs.readFileSync(locked).equals(data), 'the file is untouched');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('read-only: reads work, writes, unmaps and creation are refused', async (t) => {
@@ -243,12 +309,71 @@ test('O_DIRECT: aligned buffers go straight through, misaligned ones through a b
   await bs.close();
 });
 
-test('close waits for operations in flight', async (t) => {
-  const bs = await openFileBackstore({ path: path.join(tmp, 'close.img'), size: 32 * MiB });
-  const writes = Array.from({ length: 16 }, (_, i) => bs.write(i * MiB, [Buffer.alloc(MiB, i)], false));
-  await bs.close();
-  await Promise.all(writes);
-  t.pass();
+test('close while operations are in flight: those started complete, later ones fail cleanly, then the fd closes', async (t) => {
+  t.timeout(60_000); // nothing may hang: close() must settle after the last completion
+  const file = path.join(tmp, 'close.img');
+  const bs = await openFileBackstore({ path: file, size: 32 * MiB });
+  const openFds = () =>
+    fs.readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/self/fd/${fd}`) === file;
+      } catch {
+        return false; // the readdir's own descriptor, gone by now
+      }
+    }).length;
+  t.is(openFds(), 1, 'the backstore holds the file open');
+
+  const order: string[] = [];
+  const settle = (name: string, p: Promise<void>) =>
+    p.then(
+      () => {
+        order.push(name);
+        return null;
+      },
+      (e: unknown) => {
+        order.push(name);
+        return e;
+      },
+    );
+  // 16 writes of 1 MiB (every fourth with FUA) and a flush, all submitted in this turn: in flight at close().
+  const writes = Array.from({ length: 16 }, (_, i) =>
+    settle(`write ${i}`, bs.write(i * MiB, [Buffer.alloc(MiB, i + 1)], i % 4 === 0)),
+  );
+  const flush = settle('flush', bs.flush());
+  const closed = settle('close', bs.close());
+  // Everything after close() is refused at once with a clean error, and never reaches the file.
+  const late = await Promise.all([
+    settle('late write', bs.write(16 * MiB, [Buffer.alloc(MiB, 0xee)], false)),
+    settle('late read', bs.read(0, Buffer.alloc(512))),
+    settle('late flush', bs.flush()),
+    settle('late unmap', bs.unmap(0, MiB)),
+    settle(
+      'late mapping',
+      bs.mapping(0, MiB).then(() => undefined),
+    ),
+  ]);
+  for (const e of late) t.regex(String((e as Error | null)?.message), /close\.img.*closed/);
+
+  const errors = await Promise.all(writes);
+  t.deepEqual(
+    errors.map((e) => (e === null ? 'ok' : String(e))),
+    Array<string>(16).fill('ok'),
+    'every write started before close() completed',
+  );
+  t.is(await flush, null, 'the flush started before close() completed');
+  t.is(await closed, null, 'close() resolved');
+  t.is(order.at(-1), 'close', `close() settled last: ${order.join(', ')}`);
+  t.is(order.length, 16 + 1 + 5 + 1);
+  t.is(openFds(), 0, 'the descriptor is closed');
+  await bs.close(); // again: the same settled promise
+
+  // The file holds exactly the writes that completed, and nothing from the refused one.
+  const back = fs.readFileSync(file);
+  t.is(back.length, 32 * MiB);
+  const wrong: number[] = [];
+  for (let i = 0; i < 32; i++)
+    if (!back.subarray(i * MiB, (i + 1) * MiB).equals(Buffer.alloc(MiB, i < 16 ? i + 1 : 0))) wrong.push(i);
+  t.deepEqual(wrong, [], 'MiB regions whose content is not what was written');
 });
 
 test('null backstore: zeros, discarded writes, bounds', async (t) => {

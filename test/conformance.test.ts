@@ -165,12 +165,6 @@ async function startTgtd(): Promise<TargetUnderTest> {
   return { name: 'tgtd', url: `iscsi://127.0.0.1:${port}/${TARGET_IQN}/1`, stop };
 }
 
-// ============================================================================================
-// LEAD: wire nodetgt here. Start it on 127.0.0.1:<free port> with a 64 MiB file (or tmpfs)
-// LUN, return its iscsi:// URL and a stop() that shuts it down and removes the backing file.
-// The default of NODETGT_CONFORMANCE_TARGET is 'nodetgt', so `npm test` fails here until then;
-// run the harness against the peer with NODETGT_CONFORMANCE_TARGET=tgtd.
-// ============================================================================================
 async function startNodetgt(): Promise<TargetUnderTest> {
   // 64 MiB: small enough that no BeyondEol test is skipped for size (see helpers/iscsi-test-cu.ts).
   const tt = await startTestTarget({ workers: 2, luns: [{ lun: 0, path: 'conformance.img', size: '64M' }] });

@@ -71,20 +71,26 @@ test.serial('transfer length disagreeing with EDTL: GOOD with residual overflow 
   const over = await ini.scsi(cdb10(READ10, 0, 2), { edtl: 512, read: true });
   t.is(over.status, 0);
   t.is(over.data.length, 512, 'only EDTL bytes are sent');
-  t.truthy(over.flags & 0x04, 'O bit');
+  // The status comes with the last Data-In (phase collapse): F, O and S set, nothing else (RFC 7143 11.7).
+  t.is(over.response.opcode, 0x25, 'status in the final Data-In');
+  t.is(over.flags, 0x80 | 0x04 | 0x01, 'F|O|S');
   t.is(over.residual, 512);
   const under = await ini.scsi(cdb10(READ10, 0, 1), { edtl: 4096, read: true });
   t.is(under.status, 0);
   t.is(under.data.length, 512);
-  t.truthy(under.flags & 0x02, 'U bit');
+  t.is(under.response.opcode, 0x25, 'status in the final Data-In');
+  t.is(under.flags, 0x80 | 0x02 | 0x01, 'F|U|S');
   t.is(under.residual, 4096 - 512);
   // A write whose EDTL covers one block of a two-block WRITE(10) writes only that block (overflow).
   const a = Buffer.alloc(1024, 0x61);
   t.is((await ini.scsi(cdb10(WRITE10, 10, 2), { edtl: 1024, write: true, data: a })).status, 0);
   const w = await ini.scsi(cdb10(WRITE10, 10, 2), { edtl: 512, write: true, data: Buffer.alloc(512, 0x62) });
   t.is(w.status, 0);
-  t.truthy(w.flags & 0x04, 'O bit on the write');
+  // SCSI Response: F set, O (residual overflow) set; no bidirectional bits, no underflow (RFC 7143 11.4).
+  t.is(w.response.opcode, 0x21, 'SCSI Response');
+  t.is(w.flags, 0x80 | 0x04, 'F|O on the write');
   t.is(w.residual, 512);
+  t.is(w.response.bhs.readUInt32BE(40), 0, 'no bidirectional read residual');
   const back = await ini.scsi(cdb10(READ10, 10, 2), { edtl: 1024, read: true });
   t.deepEqual(back.data, Buffer.concat([Buffer.alloc(512, 0x62), Buffer.alloc(512, 0x61)]));
   ini.close();
@@ -184,7 +190,9 @@ test.serial('a CmdSN outside the window is silently ignored; the next in-window 
     );
     t.is(await ini.next(1000), null, `no answer for CmdSN ExpCmdSN${delta > 0 ? '+' : ''}${delta}`);
   }
+  const itt = ini.itt;
   const ok = await ini.scsi(tur, { edtl: 0 });
+  t.is(ok.response.itt, itt, 'the first answer on the connection is for the in-window command');
   t.is(ok.status, 0);
   await healthyRead(t);
   ini.close();

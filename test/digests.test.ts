@@ -14,7 +14,7 @@ test('QEMU with HeaderDigest=CRC32C writes and reads back a pattern', async (t) 
     const r = await run(
       'qemu-io',
       ['--image-opts', opts, '-c', 'write -P 0x3c 4096 1M', '-c', 'read -P 0x3c 4096 1M'],
-      30000,
+      60_000,
     );
     t.is(r.code, 0, r.stderr + r.stdout);
     t.regex(r.stdout, /read 1048576\/1048576 bytes/);

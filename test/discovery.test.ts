@@ -9,7 +9,7 @@ test('iscsi-ls discovers the target (SendTargets) and lists its LUN with its siz
     const r = await run(
       'iscsi-ls',
       ['-i', 'iqn.2026-11.io.nodetgt.test:ls', '-s', `iscsi://127.0.0.1:${tt.port}`],
-      30000,
+      60_000,
     );
     t.log(r.stdout.trim());
     t.is(r.code, 0, r.stderr);
@@ -19,7 +19,7 @@ test('iscsi-ls discovers the target (SendTargets) and lists its LUN with its siz
     );
     // iscsi-ls prints the last LBA times the block size (63M for a 64 MiB LUN); READ CAPACITY(16) gives it all.
     t.regex(r.stdout, /Lun:0\s+Type:DIRECT_ACCESS \(Size:63M\)/);
-    const rc = await run('iscsi-readcapacity16', ['-i', 'iqn.2026-11.io.nodetgt.test:ls', tt.url(0)], 30000);
+    const rc = await run('iscsi-readcapacity16', ['-i', 'iqn.2026-11.io.nodetgt.test:ls', tt.url(0)], 60_000);
     t.is(rc.code, 0, rc.stderr);
     t.regex(rc.stdout, /Total size:67108864\b/);
     t.regex(rc.stdout, /LOGICAL BLOCK LENGTH IN BYTES:512\b/);

@@ -26,6 +26,12 @@ const IQN = 'iqn.2026-11.io.nodetgt.test:durability';
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const LUN_SIZE = 64 * MiB;
+/**
+ * Bounds that only end a hang, generous for a loaded 2-core machine with disk traffic beside the test
+ * (unloaded: the target starts in ~1 s, each qemu-io run takes a few seconds, the whole test ~20 s).
+ */
+const START_BOUND = 45_000;
+const QEMU_BOUND = 90_000;
 
 interface Region {
   pattern: number;
@@ -61,18 +67,21 @@ const hex = (n: number) => `0x${n.toString(16).padStart(2, '0')}`;
 
 /** Start `nodetgt serve` on the LUN file and the given port. */
 function startChild(port: number, lunFile: string): Promise<ChildTarget> {
-  return startChildTarget([
-    '--portal',
-    `127.0.0.1:${port}`,
-    '--target',
-    IQN,
-    '--lun',
-    `${lunFile}:${LUN_SIZE}`,
-    '--workers',
-    '2',
-    '--state-dir',
-    path.join(dir, 'state'),
-  ]);
+  return startChildTarget(
+    [
+      '--portal',
+      `127.0.0.1:${port}`,
+      '--target',
+      IQN,
+      '--lun',
+      `${lunFile}:${LUN_SIZE}`,
+      '--workers',
+      '2',
+      '--state-dir',
+      path.join(dir, 'state'),
+    ],
+    { timeoutMs: START_BOUND },
+  );
 }
 
 let dir = '';
@@ -90,7 +99,7 @@ test.after.always(async () => {
 });
 
 test('acknowledged FUA writes and flushed writes survive SIGKILL of the target', async (t) => {
-  t.timeout(60000);
+  t.timeout(2 * START_BOUND + 3 * QEMU_BOUND + 30_000); // two starts, three qemu-io runs, the checks
   const lunFile = path.join(dir, 'lun0.img');
   const port = await freePort();
   const url = `iscsi://127.0.0.1:${port}/${IQN}/0`;
@@ -109,7 +118,7 @@ test('acknowledged FUA writes and flushed writes survive SIGKILL of the target',
 
   // 1. FUA writes, one after another: each is acknowledged before the next is sent.
   const fuaArgs = FUA_REGIONS.flatMap((r) => ['-c', `write -f -P ${hex(r.pattern)} ${r.offset} ${r.length}`]);
-  const w1 = await withLog('FUA writes', runQemu('qemu-io', ['-f', 'raw', ...fuaArgs, url]));
+  const w1 = await withLog('FUA writes', runQemu('qemu-io', ['-f', 'raw', ...fuaArgs, url], QEMU_BOUND));
   // 2. Concurrent plain writes, wait for all of them, then SYNCHRONIZE CACHE.
   const aioArgs = FLUSH_REGIONS.flatMap((r) => [
     '-c',
@@ -117,7 +126,7 @@ test('acknowledged FUA writes and flushed writes survive SIGKILL of the target',
   ]);
   const w2 = await withLog(
     'writes + flush',
-    runQemu('qemu-io', ['-f', 'raw', ...aioArgs, '-c', 'aio_flush', '-c', 'flush', url]),
+    runQemu('qemu-io', ['-f', 'raw', ...aioArgs, '-c', 'aio_flush', '-c', 'flush', url], QEMU_BOUND),
   );
   for (const r of [...FUA_REGIONS, ...FLUSH_REGIONS]) {
     const line = `wrote ${r.length}/${r.length} bytes at offset ${r.offset}`;
@@ -145,7 +154,10 @@ test('acknowledged FUA writes and flushed writes survive SIGKILL of the target',
   // 5. Every acknowledged region through iSCSI: `read -P` makes qemu-io exit non-zero on any mismatch.
   const all = [...FUA_REGIONS, ...FLUSH_REGIONS, ...ZERO_REGIONS];
   const readArgs = all.flatMap((r) => ['-c', `read -P ${hex(r.pattern)} ${r.offset} ${r.length}`]);
-  const rd = await withLog('read back after restart', runQemu('qemu-io', ['-f', 'raw', ...readArgs, url]));
+  const rd = await withLog(
+    'read back after restart',
+    runQemu('qemu-io', ['-f', 'raw', ...readArgs, url], QEMU_BOUND),
+  );
   t.false(rd.stdout.includes('Pattern verification failed'), rd.stdout);
   for (const r of all)
     t.true(rd.stdout.includes(`read ${r.length}/${r.length} bytes at offset ${r.offset}`), rd.stdout);

@@ -26,13 +26,31 @@ const SIZE = 256 * MiB;
 /** Commands besides the data transfers that a qemu-img session sends (login-time INQUIRYs, READ CAPACITY, ...). */
 const SETUP_COMMANDS = 64;
 
+/**
+ * Time budgets scale with the data moved, so that they hold on a loaded 2-core machine (ava runs two test
+ * files at once, and a benchmark may run beside them) and still end a hung transfer. Floors assumed under
+ * load: ISCSI_FLOOR through the target in any request size (unloaded here: ~27 MB/s with 4 KiB requests, the
+ * slowest case, ~130 MB/s with 2 MiB requests), LOCAL_FLOOR for local file work (CSPRNG fill, SHA-256).
+ * FIXED_MS covers process and target start-up, logins and teardown. Each qemu-img run gets its own budget
+ * (its timeout names the command), and each test the sum of its phases.
+ */
+const ISCSI_FLOOR = 4e6; // bytes per second
+const LOCAL_FLOOR = 16e6; // bytes per second
+const FIXED_MS = 30_000;
+function budgetMs(o: { iscsi?: number; local?: number }): number {
+  return FIXED_MS + Math.ceil(((o.iscsi ?? 0) / ISCSI_FLOOR + (o.local ?? 0) / LOCAL_FLOOR) * 1000);
+}
+/** One qemu-img run moving `bytes` through the target (shared with `sharing - 1` other runs at once). */
+const qemuBudget = (bytes: number, sharing = 1) => budgetMs({ iscsi: bytes * sharing });
+
 let work = '';
 let srcA = '';
 let srcB = '';
 let hashA = '';
 let hashB = '';
 
-test.before(async () => {
+test.before(async (t) => {
+  t.timeout(budgetMs({ local: 4 * SIZE })); // write two random files, hash them
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-integrity-'));
   srcA = path.join(work, 'src-a.raw');
   srcB = path.join(work, 'src-b.raw');
@@ -104,15 +122,16 @@ function readArgs(tt: TestTarget, x: Transfer, back: string): string[] {
 }
 
 async function roundTrip(t: ExecutionContext, maxTransfer: number | undefined): Promise<void> {
-  t.timeout(60000);
+  // write, read back, hash the copy and the backing file
+  t.timeout(2 * qemuBudget(SIZE) + budgetMs({ local: 2 * SIZE }));
   const tt = await startTestTarget({ workers: 2, luns: [{ lun: 0, path: 'lun0.img', size: SIZE }] });
   const back = path.join(work, `back-${maxTransfer ?? 'default'}.raw`);
   try {
     const x: Transfer = { lun: 0, src: srcA, srcHash: hashA, maxTransfer };
     const c0 = totals(tt);
-    const w = await runQemu('qemu-img', writeArgs(tt, x));
+    const w = await runQemu('qemu-img', writeArgs(tt, x), qemuBudget(SIZE));
     const c1 = totals(tt);
-    const r = await runQemu('qemu-img', readArgs(tt, x, back));
+    const r = await runQemu('qemu-img', readArgs(tt, x, back), qemuBudget(SIZE));
     const c2 = totals(tt);
     const wCmds = c1.scsiCommands - c0.scsiCommands;
     const rCmds = c2.scsiCommands - c1.scsiCommands;
@@ -159,7 +178,8 @@ test.serial('256 MiB random image into a LUN and back, 4 KiB requests', (t) => r
 test.serial(
   'two sessions write two LUNs at once (2 MiB and 4 KiB requests), both read back intact',
   async (t) => {
-    t.timeout(60000);
+    // two writers at once, two readers at once (each sharing the machine with the other), four hashes
+    t.timeout(2 * qemuBudget(SIZE, 2) + budgetMs({ local: 4 * SIZE }));
     const tt = await startTestTarget({
       workers: 2,
       luns: [
@@ -184,9 +204,11 @@ test.serial(
     try {
       const c0 = totals(tt);
       const t0 = Date.now();
-      const ws = await Promise.all(xs.map((x) => runQemu('qemu-img', writeArgs(tt, x))));
+      const ws = await Promise.all(xs.map((x) => runQemu('qemu-img', writeArgs(tt, x), qemuBudget(SIZE, 2))));
       const t1 = Date.now();
-      const rs = await Promise.all(xs.map((x, i) => runQemu('qemu-img', readArgs(tt, x, backs[i]))));
+      const rs = await Promise.all(
+        xs.map((x, i) => runQemu('qemu-img', readArgs(tt, x, backs[i]), qemuBudget(SIZE, 2))),
+      );
       const t2 = Date.now();
       clearInterval(poll);
       const c1 = totals(tt);

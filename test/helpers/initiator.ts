@@ -98,8 +98,12 @@ export class TestInitiator {
     this.socket.write(Buffer.concat(iov));
   }
 
-  /** The next PDU from the target, or null if the connection closed first or the timeout passed. */
-  next(timeoutMs = 5000): Promise<Pdu | null> {
+  /**
+   * The next PDU from the target, or null if the connection closed first or the timeout passed. The default
+   * only bounds a wait for an answer that should come (generous: a loaded machine is slow, and the wait ends
+   * as soon as the answer is there); a test expecting no answer passes its own, shorter timeout.
+   */
+  next(timeoutMs = 15_000): Promise<Pdu | null> {
     const q = this.queue.shift();
     if (q) return Promise.resolve(q);
     if (this.closed) return Promise.resolve(null);
@@ -216,8 +220,11 @@ export class TestInitiator {
     );
     const chunks: Buffer[] = [];
     for (;;) {
-      const p = await this.next(10000);
-      if (!p) throw new Error('no response to SCSI command');
+      const p = await this.next(30_000);
+      if (!p)
+        throw new Error(
+          this.closed ? 'connection closed before the SCSI response' : 'no response to SCSI command in 30 s',
+        );
       if (p.opcode === Opcode.DataIn) {
         chunks.push(Buffer.from(p.data));
         if (p.bhs[1] & 0x01) {

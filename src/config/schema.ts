@@ -51,7 +51,17 @@ export interface Config {
   nopInTimeout: number;
   /** CmdSN window granted per session (queue depth). */
   queueDepth: number;
+  /** Unsent bytes queued on a connection past which it stops reading and taking new commands. */
+  sendHighWater: number;
+  /** Seconds a blocked connection may make no send progress before it is dropped. */
+  sendTimeout: number;
+  /** Seconds a CmdSN gap left by a rejected command may stay open before the connection is dropped. */
+  rejectGapTimeout: number;
+  /** Immediate and unsolicited data bytes a session may hold for commands not yet executing. */
+  maxUnsolicitedBytes: number;
 }
+
+const MIB = 1024 * 1024;
 
 export class ConfigError extends Error {}
 
@@ -165,6 +175,10 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
       'nopInInterval',
       'nopInTimeout',
       'queueDepth',
+      'sendHighWater',
+      'sendTimeout',
+      'rejectGapTimeout',
+      'maxUnsolicitedBytes',
     ],
     'config',
   );
@@ -213,6 +227,10 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
     nopInInterval: optInt(o, 'nopInInterval', 10, 0, 3600, 'config'),
     nopInTimeout: optInt(o, 'nopInTimeout', 30, 1, 3600, 'config'),
     queueDepth: optInt(o, 'queueDepth', 128, 1, 4096, 'config'),
+    sendHighWater: optInt(o, 'sendHighWater', 4 * MIB, 64 * 1024, 1024 * MIB, 'config'),
+    sendTimeout: optInt(o, 'sendTimeout', 30, 1, 3600, 'config'),
+    rejectGapTimeout: optInt(o, 'rejectGapTimeout', 5, 1, 3600, 'config'),
+    maxUnsolicitedBytes: optInt(o, 'maxUnsolicitedBytes', 64 * MIB, 64 * 1024, 4096 * MIB, 'config'),
   };
 }
 

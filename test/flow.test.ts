@@ -127,6 +127,16 @@ function write16(lba: number, blocks: number): Buffer {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+/**
+ * QD1 4 KiB READ latency (ms): the lowest of 3 medians of `n` reads each, so that a burst of load from other
+ * processes on this shared machine does not decide the comparison.
+ */
+async function qd1Latency(ini: TestInitiator, n: number): Promise<number> {
+  const medians: number[] = [];
+  for (let i = 0; i < 3; i++) medians.push(await qd1Median(ini, n));
+  return Math.min(...medians);
+}
+
 /** Median latency (ms) of `n` QD1 4 KiB READs. */
 async function qd1Median(ini: TestInitiator, n: number): Promise<number> {
   const times: number[] = [];
@@ -213,10 +223,10 @@ async function goesOnOrCloses(t: ExecutionContext, ini: TestInitiator): Promise<
 }
 
 test.serial('a client that never reads: RSS stays bounded, other sessions keep their latency', async (t) => {
-  const c = await startChild('hog', { sendTimeout: 4 });
+  const c = await startChild('hog', { sendTimeout: 6 });
   const healthy = await session(c);
   await qd1Median(healthy, 20); // warm-up
-  const before = await qd1Median(healthy, 50);
+  const before = await qd1Latency(healthy, 50);
   const rssBefore = rssMB(c);
 
   const hog = await session(c, keysWith({ MaxRecvDataSegmentLength: '262144' }));
@@ -229,11 +239,11 @@ test.serial('a client that never reads: RSS stays bounded, other sessions keep t
     if (i % 64 === 63) await new Promise((r) => setTimeout(r, 20));
   }
   await new Promise((r) => setTimeout(r, 300));
-  const during = await qd1Median(healthy, 50);
+  const during = await qd1Latency(healthy, 50);
   peak = Math.max(peak, rssMB(c));
-  // The target gives up on the hog once nothing drains for sendTimeout (4 s).
+  // The target gives up on the hog once nothing drains for sendTimeout (6 s).
   // A paused client does not see the close: after sendTimeout, a write of its own finds the connection reset.
-  await new Promise((r) => setTimeout(r, 5000));
+  await new Promise((r) => setTimeout(r, 7000));
   hog.send(encodeNopOut({ immediate: true, itt: 1, ttt: 0xffffffff, cmdSN: hog.cmdSN, expStatSN: 0 }));
   const dropped = await Promise.race([
     hog.closedPromise.then(() => true),

@@ -65,6 +65,14 @@ export interface Config {
   stateDir: string;
   /** Admission limits and timeouts that bound what one client can hold. */
   limits: LimitsConfig;
+  /** Unsent bytes queued on a connection past which it stops reading and taking new commands. */
+  sendHighWater: number;
+  /** Seconds a blocked connection may make no send progress before it is dropped. */
+  sendTimeout: number;
+  /** Seconds a CmdSN gap left by a rejected command may stay open before the connection is dropped. */
+  rejectGapTimeout: number;
+  /** Immediate and unsolicited data bytes a session may hold for commands not yet executing. */
+  maxUnsolicitedBytes: number;
 }
 
 /** See normalizeLimits for the defaults and why. */
@@ -82,6 +90,8 @@ export interface LimitsConfig {
   /** Descriptors kept free: a connection accepted into the last ones (by RLIMIT_NOFILE) is closed. */
   fdHeadroom: number;
 }
+
+const MIB = 1024 * 1024;
 
 export class ConfigError extends Error {}
 
@@ -215,6 +225,10 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
       'queueDepth',
       'stateDir',
       'limits',
+      'sendHighWater',
+      'sendTimeout',
+      'rejectGapTimeout',
+      'maxUnsolicitedBytes',
     ],
     'config',
   );
@@ -269,6 +283,10 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
     queueDepth: optInt(o, 'queueDepth', 128, 1, 4096, 'config'),
     stateDir: path.resolve(baseDir, (o.stateDir as string | undefined) ?? '.nodetgt'),
     limits: normalizeLimits(o.limits),
+    sendHighWater: optInt(o, 'sendHighWater', 4 * MIB, 64 * 1024, 1024 * MIB, 'config'),
+    sendTimeout: optInt(o, 'sendTimeout', 30, 1, 3600, 'config'),
+    rejectGapTimeout: optInt(o, 'rejectGapTimeout', 5, 1, 3600, 'config'),
+    maxUnsolicitedBytes: optInt(o, 'maxUnsolicitedBytes', 64 * MIB, 64 * 1024, 4096 * MIB, 'config'),
   };
 }
 

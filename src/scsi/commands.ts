@@ -76,6 +76,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     cdbLength: 6,
     usage: fixed(0x0a, 0x1f, FF, FF, FF, 0),
     dataOutLength: writeDataOut,
+    precheck: sbc.checkBlockTransfer,
     exec: sbc.write,
   },
   {
@@ -135,6 +136,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     cdbLength: 10,
     usage: fixed(0x2a, WR, FF, FF, FF, FF, GROUP, FF, FF, 0),
     dataOutLength: writeDataOut,
+    precheck: sbc.checkBlockTransfer,
     exec: sbc.write,
   },
   {
@@ -143,6 +145,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     cdbLength: 10,
     usage: fixed(0x2e, VF, FF, FF, FF, FF, GROUP, FF, FF, 0),
     dataOutLength: writeDataOut,
+    precheck: sbc.checkBlockTransfer,
     exec: sbc.writeAndVerify,
   },
   {
@@ -151,6 +154,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     cdbLength: 10,
     usage: fixed(0x2f, VF, FF, FF, FF, FF, GROUP, FF, FF, 0),
     dataOutLength: sbc.verifyDataOutLength,
+    precheck: sbc.checkBlockTransfer,
     exec: sbc.verify,
   },
   {
@@ -212,6 +216,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     cdbLength: 16,
     usage: fixed(0x8a, WR, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
     dataOutLength: writeDataOut,
+    precheck: sbc.checkBlockTransfer,
     exec: sbc.write,
   },
   {
@@ -220,6 +225,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     cdbLength: 16,
     usage: fixed(0x8e, VF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
     dataOutLength: writeDataOut,
+    precheck: sbc.checkBlockTransfer,
     exec: sbc.writeAndVerify,
   },
   {
@@ -228,6 +234,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     cdbLength: 16,
     usage: fixed(0x8f, VF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
     dataOutLength: sbc.verifyDataOutLength,
+    precheck: sbc.checkBlockTransfer,
     exec: sbc.verify,
   },
   {
@@ -300,6 +307,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     cdbLength: 12,
     usage: fixed(0xaa, WR, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
     dataOutLength: writeDataOut,
+    precheck: sbc.checkBlockTransfer,
     exec: sbc.write,
   },
   {
@@ -308,6 +316,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     cdbLength: 12,
     usage: fixed(0xae, VF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
     dataOutLength: writeDataOut,
+    precheck: sbc.checkBlockTransfer,
     exec: sbc.writeAndVerify,
   },
   {
@@ -316,6 +325,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     cdbLength: 12,
     usage: fixed(0xaf, VF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
     dataOutLength: sbc.verifyDataOutLength,
+    precheck: sbc.checkBlockTransfer,
     exec: sbc.verify,
   },
 ];

@@ -108,6 +108,34 @@ export class ScsiDispatcher {
     return spec.dataOutLength(task.cdb, lu);
   }
 
+  /**
+   * The checks a command carrying Data-Out gets on arrival, before any R2T is sent or any of its data kept:
+   * LUN, opcode, CDB length and the command's own pre-check (range, transfer length). Returns the sense data
+   * of the CHECK CONDITION to answer with, or null when the command may go on.
+   */
+  precheck(task: { cdb: Buffer; lun: number }): Buffer | null {
+    const cdb = task.cdb;
+    try {
+      const lu = this.luns.get(task.lun);
+      if (!lu) {
+        const op = cdb[0];
+        if (op === Opcode.INQUIRY || op === Opcode.REPORT_LUNS || op === Opcode.REQUEST_SENSE) return null;
+        throw lunNotSupported();
+      }
+      const spec = this.index.lookup(cdb);
+      if (spec === undefined) throw invalidOpcode();
+      if (spec === 'bad-sa') throw invalidFieldInCdb(1, 4);
+      if (spec.available && !spec.available(lu))
+        throw spec.serviceAction === undefined ? invalidOpcode() : invalidFieldInCdb(1, 4);
+      if (cdb.length < spec.cdbLength) throw invalidFieldInCdb(0, 7);
+      spec.precheck?.(cdb, lu);
+      return null;
+    } catch (e) {
+      if (e instanceof ScsiError) return e.sense();
+      throw e;
+    }
+  }
+
   /** Return a pooled Data-In buffer (ScsiResult.pooled) once it has been sent. */
   releaseDataIn(buf: Buffer): void {
     const seen = new Set<unknown>();

@@ -82,6 +82,13 @@ function checkTransferLength(lu: LogicalUnit, blocks: number, lengthByte: number
   if (blocks > lu.limits.maxTransferBlocks) throw invalidFieldInCdb(lengthByte, 7);
 }
 
+/** The pre-check of the block commands that carry Data-Out: range, then transfer length (as exec does). */
+export function checkBlockTransfer(cdb: Buffer, lu: LogicalUnit): void {
+  const { lba, blocks, lengthByte } = decodeBlockRange(cdb);
+  checkRange(lu.numBlocks, lba, blocks);
+  checkTransferLength(lu, blocks, lengthByte);
+}
+
 /** Whole blocks of Data-Out actually received, capped at what the CDB asks for. */
 function receivedBlocks(lu: LogicalUnit, dataOut: readonly Buffer[], wanted: number): number {
   return Math.min(wanted, Math.floor(totalLength(dataOut) / lu.blockSize));

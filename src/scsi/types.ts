@@ -65,6 +65,12 @@ export interface CommandSpec {
   cdbMask?(lu: LogicalUnit): Uint8Array;
   /** Whether this logical unit offers the command (e.g. UNMAP only on thin-provisioned LUs). */
   available?(lu: LogicalUnit): boolean;
+  /**
+   * Checks made when the command arrives, before any Data-Out is solicited or kept (range, transfer length
+   * against the Block Limits maximum): throws the ScsiError the command is answered with. Only for commands
+   * whose Data-Out grows with the CDB; it runs again, as part of exec, in its normal order.
+   */
+  precheck?(cdb: Buffer, lu: LogicalUnit): void;
   /** Bytes of Data-Out this CDB asks for; omitted for commands that never carry Data-Out. */
   dataOutLength?(cdb: Buffer, lu: LogicalUnit): number;
   /** Not blocked by a pending unit attention (INQUIRY, REPORT LUNS, REQUEST SENSE). */

@@ -16,8 +16,11 @@ import type { Connection } from './connection';
 
 const GOOD = 0x00;
 const CHECK_CONDITION = 0x02;
+const TASK_SET_FULL = 0x28;
 /** ASC/ASCQ 4Bh/00h DATA PHASE ERROR: the Data-Out sequence of the command was broken. */
 const DATA_PHASE_ERROR = [0x4b, 0x00] as const;
+/** ASC/ASCQ 47h/05h PROTOCOL SERVICE CRC ERROR: a Data-Out PDU failed its data digest (RFC 7143 sec. 7.8). */
+const PROTOCOL_SERVICE_CRC_ERROR = [0x47, 0x05] as const;
 
 interface R2tState {
   offset: number;
@@ -48,13 +51,24 @@ export interface Task {
   delivered: boolean;
   started: boolean;
   aborted: boolean;
-  /** Set when the data transfer went wrong (bad DataSN): answered with this sense once the data has stopped. */
-  failure: Buffer | null;
+  /**
+   * The answer when the command must not execute: refused before any data was solicited (pre-check, no room
+   * for its unsolicited data) or its data transfer went wrong. Sent once its data has stopped arriving.
+   */
+  failure: ScsiResult | null;
+  /** Bytes of session.unsolicitedHeld this task reserved until it starts. */
+  reserved: number;
+  /** Bytes this READ counts in CommandEngine.readsPending until it is answered. */
+  pendingIn: number;
 }
 
 export class CommandEngine {
   readonly tasks = new Map<number, Task>();
   private nextTtt = 1;
+  /** Tasks ready to execute while the connection's socket is not draining (see Connection.sendBlocked). */
+  private readonly deferred = new Set<Task>();
+  /** EDTL of the READs executing: Data-In that will land in the send queue. */
+  private readsPending = 0;
 
   constructor(private readonly conn: Connection) {}
 
@@ -96,9 +110,27 @@ export class CommandEngine {
       return this.protocolError(pdu, 'unsolicited Data-Out announced but not allowed');
     const edtl = cmd.expectedDataTransferLength;
     const lun = decodeLun(pdu.bhs.subarray(8, 16));
-    // Solicit only what the command will use; unsolicited data is accepted up to EDTL and the excess dropped.
-    const transfer = cmd.write ? session.dispatcher!.dataOutLength({ cdb: cmd.cdb, lun }) : null;
-    const wantData = cmd.write ? Math.min(edtl, transfer ?? 0) : 0;
+    let failure: ScsiResult | null = null;
+    let wantData = 0;
+    let reserved = 0;
+    const unsolicitedLimit = p.initialR2T ? imm : Math.min(p.firstBurstLength, edtl);
+    if (cmd.write) {
+      // Validate before soliciting: a command that cannot execute gets no R2T and keeps none of its data.
+      const scsi = session.dispatcher!;
+      const refusal = scsi.precheck({ cdb: cmd.cdb, lun });
+      if (refusal) failure = { status: CHECK_CONDITION, sense: refusal };
+      // Solicit only what the command will use; unsolicited data is accepted up to EDTL and the excess dropped.
+      else wantData = Math.min(edtl, scsi.dataOutLength({ cdb: cmd.cdb, lun }) ?? 0);
+      // Immediate and unsolicited data waits (for CmdSN order, for the rest of the burst) in memory: bounded
+      // per session. Past the bound the command gets TASK SET FULL; its data is still read, and dropped.
+      reserved = imm > 0 || !pdu.final ? Math.min(unsolicitedLimit, wantData) : 0;
+      if (reserved > 0 && session.unsolicitedHeld + reserved > conn.ctx.config.maxUnsolicitedBytes) {
+        failure = { status: TASK_SET_FULL };
+        wantData = 0;
+        reserved = 0;
+      }
+      session.unsolicitedHeld += reserved;
+    }
     const task: Task = {
       itt: cmd.itt,
       lunRaw: cmd.lun,
@@ -112,7 +144,7 @@ export class CommandEngine {
       received: imm,
       data: imm > 0 && wantData > 0 ? [imm > wantData ? pdu.data.subarray(0, wantData) : pdu.data] : [],
       unsolicitedDone: pdu.final,
-      unsolicitedLimit: p.initialR2T ? imm : Math.min(p.firstBurstLength, edtl),
+      unsolicitedLimit,
       unsolicitedDataSN: 0,
       nextR2tOffset: 0,
       r2ts: new Map(),
@@ -120,7 +152,9 @@ export class CommandEngine {
       delivered: false,
       started: false,
       aborted: false,
-      failure: null,
+      failure,
+      reserved,
+      pendingIn: 0,
     };
     this.tasks.set(task.itt, task);
     const accepted = session.deliver(cmd.cmdSN, cmd.immediate, () => {
@@ -132,12 +166,13 @@ export class CommandEngine {
     });
     if (!accepted) {
       // RFC 7143 sec. 4.2.2.1: a command outside the CmdSN window is silently ignored.
-      this.tasks.delete(task.itt);
+      this.finish(task);
       log.debug('command outside the CmdSN window ignored', { peer: conn.peer, cmdSN: cmd.cmdSN });
     }
   }
 
-  onDataOut(pdu: Pdu): void {
+  /** A Data-Out PDU; `corrupt` when its data failed the digest (already Rejected): counted, not kept. */
+  onDataOut(pdu: Pdu, corrupt = false): void {
     const d = decodeDataOut(pdu);
     const task = this.tasks.get(d.itt);
     if (!task || task.started) {
@@ -156,11 +191,8 @@ export class CommandEngine {
       dataSN = task.unsolicitedDataSN++;
     } else {
       r2t = task.r2ts.get(d.ttt);
-      if (!r2t) {
-        this.conn.ctx.counters.inc('instSsnFormatErrors');
-        this.conn.reject(RejectReason.InvalidPduField, pdu.bhs);
-        return;
-      }
+      // The data of the R2T it should answer would never come: the task could not end.
+      if (!r2t) return this.protocolError(pdu, 'Data-Out with an unknown Target Transfer Tag', task);
       dataSN = r2t.nextDataSN++;
       if (d.bufferOffset + len > r2t.offset + r2t.length)
         return this.protocolError(pdu, 'Data-Out beyond the R2T', task);
@@ -173,9 +205,17 @@ export class CommandEngine {
       // ERL 0 cannot ask for the PDU again: the command fails once its data has stopped arriving.
       log.warn('unexpected DataSN', { peer: this.conn.peer, itt: task.itt, got: d.dataSN, expected: dataSN });
       this.conn.ctx.counters.inc('instSsnFormatErrors');
-      task.failure = fixedSense(SenseKey.ABORTED_COMMAND, DATA_PHASE_ERROR);
+      task.failure = {
+        status: CHECK_CONDITION,
+        sense: fixedSense(SenseKey.ABORTED_COMMAND, DATA_PHASE_ERROR),
+      };
     }
-    if (len && task.received < task.wantData) {
+    if (corrupt && !task.failure)
+      task.failure = {
+        status: CHECK_CONDITION,
+        sense: fixedSense(SenseKey.ABORTED_COMMAND, PROTOCOL_SERVICE_CRC_ERROR),
+      };
+    if (len && task.received < task.wantData && !task.failure) {
       const keep = Math.min(len, task.wantData - task.received);
       task.data.push(keep === len ? pdu.data : pdu.data.subarray(0, keep));
     }
@@ -223,11 +263,27 @@ export class CommandEngine {
   private maybeStart(task: Task): void {
     if (!task.delivered || task.started || !task.unsolicitedDone) return;
     if (task.received < task.wantData || task.r2ts.size > 0) return;
-    task.started = true;
     const conn = this.conn;
+    // Backpressure: what this command would send has nowhere to go yet; and the Data-In being read for this
+    // connection is bounded (16 x the send high-water mark, at least one command) so that a client that does
+    // not read cannot make the target fill memory before its socket stops draining.
+    const readCap = 16 * conn.ctx.config.sendHighWater;
+    if (
+      !task.failure &&
+      (conn.sendBlocked || (task.read && this.readsPending > 0 && this.readsPending + task.edtl > readCap))
+    ) {
+      this.deferred.add(task);
+      return;
+    }
+    if (task.read && !task.failure) {
+      task.pendingIn = task.edtl;
+      this.readsPending += task.edtl;
+    }
+    task.started = true;
     const session = conn.session!;
+    this.unreserve(task);
     if (task.failure) {
-      this.respond(task, { status: CHECK_CONDITION, sense: task.failure });
+      this.respond(task, task.failure);
       return;
     }
     const scsi = session.dispatcher!;
@@ -254,6 +310,11 @@ export class CommandEngine {
 
   private respond(task: Task, result: ScsiResult): void {
     const conn = this.conn;
+    if (task.pendingIn) {
+      this.readsPending -= task.pendingIn;
+      task.pendingIn = 0;
+      if (this.deferred.size && !conn.sendBlocked) setImmediate(() => this.resumeDeferred());
+    }
     if (task.aborted || conn.phase === 'closed') return this.finish(task);
     const session = conn.session!;
     const c = conn.ctx.counters;
@@ -276,7 +337,8 @@ export class CommandEngine {
       const needed = session.dispatcher!.dataOutLength({ cdb: task.cdb, lun: task.lun }) ?? 0;
       if (needed > task.edtl) {
         overflow = true;
-        residual = needed - task.edtl;
+        // A refused WRITE may ask for far more than 4 GiB: the field has 32 bits.
+        residual = Math.min(needed - task.edtl, 0xffffffff);
       } else if (needed < task.edtl) {
         underflow = true;
         residual = task.edtl - needed;
@@ -339,8 +401,24 @@ export class CommandEngine {
     this.finish(task);
   }
 
+  /** Start the tasks held back while the socket was not draining. */
+  resumeDeferred(): void {
+    const ready = [...this.deferred];
+    this.deferred.clear();
+    for (const t of ready) if (!t.aborted) this.maybeStart(t); // defers itself again if blocked again
+  }
+
+  private unreserve(task: Task): void {
+    if (task.reserved === 0) return;
+    const session = this.conn.session;
+    if (session) session.unsolicitedHeld = Math.max(0, session.unsolicitedHeld - task.reserved);
+    task.reserved = 0;
+  }
+
   private finish(task: Task): void {
     if (this.tasks.get(task.itt) === task) this.tasks.delete(task.itt);
+    this.deferred.delete(task);
+    this.unreserve(task);
     if (task.delivered && !task.immediate) {
       const session = this.conn.session;
       if (session && session.inFlight > 0) session.inFlight--;

@@ -63,6 +63,13 @@ export class Connection {
   private nextNopTtt = 1;
   private lastRx = Date.now();
   private textState: { itt: number; ttt: number; rest: Buffer } | null = null;
+  /**
+   * Backpressure: set while the socket holds more than config.sendHighWater unsent bytes. The connection then
+   * reads nothing (TCP pushes back), starts no new command and holds the session's CmdSN window, until 'drain'.
+   */
+  sendBlocked = false;
+  private stallTimer: NodeJS.Timeout | null = null;
+  private readonly gapTimers = new Set<NodeJS.Timeout>();
   private closedResolve!: () => void;
   readonly closed: Promise<void>;
   readonly peer: string;
@@ -136,6 +143,7 @@ export class Connection {
     // pooled data buffer be reused.
     if (onSent) s.write(iov[last], () => onSent());
     else s.write(iov[last]);
+    if (!this.sendBlocked && s.writableLength > this.ctx.config.sendHighWater) this.blockSending();
     const c = this.ctx.counters;
     c.inc('ssnRspPDUs');
     c.inc('ssnTxDataOctets', (bhs[5] << 16) | (bhs[6] << 8) | bhs[7]);
@@ -157,6 +165,65 @@ export class Connection {
     this.socket.cork();
     setImmediate(this.uncork);
   }
+
+  private blockSending(): void {
+    const s = this.socket;
+    this.sendBlocked = true;
+    s.pause();
+    this.session?.holdWindow();
+    s.once('drain', this.unblockSending);
+    log.debug('send queue past its high-water mark: not reading', {
+      peer: this.peer,
+      queued: s.writableLength,
+    });
+    // Bytes whose writes completed (bytesWritten also counts the ones still queued).
+    const sent = () => s.bytesWritten - s.writableLength;
+    const timeout = this.ctx.config.sendTimeout * 1000;
+    let last = sent();
+    let lastProgress = Date.now();
+    this.stallTimer = setInterval(
+      () => {
+        const now = Date.now();
+        const n = sent();
+        if (n !== last) {
+          last = n;
+          lastProgress = now;
+        } else if (now - lastProgress >= timeout) {
+          this.ctx.counters.inc('instSsnCxnTimeoutErrors');
+          log.warn('no send progress: dropping the connection', {
+            peer: this.peer,
+            queued: s.writableLength,
+          });
+          this.close('send stalled');
+        }
+      },
+      Math.min(1000, Math.max(50, timeout / 4)),
+    );
+    this.stallTimer.unref();
+  }
+
+  private readonly unblockSending = (): void => {
+    if (!this.sendBlocked) return;
+    this.sendBlocked = false;
+    if (this.stallTimer) clearInterval(this.stallTimer);
+    this.stallTimer = null;
+    if (this.phase === 'closed') return;
+    this.socket.resume();
+    const session = this.session;
+    const moved = session?.releaseWindow() ?? false;
+    this.commands.resumeDeferred();
+    // The responses sent while the window was held carried the old MaxCmdSN: tell the initiator it moved.
+    if (moved && session && this.phase === 'ffp' && !this.sendBlocked)
+      this.send(
+        encodeNopIn({
+          itt: RESERVED_TAG,
+          ttt: RESERVED_TAG,
+          statSN: this.statSN,
+          expCmdSN: session.expCmdSN,
+          maxCmdSN: session.maxCmdSN,
+        }),
+      );
+  };
 
   /** StatSN for a PDU that carries status: assigned, then advanced. */
   nextStatSN(): number {
@@ -183,6 +250,39 @@ export class Connection {
       }),
       Buffer.from(bhs),
     );
+    this.watchGap(bhs);
+  }
+
+  /**
+   * RFC 7143 sec. 6.3: a rejected non-immediate command leaves its CmdSN as a gap that the initiator must plug
+   * (resend the command or abort it). Commands behind the gap wait for it, so a gap still open after
+   * rejectGapTimeout ends the connection rather than leaving them unanswered forever.
+   */
+  private watchGap(bhs: Buffer): void {
+    const session = this.session;
+    if (!session || this.phase !== 'ffp' || (bhs[0] & 0x40) !== 0) return;
+    const op = bhs[0] & 0x3f;
+    const carriesCmdSN =
+      op === Opcode.ScsiCommand ||
+      op === Opcode.TaskMgmtRequest ||
+      op === Opcode.TextRequest ||
+      op === Opcode.LogoutRequest ||
+      (op === Opcode.NopOut && bhs.readUInt32BE(16) !== RESERVED_TAG);
+    if (!carriesCmdSN) return;
+    const cmdSN = bhs.readUInt32BE(24);
+    if (!session.isGap(cmdSN)) return;
+    const timer = setTimeout(() => {
+      this.gapTimers.delete(timer);
+      if (this.phase === 'closed' || session.passed(cmdSN)) return;
+      this.ctx.counters.inc('instSsnFormatErrors');
+      log.warn('CmdSN gap of a rejected command not filled: dropping the connection', {
+        peer: this.peer,
+        cmdSN,
+      });
+      this.close('CmdSN gap not filled');
+    }, this.ctx.config.rejectGapTimeout * 1000);
+    timer.unref();
+    this.gapTimers.add(timer);
   }
 
   // ---- receiving ---------------------------------------------------------------------------------
@@ -203,6 +303,9 @@ export class Connection {
     if (e.kind === 'data-digest' && this.phase === 'ffp') {
       log.warn('data digest error', { peer: this.peer });
       this.reject(RejectReason.DataDigestError, e.bhs);
+      // RFC 7143 sec. 7.8 at ERL 0: the data PDU is discarded and its task ends with CHECK CONDITION once
+      // the rest of its data has arrived, so the command is still answered.
+      if (e.pdu && e.pdu.opcode === Opcode.DataOut) this.commands.onDataOut(e.pdu, true);
       return;
     }
     log.warn('header digest error: dropping the connection', { peer: this.peer });
@@ -578,6 +681,13 @@ export class Connection {
     if (this.loginTimer) clearTimeout(this.loginTimer);
     this.endLogin();
     if (this.nopTimer) clearInterval(this.nopTimer);
+    if (this.stallTimer) clearInterval(this.stallTimer);
+    for (const t of this.gapTimers) clearTimeout(t);
+    this.gapTimers.clear();
+    if (this.sendBlocked) {
+      this.sendBlocked = false;
+      this.session?.releaseWindow();
+    }
     this.commands.abortAll();
     this.ctx.counters.inc('cxnActive', -1);
     this.ctx.connectionClosed(this);

@@ -18,6 +18,11 @@ export class Session {
   /** Non-immediate commands accepted and not yet completed: the part of the window in use. */
   inFlight = 0;
   ended = false;
+  /** Immediate and unsolicited data bytes reserved by commands that are not executing yet. */
+  unsolicitedHeld = 0;
+  /** Connections whose socket stopped draining: while any does, the window does not open further. */
+  private windowHolds = 0;
+  private heldMaxCmdSN = 0;
 
   constructor(
     readonly tsih: number,
@@ -39,7 +44,38 @@ export class Session {
   }
 
   get maxCmdSN(): number {
-    return snAdd(this.expCmdSN, Math.max(0, this.queueDepth - this.inFlight) - 1);
+    const open = snAdd(this.expCmdSN, Math.max(0, this.queueDepth - this.inFlight) - 1);
+    if (this.windowHolds === 0) return open;
+    // Held: no further than it was when the hold began (and never below ExpCmdSN - 1, an empty window).
+    const empty = snAdd(this.expCmdSN, 0xffffffff);
+    if (snLt(this.heldMaxCmdSN, empty)) return empty;
+    return snLt(this.heldMaxCmdSN, open) ? this.heldMaxCmdSN : open;
+  }
+
+  /** Backpressure: a connection stopped draining; MaxCmdSN stays where it is until released. */
+  holdWindow(): void {
+    if (this.windowHolds++ === 0) this.heldMaxCmdSN = this.maxCmdSN;
+  }
+
+  /** Returns true when the window is open again and MaxCmdSN moved on while it was held. */
+  releaseWindow(): boolean {
+    if (this.windowHolds === 0) return false;
+    const held = this.maxCmdSN;
+    return --this.windowHolds === 0 && this.maxCmdSN !== held;
+  }
+
+  /**
+   * RFC 7143 sec. 6.3: the CmdSN of a rejected non-immediate command is not considered received; the
+   * initiator must plug the gap (send the command again, or abort it). True when `cmdSN` is such a gap:
+   * in the window and not yet delivered.
+   */
+  isGap(cmdSN: number): boolean {
+    return snLe(this.expCmdSN, cmdSN) && snLe(cmdSN, this.maxCmdSN) && !this.waiting.has(cmdSN);
+  }
+
+  /** Whether `cmdSN` has been delivered (ExpCmdSN moved past it). */
+  passed(cmdSN: number): boolean {
+    return snLt(cmdSN, this.expCmdSN);
   }
 
   /**
@@ -51,7 +87,7 @@ export class Session {
       run();
       return true;
     }
-    if (cmdSN === this.expCmdSN) {
+    if (cmdSN === this.expCmdSN && (this.windowHolds === 0 || snLe(cmdSN, this.maxCmdSN))) {
       this.expCmdSN = snAdd(this.expCmdSN, 1);
       run();
       for (let next = this.waiting.get(this.expCmdSN); next; next = this.waiting.get(this.expCmdSN)) {

@@ -10,6 +10,12 @@ export function handleTaskManagement(conn: Connection, req: TaskMgmtRequest): nu
   switch (req.function) {
     case TmfFunction.AbortTask: {
       for (const c of all) if (c.commands.abort(req.referencedTaskTag)) return TmfResponse.FunctionComplete;
+      // RFC 7143 sec. 11.5.1: a task never received (its command was rejected or lost) whose RefCmdSN is in
+      // the window is considered received: the gap is plugged and the commands behind it go on.
+      if (session.isGap(req.refCmdSN)) {
+        session.deliver(req.refCmdSN, false, () => undefined);
+        return TmfResponse.FunctionComplete;
+      }
       return TmfResponse.TaskDoesNotExist;
     }
     case TmfFunction.AbortTaskSet:

@@ -310,8 +310,12 @@ function printed(t: TestBlock): string[] {
 
 function failureDetail(t: TestBlock): string {
   if (t.assertions.length) {
-    const logged = t.lines.map((l) => l.trim()).filter((l) => /^\[FAILED\]|^\[FAIL\]/.test(l));
-    return [...t.assertions, ...logged].slice(0, 12).join(' | ');
+    // The same assert in a loop fails once per iteration: show each distinct one once, with a count.
+    const counts = new Map<string, number>();
+    for (const a of t.assertions) counts.set(a, (counts.get(a) ?? 0) + 1);
+    const asserts = [...counts].map(([a, n]) => (n > 1 ? `${a} (x${n})` : a));
+    const logged = [...new Set(printed(t).filter((l) => /^\[FAILED\]|^\[FAIL\]/.test(l)))];
+    return [...asserts.slice(0, 6), ...logged.slice(0, 4)].join(' | ');
   }
   const picked = t.lines.map((l) => l.trim()).filter((l) => /\[FAILED\]|\[FAIL\]|failed|error/i.test(l));
   const text = (picked.length ? picked : t.lines.slice(-8).map((l) => l.trim())).slice(0, 12).join(' | ');

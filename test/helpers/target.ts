@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { normalizeConfig } from '../../src/config/schema';
+import { parseSize } from '../../src/util/size';
 import { startTarget, type RunningTarget } from '../../src/portal/portal';
 
 export const TEST_TARGET = 'iqn.2026-11.io.nodetgt.test:disk';
@@ -15,6 +16,28 @@ export interface TestTarget {
   close(): Promise<void>;
 }
 
+/**
+ * The target never creates the file of a read-only LUN; for a test, make it (sparse, all zeros) when
+ * the LUN gives a size and the file does not exist yet.
+ */
+function createReadOnlyBackingFiles(dir: string, targets: Array<Record<string, unknown>>): void {
+  for (const t of targets) {
+    for (const l of (t.luns as Array<Record<string, unknown>> | undefined) ?? []) {
+      if (l.readOnly !== true || typeof l.path !== 'string' || l.size === undefined) continue;
+      const file = path.resolve(dir, l.path);
+      if (fs.existsSync(file)) continue;
+      const size = typeof l.size === 'number' ? l.size : parseSize(String(l.size));
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      const fd = fs.openSync(file, 'wx', 0o600);
+      try {
+        fs.ftruncateSync(fd, size);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+  }
+}
+
 export async function startTestTarget(
   opts: {
     workers?: number;
@@ -25,11 +48,13 @@ export async function startTestTarget(
 ): Promise<TestTarget> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-test-'));
   const luns = opts.luns ?? [{ lun: 0, path: 'lun0.img', size: '64M' }];
+  const targets = opts.targets ?? [{ name: TEST_TARGET, luns }];
+  createReadOnlyBackingFiles(dir, targets);
   const config = normalizeConfig(
     {
       portals: ['127.0.0.1:0'],
       workers: opts.workers ?? 2,
-      targets: opts.targets ?? [{ name: TEST_TARGET, luns }],
+      targets,
       nopInInterval: 0,
       ...(opts.extra ?? {}),
     },

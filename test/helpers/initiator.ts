@@ -84,9 +84,10 @@ export class TestInitiator {
     );
   }
 
-  static connect(port: number, host = '127.0.0.1'): Promise<TestInitiator> {
+  /** `localAddress` picks the source address (e.g. 127.0.0.2: any 127/8 address is local on Linux). */
+  static connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<TestInitiator> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ port, host }, () => {
+      const s = net.connect({ port, host, localAddress }, () => {
         s.off('error', reject);
         s.setNoDelay(true);
         resolve(new TestInitiator(s));

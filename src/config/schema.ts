@@ -2,6 +2,7 @@
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { parseSize } from '../util/size';
+import { parseCidr } from '../portal/acl';
 
 export interface LunConfig {
   lun: number;
@@ -28,7 +29,7 @@ export interface LunConfig {
 }
 
 export interface AclConfig {
-  /** Initiator IQNs allowed (exact match); empty = any. */
+  /** Initiator names allowed, in lower case (iSCSI names compare case-insensitively, RFC 3722); empty = any. */
   initiators: string[];
   /** Networks allowed (CIDR, IPv4 or IPv6); empty = any. */
   networks: string[];
@@ -150,11 +151,12 @@ function strList(v: unknown, where: string): string[] {
   return v as string[];
 }
 
+/** The config accepts exactly the networks the ACL matcher understands (parseCidr). */
 export function validateCidr(text: string): void {
-  const m = /^([0-9a-f.:]+)(?:\/(\d+))?$/i.exec(text);
-  if (!m || net.isIP(m[1]) === 0) throw new ConfigError(`invalid network '${text}'`);
-  const max = net.isIP(m[1]) === 4 ? 32 : 128;
-  if (m[2] !== undefined && Number(m[2]) > max) throw new ConfigError(`invalid prefix length in '${text}'`);
+  if (parseCidr(text)) return;
+  const m = /^([0-9a-f.:]+)\/\d+$/i.exec(text);
+  if (m && net.isIP(m[1]) !== 0) throw new ConfigError(`invalid prefix length in '${text}'`);
+  throw new ConfigError(`invalid network '${text}'`);
 }
 
 const SERIAL_RE = /^[\x21-\x7e]{1,20}$/;

@@ -39,6 +39,16 @@ export interface LoginResult {
 
 export const TEST_INITIATOR = 'iqn.2026-11.io.nodetgt.test:initiator';
 
+/**
+ * A fresh ISID for every login of this process. (A random last byte made two sessions of the same initiator
+ * share an ISID 1 time in 256, and the second login then reinstated, i.e. ended, the first.)
+ */
+let isidCounter = Math.floor(Math.random() * 0x10000);
+function nextIsid(): Buffer {
+  isidCounter = (isidCounter + 1) & 0xffff;
+  return Buffer.from([0x80, 0x12, 0x34, 0x56, isidCounter >> 8, isidCounter & 0xff]);
+}
+
 export class TestInitiator {
   private readonly queue: Pdu[] = [];
   private waiters: Array<(p: Pdu | null) => void> = [];
@@ -74,9 +84,10 @@ export class TestInitiator {
     );
   }
 
-  static connect(port: number, host = '127.0.0.1'): Promise<TestInitiator> {
+  /** `localAddress` picks the source address (e.g. 127.0.0.2: any 127/8 address is local on Linux). */
+  static connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<TestInitiator> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ port, host }, () => {
+      const s = net.connect({ port, host, localAddress }, () => {
         s.off('error', reject);
         s.setNoDelay(true);
         resolve(new TestInitiator(s));
@@ -121,7 +132,7 @@ export class TestInitiator {
   }
 
   async login(o: LoginOptions = {}): Promise<LoginResult> {
-    const isid = o.isid ?? Buffer.from([0x80, 0x12, 0x34, 0x56, 0x78, Math.floor(Math.random() * 256)]);
+    const isid = o.isid ?? nextIsid();
     const itt = this.itt++;
     let keys: Array<[string, string]> = [['InitiatorName', o.initiatorName ?? TEST_INITIATOR]];
     keys.push(['SessionType', o.sessionType ?? 'Normal']);
@@ -152,7 +163,7 @@ export class TestInitiator {
         keys.length ? encodeTextData(keys) : null,
       );
       const p = await this.next();
-      if (!p) throw new Error('connection closed during login');
+      if (!p) throw new Error('connection closed (or no answer within 5 s) during login');
       if (p.opcode !== Opcode.LoginResponse)
         throw new Error(`unexpected opcode 0x${p.opcode.toString(16)} in login`);
       const r = decodeLoginResponse(p);

@@ -4,8 +4,8 @@
  * targets) and the null backstore. Each figure is run alternately on both targets, repeated, and
  * reported as medians of the valid runs with nodetgt/tgtd ratios and each target's CPU time per I/O.
  *
- *   npm run bench                       full run: 3 repetitions of >= 3 s each (about 12 minutes)
- *   npm run bench -- --quick            1 repetition of >= 1 s each, no profile (about 2 minutes)
+ *   npm run bench                       full: 3 repetitions of >= 3 s each (12-15 minutes)
+ *   npm run bench -- --quick            1 repetition of >= 1 s each, no profile (3-4 minutes)
  *   npm run bench -- --only tmpfs|disk|null[,..]   --reps N   --secs S   --workers N
  *   npm run bench -- --no-fio --no-profile --keep (keep the backing files)
  *
@@ -103,7 +103,7 @@ const STATE_FILE = path.join(WORK, `running-${process.pid}.json`);
 const NCPU = os.cpus().length;
 /**
  * Calibration runs aim at CAL_SECS. Measured runs aim at a margin × minSecs: a wide one after a
- * calibration (a short run's rate is rough), a narrow one after a measured run. They also aim at
+ * calibration (a short run's rate is rough), a narrow one after a measured run, wider at each resize. They also aim at
  * enough target CPU that the clock's resolution is under COARSE_PCT of it (only the /proc tick
  * fallback needs that), up to MAX_STRETCH × minSecs.
  */
@@ -272,7 +272,7 @@ async function measure(t: Target, other: Target, kind: Kind, f: Figure): Promise
     out = await sized(t, kind, f, rate.ops, secs, minSecs);
     if (Number.isFinite(out.opsPerSec)) rate = { ops: out.opsPerSec, cpu: out.cpuUs / out.seconds };
     if (!out.short || aborted) break;
-    margin = MARGIN;
+    margin = Math.max(margin * 1.25, MARGIN_AFTER_CAL); // the rate moves: aim wider each time
   }
   lastRate.set(key, rate);
   return [out, attempts];

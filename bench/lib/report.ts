@@ -232,8 +232,8 @@ export function renderMarkdown(r: ReportInput): string {
       `power-of-two LUN. "pinned": target (all threads) and qemu-img on CPU 0 (taskset).`,
     `- ${r.reps} repetition(s) per figure and target, targets alternated; each run lasts at least ` +
       `${r.minSecs} s: a short calibration run per figure and target gives the rate, the count is sized ` +
-      `for 1.6× that (1.3× from a measured run's rate), and a run that still ends early is resized and ` +
-      `run again. Medians of valid runs only.`,
+      `for 1.6× that (1.3× from a measured run's rate), and a run that still ends early is resized ` +
+      `(wider each time) and run again. Medians of valid runs only.`,
     `- CPU per I/O is charged over the I/O phase only: qemu-img's stdout is line-buffered and the ` +
       `target's CPU is read when "Sending N requests" and "Run completed" arrive, so login, the ` +
       `closing flush and logout are not in it (their cost is in Raw samples). A run is flagged † when the readings came more than ` +

@@ -240,7 +240,7 @@ export function renderMarkdown(r: ReportInput): string {
       `${COARSE_PCT}% of the phase late, or the resolution is over ${COARSE_PCT}% of its CPU. CPU clock: ` +
       `${r.clock.method}; resolution ${r.clock.resolutionUs} µs, ` +
       (worst
-        ? `at most ${worst.pct.toFixed(3)}% of a run's measured CPU (${worst.s.backing} ${worst.s.figure} ${worst.s.target}).`
+        ? `at most ${worst.pct < 0.01 ? 'under 0.01' : worst.pct.toFixed(2)}% of a run's measured CPU (${worst.s.backing} ${worst.s.figure} ${worst.s.target}).`
         : 'no valid run to compare it with.'),
     `- A run is invalid (left out of the medians, counted in "valid runs") when qemu-img timed out, exited ` +
       `non-zero or wrote to stderr; the "Sending"/"Run completed" lines are missing; the target died; ` +

@@ -2,31 +2,56 @@
  * nodetgt against tgtd, side by side, through the same initiator (qemu-img bench over libiscsi) on
  * the same backing files: a 1 GiB file on tmpfs, a 1 GiB file on disk (opened O_DIRECT by both
  * targets) and the null backstore. Each figure is run alternately on both targets, repeated, and
- * reported as medians with nodetgt/tgtd ratios and each target's own CPU time per I/O.
+ * reported as medians of the valid runs with nodetgt/tgtd ratios and each target's CPU time per I/O.
  *
- *   npm run bench                       full run (3 repetitions, ~2.5 s per run, ~9 minutes)
- *   npm run bench -- --quick            1 repetition, ~1 s per run, no profile
+ *   npm run bench                       full: 3 repetitions of >= 3 s each (12-15 minutes)
+ *   npm run bench -- --quick            1 repetition of >= 1 s each, no profile (3-4 minutes)
  *   npm run bench -- --only tmpfs|disk|null[,..]   --reps N   --secs S   --workers N
  *   npm run bench -- --no-fio --no-profile --keep (keep the backing files)
  *
- * Everything listens on 127.0.0.1 only. Output: markdown on stdout, and in /var/tmp/nodetgt-bench/
- * the same markdown, a JSON file with every sample, the targets' logs and the CPU profiles.
+ * Method (bench/lib/measure.ts has the details; the markdown repeats them):
+ * - CPU per I/O is charged over the I/O phase only. qemu-img's stdout is line-buffered (stdbuf -oL)
+ *   and the target's CPU is read the moment "Sending N requests" and "Run completed in S seconds"
+ *   arrive: login, the closing flush (SYNCHRONIZE CACHE) and logout fall outside. We read CPU at the
+ *   phase's edges rather than subtract a login-only baseline because a baseline is itself a noisy
+ *   measurement, and the flush's cost depends on what was written.
+ * - The CPU clock is the target process's own CPU clock via clock_gettime() (ns; all threads, exited
+ *   ones included; bench/lib/cpuclock.ts), or, without perl, /proc/PID/stat in 10 ms ticks. The
+ *   resolution relative to each run's CPU is computed; a run where it exceeds 2%, or where the CPU
+ *   readings span a window more than 2% off qemu-img's own phase time, is flagged "coarse" (†).
+ * - Every measured run lasts at least --secs (3 s full, 1 s quick): a short calibration run gives the
+ *   rate, the count is sized for 1.6× that (1.3× from a measured run's rate), and a run that still
+ *   ends early is resized and rerun. The count is also raised until the target's CPU is at least
+ *   50× the clock's resolution (matters only for the /proc tick fallback).
+ * - A run is invalid, left out of the medians and counted as such ("2/3" valid), when qemu-img timed
+ *   out, exited non-zero or wrote to stderr, its phase lines are missing, the target died, less than
+ *   90% of the bytes crossed loopback during the phase, or it stayed too short after two resizes.
+ *   A figure with no valid run shows "no valid run", never a number.
+ *
+ * Cleanup: SIGINT, SIGTERM and SIGHUP stop the targets, remove the backing files and print the
+ * partial report (exit 130). A SIGKILLed benchmark is cleaned up by bench/lib/guardian.ts, a small
+ * detached process that watches this one. Everything listens on 127.0.0.1 only. Output: markdown on
+ * stdout, and in /var/tmp/nodetgt-bench/ the same markdown, a JSON file with every sample, the
+ * targets' logs and the CPU profiles.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { CpuClock } from './lib/cpuclock';
+import { FIGURES, M1, fmtRate, unit, type Figure } from './lib/figures';
+import { procRef, type GuardState } from './lib/guardian';
+import { COARSE_PCT, emptyRun, qemuBench, type RunOut } from './lib/measure';
 import { summariseProfile, type ProfileSummary } from './lib/profile';
+import { fmt, renderMarkdown, type Sample } from './lib/report';
 import {
-  cpuMicros,
   freePort,
   killGroup,
   liveChildren,
-  loopbackTxBytes,
   machineInfo,
-  machineJiffies,
   median,
+  onTrack,
   run,
   sleep,
   threadCpu,
@@ -45,13 +70,14 @@ const opt = (name: string): string | undefined => {
 if (flag('-h') || flag('--help')) {
   process.stdout.write(
     'usage: node dist/bench/side-by-side.js [--quick] [--only tmpfs|disk|null[,...]] [--reps N] [--secs S]\n' +
-      '       [--workers N] [--no-fio] [--no-profile] [--keep]\n',
+      '       [--workers N] [--no-fio] [--no-profile] [--profile] [--keep]\n',
   );
   process.exit(0);
 }
 const quick = flag('--quick');
 const reps = Number(opt('--reps') ?? (quick ? 1 : 3));
-const secs = Number(opt('--secs') ?? (quick ? 1 : 2.5));
+/** Shortest measured I/O phase, seconds. */
+const minSecs = Number(opt('--secs') ?? (quick ? 1 : 3));
 const workers = Number(opt('--workers') ?? os.cpus().length);
 const kinds = (opt('--only') ?? 'tmpfs,disk,null').split(',') as Kind[];
 for (const k of kinds)
@@ -59,6 +85,10 @@ for (const k of kinds)
     process.stderr.write(`--only: unknown backing '${k}' (tmpfs, disk, null)\n`);
     process.exit(2);
   }
+if (!(reps >= 1 && minSecs > 0 && workers >= 1)) {
+  process.stderr.write('--reps, --secs and --workers must be positive\n');
+  process.exit(2);
+}
 const doFio = !flag('--no-fio');
 const doProfile = !flag('--no-profile') && (!quick || flag('--profile')) && kinds.includes('tmpfs');
 const keep = flag('--keep');
@@ -68,163 +98,93 @@ const WORK = '/var/tmp/nodetgt-bench';
 const SIZE = 1 << 30;
 const STAMP = new Date().toISOString().replace(/[:.]/g, '-');
 const TMPFS_FILE = `/dev/shm/nodetgt-bench-${process.pid}.img`;
-const DISK_FILE = path.join(WORK, 'disk.img');
+const DISK_FILE = path.join(WORK, `disk-${process.pid}.img`);
+const STATE_FILE = path.join(WORK, `running-${process.pid}.json`);
 const NCPU = os.cpus().length;
-
-// ---------------------------------------------------------------------------------------- figures
-
-interface Figure {
-  id: string;
-  label: string;
-  write: boolean;
-  bs: number;
-  qd: number;
-  random: boolean;
-  pinned: boolean;
-  /** First guess at operations per second, to size the first run. */
-  guess: number;
-}
-const K4 = 4096;
-const M1 = 1 << 20;
-const FIGURES: Figure[] = [
-  {
-    id: 'rr-qd1',
-    label: '4K rand read QD1',
-    write: false,
-    bs: K4,
-    qd: 1,
-    random: true,
-    pinned: false,
-    guess: 4000,
-  },
-  {
-    id: 'rw-qd1',
-    label: '4K rand write QD1',
-    write: true,
-    bs: K4,
-    qd: 1,
-    random: true,
-    pinned: false,
-    guess: 4000,
-  },
-  {
-    id: 'rr-qd32',
-    label: '4K rand read QD32',
-    write: false,
-    bs: K4,
-    qd: 32,
-    random: true,
-    pinned: false,
-    guess: 25000,
-  },
-  {
-    id: 'rw-qd32',
-    label: '4K rand write QD32',
-    write: true,
-    bs: K4,
-    qd: 32,
-    random: true,
-    pinned: false,
-    guess: 25000,
-  },
-  {
-    id: 'sr-qd16',
-    label: '1M seq read QD16',
-    write: false,
-    bs: M1,
-    qd: 16,
-    random: false,
-    pinned: false,
-    guess: 600,
-  },
-  {
-    id: 'sw-qd16',
-    label: '1M seq write QD16',
-    write: true,
-    bs: M1,
-    qd: 16,
-    random: false,
-    pinned: false,
-    guess: 500,
-  },
-  {
-    id: 'rr-qd1-pin',
-    label: '4K rand read QD1 pinned',
-    write: false,
-    bs: K4,
-    qd: 1,
-    random: true,
-    pinned: true,
-    guess: 10000,
-  },
-  {
-    id: 'rw-qd1-pin',
-    label: '4K rand write QD1 pinned',
-    write: true,
-    bs: K4,
-    qd: 1,
-    random: true,
-    pinned: true,
-    guess: 10000,
-  },
-];
-// qemu-img bench has no random mode. It walks offset += step modulo the image size; with a step of
-// an odd number of 4 KiB blocks over a power-of-two size (1 GiB, or 1 TiB for tgtd's null LUN)
-// the walk visits every block once before repeating. 162013 ~ 0.618 * 2^18 spreads it well.
-const RANDOM_STEP = 162013 * K4;
-
-const isIops = (f: Figure) => f.bs === K4;
-const fmtRate = (f: Figure, opsPerSec: number) => (isIops(f) ? opsPerSec : (opsPerSec * f.bs) / 1e6);
+/**
+ * Calibration runs aim at CAL_SECS. Measured runs aim at a margin × minSecs: a wide one after a
+ * calibration (a short run's rate is rough), a narrow one after a measured run, wider at each resize. They also aim at
+ * enough target CPU that the clock's resolution is under COARSE_PCT of it (only the /proc tick
+ * fallback needs that), up to MAX_STRETCH × minSecs.
+ */
+const CAL_SECS = 0.3;
+const MARGIN_AFTER_CAL = 1.6;
+const MARGIN = 1.3;
+const MAX_STRETCH = 10;
+/** Runs of a measured figure: the first, and two resizes when the phase ends before minSecs. */
+const ATTEMPTS = 3;
+/** I/O counts never go below these, whatever the rate says. */
+const minCount = (f: Figure, calibration: boolean) => (f.bs === M1 ? 16 : 200) * (calibration ? 1 : 5);
 
 // ---------------------------------------------------------------------------------------- state
 
-interface Sample {
-  backing: Kind;
-  figure: string;
-  target: string;
-  rep: number;
-  count: number;
-  seconds: number;
-  /** IOPS for 4K, MB/s (10^6) for 1M. */
-  value: number;
-  cpuUsPerIo: number;
-  /** The initiator's (qemu-img's) own CPU per I/O. */
-  qemuUsPerIo?: number;
-  /** Whole machine, all cores: share of time not idle during the run. */
-  machineBusyPct?: number;
-  error?: string;
-  warn?: string;
-}
 const samples: Sample[] = [];
 const events: string[] = [];
 const ceilings: { what: string; value: string }[] = [];
-let profiles: ProfileSummary[] = [];
-let profileNote = '';
-let threadNote = '';
+const fioValue = new Map<string, number>();
+let profile: { note: string; threadNote: string; profiles: ProfileSummary[] } | undefined;
 let aborted = false;
 let targets: Target[] = [];
+const clock = new CpuClock();
+let guardian: ChildProcess | undefined;
 
 function note(msg: string): void {
   events.push(msg);
   process.stderr.write(`[bench] ${msg}\n`);
 }
+/** Something went wrong outside a single run's verdict: it goes into the report's Problems seen. */
+const problems: string[] = [];
+function problem(msg: string): void {
+  problems.push(msg);
+  note(msg);
+}
 
 // ---------------------------------------------------------------------------------------- cleanup
+
+const ourFiles = () => (keep ? [] : [TMPFS_FILE, DISK_FILE]);
+const isTarget = (c: ChildProcess) => targets.some((t) => t.child === c);
+
+/** Tell the guardian what to clean up if we die without cleaning up ourselves. */
+function saveState(): void {
+  const bench = procRef(process.pid)!;
+  // Every child: the targets, and qemu-img, which would retry its connection forever.
+  const procs = [...liveChildren].flatMap((c) => (c.pid && c !== guardian ? (procRef(c.pid) ?? []) : []));
+  const state: GuardState = { bench, procs, files: [...ourFiles(), ...targets.flatMap((t) => t.files())] };
+  fs.writeFileSync(`${STATE_FILE}.tmp`, JSON.stringify(state));
+  fs.renameSync(`${STATE_FILE}.tmp`, STATE_FILE);
+}
+
+function startGuardian(): void {
+  saveState();
+  onTrack.hook = saveState;
+  guardian = spawn(process.execPath, [path.join(__dirname, 'lib/guardian.js'), STATE_FILE], {
+    stdio: 'ignore',
+    detached: true,
+  });
+  guardian.unref();
+}
 
 let cleaning: Promise<void> | undefined;
 function cleanup(): Promise<void> {
   cleaning ??= (async () => {
-    for (const c of liveChildren)
-      if (c.spawnargs[0] !== 'tgtd' && !c.spawnargs.includes('serve')) killGroup(c);
-    for (const t of targets) await t.stop().catch((e: Error) => note(`stopping ${t.name}: ${e.message}`));
-    if (!keep) for (const f of [TMPFS_FILE, DISK_FILE]) fs.rmSync(f, { force: true });
+    for (const c of liveChildren) if (!isTarget(c)) killGroup(c);
+    for (const t of targets) {
+      const t0 = Date.now();
+      await t.stop().catch((e: Error) => problem(`stopping ${t.name}: ${e.message}`));
+      if (t.pid) note(`${t.name} stopped in ${Date.now() - t0} ms`);
+    }
+    for (const f of ourFiles()) fs.rmSync(f, { force: true });
+    clock.close();
+    fs.rmSync(STATE_FILE, { force: true }); // the guardian sees it gone and exits
   })();
   return cleaning;
 }
 process.on('exit', () => {
   for (const t of targets) t.killSync();
   for (const c of liveChildren) killGroup(c);
-  if (!keep) fs.rmSync(TMPFS_FILE, { force: true });
+  for (const f of ourFiles()) fs.rmSync(f, { force: true });
+  fs.rmSync(STATE_FILE, { force: true });
+  guardian?.kill('SIGKILL');
 });
 let signals = 0;
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
@@ -232,8 +192,6 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
     if (++signals > 1) process.exit(130);
     aborted = true;
     note(`${sig}: stopping the targets (again to force)`);
-    for (const c of liveChildren)
-      if (c.spawnargs[0] !== 'tgtd' && !c.spawnargs.includes('serve')) killGroup(c);
     void cleanup().then(() => {
       report();
       process.exit(130);
@@ -242,14 +200,16 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
 
 // ---------------------------------------------------------------------------------------- setup
 
-function fillFile(file: string): void {
+/** Sparse first, then every block written once; yields between chunks so a signal is seen. */
+async function fillFile(file: string): Promise<void> {
   const chunk = Buffer.allocUnsafe(8 << 20);
   const fd = fs.openSync(file, 'w');
   try {
-    fs.ftruncateSync(fd, SIZE); // sparse first, then every block written once
-    for (let off = 0; off < SIZE; off += chunk.length) {
+    fs.ftruncateSync(fd, SIZE);
+    for (let off = 0; off < SIZE && !aborted; off += chunk.length) {
       randomFillSync(chunk);
       fs.writeSync(fd, chunk, 0, chunk.length, off);
+      await new Promise((r) => setImmediate(r));
     }
     fs.fdatasyncSync(fd);
   } finally {
@@ -267,94 +227,70 @@ function backingsFor(list: Kind[]): Backing[] {
   );
 }
 
-// ---------------------------------------------------------------------------------------- one run
-
-interface RunOut {
-  opsPerSec: number;
-  seconds: number;
-  cpuUsPerIo: number;
-  qemuUsPerIo?: number;
-  machineBusyPct?: number;
-  error?: string;
-  warn?: string;
-}
-
-async function qemuBench(
-  t: Target,
-  kind: Kind,
-  f: Figure,
-  count: number,
-  timeoutMs: number,
-): Promise<RunOut> {
-  const args = [
-    'bench',
-    '-f',
-    'raw',
-    '-t',
-    'none',
-    '-s',
-    String(f.bs),
-    '-d',
-    String(f.qd),
-    '-c',
-    String(count),
-  ];
-  if (f.write) args.push('-w');
-  args.push('-S', String(f.random ? RANDOM_STEP : f.bs), t.url(kind));
-  const cmdline = `${f.pinned ? 'taskset -c 0 ' : ''}qemu-img ${args.join(' ')}`;
-  // bash's `times` gives the initiator's own CPU time (children's user and system).
-  const script = `${cmdline}; rc=$?; echo @@TIMES; times; exit $rc`;
-  const cpu0 = cpuMicros(t.pid);
-  const m0 = machineJiffies();
-  const lo0 = loopbackTxBytes();
-  const r = await run('bash', ['-c', script], timeoutMs);
-  const lo1 = loopbackTxBytes();
-  const cpu1 = cpuMicros(t.pid);
-  const m1 = machineJiffies();
-  const m = /Run completed in ([\d.]+) seconds/.exec(r.stdout);
-  const tm = /@@TIMES\n.*\n(\d+)m([\d.]+)s (\d+)m([\d.]+)s/.exec(r.stdout);
-  const qemuUs = tm ? (Number(tm[1]) * 60 + Number(tm[2]) + Number(tm[3]) * 60 + Number(tm[4])) * 1e6 : NaN;
-  if (r.timedOut)
-    return { opsPerSec: 0, seconds: 0, cpuUsPerIo: 0, error: `timed out after ${timeoutMs} ms: ${cmdline}` };
-  if (r.code !== 0 || !m)
-    return {
-      opsPerSec: 0,
-      seconds: 0,
-      cpuUsPerIo: 0,
-      error: `exit ${r.code ?? r.signal}: ${cmdline}\n    ${(r.stderr.trim() || r.stdout.trim()).split('\n').slice(0, 6).join('\n    ')}`,
-    };
-  const seconds = Number(m[1]);
-  // The run completed, but qemu-img complained on the way (e.g. a refused command): keep the
-  // figure and report the complaint.
-  const stderr = r.stderr.trim().split('\n').filter(Boolean);
-  let warn = stderr.length
-    ? `${cmdline}\n    ${stderr.length} stderr line(s), first: ${stderr.slice(0, 3).join('\n    ')}`
-    : undefined;
-  // The data must cross loopback. Other traffic only adds to the counter, so too little means the
-  // initiator skipped transfers (qemu reads nothing for blocks GET LBA STATUS calls unmapped when
-  // the LUN reports LBPRZ): the figure is then not a measure of the target.
-  const moved = lo1 - lo0;
-  if (moved < 0.9 * count * f.bs)
-    warn =
-      `${warn ? warn + '\n    ' : `${cmdline}\n    `}only ${(moved / 1e6).toFixed(0)} MB crossed loopback ` +
-      `for ${((count * f.bs) / 1e6).toFixed(0)} MB of I/O: the initiator skipped data transfers; figure invalid`;
-  return {
-    warn,
-    opsPerSec: count / seconds,
-    seconds,
-    cpuUsPerIo: cpu0 !== undefined && cpu1 !== undefined ? (cpu1 - cpu0) / count : NaN,
-    qemuUsPerIo: qemuUs / count,
-    machineBusyPct: (100 * (m1[0] - m0[0])) / Math.max(1, m1[1] - m0[1]),
-  };
-}
-
 async function pin(t: Target, on: boolean): Promise<void> {
   if (!t.alive) return;
   const r = await run('taskset', ['-a', '-p', '-c', on ? '0' : `0-${NCPU - 1}`, String(t.pid)], 5000);
-  if (r.code !== 0) note(`taskset ${t.name}: ${r.stderr.trim()}`);
+  if (r.code !== 0) problem(`taskset ${t.name}: ${r.stderr.trim()}`);
+}
+
+// ---------------------------------------------------------------------------------------- one figure
+
+/** Operations and target CPU µs per second last seen, per backing/figure/target: size the next run. */
+const lastRate = new Map<string, { ops: number; cpu: number }>();
+
+function sized(t: Target, kind: Kind, f: Figure, rate: number, secs: number, minS: number) {
+  const count = Math.max(minCount(f, minS === 0), Math.ceil(rate * secs));
+  const timeoutMs = Math.max(30_000, (5000 * count) / rate + 10_000);
+  return qemuBench(clock, t, kind, f, count, timeoutMs, minS);
+}
+
+/**
+ * One repetition of a figure on a target: calibrate if its rate is not known yet, then a run sized
+ * for a margin over minSecs, resized and rerun while its phase ends early.
+ */
+async function measure(t: Target, other: Target, kind: Kind, f: Figure): Promise<[RunOut, number]> {
+  const key = `${kind}/${f.id}/${t.name}`;
+  let rate = lastRate.get(key);
+  let margin = MARGIN;
+  if (rate === undefined) {
+    const hint =
+      lastRate.get(`${kind}/${f.id}/${other.name}`)?.ops ??
+      lastRate.get(`${kind}/${f.id.replace(/-pin$/, '')}/${t.name}`)?.ops ??
+      f.guess;
+    const cal = await sized(t, kind, f, hint, CAL_SECS, 0);
+    if (!Number.isFinite(cal.opsPerSec)) return [{ ...cal, invalid: `calibration: ${cal.invalid}` }, 1];
+    rate = { ops: cal.opsPerSec, cpu: cal.cpuUs / cal.seconds };
+    margin = MARGIN_AFTER_CAL;
+  }
+  let out: RunOut = emptyRun('', 0);
+  let attempts = 0;
+  while (attempts < ATTEMPTS) {
+    attempts++;
+    const cpuPerSec = rate.cpu > 0 ? rate.cpu : Infinity; // NaN (unknown) too
+    const forCpu = (100 * clock.resolutionUs) / COARSE_PCT / cpuPerSec;
+    const secs = Math.min(MAX_STRETCH * minSecs, Math.max(margin * minSecs, MARGIN * forCpu));
+    out = await sized(t, kind, f, rate.ops, secs, minSecs);
+    if (Number.isFinite(out.opsPerSec)) rate = { ops: out.opsPerSec, cpu: out.cpuUs / out.seconds };
+    if (!out.short || aborted) break;
+    margin = Math.max(margin * 1.25, MARGIN_AFTER_CAL); // the rate moves: aim wider each time
+  }
+  lastRate.set(key, rate);
+  return [out, attempts];
 }
 
 // ---------------------------------------------------------------------------------------- matrix
+
+async function startTarget(t: Target, backings: Backing[]): Promise<void> {
+  try {
+    await t.start(backings);
+    t.died = undefined;
+    note(`${t.name} pid ${t.pid} on 127.0.0.1:${t.port}`);
+  } catch (e) {
+    t.died = `failed to start: ${(e as Error).message}`;
+    problem(`${t.name} ${t.died}`);
+  }
+  saveState();
+}
 
 async function runMatrix(): Promise<void> {
   const backings = backingsFor(kinds);
@@ -369,32 +305,18 @@ async function runMatrix(): Promise<void> {
     workers,
   );
   targets = [tgtd, ntg];
-  for (const t of targets) {
-    try {
-      await t.start(backings);
-      note(`${t.name} pid ${t.pid} on 127.0.0.1:${t.port}`);
-    } catch (e) {
-      t.died = `failed to start: ${(e as Error).message}`;
-      note(`${t.name} ${t.died}`);
-    }
-  }
-  const lastRate = new Map<string, number>();
+  for (const t of targets) await startTarget(t, backings);
   const failures = new Map<string, number>();
   const reported = new Set<Target>();
   let order = 0;
   for (const b of backings) {
     for (const t of targets)
       if (t.died && !t.died.startsWith('failed to start') && !t.alive) {
-        note(`${t.name} died earlier (${t.died}); restarting it for ${b.kind}`);
-        try {
-          await t.stop();
-          await t.start(backings);
-          t.died = undefined;
-          reported.delete(t);
-        } catch (e) {
-          t.died = `restart failed: ${(e as Error).message}`;
-          note(`${t.name} ${t.died}`);
-        }
+        problem(`${t.name} died earlier (${t.died}); restarting it for ${b.kind}`);
+        await t.stop();
+        await startTarget(t, backings);
+        if (!t.alive) t.died = `restart failed: ${t.died}`;
+        reported.delete(t);
       }
     for (const f of FIGURES) {
       if (aborted) return;
@@ -404,64 +326,38 @@ async function runMatrix(): Promise<void> {
         for (const t of pair) {
           if (aborted) return;
           const key = `${b.kind}/${f.id}/${t.name}`;
-          const base: Omit<Sample, 'count' | 'seconds' | 'value' | 'cpuUsPerIo'> = {
-            backing: b.kind,
-            figure: f.id,
-            target: t.name,
-            rep,
-          };
+          const base = { backing: b.kind, figure: f.id, target: t.name, rep };
           if (!t.alive || (failures.get(`${b.kind}/${t.name}`) ?? 0) >= 3) {
             const why = !t.alive ? (t.died ?? 'not running') : 'skipped after 3 consecutive failures';
             if (!reported.has(t)) {
               reported.add(t);
-              note(`${t.name} ${why}: its runs are skipped (found before ${key} rep ${rep})`);
-              for (const l of t.logTail(10)) note(`  ${t.name} log: ${l}`);
+              problem(`${t.name} ${why}: its runs are skipped (found before ${key} rep ${rep})`);
+              for (const l of t.logTail(10)) problem(`  ${t.name} log: ${l}`);
             }
-            samples.push({ ...base, count: 0, seconds: 0, value: NaN, cpuUsPerIo: NaN, error: why });
+            samples.push({ ...emptyRun('', 0, `not run: ${why}`), ...base, attempts: 0 });
             continue;
           }
-          // Size the run from what is known: this target's last run of this figure, else the other
-          // target's, else this target's unpinned twin, else a cautious guess.
-          const other = pair.find((x) => x !== t)!.name;
-          const twin = f.id.replace(/-pin$/, '');
-          const rate =
-            lastRate.get(key) ??
-            lastRate.get(`${b.kind}/${f.id}/${other}`) ??
-            lastRate.get(`${b.kind}/${twin}/${t.name}`) ??
-            f.guess * 0.25;
-          const count = Math.max(f.bs === M1 ? 64 : 500, Math.round(rate * secs));
-          const expectMs = (count / rate) * 1000;
-          const out = await qemuBench(t, b.kind, f, count, Math.max(30_000, 10 * expectMs));
-          if (out.error) {
+          const [out, attempts] = await measure(
+            t,
+            pair.find((x) => x !== t)!,
+            b.kind,
+            f,
+          );
+          if (aborted) return; // its qemu-img was killed by the signal handler: not a result
+          samples.push({ ...out, ...base, attempts });
+          if (out.invalid && !out.short) {
             await sleep(200);
-            const why = t.alive ? out.error : `${out.error}\n    target ${t.died ?? 'gone'}`;
-            note(`${key} rep ${rep}: ${why}`);
-            for (const l of t.logTail(10)) note(`  ${t.name} log: ${l}`);
-            failures.set(`${b.kind}/${t.name}`, (failures.get(`${b.kind}/${t.name}`) ?? 0) + 1);
-            samples.push({ ...base, count, seconds: 0, value: NaN, cpuUsPerIo: NaN, error: why });
-            continue;
+            note(`${key} rep ${rep} invalid: ${out.invalid}\n    ${out.cmdline}`);
+            for (const l of t.logTail(5)) problem(`  ${t.name} log: ${l}`);
           }
-          if (out.warn) {
-            note(`${key} rep ${rep}: completed, but: ${out.warn}`);
-            for (const l of t.logTail(5)) note(`  ${t.name} log: ${l}`);
-          }
-          failures.set(`${b.kind}/${t.name}`, 0);
-          lastRate.set(key, out.opsPerSec);
-          samples.push({
-            ...base,
-            count,
-            seconds: out.seconds,
-            value: fmtRate(f, out.opsPerSec),
-            cpuUsPerIo: out.cpuUsPerIo,
-            qemuUsPerIo: out.qemuUsPerIo,
-            machineBusyPct: out.machineBusyPct,
-            warn: out.warn,
-          });
+          const failed = !Number.isFinite(out.opsPerSec);
+          failures.set(`${b.kind}/${t.name}`, failed ? (failures.get(`${b.kind}/${t.name}`) ?? 0) + 1 : 0);
           process.stderr.write(
             `[bench] ${b.kind.padEnd(5)} ${f.label.padEnd(25)} ${t.name.padEnd(7)} rep ${rep}: ` +
-              `${fmtRate(f, out.opsPerSec).toFixed(0)} ${isIops(f) ? 'IOPS' : 'MB/s'}, ` +
-              `${out.cpuUsPerIo.toFixed(1)} us CPU/IO, qemu ${out.qemuUsPerIo?.toFixed(1)} us/IO, ` +
-              `machine ${out.machineBusyPct?.toFixed(0)}% busy (${count} in ${out.seconds.toFixed(2)} s)\n`,
+              `${fmt(out.value)} ${unit(f)}, ${fmt(out.cpuUsPerIo, 1)} us CPU/IO, ` +
+              `qemu ${fmt(out.qemuUsPerIo, 1)} us/IO, others ${fmt(out.othersPct)}% ` +
+              `(${out.count} in ${fmt(out.seconds, 2)} s${attempts > 1 ? `, ${attempts} runs` : ''})` +
+              `${out.invalid ? ' INVALID' : ''}${out.coarse ? ` coarse: ${out.coarse}` : ''}\n`,
           );
         }
       }
@@ -511,12 +407,11 @@ async function fioCeilings(): Promise<void> {
         const io = f.write ? j.jobs[0]!.write : j.jobs[0]!.read;
         value = fmtRate(f, io.iops);
       } catch {
-        note(`fio ${kind} ${f.label} failed: ${r.stderr.trim().split('\n')[0]}`);
+        problem(`fio ${kind} ${f.label} failed: ${r.stderr.trim().split('\n')[0]}`);
       }
       fioValue.set(`${kind}/${f.id}`, value);
     }
 }
-const fioValue = new Map<string, number>();
 
 async function iperfCeiling(): Promise<void> {
   if ((await run('iperf3', ['--version'], 5000)).code !== 0) {
@@ -558,180 +453,75 @@ async function profileRun(): Promise<void> {
   ]);
   targets.push(t);
   const f = FIGURES.find((x) => x.id === 'rr-qd32')!;
+  let note = '';
+  let threadNote = '';
   try {
     await t.start(backingsFor(['tmpfs']));
-    const rates = samples.filter(
-      (s) => s.backing === 'tmpfs' && s.figure === f.id && s.target === 'nodetgt' && !s.error,
+    saveState();
+    const valid = samples.filter(
+      (s) => s.backing === 'tmpfs' && s.figure === f.id && s.target === 'nodetgt' && !s.invalid,
     );
-    const rate = rates.length ? median(rates.map((s) => s.value)) : f.guess;
+    const rate = valid.length ? median(valid.map((s) => s.opsPerSec)) : f.guess;
     const count = Math.round(rate * 5);
     const th0 = threadCpu(t.pid);
-    const out = await qemuBench(t, 'tmpfs', f, count, 60_000);
+    const out = await qemuBench(clock, t, 'tmpfs', f, count, 60_000, 0);
     const th1 = threadCpu(t.pid);
     const perThread = [...th1]
       .map(([tid, v]) => ({ tid, comm: v.comm, us: v.us - (th0.get(tid)?.us ?? 0) }))
       .filter((x) => x.us > 0)
       .sort((a, b) => b.us - a.us);
     threadNote =
-      'Per-thread CPU of the nodetgt process over the profiled run (utime+stime from /proc/PID/task/*/stat): ' +
+      'Per-thread CPU of the nodetgt process over the whole profiled run, login included ' +
+      '(utime+stime from /proc/PID/task/*/stat, 10 ms ticks): ' +
       perThread.map((x) => `${x.comm}[${x.tid}] ${(x.us / 1000).toFixed(0)} ms`).join(', ') +
-      (out.seconds
-        ? `; run took ${(out.seconds * 1000).toFixed(0)} ms wall, qemu-img ${fmt(out.qemuUsPerIo ?? NaN, 1)} µs CPU/IO, machine ${fmt(out.machineBusyPct ?? NaN)}% busy.`
-        : '.');
-    if (out.error) profileNote += `profiled run failed: ${out.error}\n`;
-    else
-      profileNote +=
-        `Profiled run (tmpfs, ${f.label}, ${count} I/Os, under --cpu-prof): ` +
-        `${out.opsPerSec.toFixed(0)} IOPS, ${out.cpuUsPerIo.toFixed(1)} us CPU/IO.\n`;
+      `; phase ${fmt(out.seconds, 2)} s, qemu-img ${fmt(out.qemuUsPerIo, 1)} µs CPU/IO, ` +
+      `machine ${fmt(out.machineBusyPct)}% busy.`;
+    note = out.invalid
+      ? `profiled run invalid: ${out.invalid}\n`
+      : `Profiled run (tmpfs, ${f.label}, ${count} I/Os, under --cpu-prof): ` +
+        `${fmt(out.value)} IOPS, ${fmt(out.cpuUsPerIo, 1)} µs CPU/IO.\n`;
   } catch (e) {
-    profileNote += `profiled nodetgt failed: ${(e as Error).message}\n`;
+    note += `profiled nodetgt failed: ${(e as Error).message}\n`;
   }
   await t.stop();
   targets = targets.filter((x) => x !== t);
+  saveState();
   const files = fs.readdirSync(dir).filter((x) => x.endsWith('.cpuprofile'));
-  if (!files.length) profileNote += `no .cpuprofile written in ${dir}\n`;
-  profiles = files.map((x) => summariseProfile(path.join(dir, x), REPO)).sort((a, b) => b.busyMs - a.busyMs);
-  profileNote += `Profiles: ${dir}\n`;
+  if (!files.length) note += `no .cpuprofile written in ${dir}\n`;
+  const profiles = files
+    .map((x) => summariseProfile(path.join(dir, x), REPO))
+    .sort((a, b) => b.busyMs - a.busyMs);
+  profile = { note: `${note}Profiles: ${dir}\n`, threadNote, profiles };
 }
 
 // ---------------------------------------------------------------------------------------- report
 
-const fmt = (x: number, digits = 0) => (Number.isFinite(x) ? x.toFixed(digits) : '—');
-
-function report(): string {
+function report(): void {
   const info = machineInfo();
-  const L: string[] = [];
-  L.push(`## nodetgt vs tgtd, side by side (${info.date})`, '');
-  L.push(
-    `Machine: ${info.cpu}, ${info.cores} cores, ${info.memory}; ${info.kernel}; node ${info.node}; ` +
-      `tgtd ${info.tgtd}; ${info.qemu}; ${info.fio}.`,
-  );
-  L.push(
-    `Initiator: \`qemu-img bench -f raw -t none\` over iscsi:// on 127.0.0.1 (libiscsi, no digests). ` +
-      `nodetgt --workers ${workers}; tgtd default (rdwr backstore, 1.0.85 defaults). ` +
-      `Backing: 1 GiB file on /dev/shm (buffered) and on ${WORK} (ext4 on /dev/vda, O_DIRECT on both targets), ` +
-      `each created sparse then written once in full with random data; null = nodetgt null:1G, tgtd --bstype null. ` +
-      `Random = odd 4 KiB stride (${RANDOM_STEP} B) over the power-of-two LUN. ` +
-      `${reps} repetition(s) per figure, ~${secs} s each, targets alternated; medians shown. ` +
-      `CPU = the target process's utime+stime (all threads) over the run / I/O count. ` +
-      `"pinned": target (all threads) and qemu-img on CPU 0 (taskset).`,
-  );
-  L.push('');
-  L.push(
-    '| backing | test | unit | tgtd | nodetgt | nodetgt/tgtd | tgtd CPU µs/IO | nodetgt CPU µs/IO | CPU nodetgt/tgtd | fio io_uring |',
-  );
-  L.push('|---|---|---|--:|--:|--:|--:|--:|--:|--:|');
-  for (const k of kinds)
-    for (const f of FIGURES) {
-      const pick = (tn: string) =>
-        samples.filter((s) => s.backing === k && s.figure === f.id && s.target === tn && !s.error);
-      const a = pick('tgtd');
-      const b = pick('nodetgt');
-      if (!samples.some((s) => s.backing === k && s.figure === f.id)) continue;
-      const va = median(a.map((s) => s.value));
-      const vb = median(b.map((s) => s.value));
-      const ca = median(a.map((s) => s.cpuUsPerIo));
-      const cb = median(b.map((s) => s.cpuUsPerIo));
-      const fv = fioValue.get(`${k}/${f.id}`);
-      const flag = (ss: Sample[]) => (ss.some((s) => s.warn) ? ' (!)' : '');
-      L.push(
-        `| ${k} | ${f.label} | ${isIops(f) ? 'IOPS' : 'MB/s'} | ${fmt(va)}${flag(a)} | ${fmt(vb)}${flag(b)} | ${fmt(vb / va, 2)} | ` +
-          `${fmt(ca, 1)} | ${fmt(cb, 1)} | ${fmt(cb / ca, 2)} | ${fv === undefined ? '' : fmt(fv)} |`,
-      );
-    }
-  L.push(
-    '(!) = qemu-img printed errors or the data did not cross loopback in at least one repetition: see Problems seen.',
-    '',
-  );
-  if (ceilings.length) L.push(...ceilings.map((c) => `- ${c.what}: ${c.value}`), '');
-  L.push(
-    '<details><summary>raw samples: value (IOPS or MB/s); target CPU µs/IO; qemu-img CPU µs/IO; machine busy % (2 cores = 100%)</summary>',
-    '',
-    '```',
-  );
-  for (const k of kinds)
-    for (const f of FIGURES)
-      for (const tn of ['tgtd', 'nodetgt']) {
-        const ss = samples.filter((s) => s.backing === k && s.figure === f.id && s.target === tn);
-        if (!ss.length) continue;
-        L.push(
-          `${k.padEnd(5)} ${f.id.padEnd(10)} ${tn.padEnd(7)} ` +
-            ss
-              .map((s) =>
-                s.error
-                  ? 'ERR'
-                  : `${s.value.toFixed(0)};${s.cpuUsPerIo.toFixed(1)};${fmt(s.qemuUsPerIo ?? NaN, 1)};` +
-                    `${fmt(s.machineBusyPct ?? NaN)}%${s.warn ? '(!)' : ''}`,
-              )
-              .join('  '),
-        );
-      }
-  L.push(
-    '```',
-    '(!) = completed, but qemu-img printed errors or the data did not cross loopback (see Problems seen)',
-    '</details>',
-    '',
-  );
-  if (events.some((e) => /fail|error|died|timed out|exit|completed, but/i.test(e))) {
-    L.push(
-      '### Problems seen',
-      '',
-      '```',
-      ...events.filter((e) => /fail|error|died|timed out|exit|completed, but|log:/i.test(e)),
-      '```',
-      '',
-    );
-  }
-  for (const t of targets) {
-    const w = t.logTail(15);
-    if (w.length)
-      L.push(`### ${t.name} log (warnings and errors, last ${w.length})`, '', '```', ...w, '```', '');
-  }
-  if (profileNote || profiles.length) {
-    L.push(
-      '### nodetgt CPU profile, 4K random read QD32 (tmpfs)',
-      '',
-      profileNote.trim(),
-      '',
-      threadNote,
-      '',
-    );
-    for (const p of profiles) {
-      if (p.busyMs < 50) continue;
-      L.push(
-        `${p.thread}: ${p.busyMs.toFixed(0)} ms on CPU (sampled) of ${p.wallMs.toFixed(0)} ms profiled`,
-        '',
-      );
-      L.push('| self ms | % of busy | function | where |', '|--:|--:|---|---|');
-      for (const e of p.top)
-        L.push(`| ${e.ms.toFixed(0)} | ${e.pctBusy.toFixed(1)} | ${e.fn} | ${e.where} |`);
-      L.push('');
-    }
-  }
-  const md = L.join('\n');
+  const md = renderMarkdown({
+    info,
+    kinds,
+    reps,
+    minSecs,
+    workers,
+    work: WORK,
+    samples,
+    clock,
+    fio: fioValue,
+    ceilings,
+    problems,
+    logs: targets.map((t) => ({ name: t.name, lines: t.logTail(15) })),
+    profile,
+    aborted,
+  });
   process.stdout.write(md + '\n');
   fs.writeFileSync(path.join(WORK, `results-${STAMP}.md`), md + '\n');
+  const json = { info, reps, minSecs, workers, kinds, clock, samples, fio: Object.fromEntries(fioValue) };
   fs.writeFileSync(
     path.join(WORK, `results-${STAMP}.json`),
-    JSON.stringify(
-      {
-        info,
-        reps,
-        secs,
-        workers,
-        kinds,
-        samples,
-        fio: Object.fromEntries(fioValue),
-        ceilings,
-        events,
-        profiles,
-      },
-      null,
-      1,
-    ),
+    JSON.stringify({ ...json, ceilings, events, profiles: profile?.profiles ?? [] }, null, 1),
   );
   process.stderr.write(`[bench] results in ${WORK}/results-${STAMP}.{md,json}\n`);
-  return md;
 }
 
 // ---------------------------------------------------------------------------------------- main
@@ -739,27 +529,31 @@ function report(): string {
 async function main(): Promise<void> {
   const t0 = Date.now();
   fs.mkdirSync(WORK, { recursive: true });
-  for (const tool of ['tgtd', 'tgtadm', 'qemu-img', 'taskset', 'ss'])
+  for (const tool of ['tgtd', 'tgtadm', 'qemu-img', 'taskset', 'stdbuf', 'ss'])
     if ((await run('sh', ['-c', `command -v ${tool}`], 5000)).code !== 0)
       throw new Error(
-        `${tool} not found (apt-get install tgt qemu-utils qemu-block-extra util-linux iproute2)`,
+        `${tool} not found (apt-get install tgt qemu-utils qemu-block-extra util-linux coreutils iproute2)`,
       );
   if (!fs.existsSync(path.join(REPO, 'dist/src/cli/main.js')))
     throw new Error('nodetgt is not built (npx tsc)');
+  startGuardian();
+  await clock.open();
+  note(`CPU clock: ${clock.method}`);
   if (kinds.includes('tmpfs')) {
     note(`writing ${TMPFS_FILE} (1 GiB random)`);
-    fillFile(TMPFS_FILE);
+    await fillFile(TMPFS_FILE);
   }
-  if (kinds.includes('disk')) {
+  if (kinds.includes('disk') && !aborted) {
     note(`writing ${DISK_FILE} (1 GiB random)`);
-    fillFile(DISK_FILE);
+    await fillFile(DISK_FILE);
   }
-  if (doFio) {
+  if (doFio && !aborted) {
     await iperfCeiling();
     await fioCeilings();
     // fio wrote over the files; that is fine (random data either way, all blocks allocated).
   }
-  await runMatrix();
+  if (!aborted) await runMatrix();
+  if (aborted) return; // the signal handler cleans up and reports
   for (const t of [...targets]) await t.stop();
   if (doProfile && !aborted) await profileRun();
   note(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
@@ -768,7 +562,7 @@ async function main(): Promise<void> {
 
 main()
   .catch((e: Error) => {
-    note(`fatal: ${e.stack ?? e.message}`);
+    problem(`fatal: ${e.stack ?? e.message}`);
     process.exitCode = 1;
   })
   .finally(() => cleanup());

@@ -29,8 +29,12 @@ export function killGroup(child: ChildProcess): void {
   }
 }
 
+/** Called after each child is tracked (the benchmark keeps its guardian's list current with it). */
+export const onTrack: { hook?: () => void } = {};
+
 export function track(child: ChildProcess): ChildProcess {
   liveChildren.add(child);
+  onTrack.hook?.();
   child.once('exit', () => liveChildren.delete(child));
   return child;
 }
@@ -103,7 +107,8 @@ export async function waitFor(what: string, fn: () => Promise<boolean> | boolean
   }
 }
 
-const CLK_TCK = Number(runSync('getconf', ['CLK_TCK']).out.trim()) || 100;
+/** Clock ticks per second of /proc/PID/stat and /proc/stat (USER_HZ). */
+export const CLK_TCK = Number(runSync('getconf', ['CLK_TCK']).out.trim()) || 100;
 
 /** utime+stime of the whole process (all its threads, live and exited), in microseconds. */
 export function cpuMicros(pid: number): number | undefined {
@@ -188,4 +193,14 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** A process's start time (field 22 of /proc/PID/stat): with the pid, names one process for good. */
+export function procStart(pid: number): string | undefined {
+  try {
+    const text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return text.slice(text.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
 }

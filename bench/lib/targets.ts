@@ -49,9 +49,18 @@ export abstract class Target {
   }
 
   abstract start(backings: Backing[]): Promise<void>;
-  abstract stop(): Promise<void>;
+  protected abstract doStop(): Promise<void>;
+  private stopped?: Promise<void>;
+
+  /** Stop the target; a second call while the first is under way waits for the same stop. */
+  stop(): Promise<void> {
+    this.stopped ??= this.doStop().finally(() => (this.stopped = undefined));
+    return this.stopped;
+  }
   /** Last resort on process exit: synchronous, no waiting. */
   abstract killSync(): void;
+  /** Files the target leaves behind if killed (control sockets, config). */
+  abstract files(): string[];
 
   protected watch(child: ChildProcess): void {
     this.child = track(child);
@@ -158,7 +167,7 @@ export class Tgtd extends Target {
     await this.adm(['--lld', 'iscsi', '--op', 'bind', '--mode', 'target', '--tid', '1', '-I', 'ALL']);
   }
 
-  async stop(): Promise<void> {
+  protected async doStop(): Promise<void> {
     if (!this.child) return;
     this.stopping = true;
     if (this.alive) {
@@ -202,9 +211,12 @@ export class Tgtd extends Target {
     this.removeSockets();
   }
 
+  files(): string[] {
+    return this.ctl ? [`/var/run/tgtd/socket.${this.ctl}`, `/var/run/tgtd/socket.${this.ctl}.lock`] : [];
+  }
+
   private removeSockets(): void {
-    for (const f of [`/var/run/tgtd/socket.${this.ctl}`, `/var/run/tgtd/socket.${this.ctl}.lock`])
-      fs.rmSync(f, { force: true });
+    for (const f of this.files()) fs.rmSync(f, { force: true });
   }
 }
 
@@ -268,7 +280,11 @@ export class Nodetgt extends Target {
 
   private cfgFile = '';
 
-  async stop(): Promise<void> {
+  files(): string[] {
+    return this.cfgFile ? [this.cfgFile] : [];
+  }
+
+  protected async doStop(): Promise<void> {
     if (!this.child) return;
     this.stopping = true;
     if (this.cfgFile) fs.rmSync(this.cfgFile, { force: true });

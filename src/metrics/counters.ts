@@ -29,6 +29,8 @@ export const COUNTERS = [
   'ssnActive',
   'rejectsSent',
   'pduDataCopiedBytes',
+  'pduHeaderDigestsVerified',
+  'pduDataDigestsVerified',
   'scsiCommands',
   'scsiReadBytes',
   'scsiWriteBytes',

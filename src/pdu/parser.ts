@@ -65,6 +65,10 @@ export class PduParser {
   maxDataSegmentLength: number;
   /** Data-segment bytes copied because a segment spanned reads (everything else is delivered as slices). */
   copiedBytes = 0;
+  /** PDUs whose header digest was checked and matched (an observable for tests and metrics). */
+  headerDigestsVerified = 0;
+  /** PDUs whose data digest was checked and matched. */
+  dataDigestsVerified = 0;
   private readonly retain: boolean;
   private parts: Buffer[] = [];
 
@@ -274,6 +278,7 @@ export class PduParser {
             );
             return pos;
           }
+          this.headerDigestsVerified++;
           this.headerDone();
           break;
         }
@@ -341,6 +346,7 @@ export class PduParser {
           computed >>>= 0;
           const received = trailer.readUInt32LE(at + this.pad);
           if (computed === received) {
+            this.dataDigestsVerified++;
             this.deliver(data);
           } else {
             const pdu = this.makePdu(data);

@@ -31,6 +31,8 @@ export const COUNTERS = [
   'ssnActive',
   'rejectsSent',
   'pduDataCopiedBytes',
+  'pduHeaderDigestsVerified',
+  'pduDataDigestsVerified',
   'scsiCommands',
   'scsiReadBytes',
   'scsiWriteBytes',

@@ -33,6 +33,8 @@ const HELP: Record<CounterName, [string, 'counter' | 'gauge']> = {
   ssnActive: ['Sessions in full feature phase', 'gauge'],
   rejectsSent: ['Reject PDUs sent', 'counter'],
   pduDataCopiedBytes: ['Data segment bytes the parser had to assemble across reads', 'counter'],
+  pduHeaderDigestsVerified: ['PDUs received whose header digest (CRC32C) was checked and matched', 'counter'],
+  pduDataDigestsVerified: ['PDUs received whose data digest (CRC32C) was checked and matched', 'counter'],
   scsiCommands: ['SCSI commands executed', 'counter'],
   scsiReadBytes: ['Bytes read by initiators', 'counter'],
   scsiWriteBytes: ['Bytes written by initiators', 'counter'],

@@ -70,6 +70,10 @@ export class PduParser {
    * long the PDU in progress has been partial: a new one began whenever this changed.
    */
   pduBoundaries = 0;
+  /** PDUs whose header digest was checked and matched (an observable for tests and metrics). */
+  headerDigestsVerified = 0;
+  /** PDUs whose data digest was checked and matched. */
+  dataDigestsVerified = 0;
   private readonly retain: boolean;
   private parts: Buffer[] = [];
 
@@ -279,6 +283,7 @@ export class PduParser {
             );
             return pos;
           }
+          this.headerDigestsVerified++;
           this.headerDone();
           break;
         }
@@ -346,6 +351,7 @@ export class PduParser {
           computed >>>= 0;
           const received = trailer.readUInt32LE(at + this.pad);
           if (computed === received) {
+            this.dataDigestsVerified++;
             this.deliver(data);
           } else {
             const pdu = this.makePdu(data);

@@ -120,10 +120,16 @@ export class Connection {
   private onData(chunk: Buffer): void {
     this.lastRx = Date.now();
     if (this.phase === 'closed') return;
-    const copied = this.parser.copiedBytes;
-    this.parser.push(chunk);
-    if (this.parser.copiedBytes !== copied)
-      this.ctx.counters.inc('pduDataCopiedBytes', this.parser.copiedBytes - copied);
+    const parser = this.parser;
+    const copied = parser.copiedBytes;
+    const hd = parser.headerDigestsVerified;
+    const dd = parser.dataDigestsVerified;
+    parser.push(chunk);
+    const c = this.ctx.counters;
+    if (parser.copiedBytes !== copied) c.inc('pduDataCopiedBytes', parser.copiedBytes - copied);
+    if (parser.headerDigestsVerified !== hd)
+      c.inc('pduHeaderDigestsVerified', parser.headerDigestsVerified - hd);
+    if (parser.dataDigestsVerified !== dd) c.inc('pduDataDigestsVerified', parser.dataDigestsVerified - dd);
   }
 
   // ---- sending ---------------------------------------------------------------------------------

@@ -123,7 +123,7 @@ function sendCommand(
       read: !!o.read,
       write: !!o.write,
       attr: 1,
-      itt: o.itt ?? ini.itt++,
+      itt: ini.byHand(o.itt ?? ini.itt++),
       expectedDataTransferLength: o.edtl,
       cmdSN,
       expStatSN: ini.expStatSN,
@@ -205,7 +205,7 @@ test.serial('a client that never reads: RSS stays bounded, other sessions keep t
   // The target gives up on the hog once nothing drains for sendTimeout (6 s).
   // A paused client does not see the close: after sendTimeout, a write of its own finds the connection reset.
   await new Promise((r) => setTimeout(r, 7000));
-  hog.send(encodeNopOut({ immediate: true, itt: 1, ttt: 0xffffffff, cmdSN: hog.cmdSN, expStatSN: 0 }));
+  hog.send(encodeNopOut({ immediate: true, itt: hog.byHand(1), ttt: 0xffffffff, cmdSN: hog.cmdSN, expStatSN: 0 }));
   const dropped = await Promise.race([
     hog.closedPromise.then(() => true),
     new Promise<boolean>((r) => setTimeout(() => r(false), 5000)),
@@ -338,7 +338,7 @@ test.serial(
       encodeScsiCommand({
         final: true,
         attr: 1,
-        itt: ini.itt++,
+        itt: ini.byHand(ini.itt++),
         expectedDataTransferLength: 0,
         cmdSN: gap,
         expStatSN: ini.expStatSN,
@@ -420,7 +420,7 @@ test.serial('a rejected command plugged by ABORT TASK: the commands behind it ar
     encodeTaskMgmtRequest({
       immediate: true,
       function: 1,
-      itt: ini.itt++,
+      itt: ini.byHand(ini.itt++),
       referencedTaskTag: itt,
       cmdSN: ini.cmdSN,
       expStatSN: ini.expStatSN,
@@ -483,7 +483,7 @@ test.serial('every other Reject leaves the session going on or closed', async (t
       const bhs = encodeScsiCommand({
         final: true,
         attr: 1,
-        itt: ini.itt++,
+        itt: ini.byHand(ini.itt++),
         expectedDataTransferLength: 0,
         cmdSN: ini.cmdSN++,
         expStatSN: ini.expStatSN,

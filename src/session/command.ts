@@ -355,13 +355,17 @@ export class CommandEngine {
       const withStatus = result.status === GOOD && !result.sense;
       const release =
         result.pooled && result.dataIn ? () => session.dispatcher!.releaseDataIn(result.dataIn!) : undefined;
-      for (let off = 0; off < data.length; off += max) {
-        const end = Math.min(off + max, data.length);
+      // Data-In sequences of at most MaxBurstLength (RFC 7143 sec. 13.14), each ended by the F bit; a PDU never
+      // straddles two of them. DataSN runs on across the sequences.
+      const burst = session.params.maxBurstLength;
+      for (let off = 0; off < data.length;) {
+        const seqEnd = Math.min(data.length, (Math.floor(off / burst) + 1) * burst);
+        const end = Math.min(off + max, seqEnd);
         const last = end === data.length;
         const status = last && withStatus;
         conn.send(
           encodeDataIn({
-            final: last,
+            final: end === seqEnd,
             statusPresent: status,
             status: status ? result.status : 0,
             residualOverflow: status && overflow,
@@ -379,6 +383,7 @@ export class CommandEngine {
           data.subarray(off, end),
           last ? release : undefined,
         );
+        off = end;
       }
       if (withStatus) return this.finish(task);
     }

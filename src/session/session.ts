@@ -54,7 +54,10 @@ export class Session {
 
   /** Backpressure: a connection stopped draining; MaxCmdSN stays where it is until released. */
   holdWindow(): void {
-    if (this.windowHolds++ === 0) this.heldMaxCmdSN = this.maxCmdSN;
+    // Read the open window before counting the hold: with the hold counted, maxCmdSN would read the stale
+    // heldMaxCmdSN and the window would collapse to empty (MaxCmdSN going backwards).
+    if (this.windowHolds === 0) this.heldMaxCmdSN = this.maxCmdSN;
+    this.windowHolds++;
   }
 
   /** Returns true when the window is open again and MaxCmdSN moved on while it was held. */

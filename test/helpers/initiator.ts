@@ -504,6 +504,8 @@ export class TestInitiator {
   /** ITTs of exchanges that are over, with how they ended: a later reply names them in its violation. */
   private readonly ended = new Map<number, string>();
   private phase: 'login' | 'ffp' = 'login';
+  /** ITTs of exchanges a test drives by hand (byHand): their PDUs go to next(), unmatched. */
+  private readonly handDriven = new Set<number>();
   private statSNKnown = false;
   private lastExpCmdSN: number | null = null;
   private lastMaxCmdSN: number | null = null;
@@ -708,6 +710,10 @@ export class TestInitiator {
         return;
       case Opcode.LoginResponse:
         throw this.violation(`${name} in full feature phase`);
+    }
+    if (this.handDriven.has(p.itt)) {
+      this.push(p); // the test reads and checks this exchange itself
+      return;
     }
     const ex = this.exchanges.get(p.itt);
     if (!ex) {
@@ -1110,6 +1116,16 @@ export class TestInitiator {
     );
     this.track(ex, o.timeoutMs ?? DEFAULT_TIMEOUT);
     return ex.result.promise;
+  }
+
+  /**
+   * For a test that builds an exchange's PDUs itself and reads the answers with next(): every PDU with this ITT
+   * goes to next() without being matched to a task (the numbering checks on StatSN and the CmdSN window still
+   * apply). Returns the ITT.
+   */
+  byHand(itt: number): number {
+    this.handDriven.add(itt >>> 0);
+    return itt;
   }
 
   /** Drop the connection. Throws the recorded violation if no caller has seen it yet. */

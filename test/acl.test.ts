@@ -7,6 +7,7 @@ import test from 'ava';
 import * as net from 'node:net';
 import { aclAllows, inNetwork, parseCidr } from '../src/portal/acl';
 import { ConfigError, normalizeConfig, validateCidr, type AclConfig } from '../src/config/schema';
+import { rng } from './helpers/rng';
 
 /** [address, network, expected]: a table row, shown in the assertion message when it fails. */
 type Row = [string, string, boolean];
@@ -306,17 +307,6 @@ test('config validation accepts exactly the networks the matcher understands', (
 
 // ---------------------------------------------------------------------------
 // Against an independent matcher: Node's net.BlockList, on random addresses near the prefix boundary
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = s;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** An IPv6 address as text, in a randomly chosen spelling: full, zero-padded, :: anywhere legal, upper case. */
 function formatV6(groups: number[], r: () => number): string {

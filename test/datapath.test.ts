@@ -11,6 +11,7 @@ import { TestInitiator } from './helpers/initiator';
 import { encodeDataOut, encodeScsiCommand } from '../src/pdu/serializer';
 import { decodeReject } from '../src/pdu/pdu';
 import { readCounters } from '../src/metrics/counters';
+import { cdb10 } from './scsi-helpers';
 
 let tt: TestTarget;
 let healthy: TestInitiator;
@@ -26,14 +27,6 @@ test.after.always(async () => {
   await tt?.close();
 });
 
-function cdb10(op: number, lba: number, blocks: number, flags = 0): Buffer {
-  const c = Buffer.alloc(16);
-  c[0] = op;
-  c[1] = flags;
-  c.writeUInt32BE(lba, 2);
-  c.writeUInt16BE(blocks, 7);
-  return c;
-}
 const READ10 = 0x28;
 const WRITE10 = 0x2a;
 const total = () => readCounters(tt.target.counters).total;

@@ -12,16 +12,9 @@ import { encodeNopOut, encodeScsiCommand, frame } from '../src/pdu/serializer';
 import { crc32cRef } from '../src/pdu/crc32c-ref';
 import { decodeReject } from '../src/pdu/pdu';
 import { readCounters } from '../src/metrics/counters';
+import { cdb10 } from './scsi-helpers';
 
 const counters = (tt: TestTarget) => readCounters(tt.target.counters).total;
-
-function cdb10(op: number, lba: number, blocks: number): Buffer {
-  const c = Buffer.alloc(16);
-  c[0] = op;
-  c.writeUInt32BE(lba, 2);
-  c.writeUInt16BE(blocks, 7);
-  return c;
-}
 
 function digestKeys(header: boolean, data: boolean): Array<[string, string]> {
   return defaultOperationalKeys().map(([k, v]): [string, string] =>

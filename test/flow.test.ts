@@ -205,7 +205,9 @@ test.serial('a client that never reads: RSS stays bounded, other sessions keep t
   // The target gives up on the hog once nothing drains for sendTimeout (6 s).
   // A paused client does not see the close: after sendTimeout, a write of its own finds the connection reset.
   await new Promise((r) => setTimeout(r, 7000));
-  hog.send(encodeNopOut({ immediate: true, itt: hog.byHand(1), ttt: 0xffffffff, cmdSN: hog.cmdSN, expStatSN: 0 }));
+  hog.send(
+    encodeNopOut({ immediate: true, itt: hog.byHand(1), ttt: 0xffffffff, cmdSN: hog.cmdSN, expStatSN: 0 }),
+  );
   const dropped = await Promise.race([
     hog.closedPromise.then(() => true),
     new Promise<boolean>((r) => setTimeout(() => r(false), 5000)),

@@ -16,6 +16,7 @@ import { readLuFaults } from '../src/metrics/counters';
 import { renderMetrics } from '../src/metrics/http';
 import { normalizeConfig, ConfigError } from '../src/config/schema';
 import { prepareBackingFiles } from '../src/backstore/prepare';
+import { cdb10 } from './scsi-helpers';
 
 const IQN = 'iqn.2026-11.io.nodetgt.test:faults';
 const MiB = 1024 * 1024;
@@ -37,14 +38,6 @@ async function lunsListed(port: number): Promise<number[]> {
   const r = await run('iscsi-ls', ['-s', `iscsi://127.0.0.1:${port}`], 30000);
   if (r.code !== 0) throw new Error(`iscsi-ls: exit ${r.code}\n${r.stdout}${r.stderr}`);
   return [...r.stdout.matchAll(/^Lun:(\d+)/gm)].map((m) => Number(m[1]));
-}
-
-function cdb10(op: number, lba: number, blocks: number): Buffer {
-  const c = Buffer.alloc(10);
-  c[0] = op;
-  c.writeUInt32BE(lba, 2);
-  c.writeUInt16BE(blocks, 7);
-  return c;
 }
 
 /** [sense key, ASC, ASCQ] of a fixed-format sense buffer. */

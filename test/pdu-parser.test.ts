@@ -16,18 +16,7 @@ import {
   type FrameOptions,
 } from '../src/pdu/serializer';
 import { crc32c } from './helpers/crc32c-table';
-
-// Deterministic PRNG so failures reproduce.
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = s;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from './helpers/rng';
 
 function bytes(n: number, seed: number): Buffer {
   const r = rng(seed);

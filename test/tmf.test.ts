@@ -10,19 +10,12 @@ import { startTestTarget, TEST_TARGET, type TestTarget } from './helpers/target'
 import { TestInitiator, TaskAbortedError, type ScsiTask } from './helpers/initiator';
 import { TmfFunction, TmfResponse, Opcode } from '../src/pdu/opcodes';
 import { decodeReject, type R2T } from '../src/pdu/pdu';
+import { cdb10 } from './scsi-helpers';
 
 const READ10 = 0x28;
 const WRITE10 = 0x2a;
 const BLOCKS = 8;
 const BYTES = BLOCKS * 512;
-
-function cdb10(op: number, lba: number, blocks: number): Buffer {
-  const c = Buffer.alloc(16);
-  c[0] = op;
-  c.writeUInt32BE(lba, 2);
-  c.writeUInt16BE(blocks, 7);
-  return c;
-}
 
 interface Setup {
   tt: TestTarget;

@@ -111,29 +111,37 @@ export class ScsiDispatcher {
   /**
    * The checks a command carrying Data-Out gets on arrival, before any R2T is sent or any of its data kept:
    * LUN, opcode, CDB length and the command's own pre-check (range, transfer length). Returns the sense data
-   * of the CHECK CONDITION to answer with, or null when the command may go on.
+   * of the CHECK CONDITION to answer with, or the bytes of Data-Out the command will use (dataOutLength).
    */
-  precheck(task: { cdb: Buffer; lun: number }): Buffer | null {
+  admitDataOut(task: { cdb: Buffer; lun: number }): { sense: Buffer } | { dataOut: number } {
     const cdb = task.cdb;
     try {
       const lu = this.luns.get(task.lun);
       if (!lu) {
         const op = cdb[0];
-        if (op === Opcode.INQUIRY || op === Opcode.REPORT_LUNS || op === Opcode.REQUEST_SENSE) return null;
+        if (op === Opcode.INQUIRY || op === Opcode.REPORT_LUNS || op === Opcode.REQUEST_SENSE)
+          return { dataOut: 0 };
         throw lunNotSupported();
       }
-      const spec = this.index.lookup(cdb);
-      if (spec === undefined) throw invalidOpcode();
-      if (spec === 'bad-sa') throw invalidFieldInCdb(1, 4);
-      if (spec.available && !spec.available(lu))
-        throw spec.serviceAction === undefined ? invalidOpcode() : invalidFieldInCdb(1, 4);
+      const spec = this.specFor(lu, cdb);
       if (cdb.length < spec.cdbLength) throw invalidFieldInCdb(0, 7);
       spec.precheck?.(cdb, lu);
-      return null;
+      return { dataOut: spec.dataOutLength?.(cdb, lu) ?? 0 };
     } catch (e) {
-      if (e instanceof ScsiError) return e.sense();
+      if (e instanceof ScsiError) return { sense: e.sense() };
       throw e;
     }
+  }
+
+  /** The command this CDB names on this LU, or the ScsiError for an opcode or service action it does not offer. */
+  private specFor(lu: LogicalUnit, cdb: Buffer): CommandSpec {
+    const spec = this.index.lookup(cdb);
+    if (spec === undefined) throw invalidOpcode();
+    if (spec === 'bad-sa') throw invalidFieldInCdb(1, 4);
+    // A service action this LU does not offer is an invalid SERVICE ACTION field, not an unknown opcode.
+    if (spec.available && !spec.available(lu))
+      throw spec.serviceAction === undefined ? invalidOpcode() : invalidFieldInCdb(1, 4);
+    return spec;
   }
 
   /** Return a pooled Data-In buffer (ScsiResult.pooled) once it has been sent. */
@@ -155,12 +163,7 @@ export class ScsiDispatcher {
       const lu = this.luns.get(task.lun);
       if (!lu) return this.absentLun(task);
       lu.noteNexus(task.nexus);
-      const spec = this.index.lookup(cdb);
-      if (spec === undefined) throw invalidOpcode();
-      if (spec === 'bad-sa') throw invalidFieldInCdb(1, 4);
-      // A service action this LU does not offer is an invalid SERVICE ACTION field, not an unknown opcode.
-      if (spec.available && !spec.available(lu))
-        throw spec.serviceAction === undefined ? invalidOpcode() : invalidFieldInCdb(1, 4);
+      const spec = this.specFor(lu, cdb);
       if (!spec.ignoresUnitAttention) {
         const ua = lu.takeUnitAttention(task.nexus);
         if (ua) return { status: Status.CHECK_CONDITION, sense: fixedSense(SenseKey.UNIT_ATTENTION, ua) };

@@ -116,11 +116,10 @@ export class CommandEngine {
     const unsolicitedLimit = p.initialR2T ? imm : Math.min(p.firstBurstLength, edtl);
     if (cmd.write) {
       // Validate before soliciting: a command that cannot execute gets no R2T and keeps none of its data.
-      const scsi = session.dispatcher!;
-      const refusal = scsi.precheck({ cdb: cmd.cdb, lun });
-      if (refusal) failure = { status: CHECK_CONDITION, sense: refusal };
+      const admitted = session.dispatcher!.admitDataOut({ cdb: cmd.cdb, lun });
+      if ('sense' in admitted) failure = { status: CHECK_CONDITION, sense: admitted.sense };
       // Solicit only what the command will use; unsolicited data is accepted up to EDTL and the excess dropped.
-      else wantData = Math.min(edtl, scsi.dataOutLength({ cdb: cmd.cdb, lun }) ?? 0);
+      else wantData = Math.min(edtl, admitted.dataOut);
       // Immediate and unsolicited data waits (for CmdSN order, for the rest of the burst) in memory: bounded
       // per session. Past the bound the command gets TASK SET FULL; its data is still read, and dropped.
       reserved = imm > 0 || !pdu.final ? Math.min(unsolicitedLimit, wantData) : 0;

@@ -38,11 +38,9 @@ export interface ConnectionMeta {
   remotePort: number;
   localAddress: string;
   localPort: number;
-  /** Date.now() by which the login must be complete (default: LOGIN_TIMEOUT_MS from now). */
+  /** Date.now() by which the login must be complete (default: limits.loginTimeout from now). */
   loginDeadline?: number;
 }
-
-const LOGIN_TIMEOUT_MS = 30000;
 
 export class Connection {
   readonly parser: PduParser;
@@ -98,7 +96,7 @@ export class Connection {
         ctx.counters.inc('instSsnCxnTimeoutErrors');
         this.close('login timeout');
       },
-      Math.max(0, (meta.loginDeadline ?? Date.now() + LOGIN_TIMEOUT_MS) - Date.now()),
+      Math.max(0, (meta.loginDeadline ?? Date.now() + ctx.config.limits.loginTimeout * 1000) - Date.now()),
     );
     ctx.counters.inc('cxnActive');
     socket.setNoDelay(true);

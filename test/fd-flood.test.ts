@@ -88,7 +88,9 @@ test.serial(
       await waitFor(() => false, 1000);
       const open = idle.filter((i) => !i.closed);
       const fdsAtFlood = c.openFds();
-      t.is(fdsAtFlood, NOFILE, 'every descriptor is in use');
+      // Every descriptor is in use but for the portal's reserve of 4 (/dev/null), which it gives back one at
+      // a time when accept() fails with EMFILE and takes again at the next connection: 252..256 are all "full".
+      t.true(fdsAtFlood >= NOFILE - 4 && fdsAtFlood <= NOFILE, `${fdsAtFlood} descriptors in use`);
       t.true(c.alive());
       t.is((await healthy.nop(Buffer.from('during')))?.data.toString(), 'during');
       // Free one descriptor at a time and log in: the accept takes the last one and the hand-over's dup fails.

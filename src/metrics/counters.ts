@@ -64,7 +64,9 @@ export interface CounterShared {
  * row per LU with Atomics instead of keeping a row per thread.
  * - readErrors, writeErrors, flushErrors, unmapErrors: the backstore failed that operation (EIO and the like);
  * - noSpace: a write or allocation failed with ENOSPC;
- * - shrunk: 1 once the backing file was found smaller than the LU's capacity (a gauge, not a count).
+ * - shrunk: 1 once the backing file was found smaller than the LU's capacity (a gauge, not a count);
+ * - badRequests: commands refused for a malformed request an initiator should never send (a PR OUT parameter
+ *   list of the wrong length, an unknown XCOPY descriptor, a COMPARE AND WRITE over the maximum, ...).
  */
 export const LU_FAULTS = [
   'readErrors',
@@ -73,6 +75,7 @@ export const LU_FAULTS = [
   'unmapErrors',
   'noSpace',
   'shrunk',
+  'badRequests',
 ] as const;
 export type LuFault = (typeof LU_FAULTS)[number];
 /** LU slots: config.targets[].luns[].slot numbers the LUs from 0. */

@@ -61,6 +61,11 @@ const LU_HELP: Record<LuFault, [string, string, 'counter' | 'gauge']> = {
     'counter',
   ],
   shrunk: ['nodetgt_lu_backing_shrunk', '1 once the backing file was found smaller than the LU', 'gauge'],
+  badRequests: [
+    'nodetgt_lu_bad_requests_total',
+    'Commands refused for a malformed request (PR OUT, XCOPY, COMPARE AND WRITE parameters) per LU',
+    'counter',
+  ],
 };
 
 function luLines(shared: CounterShared, config: Config): string[] {

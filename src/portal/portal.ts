@@ -17,6 +17,7 @@ import {
 } from '../metrics/counters';
 import { log } from '../util/log';
 import { dup } from '../native';
+import { allocateLuShared, releaseLane, type LuSharedMemory } from '../scsi/lu-shared';
 import { loginRefusal, readFirstLogin, type FirstLogin } from './first-login';
 import {
   Admission,
@@ -92,7 +93,10 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
   const affinity = new Map<string, { threadId: number; conns: number }>();
   const connsPerWorker = new Map<number, number>();
   const admissionShared = createAdmissionShared(config.limits);
-  const init: WorkerInit = { config, counters, routing, admission: admissionShared };
+  // One shared state per LU, by slot, for every worker (src/scsi/lu-shared.ts).
+  const lus: LuSharedMemory[] = [];
+  for (const t of config.targets) for (const l of t.luns) lus[l.slot] = allocateLuShared();
+  const init: WorkerInit = { config, counters, routing, admission: admissionShared, lus };
 
   const balancer = (task: { [k: symbol]: unknown }, workers: PiscinaWorker[]): PiscinaWorker | null => {
     const hint = task[Piscina.queueOptionsSymbol] as RouteHint | null;
@@ -298,6 +302,9 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
       if (closing) return;
       portalRow.inc('workerDeaths');
       const freed = tsihs.releaseOwner(threadId);
+      // Its lane (counter row) in every LU's shared state first: the row may be reused once released.
+      const lane = new Int32Array(counters.claims).indexOf(threadId);
+      if (lane > 0) for (const m of lus) if (m) releaseLane(m, lane);
       const row = releaseRow(counters, threadId, portalRow, GAUGES);
       for (const [k, a] of affinity) if (a.threadId === threadId) affinity.delete(k);
       reserve.refill();

@@ -20,6 +20,8 @@ import type { CommandContext, CommandSpec, ScsiResult, ScsiTask } from './types'
 
 export type { ScsiTask, ScsiResult } from './types';
 
+const TASK_ABORTED: ScsiResult = Object.freeze({ status: Status.TASK_ABORTED });
+
 function checkCondition(err: ScsiError): ScsiResult {
   return { status: Status.CHECK_CONDITION, sense: err.sense() };
 }
@@ -83,6 +85,11 @@ export class ScsiDispatcher {
   /** The command table this dispatcher serves (REPORT SUPPORTED OPERATION CODES reads it). */
   get commands(): readonly CommandSpec[] {
     return this.index.commands;
+  }
+
+  /** The reset epoch of the LU behind a LUN (0 when none): recorded in ScsiTask.epoch when a command arrives. */
+  resetEpochOf(lun: number): number {
+    return this.luns.get(lun)?.shared.resetEpoch ?? 0;
   }
 
   getLun(lun: number): LogicalUnit | undefined {
@@ -169,7 +176,12 @@ export class ScsiDispatcher {
         if (ua) return { status: Status.CHECK_CONDITION, sense: fixedSense(SenseKey.UNIT_ATTENTION, ua) };
       }
       checkCdbBits(spec, lu, cdb);
-      return await spec.exec(new Context(task, lu, this));
+      const epoch = task.epoch ?? lu.shared.resetEpoch;
+      const result = await spec.exec(new Context(task, lu, this));
+      if (lu.shared.resetEpoch === epoch) return result;
+      // A reset came while the command ran (or waited for its data): TAS = 1, it ends TASK ABORTED.
+      if (result.pooled && result.dataIn) lu.pool.release(result.dataIn);
+      return TASK_ABORTED;
     } catch (e) {
       if (e instanceof ScsiError) return checkCondition(e);
       this.onInternalError(e, task);

@@ -1,11 +1,14 @@
 /**
- * A logical unit: a backstore plus the identity and the state the device server keeps for it
- * (software write protect, prevent-removal per I_T nexus, pending unit attentions per I_T nexus).
+ * A logical unit as one worker sees it: its own backstore handle (descriptor, io_uring ring) plus the
+ * identity and the device server's state for the LU, which lives once for all workers in shared memory
+ * (LuShared, src/scsi/lu-shared.ts: software write protect, prevent-removal and pending unit attentions per
+ * I_T nexus, reservations, range locks, the reset epoch).
  */
 import type { Backstore } from '../backstore/types';
 import type { LuFaultCounters } from '../metrics/counters';
 import { log } from '../util/log';
-import { type Asc, AscQ } from './constants';
+import type { Asc } from './constants';
+import { FLAG_SWP, LuShared, UA, uaCondition } from './lu-shared';
 import { BufferPool } from './bufpool';
 
 export interface LuIdentity {
@@ -69,6 +72,8 @@ export interface LogicalUnitOptions {
   pool?: BufferPool;
   /** This LU's fault counters (metrics); none in unit tests. */
   faults?: LuFaultCounters;
+  /** This thread's handle on the LU's shared state; a private one when not given (unit tests). */
+  shared?: LuShared;
 }
 
 /** The backstore operation behind a fault. */
@@ -93,10 +98,8 @@ export class LogicalUnit {
   readonly numBlocks: number;
   readonly limits: LuLimits;
   readonly pool: BufferPool;
-  /** SWP bit of the Control mode page: while set, the medium is write protected. */
-  softwareWriteProtect = false;
-  private readonly preventing = new Set<string>();
-  private readonly pendingUa = new Map<string, Asc[]>();
+  /** The LU's state shared by every worker (see lu-shared.ts). */
+  readonly shared: LuShared;
   private readonly faults?: LuFaultCounters;
 
   constructor(
@@ -122,6 +125,7 @@ export class LogicalUnit {
     };
     this.pool = opts.pool ?? sharedPool;
     this.faults = opts.faults;
+    this.shared = opts.shared ?? new LuShared();
     backstore.onFault = (e) => this.ioFault(null, e);
   }
 
@@ -143,6 +147,25 @@ export class LogicalUnit {
     });
   }
 
+  /**
+   * A command refused for a malformed request (the caller throws the ScsiError with the sense): counted for
+   * this LU (badRequests) and logged (rate-limited by the logger). Not for ordinary refusals such as a read
+   * past the end, which initiators make on purpose.
+   */
+  badRequest(what: string, detail: Record<string, unknown> = {}): void {
+    this.faults?.inc('badRequests');
+    log.warn(`refused: ${what}`, { target: this.identity.targetName, lun: this.identity.lun, ...detail });
+  }
+
+  /** SWP bit of the Control mode page: while set, the medium is write protected (for every worker). */
+  get softwareWriteProtect(): boolean {
+    return this.shared.flag(FLAG_SWP);
+  }
+
+  set softwareWriteProtect(on: boolean) {
+    this.shared.setFlag(FLAG_SWP, on);
+  }
+
   /** Writes are refused: the backstore is read-only or SWP is set. */
   get writeProtected(): boolean {
     return this.backstore.readOnly || this.softwareWriteProtect;
@@ -153,50 +176,49 @@ export class LogicalUnit {
     return this.backstore.thinProvisioned;
   }
 
-  // ---- I_T nexus state --------------------------------------------------------------------------------
+  // ---- I_T nexus state (shared by every worker) --------------------------------------------------------
 
   /** Remember an I_T nexus so that later unit attentions reach it. */
   noteNexus(nexus: string): void {
-    if (!this.pendingUa.has(nexus)) this.pendingUa.set(nexus, []);
+    this.shared.slotOf(nexus);
   }
 
-  /** Queue a unit attention for every known I_T nexus except `except`. */
+  /** Establish a unit attention for every I_T nexus using the LU (on any worker) except `except`. */
   establishUnitAttention(asc: Asc, except?: string): void {
-    for (const [nexus, queue] of this.pendingUa) {
-      if (nexus === except) continue;
-      if (!queue.some((q) => q[0] === asc[0] && q[1] === asc[1])) queue.push(asc);
-    }
+    const cond = uaCondition(asc);
+    if (cond === undefined) throw new Error(`no unit attention condition for ${asc[0]}/${asc[1]}`);
+    this.shared.establish(cond, { except });
   }
 
-  /** Remove and return the oldest unit attention pending for this nexus. */
+  /** Remove and return the unit attention to report next to this nexus. */
   takeUnitAttention(nexus: string): Asc | undefined {
-    const q = this.pendingUa.get(nexus);
-    return q && q.length > 0 ? q.shift() : undefined;
+    return this.shared.takeUnitAttention(nexus);
   }
 
   hasUnitAttention(nexus: string): boolean {
-    const q = this.pendingUa.get(nexus);
-    return q !== undefined && q.length > 0;
+    return this.shared.hasUnitAttention(nexus);
   }
 
   setPreventRemoval(nexus: string, prevent: boolean): void {
-    if (prevent) this.preventing.add(nexus);
-    else this.preventing.delete(nexus);
+    this.shared.setPrevent(nexus, prevent);
   }
 
   get removalPrevented(): boolean {
-    return this.preventing.size > 0;
+    return this.shared.removalPrevented;
   }
 
-  /** LOGICAL UNIT RESET (SAM-5): drop prevent-removal state and tell every nexus. */
+  /**
+   * LOGICAL UNIT RESET (SAM-5): drop prevent-removal state, tell every nexus on every worker, and end the tasks
+   * in progress (they see the reset epoch move and complete with TASK ABORTED).
+   */
   reset(): void {
-    this.preventing.clear();
-    this.establishUnitAttention(AscQ.BUS_DEVICE_RESET);
+    this.shared.clearAllPrevent();
+    this.shared.bumpResetEpoch();
+    this.shared.establish(UA.BUS_DEVICE_RESET);
   }
 
   /** The I_T nexus is gone (logout, connection loss): forget its state. */
   nexusLost(nexus: string): void {
-    this.preventing.delete(nexus);
-    this.pendingUa.delete(nexus);
+    this.shared.releaseNexus(nexus);
   }
 }

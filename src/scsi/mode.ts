@@ -56,6 +56,7 @@ const controlPage: ModePage = {
     b[2] = 0x02; // TST 000b (one task set), D_SENSE 0 (fixed format), GLTSD 1 (no log parameters saved)
     b[3] = 0x10; // QUEUE ALGORITHM MODIFIER 1: unrestricted reordering; QERR 00b
     if (pc === PC_CURRENT && lu.softwareWriteProtect) b[4] |= 0x08; // SWP
+    b[5] = 0x40; // TAS: tasks ended by another nexus's reset complete with TASK ABORTED
     b.writeUInt16BE(0xffff, 8); // BUSY TIMEOUT PERIOD: unlimited
     return b;
   },

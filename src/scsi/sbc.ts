@@ -39,7 +39,7 @@ const CHUNK_BYTES = 1024 * 1024;
 // ---- backstore calls with SCSI error mapping ---------------------------------------------------------
 
 /** A backstore failure as the sense it ends in; every one is counted and logged by the LU. */
-function ioError(lu: LogicalUnit, op: IoOp, e: unknown, lba: number): ScsiError {
+export function ioError(lu: LogicalUnit, op: IoOp, e: unknown, lba: number): ScsiError {
   if (e instanceof ScsiError) return e;
   lu.ioFault(op, e);
   const write = op !== 'read';
@@ -52,7 +52,7 @@ function ioError(lu: LogicalUnit, op: IoOp, e: unknown, lba: number): ScsiError 
   });
 }
 
-async function readMedium(lu: LogicalUnit, lba: number, into: Buffer): Promise<void> {
+export async function readMedium(lu: LogicalUnit, lba: number, into: Buffer): Promise<void> {
   try {
     await lu.backstore.read(lba * lu.blockSize, into);
   } catch (e) {
@@ -60,20 +60,44 @@ async function readMedium(lu: LogicalUnit, lba: number, into: Buffer): Promise<v
   }
 }
 
-async function writeMedium(
+/**
+ * Write to the medium. Plain writes go through the LU's range guard, so that they never overlap an atomic
+ * command (COMPARE AND WRITE, ...) on any worker; an atomic command, which holds the range exclusively
+ * already, passes guarded = false.
+ */
+export async function writeMedium(
   lu: LogicalUnit,
   lba: number,
   data: readonly Buffer[],
   fua: boolean,
+  guarded = true,
 ): Promise<void> {
+  const offset = lba * lu.blockSize;
   try {
-    await lu.backstore.write(lba * lu.blockSize, data, fua);
+    if (!guarded) await lu.backstore.write(offset, data, fua);
+    else await lu.shared.guardWrite(offset, totalLength(data), () => lu.backstore.write(offset, data, fua));
   } catch (e) {
     throw ioError(lu, 'write', e, lba);
   }
 }
 
-function requireWritable(lu: LogicalUnit): void {
+/** Deallocate blocks (UNMAP, WRITE SAME with UNMAP): a write as far as the range guard is concerned. */
+export async function unmapMedium(
+  lu: LogicalUnit,
+  lba: number,
+  blocks: number,
+  guarded = true,
+): Promise<void> {
+  const bs = lu.blockSize;
+  try {
+    if (!guarded) await lu.backstore.unmap(lba * bs, blocks * bs);
+    else await lu.shared.guardWrite(lba * bs, blocks * bs, () => lu.backstore.unmap(lba * bs, blocks * bs));
+  } catch (e) {
+    throw ioError(lu, 'unmap', e, lba);
+  }
+}
+
+export function requireWritable(lu: LogicalUnit): void {
   if (lu.backstore.readOnly) throw new ScsiError(SenseKey.DATA_PROTECT, AscQ.WRITE_PROTECTED);
   if (lu.softwareWriteProtect) throw new ScsiError(SenseKey.DATA_PROTECT, AscQ.SOFTWARE_WRITE_PROTECTED);
 }
@@ -293,11 +317,7 @@ export async function writeSame(ctx: CommandContext): Promise<ScsiResult> {
   if (totalLength(task.dataOut) < bs) throw invalidFieldInCdb(lengthByte, 7);
   if (unmap) {
     // LBPRZ = 1: the unmapped blocks read back as zeros.
-    try {
-      await lu.backstore.unmap(lba * bs, blocks * bs);
-    } catch (e) {
-      throw ioError(lu, 'unmap', e, lba);
-    }
+    await unmapMedium(lu, lba, blocks);
     return GOOD;
   }
   const block = gatherBytes(task.dataOut, bs);
@@ -337,14 +357,7 @@ export async function unmap(ctx: CommandContext): Promise<ScsiResult> {
     if (total > lu.limits.maxUnmapBlocks) throw invalidFieldInParameterList(off + 8, 7);
     if (n > 0) ranges.push([start, n]);
   }
-  const bs = lu.blockSize;
-  for (const [start, n] of ranges) {
-    try {
-      await lu.backstore.unmap(start * bs, n * bs);
-    } catch (e) {
-      throw ioError(lu, 'unmap', e, start);
-    }
-  }
+  for (const [start, n] of ranges) await unmapMedium(lu, start, n);
   return GOOD;
 }
 

@@ -18,6 +18,11 @@ export interface ScsiTask {
   dataOut: readonly Buffer[];
   /** I_T nexus identity (initiator name + ISID + target portal group). */
   nexus: string;
+  /**
+   * The LU's reset epoch when the command arrived (ScsiDispatcher.resetEpochOf); a reset since then from any
+   * nexus on any worker ends the command with TASK ABORTED (TAS = 1). Taken at execute when absent.
+   */
+  epoch?: number;
 }
 
 export interface ScsiResult {

@@ -60,6 +60,8 @@ export interface Task {
   reserved: number;
   /** Bytes this READ counts in CommandEngine.readsPending until it is answered. */
   pendingIn: number;
+  /** The LU's reset epoch when the command arrived (ScsiTask.epoch). */
+  epoch: number;
 }
 
 export class CommandEngine {
@@ -154,6 +156,7 @@ export class CommandEngine {
       failure,
       reserved,
       pendingIn: 0,
+      epoch: session.dispatcher?.resetEpochOf(lun) ?? 0,
     };
     this.tasks.set(task.itt, task);
     const accepted = session.deliver(cmd.cmdSN, cmd.immediate, () => {
@@ -296,6 +299,7 @@ export class CommandEngine {
         writeFlag: task.write,
         dataOut: task.data,
         nexus: session.nexus,
+        epoch: task.epoch,
       })
       .then(
         (result) => this.respond(task, result),

@@ -11,6 +11,13 @@ import { ScsiDispatcher } from '../scsi/dispatcher';
 import { aclAllows } from '../portal/acl';
 import { LuFaultCounters, type CounterShared } from '../metrics/counters';
 import { log } from '../util/log';
+import { LuShared, type LuSharedMemory } from '../scsi/lu-shared';
+
+/** Where this thread finds each LU's shared state (by LunConfig.slot) and its lane in it. */
+export interface LuSharedAccess {
+  memory: LuSharedMemory[];
+  lane: number;
+}
 
 export class TargetNode {
   /** Set by open(): the target's SCSI dispatcher over its LUNs in this thread. */
@@ -18,6 +25,7 @@ export class TargetNode {
   constructor(
     public config: TargetConfig,
     private readonly counters?: CounterShared,
+    private readonly shared?: LuSharedAccess,
   ) {}
 
   get name(): string {
@@ -30,7 +38,7 @@ export class TargetNode {
 
   /** Open the LUNs in this thread (each worker has its own descriptors and io_uring ring). */
   async open(): Promise<void> {
-    this.scsi = new ScsiDispatcher(await openLuns(this.config, this.counters));
+    this.scsi = new ScsiDispatcher(await openLuns(this.config, this.counters, this.shared));
   }
 }
 
@@ -42,7 +50,11 @@ async function openBackstore(l: LunConfig): Promise<Backstore> {
 }
 
 /** The LUs of a target that can be served; one that cannot is logged by name and left out, the others serve. */
-async function openLuns(t: TargetConfig, counters?: CounterShared): Promise<Map<number, LogicalUnit>> {
+async function openLuns(
+  t: TargetConfig,
+  counters?: CounterShared,
+  shared?: LuSharedAccess,
+): Promise<Map<number, LogicalUnit>> {
   const luns = new Map<number, LogicalUnit>();
   for (const l of t.luns) {
     if (l.offline !== undefined) continue; // reported once by the portal at start-up
@@ -59,15 +71,17 @@ async function openLuns(t: TargetConfig, counters?: CounterShared): Promise<Map<
       continue;
     }
     const faults = counters ? new LuFaultCounters(counters, l.slot) : undefined;
-    luns.set(l.lun, new LogicalUnit(bs, identityOf(t.name, l.lun, l.identity), { faults }));
+    const mem = shared?.memory[l.slot];
+    const luShared = mem ? new LuShared(mem, shared!.lane) : undefined;
+    luns.set(l.lun, new LogicalUnit(bs, identityOf(t.name, l.lun, l.identity), { faults, shared: luShared }));
   }
   return luns;
 }
 
 export class TargetRegistry {
   private readonly nodes = new Map<string, TargetNode>();
-  constructor(config: Config, counters?: CounterShared) {
-    for (const t of config.targets) this.nodes.set(t.name, new TargetNode(t, counters));
+  constructor(config: Config, counters?: CounterShared, shared?: LuSharedAccess) {
+    for (const t of config.targets) this.nodes.set(t.name, new TargetNode(t, counters, shared));
   }
   get(name: string): TargetNode | undefined {
     return this.nodes.get(name.toLowerCase());

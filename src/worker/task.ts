@@ -3,12 +3,15 @@ import type { Config } from '../config/schema';
 import type { CounterShared } from '../metrics/counters';
 import type { RoutingShared } from '../portal/routing';
 import type { AdmissionShared, Ticket } from '../portal/admission';
+import type { LuSharedMemory } from '../scsi/lu-shared';
 
 export interface WorkerInit {
   config: Config;
   counters: CounterShared;
   routing: RoutingShared;
   admission: AdmissionShared;
+  /** Each LU's shared state, indexed by LunConfig.slot. */
+  lus: LuSharedMemory[];
 }
 
 export interface ConnectionTask {

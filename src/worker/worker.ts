@@ -40,15 +40,11 @@ class SlabReader {
 
 async function init(): Promise<(task: WorkerTask) => Promise<number>> {
   const data = workerData as WorkerInit;
-  const targets = new TargetRegistry(data.config, data.counters);
+  const row = claimRow(data.counters, threadId);
+  // The counter row is also this thread's lane in every LU's shared state.
+  const targets = new TargetRegistry(data.config, data.counters, { memory: data.lus, lane: row.row });
   await targets.openAll();
-  const ctx = new WorkerContext(
-    data.config,
-    targets,
-    new TsihTable(data.routing),
-    claimRow(data.counters, threadId),
-    threadId,
-  );
+  const ctx = new WorkerContext(data.config, targets, new TsihTable(data.routing), row, threadId);
   const partial = new PartialPduWatch(data.config.limits.partialPduTimeout * 1000, ctx.counters);
   return async (task: WorkerTask): Promise<number> => {
     if (task.kind === 'test-kill') {

@@ -169,6 +169,10 @@ export class ScsiDispatcher {
     try {
       const lu = this.luns.get(task.lun);
       if (!lu) return this.absentLun(task);
+      // A reset since the command arrived (while it waited for CmdSN order or its Data-Out): it was aborted
+      // and never runs; the unit attention stays for the next command.
+      const epoch = task.epoch ?? lu.shared.resetEpoch;
+      if (lu.shared.resetEpoch !== epoch) return TASK_ABORTED;
       lu.noteNexus(task.nexus);
       const spec = this.specFor(lu, cdb);
       if (!spec.ignoresUnitAttention) {
@@ -176,10 +180,9 @@ export class ScsiDispatcher {
         if (ua) return { status: Status.CHECK_CONDITION, sense: fixedSense(SenseKey.UNIT_ATTENTION, ua) };
       }
       checkCdbBits(spec, lu, cdb);
-      const epoch = task.epoch ?? lu.shared.resetEpoch;
       const result = await spec.exec(new Context(task, lu, this));
       if (lu.shared.resetEpoch === epoch) return result;
-      // A reset came while the command ran (or waited for its data): TAS = 1, it ends TASK ABORTED.
+      // A reset came while the command ran: TAS = 1, it ends TASK ABORTED.
       if (result.pooled && result.dataIn) lu.pool.release(result.dataIn);
       return TASK_ABORTED;
     } catch (e) {

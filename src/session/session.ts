@@ -134,4 +134,7 @@ export class SessionTable {
   get size(): number {
     return this.byTsih.size;
   }
+  all(): Session[] {
+    return [...this.byTsih.values()];
+  }
 }

@@ -33,10 +33,16 @@ export function handleTaskManagement(conn: Connection, req: TaskMgmtRequest): nu
       return TmfResponse.FunctionComplete;
     }
     case TmfFunction.TargetWarmReset:
-    case TmfFunction.TargetColdReset:
+    case TmfFunction.TargetColdReset: {
+      // This session's tasks end here; every other session's (on any worker) sees the LUs' reset epochs move.
       for (const c of all) c.commands.abortAll();
       for (const n of session.dispatcher?.lunNumbers() ?? []) session.dispatcher!.getLun(n)?.reset();
+      const target = session.target?.name;
+      // Cold: then every connection to the target closes, this one included, once the response is queued.
+      if (req.function === TmfFunction.TargetColdReset && target)
+        setImmediate(() => conn.ctx.coldReset(target));
       return TmfResponse.FunctionComplete;
+    }
     case TmfFunction.TaskReassign:
       return TmfResponse.TaskAllegianceReassignmentNotSupported;
     case TmfFunction.ClearAca:

@@ -2,6 +2,7 @@
  * Everything a worker thread shares between its connections: targets, sessions, TSIH allocation, counters.
  * It also makes the login's final decision (new session, added connection, reinstatement).
  */
+import { BroadcastChannel } from 'node:worker_threads';
 import type { Config } from '../config/schema';
 import type { CounterRow } from '../metrics/counters';
 import { TsihTable } from '../portal/routing';
@@ -13,9 +14,13 @@ import type { Connection } from '../session/connection';
 import { TargetRegistry } from './targets';
 import { log } from '../util/log';
 
+/** Every worker listens here: a TARGET COLD RESET ends the target's sessions on all of them. */
+const COLD_RESET_CHANNEL = 'nodetgt:target-cold-reset';
+
 export class WorkerContext {
   readonly sessions = new SessionTable();
   readonly offer: TargetOffer = DEFAULT_TARGET_OFFER;
+  private readonly coldResets = new BroadcastChannel(COLD_RESET_CHANNEL);
 
   constructor(
     public config: Config,
@@ -23,7 +28,24 @@ export class WorkerContext {
     readonly tsihs: TsihTable,
     readonly counters: CounterRow,
     readonly threadId: number,
-  ) {}
+  ) {
+    this.coldResets.onmessage = (ev) => this.endTargetSessions((ev as MessageEvent).data as string);
+    this.coldResets.unref();
+  }
+
+  /**
+   * TARGET COLD RESET (RFC 7143 11.5.1): every connection of every session to the target closes, on every
+   * worker. Called once the TMF Response has been queued, so the initiator that asked may still read it.
+   */
+  coldReset(targetName: string): void {
+    log.info('target cold reset: closing every session of the target', { target: targetName });
+    this.coldResets.postMessage(targetName);
+    this.endTargetSessions(targetName);
+  }
+
+  private endTargetSessions(targetName: string): void {
+    for (const s of this.sessions.all()) if (s.target?.name === targetName) this.endSession(s);
+  }
 
   loginEnvironment(remoteAddress: string): LoginEnvironment {
     return {
@@ -82,6 +104,10 @@ export class WorkerContext {
     s.connections.set(o.cid, conn);
     this.sessions.add(s);
     this.counters.inc('ssnActive');
+    // The new I_T nexus is known to every LU of the target at once, so unit attentions reach it whether or
+    // not it has addressed the LU yet.
+    const d = s.dispatcher;
+    if (d) for (const n of d.lunNumbers()) d.getLun(n)?.noteNexus(s.nexus);
     return s;
   }
 

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { normalizeConfig } from '../../src/config/schema';
 import { parseSize } from '../../src/util/size';
 import { startTarget, type RunningTarget } from '../../src/portal/portal';
+import { TestInitiator } from './initiator';
 
 export const TEST_TARGET = 'iqn.2026-11.io.nodetgt.test:disk';
 
@@ -72,4 +73,18 @@ export async function startTestTarget(
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A session of TestInitiator on the test target as initiator `iqn.2026-11.io.nodetgt.test:<name>`; throws unless it logs in. */
+export async function loginAs(tt: TestTarget, name: string): Promise<TestInitiator> {
+  const ini = await TestInitiator.connect(tt.port);
+  const r = await ini.login({
+    targetName: TEST_TARGET,
+    initiatorName: `iqn.2026-11.io.nodetgt.test:${name}`,
+  });
+  if (r.status !== 0) {
+    ini.close();
+    throw new Error(`login as ${name}: status 0x${r.status.toString(16)}`);
+  }
+  return ini;
 }

@@ -139,13 +139,6 @@ export class PrCapacityError extends Error {
   }
 }
 
-// Atomics.waitAsync is in Node 16+ (V8 8.7) but in TypeScript's lib only from ES2024.
-const waitAsync = (
-  Atomics as unknown as {
-    waitAsync(a: Int32Array, i: number, v: number, t: number): { value: Promise<unknown> | string };
-  }
-).waitAsync;
-
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -357,18 +350,19 @@ export class LuShared {
     } finally {
       for (const s of held) {
         Atomics.store(this.w, EXCL_BASE + s, 0);
-        Atomics.notify(this.w, EXCL_BASE + s);
       }
     }
   }
 
-  /** Wait (without blocking the event loop) until cond(word) is false; polls as well, as writers never notify. */
+  /**
+   * Wait, without blocking the event loop, until cond(word) is false: a few turns of the loop, then 1 ms polls.
+   * Polling, not Atomics.waitAsync: a waitAsync timeout was seen never to fire in a worker thread whose loop had
+   * nothing else to do (Node 20), and the waits here are rare and short (one atomic command's I/O).
+   */
   private async waitWhile(at: number, cond: (v: number) => boolean): Promise<void> {
-    let v = Atomics.load(this.w, at);
-    for (let spin = 0; cond(v); spin++) {
+    for (let spin = 0; cond(Atomics.load(this.w, at)); spin++) {
       if (spin < 4) await new Promise<void>((r) => setImmediate(r));
-      else await waitAsync(this.w, at, v, 1).value;
-      v = Atomics.load(this.w, at);
+      else await new Promise<void>((r) => setTimeout(r, 1));
     }
   }
 
@@ -473,7 +467,7 @@ export function releaseLane(memory: LuSharedMemory, lane: number): void {
   }
   for (let s = 0; s < NSTRIPES; s++) {
     Atomics.store(w, WRITERS_BASE + lane * NSTRIPES + s, 0);
-    if (Atomics.compareExchange(w, EXCL_BASE + s, me, 0) === me) Atomics.notify(w, EXCL_BASE + s);
+    Atomics.compareExchange(w, EXCL_BASE + s, me, 0);
   }
   if (Atomics.load(w, PR_LOCK) === me) {
     // A PR change interrupted half way: the sequence number may be odd (a torn document). Keep the bytes as

@@ -17,13 +17,15 @@
  *   NODETGT_CONFORMANCE_LOGDIR   keep each suite's raw -V output there (default: a temp dir, printed)
  */
 import test from 'ava';
-import { startTestTarget } from './helpers/target';
+import { startChildTargetWithConfig } from './helpers/child-target';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync, closeSync, openSync, ftruncateSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  ISCSI_TEST_CU,
+  SUITES_NEEDING_TWO_URLS,
   checkExpectations,
   testSelector,
   formatSuiteTable,
@@ -293,6 +295,8 @@ export interface TargetUnderTest {
   url: string;
   /** The same target's write-protected LUN. */
   roUrl?: string;
+  /** What the target logged so far (nodetgt only). */
+  log?: () => string;
   stop(): Promise<void>;
 }
 
@@ -402,17 +406,55 @@ async function startTgtd(): Promise<TargetUnderTest> {
   return { name: 'tgtd', url: `${base}/1`, roUrl: `${base}/2`, stop };
 }
 
-/** nodetgt in-process: LUN 0 = 64 MiB sparse file, LUN 1 = the same size, read-only. */
+/**
+ * nodetgt as a real child process with 2 workers: LUN 0 = 64 MiB sparse file, LUN 1 = the same size, read-only.
+ * Its log tells which worker thread each login landed on (the "[tN] login" lines).
+ */
 async function startNodetgt(): Promise<TargetUnderTest> {
   // 64 MiB: small enough that no BeyondEol test is skipped for size (see helpers/iscsi-test-cu.ts).
-  const tt = await startTestTarget({
-    workers: 2,
-    luns: [
-      { lun: 0, path: 'conformance.img', size: '64M' },
-      { lun: 1, path: 'conformance-ro.img', size: '64M', readOnly: true },
-    ],
-  });
-  return { name: 'nodetgt', url: tt.url(0), roUrl: tt.url(1), stop: () => tt.close() };
+  const {
+    dir,
+    files: [file, roFile],
+  } = makeLunFiles(['conformance.img', 'conformance-ro.img']);
+  const child = await startChildTargetWithConfig(
+    {
+      workers: 2,
+      stateDir: join(dir, 'state'),
+      targets: [
+        {
+          name: TARGET_IQN,
+          luns: [
+            { lun: 0, path: file },
+            { lun: 1, path: roFile, readOnly: true },
+          ],
+        },
+      ],
+    },
+    // Every login line, however many (the logger otherwise keeps 10 of a kind per 10 s).
+    { env: { NODETGT_LOG_BURST: '1000000' } },
+  );
+  const base = `iscsi://127.0.0.1:${child.port}/${TARGET_IQN}`;
+  return {
+    name: 'nodetgt',
+    url: `${base}/0`,
+    roUrl: `${base}/1`,
+    log: () => child.log(),
+    async stop() {
+      await child.stop('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Worker thread of each login in a piece of the target's log, by initiator name. */
+export function loginPlacement(log: string): Map<string, Set<number>> {
+  const out = new Map<string, Set<number>>();
+  for (const m of log.matchAll(/\[t(\d+)\] login peer=\S+ initiator=(\S+) target=(?!\(discovery\))/g)) {
+    let set = out.get(m[2]);
+    if (!set) out.set(m[2], (set = new Set()));
+    set.add(Number(m[1]));
+  }
+  return out;
 }
 
 async function startTargetUnderTest(): Promise<TargetUnderTest> {
@@ -465,7 +507,22 @@ for (const run of runs) {
     const url = run.lun === 'ro' ? target.roUrl : target.url;
     if (!url) return t.fail(`${run.name} needs a write-protected LUN: set NODETGT_CONFORMANCE_RO_URL`);
     t.timeout(TIMEOUT_MS + 30_000);
+    const logBefore = target.log?.().length ?? 0;
     const r = await runIscsiTestCu(run.name, { url, timeoutMs: TIMEOUT_MS, logDir });
+    if (target.log) {
+      // Which worker served each initiator's sessions: a suite that opens sessions for both initiator names
+      // (or twice, MultipathIO) must have had them on more than one worker.
+      const placement = loginPlacement(target.log().slice(logBefore));
+      const threads = new Set([...placement.values()].flatMap((s) => [...s]));
+      const shown = [...placement].map(([i, s]) => `${i.replace(/^.*:/, '')} on t${[...s].join(',t')}`);
+      if (shown.length) t.log(`sessions: ${shown.join('; ')}`);
+      r.placement = shown.join('; ');
+      if (placement.size >= 2 || SUITES_NEEDING_TWO_URLS.has(run.name.split('.')[0]))
+        t.true(
+          threads.size >= 2,
+          `${run.name}: its sessions were on more than one worker (${shown.join('; ')})`,
+        );
+    }
     const report = checkExpectations(r, exp);
     if (report.notApplicable) r.notApplicable = exp.notApplicable;
     if (exp.failures?.length && r.failed > 0 && report.problems.length === 0)
@@ -487,3 +544,55 @@ for (const run of runs) {
     if (exp.notApplicable) t.true(report.notApplicable, `${run.name} was declared not applicable`);
   });
 }
+
+// ---- ALL as a whole ------------------------------------------------------------------------------------
+
+/** Every test of iscsi-test-cu's ALL family, from its own list (`-l`): "Suite.Test". */
+function allTests(): string[] {
+  const r = spawnSync(ISCSI_TEST_CU, ['-l'], { encoding: 'utf8', timeout: 10_000 });
+  return (r.stdout ?? '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => /^ALL\.[^.]+\.[^.]+$/.test(l))
+    .map((l) => l.slice(4));
+}
+
+/** Most of ALL that may be left unpassed by nodetgt, each such test named with its reason in the log. */
+const ALL_MAY_NOT_PASS = 8;
+
+if (!requested.length)
+  test.serial('iscsi-test-cu ALL: every test of ALL is run by one of the runs above; the totals', (t) => {
+    if (!target || startError) return t.fail('target under test did not start');
+    const all = allTests();
+    t.true(all.length > 0, 'iscsi-test-cu -l lists the ALL tests');
+    const covered = (name: string) =>
+      RUNS.some((r) => r.name === name || (!r.name.includes('.') && name.startsWith(`${r.name}.`)));
+    t.deepEqual(
+      all.filter((n) => !covered(n)),
+      [],
+      'tests of ALL that no run covers',
+    );
+    const sum = (f: (r: SuiteResult) => number) => results.reduce((n, r) => n + f(r), 0);
+    const ran = sum((r) => r.ran);
+    const passed = sum((r) => r.passed);
+    const failed = sum((r) => r.failed);
+    const expectedFailed = sum((r) => (r.expectedFailure ? r.failed : 0));
+    const skippedWhole = sum((r) => r.skipped.filter((s) => s.whole).length);
+    const partial = sum((r) => r.skipped.filter((s) => !s.whole).length);
+    t.log(
+      `ALL (${all.length} tests) against ${target.name}: ran ${ran}, passed ${passed}, failed ${failed} ` +
+        `(${expectedFailed} declared: libiscsi's own bugs), skipped ${skippedWhole}, partly skipped ${partial}`,
+    );
+    for (const r of results) {
+      for (const s of r.skipped)
+        t.log(
+          `  not passed: ${r.suite.split('.')[0]}.${s.test} (${s.whole ? 'skipped' : 'partly skipped'}): ${s.reasons.map((x) => x.text).join(' | ')}`,
+        );
+      for (const f of r.failures)
+        t.log(`  not passed: ${r.suite.split('.')[0]}.${f.test} (failed): ${f.detail}`);
+    }
+    if (KIND !== 'nodetgt') return;
+    t.is(ran, all.length, 'every test of ALL ran once');
+    t.is(failed - expectedFailed, 0, 'no failure but those declared as libiscsi bugs');
+    t.true(passed >= all.length - ALL_MAY_NOT_PASS, `passed ${passed} of ${all.length}`);
+  });

@@ -95,6 +95,8 @@ export interface SuiteResult {
   notApplicable?: string;
   /** Set by the caller when a failure was declared expected: shown in the table's note. */
   expectedFailure?: string;
+  /** Set by the caller: which worker thread served each initiator's sessions ("init1 on t1; init2 on t2"). */
+  placement?: string;
 }
 
 export interface RunSuiteOptions {

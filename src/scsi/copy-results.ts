@@ -19,7 +19,9 @@ export interface HeldCopy {
   hold: boolean;
   segmentsProcessed: number;
   bytesCopied: number;
-  /** Sense data the command ended with (CHECK CONDITION), for FAILED SEGMENT DETAILS; null after success. */
+  /** The copy ended in CHECK CONDITION (COPY STATUS: completed with errors). */
+  failed: boolean;
+  /** Its sense data for FAILED SEGMENT DETAILS; null after success, or once those were reported. */
   failure: Buffer | null;
   /** COPY STATUS already reported (its data is discarded then; failure details may remain). */
   statusTaken: boolean;
@@ -55,6 +57,7 @@ export class CopyResults {
       hold,
       segmentsProcessed: 0,
       bytesCopied: 0,
+      failed: false,
       failure: null,
       statusTaken: false,
     };

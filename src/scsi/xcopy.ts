@@ -279,6 +279,7 @@ export async function extendedCopy(ctx: CommandContext): Promise<ScsiResult> {
       entry.segmentsProcessed++;
     }
   } catch (e) {
+    entry.failed = true;
     if (e instanceof ScsiError) entry.failure = e.sense();
     throw e;
   } finally {
@@ -349,7 +350,7 @@ export function copyStatus(ctx: CommandContext): ScsiResult {
   if (e === undefined || e.statusTaken) throw invalidFieldInCdb(2);
   const d = Buffer.alloc(12);
   d.writeUInt32BE(8, 0);
-  d[4] = e.running ? 0x00 : e.failure === null ? 0x01 : 0x02;
+  d[4] = e.running ? 0x00 : e.failed ? 0x02 : 0x01;
   d.writeUInt16BE(Math.min(0xffff, e.segmentsProcessed), 5);
   let units = 0;
   let count = e.bytesCopied;

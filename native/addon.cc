@@ -1,4 +1,4 @@
-// nodetgt_native: CRC32C, the per-thread io_uring ring, and a few fd helpers.
+// nodetgt_native: CRC32C, the per-thread io_uring ring, kernel range copies, and a few fd helpers.
 //
 // Context-aware: every JS thread (main, each worker) loads its own instance with its own ring.
 // The hot functions use the N-API C interface directly so a call costs one crossing and no allocation.
@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <napi.h>
 
+#include "copy.h"
 #include "crc32c.h"
 #include "napi_util.h"
 #include "ring.h"
@@ -246,6 +247,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   SetFunction(e, ex, "allocAligned", AllocAligned);
   SetFunction(e, ex, "isAligned", IsAligned);
   RegisterRing(e, ex);
+  RegisterCopy(env, exports);
   return exports;
 }
 

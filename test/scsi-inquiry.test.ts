@@ -35,7 +35,7 @@ test('INQUIRY allocation length truncates and never errors (0..260); 255 and 256
     good(t, r);
     t.deepEqual(r.dataIn ?? Buffer.alloc(0), full.subarray(0, Math.min(alloc, full.length)));
   }
-  for (const page of [0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2]) {
+  for (const page of [0x00, 0x80, 0x83, 0x8f, 0xb0, 0xb1, 0xb2]) {
     const r = await f.run(inq(1, page, 3));
     good(t, r);
     t.is(r.dataIn!.length, 3);
@@ -61,7 +61,7 @@ test('VPD 00h lists the pages, and every listed page can be read', async (t) => 
   const d = r.dataIn!;
   t.is(d[1], 0x00);
   const pages = [...d.subarray(4, 4 + d.readUInt16BE(2))];
-  t.deepEqual(pages, [0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2]);
+  t.deepEqual(pages, [0x00, 0x80, 0x83, 0x8f, 0xb0, 0xb1, 0xb2]);
   for (const p of pages) {
     const v = await f.run(inq(1, p, 255));
     good(t, v);

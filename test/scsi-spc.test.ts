@@ -289,7 +289,9 @@ test('RSOC cross-check: every listed command executes; every other opcode is INV
       cdb[0] = d.opcode;
       cdb[1] = d.sa;
       if (d.opcode === 0xa3) cdb[9] = 0xff;
-      good(t, await f.run(cdb));
+      // RECEIVE COPY RESULTS (COPY STATUS) of a list identifier no copy used: INVALID FIELD IN CDB (SPC-4).
+      if (d.opcode === 0x84 && d.sa === 0x00) sense(t, await f.run(cdb), ILLEGAL, 0x24, 0);
+      else good(t, await f.run(cdb));
     }
   }
 });

@@ -12,13 +12,20 @@
  * - mapping() reads the allocation map with lseek SEEK_DATA / SEEK_HOLE (synchronous calls: metadata only,
  *   see src/native). A block only partly inside a data extent counts as mapped. A block device has no map
  *   we can read: all of it is reported mapped.
+ * - copyFrom() another file backstore uses copy_file_range(2) on the libuv thread pool (a reflink where the
+ *   file system shares blocks; holes of the source stay holes on a thin LU). With O_DIRECT descriptors the
+ *   kernel copies through the page cache where it can and refuses (EINVAL) where alignment forbids, and then
+ *   the addon falls back to pread/pwrite with an aligned buffer; either way later reads see the copy (direct
+ *   I/O writes back and invalidates cached pages of its range first).
  * - writeCacheEnabled is true: with or without O_DIRECT, a completed write may sit in a volatile cache
  *   (page cache, the disk's own cache, unwritten file system metadata) until flush().
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { copyThroughMemory, overlaps } from './copy';
 import { appendExtent, type Backstore, type MappingExtent } from './types';
 import {
+  copyFileRange,
   ENXIO,
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
@@ -288,6 +295,32 @@ export class FileBackstore implements Backstore {
     return this.op<number>((cb) => this.ring.fdatasync(this.fd, cb)).then((res) => {
       if (res < 0) throw errnoError(res, 'fdatasync');
     });
+  }
+
+  async copyFrom(src: Backstore, srcOffset: number, offset: number, length: number): Promise<void> {
+    const bad = this.check(offset, length, true);
+    if (bad) throw bad;
+    if (length === 0) return;
+    // Overlapping ranges of one file: the kernel refuses them, and memory gives the read-before-write result.
+    if (!(src instanceof FileBackstore) || (src === this && overlaps(srcOffset, offset, length)))
+      return copyThroughMemory(src, srcOffset, this, offset, length);
+    const srcBad = src.check(srcOffset, length, false);
+    if (srcBad) throw srcBad;
+    this.started();
+    src.started();
+    try {
+      const r = await copyFileRange(src.fd, srcOffset, this.fd, offset, length, {
+        sparse: this.thinProvisioned && this.unmapMode === 'punch',
+      });
+      if (r.bytes < length) {
+        // The source file ended inside the LU: it shrank behind our back (see readFrom).
+        src.checkSize();
+        throw src.shrunkTo !== null ? src.shrunkError() : errnoError(EIO, 'copy_file_range');
+      }
+    } finally {
+      src.finished();
+      this.finished();
+    }
   }
 
   async unmap(offset: number, length: number): Promise<void> {

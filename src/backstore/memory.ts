@@ -7,6 +7,7 @@
  * file system does with a hole punched inside one of its blocks). A small chunkSize (down to the block size)
  * gives a block-exact map for tests.
  */
+import { copyThroughMemory } from './copy';
 import { appendExtent, type Backstore, type MappingExtent } from './types';
 
 export interface MemoryBackstoreOptions {
@@ -115,6 +116,10 @@ export class MemoryBackstore implements Backstore {
         pos += n;
       }
     }
+  }
+
+  copyFrom(src: Backstore, srcOffset: number, offset: number, length: number): Promise<void> {
+    return copyThroughMemory(src, srcOffset, this, offset, length);
   }
 
   async flush(): Promise<void> {

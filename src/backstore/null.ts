@@ -7,6 +7,7 @@
  * as zeros, and no written data is ever kept. Reporting blocks as mapped would claim stored data that is not
  * there (and make copy tools read a LUN that is all zeros). A thin LU with every block deallocated is valid.
  */
+import { copyThroughMemory } from './copy';
 import type { Backstore, MappingExtent } from './types';
 import { parseSize } from '../util/size';
 
@@ -60,6 +61,14 @@ export class NullBackstore implements Backstore {
 
   flush(): Promise<void> {
     return done;
+  }
+
+  /** Nothing to move: the destination keeps nothing and the source reads as zeros either way. */
+  copyFrom(src: Backstore, srcOffset: number, offset: number, length: number): Promise<void> {
+    const bad = this.check(offset, length, true);
+    if (bad) return Promise.reject(bad);
+    if (src === this) return done;
+    return copyThroughMemory(src, srcOffset, this, offset, length);
   }
 
   unmap(offset: number, length: number): Promise<void> {

@@ -30,6 +30,13 @@ export interface Backstore {
   write(offset: number, data: readonly Buffer[], fua: boolean): Promise<void>;
   /** Make every completed write durable (fdatasync). */
   flush(): Promise<void>;
+  /**
+   * Copy `length` bytes from `src` at srcOffset to this backstore at `offset` (EXTENDED COPY), with the result
+   * of reading all of it before writing any (the ranges may overlap when src is this backstore). Durable only
+   * after flush(), like write() without fua. Callers keep both ranges block-aligned and within their stores.
+   * Optional: without it a copy goes through memory (read + write, src/backstore/copy.ts).
+   */
+  copyFrom?(src: Backstore, srcOffset: number, offset: number, length: number): Promise<void>;
   /** Deallocate a range (punch hole); later reads return zeros. */
   unmap(offset: number, length: number): Promise<void>;
   /**

@@ -1,5 +1,6 @@
 /**
- * The native addon (build/Release/nodetgt_native.node): CRC32C, the per-thread io_uring ring, fd helpers.
+ * The native addon (build/Release/nodetgt_native.node): CRC32C, the per-thread io_uring ring, kernel range
+ * copies (copy_file_range), fd helpers.
  *
  * Each JS thread loads its own addon instance, so each worker gets its own ring (Ring.forThisThread()).
  * Ops complete through one callback per batch of CQEs; this wrapper maps tags back to per-op callbacks
@@ -36,6 +37,15 @@ interface Binding {
   lseekHole(fd: number, offset: number): number;
   allocAligned(size: number, alignment: number): ArrayBuffer;
   isAligned(view: ArrayBufferView, alignment: number): boolean;
+  copyFileRange(
+    fdIn: number,
+    offIn: number,
+    fdOut: number,
+    offOut: number,
+    length: number,
+    flags: number,
+    cb: (res: number, fellBack: boolean) => void,
+  ): void;
   ringOpen(entries: number, tags: Int32Array, results: Int32Array, onBatch: (count: number) => void): void;
   ringClose(): void;
   ringRead(tag: number, fd: number, buf: ArrayBufferView, offset: number): void;
@@ -150,6 +160,48 @@ export function allocAligned(size: number, alignment = 4096): Buffer {
 /** True when the view's address and length are both multiples of `alignment`. */
 export function isAligned(view: ArrayBufferView, alignment: number): boolean {
   return binding.isAligned(view, alignment);
+}
+
+// ---- copy_file_range -------------------------------------------------------------------------------
+
+export interface CopyResult {
+  /** Bytes copied: the whole length, or less only where the source file ends first. */
+  bytes: number;
+  /** True when the kernel could not copy (EXDEV, EINVAL, EOPNOTSUPP, ENOSYS) and pread/pwrite did the rest. */
+  fellBack: boolean;
+}
+
+/**
+ * Copy `length` bytes from fdIn at offIn to fdOut at offOut with copy_file_range(2) (a reflink where the file
+ * system shares blocks, an in-kernel copy otherwise), on the libuv thread pool. Where the kernel refuses the
+ * pair of descriptors it falls back to pread/pwrite through an aligned buffer, unless `noFallback` (tests).
+ * With `sparse`, holes of the source (SEEK_HOLE) are punched in the destination instead of copied as zeros.
+ * Rejects with an Error carrying code/errno/syscall like Node's own. Overlapping ranges of one file are
+ * refused by the kernel (EINVAL): callers copy those through memory.
+ */
+export function copyFileRange(
+  fdIn: number,
+  offIn: number,
+  fdOut: number,
+  offOut: number,
+  length: number,
+  opts: { noFallback?: boolean; sparse?: boolean } = {},
+): Promise<CopyResult> {
+  checkOffset(offIn);
+  checkOffset(offOut);
+  checkOffset(length);
+  return new Promise((resolve, reject) =>
+    binding.copyFileRange(
+      fdIn,
+      offIn,
+      fdOut,
+      offOut,
+      length,
+      (opts.noFallback ? 1 : 0) | (opts.sparse ? 2 : 0),
+      (res, fellBack) =>
+        res < 0 ? reject(errnoError(res, 'copy_file_range')) : resolve({ bytes: res, fellBack }),
+    ),
+  );
 }
 
 // ---- io_uring ---------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@
  * RDPROTECT/WRPROTECT/VRPROTECT (no protection information), ANCHOR (no anchored state), NDOB, NACA and the
  * vendor bits of CONTROL; a CDB that sets them is refused with INVALID FIELD IN CDB pointing at the bit.
  */
-import { MaintenanceIn, Opcode, ServiceActionIn16 } from './constants';
+import { MaintenanceIn, Opcode, ReceiveCopyResults, ServiceActionIn16 } from './constants';
 import { decodeBlockRange } from './cdb';
 import { inquiry } from './inquiry';
 import type { LogicalUnit } from './lu';
@@ -15,6 +15,7 @@ import { modeSelect, modeSelectDataOutLength, modeSense } from './mode';
 import * as sbc from './sbc';
 import * as spc from './spc';
 import type { CommandSpec } from './types';
+import * as xcopy from './xcopy';
 
 const FF = 0xff;
 
@@ -202,6 +203,41 @@ export const COMMANDS: readonly CommandSpec[] = [
     cdbLength: 10,
     usage: fixed(0x5a, 0x18, FF, FF, 0, 0, 0, FF, FF, 0),
     exec: modeSense,
+  },
+  {
+    // EXTENDED COPY (LID1); LID4 (service action 01h) is not offered.
+    opcode: Opcode.EXTENDED_COPY,
+    serviceAction: 0x00,
+    name: 'EXTENDED COPY(LID1)',
+    cdbLength: 16,
+    usage: fixed(0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0),
+    dataOutLength: xcopy.extendedCopyDataOutLength,
+    precheck: xcopy.extendedCopyPrecheck,
+    exec: xcopy.extendedCopy,
+  },
+  {
+    opcode: Opcode.RECEIVE_COPY_RESULTS,
+    serviceAction: ReceiveCopyResults.COPY_STATUS,
+    name: 'RECEIVE COPY RESULTS(COPY STATUS)',
+    cdbLength: 16,
+    usage: fixed(0x84, 0x00, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0),
+    exec: xcopy.copyStatus,
+  },
+  {
+    opcode: Opcode.RECEIVE_COPY_RESULTS,
+    serviceAction: ReceiveCopyResults.OPERATING_PARAMETERS,
+    name: 'RECEIVE COPY RESULTS(OPERATING PARAMETERS)',
+    cdbLength: 16,
+    usage: fixed(0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0),
+    exec: xcopy.operatingParameters,
+  },
+  {
+    opcode: Opcode.RECEIVE_COPY_RESULTS,
+    serviceAction: ReceiveCopyResults.FAILED_SEGMENT_DETAILS,
+    name: 'RECEIVE COPY RESULTS(FAILED SEGMENT DETAILS)',
+    cdbLength: 16,
+    usage: fixed(0x84, 0x04, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0),
+    exec: xcopy.failedSegmentDetails,
   },
   {
     opcode: Opcode.READ_16,

@@ -55,6 +55,10 @@ class Context implements CommandContext {
   get commands(): readonly CommandSpec[] {
     return this.disp.commands;
   }
+
+  luByNaa(naa: Buffer): LogicalUnit | undefined {
+    return this.disp.luByNaa(naa);
+  }
 }
 
 export class ScsiDispatcher {
@@ -94,6 +98,12 @@ export class ScsiDispatcher {
 
   getLun(lun: number): LogicalUnit | undefined {
     return this.luns.get(lun);
+  }
+
+  /** The LU of this target with NAA designator `naa` (EXTENDED COPY target descriptors). */
+  luByNaa(naa: Buffer): LogicalUnit | undefined {
+    for (const lu of this.luns.values()) if (lu.identity.naa.equals(naa)) return lu;
+    return undefined;
   }
 
   /** The LUN numbers currently configured, ascending. */

@@ -1,10 +1,11 @@
 /**
- * INQUIRY (SPC-4): standard data and the VPD pages 00h, 80h, 83h (SPC-4) and B0h, B1h, B2h (SBC-3).
+ * INQUIRY (SPC-4): standard data and the VPD pages 00h, 80h, 83h, 8Fh (SPC-4) and B0h, B1h, B2h (SBC-3).
  */
 import { DEVICE_TYPE_SBC, Status, VersionDescriptor } from './constants';
 import type { LogicalUnit } from './lu';
 import { invalidFieldInCdb } from './sense';
 import type { CommandContext, ScsiResult } from './types';
+import { thirdPartyCopyDescriptors } from './xcopy';
 
 const STANDARD_LENGTH = 96;
 
@@ -23,7 +24,7 @@ export function standardInquiry(lu: LogicalUnit): Buffer {
   b[2] = 0x06; // VERSION: SPC-4
   b[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
   b[4] = STANDARD_LENGTH - 5;
-  b[5] = 0x00; // no SCCS, ACC, TPGS, 3PC, PROTECT
+  b[5] = 0x08; // 3PC (EXTENDED COPY, xcopy.ts); no SCCS, ACC, TPGS, PROTECT
   b[6] = 0x00;
   b[7] = 0x02; // CMDQUE
   const id = lu.identity;
@@ -141,6 +142,10 @@ function logicalBlockProvisioning(lu: LogicalUnit): Buffer {
   return vpdPage(0xb2, body);
 }
 
+function thirdPartyCopy(lu: LogicalUnit): Buffer {
+  return vpdPage(0x8f, thirdPartyCopyDescriptors(lu));
+}
+
 function unitSerialNumber(lu: LogicalUnit): Buffer {
   return vpdPage(0x80, Buffer.from(lu.identity.serial, 'ascii'));
 }
@@ -149,6 +154,7 @@ const VPD_PAGES: ReadonlyArray<[number, VpdBuilder]> = [
   [0x00, supportedPages],
   [0x80, unitSerialNumber],
   [0x83, deviceIdentification],
+  [0x8f, thirdPartyCopy],
   [0xb0, blockLimits],
   [0xb1, blockDeviceCharacteristics],
   [0xb2, logicalBlockProvisioning],

@@ -10,6 +10,7 @@ import { log } from '../util/log';
 import type { Asc } from './constants';
 import { FLAG_SWP, LuShared, UA, uaCondition } from './lu-shared';
 import { BufferPool } from './bufpool';
+import { CopyResults } from './copy-results';
 
 export interface LuIdentity {
   targetName: string;
@@ -100,6 +101,8 @@ export class LogicalUnit {
   readonly pool: BufferPool;
   /** The LU's state shared by every worker (see lu-shared.ts). */
   readonly shared: LuShared;
+  /** EXTENDED COPY results held for RECEIVE COPY RESULTS (this worker's nexuses; see copy-results.ts). */
+  readonly copyResults = new CopyResults();
   private readonly faults?: LuFaultCounters;
 
   constructor(
@@ -219,6 +222,7 @@ export class LogicalUnit {
 
   /** The I_T nexus is gone (logout, connection loss): forget its state. */
   nexusLost(nexus: string): void {
+    this.copyResults.nexusLost(nexus);
     this.shared.releaseNexus(nexus);
   }
 }

@@ -18,6 +18,8 @@ export interface FieldPointer {
 export interface SenseOptions {
   /** INFORMATION field (sets VALID); e.g. the miscompare offset or the failing LBA. */
   information?: number;
+  /** COMMAND-SPECIFIC INFORMATION field (bytes 8..11): e.g. the segment number of a failed EXTENDED COPY. */
+  commandSpecific?: number;
   field?: FieldPointer;
 }
 
@@ -33,6 +35,7 @@ export function fixedSense(key: number, asc: Asc, opts?: SenseOptions): Buffer {
     b.writeUInt32BE(opts.information % 0x1_0000_0000, 3);
   }
   b[7] = FIXED_SENSE_LENGTH - 8;
+  if (opts?.commandSpecific !== undefined) b.writeUInt32BE(opts.commandSpecific % 0x1_0000_0000, 8);
   b[12] = asc[0];
   b[13] = asc[1];
   const f = opts?.field;

@@ -46,6 +46,11 @@ export interface CommandContext {
   lu: LogicalUnit;
   /** LUN numbers currently configured (REPORT LUNS). */
   lunNumbers(): number[];
+  /**
+   * The LU of this same target whose NAA designator (VPD 83h, identity.naa) is `naa` (EXTENDED COPY's copy
+   * targets); undefined when no LU of this target has it (another target's LUs are never returned).
+   */
+  luByNaa(naa: Buffer): LogicalUnit | undefined;
   /** The command table, for REPORT SUPPORTED OPERATION CODES. */
   commands: readonly CommandSpec[];
 }

@@ -12,6 +12,8 @@
  *                                declarations apply (with NODETGT_CONFORMANCE_URL: which ones apply)
  *   NODETGT_CONFORMANCE_URL      iscsi://host:port/iqn/lun -- use an already running target instead
  *   NODETGT_CONFORMANCE_RO_URL   with NODETGT_CONFORMANCE_URL: the write-protected LUN for ReadOnly
+ *   NODETGT_CONFORMANCE_CD_URL   with NODETGT_CONFORMANCE_URL: a cd (MMC, removable) LUN for StartStopUnit
+ *   NODETGT_CONFORMANCE_REMOVABLE_URL  with NODETGT_CONFORMANCE_URL: a removable disk LUN for PreventAllow
  *   NODETGT_CONFORMANCE_SUITES   comma list overriding the runs below (e.g. "Read10,iSCSITMF")
  *   NODETGT_CONFORMANCE_TIMEOUT_MS  per-suite limit, default 60000 (SIGKILL past it, counted as failure)
  *   NODETGT_CONFORMANCE_LOGDIR   keep each suite's raw -V output there (default: a temp dir, printed)
@@ -38,12 +40,17 @@ import {
 } from './helpers/iscsi-test-cu';
 
 type TargetKind = 'nodetgt' | 'tgtd';
+type LunRole = 'ro' | 'cd' | 'removable';
 
 interface Run {
   /** "Suite", or "Suite.Test" to run one test in its own process. */
   name: string;
-  /** ReadOnly runs against the write-protected LUN. */
-  lun?: 'ro';
+  /**
+   * The LUN it runs against when not the plain disk: 'ro' the write-protected one (ReadOnly), 'cd' the cd LU
+   * (MMC, RMB = 1), 'removable' a removable disk (SBC, RMB = 1). A target without a cd or removable LU (the
+   * tgtd run here) uses its plain disk, where its not-applicable declarations apply.
+   */
+  lun?: LunRole;
   expect: Partial<Record<TargetKind, SuiteExpectations>>;
 }
 
@@ -142,14 +149,11 @@ const RUNS: readonly Run[] = [
     'Prefetch16',
     'ModeSense6',
   ].map((name) => ({ name, expect: {} })),
-  {
-    name: 'StartStopUnit',
-    expect: { nodetgt: NOT_REMOVABLE_SUITES.StartStopUnit, tgtd: NOT_REMOVABLE_SUITES.StartStopUnit },
-  },
-  {
-    name: 'PreventAllow',
-    expect: { nodetgt: NOT_REMOVABLE_SUITES.PreventAllow, tgtd: NOT_REMOVABLE_SUITES.PreventAllow },
-  },
+  // StartStopUnit against the cd LU: all three tests load and eject its medium.
+  { name: 'StartStopUnit', lun: 'cd', expect: { tgtd: NOT_REMOVABLE_SUITES.StartStopUnit } },
+  // PreventAllow against a removable disk, not the cd: libiscsi 1.19 gates every PreventAllow test on
+  // peripheral type 00h (CHECK_FOR_SBC) before RMB, so on an MMC LU all eight would skip "Not SBC device".
+  { name: 'PreventAllow', lun: 'removable', expect: { tgtd: NOT_REMOVABLE_SUITES.PreventAllow } },
   {
     name: 'ReportSupportedOpcodes',
     expect: {
@@ -297,8 +301,8 @@ export interface TargetUnderTest {
   name: string;
   /** iscsi://127.0.0.1:PORT/IQN/LUN */
   url: string;
-  /** The same target's write-protected LUN. */
-  roUrl?: string;
+  /** The same target's other LUNs by role (ro: write-protected; cd; removable disk). */
+  urls: Partial<Record<LunRole, string>>;
   /** What the target logged so far (nodetgt only). */
   log?: () => string;
   stop(): Promise<void>;
@@ -407,19 +411,22 @@ async function startTgtd(): Promise<TargetUnderTest> {
     throw err;
   }
   const base = `iscsi://127.0.0.1:${port}/${TARGET_IQN}`;
-  return { name: 'tgtd', url: `${base}/1`, roUrl: `${base}/2`, stop };
+  return { name: 'tgtd', url: `${base}/1`, urls: { ro: `${base}/2` }, stop };
 }
 
 /**
- * nodetgt as a real child process with 2 workers: LUN 0 = 64 MiB sparse file, LUN 1 = the same size, read-only.
- * Its log tells which worker thread each login landed on (the "[tN] login" lines).
+ * nodetgt as a real child process with 2 workers (its log tells which worker thread each login landed on, the
+ * "[tN] login" lines): LUN 0 = 64 MiB sparse file, LUN 1 = the same size, read-only, LUN 2 = a cd LU over a
+ * 4 MiB image made here (a cd LUN never creates its image), LUN 3 = a removable 64 MiB disk.
  */
 async function startNodetgt(): Promise<TargetUnderTest> {
   // 64 MiB: small enough that no BeyondEol test is skipped for size (see helpers/iscsi-test-cu.ts).
   const {
     dir,
-    files: [file, roFile],
-  } = makeLunFiles(['conformance.img', 'conformance-ro.img']);
+    files: [file, roFile, removableFile],
+  } = makeLunFiles(['conformance.img', 'conformance-ro.img', 'conformance-removable.img']);
+  const iso = join(dir, 'conformance.iso');
+  writeFileSync(iso, Buffer.alloc(4 * 1024 * 1024, 0x5a));
   const child = await startChildTargetWithConfig(
     {
       workers: 2,
@@ -430,6 +437,8 @@ async function startNodetgt(): Promise<TargetUnderTest> {
           luns: [
             { lun: 0, path: file },
             { lun: 1, path: roFile, readOnly: true },
+            { lun: 2, type: 'cd', path: iso },
+            { lun: 3, path: removableFile, removable: true },
           ],
         },
       ],
@@ -441,7 +450,7 @@ async function startNodetgt(): Promise<TargetUnderTest> {
   return {
     name: 'nodetgt',
     url: `${base}/0`,
-    roUrl: `${base}/1`,
+    urls: { ro: `${base}/1`, cd: `${base}/2`, removable: `${base}/3` },
     log: () => child.log(),
     async stop() {
       await child.stop('SIGTERM');
@@ -464,8 +473,13 @@ export function loginPlacement(log: string): Map<string, Set<number>> {
 async function startTargetUnderTest(): Promise<TargetUnderTest> {
   const external = process.env.NODETGT_CONFORMANCE_URL;
   if (external) {
-    const roUrl = process.env.NODETGT_CONFORMANCE_RO_URL;
-    return { name: `external (${KIND} expectations)`, url: external, roUrl, stop: async () => {} };
+    const env = process.env;
+    const urls = {
+      ro: env.NODETGT_CONFORMANCE_RO_URL,
+      cd: env.NODETGT_CONFORMANCE_CD_URL,
+      removable: env.NODETGT_CONFORMANCE_REMOVABLE_URL,
+    };
+    return { name: `external (${KIND} expectations)`, url: external, urls, stop: async () => {} };
   }
   if (KIND === 'tgtd') return startTgtd();
   if (KIND === 'nodetgt') return startNodetgt();
@@ -508,7 +522,10 @@ for (const run of runs) {
   test.serial(title, async (t) => {
     if (startError) return t.fail(startError.message);
     if (!target) return t.fail('target under test did not start');
-    const url = run.lun === 'ro' ? target.roUrl : target.url;
+    const url =
+      run.lun === undefined
+        ? target.url
+        : (target.urls[run.lun] ?? (run.lun === 'ro' ? undefined : target.url));
     if (!url) return t.fail(`${run.name} needs a write-protected LUN: set NODETGT_CONFORMANCE_RO_URL`);
     t.timeout(TIMEOUT_MS + 30_000);
     const logBefore = target.log?.().length ?? 0;

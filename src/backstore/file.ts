@@ -47,7 +47,8 @@ export interface FileBackstoreOptions {
   readOnly?: boolean;
   /** O_DIRECT: see the alignment rules above. */
   direct?: boolean;
-  blockSize?: 512 | 4096;
+  /** 2048 is the block of a CD/DVD image (a 'cd' LU). */
+  blockSize?: 512 | 2048 | 4096;
 }
 
 type UnmapMode = 'punch' | 'zero-range' | 'write';
@@ -126,8 +127,8 @@ export async function openFileBackstore(opts: FileBackstoreOptions): Promise<Fil
   const blockSize = opts.blockSize ?? 512;
   const readOnly = opts.readOnly ?? false;
   const direct = opts.direct ?? false;
-  if (blockSize !== 512 && blockSize !== 4096)
-    throw fail(file, `block size ${blockSize} (must be 512 or 4096)`);
+  if (blockSize !== 512 && blockSize !== 2048 && blockSize !== 4096)
+    throw fail(file, `block size ${blockSize} (must be 512, 2048 or 4096)`);
   if (
     opts.size !== undefined &&
     (!Number.isSafeInteger(opts.size) || opts.size <= 0 || opts.size % blockSize !== 0)

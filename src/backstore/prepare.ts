@@ -159,6 +159,10 @@ async function prepareLun(
           'it is not re-created: restore the file, or run `nodetgt provision` to make a new blank LU';
         return { target, lun: l.lun, state: 'offline', serial: rec.serial, reason: l.offline };
       }
+      if (l.type === 'cd')
+        throw new ConfigError(
+          `${where}: the cd image does not exist (a cd LUN serves an existing ISO, never creates one)`,
+        );
       if (l.size === undefined)
         throw new ConfigError(`${where}: file does not exist and no size was given to create it`);
       if (l.readOnly) throw new ConfigError(`${where}: a read-only LUN needs an existing file`);

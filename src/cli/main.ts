@@ -42,6 +42,7 @@ const USAGE = `usage: nodetgt serve [options]
   --target IQN          target name (default ${DEFAULT_TARGET_NAME})
   --lun PATH[:SIZE]     a LUN backed by PATH, created sparse at SIZE (e.g. 1G, 500M, 2T) when missing
                         (repeatable; LUN numbers 0, 1, ... in order; PATH 'null' with a SIZE = null backstore)
+  --lun cd:ISO          a read-only CD/DVD LUN (MMC, removable) serving the existing image file ISO
   --workers N           worker threads (default: number of cores)
   --metrics HOST:PORT   Prometheus endpoint (default: none)
   --state-dir DIR       where the LUs' provisioning records (their identity) are kept
@@ -109,6 +110,8 @@ export function parseServeArgs(argv: string[]): ServeArgs {
 }
 
 function lunFromFlag(spec: string, lun: number): Record<string, unknown> {
+  // cd:PATH = a cd LUN serving the existing ISO image at PATH (never created, so no size).
+  if (spec.startsWith('cd:')) return { lun, type: 'cd', path: spec.slice(3) };
   // PATH[:SIZE]; SIZE is the text after the last ':' when it looks like a size.
   const m = /^(.*):(\d+(?:\.\d+)?[kmgtp]?(?:i?b)?)$/i.exec(spec);
   const bad = /:(\d[^:/]*)$/.exec(spec);

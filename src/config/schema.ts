@@ -6,6 +6,13 @@ import { parseCidr } from '../portal/acl';
 
 export interface LunConfig {
   lun: number;
+  /**
+   * 'disk' (SBC direct-access block device) or 'cd' (MMC CD/DVD-ROM drive, tgt's "cd" device type): a cd LUN
+   * serves an existing image file (an ISO), read-only, in 2048-byte blocks, with a medium that can be ejected.
+   */
+  type: 'disk' | 'cd';
+  /** A disk whose medium can be ejected and loaded (INQUIRY RMB = 1); always true for a cd. */
+  removable: boolean;
   /** 'file' (regular file or block device) or 'null' (reads zeros, discards writes: benchmarks). */
   backstore: 'file' | 'null';
   /** Backing file or block device (absolute after validation). Unused for 'null'. */
@@ -15,7 +22,8 @@ export interface LunConfig {
   readOnly: boolean;
   /** O_DIRECT: bypass the page cache. */
   direct: boolean;
-  blockSize: 512 | 4096;
+  /** 512 or 4096 for a disk; always 2048 for a cd. */
+  blockSize: 512 | 2048 | 4096;
   /** Unit serial number (VPD 80h) set by the operator; otherwise one is generated at provisioning. */
   serial?: string;
   /** NAA designator (VPD 83h) set by the operator, hex; otherwise one is generated at provisioning. */
@@ -167,9 +175,24 @@ export function normalizeLun(raw: unknown, where: string, baseDir: string, slot 
   const o = asObject(raw, where);
   checkKeys(
     o,
-    ['lun', 'backstore', 'path', 'size', 'readOnly', 'direct', 'blockSize', 'serial', 'naa'],
+    [
+      'lun',
+      'type',
+      'removable',
+      'backstore',
+      'path',
+      'size',
+      'readOnly',
+      'direct',
+      'blockSize',
+      'serial',
+      'naa',
+    ],
     where,
   );
+  const type = o.type ?? 'disk';
+  if (type !== 'disk' && type !== 'cd') fail(where, "'type' must be 'disk' or 'cd'");
+  if (type === 'cd') return normalizeCdLun(o, where, baseDir, slot);
   if (o.serial !== undefined && (typeof o.serial !== 'string' || !SERIAL_RE.test(o.serial)))
     fail(where, "'serial' must be 1 to 20 printable ASCII characters without spaces");
   if (o.naa !== undefined && (typeof o.naa !== 'string' || !NAA_RE.test(o.naa)))
@@ -200,12 +223,49 @@ export function normalizeLun(raw: unknown, where: string, baseDir: string, slot 
   } else if (size === undefined) fail(where, "'size' is required for a null backstore");
   return {
     lun,
+    type: 'disk',
+    removable: optBool(o, 'removable', where),
     backstore,
     path: p,
     size,
     readOnly: optBool(o, 'readOnly', where),
     direct: optBool(o, 'direct', where),
     blockSize,
+    serial: o.serial as string | undefined,
+    naa: (o.naa as string | undefined)?.toLowerCase(),
+    slot,
+  };
+}
+
+/** The CD/DVD image block size (MMC: 2048-byte user data per sector). */
+const CD_BLOCK_SIZE = 2048;
+
+/**
+ * A cd LUN: an existing image, never created (so no size), always read-only and removable, 2048-byte blocks.
+ * Settings that would contradict that are refused rather than silently changed, except readOnly, which a cd
+ * LUN is whatever the file says.
+ */
+function normalizeCdLun(o: Record<string, unknown>, where: string, baseDir: string, slot: number): LunConfig {
+  const lun = optInt(o, 'lun', -1, 0, 16383, where);
+  if (lun < 0) fail(where, "'lun' is required");
+  if (o.backstore !== undefined && o.backstore !== 'file')
+    fail(where, "a cd LUN's 'backstore' must be 'file'");
+  if (o.size !== undefined) fail(where, "a cd LUN serves an existing image as it is: 'size' is not allowed");
+  if (o.blockSize !== undefined && o.blockSize !== CD_BLOCK_SIZE)
+    fail(where, `a cd LUN's 'blockSize' is ${CD_BLOCK_SIZE}`);
+  if (o.removable !== undefined && o.removable !== true) fail(where, "a cd LUN is always 'removable'");
+  if (typeof o.path !== 'string' || o.path === '')
+    fail(where, "'path' (the ISO image) is required for a cd LUN");
+  optBool(o, 'readOnly', where); // checked for its type; a cd is read-only either way
+  return {
+    lun,
+    type: 'cd',
+    removable: true,
+    backstore: 'file',
+    path: path.resolve(baseDir, o.path),
+    readOnly: true,
+    direct: optBool(o, 'direct', where),
+    blockSize: CD_BLOCK_SIZE,
     serial: o.serial as string | undefined,
     naa: (o.naa as string | undefined)?.toLowerCase(),
     slot,

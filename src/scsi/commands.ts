@@ -12,14 +12,15 @@ import { decodeBlockRange } from './cdb';
 import { inquiry } from './inquiry';
 import type { LogicalUnit } from './lu';
 import { modeSelect, modeSelectDataOutLength, modeSense } from './mode';
+import * as medium from './medium';
 import * as sbc from './sbc';
 import * as spc from './spc';
 import type { CommandSpec } from './types';
 import * as xcopy from './xcopy';
 
-const FF = 0xff;
+export const FF = 0xff;
 
-function fixed(...bytes: number[]): (lu: LogicalUnit) => Uint8Array {
+export function fixed(...bytes: number[]): (lu: LogicalUnit) => Uint8Array {
   const map = Uint8Array.from(bytes);
   return () => map;
 }
@@ -48,22 +49,95 @@ const WR = 0x1a;
 const VF = 0x16;
 const GROUP = 0x1f;
 
+// ---- Commands every device type has (the MMC table, mmc-commands.ts, shares them) -------------------------
+
+export const TEST_UNIT_READY: CommandSpec = {
+  opcode: Opcode.TEST_UNIT_READY,
+  name: 'TEST UNIT READY',
+  cdbLength: 6,
+  usage: fixed(0x00, 0, 0, 0, 0, 0),
+  exec: spc.testUnitReady,
+};
+
+export const REQUEST_SENSE: CommandSpec = {
+  opcode: Opcode.REQUEST_SENSE,
+  name: 'REQUEST SENSE',
+  cdbLength: 6,
+  usage: fixed(0x03, 0x01, 0, 0, FF, 0),
+  ignoresUnitAttention: true,
+  withoutMedium: true,
+  exec: spc.requestSense,
+};
+
+export const INQUIRY: CommandSpec = {
+  opcode: Opcode.INQUIRY,
+  name: 'INQUIRY',
+  cdbLength: 6,
+  usage: fixed(0x12, 0x01, FF, FF, FF, 0),
+  ignoresUnitAttention: true,
+  withoutMedium: true,
+  exec: inquiry,
+};
+
+export const START_STOP_UNIT: CommandSpec = {
+  opcode: Opcode.START_STOP_UNIT,
+  name: 'START STOP UNIT',
+  cdbLength: 6,
+  usage: fixed(0x1b, 0x01, 0, 0x0f, 0xf7, 0),
+  withoutMedium: true,
+  exec: medium.startStopUnit,
+};
+
+export const PREVENT_ALLOW_MEDIUM_REMOVAL: CommandSpec = {
+  opcode: Opcode.PREVENT_ALLOW_MEDIUM_REMOVAL,
+  name: 'PREVENT ALLOW MEDIUM REMOVAL',
+  cdbLength: 6,
+  usage: fixed(0x1e, 0, 0, 0, 0x03, 0),
+  withoutMedium: true,
+  exec: medium.preventAllow,
+};
+
+export const REPORT_LUNS: CommandSpec = {
+  opcode: Opcode.REPORT_LUNS,
+  name: 'REPORT LUNS',
+  cdbLength: 12,
+  usage: fixed(0xa0, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, 0),
+  ignoresUnitAttention: true,
+  withoutMedium: true,
+  exec: (ctx) => spc.reportLuns(ctx.cdb, ctx.lunNumbers()),
+};
+
+export const REPORT_SUPPORTED_OPERATION_CODES: CommandSpec = {
+  opcode: Opcode.MAINTENANCE_IN,
+  serviceAction: MaintenanceIn.REPORT_SUPPORTED_OPERATION_CODES,
+  name: 'REPORT SUPPORTED OPERATION CODES',
+  cdbLength: 12,
+  usage: fixed(0xa3, 0x0c, 0x87, FF, FF, FF, FF, FF, FF, FF, 0, 0),
+  withoutMedium: true,
+  exec: spc.reportSupportedOperationCodes,
+};
+
+export const MODE_SENSE_6: CommandSpec = {
+  opcode: Opcode.MODE_SENSE_6,
+  name: 'MODE SENSE(6)',
+  cdbLength: 6,
+  usage: fixed(0x1a, 0x08, FF, FF, FF, 0),
+  withoutMedium: true,
+  exec: modeSense,
+};
+
+export const MODE_SENSE_10: CommandSpec = {
+  opcode: Opcode.MODE_SENSE_10,
+  name: 'MODE SENSE(10)',
+  cdbLength: 10,
+  usage: fixed(0x5a, 0x18, FF, FF, 0, 0, 0, FF, FF, 0),
+  withoutMedium: true,
+  exec: modeSense,
+};
+
 export const COMMANDS: readonly CommandSpec[] = [
-  {
-    opcode: Opcode.TEST_UNIT_READY,
-    name: 'TEST UNIT READY',
-    cdbLength: 6,
-    usage: fixed(0x00, 0, 0, 0, 0, 0),
-    exec: spc.testUnitReady,
-  },
-  {
-    opcode: Opcode.REQUEST_SENSE,
-    name: 'REQUEST SENSE',
-    cdbLength: 6,
-    usage: fixed(0x03, 0x01, 0, 0, FF, 0),
-    ignoresUnitAttention: true,
-    exec: spc.requestSense,
-  },
+  TEST_UNIT_READY,
+  REQUEST_SENSE,
   {
     opcode: Opcode.READ_6,
     name: 'READ(6)',
@@ -80,43 +154,19 @@ export const COMMANDS: readonly CommandSpec[] = [
     precheck: sbc.checkBlockTransfer,
     exec: sbc.write,
   },
-  {
-    opcode: Opcode.INQUIRY,
-    name: 'INQUIRY',
-    cdbLength: 6,
-    usage: fixed(0x12, 0x01, FF, FF, FF, 0),
-    ignoresUnitAttention: true,
-    exec: inquiry,
-  },
+  INQUIRY,
   {
     opcode: Opcode.MODE_SELECT_6,
     name: 'MODE SELECT(6)',
     cdbLength: 6,
     usage: fixed(0x15, 0x11, 0, 0, FF, 0),
     dataOutLength: modeSelectDataOutLength,
+    withoutMedium: true,
     exec: modeSelect,
   },
-  {
-    opcode: Opcode.MODE_SENSE_6,
-    name: 'MODE SENSE(6)',
-    cdbLength: 6,
-    usage: fixed(0x1a, 0x08, FF, FF, FF, 0),
-    exec: modeSense,
-  },
-  {
-    opcode: Opcode.START_STOP_UNIT,
-    name: 'START STOP UNIT',
-    cdbLength: 6,
-    usage: fixed(0x1b, 0x01, 0, 0x0f, 0xf7, 0),
-    exec: spc.startStopUnit,
-  },
-  {
-    opcode: Opcode.PREVENT_ALLOW_MEDIUM_REMOVAL,
-    name: 'PREVENT ALLOW MEDIUM REMOVAL',
-    cdbLength: 6,
-    usage: fixed(0x1e, 0, 0, 0, 0x03, 0),
-    exec: spc.preventAllow,
-  },
+  MODE_SENSE_6,
+  START_STOP_UNIT,
+  PREVENT_ALLOW_MEDIUM_REMOVAL,
   {
     opcode: Opcode.READ_CAPACITY_10,
     name: 'READ CAPACITY(10)',
@@ -195,15 +245,10 @@ export const COMMANDS: readonly CommandSpec[] = [
     cdbLength: 10,
     usage: fixed(0x55, 0x11, 0, 0, 0, 0, 0, FF, FF, 0),
     dataOutLength: modeSelectDataOutLength,
+    withoutMedium: true,
     exec: modeSelect,
   },
-  {
-    opcode: Opcode.MODE_SENSE_10,
-    name: 'MODE SENSE(10)',
-    cdbLength: 10,
-    usage: fixed(0x5a, 0x18, FF, FF, 0, 0, 0, FF, FF, 0),
-    exec: modeSense,
-  },
+  MODE_SENSE_10,
   {
     // EXTENDED COPY (LID1); LID4 (service action 01h) is not offered.
     opcode: Opcode.EXTENDED_COPY,
@@ -314,22 +359,8 @@ export const COMMANDS: readonly CommandSpec[] = [
     available: thinOnly,
     exec: sbc.getLbaStatus,
   },
-  {
-    opcode: Opcode.REPORT_LUNS,
-    name: 'REPORT LUNS',
-    cdbLength: 12,
-    usage: fixed(0xa0, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, 0),
-    ignoresUnitAttention: true,
-    exec: (ctx) => spc.reportLuns(ctx.cdb, ctx.lunNumbers()),
-  },
-  {
-    opcode: Opcode.MAINTENANCE_IN,
-    serviceAction: MaintenanceIn.REPORT_SUPPORTED_OPERATION_CODES,
-    name: 'REPORT SUPPORTED OPERATION CODES',
-    cdbLength: 12,
-    usage: fixed(0xa3, 0x0c, 0x87, FF, FF, FF, FF, FF, FF, FF, 0, 0),
-    exec: spc.reportSupportedOperationCodes,
-  },
+  REPORT_LUNS,
+  REPORT_SUPPORTED_OPERATION_CODES,
   {
     opcode: Opcode.READ_12,
     name: 'READ(12)',

@@ -1,5 +1,5 @@
 /**
- * SCSI numbers used by the device server: operation codes (SPC-4 / SBC-3), status codes (SAM-5),
+ * SCSI numbers used by the device server: operation codes (SPC-4 / SBC-3 / MMC-5), status codes (SAM-5),
  * sense keys and additional sense codes (SPC-4 annex D).
  */
 
@@ -22,6 +22,10 @@ export const Opcode = {
   SYNCHRONIZE_CACHE_10: 0x35,
   WRITE_SAME_10: 0x41,
   UNMAP: 0x42,
+  READ_TOC_PMA_ATIP: 0x43,
+  GET_CONFIGURATION: 0x46,
+  GET_EVENT_STATUS_NOTIFICATION: 0x4a,
+  READ_DISC_INFORMATION: 0x51,
   MODE_SELECT_10: 0x55,
   EXTENDED_COPY: 0x83,
   RECEIVE_COPY_RESULTS: 0x84,
@@ -40,6 +44,7 @@ export const Opcode = {
   WRITE_12: 0xaa,
   WRITE_AND_VERIFY_12: 0xae,
   VERIFY_12: 0xaf,
+  MECHANISM_STATUS: 0xbd,
 } as const;
 
 /** Service actions of SERVICE ACTION IN(16) (0x9E). */
@@ -113,16 +118,21 @@ export const AscQ = {
   WRITE_PROTECTED: [0x27, 0x00],
   SOFTWARE_WRITE_PROTECTED: [0x27, 0x02],
   SPACE_ALLOCATION_FAILED_WRITE_PROTECT: [0x27, 0x07],
+  MEDIUM_MAY_HAVE_CHANGED: [0x28, 0x00],
   POWER_ON_RESET: [0x29, 0x00],
   BUS_DEVICE_RESET: [0x29, 0x03],
   MODE_PARAMETERS_CHANGED: [0x2a, 0x01],
   SAVING_PARAMETERS_NOT_SUPPORTED: [0x39, 0x00],
+  MEDIUM_NOT_PRESENT: [0x3a, 0x00],
+  MEDIUM_REMOVAL_PREVENTED: [0x53, 0x02],
   REPORTED_LUNS_DATA_CHANGED: [0x3f, 0x0e],
   INTERNAL_TARGET_FAILURE: [0x44, 0x00],
 } as const satisfies Record<string, Asc>;
 
 /** Peripheral device type of a direct-access block device (SBC). */
 export const DEVICE_TYPE_SBC = 0x00;
+/** Peripheral device type of a CD/DVD device (MMC), what tgt calls its "cd" device type. */
+export const DEVICE_TYPE_MMC = 0x05;
 
 /** Version descriptors (SPC-4 table "Version descriptor values") claimed in standard INQUIRY data. */
 export const VersionDescriptor = {
@@ -130,4 +140,5 @@ export const VersionDescriptor = {
   ISCSI: 0x0960,
   SPC_4: 0x0460,
   SBC_3: 0x04c0,
+  MMC_5: 0x02a0,
 } as const;

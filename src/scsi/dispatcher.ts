@@ -1,11 +1,14 @@
 /**
- * The device server's front door: LUN lookup, opcode lookup, the CDB reserved-bit check, unit attention
- * handling, and turning refusals into CHECK CONDITION with fixed-format sense.
+ * The device server's front door: LUN lookup, opcode lookup in the command table of the LU's device type
+ * (disk: commands.ts, cd: mmc-commands.ts), the CDB reserved-bit check, unit attention handling, the NOT READY
+ * answer of a removable LU without its medium, and turning refusals into CHECK CONDITION with fixed-format sense.
  */
 import { AscQ, Opcode, SenseKey, Status } from './constants';
 import { CommandIndex, COMMANDS } from './commands';
 import { inquiryAbsentLun } from './inquiry';
-import type { LogicalUnit } from './lu';
+import type { LogicalUnit, LuType } from './lu';
+import { mediumNotPresent } from './medium';
+import { MMC_COMMANDS } from './mmc-commands';
 import {
   fixedSense,
   highestBit,
@@ -53,7 +56,7 @@ class Context implements CommandContext {
   }
 
   get commands(): readonly CommandSpec[] {
-    return this.disp.commands;
+    return this.disp.commandsFor(this.lu);
   }
 
   luByNaa(naa: Buffer): LogicalUnit | undefined {
@@ -64,6 +67,7 @@ class Context implements CommandContext {
 export class ScsiDispatcher {
   private luns: Map<number, LogicalUnit>;
   private readonly index: CommandIndex;
+  private readonly indexes: Record<LuType, CommandIndex>;
   /** Called for unexpected (non-SCSI) exceptions, which are answered with HARDWARE ERROR. */
   onInternalError: (err: unknown, task: ScsiTask) => void = (err) => {
     console.error('nodetgt: internal error in SCSI command', err);
@@ -72,6 +76,7 @@ export class ScsiDispatcher {
   constructor(luns: Map<number, LogicalUnit>, commands: readonly CommandSpec[] = COMMANDS) {
     this.luns = luns;
     this.index = new CommandIndex(commands);
+    this.indexes = { disk: this.index, cd: new CommandIndex(MMC_COMMANDS) };
   }
 
   /**
@@ -86,9 +91,14 @@ export class ScsiDispatcher {
       for (const lu of luns.values()) lu.establishUnitAttention(AscQ.REPORTED_LUNS_DATA_CHANGED);
   }
 
-  /** The command table this dispatcher serves (REPORT SUPPORTED OPERATION CODES reads it). */
+  /** The command table this dispatcher serves to disk LUs. */
   get commands(): readonly CommandSpec[] {
     return this.index.commands;
+  }
+
+  /** The command table of this LU's device type (REPORT SUPPORTED OPERATION CODES reads it). */
+  commandsFor(lu: LogicalUnit): readonly CommandSpec[] {
+    return this.indexes[lu.type].commands;
   }
 
   /** The reset epoch of the LU behind a LUN (0 when none): recorded in ScsiTask.epoch when a command arrives. */
@@ -119,7 +129,7 @@ export class ScsiDispatcher {
   dataOutLength(task: { cdb: Buffer; lun: number }): number | null {
     const lu = this.luns.get(task.lun);
     if (!lu) return null;
-    const spec = this.index.lookup(task.cdb);
+    const spec = this.indexes[lu.type].lookup(task.cdb);
     if (!spec || spec === 'bad-sa' || !spec.dataOutLength) return null;
     if (task.cdb.length < spec.cdbLength) return null;
     return spec.dataOutLength(task.cdb, lu);
@@ -152,7 +162,7 @@ export class ScsiDispatcher {
 
   /** The command this CDB names on this LU, or the ScsiError for an opcode or service action it does not offer. */
   private specFor(lu: LogicalUnit, cdb: Buffer): CommandSpec {
-    const spec = this.index.lookup(cdb);
+    const spec = this.indexes[lu.type].lookup(cdb);
     if (spec === undefined) throw invalidOpcode();
     if (spec === 'bad-sa') throw invalidFieldInCdb(1, 4);
     // A service action this LU does not offer is an invalid SERVICE ACTION field, not an unknown opcode.
@@ -190,6 +200,7 @@ export class ScsiDispatcher {
         if (ua) return { status: Status.CHECK_CONDITION, sense: fixedSense(SenseKey.UNIT_ATTENTION, ua) };
       }
       checkCdbBits(spec, lu, cdb);
+      if (lu.removable && !spec.withoutMedium && !lu.mediumPresent) throw mediumNotPresent();
       const result = await spec.exec(new Context(task, lu, this));
       if (lu.shared.resetEpoch === epoch) return result;
       // A reset came while the command ran: TAS = 1, it ends TASK ABORTED.

@@ -1,7 +1,9 @@
 /**
- * INQUIRY (SPC-4): standard data and the VPD pages 00h, 80h, 83h, 8Fh (SPC-4) and B0h, B1h, B2h (SBC-3).
+ * INQUIRY (SPC-4): standard data and the VPD pages 00h, 80h, 83h (SPC-4) and, for a disk, 8Fh (SPC-4, third-party
+ * copy) and B0h, B1h, B2h (SBC-3). A 'cd' LU is an MMC device (peripheral type 05h, RMB = 1) with the SPC pages
+ * only.
  */
-import { DEVICE_TYPE_SBC, Status, VersionDescriptor } from './constants';
+import { DEVICE_TYPE_MMC, DEVICE_TYPE_SBC, Status, VersionDescriptor } from './constants';
 import type { LogicalUnit } from './lu';
 import { invalidFieldInCdb } from './sense';
 import type { CommandContext, ScsiResult } from './types';
@@ -17,14 +19,20 @@ function clip(data: Buffer, alloc: number): ScsiResult {
   return { status: Status.GOOD, dataIn: alloc < data.length ? data.subarray(0, alloc) : data };
 }
 
+/** PERIPHERAL DEVICE TYPE, with qualifier 000b (connected). */
+export function peripheralType(lu: LogicalUnit): number {
+  return lu.type === 'cd' ? DEVICE_TYPE_MMC : DEVICE_TYPE_SBC;
+}
+
 export function standardInquiry(lu: LogicalUnit): Buffer {
   const b = Buffer.alloc(STANDARD_LENGTH);
-  b[0] = DEVICE_TYPE_SBC; // peripheral qualifier 000b: connected
-  b[1] = 0x00; // RMB = 0: not removable
+  b[0] = peripheralType(lu);
+  b[1] = lu.removable ? 0x80 : 0x00; // RMB
   b[2] = 0x06; // VERSION: SPC-4
   b[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
   b[4] = STANDARD_LENGTH - 5;
-  b[5] = 0x08; // 3PC (EXTENDED COPY, xcopy.ts); no SCCS, ACC, TPGS, PROTECT
+  // 3PC: a disk offers EXTENDED COPY (xcopy.ts), a cd does not; no SCCS, ACC, TPGS, PROTECT.
+  b[5] = lu.type === 'cd' ? 0x00 : 0x08;
   b[6] = 0x00;
   b[7] = 0x02; // CMDQUE
   const id = lu.identity;
@@ -36,7 +44,7 @@ export function standardInquiry(lu: LogicalUnit): Buffer {
     VersionDescriptor.SAM_5,
     VersionDescriptor.ISCSI,
     VersionDescriptor.SPC_4,
-    VersionDescriptor.SBC_3,
+    lu.type === 'cd' ? VersionDescriptor.MMC_5 : VersionDescriptor.SBC_3,
   ];
   versions.forEach((v, i) => b.writeUInt16BE(v, 58 + i * 2));
   return b;
@@ -54,9 +62,9 @@ export function absentLunInquiry(): Buffer {
 
 type VpdBuilder = (lu: LogicalUnit) => Buffer;
 
-function vpdPage(code: number, body: Buffer): Buffer {
+function vpdPage(lu: LogicalUnit, code: number, body: Buffer): Buffer {
   const b = Buffer.alloc(4 + body.length);
-  b[0] = DEVICE_TYPE_SBC;
+  b[0] = peripheralType(lu);
   b[1] = code;
   b.writeUInt16BE(body.length, 2);
   body.copy(b, 4);
@@ -104,7 +112,7 @@ function deviceIdentification(lu: LogicalUnit): Buffer {
     designator(CODE_BINARY, true, PROTOCOL_ISCSI, ASSOC_PORT, 0x4, port), // relative target port
     designator(CODE_UTF8, true, PROTOCOL_ISCSI, ASSOC_TARGET, 0x8, name), // target device name
   ];
-  return vpdPage(0x83, Buffer.concat(parts));
+  return vpdPage(lu, 0x83, Buffer.concat(parts));
 }
 
 function blockLimits(lu: LogicalUnit): Buffer {
@@ -124,13 +132,13 @@ function blockLimits(lu: LogicalUnit): Buffer {
   }
   body.writeUInt32BE(0, 32);
   body.writeUInt32BE(l.maxWriteSameBlocks, 36); // MAXIMUM WRITE SAME LENGTH (low half of 8 bytes)
-  return vpdPage(0xb0, body);
+  return vpdPage(lu, 0xb0, body);
 }
 
 function blockDeviceCharacteristics(lu: LogicalUnit): Buffer {
   const body = Buffer.alloc(0x3c);
   body.writeUInt16BE(lu.limits.rotationRate, 0);
-  return vpdPage(0xb1, body);
+  return vpdPage(lu, 0xb1, body);
 }
 
 function logicalBlockProvisioning(lu: LogicalUnit): Buffer {
@@ -139,33 +147,42 @@ function logicalBlockProvisioning(lu: LogicalUnit): Buffer {
     body[1] = 0x80 | 0x40 | 0x20 | 0x04; // LBPU, LBPWS, LBPWS10, LBPRZ
     body[2] = 0x02; // PROVISIONING TYPE: thin
   }
-  return vpdPage(0xb2, body);
+  return vpdPage(lu, 0xb2, body);
 }
 
 function thirdPartyCopy(lu: LogicalUnit): Buffer {
-  return vpdPage(0x8f, thirdPartyCopyDescriptors(lu));
+  return vpdPage(lu, 0x8f, thirdPartyCopyDescriptors(lu));
 }
 
 function unitSerialNumber(lu: LogicalUnit): Buffer {
-  return vpdPage(0x80, Buffer.from(lu.identity.serial, 'ascii'));
+  return vpdPage(lu, 0x80, Buffer.from(lu.identity.serial, 'ascii'));
 }
 
-const VPD_PAGES: ReadonlyArray<[number, VpdBuilder]> = [
+const SPC_VPD_PAGES: ReadonlyArray<[number, VpdBuilder]> = [
   [0x00, supportedPages],
   [0x80, unitSerialNumber],
   [0x83, deviceIdentification],
+];
+
+const SBC_VPD_PAGES: ReadonlyArray<[number, VpdBuilder]> = [
+  ...SPC_VPD_PAGES,
   [0x8f, thirdPartyCopy],
   [0xb0, blockLimits],
   [0xb1, blockDeviceCharacteristics],
   [0xb2, logicalBlockProvisioning],
 ];
 
-function supportedPages(): Buffer {
-  return vpdPage(0x00, Buffer.from(VPD_PAGES.map(([code]) => code)));
+/** The VPD pages a LU has: the block device pages belong to a disk only. */
+function vpdPages(lu: LogicalUnit): ReadonlyArray<[number, VpdBuilder]> {
+  return lu.type === 'cd' ? SPC_VPD_PAGES : SBC_VPD_PAGES;
+}
+
+function supportedPages(lu: LogicalUnit): Buffer {
+  return vpdPage(lu, 0x00, Buffer.from(vpdPages(lu).map(([code]) => code)));
 }
 
 export function vpd(lu: LogicalUnit, page: number): Buffer | undefined {
-  const entry = VPD_PAGES.find(([code]) => code === page);
+  const entry = vpdPages(lu).find(([code]) => code === page);
   return entry?.[1](lu);
 }
 

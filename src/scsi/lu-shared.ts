@@ -266,6 +266,14 @@ export class LuShared {
     if (i !== undefined) Atomics.and(this.w, SLOTS_BASE + i * SLOT_WORDS + SLOT_UA, ~(1 << cond));
   }
 
+  /** Clear one pending condition of this nexus; true if it was pending (GET EVENT STATUS reports it so). */
+  takeCondition(nexus: string, cond: UaCondition): boolean {
+    const i = this.slots.get(nexus);
+    if (i === undefined) return false;
+    const bit = 1 << cond;
+    return (Atomics.and(this.w, SLOTS_BASE + i * SLOT_WORDS + SLOT_UA, ~bit) & bit) !== 0;
+  }
+
   setPrevent(nexus: string, prevent: boolean): void {
     const i = this.slotOf(nexus);
     if (i >= 0) Atomics.store(this.w, SLOTS_BASE + i * SLOT_WORDS + SLOT_PREVENT, prevent ? 1 : 0);

@@ -8,7 +8,7 @@ import type { Backstore } from '../backstore/types';
 import type { LuFaultCounters } from '../metrics/counters';
 import { log } from '../util/log';
 import type { Asc } from './constants';
-import { FLAG_SWP, LuShared, UA, uaCondition } from './lu-shared';
+import { FLAG_MEDIUM_ABSENT, FLAG_SWP, LuShared, UA, uaCondition } from './lu-shared';
 import { BufferPool } from './bufpool';
 import { CopyResults } from './copy-results';
 
@@ -26,6 +26,13 @@ export interface LuIdentity {
 
 export const VENDOR = 'NODETGT';
 export const PRODUCT = 'NODETGT-DISK';
+export const PRODUCT_CD = 'NODETGT-CD';
+
+/**
+ * What the LU presents itself as: 'disk' is a direct-access block device (SBC, peripheral type 00h), 'cd' a
+ * read-only CD/DVD device (MMC, type 05h) whose medium is an image file, as tgt's "cd" device type.
+ */
+export type LuType = 'disk' | 'cd';
 export const REVISION = '0001';
 
 /**
@@ -39,6 +46,7 @@ export function identityOf(
   targetName: string,
   lun: number,
   stored: { serial: string; naa: string },
+  type: LuType = 'disk',
 ): LuIdentity {
   return {
     targetName,
@@ -46,7 +54,7 @@ export function identityOf(
     serial: stored.serial,
     naa: Buffer.from(stored.naa, 'hex'),
     vendor: VENDOR,
-    product: PRODUCT,
+    product: type === 'cd' ? PRODUCT_CD : PRODUCT,
     revision: REVISION,
   };
 }
@@ -75,6 +83,10 @@ export interface LogicalUnitOptions {
   faults?: LuFaultCounters;
   /** This thread's handle on the LU's shared state; a private one when not given (unit tests). */
   shared?: LuShared;
+  /** Device type; default 'disk'. A 'cd' LU is always removable and needs a read-only backstore. */
+  type?: LuType;
+  /** A disk whose medium can be ejected and loaded (INQUIRY RMB = 1). Default false; ignored for 'cd'. */
+  removable?: boolean;
 }
 
 /** The backstore operation behind a fault. */
@@ -103,6 +115,9 @@ export class LogicalUnit {
   readonly shared: LuShared;
   /** EXTENDED COPY results held for RECEIVE COPY RESULTS (this worker's nexuses; see copy-results.ts). */
   readonly copyResults = new CopyResults();
+  readonly type: LuType;
+  /** INQUIRY RMB: the medium can be ejected and loaded (START STOP UNIT with LOEJ). */
+  readonly removable: boolean;
   private readonly faults?: LuFaultCounters;
 
   constructor(
@@ -129,6 +144,9 @@ export class LogicalUnit {
     this.pool = opts.pool ?? sharedPool;
     this.faults = opts.faults;
     this.shared = opts.shared ?? new LuShared();
+    this.type = opts.type ?? 'disk';
+    this.removable = this.type === 'cd' || opts.removable === true;
+    if (this.type === 'cd' && !backstore.readOnly) throw new Error('a cd LU needs a read-only backstore');
     backstore.onFault = (e) => this.ioFault(null, e);
   }
 
@@ -172,6 +190,11 @@ export class LogicalUnit {
   /** Writes are refused: the backstore is read-only or SWP is set. */
   get writeProtected(): boolean {
     return this.backstore.readOnly || this.softwareWriteProtect;
+  }
+
+  /** The medium is loaded (always, for a LU that is not removable); shared by every worker. */
+  get mediumPresent(): boolean {
+    return !this.shared.flag(FLAG_MEDIUM_ABSENT);
   }
 
   /** Logical block provisioning management enabled (LBPME): UNMAP and WRITE SAME with UNMAP are offered. */

@@ -1,6 +1,7 @@
 /**
  * MODE SENSE(6/10) and MODE SELECT(6/10) with the Caching (08h), Control (0Ah) and
- * Informational Exceptions Control (1Ch) pages and a short or long LBA block descriptor.
+ * Informational Exceptions Control (1Ch) pages and a short or long LBA block descriptor; a 'cd' LU has the
+ * MMC pages of mmc.ts instead and no block descriptor (MMC-5 drives return none).
  *
  * The caching page tells the truth: WCE mirrors backstore.writeCacheEnabled and is not changeable. The only
  * changeable bit is SWP in the Control page (software write protect). Saved values are not supported.
@@ -14,25 +15,9 @@ import {
   parameterListLengthError,
   savingParametersNotSupported,
 } from './sense';
-import type { CommandContext, ScsiResult } from './types';
-
-const PC_CURRENT = 0;
-const PC_CHANGEABLE = 1;
-const PC_DEFAULT = 2;
-const PC_SAVED = 3;
-
-interface ModePage {
-  code: number;
-  /** Page bytes (header included) for the given page control. */
-  build(lu: LogicalUnit, pc: number): Buffer;
-}
-
-function page(code: number, length: number): Buffer {
-  const b = Buffer.alloc(length + 2);
-  b[0] = code; // PS = 0 (not savable), SPF = 0
-  b[1] = length;
-  return b;
-}
+import { MMC_MODE_PAGES } from './mmc';
+import type { CommandContext, ModePage, ScsiResult } from './types';
+import { PC_CHANGEABLE, PC_CURRENT, PC_DEFAULT, PC_SAVED, modePage as page } from './types';
 
 const cachingPage: ModePage = {
   code: 0x08,
@@ -75,8 +60,13 @@ const informationalExceptionsPage: ModePage = {
 /** In ascending page code order, as "return all pages" wants them. */
 const PAGES: readonly ModePage[] = [cachingPage, controlPage, informationalExceptionsPage];
 
-/** Device-specific parameter of the mode parameter header: WP and DPOFUA. */
+function pagesOf(lu: LogicalUnit): readonly ModePage[] {
+  return lu.type === 'cd' ? MMC_MODE_PAGES : PAGES;
+}
+
+/** Device-specific parameter of the mode parameter header: WP and DPOFUA (reserved in MMC). */
 function deviceSpecific(lu: LogicalUnit): number {
+  if (lu.type === 'cd') return 0;
   return (lu.writeProtected ? 0x80 : 0) | 0x10;
 }
 
@@ -100,9 +90,9 @@ function blockDescriptor(lu: LogicalUnit, long: boolean, pc: number): Buffer {
 function selectPages(lu: LogicalUnit, code: number, subpage: number, pc: number): Buffer[] {
   if (code === 0x3f) {
     if (subpage !== 0x00 && subpage !== 0xff) throw invalidFieldInCdb(3, 7);
-    return PAGES.map((p) => p.build(lu, pc));
+    return pagesOf(lu).map((p) => p.build(lu, pc));
   }
-  const p = PAGES.find((x) => x.code === code);
+  const p = pagesOf(lu).find((x) => x.code === code);
   if (!p) throw invalidFieldInCdb(2, 5);
   // None of our pages has subpages; FFh ("all subpages") returns the page itself.
   if (subpage !== 0x00 && subpage !== 0xff) throw invalidFieldInCdb(3, 7);
@@ -120,7 +110,7 @@ export function modeSense(ctx: CommandContext): ScsiResult {
   const alloc = ten ? cdb.readUInt16BE(7) : cdb[4];
   if (pc === PC_SAVED) throw savingParametersNotSupported(2, 7);
   const pages = selectPages(lu, code, subpage, pc === PC_DEFAULT ? PC_DEFAULT : pc);
-  const desc = dbd ? undefined : blockDescriptor(lu, llbaa, pc);
+  const desc = dbd || lu.type === 'cd' ? undefined : blockDescriptor(lu, llbaa, pc);
   const headerLen = ten ? 8 : 4;
   const header = Buffer.alloc(headerLen);
   const total = headerLen + (desc?.length ?? 0) + pages.reduce((n, p) => n + p.length, 0);

@@ -1,7 +1,6 @@
 /**
  * SPC-4 primary commands other than INQUIRY and MODE: TEST UNIT READY, REQUEST SENSE, REPORT LUNS,
- * REPORT SUPPORTED OPERATION CODES, and the SBC-3 unit commands START STOP UNIT and PREVENT ALLOW MEDIUM
- * REMOVAL (the logical unit is not removable).
+ * REPORT SUPPORTED OPERATION CODES. START STOP UNIT and PREVENT ALLOW MEDIUM REMOVAL are in medium.ts.
  */
 import { AscQ, SenseKey, Status } from './constants';
 import type { LogicalUnit } from './lu';
@@ -11,7 +10,8 @@ import type { CommandContext, CommandSpec, ScsiResult } from './types';
 
 const GOOD: ScsiResult = Object.freeze({ status: Status.GOOD });
 
-function clip(data: Buffer, alloc: number): ScsiResult {
+/** GOOD with the data cut to the allocation length. */
+export function clip(data: Buffer, alloc: number): ScsiResult {
   return { status: Status.GOOD, dataIn: alloc < data.length ? data.subarray(0, alloc) : data };
 }
 
@@ -21,14 +21,15 @@ export function testUnitReady(): ScsiResult {
 
 /**
  * Sense is always delivered with the status (autosense), so REQUEST SENSE reports a pending unit attention
- * (consuming it) or NO SENSE.
+ * (consuming it), else the NOT READY condition of a removable LU without its medium, else NO SENSE.
  */
 export function requestSense(ctx: CommandContext): ScsiResult {
   const { cdb, lu, task } = ctx;
   const desc = (cdb[1] & 0x01) !== 0;
   const ua = lu.takeUnitAttention(task.nexus);
-  const key = ua ? SenseKey.UNIT_ATTENTION : SenseKey.NO_SENSE;
-  const asc = ua ?? AscQ.NO_ADDITIONAL_SENSE;
+  const absent = !ua && !lu.mediumPresent;
+  const key = ua ? SenseKey.UNIT_ATTENTION : absent ? SenseKey.NOT_READY : SenseKey.NO_SENSE;
+  const asc = ua ?? (absent ? AscQ.MEDIUM_NOT_PRESENT : AscQ.NO_ADDITIONAL_SENSE);
   return clip(desc ? descriptorSense(key, asc) : fixedSense(key, asc), cdb[4]);
 }
 
@@ -54,44 +55,6 @@ export function reportLuns(cdb: Buffer, luns: number[]): ScsiResult {
   data.writeUInt32BE(8 * list.length, 0);
   list.forEach((n, i) => encodeLun(n).copy(data, 8 + 8 * i));
   return clip(data, alloc);
-}
-
-// ---- START STOP UNIT / PREVENT ALLOW MEDIUM REMOVAL ---------------------------------------------------------
-
-const POWER_CONDITIONS = new Set([0x0, 0x1, 0x2, 0x3, 0x7, 0xa, 0xb]);
-
-export async function startStopUnit(ctx: CommandContext): Promise<ScsiResult> {
-  const { cdb, lu } = ctx;
-  const powerCondition = cdb[4] >> 4;
-  if (!POWER_CONDITIONS.has(powerCondition)) throw invalidFieldInCdb(4, 7);
-  if (powerCondition !== 0) return GOOD; // START and LOEJ are ignored with a power condition
-  const loej = (cdb[4] & 0x02) !== 0;
-  const start = (cdb[4] & 0x01) !== 0;
-  const noFlush = (cdb[4] & 0x04) !== 0;
-  // The medium cannot be loaded or ejected (RMB = 0).
-  if (loej) throw invalidFieldInCdb(4, 1);
-  // Stopping writes back the cache first unless NO_FLUSH; the unit stays ready (nothing spins down).
-  if (!start && !noFlush) {
-    try {
-      await lu.backstore.flush();
-    } catch (e) {
-      lu.ioFault('flush', e);
-      return {
-        status: Status.CHECK_CONDITION,
-        sense: fixedSense(SenseKey.MEDIUM_ERROR, AscQ.WRITE_ERROR),
-      };
-    }
-  }
-  return GOOD;
-}
-
-export function preventAllow(ctx: CommandContext): ScsiResult {
-  const { cdb, lu, task } = ctx;
-  const prevent = cdb[4] & 0x03;
-  // 10b and 11b are obsolete for direct-access devices.
-  if (prevent > 1) throw invalidFieldInCdb(4, 1);
-  lu.setPreventRemoval(task.nexus, prevent === 1);
-  return GOOD;
 }
 
 // ---- REPORT SUPPORTED OPERATION CODES -------------------------------------------------------

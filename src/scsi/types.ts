@@ -85,7 +85,33 @@ export interface CommandSpec {
   dataOutLength?(cdb: Buffer, lu: LogicalUnit): number;
   /** Not blocked by a pending unit attention (INQUIRY, REPORT LUNS, REQUEST SENSE). */
   ignoresUnitAttention?: boolean;
+  /**
+   * Runs on a removable LU whose medium is ejected (INQUIRY, START STOP UNIT, ...); every other command is
+   * answered NOT READY, MEDIUM NOT PRESENT by the dispatcher.
+   */
+  withoutMedium?: boolean;
   /** Recommended timeout for REPORT SUPPORTED OPERATION CODES (seconds); default 30. */
   timeoutSeconds?: number;
   exec(ctx: CommandContext): Promise<ScsiResult> | ScsiResult;
+}
+
+// ---- mode pages (mode.ts, and the MMC pages of mmc.ts) --------------------------------------------------
+
+export const PC_CURRENT = 0;
+export const PC_CHANGEABLE = 1;
+export const PC_DEFAULT = 2;
+export const PC_SAVED = 3;
+
+export interface ModePage {
+  code: number;
+  /** Page bytes (header included) for the given page control. */
+  build(lu: LogicalUnit, pc: number): Buffer;
+}
+
+/** A zeroed mode page of `length` bytes after its 2-byte header: PS = 0 (not savable), SPF = 0. */
+export function modePage(code: number, length: number): Buffer {
+  const b = Buffer.alloc(length + 2);
+  b[0] = code;
+  b[1] = length;
+  return b;
 }

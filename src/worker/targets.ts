@@ -45,7 +45,9 @@ export class TargetNode {
 // A file is opened as it is: creating it is provisioning's work (src/backstore/prepare.ts), done once at
 // start-up, so that a file gone since is never re-created blank here.
 async function openBackstore(l: LunConfig): Promise<Backstore> {
-  if (l.backstore === 'null') return openNullBackstore({ size: l.size!, blockSize: l.blockSize });
+  // A null backstore is never a cd (the config refuses it), so its block size is 512 or 4096.
+  if (l.backstore === 'null')
+    return openNullBackstore({ size: l.size!, blockSize: l.blockSize === 4096 ? 4096 : 512 });
   return openFileBackstore({ path: l.path, readOnly: l.readOnly, direct: l.direct, blockSize: l.blockSize });
 }
 
@@ -73,7 +75,11 @@ async function openLuns(
     const faults = counters ? new LuFaultCounters(counters, l.slot) : undefined;
     const mem = shared?.memory[l.slot];
     const luShared = mem ? new LuShared(mem, shared!.lane) : undefined;
-    luns.set(l.lun, new LogicalUnit(bs, identityOf(t.name, l.lun, l.identity), { faults, shared: luShared }));
+    const identity = identityOf(t.name, l.lun, l.identity, l.type);
+    luns.set(
+      l.lun,
+      new LogicalUnit(bs, identity, { faults, shared: luShared, type: l.type, removable: l.removable }),
+    );
   }
   return luns;
 }

@@ -11,6 +11,8 @@ export const Opcode = {
   INQUIRY: 0x12,
   MODE_SELECT_6: 0x15,
   MODE_SENSE_6: 0x1a,
+  RESERVE_6: 0x16,
+  RELEASE_6: 0x17,
   START_STOP_UNIT: 0x1b,
   PREVENT_ALLOW_MEDIUM_REMOVAL: 0x1e,
   READ_CAPACITY_10: 0x25,
@@ -23,7 +25,11 @@ export const Opcode = {
   WRITE_SAME_10: 0x41,
   UNMAP: 0x42,
   MODE_SELECT_10: 0x55,
+  RESERVE_10: 0x56,
+  RELEASE_10: 0x57,
   MODE_SENSE_10: 0x5a,
+  PERSISTENT_RESERVE_IN: 0x5e,
+  PERSISTENT_RESERVE_OUT: 0x5f,
   READ_16: 0x88,
   WRITE_16: 0x8a,
   WRITE_AND_VERIFY_16: 0x8e,
@@ -49,6 +55,36 @@ export const ServiceActionIn16 = {
 /** Service actions of MAINTENANCE IN (0xA3). */
 export const MaintenanceIn = {
   REPORT_SUPPORTED_OPERATION_CODES: 0x0c,
+} as const;
+
+/** Service actions of PERSISTENT RESERVE IN (SPC-4 6.16). */
+export const PrIn = {
+  READ_KEYS: 0x00,
+  READ_RESERVATION: 0x01,
+  REPORT_CAPABILITIES: 0x02,
+  READ_FULL_STATUS: 0x03,
+} as const;
+
+/** Service actions of PERSISTENT RESERVE OUT (SPC-4 6.17); REPLACE LOST RESERVATION (08h) is not offered. */
+export const PrOut = {
+  REGISTER: 0x00,
+  RESERVE: 0x01,
+  RELEASE: 0x02,
+  CLEAR: 0x03,
+  PREEMPT: 0x04,
+  PREEMPT_AND_ABORT: 0x05,
+  REGISTER_AND_IGNORE_EXISTING_KEY: 0x06,
+  REGISTER_AND_MOVE: 0x07,
+} as const;
+
+/** Persistent reservation types (SPC-4 table "Persistent reservation type codes"). */
+export const PrType = {
+  WRITE_EXCLUSIVE: 0x1,
+  EXCLUSIVE_ACCESS: 0x3,
+  WRITE_EXCLUSIVE_REGISTRANTS_ONLY: 0x5,
+  EXCLUSIVE_ACCESS_REGISTRANTS_ONLY: 0x6,
+  WRITE_EXCLUSIVE_ALL_REGISTRANTS: 0x7,
+  EXCLUSIVE_ACCESS_ALL_REGISTRANTS: 0x8,
 } as const;
 
 /** SAM-5 status codes. */
@@ -91,6 +127,7 @@ export const AscQ = {
   INVALID_FIELD_IN_CDB: [0x24, 0x00],
   LOGICAL_UNIT_NOT_SUPPORTED: [0x25, 0x00],
   INVALID_FIELD_IN_PARAMETER_LIST: [0x26, 0x00],
+  INVALID_RELEASE_OF_PERSISTENT_RESERVATION: [0x26, 0x04],
   WRITE_PROTECTED: [0x27, 0x00],
   SOFTWARE_WRITE_PROTECTED: [0x27, 0x02],
   SPACE_ALLOCATION_FAILED_WRITE_PROTECT: [0x27, 0x07],
@@ -100,6 +137,7 @@ export const AscQ = {
   SAVING_PARAMETERS_NOT_SUPPORTED: [0x39, 0x00],
   REPORTED_LUNS_DATA_CHANGED: [0x3f, 0x0e],
   INTERNAL_TARGET_FAILURE: [0x44, 0x00],
+  INSUFFICIENT_REGISTRATION_RESOURCES: [0x55, 0x04],
 } as const satisfies Record<string, Asc>;
 
 /** Peripheral device type of a direct-access block device (SBC). */

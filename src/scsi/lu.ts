@@ -10,6 +10,7 @@ import { log } from '../util/log';
 import type { Asc } from './constants';
 import { FLAG_SWP, LuShared, UA, uaCondition } from './lu-shared';
 import { BufferPool } from './bufpool';
+import { releaseSpc2 } from './reserve';
 
 export interface LuIdentity {
   targetName: string;
@@ -74,6 +75,8 @@ export interface LogicalUnitOptions {
   faults?: LuFaultCounters;
   /** This thread's handle on the LU's shared state; a private one when not given (unit tests). */
   shared?: LuShared;
+  /** Where the persistent reservation state is kept while APTPL is in effect (src/scsi/pr-aptpl.ts); none: not kept. */
+  prFile?: string;
 }
 
 /** The backstore operation behind a fault. */
@@ -100,6 +103,8 @@ export class LogicalUnit {
   readonly pool: BufferPool;
   /** The LU's state shared by every worker (see lu-shared.ts). */
   readonly shared: LuShared;
+  /** The APTPL file of this LU (LogicalUnitOptions.prFile). */
+  readonly prFile?: string;
   private readonly faults?: LuFaultCounters;
 
   constructor(
@@ -126,6 +131,7 @@ export class LogicalUnit {
     this.pool = opts.pool ?? sharedPool;
     this.faults = opts.faults;
     this.shared = opts.shared ?? new LuShared();
+    this.prFile = opts.prFile;
     backstore.onFault = (e) => this.ioFault(null, e);
   }
 
@@ -208,17 +214,20 @@ export class LogicalUnit {
   }
 
   /**
-   * LOGICAL UNIT RESET (SAM-5): drop prevent-removal state, tell every nexus on every worker, and end the tasks
-   * in progress (they see the reset epoch move and complete with TASK ABORTED).
+   * LOGICAL UNIT RESET (SAM-5): drop prevent-removal state and the SPC-2 reservation, tell every nexus on every
+   * worker, and end the tasks in progress (they see the reset epoch move and complete with TASK ABORTED).
+   * Persistent reservations stay.
    */
   reset(): void {
     this.shared.clearAllPrevent();
+    releaseSpc2(this);
     this.shared.bumpResetEpoch();
     this.shared.establish(UA.BUS_DEVICE_RESET);
   }
 
-  /** The I_T nexus is gone (logout, connection loss): forget its state. */
+  /** The I_T nexus is gone (logout, connection loss): forget its state; its SPC-2 reservation ends. */
   nexusLost(nexus: string): void {
+    releaseSpc2(this, nexus);
     this.shared.releaseNexus(nexus);
   }
 }

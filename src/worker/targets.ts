@@ -73,7 +73,14 @@ async function openLuns(
     const faults = counters ? new LuFaultCounters(counters, l.slot) : undefined;
     const mem = shared?.memory[l.slot];
     const luShared = mem ? new LuShared(mem, shared!.lane) : undefined;
-    luns.set(l.lun, new LogicalUnit(bs, identityOf(t.name, l.lun, l.identity), { faults, shared: luShared }));
+    luns.set(
+      l.lun,
+      new LogicalUnit(bs, identityOf(t.name, l.lun, l.identity), {
+        faults,
+        shared: luShared,
+        prFile: l.prFile,
+      }),
+    );
   }
   return luns;
 }

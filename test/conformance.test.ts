@@ -233,6 +233,17 @@ const RUNS: readonly Run[] = [
       },
     },
   },
+  // Persistent reservations and SPC-2 RESERVE/RELEASE (issue 8): two initiators (-i/-I) against two workers.
+  ...[
+    'PrinReadKeys',
+    'PrinServiceactionRange',
+    'PrinReportCapabilities',
+    'ProutRegister',
+    'ProutReserve',
+    'ProutClear',
+    'ProutPreempt',
+    'Reserve6',
+  ].map((name) => ({ name, expect: {} })),
   // iSCSITMF runs one test per process: in libiscsi 1.19 AbortTaskSimpleAsync logs out and leaves
   // the device without a session, so LUNResetSimpleAsync, run after it in the same process, returns
   // at CU_PASS("[SKIPPED] Non-iSCSI") and tests nothing.

@@ -32,6 +32,8 @@ export interface LunConfig {
   slot: number;
   /** The identity stored at provisioning (src/backstore/prepare.ts), filled in before workers start. */
   identity?: { serial: string; naa: string };
+  /** The LU's APTPL file (src/scsi/pr-aptpl.ts), filled in at start-up before workers start. */
+  prFile?: string;
   /** Why the LU is not served (its backing file disappeared), filled in at start-up; absent when served. */
   offline?: string;
 }

@@ -18,6 +18,7 @@ import {
 import { log } from '../util/log';
 import { dup } from '../native';
 import { allocateLuShared, releaseLane, type LuSharedMemory } from '../scsi/lu-shared';
+import { loadPrState, seedPr } from '../scsi/pr-aptpl';
 import { loginRefusal, readFirstLogin, type FirstLogin } from './first-login';
 import {
   Admission,
@@ -84,6 +85,17 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     else if (r.state !== 'ready')
       log.info(`LU ${r.state}`, { target: r.target, lun: r.lun, serial: r.serial });
   }
+  // Persistent reservations kept through power loss (APTPL), read before any worker can serve the LU.
+  const prState = loadPrState(config);
+  for (const r of prState)
+    if (r.error !== undefined) log.error('LU offline', { target: r.target, lun: r.lun, reason: r.error });
+    else if (r.doc !== null)
+      log.info('persistent reservations restored', {
+        target: r.target,
+        lun: r.lun,
+        registrations: r.doc.registrations.length,
+        reserved: r.doc.reservation !== null,
+      });
   const counters = createCounterShared();
   const portalRow = new CounterRow(counters, 0);
   const routing: RoutingShared = createRoutingShared();
@@ -96,6 +108,7 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
   // One shared state per LU, by slot, for every worker (src/scsi/lu-shared.ts).
   const lus: LuSharedMemory[] = [];
   for (const t of config.targets) for (const l of t.luns) lus[l.slot] = allocateLuShared();
+  for (const r of prState) if (r.doc !== null) seedPr(lus[r.slot], r.doc);
   const init: WorkerInit = { config, counters, routing, admission: admissionShared, lus };
 
   const balancer = (task: { [k: symbol]: unknown }, workers: PiscinaWorker[]): PiscinaWorker | null => {

@@ -6,16 +6,22 @@
  * Usage maps mark the bits we evaluate. Fields we do not support are left out on purpose:
  * RDPROTECT/WRPROTECT/VRPROTECT (no protection information), ANCHOR (no anchored state), NDOB, NACA and the
  * vendor bits of CONTROL; a CDB that sets them is refused with INVALID FIELD IN CDB pointing at the bit.
+ *
+ * `reservation` classifies each command for the reservation conflict check (src/scsi/reserve.ts): absent means it
+ * conflicts with any reservation held by another I_T nexus, as writes do.
  */
-import { MaintenanceIn, Opcode, ReceiveCopyResults, ServiceActionIn16 } from './constants';
+import { MaintenanceIn, Opcode, PrIn, PrOut, ReceiveCopyResults, ServiceActionIn16 } from './constants';
 import { decodeBlockRange } from './cdb';
 import { inquiry } from './inquiry';
 import type { LogicalUnit } from './lu';
 import { modeSelect, modeSelectDataOutLength, modeSense } from './mode';
 import * as medium from './medium';
+import { persistentReserveIn } from './pr-in';
+import { persistentReserveOut, prOutDataOutLength, prOutPrecheck } from './pr-out';
+import { releaseUnit, reserveUnit } from './reserve';
 import * as sbc from './sbc';
 import * as spc from './spc';
-import type { CommandSpec } from './types';
+import type { CommandSpec, ReservationAccess } from './types';
 import * as xcopy from './xcopy';
 
 export const FF = 0xff;
@@ -43,6 +49,44 @@ function writeDataOut(cdb: Buffer, lu: LogicalUnit): number {
 
 const thinOnly = (lu: LogicalUnit) => lu.thinProvisioned;
 
+/** SBC-3 4.17: START STOP UNIT that starts the unit (START = 1, no power condition) does not conflict. */
+const startStopAccess = (cdb: Buffer): ReservationAccess =>
+  (cdb[4] & 0x01) !== 0 && cdb[4] >> 4 === 0 ? 'shared' : 'write';
+
+/** PERSISTENT RESERVE IN, one entry per service action; unknown ones are INVALID FIELD IN CDB. */
+const prIn = (serviceAction: number, name: string): CommandSpec => ({
+  opcode: Opcode.PERSISTENT_RESERVE_IN,
+  serviceAction,
+  name: `PERSISTENT RESERVE IN ${name}`,
+  cdbLength: 10,
+  usage: fixed(0x5e, serviceAction, 0, 0, 0, 0, 0, FF, FF, 0),
+  reservation: 'own',
+  exec: persistentReserveIn,
+});
+
+/** PERSISTENT RESERVE OUT, one entry per service action: SCOPE/TYPE and the parameter list length are used. */
+const prOut = (serviceAction: number, name: string): CommandSpec => ({
+  opcode: Opcode.PERSISTENT_RESERVE_OUT,
+  serviceAction,
+  name: `PERSISTENT RESERVE OUT ${name}`,
+  cdbLength: 10,
+  usage: fixed(0x5f, serviceAction, FF, 0, 0, FF, FF, FF, FF, 0),
+  reservation: 'own',
+  dataOutLength: prOutDataOutLength,
+  precheck: prOutPrecheck,
+  exec: persistentReserveOut,
+});
+
+/** RESERVE/RELEASE (SPC-2) of the whole LU: the extent, third-party and LONGID options are not offered. */
+const spc2 = (opcode: number, name: string, cdbLength: number, exec: CommandSpec['exec']): CommandSpec => ({
+  opcode,
+  name,
+  cdbLength,
+  usage: fixed(opcode, ...new Array<number>(cdbLength - 1).fill(0)),
+  reservation: 'own',
+  exec,
+});
+
 // Byte 1 maps: READ = DPO FUA RARC FUA_NV; WRITE = DPO FUA FUA_NV; VERIFY/WRITE AND VERIFY = DPO BYTCHK.
 const RD = 0x1e;
 const WR = 0x1a;
@@ -54,6 +98,7 @@ const GROUP = 0x1f;
 export const TEST_UNIT_READY: CommandSpec = {
   opcode: Opcode.TEST_UNIT_READY,
   name: 'TEST UNIT READY',
+  reservation: 'shared',
   cdbLength: 6,
   usage: fixed(0x00, 0, 0, 0, 0, 0),
   exec: spc.testUnitReady,
@@ -62,6 +107,7 @@ export const TEST_UNIT_READY: CommandSpec = {
 export const REQUEST_SENSE: CommandSpec = {
   opcode: Opcode.REQUEST_SENSE,
   name: 'REQUEST SENSE',
+  reservation: 'any',
   cdbLength: 6,
   usage: fixed(0x03, 0x01, 0, 0, FF, 0),
   ignoresUnitAttention: true,
@@ -72,6 +118,7 @@ export const REQUEST_SENSE: CommandSpec = {
 export const INQUIRY: CommandSpec = {
   opcode: Opcode.INQUIRY,
   name: 'INQUIRY',
+  reservation: 'any',
   cdbLength: 6,
   usage: fixed(0x12, 0x01, FF, FF, FF, 0),
   ignoresUnitAttention: true,
@@ -82,6 +129,7 @@ export const INQUIRY: CommandSpec = {
 export const START_STOP_UNIT: CommandSpec = {
   opcode: Opcode.START_STOP_UNIT,
   name: 'START STOP UNIT',
+  reservation: startStopAccess,
   cdbLength: 6,
   usage: fixed(0x1b, 0x01, 0, 0x0f, 0xf7, 0),
   withoutMedium: true,
@@ -91,6 +139,7 @@ export const START_STOP_UNIT: CommandSpec = {
 export const PREVENT_ALLOW_MEDIUM_REMOVAL: CommandSpec = {
   opcode: Opcode.PREVENT_ALLOW_MEDIUM_REMOVAL,
   name: 'PREVENT ALLOW MEDIUM REMOVAL',
+  reservation: (cdb) => ((cdb[4] & 0x03) === 0 ? 'any' : 'write'),
   cdbLength: 6,
   usage: fixed(0x1e, 0, 0, 0, 0x03, 0),
   withoutMedium: true,
@@ -100,6 +149,7 @@ export const PREVENT_ALLOW_MEDIUM_REMOVAL: CommandSpec = {
 export const REPORT_LUNS: CommandSpec = {
   opcode: Opcode.REPORT_LUNS,
   name: 'REPORT LUNS',
+  reservation: 'any',
   cdbLength: 12,
   usage: fixed(0xa0, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, 0),
   ignoresUnitAttention: true,
@@ -141,6 +191,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     opcode: Opcode.READ_6,
     name: 'READ(6)',
+    reservation: 'read',
     cdbLength: 6,
     usage: fixed(0x08, 0x1f, FF, FF, FF, 0),
     exec: sbc.read,
@@ -164,12 +215,15 @@ export const COMMANDS: readonly CommandSpec[] = [
     withoutMedium: true,
     exec: modeSelect,
   },
+  spc2(Opcode.RESERVE_6, 'RESERVE(6)', 6, reserveUnit),
+  spc2(Opcode.RELEASE_6, 'RELEASE(6)', 6, releaseUnit),
   MODE_SENSE_6,
   START_STOP_UNIT,
   PREVENT_ALLOW_MEDIUM_REMOVAL,
   {
     opcode: Opcode.READ_CAPACITY_10,
     name: 'READ CAPACITY(10)',
+    reservation: 'shared',
     cdbLength: 10,
     usage: fixed(0x25, 0, FF, FF, FF, FF, 0, 0, 0x01, 0),
     exec: sbc.readCapacity10,
@@ -177,6 +231,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     opcode: Opcode.READ_10,
     name: 'READ(10)',
+    reservation: 'read',
     cdbLength: 10,
     usage: fixed(0x28, RD, FF, FF, FF, FF, GROUP, FF, FF, 0),
     exec: sbc.read,
@@ -202,6 +257,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     opcode: Opcode.VERIFY_10,
     name: 'VERIFY(10)',
+    reservation: 'read',
     cdbLength: 10,
     usage: fixed(0x2f, VF, FF, FF, FF, FF, GROUP, FF, FF, 0),
     dataOutLength: sbc.verifyDataOutLength,
@@ -211,6 +267,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     opcode: Opcode.PRE_FETCH_10,
     name: 'PRE-FETCH(10)',
+    reservation: 'read',
     cdbLength: 10,
     usage: fixed(0x34, 0x02, FF, FF, FF, FF, GROUP, FF, FF, 0),
     exec: sbc.preFetch,
@@ -249,11 +306,15 @@ export const COMMANDS: readonly CommandSpec[] = [
     exec: modeSelect,
   },
   MODE_SENSE_10,
+  spc2(Opcode.RESERVE_10, 'RESERVE(10)', 10, reserveUnit),
+  spc2(Opcode.RELEASE_10, 'RELEASE(10)', 10, releaseUnit),
   {
     // EXTENDED COPY (LID1); LID4 (service action 01h) is not offered.
     opcode: Opcode.EXTENDED_COPY,
     serviceAction: 0x00,
     name: 'EXTENDED COPY(LID1)',
+    // Writes to the LU it is sent to; the copy's other LUs are not checked against their reservations.
+    reservation: 'write',
     cdbLength: 16,
     usage: fixed(0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0),
     dataOutLength: xcopy.extendedCopyDataOutLength,
@@ -264,6 +325,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     opcode: Opcode.RECEIVE_COPY_RESULTS,
     serviceAction: ReceiveCopyResults.COPY_STATUS,
     name: 'RECEIVE COPY RESULTS(COPY STATUS)',
+    reservation: 'read',
     cdbLength: 16,
     usage: fixed(0x84, 0x00, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0),
     exec: xcopy.copyStatus,
@@ -272,6 +334,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     opcode: Opcode.RECEIVE_COPY_RESULTS,
     serviceAction: ReceiveCopyResults.OPERATING_PARAMETERS,
     name: 'RECEIVE COPY RESULTS(OPERATING PARAMETERS)',
+    reservation: 'read',
     cdbLength: 16,
     usage: fixed(0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0),
     exec: xcopy.operatingParameters,
@@ -280,13 +343,18 @@ export const COMMANDS: readonly CommandSpec[] = [
     opcode: Opcode.RECEIVE_COPY_RESULTS,
     serviceAction: ReceiveCopyResults.FAILED_SEGMENT_DETAILS,
     name: 'RECEIVE COPY RESULTS(FAILED SEGMENT DETAILS)',
+    reservation: 'read',
     cdbLength: 16,
     usage: fixed(0x84, 0x04, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0),
     exec: xcopy.failedSegmentDetails,
   },
+  // One entry per service action, named from the constant (READ_KEYS -> "READ KEYS").
+  ...Object.entries(PrIn).map(([name, sa]) => prIn(sa, name.replace(/_/g, ' '))),
+  ...Object.entries(PrOut).map(([name, sa]) => prOut(sa, name.replace(/_/g, ' '))),
   {
     opcode: Opcode.READ_16,
     name: 'READ(16)',
+    reservation: 'read',
     cdbLength: 16,
     usage: fixed(0x88, RD, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
     exec: sbc.read,
@@ -312,6 +380,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     opcode: Opcode.VERIFY_16,
     name: 'VERIFY(16)',
+    reservation: 'read',
     cdbLength: 16,
     usage: fixed(0x8f, VF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
     dataOutLength: sbc.verifyDataOutLength,
@@ -321,6 +390,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     opcode: Opcode.PRE_FETCH_16,
     name: 'PRE-FETCH(16)',
+    reservation: 'read',
     cdbLength: 16,
     usage: fixed(0x90, 0x02, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
     exec: sbc.preFetch,
@@ -344,6 +414,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     opcode: Opcode.SERVICE_ACTION_IN_16,
     serviceAction: ServiceActionIn16.READ_CAPACITY_16,
     name: 'READ CAPACITY(16)',
+    reservation: 'shared',
     cdbLength: 16,
     usage: fixed(0x9e, 0x10, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x01, 0),
     exec: sbc.readCapacity16,
@@ -354,6 +425,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     opcode: Opcode.SERVICE_ACTION_IN_16,
     serviceAction: ServiceActionIn16.GET_LBA_STATUS,
     name: 'GET LBA STATUS',
+    reservation: 'read',
     cdbLength: 16,
     usage: fixed(0x9e, 0x12, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0),
     available: thinOnly,
@@ -364,6 +436,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     opcode: Opcode.READ_12,
     name: 'READ(12)',
+    reservation: 'read',
     cdbLength: 12,
     usage: fixed(0xa8, RD, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
     exec: sbc.read,
@@ -389,6 +462,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     opcode: Opcode.VERIFY_12,
     name: 'VERIFY(12)',
+    reservation: 'read',
     cdbLength: 12,
     usage: fixed(0xaf, VF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
     dataOutLength: sbc.verifyDataOutLength,

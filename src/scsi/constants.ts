@@ -11,6 +11,8 @@ export const Opcode = {
   INQUIRY: 0x12,
   MODE_SELECT_6: 0x15,
   MODE_SENSE_6: 0x1a,
+  RESERVE_6: 0x16,
+  RELEASE_6: 0x17,
   START_STOP_UNIT: 0x1b,
   PREVENT_ALLOW_MEDIUM_REMOVAL: 0x1e,
   READ_CAPACITY_10: 0x25,
@@ -29,7 +31,11 @@ export const Opcode = {
   MODE_SELECT_10: 0x55,
   EXTENDED_COPY: 0x83,
   RECEIVE_COPY_RESULTS: 0x84,
+  RESERVE_10: 0x56,
+  RELEASE_10: 0x57,
   MODE_SENSE_10: 0x5a,
+  PERSISTENT_RESERVE_IN: 0x5e,
+  PERSISTENT_RESERVE_OUT: 0x5f,
   READ_16: 0x88,
   WRITE_16: 0x8a,
   WRITE_AND_VERIFY_16: 0x8e,
@@ -63,6 +69,36 @@ export const ReceiveCopyResults = {
   COPY_STATUS: 0x00,
   OPERATING_PARAMETERS: 0x03,
   FAILED_SEGMENT_DETAILS: 0x04,
+} as const;
+
+/** Service actions of PERSISTENT RESERVE IN (SPC-4 6.16). */
+export const PrIn = {
+  READ_KEYS: 0x00,
+  READ_RESERVATION: 0x01,
+  REPORT_CAPABILITIES: 0x02,
+  READ_FULL_STATUS: 0x03,
+} as const;
+
+/** Service actions of PERSISTENT RESERVE OUT (SPC-4 6.17); REPLACE LOST RESERVATION (08h) is not offered. */
+export const PrOut = {
+  REGISTER: 0x00,
+  RESERVE: 0x01,
+  RELEASE: 0x02,
+  CLEAR: 0x03,
+  PREEMPT: 0x04,
+  PREEMPT_AND_ABORT: 0x05,
+  REGISTER_AND_IGNORE_EXISTING_KEY: 0x06,
+  REGISTER_AND_MOVE: 0x07,
+} as const;
+
+/** Persistent reservation types (SPC-4 table "Persistent reservation type codes"). */
+export const PrType = {
+  WRITE_EXCLUSIVE: 0x1,
+  EXCLUSIVE_ACCESS: 0x3,
+  WRITE_EXCLUSIVE_REGISTRANTS_ONLY: 0x5,
+  EXCLUSIVE_ACCESS_REGISTRANTS_ONLY: 0x6,
+  WRITE_EXCLUSIVE_ALL_REGISTRANTS: 0x7,
+  EXCLUSIVE_ACCESS_ALL_REGISTRANTS: 0x8,
 } as const;
 
 /** SAM-5 status codes. */
@@ -115,6 +151,7 @@ export const AscQ = {
   UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE: [0x26, 0x09],
   UNEXPECTED_INEXACT_SEGMENT: [0x26, 0x0a],
   INLINE_DATA_LENGTH_EXCEEDED: [0x26, 0x0b],
+  INVALID_RELEASE_OF_PERSISTENT_RESERVATION: [0x26, 0x04],
   WRITE_PROTECTED: [0x27, 0x00],
   SOFTWARE_WRITE_PROTECTED: [0x27, 0x02],
   SPACE_ALLOCATION_FAILED_WRITE_PROTECT: [0x27, 0x07],
@@ -127,6 +164,7 @@ export const AscQ = {
   MEDIUM_REMOVAL_PREVENTED: [0x53, 0x02],
   REPORTED_LUNS_DATA_CHANGED: [0x3f, 0x0e],
   INTERNAL_TARGET_FAILURE: [0x44, 0x00],
+  INSUFFICIENT_REGISTRATION_RESOURCES: [0x55, 0x04],
 } as const satisfies Record<string, Asc>;
 
 /** Peripheral device type of a direct-access block device (SBC). */

@@ -18,12 +18,14 @@ import {
   lunNotSupported,
   ScsiError,
 } from './sense';
+import { reservationConflict } from './reserve';
 import { reportLuns, requestSenseAbsentLun } from './spc';
 import type { CommandContext, CommandSpec, ScsiResult, ScsiTask } from './types';
 
 export type { ScsiTask, ScsiResult } from './types';
 
 const TASK_ABORTED: ScsiResult = Object.freeze({ status: Status.TASK_ABORTED });
+const RESERVATION_CONFLICT: ScsiResult = Object.freeze({ status: Status.RESERVATION_CONFLICT });
 
 function checkCondition(err: ScsiError): ScsiResult {
   return { status: Status.CHECK_CONDITION, sense: err.sense() };
@@ -164,7 +166,10 @@ export class ScsiDispatcher {
   private specFor(lu: LogicalUnit, cdb: Buffer): CommandSpec {
     const spec = this.indexes[lu.type].lookup(cdb);
     if (spec === undefined) throw invalidOpcode();
-    if (spec === 'bad-sa') throw invalidFieldInCdb(1, 4);
+    if (spec === 'bad-sa') {
+      lu.badRequest('unknown service action', { opcode: cdb[0], serviceAction: cdb[1] & 0x1f });
+      throw invalidFieldInCdb(1, 4);
+    }
     // A service action this LU does not offer is an invalid SERVICE ACTION field, not an unknown opcode.
     if (spec.available && !spec.available(lu))
       throw spec.serviceAction === undefined ? invalidOpcode() : invalidFieldInCdb(1, 4);
@@ -199,6 +204,9 @@ export class ScsiDispatcher {
         const ua = lu.takeUnitAttention(task.nexus);
         if (ua) return { status: Status.CHECK_CONDITION, sense: fixedSense(SenseKey.UNIT_ATTENTION, ua) };
       }
+      // After the unit attention (SPC-4 5.14: a pending one ends every command but INQUIRY, REPORT LUNS and REQUEST
+      // SENSE, so a preempted nexus hears of it before meeting the reservation), before the command is processed.
+      if (lu.shared.prActive && reservationConflict(lu, spec, cdb, task.nexus)) return RESERVATION_CONFLICT;
       checkCdbBits(spec, lu, cdb);
       if (lu.removable && !spec.withoutMedium && !lu.mediumPresent) throw mediumNotPresent();
       const result = await spec.exec(new Context(task, lu, this));

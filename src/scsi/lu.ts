@@ -11,6 +11,7 @@ import type { Asc } from './constants';
 import { FLAG_MEDIUM_ABSENT, FLAG_SWP, LuShared, UA, uaCondition } from './lu-shared';
 import { BufferPool } from './bufpool';
 import { CopyResults } from './copy-results';
+import { releaseSpc2 } from './reserve';
 
 export interface LuIdentity {
   targetName: string;
@@ -87,6 +88,8 @@ export interface LogicalUnitOptions {
   type?: LuType;
   /** A disk whose medium can be ejected and loaded (INQUIRY RMB = 1). Default false; ignored for 'cd'. */
   removable?: boolean;
+  /** Where the persistent reservation state is kept while APTPL is in effect (src/scsi/pr-aptpl.ts); none: not kept. */
+  prFile?: string;
 }
 
 /** The backstore operation behind a fault. */
@@ -118,6 +121,8 @@ export class LogicalUnit {
   readonly type: LuType;
   /** INQUIRY RMB: the medium can be ejected and loaded (START STOP UNIT with LOEJ). */
   readonly removable: boolean;
+  /** The APTPL file of this LU (LogicalUnitOptions.prFile). */
+  readonly prFile?: string;
   private readonly faults?: LuFaultCounters;
 
   constructor(
@@ -147,6 +152,7 @@ export class LogicalUnit {
     this.type = opts.type ?? 'disk';
     this.removable = this.type === 'cd' || opts.removable === true;
     if (this.type === 'cd' && !backstore.readOnly) throw new Error('a cd LU needs a read-only backstore');
+    this.prFile = opts.prFile;
     backstore.onFault = (e) => this.ioFault(null, e);
   }
 
@@ -234,18 +240,21 @@ export class LogicalUnit {
   }
 
   /**
-   * LOGICAL UNIT RESET (SAM-5): drop prevent-removal state, tell every nexus on every worker, and end the tasks
-   * in progress (they see the reset epoch move and complete with TASK ABORTED).
+   * LOGICAL UNIT RESET (SAM-5): drop prevent-removal state and the SPC-2 reservation, tell every nexus on every
+   * worker, and end the tasks in progress (they see the reset epoch move and complete with TASK ABORTED).
+   * Persistent reservations stay.
    */
   reset(): void {
     this.shared.clearAllPrevent();
+    releaseSpc2(this);
     this.shared.bumpResetEpoch();
     this.shared.establish(UA.BUS_DEVICE_RESET);
   }
 
-  /** The I_T nexus is gone (logout, connection loss): forget its state. */
+  /** The I_T nexus is gone (logout, connection loss): forget its state; its SPC-2 reservation ends. */
   nexusLost(nexus: string): void {
     this.copyResults.nexusLost(nexus);
+    releaseSpc2(this, nexus);
     this.shared.releaseNexus(nexus);
   }
 }

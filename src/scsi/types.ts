@@ -55,6 +55,17 @@ export interface CommandContext {
   commands: readonly CommandSpec[];
 }
 
+/**
+ * How a reservation held by another I_T nexus affects a command (SPC-4 5.13.1 "commands allowed in the presence
+ * of various reservations", SBC-3 4.17; SPC-2 5.5.1 for RESERVE/RELEASE):
+ *   any     allowed under every persistent reservation and under an SPC-2 reservation (INQUIRY, REPORT LUNS, ...)
+ *   shared  allowed under every persistent reservation; conflicts with an SPC-2 reservation (TEST UNIT READY)
+ *   read    allowed for a non-holder under the Write Exclusive types only (reads the medium)
+ *   write   conflicts for every non-holder (except registrants under the registrants-only/all-registrants types)
+ *   own     the command applies the rules itself (PERSISTENT RESERVE IN/OUT, RESERVE, RELEASE)
+ */
+export type ReservationAccess = 'any' | 'shared' | 'read' | 'write' | 'own';
+
 export interface CommandSpec {
   opcode: number;
   /** Service action (for SERVICE ACTION IN(16), MAINTENANCE IN). */
@@ -90,6 +101,11 @@ export interface CommandSpec {
    * answered NOT READY, MEDIUM NOT PRESENT by the dispatcher.
    */
   withoutMedium?: boolean;
+  /**
+   * Class of the command in the reservation conflict tables (a function where it depends on the CDB, as for
+   * PREVENT ALLOW MEDIUM REMOVAL); absent means 'write', the safe default: it conflicts with every reservation.
+   */
+  reservation?: ReservationAccess | ((cdb: Buffer) => ReservationAccess);
   /** Recommended timeout for REPORT SUPPORTED OPERATION CODES (seconds); default 30. */
   timeoutSeconds?: number;
   exec(ctx: CommandContext): Promise<ScsiResult> | ScsiResult;

@@ -78,7 +78,13 @@ async function openLuns(
     const identity = identityOf(t.name, l.lun, l.identity, l.type);
     luns.set(
       l.lun,
-      new LogicalUnit(bs, identity, { faults, shared: luShared, type: l.type, removable: l.removable }),
+      new LogicalUnit(bs, identity, {
+        faults,
+        shared: luShared,
+        type: l.type,
+        removable: l.removable,
+        prFile: l.prFile,
+      }),
     );
   }
   return luns;

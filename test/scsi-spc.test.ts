@@ -53,7 +53,7 @@ test('TEST UNIT READY: GOOD; reserved bits refused', async (t) => {
 
 test('invalid operation code: ILLEGAL REQUEST 20h/00h', async (t) => {
   const f = fixture();
-  for (const op of [0x04, 0x16, 0x5e, 0x7f, 0x89, 0xa2, 0xc0, 0xff]) {
+  for (const op of [0x04, 0x16, 0x5e, 0x7f, 0x9c, 0xa2, 0xc0, 0xff]) {
     const cdb = Buffer.alloc(16);
     cdb[0] = op;
     sense(t, await f.run(cdb), ILLEGAL, 0x20, 0);
@@ -289,7 +289,11 @@ test('RSOC cross-check: every listed command executes; every other opcode is INV
       cdb[0] = d.opcode;
       cdb[1] = d.sa;
       if (d.opcode === 0xa3) cdb[9] = 0xff;
-      good(t, await f.run(cdb));
+      const r = await f.run(cdb);
+      // SANITIZE: an empty CDB is OVERWRITE without its parameter list, or EXIT FAILURE MODE out of sequence
+      // (sanitize tests cover them); what matters here is that the service action is known.
+      if (d.opcode === 0x48 && d.sa !== 0x02) t.not(fieldPointer(r)?.[1], 1, `SANITIZE ${d.sa}`);
+      else good(t, r);
     }
   }
 });

@@ -186,6 +186,8 @@ export async function openFileBackstore(opts: FileBackstoreOptions): Promise<Fil
       direct,
       isDevice,
       align: Math.max(DIRECT_ALIGN, sector),
+      // st_blksize: the file system's block for a file (what a hole is punched in), the device's for a device.
+      physicalBlockSize: Math.max(blockSize, st.blksize),
     });
     await store.probeUnmap();
     return store;
@@ -203,6 +205,7 @@ interface Geometry {
   direct: boolean;
   isDevice: boolean;
   align: number;
+  physicalBlockSize: number;
 }
 
 export class FileBackstore implements Backstore {
@@ -212,6 +215,7 @@ export class FileBackstore implements Backstore {
   readonly readOnly: boolean;
   readonly direct: boolean;
   readonly isBlockDevice: boolean;
+  readonly physicalBlockSize: number;
   readonly writeCacheEnabled = true;
   thinProvisioned = false;
   private unmapMode: UnmapMode = 'punch';
@@ -238,6 +242,7 @@ export class FileBackstore implements Backstore {
     this.readOnly = g.readOnly;
     this.direct = g.direct;
     this.isBlockDevice = g.isDevice;
+    this.physicalBlockSize = g.physicalBlockSize;
     this.align = g.align;
     // A file truncated under the target is noticed within SIZE_CHECK_MS even when nobody reads past its end.
     if (!g.isDevice) {

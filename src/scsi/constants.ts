@@ -20,12 +20,16 @@ export const Opcode = {
   VERIFY_10: 0x2f,
   PRE_FETCH_10: 0x34,
   SYNCHRONIZE_CACHE_10: 0x35,
+  READ_DEFECT_DATA_10: 0x37,
   WRITE_SAME_10: 0x41,
   UNMAP: 0x42,
+  SANITIZE: 0x48,
   MODE_SELECT_10: 0x55,
   MODE_SENSE_10: 0x5a,
   READ_16: 0x88,
+  COMPARE_AND_WRITE: 0x89,
   WRITE_16: 0x8a,
+  ORWRITE_16: 0x8b,
   WRITE_AND_VERIFY_16: 0x8e,
   VERIFY_16: 0x8f,
   PRE_FETCH_16: 0x90,
@@ -38,6 +42,7 @@ export const Opcode = {
   WRITE_12: 0xaa,
   WRITE_AND_VERIFY_12: 0xae,
   VERIFY_12: 0xaf,
+  READ_DEFECT_DATA_12: 0xb7,
 } as const;
 
 /** Service actions of SERVICE ACTION IN(16) (0x9E). */
@@ -49,6 +54,13 @@ export const ServiceActionIn16 = {
 /** Service actions of MAINTENANCE IN (0xA3). */
 export const MaintenanceIn = {
   REPORT_SUPPORTED_OPERATION_CODES: 0x0c,
+} as const;
+
+/** Service actions of SANITIZE (0x48), SBC-4. CRYPTO ERASE (03h) is not offered: nothing is encrypted. */
+export const Sanitize = {
+  OVERWRITE: 0x01,
+  BLOCK_ERASE: 0x02,
+  EXIT_FAILURE_MODE: 0x1f,
 } as const;
 
 /** SAM-5 status codes. */
@@ -82,6 +94,7 @@ export type Asc = readonly [number, number];
 
 export const AscQ = {
   NO_ADDITIONAL_SENSE: [0x00, 0x00],
+  SANITIZE_IN_PROGRESS: [0x04, 0x1b],
   WRITE_ERROR: [0x0c, 0x00],
   UNRECOVERED_READ_ERROR: [0x11, 0x00],
   PARAMETER_LIST_LENGTH_ERROR: [0x1a, 0x00],
@@ -98,6 +111,8 @@ export const AscQ = {
   BUS_DEVICE_RESET: [0x29, 0x03],
   MODE_PARAMETERS_CHANGED: [0x2a, 0x01],
   SAVING_PARAMETERS_NOT_SUPPORTED: [0x39, 0x00],
+  COMMAND_SEQUENCE_ERROR: [0x2c, 0x00],
+  SANITIZE_COMMAND_FAILED: [0x31, 0x03],
   REPORTED_LUNS_DATA_CHANGED: [0x3f, 0x0e],
   INTERNAL_TARGET_FAILURE: [0x44, 0x00],
 } as const satisfies Record<string, Asc>;

@@ -15,6 +15,7 @@ import {
   lunNotSupported,
   ScsiError,
 } from './sense';
+import { sanitizeGate } from './sanitize';
 import { reportLuns, requestSenseAbsentLun } from './spc';
 import type { CommandContext, CommandSpec, ScsiResult, ScsiTask } from './types';
 
@@ -175,6 +176,8 @@ export class ScsiDispatcher {
         const ua = lu.takeUnitAttention(task.nexus);
         if (ua) return { status: Status.CHECK_CONDITION, sense: fixedSense(SenseKey.UNIT_ATTENTION, ua) };
       }
+      const sanitizing = sanitizeGate(lu, spec);
+      if (sanitizing) throw sanitizing;
       checkCdbBits(spec, lu, cdb);
       const epoch = task.epoch ?? lu.shared.resetEpoch;
       const result = await spec.exec(new Context(task, lu, this));

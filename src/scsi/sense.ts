@@ -19,6 +19,8 @@ export interface SenseOptions {
   /** INFORMATION field (sets VALID); e.g. the miscompare offset or the failing LBA. */
   information?: number;
   field?: FieldPointer;
+  /** PROGRESS INDICATION (0..65535 of 65536) in the sense-key specific bytes, e.g. for a running SANITIZE. */
+  progress?: number;
 }
 
 export const FIXED_SENSE_LENGTH = 18;
@@ -39,6 +41,9 @@ export function fixedSense(key: number, asc: Asc, opts?: SenseOptions): Buffer {
   if (f) {
     b[15] = 0x80 | (f.cdb ? 0x40 : 0) | (f.bit !== undefined ? 0x08 | (f.bit & 7) : 0);
     b.writeUInt16BE(f.byte, 16);
+  } else if (opts?.progress !== undefined) {
+    b[15] = 0x80; // SKSV
+    b.writeUInt16BE(opts.progress & 0xffff, 16);
   }
   return b;
 }

@@ -80,6 +80,8 @@ export interface CommandSpec {
   dataOutLength?(cdb: Buffer, lu: LogicalUnit): number;
   /** Not blocked by a pending unit attention (INQUIRY, REPORT LUNS, REQUEST SENSE). */
   ignoresUnitAttention?: boolean;
+  /** Served while a SANITIZE runs or after one failed (INQUIRY, REPORT LUNS, REQUEST SENSE; sanitize.ts). */
+  allowedDuringSanitize?: boolean;
   /** Recommended timeout for REPORT SUPPORTED OPERATION CODES (seconds); default 30. */
   timeoutSeconds?: number;
   exec(ctx: CommandContext): Promise<ScsiResult> | ScsiResult;

@@ -6,24 +6,13 @@
 import test, { type ExecutionContext } from 'ava';
 import { startTestTarget, TEST_TARGET, type TestTarget } from './helpers/target';
 import { TestInitiator, type ScsiResult } from './helpers/initiator';
+import { cdb10, cdbCaw } from './scsi-helpers';
 
 const BS = 512;
 
-function caw(lba: number, blocks: number): Buffer {
-  const c = Buffer.alloc(16);
-  c[0] = 0x89;
-  c.writeBigUInt64BE(BigInt(lba), 2);
-  c[13] = blocks;
-  return c;
-}
+const caw = cdbCaw;
 
-function rw(op: 0x28 | 0x2a, lba: number, blocks: number): Buffer {
-  const c = Buffer.alloc(10);
-  c[0] = op;
-  c.writeUInt32BE(lba, 2);
-  c.writeUInt16BE(blocks, 7);
-  return c;
-}
+const rw = (op: 0x28 | 0x2a, lba: number, blocks: number): Buffer => cdb10(op, lba, blocks);
 
 /** Content no other round or side writes: side, round and the offset in every 8 bytes. */
 function content(side: number, round: number, blocks = 1): Buffer {
@@ -105,7 +94,7 @@ test('CAW race, two workers, 10,000 rounds: exactly one wins each round and the 
     }
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     t.log(
-      `rounds ${ROUNDS}: session A (worker 1) won ${wins[0]}, session B (worker 2) won ${wins[1]}, ${ms.toFixed(0)} ms (${((ms * 1000) / ROUNDS).toFixed(0)} us/round)`,
+      `rounds ${ROUNDS}: session A won ${wins[0]}, session B won ${wins[1]}, ${ms.toFixed(0)} ms (${((ms * 1000) / ROUNDS).toFixed(0)} us/round)`,
     );
     t.is(wins[0] + wins[1], ROUNDS);
     // Both sides must win sometimes, or the two never really raced.

@@ -51,6 +51,8 @@ interface Run {
    * tgtd run here) uses its plain disk, where its not-applicable declarations apply.
    */
   lun?: LunRole;
+  /** More iscsi-test-cu options (Sanitize needs --allow-sanitize). */
+  extraArgs?: string[];
   expect: Partial<Record<TargetKind, SuiteExpectations>>;
 }
 
@@ -103,27 +105,6 @@ const TGTD_NO_MAX_WS: ExpectedSkip = {
   reason: /^\[SKIPPING\] No MAXIMUM WRITE SAME LENGTH - skipping MAXIMUM WRITE SAME LENGTH asserts\.$/,
   why: 'tgtd reports MAXIMUM WRITE SAME LENGTH 0 (no limit) in Block Limits VPD',
 };
-
-/** WRITE SAME(10)/(16): what nodetgt's LU reports, and libiscsi 1.19 gates tests on. */
-function writeSameSkips(cmd: 'WRITESAME10' | 'WRITESAME16'): ExpectedSkip[] {
-  const wsnz = 'Block Limits VPD WSNZ=1 (inquiry.ts) and sbc.ts writeSame refuses NUMBER OF LOGICAL BLOCKS 0';
-  const lbppb =
-    'READ CAPACITY(16) LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT 0 (sbc.ts readCapacity16): libiscsi needs LBPPB >= 2';
-  return [
-    {
-      test: 'ZeroBlocks',
-      reason: new RegExp(`^${cmd} does not support 0-blocks\\.$`),
-      why: `${wsnz}; the test still checks the INVALID FIELD IN CDB answer before skipping`,
-    },
-    {
-      test: 'UnmapUntilEnd',
-      reason: new RegExp(`^${cmd} does not support 0-blocks\\.WSNZ == 1$`),
-      why: `${wsnz}; the test checks that UNMAP=1 with 0 blocks is refused, and skips the rest`,
-    },
-    { test: 'UnmapUnaligned', reason: /^LBPPB < 2\. Skipping test$/, why: lbppb },
-    { test: 'InvalidDataOutSize', reason: /^LBPPB < 2\. Skipping test$/, why: lbppb },
-  ];
-}
 
 /** The suites issue 3 requires with zero failures, then those issue 6 added. */
 const RUNS: readonly Run[] = [
@@ -205,20 +186,33 @@ const RUNS: readonly Run[] = [
   {
     name: 'WriteSame10',
     expect: {
-      nodetgt: { skips: writeSameSkips('WRITESAME10') },
       tgtd: { skips: [TGTD_THICK, TGTD_NO_MAX_WS] },
     },
   },
   {
     name: 'WriteSame16',
     expect: {
-      nodetgt: { skips: writeSameSkips('WRITESAME16') },
       tgtd: { skips: [TGTD_THICK, TGTD_NO_MAX_WS] },
     },
   },
   {
     name: 'GetLBAStatus',
     expect: {
+      nodetgt: {
+        failures: [
+          {
+            test: 'UnmapSingle',
+            assertion:
+              /^test_get_lba_status_unmap_single\.c:\d+\s+-\s+CU_FAIL\("\[FAILED\] GETLBASTATUS command: " "lba offset in first descriptor does not " "match request\."\)(\s+Send PRIN\/READ_KEYS)?$/,
+            alsoLogged: /^Send GET_LBA_STATUS \(Expecting SUCCESS\) LBA:9 alloc_len:24$/,
+            why:
+              'libiscsi bug, only visible with LBPPB > 1: its second loop asks GET LBA STATUS at LBA i+1 and ' +
+              'expects the first descriptor at i+LBPPB (the two agree only when LBPPB is 1); SBC-3 has the ' +
+              'first descriptor start at the LBA asked for, which we answer (LBPPB is 8: 512-byte blocks on ' +
+              'a 4096-byte file system block). The first loop, at whole physical blocks, passes',
+          },
+        ],
+      },
       tgtd: {
         skips: [TGTD_THICK],
         failures: [
@@ -252,22 +246,72 @@ const RUNS: readonly Run[] = [
     name: 'iSCSITMF.LUNResetSimpleAsync',
     expect: { nodetgt: { failures: [LU_RESET_1_19_BUG] }, tgtd: { failures: [LU_RESET_1_19_BUG] } },
   },
+  // Issue 8: the SBC atomic and maintenance commands.
+  ...['CompareAndWrite', 'OrWrite', 'ReadDefectData10', 'ReadDefectData12'].map((name) => ({
+    name,
+    expect: {},
+  })),
+  // CompareAndWrite and CompareAndWriteAsync race two sessions on one block (the URL is given twice).
+  { name: 'MultipathIO', expect: {} },
+  {
+    name: 'WriteAtomic16',
+    expect: {
+      nodetgt: {
+        skips: [
+          {
+            test: '*',
+            reason: /^WRITEATOMIC16 is not implemented\.$/,
+            why:
+              'WRITE ATOMIC(16) is not offered (commands.ts header: no all-or-nothing guarantee across a crash ' +
+              'for buffered file LUs); the VPD test still checks that the Block Limits ATOMIC fields are zero',
+          },
+        ],
+      },
+    },
+  },
+  {
+    name: 'Sanitize',
+    extraArgs: ['--allow-sanitize'],
+    expect: {
+      nodetgt: {
+        skips: [
+          {
+            test: 'CryptoErase',
+            reason: /^SANITIZE CRYPTO_ERASE is not implemented according to REPORT_SUPPORTED_OPCODES\.$/,
+            why: 'CRYPTO ERASE is not offered (sanitize.ts): nothing is stored encrypted; WACEREQ is 0',
+          },
+          {
+            test: 'Readonly',
+            reason: /^SANITIZE CRYPTO_ERASE is not implemented according to REPORT_SUPPORTED_OPCODES\.$/,
+            why: 'CRYPTO ERASE is not offered (sanitize.ts); OVERWRITE and BLOCK ERASE get DATA PROTECT',
+          },
+          {
+            test: 'Reservations',
+            reason: /^RESERVE6 is not implemented(\.| on target)$/,
+            why: 'RESERVE(6) is not in the command table yet (the reservations work adds it)',
+          },
+        ],
+        failures: [
+          {
+            test: 'Reset',
+            // The last assertion line runs into the next log line in libiscsi's output (no newline between).
+            assertion: /^test_sanitize_reset\.c:\d+\s+-\s+CU_ASSERT_EQUAL\(_r,0\)(\s+Send PRIN\/READ_KEYS)?$/,
+            alsoLogged: /^\[OK\] INQUIRY returned SUCCESS/,
+            why:
+              'test assumption: it expects the OVERWRITE still running 3 s after it was sent, but the 64 MiB ' +
+              'LU in tmpfs is overwritten in well under a second, so TEST UNIT READY rightly answers GOOD ' +
+              '(NOT READY / SANITIZE IN PROGRESS while one runs is covered by test/scsi-sanitize.test.ts)',
+          },
+        ],
+      },
+    },
+  },
   {
     name: 'ReadOnly',
     lun: 'ro',
     expect: {
       nodetgt: {
         skips: [
-          {
-            test: 'ReadOnlySBC',
-            reason: /^COMPAREANDWRITE is not implemented\.$/,
-            why: 'COMPARE AND WRITE is not in the command table (commands.ts): INVALID COMMAND OPERATION CODE',
-          },
-          {
-            test: 'ReadOnlySBC',
-            reason: /^ORWRITE is not implemented\.$/,
-            why: 'ORWRITE is not in the command table (commands.ts): INVALID COMMAND OPERATION CODE',
-          },
           {
             test: 'ReadOnlySBC',
             reason: /^UNMAP is not implemented\.$/,
@@ -540,7 +584,12 @@ for (const run of runs) {
     if (!url) return t.fail(`${run.name} needs a write-protected LUN: set NODETGT_CONFORMANCE_RO_URL`);
     t.timeout(TIMEOUT_MS + 30_000);
     const logBefore = target.log?.().length ?? 0;
-    const r = await runIscsiTestCu(run.name, { url, timeoutMs: TIMEOUT_MS, logDir });
+    const r = await runIscsiTestCu(run.name, {
+      url,
+      timeoutMs: TIMEOUT_MS,
+      logDir,
+      extraArgs: run.extraArgs,
+    });
     if (target.log) {
       // Which worker served each initiator's sessions: a suite that opens sessions for both initiator names
       // (or twice, MultipathIO) must have had them on more than one worker.

@@ -112,6 +112,16 @@ export function cdb16(op: number, lba: bigint | number, len: number, byte1 = 0):
   return b;
 }
 
+/** COMPARE AND WRITE: LBA 2-9, NUMBER OF LOGICAL BLOCKS byte 13. */
+export function cdbCaw(lba: number, blocks: number, byte1 = 0): Buffer {
+  const c = Buffer.alloc(16);
+  c[0] = 0x89;
+  c[1] = byte1;
+  c.writeBigUInt64BE(BigInt(lba), 2);
+  c[13] = blocks;
+  return c;
+}
+
 export function cdb6(op: number, lba: number, len: number): Buffer {
   return Buffer.from([op, (lba >> 16) & 0x1f, (lba >> 8) & 0xff, lba & 0xff, len, 0]);
 }

@@ -122,7 +122,10 @@ test('VPD B0h block limits: SBC-3 length 3Ch, limits, unmap fields follow thin p
   const d = (await thin.run(inq(1, 0xb0, 64))).dataIn!;
   t.is(d.readUInt16BE(2), 0x3c);
   t.is(d.length, 64);
-  t.is(d[4] & 1, 1); // WSNZ
+  t.is(d[4] & 1, 0); // WSNZ 0: 0 blocks means to the end
+  t.is(d[5], 255); // MAXIMUM COMPARE AND WRITE LENGTH (512-byte blocks: 255, the field's maximum)
+  t.is(d.readUInt16BE(6), 1); // granularity: the memory backstore reports no physical block
+  t.true(d.subarray(44, 64).equals(Buffer.alloc(20))); // no WRITE ATOMIC fields
   t.is(d.readUInt32BE(8), 16384); // max transfer (blocks)
   t.is(d.readUInt32BE(12), 2048); // optimal
   t.is(d.readUInt32BE(20), 1024 * 1024); // max unmap LBA count

@@ -134,7 +134,7 @@ test('SYNCHRONIZE CACHE(10/16) flushes the backstore; range checked; 0 blocks = 
   t.is(f.store.stats.flushes, 2);
 });
 
-test('WRITE SAME(10/16) repeats the block; 0 blocks refused (WSNZ); ANCHOR refused', async (t) => {
+test('WRITE SAME(10/16) repeats the block; 0 blocks = to the end (WSNZ 0); ANCHOR refused', async (t) => {
   const f = fixture();
   const blk = pattern(BS, 4);
   good(t, await f.run(cdb10(0x41, BLOCKS - 5, 5), { data: blk }));
@@ -143,12 +143,49 @@ test('WRITE SAME(10/16) repeats the block; 0 blocks refused (WSNZ); ANCHOR refus
   good(t, await f.run(cdb16(0x93, 0, 1000), { data: blk }));
   r = await f.run(cdb10(0x28, 0, 1000));
   t.true(r.dataIn!.equals(Buffer.alloc(1000 * BS).fill(blk)));
-  sense(t, await f.run(cdb10(0x41, 0, 0), { data: blk }), ILLEGAL, 0x24, 0);
-  sense(t, await f.run(cdb10(0x41, BLOCKS + 1, 0), { data: blk }), ILLEGAL, 0x24, 0);
+  const blk2 = pattern(BS, 9);
+  good(t, await f.run(cdb10(0x41, BLOCKS - 3, 0), { data: blk2 }));
+  r = await f.run(cdb10(0x28, BLOCKS - 4, 4));
+  t.true(r.dataIn!.subarray(BS).equals(Buffer.alloc(3 * BS).fill(blk2)));
+  t.true(r.dataIn!.subarray(0, BS).equals(blk));
+  sense(t, await f.run(cdb10(0x41, BLOCKS, 0), { data: blk }), ILLEGAL, 0x21, 0);
+  sense(t, await f.run(cdb16(0x93, 2n ** 63n, 0), { data: blk }), ILLEGAL, 0x21, 0);
+  // 0 blocks is held to MAXIMUM WRITE SAME LENGTH like any count.
+  const small = fixture({}, { maxWriteSameBlocks: 100 });
+  const z = await small.run(cdb16(0x93, 0, 0), { data: blk });
+  sense(t, z, ILLEGAL, 0x24, 0);
+  t.deepEqual(fieldPointer(z), [true, 10, 7]);
+  good(t, await small.run(cdb16(0x93, BLOCKS - 100, 0), { data: blk }));
   sense(t, await f.run(cdb10(0x41, BLOCKS - 1, 2), { data: blk }), ILLEGAL, 0x21, 0);
   sense(t, await f.run(cdb10(0x41, 0, 1, 0x10), { data: blk }), ILLEGAL, 0x24, 0); // ANCHOR
   sense(t, await f.run(cdb10(0x41, 0, 1, 0x18), { data: blk }), ILLEGAL, 0x24, 0); // ANCHOR+UNMAP
   t.is(f.disp.dataOutLength({ cdb: cdb16(0x93, 0, 3000), lun: 0 }), BS);
+});
+
+test('WRITE SAME(16) NDOB: no Data-Out, zeros written (or unmapped with UNMAP); Data-Out length must match', async (t) => {
+  for (const thin of [true, false]) {
+    const f = fixture({ thinProvisioned: thin });
+    good(t, await f.run(cdb10(0x2a, 10, 4), { data: Buffer.alloc(4 * BS, 0xee) }));
+    t.is(f.disp.dataOutLength({ cdb: cdb16(0x93, 10, 4, 0x01), lun: 0 }), 0);
+    good(t, await f.run(cdb16(0x93, 10, 4, 0x01)));
+    t.true((await f.run(cdb10(0x28, 10, 4))).dataIn!.equals(Buffer.alloc(4 * BS)));
+    if (thin) {
+      good(t, await f.run(cdb10(0x2a, 10, 4), { data: Buffer.alloc(4 * BS, 0xee) }));
+      good(t, await f.run(cdb16(0x93, 11, 2, 0x09)));
+      const r = (await f.run(cdb10(0x28, 10, 4))).dataIn!;
+      t.true(r.subarray(BS, 3 * BS).equals(Buffer.alloc(2 * BS)));
+      t.is(r[0], 0xee);
+    }
+    // Half a block, two blocks, or data with NDOB: the command is refused and nothing written.
+    sense(t, await f.run(cdb10(0x41, 10, 1), { data: Buffer.alloc(BS / 2, 1) }), ILLEGAL, 0x24, 0);
+    sense(t, await f.run(cdb16(0x93, 10, 1), { data: Buffer.alloc(2 * BS, 1) }), ILLEGAL, 0x24, 0);
+    sense(t, await f.run(cdb16(0x93, 10, 1, 0x01), { data: Buffer.alloc(BS, 1) }), ILLEGAL, 0x24, 0);
+    t.is((await f.run(cdb10(0x28, 10, 1))).dataIn![0], thin ? 0xee : 0);
+    // ANCHOR (byte 1 bit 4) is refused with the field pointer: no anchored state (ANC_SUP 0).
+    const a = await f.run(cdb16(0x93, 10, 1, 0x19));
+    sense(t, a, ILLEGAL, 0x24, 0);
+    t.deepEqual(fieldPointer(a), [true, 1, 4]);
+  }
 });
 
 test('WRITE SAME with UNMAP deallocates on a thin LU (reads zeros) and is refused on a full one', async (t) => {

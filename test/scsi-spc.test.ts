@@ -53,7 +53,7 @@ test('TEST UNIT READY: GOOD; reserved bits refused', async (t) => {
 
 test('invalid operation code: ILLEGAL REQUEST 20h/00h', async (t) => {
   const f = fixture();
-  for (const op of [0x04, 0x01, 0x5c, 0x7f, 0x89, 0xa2, 0xc0, 0xff]) {
+  for (const op of [0x04, 0x01, 0x5c, 0x7f, 0x9c, 0xa2, 0xc0, 0xff]) {
     const cdb = Buffer.alloc(16);
     cdb[0] = op;
     sense(t, await f.run(cdb), ILLEGAL, 0x20, 0);
@@ -298,9 +298,13 @@ test('RSOC cross-check: every listed command executes; every other opcode is INV
         t.true(r.status === 0 || r.status === 0x18, `PR OUT service action ${d.sa}: status ${r.status}`);
         continue;
       }
+      const r = await f.run(cdb);
       // RECEIVE COPY RESULTS (COPY STATUS) of a list identifier no copy used: INVALID FIELD IN CDB (SPC-4).
-      if (d.opcode === 0x84 && d.sa === 0x00) sense(t, await f.run(cdb), ILLEGAL, 0x24, 0);
-      else good(t, await f.run(cdb));
+      if (d.opcode === 0x84 && d.sa === 0x00) sense(t, r, ILLEGAL, 0x24, 0);
+      // SANITIZE: an empty CDB is OVERWRITE without its parameter list, or EXIT FAILURE MODE out of sequence
+      // (sanitize tests cover them); what matters here is that the service action is known.
+      else if (d.opcode === 0x48 && d.sa !== 0x02) t.not(fieldPointer(r)?.[1], 1, `SANITIZE ${d.sa}`);
+      else good(t, r);
     }
   }
 });

@@ -194,6 +194,8 @@ export async function openFileBackstore(opts: FileBackstoreOptions): Promise<Fil
       direct,
       isDevice,
       align: Math.max(DIRECT_ALIGN, sector),
+      // st_blksize: the file system's block for a file (what a hole is punched in), the device's for a device.
+      physicalBlockSize: Math.max(blockSize, st.blksize),
     });
     await store.probeUnmap();
     return store;
@@ -211,6 +213,7 @@ interface Geometry {
   direct: boolean;
   isDevice: boolean;
   align: number;
+  physicalBlockSize: number;
 }
 
 export class FileBackstore implements Backstore {
@@ -220,6 +223,7 @@ export class FileBackstore implements Backstore {
   readonly readOnly: boolean;
   readonly direct: boolean;
   readonly isBlockDevice: boolean;
+  readonly physicalBlockSize: number;
   readonly writeCacheEnabled = true;
   thinProvisioned = false;
   private unmapMode: UnmapMode = 'punch';
@@ -246,6 +250,7 @@ export class FileBackstore implements Backstore {
     this.readOnly = g.readOnly;
     this.direct = g.direct;
     this.isBlockDevice = g.isDevice;
+    this.physicalBlockSize = g.physicalBlockSize;
     this.align = g.align;
     // A file truncated under the target is noticed within SIZE_CHECK_MS even when nobody reads past its end.
     if (!g.isDevice) {

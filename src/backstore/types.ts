@@ -13,6 +13,12 @@ export interface MappingExtent {
 export interface Backstore {
   /** Logical block size in bytes (512 or 4096). */
   readonly blockSize: number;
+  /**
+   * The unit the medium is really written and deallocated in (the file system's block for a file), when
+   * larger than blockSize: writes and unmaps aligned to it avoid read-modify-write and partial holes.
+   * Optional: absent means blockSize.
+   */
+  readonly physicalBlockSize?: number;
   /** Capacity in bytes (a multiple of blockSize). */
   readonly sizeBytes: number;
   /** True when writes are refused at the SCSI layer (DATA PROTECT / WRITE PROTECTED). */

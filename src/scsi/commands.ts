@@ -4,13 +4,22 @@
  * is advertised is exactly what executes.
  *
  * Usage maps mark the bits we evaluate. Fields we do not support are left out on purpose:
- * RDPROTECT/WRPROTECT/VRPROTECT (no protection information), ANCHOR (no anchored state), NDOB, NACA and the
- * vendor bits of CONTROL; a CDB that sets them is refused with INVALID FIELD IN CDB pointing at the bit.
+ * RDPROTECT/WRPROTECT/VRPROTECT/ORPROTECT (no protection information), ANCHOR (no anchored state), NACA and
+ * the vendor bits of CONTROL; a CDB that sets them is refused with INVALID FIELD IN CDB pointing at the bit.
  *
  * `reservation` classifies each command for the reservation conflict check (src/scsi/reserve.ts): absent means it
  * conflicts with any reservation held by another I_T nexus, as writes do.
+ *
+ * WRITE ATOMIC(16) (9Ch) is not offered (INVALID COMMAND OPERATION CODE, and no ATOMIC fields in Block
+ * Limits VPD). Its promise is all-or-nothing even across a power loss or crash of the target. A file or block
+ * device written through the page cache or plain O_DIRECT can be torn at any block (or page) boundary by a
+ * crash. Linux 6.11+ has RWF_ATOMIC, but only with O_DIRECT, only for a power-of-two length that is
+ * naturally aligned and within the unit statx reports (STATX_WRITE_ATOMIC), and only where the file system
+ * and device support it (ext4 and XFS on devices with atomic write units; not tmpfs, not buffered files).
+ * The LUs here are buffered files by default, so there is no guarantee to build on: advertising WRITE ATOMIC
+ * would be a lie for every write the kernel could tear.
  */
-import { MaintenanceIn, Opcode, PrIn, PrOut, ReceiveCopyResults, ServiceActionIn16 } from './constants';
+import { MaintenanceIn, Opcode, PrIn, PrOut, ReceiveCopyResults, Sanitize, ServiceActionIn16 } from './constants';
 import { decodeBlockRange } from './cdb';
 import { inquiry } from './inquiry';
 import type { LogicalUnit } from './lu';
@@ -19,7 +28,10 @@ import * as medium from './medium';
 import { persistentReserveIn } from './pr-in';
 import { persistentReserveOut, prOutDataOutLength, prOutPrecheck } from './pr-out';
 import { releaseUnit, reserveUnit } from './reserve';
+import { checkSanitize, sanitize, sanitizeDataOutLength } from './sanitize';
 import * as sbc from './sbc';
+import * as atomic from './sbc-atomic';
+import { readDefectData10, readDefectData12 } from './sbc-defect';
 import * as spc from './spc';
 import type { CommandSpec, ReservationAccess } from './types';
 import * as xcopy from './xcopy';
@@ -112,6 +124,7 @@ export const REQUEST_SENSE: CommandSpec = {
   usage: fixed(0x03, 0x01, 0, 0, FF, 0),
   ignoresUnitAttention: true,
   withoutMedium: true,
+  allowedDuringSanitize: true,
   exec: spc.requestSense,
 };
 
@@ -123,6 +136,7 @@ export const INQUIRY: CommandSpec = {
   usage: fixed(0x12, 0x01, FF, FF, FF, 0),
   ignoresUnitAttention: true,
   withoutMedium: true,
+  allowedDuringSanitize: true,
   exec: inquiry,
 };
 
@@ -154,6 +168,7 @@ export const REPORT_LUNS: CommandSpec = {
   usage: fixed(0xa0, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, 0),
   ignoresUnitAttention: true,
   withoutMedium: true,
+  allowedDuringSanitize: true,
   exec: (ctx) => spc.reportLuns(ctx.cdb, ctx.lunNumbers()),
 };
 
@@ -280,11 +295,18 @@ export const COMMANDS: readonly CommandSpec[] = [
     exec: sbc.synchronizeCache,
   },
   {
+    opcode: Opcode.READ_DEFECT_DATA_10,
+    name: 'READ DEFECT DATA(10)',
+    cdbLength: 10,
+    usage: fixed(0x37, 0, 0x1f, 0, 0, 0, 0, FF, FF, 0),
+    exec: readDefectData10,
+  },
+  {
     opcode: Opcode.WRITE_SAME_10,
     name: 'WRITE SAME(10)',
     cdbLength: 10,
     ...writeSameMaps(0x41, 0, FF, FF, FF, FF, GROUP, FF, FF, 0),
-    dataOutLength: (_cdb, lu) => lu.blockSize,
+    dataOutLength: sbc.writeSameDataOutLength,
     exec: sbc.writeSame,
   },
   {
@@ -296,6 +318,19 @@ export const COMMANDS: readonly CommandSpec[] = [
     dataOutLength: (cdb) => cdb.readUInt16BE(7),
     exec: sbc.unmap,
   },
+  ...[Sanitize.OVERWRITE, Sanitize.BLOCK_ERASE, Sanitize.EXIT_FAILURE_MODE].map((sa): CommandSpec => ({
+    // A write for write protection and reservations. BLOCK ERASE only where blocks can be deallocated.
+    opcode: Opcode.SANITIZE,
+    serviceAction: sa,
+    name: `SANITIZE ${sa === Sanitize.OVERWRITE ? 'OVERWRITE' : sa === Sanitize.BLOCK_ERASE ? 'BLOCK ERASE' : 'EXIT FAILURE MODE'}`,
+    cdbLength: 10,
+    usage: fixed(0x48, 0xa0 | sa, 0, 0, 0, 0, 0, FF, FF, 0),
+    available: sa === Sanitize.BLOCK_ERASE ? thinOnly : undefined,
+    dataOutLength: sanitizeDataOutLength,
+    precheck: checkSanitize,
+    timeoutSeconds: 3600,
+    exec: sanitize,
+  })),
   {
     opcode: Opcode.MODE_SELECT_10,
     name: 'MODE SELECT(10)',
@@ -360,6 +395,15 @@ export const COMMANDS: readonly CommandSpec[] = [
     exec: sbc.read,
   },
   {
+    opcode: Opcode.COMPARE_AND_WRITE,
+    name: 'COMPARE AND WRITE',
+    cdbLength: 16,
+    usage: fixed(0x89, WR, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0, 0, FF, GROUP, 0),
+    dataOutLength: atomic.compareAndWriteDataOutLength,
+    precheck: atomic.checkCompareAndWrite,
+    exec: atomic.compareAndWrite,
+  },
+  {
     opcode: Opcode.WRITE_16,
     name: 'WRITE(16)',
     cdbLength: 16,
@@ -367,6 +411,15 @@ export const COMMANDS: readonly CommandSpec[] = [
     dataOutLength: writeDataOut,
     precheck: sbc.checkBlockTransfer,
     exec: sbc.write,
+  },
+  {
+    opcode: Opcode.ORWRITE_16,
+    name: 'ORWRITE(16)',
+    cdbLength: 16,
+    usage: fixed(0x8b, WR, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
+    dataOutLength: writeDataOut,
+    precheck: sbc.checkBlockTransfer,
+    exec: atomic.orWrite,
   },
   {
     opcode: Opcode.WRITE_AND_VERIFY_16,
@@ -406,8 +459,9 @@ export const COMMANDS: readonly CommandSpec[] = [
     opcode: Opcode.WRITE_SAME_16,
     name: 'WRITE SAME(16)',
     cdbLength: 16,
-    ...writeSameMaps(0x93, 0, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
-    dataOutLength: (_cdb, lu) => lu.blockSize,
+    // NDOB (byte 1 bit 0): no Data-Out buffer, zeros written (or, with UNMAP, deallocated).
+    ...writeSameMaps(0x93, 0x01, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
+    dataOutLength: sbc.writeSameDataOutLength,
     exec: sbc.writeSame,
   },
   {
@@ -468,6 +522,13 @@ export const COMMANDS: readonly CommandSpec[] = [
     dataOutLength: sbc.verifyDataOutLength,
     precheck: sbc.checkBlockTransfer,
     exec: sbc.verify,
+  },
+  {
+    opcode: Opcode.READ_DEFECT_DATA_12,
+    name: 'READ DEFECT DATA(12)',
+    cdbLength: 12,
+    usage: fixed(0xb7, 0x1f, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0),
+    exec: readDefectData12,
   },
 ];
 

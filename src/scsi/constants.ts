@@ -22,12 +22,14 @@ export const Opcode = {
   VERIFY_10: 0x2f,
   PRE_FETCH_10: 0x34,
   SYNCHRONIZE_CACHE_10: 0x35,
+  READ_DEFECT_DATA_10: 0x37,
   WRITE_SAME_10: 0x41,
   UNMAP: 0x42,
   READ_TOC_PMA_ATIP: 0x43,
   GET_CONFIGURATION: 0x46,
   GET_EVENT_STATUS_NOTIFICATION: 0x4a,
   READ_DISC_INFORMATION: 0x51,
+  SANITIZE: 0x48,
   MODE_SELECT_10: 0x55,
   EXTENDED_COPY: 0x83,
   RECEIVE_COPY_RESULTS: 0x84,
@@ -37,7 +39,9 @@ export const Opcode = {
   PERSISTENT_RESERVE_IN: 0x5e,
   PERSISTENT_RESERVE_OUT: 0x5f,
   READ_16: 0x88,
+  COMPARE_AND_WRITE: 0x89,
   WRITE_16: 0x8a,
+  ORWRITE_16: 0x8b,
   WRITE_AND_VERIFY_16: 0x8e,
   VERIFY_16: 0x8f,
   PRE_FETCH_16: 0x90,
@@ -51,6 +55,7 @@ export const Opcode = {
   WRITE_AND_VERIFY_12: 0xae,
   VERIFY_12: 0xaf,
   MECHANISM_STATUS: 0xbd,
+  READ_DEFECT_DATA_12: 0xb7,
 } as const;
 
 /** Service actions of SERVICE ACTION IN(16) (0x9E). */
@@ -101,6 +106,13 @@ export const PrType = {
   EXCLUSIVE_ACCESS_ALL_REGISTRANTS: 0x8,
 } as const;
 
+/** Service actions of SANITIZE (0x48), SBC-4. CRYPTO ERASE (03h) is not offered: nothing is encrypted. */
+export const Sanitize = {
+  OVERWRITE: 0x01,
+  BLOCK_ERASE: 0x02,
+  EXIT_FAILURE_MODE: 0x1f,
+} as const;
+
 /** SAM-5 status codes. */
 export const Status = {
   GOOD: 0x00,
@@ -134,6 +146,7 @@ export type Asc = readonly [number, number];
 export const AscQ = {
   NO_ADDITIONAL_SENSE: [0x00, 0x00],
   OPERATION_IN_PROGRESS: [0x00, 0x16],
+  SANITIZE_IN_PROGRESS: [0x04, 0x1b],
   WRITE_ERROR: [0x0c, 0x00],
   COPY_TARGET_DEVICE_NOT_REACHABLE: [0x0d, 0x02],
   INCORRECT_COPY_TARGET_DEVICE_TYPE: [0x0d, 0x03],
@@ -162,6 +175,8 @@ export const AscQ = {
   SAVING_PARAMETERS_NOT_SUPPORTED: [0x39, 0x00],
   MEDIUM_NOT_PRESENT: [0x3a, 0x00],
   MEDIUM_REMOVAL_PREVENTED: [0x53, 0x02],
+  COMMAND_SEQUENCE_ERROR: [0x2c, 0x00],
+  SANITIZE_COMMAND_FAILED: [0x31, 0x03],
   REPORTED_LUNS_DATA_CHANGED: [0x3f, 0x0e],
   INTERNAL_TARGET_FAILURE: [0x44, 0x00],
   INSUFFICIENT_REGISTRATION_RESOURCES: [0x55, 0x04],

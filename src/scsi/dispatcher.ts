@@ -19,6 +19,7 @@ import {
   ScsiError,
 } from './sense';
 import { reservationConflict } from './reserve';
+import { sanitizeGate } from './sanitize';
 import { reportLuns, requestSenseAbsentLun } from './spc';
 import type { CommandContext, CommandSpec, ScsiResult, ScsiTask } from './types';
 
@@ -207,6 +208,8 @@ export class ScsiDispatcher {
       // After the unit attention (SPC-4 5.14: a pending one ends every command but INQUIRY, REPORT LUNS and REQUEST
       // SENSE, so a preempted nexus hears of it before meeting the reservation), before the command is processed.
       if (lu.shared.prActive && reservationConflict(lu, spec, cdb, task.nexus)) return RESERVATION_CONFLICT;
+      const sanitizing = sanitizeGate(lu, spec);
+      if (sanitizing) throw sanitizing;
       checkCdbBits(spec, lu, cdb);
       if (lu.removable && !spec.withoutMedium && !lu.mediumPresent) throw mediumNotPresent();
       const result = await spec.exec(new Context(task, lu, this));

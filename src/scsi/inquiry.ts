@@ -118,8 +118,9 @@ function deviceIdentification(lu: LogicalUnit): Buffer {
 function blockLimits(lu: LogicalUnit): Buffer {
   const body = Buffer.alloc(0x3c);
   const l = lu.limits;
-  body[0] = 0x01; // WSNZ: WRITE SAME with NUMBER OF LOGICAL BLOCKS = 0 is not supported
-  body[1] = 0; // MAXIMUM COMPARE AND WRITE LENGTH: not supported yet
+  body[0] = 0x00; // WSNZ = 0: WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 runs to the end of the medium
+  body[1] = l.maxCompareAndWriteBlocks; // MAXIMUM COMPARE AND WRITE LENGTH
+  // No WRITE ATOMIC: the ATOMIC fields (bytes 44..63) stay zero (see commands.ts).
   body.writeUInt16BE(Math.min(0xffff, l.granularityBlocks), 2);
   body.writeUInt32BE(l.maxTransferBlocks, 4);
   body.writeUInt32BE(l.optimalTransferBlocks, 8);
@@ -138,6 +139,9 @@ function blockLimits(lu: LogicalUnit): Buffer {
 function blockDeviceCharacteristics(lu: LogicalUnit): Buffer {
   const body = Buffer.alloc(0x3c);
   body.writeUInt16BE(lu.limits.rotationRate, 0);
+  // WABEREQ 01b: after SANITIZE BLOCK ERASE a read of a block not written since succeeds (it reads zeros,
+  // LBPRZ). Only a thin LU offers BLOCK ERASE; elsewhere 00b. WACEREQ 00b: no CRYPTO ERASE.
+  if (lu.thinProvisioned) body[3] = 0x40;
   return vpdPage(lu, 0xb1, body);
 }
 

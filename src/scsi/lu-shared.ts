@@ -5,7 +5,8 @@
  * remembers about the LU lives once, here, in a SharedArrayBuffer made by the portal thread at start-up and
  * handed to every worker (WorkerInit.lus, indexed by the LU's slot):
  *
- *   FLAGS        software write protect (SWP), medium absent (removable LUs)
+ *   FLAGS        software write protect (SWP), medium absent (removable LUs), sanitize running / failed
+ *   SANITIZE     the lane running a SANITIZE and its progress (0..65535), for every worker's NOT READY sense
  *   RESET_EPOCH  bumped by LOGICAL UNIT RESET / target reset: a task that began before the bump ends TASK ABORTED
  *   nexus slots  one per I_T nexus that has used the LU: pending unit attentions (one bit per condition) and
  *                PREVENT MEDIUM REMOVAL; claimed by the worker that serves the nexus, freed when it ends
@@ -80,6 +81,12 @@ export function uaCondition(asc: Asc): UaCondition | undefined {
 
 export const FLAG_SWP = 1 << 0;
 export const FLAG_MEDIUM_ABSENT = 1 << 1;
+/** A SANITIZE operation is running (owner: SANITIZE_OWNER); other commands get NOT READY. */
+export const FLAG_SANITIZING = 1 << 2;
+/** The last SANITIZE failed: the LU is in failure mode until a sanitize succeeds or EXIT FAILURE MODE. */
+export const FLAG_SANITIZE_FAILED = 1 << 3;
+/** The failed SANITIZE had AUSE = 1: EXIT FAILURE MODE may end failure mode. */
+export const FLAG_SANITIZE_AUSE = 1 << 4;
 
 /** Lanes are counter rows: 0 is the portal thread, 1..256 workers (src/metrics/counters.ts MAX_ROWS). */
 export const MAX_LANES = 257;
@@ -98,6 +105,8 @@ const PR_SEQ = 2;
 const PR_LOCK = 3;
 const PR_LEN = 4;
 const RESET_EPOCH = 5;
+const SANITIZE_PROGRESS = 6;
+const SANITIZE_OWNER = 7;
 const HEADER_WORDS = 16;
 const SLOT_WORDS = 8; // claim (lane + 1), hashA, hashB, ua bits, prevent, 3 spare
 const SLOT_CLAIM = 0;
@@ -172,6 +181,37 @@ export class LuShared {
   setFlag(bit: number, on: boolean): boolean {
     const before = on ? Atomics.or(this.w, FLAGS, bit) : Atomics.and(this.w, FLAGS, ~bit);
     return ((before & bit) !== 0) !== on;
+  }
+
+  // ---- sanitize -----------------------------------------------------------------------------------------
+
+  /** Claim the LU for a SANITIZE operation; false when one is already running (on any worker). */
+  beginSanitize(): boolean {
+    if (Atomics.compareExchange(this.w, SANITIZE_OWNER, 0, this.lane + 1) !== 0) return false;
+    Atomics.store(this.w, SANITIZE_PROGRESS, 0);
+    Atomics.or(this.w, FLAGS, FLAG_SANITIZING);
+    return true;
+  }
+
+  /** PROGRESS INDICATION of the running sanitize: a fraction of 65536. */
+  get sanitizeProgress(): number {
+    return Atomics.load(this.w, SANITIZE_PROGRESS);
+  }
+
+  set sanitizeProgress(v: number) {
+    Atomics.store(this.w, SANITIZE_PROGRESS, Math.max(0, Math.min(0xffff, Math.floor(v))));
+  }
+
+  /** The sanitize ended: success leaves failure mode; a failure enters it (AUSE as the command had it). */
+  endSanitize(failed: boolean, ause: boolean): void {
+    if (failed) {
+      Atomics.or(this.w, FLAGS, FLAG_SANITIZE_FAILED | (ause ? FLAG_SANITIZE_AUSE : 0));
+      if (!ause) Atomics.and(this.w, FLAGS, ~FLAG_SANITIZE_AUSE);
+    } else {
+      Atomics.and(this.w, FLAGS, ~(FLAG_SANITIZE_FAILED | FLAG_SANITIZE_AUSE));
+    }
+    Atomics.and(this.w, FLAGS, ~FLAG_SANITIZING);
+    Atomics.store(this.w, SANITIZE_OWNER, 0);
   }
 
   // ---- reset epoch -----------------------------------------------------------------------------------------
@@ -503,6 +543,13 @@ export function releaseLane(memory: LuSharedMemory, lane: number): void {
     if (Atomics.load(w, base + SLOT_CLAIM) !== me) continue;
     for (const k of [SLOT_HASH_A, SLOT_HASH_B, SLOT_PREVENT, SLOT_UA]) Atomics.store(w, base + k, 0);
     Atomics.store(w, base + SLOT_CLAIM, 0);
+  }
+  if (Atomics.load(w, SANITIZE_OWNER) === me) {
+    // Its sanitize stopped half way: the medium is neither as it was nor sanitized. Failure mode, with an
+    // exit allowed (the failure was ours, not the medium's).
+    Atomics.or(w, FLAGS, FLAG_SANITIZE_FAILED | FLAG_SANITIZE_AUSE);
+    Atomics.and(w, FLAGS, ~FLAG_SANITIZING);
+    Atomics.store(w, SANITIZE_OWNER, 0);
   }
   for (let s = 0; s < NSTRIPES; s++) {
     Atomics.store(w, WRITERS_BASE + lane * NSTRIPES + s, 0);

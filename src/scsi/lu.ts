@@ -98,8 +98,14 @@ export type IoOp = 'read' | 'write' | 'flush' | 'unmap';
 export interface LuLimits {
   maxTransferBlocks: number;
   optimalTransferBlocks: number;
-  /** OPTIMAL TRANSFER LENGTH GRANULARITY: blocks per 4 KiB (at least 1). */
+  /**
+   * Logical blocks per physical block (a power of two, at least 1): the backstore's physical block (the
+   * file system's block for a file) over the logical block size. READ CAPACITY(16) reports it as LBPPBE;
+   * Block Limits reports it as OPTIMAL TRANSFER LENGTH GRANULARITY and OPTIMAL UNMAP GRANULARITY.
+   */
   granularityBlocks: number;
+  /** MAXIMUM COMPARE AND WRITE LENGTH (blocks, 1..255). */
+  maxCompareAndWriteBlocks: number;
   maxUnmapBlocks: number;
   maxUnmapDescriptors: number;
   maxWriteSameBlocks: number;
@@ -108,6 +114,12 @@ export interface LuLimits {
 }
 
 const sharedPool = new BufferPool();
+
+/** Logical blocks per physical block: 1 unless the backstore reports a larger power-of-two physical block. */
+function physicalBlocks(logical: number, physical: number | undefined): number {
+  if (physical === undefined || physical <= logical || (physical & (physical - 1)) !== 0) return 1;
+  return Math.min(physical / logical, 1 << 15); // LBPPBE is a 4-bit exponent
+}
 
 export class LogicalUnit {
   readonly blockSize: number;
@@ -139,7 +151,10 @@ export class LogicalUnit {
     this.limits = {
       maxTransferBlocks: blocks(opts.maxTransferBytes ?? 16 * 1024 * 1024),
       optimalTransferBlocks: blocks(opts.optimalTransferBytes ?? 1024 * 1024),
-      granularityBlocks: blocks(4096),
+      granularityBlocks: physicalBlocks(bs, backstore.physicalBlockSize),
+      // At most 128 KiB compared (255 blocks of 512 bytes, 32 of 4096): the compare buffer and the write are
+      // held under the range lock, which stops every other write to the stripes it covers.
+      maxCompareAndWriteBlocks: Math.min(255, blocks(128 * 1024)),
       maxUnmapBlocks: opts.maxUnmapBlocks ?? 1024 * 1024,
       maxUnmapDescriptors: opts.maxUnmapDescriptors ?? 256,
       maxWriteSameBlocks: opts.maxWriteSameBlocks ?? 0xffff,

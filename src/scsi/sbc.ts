@@ -1,13 +1,14 @@
 /**
  * SBC-3 block commands: READ CAPACITY, READ, WRITE, VERIFY, WRITE AND VERIFY, PRE-FETCH,
- * SYNCHRONIZE CACHE, WRITE SAME, UNMAP, GET LBA STATUS.
+ * SYNCHRONIZE CACHE, WRITE SAME, UNMAP, GET LBA STATUS. The atomic commands are in sbc-atomic.ts, SANITIZE in
+ * sanitize.ts, READ DEFECT DATA in sbc-defect.ts.
  *
  * Data path rules: a READ fills one pooled buffer straight from the backstore; a WRITE hands the received
  * Data-Out slices to the backstore as they are (trimmed with subarray, never concatenated). When the
  * initiator sent less than the CDB asks for (EDTL < transfer length), only the whole blocks received are
  * written, as the iSCSI residual rules expect; the iSCSI layer reports the residual.
  */
-import { AscQ, SenseKey, Status } from './constants';
+import { AscQ, Opcode, SenseKey, Status } from './constants';
 import {
   SliceCursor,
   checkRange,
@@ -138,7 +139,9 @@ export function readCapacity16(ctx: CommandContext): ScsiResult {
   const data = Buffer.alloc(32);
   writeU64(data, lu.numBlocks - 1, 0);
   data.writeUInt32BE(lu.blockSize, 8);
-  // byte 12: P_TYPE/PROT_EN = 0 (no protection information); byte 13: P_I_EXPONENT 0, LBPPBE 0.
+  // byte 12: P_TYPE/PROT_EN = 0 (no protection information); byte 13: P_I_EXPONENT 0, LBPPBE = log2 of the
+  // logical blocks per physical block (as Block Limits' granularity); LOWEST ALIGNED LBA 0 (bytes 14-15).
+  data[13] = 31 - Math.clz32(lu.limits.granularityBlocks);
   if (lu.thinProvisioned) data[14] = 0x80 | 0x40; // LBPME, LBPRZ (unmapped blocks read as zeros)
   return { status: Status.GOOD, dataIn: data.subarray(0, Math.min(alloc, data.length)) };
 }
@@ -303,33 +306,75 @@ export async function synchronizeCache(ctx: CommandContext): Promise<ScsiResult>
 
 // ---- WRITE SAME ------------------------------------------------------------------------------------------
 
+/** WRITE SAME(16) with NDOB: no Data-Out buffer, the blocks are written with zeros (or unmapped). */
+function noDataOutBuffer(cdb: Buffer): boolean {
+  return cdb[0] === Opcode.WRITE_SAME_16 && (cdb[1] & 0x01) !== 0;
+}
+
+export function writeSameDataOutLength(cdb: Buffer, lu: LogicalUnit): number {
+  return noDataOutBuffer(cdb) ? 0 : lu.blockSize;
+}
+
+/**
+ * WRITE SAME(10)/(16). NUMBER OF LOGICAL BLOCKS 0 means "from LBA to the end of the medium" (WSNZ = 0), and
+ * is held to MAXIMUM WRITE SAME LENGTH like any other count. UNMAP deallocates the range whatever the block
+ * holds (SBC-3 leaves the choice to the device server; with LBPRZ = 1 the blocks then read as zeros, which
+ * is what libiscsi's WriteSame10.UnmapUntilEnd checks after sending 0xFF). ANCHOR is outside the usage map
+ * (ANC_SUP = 0), so the dispatcher refuses it.
+ */
 export async function writeSame(ctx: CommandContext): Promise<ScsiResult> {
   const { cdb, lu, task } = ctx;
-  const { lba, blocks, lengthByte } = decodeBlockRange(cdb);
+  const { lba, blocks: asked, lengthByte } = decodeBlockRange(cdb);
   const unmap = (cdb[1] & 0x08) !== 0;
-  // WSNZ = 1: a zero NUMBER OF LOGICAL BLOCKS (whole rest of the medium) is refused.
-  if (blocks === 0 || blocks > lu.limits.maxWriteSameBlocks) throw invalidFieldInCdb(lengthByte, 7);
+  const ndob = noDataOutBuffer(cdb);
+  if (asked === 0 && lba >= lu.numBlocks) throw lbaOutOfRange();
+  const blocks = asked === 0 ? lu.numBlocks - lba : asked;
+  if (blocks > lu.limits.maxWriteSameBlocks) throw invalidFieldInCdb(lengthByte, 7);
   checkRange(lu.numBlocks, lba, blocks);
   requireWritable(lu);
   // LBPWS/LBPWS10 = 0 on a fully provisioned LU: UNMAP = 1 is an invalid field (SBC-3 WRITE SAME).
   if (unmap && !lu.thinProvisioned) throw invalidFieldInCdb(1, 3);
   const bs = lu.blockSize;
-  if (totalLength(task.dataOut) < bs) throw invalidFieldInCdb(lengthByte, 7);
+  const want = ndob ? 0 : bs;
+  // The Data-Out buffer is exactly one block (none with NDOB): an initiator that announces another length
+  // has built a command other than the one the CDB describes.
+  if (task.expectedLength !== want || totalLength(task.dataOut) < want) {
+    lu.badRequest('WRITE SAME Data-Out length', { expected: want, edtl: task.expectedLength });
+    throw new ScsiError(SenseKey.ILLEGAL_REQUEST, AscQ.INVALID_FIELD_IN_CDB);
+  }
   if (unmap) {
-    // LBPRZ = 1: the unmapped blocks read back as zeros.
     await unmapMedium(lu, lba, blocks);
     return GOOD;
   }
-  const block = gatherBytes(task.dataOut, bs);
+  await fillMedium(lu, lba, blocks, ndob ? Buffer.alloc(bs) : gatherBytes(task.dataOut, bs), false);
+  return GOOD;
+}
+
+/**
+ * Write `block` (or, when shorter, the pattern repeated) into every block of a range, one chunk per
+ * backstore call: each await yields to the event loop, so long ranges never starve it. `onChunk` hears the
+ * blocks done so far (progress); `guarded` as for writeMedium.
+ */
+export async function fillMedium(
+  lu: LogicalUnit,
+  lba: number,
+  blocks: number,
+  block: Buffer,
+  fua: boolean,
+  guarded = true,
+  onChunk?: (done: number) => void,
+): Promise<void> {
+  const bs = lu.blockSize;
   const chunkBlocks = Math.max(1, Math.min(blocks, Math.floor(CHUNK_BYTES / bs)));
-  const pattern = Buffer.allocUnsafe(chunkBlocks * bs).fill(block);
-  // One chunk per backstore call: each await yields to the event loop, so long ranges do not starve it.
+  const one = block.length === bs ? block : Buffer.alloc(bs, block);
+  const pattern = Buffer.allocUnsafe(chunkBlocks * bs);
+  for (let i = 0; i < chunkBlocks; i++) one.copy(pattern, i * bs);
   for (let done = 0; done < blocks;) {
     const k = Math.min(chunkBlocks, blocks - done);
-    await writeMedium(lu, lba + done, [pattern.subarray(0, k * bs)], false);
+    await writeMedium(lu, lba + done, [pattern.subarray(0, k * bs)], fua, guarded);
     done += k;
+    onChunk?.(done);
   }
-  return GOOD;
 }
 
 // ---- UNMAP -----------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ export interface SenseOptions {
   /** COMMAND-SPECIFIC INFORMATION field (bytes 8..11): e.g. the segment number of a failed EXTENDED COPY. */
   commandSpecific?: number;
   field?: FieldPointer;
+  /** PROGRESS INDICATION (0..65535 of 65536) in the sense-key specific bytes, e.g. for a running SANITIZE. */
+  progress?: number;
 }
 
 export const FIXED_SENSE_LENGTH = 18;
@@ -42,6 +44,9 @@ export function fixedSense(key: number, asc: Asc, opts?: SenseOptions): Buffer {
   if (f) {
     b[15] = 0x80 | (f.cdb ? 0x40 : 0) | (f.bit !== undefined ? 0x08 | (f.bit & 7) : 0);
     b.writeUInt16BE(f.byte, 16);
+  } else if (opts?.progress !== undefined) {
+    b[15] = 0x80; // SKSV
+    b.writeUInt16BE(opts.progress & 0xffff, 16);
   }
   return b;
 }

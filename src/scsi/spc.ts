@@ -5,6 +5,7 @@
 import { AscQ, SenseKey, Status } from './constants';
 import type { LogicalUnit } from './lu';
 import { encodeLun } from './lun';
+import { sanitizeSense } from './sanitize';
 import { descriptorSense, fixedSense, invalidFieldInCdb } from './sense';
 import type { CommandContext, CommandSpec, ScsiResult } from './types';
 
@@ -27,6 +28,11 @@ export function requestSense(ctx: CommandContext): ScsiResult {
   const { cdb, lu, task } = ctx;
   const desc = (cdb[1] & 0x01) !== 0;
   const ua = lu.takeUnitAttention(task.nexus);
+  if (!ua) {
+    // A sanitize running (with its progress) or failed is what the device server has to report.
+    const s = sanitizeSense(lu);
+    if (s) return clip(desc ? descriptorSense(s.key, s.asc) : s.sense(), cdb[4]);
+  }
   const absent = !ua && !lu.mediumPresent;
   const key = ua ? SenseKey.UNIT_ATTENTION : absent ? SenseKey.NOT_READY : SenseKey.NO_SENSE;
   const asc = ua ?? (absent ? AscQ.MEDIUM_NOT_PRESENT : AscQ.NO_ADDITIONAL_SENSE);

@@ -106,6 +106,8 @@ export interface CommandSpec {
    * PREVENT ALLOW MEDIUM REMOVAL); absent means 'write', the safe default: it conflicts with every reservation.
    */
   reservation?: ReservationAccess | ((cdb: Buffer) => ReservationAccess);
+  /** Served while a SANITIZE runs or after one failed (INQUIRY, REPORT LUNS, REQUEST SENSE; sanitize.ts). */
+  allowedDuringSanitize?: boolean;
   /** Recommended timeout for REPORT SUPPORTED OPERATION CODES (seconds); default 30. */
   timeoutSeconds?: number;
   exec(ctx: CommandContext): Promise<ScsiResult> | ScsiResult;

@@ -261,7 +261,15 @@ export class FileBackstore implements Backstore {
 
   /** Decide how unmap() works: a hole punched past the end of a file changes nothing but tells. */
   async probeUnmap(): Promise<void> {
-    if (this.readOnly || this.isBlockDevice) return;
+    if (this.isBlockDevice) return;
+    if (this.readOnly) {
+      // No hole can be punched through a read-only descriptor to test; a file that already has holes (fewer
+      // blocks allocated than its size) is thin storage whose mapping GET LBA STATUS reports: LBPME = 1, and
+      // UNMAP is answered DATA PROTECT like any write. A fully allocated read-only file stays LBPME = 0.
+      const st = fs.fstatSync(this.fd);
+      this.thinProvisioned = st.blocks * 512 < st.size;
+      return;
+    }
     const past = Math.ceil(this.sizeBytes / DIRECT_ALIGN) * DIRECT_ALIGN + DIRECT_ALIGN;
     const res = await this.op<number>((cb) =>
       this.ring.fallocate(this.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, past, DIRECT_ALIGN, cb),

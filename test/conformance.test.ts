@@ -253,22 +253,8 @@ const RUNS: readonly Run[] = [
   })),
   // CompareAndWrite and CompareAndWriteAsync race two sessions on one block (the URL is given twice).
   { name: 'MultipathIO', expect: {} },
-  {
-    name: 'WriteAtomic16',
-    expect: {
-      nodetgt: {
-        skips: [
-          {
-            test: '*',
-            reason: /^WRITEATOMIC16 is not implemented\.$/,
-            why:
-              'WRITE ATOMIC(16) is not offered (commands.ts header: no all-or-nothing guarantee across a crash ' +
-              'for buffered file LUs); the VPD test still checks that the Block Limits ATOMIC fields are zero',
-          },
-        ],
-      },
-    },
-  },
+  // WRITE ATOMIC(16) through the redo journal (atomic-write.ts): every test runs, none skips.
+  { name: 'WriteAtomic16', expect: {} },
   {
     name: 'Sanitize',
     extraArgs: ['--allow-sanitize'],

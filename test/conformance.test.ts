@@ -267,22 +267,8 @@ const RUNS: readonly Run[] = [
       },
     },
   },
-  {
-    name: 'WriteAtomic16',
-    expect: {
-      nodetgt: {
-        skips: [
-          {
-            test: '*',
-            reason: /^WRITEATOMIC16 is not implemented\.$/,
-            why:
-              'WRITE ATOMIC(16) is not offered (commands.ts header: no all-or-nothing guarantee across a crash ' +
-              'for buffered file LUs); the VPD test still checks that the Block Limits ATOMIC fields are zero',
-          },
-        ],
-      },
-    },
-  },
+  // WRITE ATOMIC(16) through the redo journal (atomic-write.ts): every test runs, none skips.
+  { name: 'WriteAtomic16', expect: {} },
   {
     name: 'Sanitize',
     extraArgs: ['--allow-sanitize'],

@@ -34,6 +34,8 @@ export interface LunConfig {
   identity?: { serial: string; naa: string };
   /** The LU's APTPL file (src/scsi/pr-aptpl.ts), filled in at start-up before workers start. */
   prFile?: string;
+  /** The LU's WRITE ATOMIC journal directory (src/backstore/atomic-journal.ts), filled in at start-up. */
+  atomicJournalDir?: string;
   /** Why the LU is not served (its backing file disappeared), filled in at start-up; absent when served. */
   offline?: string;
 }

@@ -19,6 +19,7 @@ import { log } from '../util/log';
 import { dup } from '../native';
 import { allocateLuShared, releaseLane, type LuSharedMemory } from '../scsi/lu-shared';
 import { loadPrState, seedPr } from '../scsi/pr-aptpl';
+import { recoverAtomicJournals, type AtomicRecoveryReport } from '../backstore/atomic-journal';
 import { loginRefusal, readFirstLogin, type FirstLogin } from './first-login';
 import {
   Admission,
@@ -79,6 +80,33 @@ function listen(server: net.Server, p: PortalConfig): Promise<net.AddressInfo> {
   });
 }
 
+function logAtomicRecovery(reports: AtomicRecoveryReport[]): void {
+  for (const r of reports) {
+    if (r.error !== undefined)
+      log.error('WRITE ATOMIC journal recovery failed', { target: r.target, lun: r.lun, reason: r.error });
+    for (const a of r.actions)
+      if (a.outcome === 'applied')
+        log.warn(
+          'WRITE ATOMIC journal: a complete record was written in place (the write had been cut short)',
+          {
+            target: r.target,
+            lun: r.lun,
+            journal: a.file,
+            seq: String(a.record!.seq),
+            lba: a.record!.lba,
+            blocks: a.record!.blocks,
+          },
+        );
+      else
+        log.warn('WRITE ATOMIC journal: a torn record was discarded (its write never began in place)', {
+          target: r.target,
+          lun: r.lun,
+          journal: a.file,
+          why: a.why,
+        });
+  }
+}
+
 export async function startTarget(config: Config): Promise<RunningTarget> {
   for (const r of await prepareBackingFiles(config)) {
     if (r.state === 'offline') log.error('LU offline', { target: r.target, lun: r.lun, reason: r.reason });
@@ -96,6 +124,8 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
         registrations: r.doc.registrations.length,
         reserved: r.doc.reservation !== null,
       });
+  // WRITE ATOMIC journals: a write cut short by a crash is completed or discarded before any worker serves.
+  logAtomicRecovery(recoverAtomicJournals(config));
   const counters = createCounterShared();
   const portalRow = new CounterRow(counters, 0);
   const routing: RoutingShared = createRoutingShared();
@@ -317,6 +347,8 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
       const freed = tsihs.releaseOwner(threadId);
       // Its lane (counter row) in every LU's shared state first: the row may be reused once released.
       const lane = new Int32Array(counters.claims).indexOf(threadId);
+      // The dead lane still holds the ranges of its atomic writes: finish or discard them before releasing it.
+      if (lane > 0) logAtomicRecovery(recoverAtomicJournals(config, lane));
       if (lane > 0) for (const m of lus) if (m) releaseLane(m, lane);
       const row = releaseRow(counters, threadId, portalRow, GAUGES);
       for (const [k, a] of affinity) if (a.threadId === threadId) affinity.delete(k);

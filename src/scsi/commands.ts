@@ -10,16 +10,27 @@
  * `reservation` classifies each command for the reservation conflict check (src/scsi/reserve.ts): absent means it
  * conflicts with any reservation held by another I_T nexus, as writes do.
  *
- * WRITE ATOMIC(16) (9Ch) is not offered (INVALID COMMAND OPERATION CODE, and no ATOMIC fields in Block
- * Limits VPD). Its promise is all-or-nothing even across a power loss or crash of the target. A file or block
- * device written through the page cache or plain O_DIRECT can be torn at any block (or page) boundary by a
- * crash. Linux 6.11+ has RWF_ATOMIC, but only with O_DIRECT, only for a power-of-two length that is
- * naturally aligned and within the unit statx reports (STATX_WRITE_ATOMIC), and only where the file system
- * and device support it (ext4 and XFS on devices with atomic write units; not tmpfs, not buffered files).
- * The LUs here are buffered files by default, so there is no guarantee to build on: advertising WRITE ATOMIC
- * would be a lie for every write the kernel could tear.
+ * WRITE ATOMIC(16) (9Ch) promises all-or-nothing, against other commands and across a crash of the target or
+ * the host. A buffered file (or plain O_DIRECT) can be torn by a crash at any block or page boundary, and
+ * RWF_ATOMIC covers too few cases to build on, so the guarantee comes from a redo journal per LU under the
+ * state directory (src/scsi/atomic-write.ts, src/backstore/atomic-journal.ts): the record is made durable
+ * before the in-place write begins and cleared only after that write is durable; start-up replays a complete
+ * record and discards a torn one before any worker serves, so after a crash the blocks hold all of the new data
+ * or all of the old. The range is held exclusively meanwhile. Offered on file-backed disk LUs (they always have
+ * a state directory) and on the null backstore, where it is trivially atomic: nothing is stored, every read
+ * returns zeros. Not offered (INVALID COMMAND OPERATION CODE, zero ATOMIC fields in Block Limits) elsewhere:
+ * a memory LU in unit tests without a journal, a cd.
  */
-import { MaintenanceIn, Opcode, PrIn, PrOut, ReceiveCopyResults, Sanitize, ServiceActionIn16 } from './constants';
+import {
+  MaintenanceIn,
+  Opcode,
+  PrIn,
+  PrOut,
+  ReceiveCopyResults,
+  Sanitize,
+  ServiceActionIn16,
+} from './constants';
+import { checkWriteAtomic, writeAtomic16, writeAtomicDataOutLength } from './atomic-write';
 import { decodeBlockRange } from './cdb';
 import { inquiry } from './inquiry';
 import type { LogicalUnit } from './lu';
@@ -463,6 +474,18 @@ export const COMMANDS: readonly CommandSpec[] = [
     ...writeSameMaps(0x93, 0x01, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, GROUP, 0),
     dataOutLength: sbc.writeSameDataOutLength,
     exec: sbc.writeSame,
+  },
+  {
+    // Bytes 10-11 (ATOMIC BOUNDARY) are outside the map: no atomic boundaries are offered (Block Limits).
+    opcode: Opcode.WRITE_ATOMIC_16,
+    name: 'WRITE ATOMIC(16)',
+    reservation: 'write',
+    cdbLength: 16,
+    usage: fixed(0x9c, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0, FF, FF, GROUP, 0),
+    available: (lu) => lu.atomicWrites !== null,
+    dataOutLength: writeAtomicDataOutLength,
+    precheck: checkWriteAtomic,
+    exec: writeAtomic16,
   },
   {
     opcode: Opcode.SERVICE_ACTION_IN_16,

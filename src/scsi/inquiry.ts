@@ -120,7 +120,6 @@ function blockLimits(lu: LogicalUnit): Buffer {
   const l = lu.limits;
   body[0] = 0x00; // WSNZ = 0: WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 runs to the end of the medium
   body[1] = l.maxCompareAndWriteBlocks; // MAXIMUM COMPARE AND WRITE LENGTH
-  // No WRITE ATOMIC: the ATOMIC fields (bytes 44..63) stay zero (see commands.ts).
   body.writeUInt16BE(Math.min(0xffff, l.granularityBlocks), 2);
   body.writeUInt32BE(l.maxTransferBlocks, 4);
   body.writeUInt32BE(l.optimalTransferBlocks, 8);
@@ -133,6 +132,13 @@ function blockLimits(lu: LogicalUnit): Buffer {
   }
   body.writeUInt32BE(0, 32);
   body.writeUInt32BE(l.maxWriteSameBlocks, 36); // MAXIMUM WRITE SAME LENGTH (low half of 8 bytes)
+  if (l.maxAtomicTransferBlocks > 0) {
+    // Page bytes 44..63 (WRITE ATOMIC, atomic-write.ts): whole physical blocks up to the maximum, and
+    // MAXIMUM ATOMIC TRANSFER LENGTH WITH ATOMIC BOUNDARY / MAXIMUM ATOMIC BOUNDARY SIZE zero: no boundaries.
+    body.writeUInt32BE(l.maxAtomicTransferBlocks, 40);
+    body.writeUInt32BE(l.atomicUnitBlocks, 44); // ATOMIC ALIGNMENT
+    body.writeUInt32BE(l.atomicUnitBlocks, 48); // ATOMIC TRANSFER LENGTH GRANULARITY
+  }
   return vpdPage(lu, 0xb0, body);
 }
 

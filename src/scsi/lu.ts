@@ -5,6 +5,7 @@
  * I_T nexus, reservations, range locks, the reset epoch).
  */
 import type { Backstore } from '../backstore/types';
+import { NullBackstore } from '../backstore/null';
 import type { LuFaultCounters } from '../metrics/counters';
 import { log } from '../util/log';
 import type { Asc } from './constants';
@@ -90,6 +91,11 @@ export interface LogicalUnitOptions {
   removable?: boolean;
   /** Where the persistent reservation state is kept while APTPL is in effect (src/scsi/pr-aptpl.ts); none: not kept. */
   prFile?: string;
+  /**
+   * The WRITE ATOMIC(16) journal directory (src/backstore/atomic-journal.ts). Given: the command is offered,
+   * journaled. Not given: offered only on the null backstore (nothing is stored, so nothing can be torn).
+   */
+  atomicJournalDir?: string;
 }
 
 /** The backstore operation behind a fault. */
@@ -106,6 +112,14 @@ export interface LuLimits {
   granularityBlocks: number;
   /** MAXIMUM COMPARE AND WRITE LENGTH (blocks, 1..255). */
   maxCompareAndWriteBlocks: number;
+  /** MAXIMUM ATOMIC TRANSFER LENGTH (blocks); 0 where WRITE ATOMIC(16) is not offered. */
+  maxAtomicTransferBlocks: number;
+  /**
+   * ATOMIC ALIGNMENT and ATOMIC TRANSFER LENGTH GRANULARITY (blocks): the physical block (granularityBlocks).
+   * An atomic write then covers whole physical blocks, so a host crash in the middle of a device's
+   * read-modify-write of a physical block (512e) can only hurt blocks its journal record holds and replays.
+   */
+  atomicUnitBlocks: number;
   maxUnmapBlocks: number;
   maxUnmapDescriptors: number;
   maxWriteSameBlocks: number;
@@ -135,6 +149,12 @@ export class LogicalUnit {
   readonly removable: boolean;
   /** The APTPL file of this LU (LogicalUnitOptions.prFile). */
   readonly prFile?: string;
+  /**
+   * How WRITE ATOMIC(16) is offered: through the journal in atomicJournalDir; 'trivial' on the null backstore,
+   * which stores nothing (every read returns zeros, so no reader can see part of a write); null: not offered.
+   */
+  readonly atomicWrites: 'journal' | 'trivial' | null;
+  readonly atomicJournalDir?: string;
   private readonly faults?: LuFaultCounters;
 
   constructor(
@@ -155,6 +175,8 @@ export class LogicalUnit {
       // At most 128 KiB compared (255 blocks of 512 bytes, 32 of 4096): the compare buffer and the write are
       // held under the range lock, which stops every other write to the stripes it covers.
       maxCompareAndWriteBlocks: Math.min(255, blocks(128 * 1024)),
+      maxAtomicTransferBlocks: 0,
+      atomicUnitBlocks: 0,
       maxUnmapBlocks: opts.maxUnmapBlocks ?? 1024 * 1024,
       maxUnmapDescriptors: opts.maxUnmapDescriptors ?? 256,
       maxWriteSameBlocks: opts.maxWriteSameBlocks ?? 0xffff,
@@ -168,6 +190,23 @@ export class LogicalUnit {
     this.removable = this.type === 'cd' || opts.removable === true;
     if (this.type === 'cd' && !backstore.readOnly) throw new Error('a cd LU needs a read-only backstore');
     this.prFile = opts.prFile;
+    this.atomicJournalDir = opts.atomicJournalDir;
+    const nullStore = backstore instanceof NullBackstore;
+    this.atomicWrites =
+      this.type !== 'disk'
+        ? null
+        : opts.atomicJournalDir !== undefined
+          ? 'journal'
+          : nullStore
+            ? 'trivial'
+            : null;
+    // 1 MiB per atomic write: the record is written twice (journal, then in place) and held in the range lock.
+    if (this.atomicWrites !== null) {
+      const unit = this.limits.granularityBlocks;
+      const max = Math.min(this.limits.maxTransferBlocks, blocks(1024 * 1024));
+      this.limits.atomicUnitBlocks = unit;
+      this.limits.maxAtomicTransferBlocks = max - (max % unit);
+    }
     backstore.onFault = (e) => this.ioFault(null, e);
   }
 

@@ -25,11 +25,15 @@ interface AptplFile {
   reservation: PrDoc['reservation'];
 }
 
+/** A file name for per-LU state under stateDir: the serial itself when safe as a name, else a hash of it. */
+export function serialFileName(serial: string): string {
+  const safe = /^[A-Za-z0-9._-]{1,64}$/.test(serial) && !serial.startsWith('.');
+  return safe ? serial : createHash('sha256').update(serial).digest('hex').slice(0, 32);
+}
+
 /** The APTPL file of the LU with this unit serial number. */
 export function aptplPath(stateDir: string, serial: string): string {
-  const safe = /^[A-Za-z0-9._-]{1,64}$/.test(serial) && !serial.startsWith('.');
-  const name = safe ? serial : createHash('sha256').update(serial).digest('hex').slice(0, 32);
-  return path.join(stateDir, 'pr', `${name}.json`);
+  return path.join(stateDir, 'pr', `${serialFileName(serial)}.json`);
 }
 
 function fsyncDir(dir: string): void {

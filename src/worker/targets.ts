@@ -84,6 +84,7 @@ async function openLuns(
         type: l.type,
         removable: l.removable,
         prFile: l.prFile,
+        atomicJournalDir: l.atomicJournalDir,
       }),
     );
   }

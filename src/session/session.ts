@@ -38,9 +38,15 @@ export class Session {
     this.expCmdSN = initialCmdSN >>> 0;
   }
 
-  /** I_T nexus identifier (SAM): initiator port (name + ISID) and target port. */
+  private nexusName: string | undefined;
+
+  /**
+   * I_T nexus identifier (SAM): initiator port (name + ISID) and target port. Built once: every command looks
+   * it up in its LU's maps, and a string made anew each time would be hashed anew each time.
+   */
   get nexus(): string {
-    return `${this.initiatorName},i,0x${this.isid}|${this.target?.name ?? ''}`;
+    this.nexusName ??= `${this.initiatorName},i,0x${this.isid}|${this.target?.name ?? ''}`;
+    return this.nexusName;
   }
 
   get maxCmdSN(): number {

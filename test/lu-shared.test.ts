@@ -10,6 +10,7 @@ import { Worker } from 'node:worker_threads';
 import {
   FLAG_SWP,
   LuShared,
+  MAX_NEXUS,
   PR_CAPACITY,
   PrCapacityError,
   UA,
@@ -211,4 +212,14 @@ test("two real worker threads: plain writes never land inside the other thread's
   const overlaps = await Promise.all([run(1), run(2)]);
   t.deepEqual(overlaps, [0, 0], 'no plain write ran inside an atomic section');
   t.is(new Int32Array(counter)[0], 1200, 'no lost update: no plain write landed inside an atomic section');
+});
+
+test('past MAX_NEXUS nexuses on one LU a new one gets no slot (-1) and no unit attention; a freed slot is reused', (t) => {
+  const [w1, w2] = twoWorkers();
+  for (let i = 0; i < MAX_NEXUS; i++) t.true(w1.slotOf(`iqn.n${i},i,0x1|iqn.t`) >= 0);
+  t.is(w2.slotOf(N2), -1);
+  w1.establish(UA.BUS_DEVICE_RESET);
+  t.false(w2.hasUnitAttention(N2));
+  w1.releaseNexus('iqn.n7,i,0x1|iqn.t');
+  t.true(w2.slotOf(N2) >= 0, 'a slot freed by a session that ended is taken');
 });

@@ -90,7 +90,7 @@ export const FLAG_SANITIZE_AUSE = 1 << 4;
 
 /** Lanes are counter rows: 0 is the portal thread, 1..256 workers (src/metrics/counters.ts MAX_ROWS). */
 export const MAX_LANES = 257;
-/** I_T nexuses that can use one LU at once; a nexus beyond that gets no unit attentions (logged). */
+/** I_T nexuses that can use one LU at once; a nexus beyond that gets no unit attentions (LogicalUnit.noteNexus logs it). */
 export const MAX_NEXUS = 512;
 /** Stripes of the LBA space for range locks; a stripe is STRIPE_BYTES of the medium, taken modulo NSTRIPES. */
 export const NSTRIPES = 16;

@@ -266,7 +266,13 @@ export class LogicalUnit {
 
   /** Remember an I_T nexus so that later unit attentions reach it. */
   noteNexus(nexus: string): void {
-    this.shared.slotOf(nexus);
+    if (this.shared.slotOf(nexus) < 0)
+      // Every slot is taken (MAX_NEXUS I_T nexuses on this LU): this one is served but hears no unit attention.
+      log.warn('LU has no slot left for another I_T nexus: it gets no unit attentions', {
+        target: this.identity.targetName,
+        lun: this.identity.lun,
+        nexus,
+      });
   }
 
   /** Establish a unit attention for every I_T nexus using the LU (on any worker) except `except`. */

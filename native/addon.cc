@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -120,6 +121,28 @@ napi_value Dup(napi_env env, napi_callback_info info) {
   }
   napi_value out;
   napi_create_int32(env, nfd, &out);
+  return out;
+}
+
+// peerCredentials(fd): [pid, uid, gid] of the process at the other end of a Unix socket (SO_PEERCRED), as
+// the kernel recorded them at connect(): who is asking, whatever the socket file's permissions let through.
+napi_value PeerCredentials(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  if (!ArgFd(env, info, &fd)) return nullptr;
+  struct ucred cred {};
+  socklen_t len = sizeof(cred);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    ThrowErrno(env, errno, "getsockopt(SO_PEERCRED)");
+    return nullptr;
+  }
+  napi_value out, v;
+  napi_create_array_with_length(env, 3, &out);
+  napi_create_int64(env, cred.pid, &v);
+  napi_set_element(env, out, 0, v);
+  napi_create_int64(env, cred.uid, &v);
+  napi_set_element(env, out, 1, v);
+  napi_create_int64(env, cred.gid, &v);
+  napi_set_element(env, out, 2, v);
   return out;
 }
 
@@ -246,6 +269,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   SetFunction(e, ex, "lseekHole", LseekHole);
   SetFunction(e, ex, "allocAligned", AllocAligned);
   SetFunction(e, ex, "isAligned", IsAligned);
+  SetFunction(e, ex, "peerCredentials", PeerCredentials);
   RegisterRing(e, ex);
   RegisterCopy(env, exports);
   return exports;

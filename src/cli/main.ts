@@ -12,6 +12,7 @@ import {
 import { startTarget } from '../portal/portal';
 import { log } from '../util/log';
 import { prepareBackingFiles } from '../backstore/prepare';
+import { ADMIN_USAGE, adminCommand } from './admin';
 
 /** `nodetgt provision`: one line per LU, exit status 0 when every LU is ready. */
 function provision(config: Config): void {
@@ -31,11 +32,14 @@ function provision(config: Config): void {
 
 const USAGE = `usage: nodetgt serve [options]
        nodetgt provision [options]
+${ADMIN_USAGE}
 
   serve                 start the target
   provision             provision the configured LUs and exit: create missing backing files, each with a new
                         identity, also for a LU whose file disappeared (which serve leaves offline), and print
                         each LU's state and serial
+  show sessions         list the sessions of a running target, a row per connection (--json: as JSON)
+  session close TSIH    end a session of a running target (all its connections)
 
   --config FILE         JSON configuration file (see README); flags below override it
   --portal HOST:PORT    listen address (repeatable; default 0.0.0.0:3260)
@@ -170,6 +174,10 @@ export function main(argv: string[]): void {
   ) {
     process.stdout.write(USAGE);
     process.exitCode = cmd === undefined ? 2 : 0;
+    return;
+  }
+  if (cmd === 'show' || cmd === 'session') {
+    void adminCommand(cmd, rest).then((code) => (process.exitCode = code));
     return;
   }
   if (cmd !== 'serve' && cmd !== 'provision') {

@@ -3,6 +3,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { parseSize } from '../util/size';
 import { parseCidr } from '../portal/acl';
+import { controlSocketPath } from '../admin/protocol';
 
 export interface LunConfig {
   lun: number;
@@ -76,6 +77,8 @@ export interface Config {
   queueDepth: number;
   /** Where the provisioning records of the LUs (their identity) are kept. */
   stateDir: string;
+  /** The control socket's path (`nodetgt show`, `session close`), or null for none. Default <stateDir>/control.sock. */
+  controlSocket: string | null;
   /** Admission limits and timeouts that bound what one client can hold. */
   limits: LimitsConfig;
   /** Unsent bytes queued on a connection past which it stops reading and taking new commands. */
@@ -290,6 +293,7 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
       'nopInTimeout',
       'queueDepth',
       'stateDir',
+      'controlSocket',
       'limits',
       'sendHighWater',
       'sendTimeout',
@@ -300,6 +304,12 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
   );
   if (o.stateDir !== undefined && (typeof o.stateDir !== 'string' || o.stateDir === ''))
     fail('config', "'stateDir' must be a directory path");
+  if (
+    o.controlSocket !== undefined &&
+    o.controlSocket !== false &&
+    (typeof o.controlSocket !== 'string' || o.controlSocket === '')
+  )
+    fail('config', "'controlSocket' must be a socket path, or false for none");
   let slots = 0;
   const portals = strList(o.portals ?? ['0.0.0.0:3260'], 'config.portals').map((p) => parsePortal(p));
   if (portals.length === 0) fail('config.portals', 'at least one portal is required');
@@ -348,6 +358,14 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
     nopInTimeout: optInt(o, 'nopInTimeout', 30, 1, 3600, 'config'),
     queueDepth: optInt(o, 'queueDepth', 128, 1, 4096, 'config'),
     stateDir: path.resolve(baseDir, (o.stateDir as string | undefined) ?? '.nodetgt'),
+    controlSocket:
+      o.controlSocket === false
+        ? null
+        : path.resolve(
+            baseDir,
+            (o.controlSocket as string | undefined) ??
+              controlSocketPath((o.stateDir as string | undefined) ?? '.nodetgt'),
+          ),
     limits: normalizeLimits(o.limits),
     sendHighWater: optInt(o, 'sendHighWater', 4 * MIB, 64 * 1024, 1024 * MIB, 'config'),
     sendTimeout: optInt(o, 'sendTimeout', 30, 1, 3600, 'config'),

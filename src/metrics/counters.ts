@@ -43,6 +43,9 @@ export const COUNTERS = [
   'fdExhausted',
   'partialPduTimeouts',
   'workerDeaths',
+  // administration (issue 9)
+  'controlRequests',
+  'controlRefused',
 ] as const;
 
 export type CounterName = (typeof COUNTERS)[number];

@@ -44,6 +44,8 @@ const HELP: Record<CounterName, [string, 'counter' | 'gauge']> = {
   fdExhausted: ['Times the process ran out of file descriptors (EMFILE/ENFILE)', 'counter'],
   partialPduTimeouts: ['Connections dropped for holding a partial PDU past the timeout', 'counter'],
   workerDeaths: ['Worker threads that died and were replaced', 'counter'],
+  controlRequests: ['Requests served on the control socket (nodetgt show, session close)', 'counter'],
+  controlRefused: ['Control socket connections refused: not the user running the target', 'counter'],
 };
 
 const LU_HELP: Record<LuFault, [string, string, 'counter' | 'gauge']> = {

@@ -31,6 +31,7 @@ interface Binding {
   crc32cImpls(): Crc32cImpl[];
   crc32cImpl: Crc32cImpl;
   dup(fd: number): number;
+  peerCredentials(fd: number): [number, number, number];
   blockDeviceSize(fd: number): number;
   logicalBlockSize(fd: number): number;
   lseekData(fd: number, offset: number): number;
@@ -114,6 +115,12 @@ export function crc32cWith(impl: Crc32cImpl, buf: ArrayBufferView, prev = 0): nu
 /** fcntl(fd, F_DUPFD_CLOEXEC): another descriptor for the same open file. */
 export function dup(fd: number): number {
   return binding.dup(fd);
+}
+
+/** Who is at the other end of a connected Unix socket (SO_PEERCRED): its pid, uid and gid at connect(). */
+export function peerCredentials(fd: number): { pid: number; uid: number; gid: number } {
+  const [pid, uid, gid] = binding.peerCredentials(fd);
+  return { pid, uid, gid };
 }
 
 /** Size in bytes of a block device (ioctl BLKGETSIZE64). */

@@ -17,6 +17,8 @@ import {
 } from '../metrics/counters';
 import { log } from '../util/log';
 import { dup } from '../native';
+import { startControlServer } from './control';
+import type { AdminResult, AdminTask } from '../admin/protocol';
 import { allocateLuShared, releaseLane, type LuSharedMemory } from '../scsi/lu-shared';
 import { loadPrState, seedPr } from '../scsi/pr-aptpl';
 import { recoverAtomicJournals, type AtomicRecoveryReport } from '../backstore/atomic-journal';
@@ -365,6 +367,40 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
   // A worker error with no task to fail comes here; without a listener it would end the process.
   pool.on('error', (e: Error) => log.error('worker pool error', { error: e.message }));
 
+  // The control socket: requests about sessions go to every worker (each knows only its own) and are merged.
+  const askWorkers = async (task: AdminTask): Promise<AdminResult[]> => {
+    const answers = await Promise.all(
+      pool!.threads.map((w) => {
+        const hint: RouteHint = { threadId: w.threadId, key: null, chosen: 0 };
+        const copy = { ...task } as AdminTask & Record<symbol, unknown>;
+        copy[Piscina.queueOptionsSymbol] = hint;
+        const done = () => {
+          // The balancer counted it as a connection of the worker it chose: it is not one.
+          const n = (connsPerWorker.get(hint.chosen) ?? 1) - 1;
+          if (n <= 0) connsPerWorker.delete(hint.chosen);
+          else connsPerWorker.set(hint.chosen, n);
+        };
+        return (pool!.run(copy) as Promise<AdminResult>).finally(done);
+      }),
+    );
+    // A worker that was gone by then had its task run by another: keep one answer per worker.
+    const seen = new Set<number>();
+    return answers.filter((a) => !seen.has(a.worker) && seen.add(a.worker));
+  };
+  let control: net.Server | null = null;
+  if (config.controlSocket) {
+    try {
+      control = await startControlServer(config.controlSocket, {
+        askWorkers,
+        count: (what) => portalRow.inc(what),
+      });
+      log.info('control socket listening', { path: config.controlSocket });
+    } catch (e) {
+      // The target serves without it: sessions matter more than the administration channel.
+      log.error('control socket not available', { path: config.controlSocket, error: (e as Error).message });
+    }
+  }
+
   for (const a of addresses)
     log.info('portal listening', { address: `${a.address}:${a.port}`, workers: threads });
 
@@ -384,6 +420,7 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
       closing = true;
       reserve.close();
       metricsServer?.server.close();
+      control?.close();
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       await pool!.destroy();
     },

@@ -106,8 +106,21 @@ export class Connection {
     socket.on('close', () => this.onClose());
   }
 
+  /** Bytes the portal read before the hand-over (not in socket.bytesRead). */
+  private fedBytes = 0;
+
+  /** Bytes received on this connection, the portal's first read included. */
+  get bytesIn(): number {
+    return this.fedBytes + this.socket.bytesRead;
+  }
+
+  get bytesOut(): number {
+    return this.socket.bytesWritten;
+  }
+
   /** Bytes the portal read before the hand-over go through the parser first. */
   feed(initial: Buffer): void {
+    this.fedBytes += initial.length;
     if (initial.length) this.onData(initial);
   }
 

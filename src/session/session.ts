@@ -23,6 +23,8 @@ export class Session {
   /** Connections whose socket stopped draining: while any does, the window does not open further. */
   private windowHolds = 0;
   private heldMaxCmdSN = 0;
+  /** Date.now() at login (`nodetgt show sessions` reports the age). */
+  readonly createdAt = Date.now();
 
   constructor(
     readonly tsih: number,

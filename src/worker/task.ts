@@ -4,6 +4,7 @@ import type { CounterShared } from '../metrics/counters';
 import type { RoutingShared } from '../portal/routing';
 import type { AdmissionShared, Ticket } from '../portal/admission';
 import type { LuSharedMemory } from '../scsi/lu-shared';
+import type { AdminTask } from '../admin/protocol';
 
 export interface WorkerInit {
   config: Config;
@@ -44,7 +45,7 @@ export interface TestKillTask {
   how: 'throw' | 'exit';
 }
 
-export type WorkerTask = ConnectionTask | ConfigTask | TestKillTask;
+export type WorkerTask = ConnectionTask | ConfigTask | TestKillTask | AdminTask;
 
 /** The routing hint the portal attaches to a task (read by the pool's load balancer). */
 export interface RouteHint {

@@ -14,6 +14,8 @@ import type { TestKillTask, WorkerInit, WorkerTask } from './task';
 import { TargetRegistry } from './targets';
 import { endPendingLogin } from '../portal/admission';
 import { PartialPduWatch } from './partial-pdu';
+import { adminRequest } from '../admin/worker-admin';
+import type { AdminResult } from '../admin/protocol';
 
 const SLAB = 4 * 1024 * 1024;
 const MIN_READ = 512 * 1024;
@@ -38,7 +40,7 @@ class SlabReader {
   }
 }
 
-async function init(): Promise<(task: WorkerTask) => Promise<number>> {
+async function init(): Promise<(task: WorkerTask) => Promise<number | AdminResult>> {
   const data = workerData as WorkerInit;
   const row = claimRow(data.counters, threadId);
   // The counter row is also this thread's lane in every LU's shared state.
@@ -46,7 +48,8 @@ async function init(): Promise<(task: WorkerTask) => Promise<number>> {
   await targets.openAll();
   const ctx = new WorkerContext(data.config, targets, new TsihTable(data.routing), row, threadId);
   const partial = new PartialPduWatch(data.config.limits.partialPduTimeout * 1000, ctx.counters);
-  return async (task: WorkerTask): Promise<number> => {
+  return async (task: WorkerTask): Promise<number | AdminResult> => {
+    if (task.kind === 'admin') return adminRequest(ctx, task);
     if (task.kind === 'test-kill') {
       testKill(task);
       return threadId;

@@ -1138,8 +1138,16 @@ export class TestInitiator {
   }
 }
 
+/** A key the target sent that wants an answer: not one of its declarations (RFC 7143 sec. 13). */
 function isProposal(k: string): boolean {
-  return !['TargetPortalGroupTag', 'TargetAlias', 'TargetAddress', 'TargetName'].includes(k);
+  return ![
+    'TargetPortalGroupTag',
+    'TargetAlias',
+    'TargetAddress',
+    'TargetName',
+    // Declarative: the target's own limit. Echoing it would declare it as ours.
+    'MaxRecvDataSegmentLength',
+  ].includes(k);
 }
 
 export function defaultOperationalKeys(): Array<[string, string]> {

@@ -1,0 +1,47 @@
+/**
+ * A worker's side of the control socket: what it knows of its own sessions (they live on it alone) and
+ * closing one of them. The portal asks every worker and merges the answers (src/portal/control.ts).
+ */
+import type { WorkerContext } from '../worker/context';
+import { log } from '../util/log';
+import type { AdminResult, AdminTask, SessionInfo } from './protocol';
+
+export function adminRequest(ctx: WorkerContext, task: AdminTask): AdminResult {
+  if (task.op === 'sessions') return { worker: ctx.threadId, sessions: sessionRows(ctx) };
+  const s = ctx.sessions.get(task.tsih);
+  if (!s || s.ended) return { worker: ctx.threadId, closed: 0 };
+  log.info('session closed by the operator', { tsih: s.tsih, initiator: s.initiatorName });
+  ctx.endSession(s);
+  return { worker: ctx.threadId, closed: 1 };
+}
+
+function sessionRows(ctx: WorkerContext): SessionInfo[] {
+  const now = Date.now();
+  const rows: SessionInfo[] = [];
+  for (const s of ctx.sessions.all()) {
+    for (const c of s.connections.values()) {
+      rows.push({
+        target: s.target?.name ?? '',
+        tsih: s.tsih,
+        isid: s.isid,
+        initiator: s.initiatorName,
+        type: s.type,
+        cid: c.cid,
+        peer: c.peer,
+        state: c.phase,
+        headerDigest: c.headerDigest ? 'CRC32C' : 'None',
+        dataDigest: c.dataDigest ? 'CRC32C' : 'None',
+        maxRecvDataSegmentLength: {
+          initiator: s.params.initiatorMaxRecvDataSegmentLength,
+          target: s.params.targetMaxRecvDataSegmentLength,
+        },
+        maxBurstLength: s.params.maxBurstLength,
+        worker: ctx.threadId,
+        ageSeconds: Math.round((now - s.createdAt) / 1000),
+        bytesIn: c.bytesIn,
+        bytesOut: c.bytesOut,
+      });
+    }
+  }
+  return rows;
+}

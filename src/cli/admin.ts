@@ -1,0 +1,153 @@
+/**
+ * `nodetgt show sessions` and `nodetgt session close TSIH`: the CLI side of the control socket
+ * (src/portal/control.ts). The socket is found from --socket, else from --config (its controlSocket, or its
+ * state directory's), else from --state-dir, else ./.nodetgt/control.sock.
+ */
+import * as net from 'node:net';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { normalizeConfig } from '../config/schema';
+import {
+  controlSocketPath,
+  type ControlAnswer,
+  type ControlRequest,
+  type SessionInfo,
+} from '../admin/protocol';
+
+export const ADMIN_USAGE = `       nodetgt show sessions [--json] [--socket PATH | --config FILE | --state-dir DIR]
+       nodetgt session close TSIH [--socket PATH | --config FILE | --state-dir DIR]`;
+
+interface AdminArgs {
+  words: string[];
+  json: boolean;
+  socket: string;
+}
+
+function parseAdminArgs(argv: string[]): AdminArgs {
+  const words: string[] = [];
+  let json = false;
+  let socket: string | undefined;
+  let config: string | undefined;
+  let stateDir: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--json') json = true;
+    else if (a === '--socket') socket = value();
+    else if (a === '--config') config = value();
+    else if (a === '--state-dir') stateDir = value();
+    else if (a.startsWith('-')) throw new Error(`unknown option ${a}`);
+    else words.push(a);
+  }
+  if (!socket && config) {
+    const file = path.resolve(config);
+    const c = normalizeConfig(JSON.parse(fs.readFileSync(file, 'utf8')), path.dirname(file));
+    socket = c.controlSocket ?? undefined;
+    if (!socket) throw new Error(`${file} has no control socket (controlSocket: false)`);
+  }
+  socket ??= path.resolve(controlSocketPath(stateDir ?? '.nodetgt'));
+  return { words, json, socket };
+}
+
+function request(socket: string, req: ControlRequest): Promise<ControlAnswer> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(socket);
+    let buf = '';
+    c.setEncoding('utf8');
+    c.once('connect', () => c.write(`${JSON.stringify(req)}\n`));
+    c.on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      c.end();
+      try {
+        resolve(JSON.parse(buf.slice(0, nl)) as ControlAnswer);
+      } catch {
+        reject(new Error('the target answered something that is not JSON'));
+      }
+    });
+    c.once('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EACCES')
+        reject(new Error(`${socket}: permission denied (only the user running the target may use it)`));
+      else if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED')
+        reject(new Error(`${socket}: no target is running there (${e.code})`));
+      else reject(new Error(`${socket}: ${e.message}`));
+    });
+    c.once('close', () => reject(new Error(`${socket}: the target closed the connection without an answer`)));
+  });
+}
+
+function sessionTable(rows: readonly SessionInfo[]): string {
+  const head = ['TARGET', 'TSIH', 'ISID', 'INITIATOR', 'CID', 'PEER', 'STATE', 'DIGESTS', 'MRDSL I/T'];
+  head.push('MAXBURST', 'WORKER', 'AGE', 'BYTES IN', 'BYTES OUT');
+  const lines = rows.map((r) => [
+    r.target || '(discovery)',
+    String(r.tsih),
+    r.isid,
+    r.initiator,
+    String(r.cid),
+    r.peer,
+    r.state,
+    `${r.headerDigest === 'CRC32C' ? 'H' : '-'}${r.dataDigest === 'CRC32C' ? 'D' : '-'}`,
+    `${r.maxRecvDataSegmentLength.initiator}/${r.maxRecvDataSegmentLength.target}`,
+    String(r.maxBurstLength),
+    `t${r.worker}`,
+    `${r.ageSeconds}s`,
+    String(r.bytesIn),
+    String(r.bytesOut),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const fmt = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]))
+      .join('  ')
+      .trimEnd();
+  return [fmt(head), ...lines.map(fmt)].join('\n') + '\n';
+}
+
+/** Runs `show ...` / `session ...`; resolves to the exit status. */
+export async function adminCommand(cmd: 'show' | 'session', argv: string[]): Promise<number> {
+  let args: AdminArgs;
+  try {
+    args = parseAdminArgs(argv);
+  } catch (e) {
+    process.stderr.write(`nodetgt: ${(e as Error).message}\nusage:\n${ADMIN_USAGE}\n`);
+    return 2;
+  }
+  let req: ControlRequest;
+  if (cmd === 'show' && args.words[0] === 'sessions' && args.words.length === 1)
+    req = { op: 'show', what: 'sessions' };
+  else if (
+    cmd === 'session' &&
+    args.words[0] === 'close' &&
+    /^\d+$/.test(args.words[1] ?? '') &&
+    args.words.length === 2
+  )
+    req = { op: 'session-close', tsih: Number(args.words[1]) };
+  else {
+    process.stderr.write(
+      `nodetgt: ${[cmd, ...args.words].join(' ')}: not a command\nusage:\n${ADMIN_USAGE}\n`,
+    );
+    return 2;
+  }
+  try {
+    const a = await request(args.socket, req);
+    if (!a.ok) {
+      process.stderr.write(`nodetgt: ${a.error}\n`);
+      return 1;
+    }
+    if (req.op === 'show')
+      process.stdout.write(
+        args.json ? `${JSON.stringify(a.sessions ?? [], null, 1)}\n` : sessionTable(a.sessions ?? []),
+      );
+    else process.stdout.write(`closed session ${req.tsih}\n`);
+    return 0;
+  } catch (e) {
+    process.stderr.write(`nodetgt: ${(e as Error).message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * The control socket: a Unix socket (mode 0600, owned by the user running the target) on which
+ * `nodetgt show sessions` and `nodetgt session close` talk to a running target, in the spirit of tgtadm.
+ *
+ * Two locks on the door: the file's mode keeps other users from connecting at all, and each connection's
+ * peer credentials (SO_PEERCRED) are checked, so that a socket whose mode was loosened by hand still
+ * serves only the target's own user (and root). A refusal is logged and counted (controlRefused).
+ *
+ * The portal thread knows no sessions: it asks every worker (an 'admin' task routed to each) and merges.
+ */
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { peerCredentials } from '../native';
+import { log } from '../util/log';
+import type { AdminResult, AdminTask, ControlAnswer, ControlRequest, SessionInfo } from '../admin/protocol';
+
+export interface ControlDeps {
+  /** Run the task on every live worker; one answer per worker. */
+  askWorkers(task: AdminTask): Promise<AdminResult[]>;
+  count(what: 'controlRequests' | 'controlRefused'): void;
+}
+
+const MAX_LINE = 64 * 1024;
+
+/** Who may ask: the target's own user, and root. */
+export function controlAllowed(peerUid: number, ownUid = process.getuid?.() ?? 0): boolean {
+  return peerUid === ownUid || peerUid === 0;
+}
+
+export async function startControlServer(file: string, deps: ControlDeps): Promise<net.Server> {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  await removeStale(file);
+  const server = net.createServer((socket) => serve(socket, deps));
+  // The socket file is created with the process umask: make it 0600 from the start, not after a chmod.
+  const umask = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(file, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } finally {
+    process.umask(umask);
+  }
+  fs.chmodSync(file, 0o600);
+  server.on('error', (e) => log.error('control socket error', { error: e.message }));
+  return server;
+}
+
+/** A socket file left by a target that died: nobody answers on it. One that answers is another target's. */
+async function removeStale(file: string): Promise<void> {
+  if (!fs.existsSync(file)) return;
+  const live = await new Promise<boolean>((resolve) => {
+    const c = net.connect(file);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+  if (live)
+    throw new Error(`control socket ${file} is in use: another target runs with this state directory`);
+  fs.unlinkSync(file);
+}
+
+function serve(socket: net.Socket, deps: ControlDeps): void {
+  socket.on('error', () => undefined);
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  let uid = -1;
+  let pid = 0;
+  try {
+    if (typeof fd === 'number') ({ uid, pid } = peerCredentials(fd));
+  } catch {
+    uid = -1;
+  }
+  if (!controlAllowed(uid)) {
+    deps.count('controlRefused');
+    log.warn('control socket: request refused, not the user running the target', { uid, pid });
+    answer(socket, { ok: false, error: 'permission denied: only the user running the target may use it' });
+    socket.end();
+    return;
+  }
+  let buf = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => {
+    buf += chunk;
+    if (buf.length > MAX_LINE) {
+      answer(socket, { ok: false, error: 'request too long' });
+      socket.destroy();
+      return;
+    }
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line.trim()) void handle(line, deps).then((a) => answer(socket, a));
+    }
+  });
+}
+
+function answer(socket: net.Socket, a: ControlAnswer): void {
+  if (!socket.destroyed) socket.write(`${JSON.stringify(a)}\n`);
+}
+
+async function handle(line: string, deps: ControlDeps): Promise<ControlAnswer> {
+  let req: ControlRequest;
+  try {
+    req = JSON.parse(line) as ControlRequest;
+  } catch {
+    return { ok: false, error: 'not JSON' };
+  }
+  deps.count('controlRequests');
+  try {
+    if (req.op === 'show' && req.what === 'sessions') {
+      const results = await deps.askWorkers({ kind: 'admin', op: 'sessions' });
+      const sessions: SessionInfo[] = results.flatMap((r) => r.sessions ?? []);
+      sessions.sort((a, b) => a.target.localeCompare(b.target) || a.tsih - b.tsih || a.cid - b.cid);
+      return { ok: true, sessions };
+    }
+    if (req.op === 'session-close' && Number.isInteger(req.tsih) && req.tsih > 0 && req.tsih < 65536) {
+      const results = await deps.askWorkers({ kind: 'admin', op: 'session-close', tsih: req.tsih });
+      const closed = results.reduce((n, r) => n + (r.closed ?? 0), 0);
+      return closed ? { ok: true, closed } : { ok: false, error: `no session with TSIH ${req.tsih}` };
+    }
+    return { ok: false, error: `unknown request ${JSON.stringify(req).slice(0, 200)}` };
+  } catch (e) {
+    return { ok: false, error: (e as Error).message };
+  }
+}

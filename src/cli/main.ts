@@ -9,10 +9,38 @@ import {
   DEFAULT_TARGET_NAME,
   type Config,
 } from '../config/schema';
-import { startTarget } from '../portal/portal';
+import { startTarget, type RunningTarget } from '../portal/portal';
 import { log } from '../util/log';
 import { prepareBackingFiles } from '../backstore/prepare';
 import { ADMIN_USAGE, adminCommand } from './admin';
+
+/**
+ * SIGHUP: read the configuration file again (with the same command-line overrides) and apply what can change
+ * live; a file that does not validate changes nothing and the target goes on as it was.
+ */
+async function reloadConfig(running: RunningTarget, args: ServeArgs): Promise<void> {
+  if (!args.config) {
+    log.warn('SIGHUP: no configuration file to reload (started without --config)');
+    return;
+  }
+  let next: Config;
+  try {
+    next = buildConfig(args);
+  } catch (e) {
+    log.error('SIGHUP: configuration not reloaded, the running one stays', { error: (e as Error).message });
+    return;
+  }
+  try {
+    const plan = await running.reload(next);
+    log.info('SIGHUP: configuration reloaded', {
+      applied: plan.applied.join('; ') || 'nothing changed live',
+      ...(plan.needsRestart.length ? { needsRestart: plan.needsRestart.join('; ') } : {}),
+    });
+    for (const d of plan.needsRestart) log.warn('SIGHUP: not applied until a restart', { change: d });
+  } catch (e) {
+    log.error('SIGHUP: reload failed', { error: (e as Error).message });
+  }
+}
 
 /** `nodetgt provision`: one line per LU, exit status 0 when every LU is ready. */
 function provision(config: Config): void {
@@ -186,8 +214,10 @@ export function main(argv: string[]): void {
     return;
   }
   let config: Config;
+  let args: ServeArgs;
   try {
-    config = buildConfig(parseServeArgs(rest));
+    args = parseServeArgs(rest);
+    config = buildConfig(args);
   } catch (e) {
     process.stderr.write(`nodetgt: ${(e as Error).message}\n`);
     if (e instanceof UsageError) process.stderr.write(USAGE);
@@ -220,6 +250,7 @@ export function main(argv: string[]): void {
       };
       process.on('SIGINT', () => stop('SIGINT'));
       process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGHUP', () => void reloadConfig(running, args));
     },
     (e: Error) => {
       process.stderr.write(`nodetgt: ${e.message}\n`);

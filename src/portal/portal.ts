@@ -19,6 +19,7 @@ import { log } from '../util/log';
 import { dup } from '../native';
 import { startControlServer } from './control';
 import type { AdminResult, AdminTask } from '../admin/protocol';
+import { planReload, type ReloadPlan } from './reload';
 import { allocateLuShared, releaseLane, type LuSharedMemory } from '../scsi/lu-shared';
 import { loadPrState, seedPr } from '../scsi/pr-aptpl';
 import { recoverAtomicJournals, type AtomicRecoveryReport } from '../backstore/atomic-journal';
@@ -35,7 +36,14 @@ import { LoginStatus } from '../pdu/opcodes';
 import { createRoutingShared, TsihTable, type RoutingShared } from './routing';
 import { prepareBackingFiles } from '../backstore/prepare';
 import { GAUGES, startMetricsServer } from '../metrics/http';
-import type { ConnectionTask, RouteHint, TestKillTask, WorkerInit, WorkerTask } from '../worker/task';
+import type {
+  ConfigTask,
+  ConnectionTask,
+  RouteHint,
+  TestKillTask,
+  WorkerInit,
+  WorkerTask,
+} from '../worker/task';
 
 /** Descriptors held back for when the process runs out (see FdReserve). */
 const FD_RESERVE = 4;
@@ -58,6 +66,11 @@ export interface RunningTarget {
    * started with NODETGT_TEST_HOOKS=1.
    */
   killWorkerForTest(threadId: number, how: TestKillTask['how']): void;
+  /**
+   * Apply a reloaded configuration (SIGHUP): what can change live reaches every worker; the rest is returned
+   * as needing a restart (src/portal/reload.ts). The running configuration takes the live changes only.
+   */
+  reload(next: Config): Promise<ReloadPlan>;
   close(): Promise<void>;
 }
 
@@ -368,11 +381,14 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
   pool.on('error', (e: Error) => log.error('worker pool error', { error: e.message }));
 
   // The control socket: requests about sessions go to every worker (each knows only its own) and are merged.
-  const askWorkers = async (task: AdminTask): Promise<AdminResult[]> => {
+  const askWorkers = async <T extends AdminTask | ConfigTask>(
+    task: T,
+  ): Promise<Array<T extends AdminTask ? AdminResult : number>> => {
+    type R = T extends AdminTask ? AdminResult : number;
     const answers = await Promise.all(
       pool!.threads.map((w) => {
         const hint: RouteHint = { threadId: w.threadId, key: null, chosen: 0 };
-        const copy = { ...task } as AdminTask & Record<symbol, unknown>;
+        const copy = { ...task } as T & Record<symbol, unknown>;
         copy[Piscina.queueOptionsSymbol] = hint;
         const done = () => {
           // The balancer counted it as a connection of the worker it chose: it is not one.
@@ -380,12 +396,13 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
           if (n <= 0) connsPerWorker.delete(hint.chosen);
           else connsPerWorker.set(hint.chosen, n);
         };
-        return (pool!.run(copy) as Promise<AdminResult>).finally(done);
+        return (pool!.run(copy) as Promise<R>).finally(done);
       }),
     );
     // A worker that was gone by then had its task run by another: keep one answer per worker.
     const seen = new Set<number>();
-    return answers.filter((a) => !seen.has(a.worker) && seen.add(a.worker));
+    const worker = (a: R) => (typeof a === 'number' ? a : (a as AdminResult).worker);
+    return answers.filter((a) => !seen.has(worker(a)) && seen.add(worker(a)));
   };
   let control: net.Server | null = null;
   if (config.controlSocket) {
@@ -413,6 +430,17 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     workerThreadIds: () => pool!.threads.map((t) => t.threadId),
     tsihsOwnedBy: (threadId) => tsihs.ownedBy(threadId),
     admitted: () => ({ total: admission.total, pending: admission.pendingCount() }),
+    async reload(next: Config): Promise<ReloadPlan> {
+      const plan = planReload(config, next);
+      if (plan.live.length) {
+        await askWorkers({ kind: 'config', targets: plan.live });
+        for (const l of plan.live) {
+          const t = config.targets.find((x) => x.name === l.name);
+          if (t) Object.assign(t, { acl: l.acl, alias: l.alias });
+        }
+      }
+      return plan;
+    },
     killWorkerForTest(threadId, how) {
       runTask({ kind: 'test-kill', how }, { threadId, key: null, chosen: 0 }, null);
     },

@@ -1,5 +1,5 @@
 /** What the portal thread hands to a worker: the start-up data once, then one task per connection. */
-import type { Config } from '../config/schema';
+import type { Config, TargetConfig } from '../config/schema';
 import type { CounterShared } from '../metrics/counters';
 import type { RoutingShared } from '../portal/routing';
 import type { AdmissionShared, Ticket } from '../portal/admission';
@@ -31,9 +31,10 @@ export interface ConnectionTask {
   loginDeadline?: number;
 }
 
+/** A configuration reload: what changes live in every worker (src/portal/reload.ts). */
 export interface ConfigTask {
   kind: 'config';
-  config: Config;
+  targets: Array<Pick<TargetConfig, 'name' | 'acl' | 'alias'>>;
 }
 
 /**

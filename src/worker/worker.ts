@@ -50,6 +50,10 @@ async function init(): Promise<(task: WorkerTask) => Promise<number | AdminResul
   const partial = new PartialPduWatch(data.config.limits.partialPduTimeout * 1000, ctx.counters);
   return async (task: WorkerTask): Promise<number | AdminResult> => {
     if (task.kind === 'admin') return adminRequest(ctx, task);
+    if (task.kind === 'config') {
+      targets.applyLive(task.targets);
+      return threadId;
+    }
     if (task.kind === 'test-kill') {
       testKill(task);
       return threadId;

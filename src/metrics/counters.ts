@@ -43,6 +43,9 @@ export const COUNTERS = [
   'fdExhausted',
   'partialPduTimeouts',
   'workerDeaths',
+  // authentication (issue 9)
+  'tgtLoginRateLimited',
+  'authBlockedAddresses',
 ] as const;
 
 export type CounterName = (typeof COUNTERS)[number];

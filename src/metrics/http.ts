@@ -44,6 +44,11 @@ const HELP: Record<CounterName, [string, 'counter' | 'gauge']> = {
   fdExhausted: ['Times the process ran out of file descriptors (EMFILE/ENFILE)', 'counter'],
   partialPduTimeouts: ['Connections dropped for holding a partial PDU past the timeout', 'counter'],
   workerDeaths: ['Worker threads that died and were replaced', 'counter'],
+  tgtLoginRateLimited: [
+    'Logins refused unheard because their address failed authentication too often (see limits.authFailuresPerAddress)',
+    'counter',
+  ],
+  authBlockedAddresses: ['Addresses whose logins are refused for now after authentication failures', 'gauge'],
 };
 
 const LU_HELP: Record<LuFault, [string, string, 'counter' | 'gauge']> = {

@@ -14,6 +14,7 @@ import type { TestKillTask, WorkerInit, WorkerTask } from './task';
 import { TargetRegistry } from './targets';
 import { endPendingLogin } from '../portal/admission';
 import { PartialPduWatch } from './partial-pdu';
+import { authFailureChannel } from '../portal/auth-limit';
 
 const SLAB = 4 * 1024 * 1024;
 const MIN_READ = 512 * 1024;
@@ -45,6 +46,9 @@ async function init(): Promise<(task: WorkerTask) => Promise<number>> {
   const targets = new TargetRegistry(data.config, data.counters, { memory: data.lus, lane: row.row });
   await targets.openAll();
   const ctx = new WorkerContext(data.config, targets, new TsihTable(data.routing), row, threadId);
+  const authFailures = authFailureChannel(data.authChannel);
+  authFailures.unref();
+  ctx.onAuthFailure = (address) => authFailures.postMessage(address);
   const partial = new PartialPduWatch(data.config.limits.partialPduTimeout * 1000, ctx.counters);
   return async (task: WorkerTask): Promise<number> => {
     if (task.kind === 'test-kill') {

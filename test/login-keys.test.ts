@@ -660,13 +660,17 @@ test('a key twice in one request is a protocol error', (t) => {
   );
 });
 
-test('a key negotiated or declared again later in the same login is a protocol error', (t) => {
+test('a key negotiated again, or declared again with another value, later in the same login is a protocol error', (t) => {
   const n = neg();
   ok(t, n, [['MaxBurstLength', '65536']]);
   fails(t, n.process([['MaxBurstLength', '131072']], 'operational'), /twice/);
   const m = neg();
   ok(t, m, [['InitiatorName', 'iqn.a']], 'security');
-  fails(t, m.process([['InitiatorName', 'iqn.a']], 'operational'));
+  fails(t, m.process([['InitiatorName', 'iqn.b']], 'operational'), /twice/);
+  // The same declaration repeated (libiscsi after CHAP, issue 9 item 6) is accepted.
+  const r = neg();
+  ok(t, r, [['InitiatorName', 'iqn.a']], 'security');
+  ok(t, r, [['InitiatorName', 'iqn.a']], 'operational');
   const d = neg();
   ok(t, d, [['HeaderDigest', 'None']]);
   fails(t, d.process([['HeaderDigest', 'None']], 'operational'));

@@ -6,7 +6,9 @@ import {
   defaultConfigObject,
   normalizeConfig,
   parsePortal,
+  shortSecrets,
   DEFAULT_TARGET_NAME,
+  LOOPBACK_NETWORKS,
   type Config,
 } from '../config/schema';
 import { startTarget, type RunningTarget } from '../portal/portal';
@@ -191,6 +193,27 @@ export function buildConfig(args: ServeArgs, cwd = process.cwd()): Config {
   return normalizeConfig(raw, baseDir);
 }
 
+/** What the operator should hear at start-up about who may log in; never a secret. */
+export function accessWarnings(args: ServeArgs, config: Config, cwd = process.cwd()): string[] {
+  const out: string[] = [];
+  if (!args.config)
+    out.push(
+      `no --config: only initiators on this host (${LOOPBACK_NETWORKS.join(', ')}) may log in; ` +
+        'to serve other hosts, start with a config file whose target has an acl or auth (see README)',
+    );
+  for (const where of shortSecrets(config))
+    out.push(
+      `CHAP secret at ${where} is shorter than 12 characters (the Windows initiator requires 12 to 16)`,
+    );
+  const hasSecrets = !!config.discoveryAuth || config.targets.some((t) => t.auth);
+  if (args.config && hasSecrets) {
+    const file = path.resolve(cwd, args.config);
+    if ((fs.statSync(file).mode & 0o077) !== 0)
+      out.push(`config file ${file} holds CHAP secrets and is readable by group or others (chmod 600 it)`);
+  }
+  return out;
+}
+
 export function main(argv: string[]): void {
   const [cmd, ...rest] = argv;
   if (
@@ -228,6 +251,7 @@ export function main(argv: string[]): void {
     provision(config);
     return;
   }
+  for (const w of accessWarnings(args, config)) log.warn(w);
   startTarget(config).then(
     (running) => {
       for (const t of config.targets)

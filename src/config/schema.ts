@@ -48,11 +48,27 @@ export interface AclConfig {
   networks: string[];
 }
 
+/** A CHAP name and secret (RFC 7143 12.1.3). */
+export interface ChapAccount {
+  user: string;
+  secret: string;
+}
+
+/** CHAP for a target or for discovery sessions. */
+export interface AuthConfig {
+  /** Accounts an initiator may prove (any one of them). */
+  incoming: ChapAccount[];
+  /** The target's own name and secret, for initiators that authenticate the target too (mutual CHAP). */
+  outgoing?: ChapAccount;
+}
+
 export interface TargetConfig {
   name: string;
   alias?: string;
   luns: LunConfig[];
   acl: AclConfig;
+  /** CHAP required to log in to this target; absent = no authentication. */
+  auth?: AuthConfig;
 }
 
 export interface PortalConfig {
@@ -65,6 +81,8 @@ export interface Config {
   /** Worker threads; 0 = number of cores. */
   workers: number;
   targets: TargetConfig[];
+  /** CHAP required for discovery sessions (separate from every target's); absent = none. */
+  discoveryAuth?: AuthConfig;
   /** Target Portal Group Tag announced at login and in SendTargets. */
   portalGroupTag: number;
   /** "host:port" of the Prometheus endpoint, or null for none. */
@@ -105,6 +123,12 @@ export interface LimitsConfig {
   partialPduTimeout: number;
   /** Descriptors kept free: a connection accepted into the last ones (by RLIMIT_NOFILE) is closed. */
   fdHeadroom: number;
+  /** Authentication failures from one address within authFailureWindow after which its logins are refused. */
+  authFailuresPerAddress: number;
+  /** Seconds over which authentication failures are counted. */
+  authFailureWindow: number;
+  /** Seconds an address's logins are refused once it reached authFailuresPerAddress. */
+  authBlockTime: number;
 }
 
 const MIB = 1024 * 1024;
@@ -299,6 +323,7 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
       'sendTimeout',
       'rejectGapTimeout',
       'maxUnsolicitedBytes',
+      'discoveryAuth',
     ],
     'config',
   );
@@ -319,7 +344,7 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
   const targets = o.targets.map((t, i): TargetConfig => {
     const where = `config.targets[${i}]`;
     const to = asObject(t, where);
-    checkKeys(to, ['name', 'alias', 'luns', 'acl'], where);
+    checkKeys(to, ['name', 'alias', 'luns', 'acl', 'auth'], where);
     if (typeof to.name !== 'string' || !IQN_RE.test(to.name))
       fail(where, `'name' must be an iSCSI name (iqn.YYYY-MM.reversed.domain[:id], eui.* or naa.*)`);
     const name = to.name.toLowerCase();
@@ -340,6 +365,7 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
     return {
       name,
       alias: to.alias as string | undefined,
+      ...(to.auth === undefined ? {} : { auth: normalizeAuth(to.auth, `${where}.auth`) }),
       luns,
       acl: {
         initiators: strList(acl.initiators, `${where}.acl.initiators`).map((s) => s.toLowerCase()),
@@ -371,7 +397,55 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
     sendTimeout: optInt(o, 'sendTimeout', 30, 1, 3600, 'config'),
     rejectGapTimeout: optInt(o, 'rejectGapTimeout', 5, 1, 3600, 'config'),
     maxUnsolicitedBytes: optInt(o, 'maxUnsolicitedBytes', 64 * MIB, 64 * 1024, 4096 * MIB, 'config'),
+    ...(o.discoveryAuth === undefined
+      ? {}
+      : { discoveryAuth: normalizeAuth(o.discoveryAuth, 'config.discoveryAuth') }),
   };
+}
+
+/** Secrets shorter than this draw a warning: the Windows initiator requires 12 to 16 characters. */
+export const CHAP_SECRET_WARN_LENGTH = 12;
+
+/** Messages never quote a secret: only where it is and what is wrong with it. */
+function normalizeAccount(raw: unknown, where: string): ChapAccount {
+  const o = asObject(raw, where);
+  checkKeys(o, ['user', 'secret'], where);
+  if (typeof o.user !== 'string' || o.user === '') fail(where, "'user' must be a non-empty string");
+  if (typeof o.secret !== 'string') fail(where, "'secret' must be a string");
+  if (o.secret === '') fail(where, "'secret' must not be empty (an empty CHAP secret authenticates anyone)");
+  return { user: o.user, secret: o.secret };
+}
+
+/** A target's `auth` or the top-level `discoveryAuth`: { incoming: [{ user, secret }, ...], outgoing? }. */
+export function normalizeAuth(raw: unknown, where: string): AuthConfig {
+  const o = asObject(raw, where);
+  checkKeys(o, ['incoming', 'outgoing'], where);
+  if (!Array.isArray(o.incoming) || o.incoming.length === 0)
+    fail(where, "'incoming' must be a non-empty list of { user, secret }");
+  const incoming = o.incoming.map((a, i) => normalizeAccount(a, `${where}.incoming[${i}]`));
+  const users = new Set<string>();
+  for (const a of incoming) {
+    if (users.has(a.user)) fail(where, `duplicate incoming user '${a.user}'`);
+    users.add(a.user);
+  }
+  if (o.outgoing === undefined) return { incoming };
+  return { incoming, outgoing: normalizeAccount(o.outgoing, `${where}.outgoing`) };
+}
+
+/** Where a CHAP secret is short enough to warn about (never the secret itself). */
+export function shortSecrets(config: Config): string[] {
+  const out: string[] = [];
+  const check = (auth: AuthConfig | undefined, where: string): void => {
+    if (!auth) return;
+    auth.incoming.forEach((a, i) => {
+      if (a.secret.length < CHAP_SECRET_WARN_LENGTH) out.push(`${where}.incoming[${i}] (user '${a.user}')`);
+    });
+    if (auth.outgoing && auth.outgoing.secret.length < CHAP_SECRET_WARN_LENGTH)
+      out.push(`${where}.outgoing (user '${auth.outgoing.user}')`);
+  };
+  config.targets.forEach((t, i) => check(t.auth, `config.targets[${i}].auth`));
+  check(config.discoveryAuth, 'config.discoveryAuth');
+  return out;
 }
 
 /**
@@ -386,6 +460,8 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
  * - 30 s partial PDU: the largest PDU (16 MiB) at 10 Mbit/s takes 13 s; a slower sender is not honest.
  * - 32 descriptors of headroom: what a replacement worker (event loop, io_uring ring, LUN files), a metrics
  *   scrape and the log need, so that running out of descriptors stays a refusal and never a failure.
+ * - 10 authentication failures a minute from one address, then a minute of refusals: a person mistyping a
+ *   secret, or initiators behind one NAT retrying, stay under it; guessing a secret becomes hopeless.
  */
 function normalizeLimits(raw: unknown): LimitsConfig {
   const where = 'config.limits';
@@ -399,6 +475,9 @@ function normalizeLimits(raw: unknown): LimitsConfig {
       'loginTimeout',
       'partialPduTimeout',
       'fdHeadroom',
+      'authFailuresPerAddress',
+      'authFailureWindow',
+      'authBlockTime',
     ],
     where,
   );
@@ -418,15 +497,30 @@ function normalizeLimits(raw: unknown): LimitsConfig {
     loginTimeout: optInt(o, 'loginTimeout', 15, 1, 3600, where),
     partialPduTimeout: optInt(o, 'partialPduTimeout', 30, 1, 3600, where),
     fdHeadroom: optInt(o, 'fdHeadroom', 32, 0, 1 << 20, where),
+    authFailuresPerAddress: optInt(o, 'authFailuresPerAddress', 10, 1, 1 << 20, where),
+    authFailureWindow: optInt(o, 'authFailureWindow', 60, 1, 86400, where),
+    authBlockTime: optInt(o, 'authBlockTime', 60, 1, 86400, where),
   };
 }
 
 export const DEFAULT_TARGET_NAME = 'iqn.2026-11.io.nodetgt:default';
 
-/** The embedded default of `npm start`: one target, one 1 GiB sparse LUN under ./data, portal 0.0.0.0:3260. */
+/** Initiators the embedded default lets in: this host only, until a config file sets an ACL or CHAP. */
+export const LOOPBACK_NETWORKS = ['127.0.0.0/8', '::1/128'];
+
+/**
+ * The embedded default of `npm start`: one target, one 1 GiB sparse LUN under ./data, portal 0.0.0.0:3260, open
+ * to loopback initiators only (a writable disk on every interface must not be anyone's by default).
+ */
 export function defaultConfigObject(): Record<string, unknown> {
   return {
     portals: ['0.0.0.0:3260'],
-    targets: [{ name: DEFAULT_TARGET_NAME, luns: [{ lun: 0, path: 'data/lun0.img', size: '1G' }] }],
+    targets: [
+      {
+        name: DEFAULT_TARGET_NAME,
+        luns: [{ lun: 0, path: 'data/lun0.img', size: '1G' }],
+        acl: { networks: LOOPBACK_NETWORKS },
+      },
+    ],
   };
 }

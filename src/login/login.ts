@@ -8,20 +8,31 @@ import { LoginStage, LoginStatus } from '../pdu/opcodes';
 import { Negotiator, type NegotiatedParams, type TargetOffer } from './negotiator';
 import { parseTextData, encodeTextData } from './text';
 
-/** A security-stage authenticator (CHAP plugs in here). */
+/** Who logs in to what: an authenticator decides by it which accounts apply. */
+export interface AuthContext {
+  initiatorName: string;
+  targetName: string | null;
+  sessionType: 'Normal' | 'Discovery';
+}
+
+/** One security-stage answer; `failure` is a login status, `reason` (never a secret) goes to the log. */
+export interface AuthStep {
+  response: Array<[string, string]>;
+  done: boolean;
+  failure?: number;
+  reason?: string;
+}
+
+/** A security-stage authenticator (src/login/chap.ts plugs in here). */
 export interface Authenticator {
-  /** Methods offered, in preference order, e.g. ['CHAP', 'None']. */
-  readonly methods: string[];
+  /** Methods offered for this login, in preference order, e.g. ['CHAP'] or ['None']. */
+  methods(ctx: AuthContext): string[];
   /** Handle the security keys of one request after AuthMethod was chosen; `done` when the peer is authenticated. */
-  step(
-    method: string,
-    keys: Map<string, string>,
-    ctx: { initiatorName: string; targetName: string | null; sessionType: 'Normal' | 'Discovery' },
-  ): { response: Array<[string, string]>; done: boolean; failure?: number };
+  step(method: string, keys: Map<string, string>, ctx: AuthContext): AuthStep;
 }
 
 export const noAuthentication: Authenticator = {
-  methods: ['None'],
+  methods: () => ['None'],
   step: () => ({ response: [], done: true }),
 };
 
@@ -83,6 +94,8 @@ export class LoginHandler {
   private sessionType: 'Normal' | 'Discovery' = 'Normal';
   private target: LoginTargetInfo | null = null;
   private authMethod: string | null = null;
+  /** What the authenticator offers for this login's target (or discovery). */
+  private authMethods: string[] = ['None'];
   private authenticated = false;
   private sentFirstResponse = false;
   private pendingText: Buffer[] = [];
@@ -180,12 +193,8 @@ export class LoginHandler {
         this.authMethod = chosen;
       }
       if (this.authMethod !== null && this.authMethod !== 'None') {
-        const step = this.env.authenticator.step(this.authMethod, result.declarations, {
-          initiatorName: this.initiatorName,
-          targetName: this.target?.name ?? null,
-          sessionType: this.sessionType,
-        });
-        if (step.failure !== undefined) this.fail(step.failure, 'authentication failed');
+        const step = this.env.authenticator.step(this.authMethod, result.declarations, this.authContext());
+        if (step.failure !== undefined) this.fail(step.failure, step.reason ?? 'authentication failed');
         response.push(...step.response);
         if (step.done) this.authenticated = true;
       } else if (this.authMethod === 'None') {
@@ -193,7 +202,7 @@ export class LoginHandler {
       }
     } else if (!this.authenticated) {
       // The security stage was skipped: acceptable only when the target requires no authentication.
-      if (!this.env.authenticator.methods.includes('None'))
+      if (!this.authMethods.includes('None'))
         this.fail(LoginStatus.AuthenticationFailure, 'authentication required');
       this.authenticated = true;
     }
@@ -272,12 +281,26 @@ export class LoginHandler {
       if (!this.env.sessionHasRoom(req.tsih))
         this.fail(LoginStatus.TooManyConnections, 'MaxConnections reached');
     }
+    this.authMethods = this.env.authenticator.methods(this.authContext());
     this.negotiator = new Negotiator({
-      offer: this.env.offer,
+      offer: { ...this.env.offer, authMethods: this.authMethods },
       leading,
       sessionType: st,
       session: leading ? undefined : this.env.sessionParams(req.tsih),
     });
+  }
+
+  private authContext(): AuthContext {
+    return {
+      initiatorName: this.initiatorName,
+      targetName: this.target?.name ?? null,
+      sessionType: this.sessionType,
+    };
+  }
+
+  /** The initiator's name once the first request has been read ('' before), for logs. */
+  get initiator(): string {
+    return this.initiatorName;
   }
 
   private finish(req: LoginRequest, negotiator: Negotiator): LoginOutcome {

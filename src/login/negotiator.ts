@@ -208,6 +208,8 @@ export class Negotiator {
   private readonly values: NegotiatedParams;
   /** Keys the initiator has sent during this login: a second time is a protocol error. */
   private readonly seen = new Set<string>();
+  /** Values of the declarative keys seen in this login: one repeated unchanged is accepted (see processPairs). */
+  private readonly declared = new Map<string, string>();
   /** Keys we proposed and whose answer has not come yet, with the value we proposed. */
   private readonly outstanding = new Map<string, string>();
   /** Keys we proposed (answered or not): never proposed twice. */
@@ -327,10 +329,13 @@ export class Negotiator {
     const inLogin = stage !== 'ffp';
     this.lastStage = stage;
     const thisRequest = new Set<string>();
-    for (const [key] of pairs) {
+    for (const [key, value] of pairs) {
       if (thisRequest.has(key)) throw new ProtocolError(`key ${key} sent twice`);
       thisRequest.add(key);
-      if (inLogin && this.seen.has(key)) throw new ProtocolError(`key ${key} negotiated twice in one login`);
+      // libiscsi sends InitiatorName, TargetName and SessionType again in the operational stage after CHAP:
+      // a declaration repeated unchanged states nothing new; a changed one is still an error.
+      if (inLogin && this.seen.has(key) && this.declared.get(key) !== value)
+        throw new ProtocolError(`key ${key} negotiated twice in one login`);
     }
     // SessionType decides what else is relevant, whatever its place in the request.
     const st = pairs.find(([k]) => k === 'SessionType');
@@ -345,7 +350,10 @@ export class Negotiator {
     const slots: Array<[string, string] | undefined> = [];
     let deferred: { index: number; value: string } | undefined;
     for (const [key, value] of pairs) {
-      if (inLogin) this.seen.add(key);
+      if (inLogin) {
+        this.seen.add(key);
+        if (lookupKey(key)?.type === 'declarative') this.declared.set(key, value);
+      }
       if (key === 'FirstBurstLength' && !this.outstanding.has(key)) {
         const def = lookupKey(key) as KeyDef;
         const early = this.gate(def, key, value, stage);

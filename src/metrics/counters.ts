@@ -46,6 +46,9 @@ export const COUNTERS = [
   // administration (issue 9)
   'controlRequests',
   'controlRefused',
+  // authentication (issue 9)
+  'tgtLoginRateLimited',
+  'authBlockedAddresses',
 ] as const;
 
 export type CounterName = (typeof COUNTERS)[number];

@@ -46,6 +46,11 @@ const HELP: Record<CounterName, [string, 'counter' | 'gauge']> = {
   workerDeaths: ['Worker threads that died and were replaced', 'counter'],
   controlRequests: ['Requests served on the control socket (nodetgt show, session close)', 'counter'],
   controlRefused: ['Control socket connections refused: not the user running the target', 'counter'],
+  tgtLoginRateLimited: [
+    'Logins refused unheard because their address failed authentication too often (see limits.authFailuresPerAddress)',
+    'counter',
+  ],
+  authBlockedAddresses: ['Addresses whose logins are refused for now after authentication failures', 'gauge'],
 };
 
 const LU_HELP: Record<LuFault, [string, string, 'counter' | 'gauge']> = {

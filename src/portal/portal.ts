@@ -33,6 +33,8 @@ import {
   type Ticket,
 } from './admission';
 import { LoginStatus } from '../pdu/opcodes';
+import { randomUUID } from 'node:crypto';
+import { AuthFailureLimiter, authFailureChannel } from './auth-limit';
 import { createRoutingShared, TsihTable, type RoutingShared } from './routing';
 import { prepareBackingFiles } from '../backstore/prepare';
 import { GAUGES, startMetricsServer } from '../metrics/http';
@@ -154,7 +156,8 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
   const lus: LuSharedMemory[] = [];
   for (const t of config.targets) for (const l of t.luns) lus[l.slot] = allocateLuShared();
   for (const r of prState) if (r.doc !== null) seedPr(lus[r.slot], r.doc);
-  const init: WorkerInit = { config, counters, routing, admission: admissionShared, lus };
+  const authChannel = randomUUID();
+  const init: WorkerInit = { config, counters, routing, admission: admissionShared, lus, authChannel };
 
   const balancer = (task: { [k: symbol]: unknown }, workers: PiscinaWorker[]): PiscinaWorker | null => {
     const hint = task[Piscina.queueOptionsSymbol] as RouteHint | null;
@@ -221,8 +224,34 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     });
   };
 
+  // Authentication failures reported by the workers, counted per source address (src/portal/auth-limit.ts).
+  const limiter = AuthFailureLimiter.fromLimits(limits);
+  const authFailures = authFailureChannel(authChannel);
+  const updateBlockedGauge = () =>
+    portalRow.inc('authBlockedAddresses', limiter.blockedCount() - portalRow.get('authBlockedAddresses'));
+  authFailures.onmessage = (ev) => {
+    const address = (ev as MessageEvent).data as string;
+    if (limiter.failed(address))
+      log.warn('too many authentication failures: logins from this address are refused for a while', {
+        address,
+        failures: limits.authFailuresPerAddress,
+        seconds: limits.authBlockTime,
+      });
+    updateBlockedGauge();
+  };
+  const gaugeTimer = setInterval(updateBlockedGauge, 1000);
+  gaugeTimer.unref();
+
   const handOver = (socket: net.Socket, first: FirstLogin, ticket: Ticket) => {
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    if (limiter.blocked(socket.remoteAddress ?? '')) {
+      // Refused unheard (the log line was written when the address was blocked): the count shows the rest.
+      admission.end(ticket);
+      portalRow.inc('tgtLoginRateLimited');
+      socket.end(loginRefusal(first.bytes, LoginStatus.AuthenticationFailure));
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
+    }
     // Node has no public way to take a socket's descriptor; _handle.fd is read-only use of a stable field.
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (typeof fd !== 'number' || fd < 0) {
@@ -446,6 +475,8 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     },
     async close() {
       closing = true;
+      clearInterval(gaugeTimer);
+      authFailures.close();
       reserve.close();
       metricsServer?.server.close();
       control?.close();

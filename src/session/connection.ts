@@ -367,6 +367,7 @@ export class Connection {
       this.countLoginFailure(reply.status);
       log.warn('login rejected', {
         peer: this.peer,
+        initiator: this.login.initiator || '(not given)',
         status: `0x${reply.status.toString(16).padStart(4, '0')}`,
         reason: this.login.lastFailure?.message ?? '',
       });
@@ -403,8 +404,10 @@ export class Connection {
 
   private countLoginFailure(status: number): void {
     const c = this.ctx.counters;
-    if (status === LoginStatus.AuthenticationFailure) c.inc('tgtLoginAuthenticateFails');
-    else if (status === LoginStatus.AuthorizationFailure) c.inc('tgtLoginAuthorizeFails');
+    if (status === LoginStatus.AuthenticationFailure) {
+      c.inc('tgtLoginAuthenticateFails');
+      this.ctx.onAuthFailure(this.meta.remoteAddress);
+    } else if (status === LoginStatus.AuthorizationFailure) c.inc('tgtLoginAuthorizeFails');
     else if (status === LoginStatus.InitiatorError || status === LoginStatus.MissingParameter)
       c.inc('tgtLoginNegotiateFails');
     else c.inc('tgtLoginOtherFails');

@@ -8,7 +8,8 @@ import type { CounterRow } from '../metrics/counters';
 import { TsihTable } from '../portal/routing';
 import { LoginStatus } from '../pdu/opcodes';
 import { DEFAULT_TARGET_OFFER, type TargetOffer } from '../login/negotiator';
-import { noAuthentication, type LoginEnvironment, type LoginOutcome } from '../login/login';
+import type { LoginEnvironment, LoginOutcome } from '../login/login';
+import { ChapAuthenticator } from '../login/chap';
 import { Session, SessionTable } from '../session/session';
 import type { Connection } from '../session/connection';
 import { TargetRegistry } from './targets';
@@ -21,6 +22,8 @@ export class WorkerContext {
   readonly sessions = new SessionTable();
   readonly offer: TargetOffer = DEFAULT_TARGET_OFFER;
   private readonly coldResets = new BroadcastChannel(COLD_RESET_CHANNEL);
+  /** Told the source address of every login that failed authentication (the portal rate-limits it). */
+  onAuthFailure: (address: string) => void = () => undefined;
 
   constructor(
     public config: Config,
@@ -51,7 +54,12 @@ export class WorkerContext {
     return {
       portalGroupTag: this.config.portalGroupTag,
       offer: this.offer,
-      authenticator: noAuthentication,
+      // A new authenticator per connection: it holds this login's challenge.
+      authenticator: new ChapAuthenticator((ctx) =>
+        ctx.sessionType === 'Discovery'
+          ? this.config.discoveryAuth
+          : this.targets.get(ctx.targetName ?? '')?.config.auth,
+      ),
       lookupTarget: (name, initiatorName) => {
         const t = this.targets.get(name);
         if (!t) return 'not-found';

@@ -13,6 +13,8 @@ export interface WorkerInit {
   admission: AdmissionShared;
   /** Each LU's shared state, indexed by LunConfig.slot. */
   lus: LuSharedMemory[];
+  /** Name suffix of the channel authentication failures are reported on (src/portal/auth-limit.ts). */
+  authChannel: string;
 }
 
 export interface ConnectionTask {

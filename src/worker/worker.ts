@@ -16,6 +16,7 @@ import { endPendingLogin } from '../portal/admission';
 import { PartialPduWatch } from './partial-pdu';
 import { adminRequest } from '../admin/worker-admin';
 import type { AdminResult } from '../admin/protocol';
+import { authFailureChannel } from '../portal/auth-limit';
 
 const SLAB = 4 * 1024 * 1024;
 const MIN_READ = 512 * 1024;
@@ -47,6 +48,9 @@ async function init(): Promise<(task: WorkerTask) => Promise<number | AdminResul
   const targets = new TargetRegistry(data.config, data.counters, { memory: data.lus, lane: row.row });
   await targets.openAll();
   const ctx = new WorkerContext(data.config, targets, new TsihTable(data.routing), row, threadId);
+  const authFailures = authFailureChannel(data.authChannel);
+  authFailures.unref();
+  ctx.onAuthFailure = (address) => authFailures.postMessage(address);
   const partial = new PartialPduWatch(data.config.limits.partialPduTimeout * 1000, ctx.counters);
   return async (task: WorkerTask): Promise<number | AdminResult> => {
     if (task.kind === 'admin') return adminRequest(ctx, task);

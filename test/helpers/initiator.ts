@@ -48,6 +48,7 @@ import { Opcode, opcodeName, RESERVED_TAG, TmfFunction } from '../../src/pdu/opc
 import { encodeTextData, parseTextData } from '../../src/login/text';
 import { crc32cRef } from '../../src/pdu/crc32c-ref';
 import { lunField } from '../../src/scsi/lun';
+import { ChapInitiator, type ChapCredentials } from './chap-initiator';
 import { snLt } from '../../src/session/serial';
 
 export interface LoginOptions {
@@ -60,6 +61,8 @@ export interface LoginOptions {
   keys?: Array<[string, string]>;
   /** Start in the security stage with AuthMethod=None (as open-iscsi does). */
   security?: boolean;
+  /** Authenticate with CHAP in the security stage (mutual when `chap.mutual` is given). */
+  chap?: ChapCredentials;
 }
 
 export interface LoginResult {
@@ -827,7 +830,13 @@ export class TestInitiator {
     keys.push(['SessionType', o.sessionType ?? 'Normal']);
     if ((o.sessionType ?? 'Normal') === 'Normal') keys.push(['TargetName', o.targetName ?? '']);
     let csg = 1;
-    if (o.security) {
+    const chap = o.chap ? new ChapInitiator(o.chap) : null;
+    let transit = true;
+    if (chap) {
+      csg = 0;
+      transit = false;
+      keys.push(...chap.firstKeys());
+    } else if (o.security) {
       csg = 0;
       keys.push(['AuthMethod', 'None']);
     } else {
@@ -839,10 +848,10 @@ export class TestInitiator {
       const nsg = csg === 0 ? 1 : 3;
       this.send(
         encodeLoginRequest({
-          transit: true,
+          transit,
           continue: false,
           csg,
-          nsg,
+          nsg: transit ? nsg : 0,
           isid,
           tsih: o.tsih ?? 0,
           itt,
@@ -869,6 +878,10 @@ export class TestInitiator {
       }
       const status = (r.statusClass << 8) | r.statusDetail;
       if (status !== 0) return { isid, status, tsih: 0, keys: got };
+      const thisResponse = new Map(parsed.pairs);
+      if (chap && csg === 0) chap.verifyTarget(thisResponse);
+      if (chap && r.transit && !chap.done)
+        throw this.seen(this.violation('target left the security stage before CHAP'));
       if (r.transit && r.nsg === 3) {
         this.cmdSN = r.expCmdSN;
         this.headerDigest = got.get('HeaderDigest') === 'CRC32C';
@@ -893,7 +906,10 @@ export class TestInitiator {
       }
       if (r.transit && r.nsg === 1) {
         csg = 1;
+        transit = true;
         keys = o.keys ?? defaultOperationalKeys();
+      } else if (chap && csg === 0) {
+        ({ keys, transit } = chap.next(thisResponse));
       } else {
         keys = answers;
       }

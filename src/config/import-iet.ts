@@ -66,11 +66,12 @@ function parseLun(t: ImportedTarget, args: string[], line: number, ctx: Ctx): vo
     return;
   }
   const opts = new Map<string, string>();
-  for (const kv of args.slice(1).join('').split(',')) {
-    if (kv === '') continue;
-    const eq = kv.indexOf('=');
-    opts.set((eq < 0 ? kv : kv.slice(0, eq)).toLowerCase(), eq < 0 ? '' : kv.slice(eq + 1));
-  }
+  // Name=value pairs, comma-separated; a "quoted" value may hold commas.
+  for (const m of args
+    .slice(1)
+    .join('')
+    .matchAll(/([^,=]+)(?:=("[^"]*"|[^,]*))?/g))
+    opts.set(m[1].toLowerCase(), (m[2] ?? '').replace(/^"(.*)"$/, '$1'));
   const lun: ImportedLun = { lun: n };
   const type = (opts.get('type') ?? 'fileio').toLowerCase();
   if (type === 'nullio') {

@@ -113,7 +113,15 @@ function finishTarget(st: TargetState, warn: Warner, pathKind: (p: string) => Pa
   checkAclMix(st.t, st.line, warn);
 }
 
-function targetKey(st: TargetState, key: string, args: string[], line: number, warn: Warner): void {
+function directStore(p: string, line: number, warn: Warner): void {
+  warn.add(
+    line,
+    `direct-store ${p}: served as a backing store (nodetgt does not pass the device's identity through)`,
+  );
+}
+
+function targetKey(st: TargetState, name: string, args: string[], line: number, warn: Warner): void {
+  const key = name.toLowerCase();
   const v = args.join(' ');
   if (key === 'backing-store' || key === 'direct-store') {
     for (const p of args
@@ -135,7 +143,7 @@ function targetKey(st: TargetState, key: string, args: string[], line: number, w
       .filter(Boolean))
       if (!addAclEntry(st.t, e, line, warn)) st.open = true;
   } else if (!lunSetting(st.common, key, v, line, warn))
-    warn.add(line, `${key} ${v}: not converted (nodetgt has no per-target ${key})`);
+    warn.add(line, `${name} ${v}: not converted (nodetgt has no per-target ${name})`);
 }
 
 export function importTgt(text: string, opts: ImportOptions = {}): ImportResult {
@@ -161,6 +169,7 @@ export function importTgt(text: string, opts: ImportOptions = {}): ImportResult 
     } else if (open && /^(backing|direct)-store$/i.test(open[1]) && st !== null) {
       store = { path: (open[2] ?? '').trim(), line, own: {} };
       st.stores.push(store);
+      if (/^direct/i.test(open[1])) directStore(store.path, line, warn);
     } else if (close && /^(backing|direct)-store$/i.test(close[1])) store = null;
     else if (close && close[1].toLowerCase() === 'target') {
       if (st !== null) finishTarget(st, warn, pathKind);
@@ -169,7 +178,7 @@ export function importTgt(text: string, opts: ImportOptions = {}): ImportResult 
     else if (store !== null) {
       if (!lunSetting(store.own, w[0].toLowerCase(), w.slice(1).join(' '), line, warn))
         warn.add(line, `${w.join(' ')}: not converted (nodetgt has no such LUN setting)`);
-    } else if (st !== null) targetKey(st, w[0].toLowerCase(), w.slice(1), line, warn);
+    } else if (st !== null) targetKey(st, w[0], w.slice(1), line, warn);
     else if (!GLOBAL_IGNORED.has(w[0].toLowerCase()) || w[1] !== 'iscsi')
       warn.add(line, `${w.join(' ')}: global setting not converted`);
   });

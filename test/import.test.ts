@@ -213,8 +213,10 @@ test('end to end: imported ietd.conf and targets.conf served, iscsi-ls sees the 
     'a.img': 11 * MIB,
     'b.img': 13 * MIB,
   };
-  for (const [f, size] of Object.entries(sizes))
-    (fs.writeFileSync(path.join(dir, f), ''), fs.truncateSync(path.join(dir, f), size));
+  for (const [f, size] of Object.entries(sizes)) {
+    fs.writeFileSync(path.join(dir, f), '');
+    fs.truncateSync(path.join(dir, f), size);
+  }
   const derive = (name: string) => {
     const file = path.join(dir, name);
     // tgt accepts the sample's malformed first name; nodetgt does not (the unit test checks it is named).

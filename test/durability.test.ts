@@ -74,7 +74,7 @@ function startChild(port: number, lunFile: string): Promise<ChildTarget> {
       '--target',
       IQN,
       '--lun',
-      `${lunFile}:${LUN_SIZE}`,
+      `${lunFile}:${LUN_SIZE}B`,
       '--workers',
       '2',
       '--state-dir',

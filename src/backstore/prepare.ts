@@ -108,7 +108,6 @@ async function writeRecord(file: string, rec: LunRecord): Promise<void> {
 
 async function createSparse(where: string, l: LunConfig): Promise<void> {
   try {
-    await makeParents(path.dirname(l.path));
     const fh = await fs.promises.open(l.path, 'wx', 0o600);
     try {
       await fh.truncate(l.size);
@@ -120,6 +119,23 @@ async function createSparse(where: string, l: LunConfig): Promise<void> {
   }
 }
 
+/**
+ * The parent directory must exist: a typo in a path ("/srv/iscsl/vm1.img") would otherwise make a new tree and
+ * a blank disk where the operator meant an existing one.
+ */
+async function checkParent(where: string, l: LunConfig): Promise<void> {
+  const dir = path.dirname(l.path);
+  let st: fs.Stats;
+  try {
+    st = await fs.promises.stat(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new ConfigError(`${where}: parent directory ${dir} does not exist (nodetgt does not create it)`);
+    throw new ConfigError(`${where}: ${(e as Error).message}`);
+  }
+  if (!st.isDirectory()) throw new ConfigError(`${where}: ENOTDIR: ${dir} is not a directory`);
+}
+
 async function checkExisting(where: string, l: LunConfig, st: fs.Stats): Promise<void> {
   if (!st.isFile() && !st.isBlockDevice())
     throw new ConfigError(`${where}: not a regular file or block device`);
@@ -128,59 +144,99 @@ async function checkExisting(where: string, l: LunConfig, st: fs.Stats): Promise
   } catch {
     throw new ConfigError(`${where}: not ${l.readOnly ? 'readable' : 'readable and writable'} by this user`);
   }
+  // Opened once here, as the workers will: a device node without its device (ENXIO), a device held
+  // exclusively (EBUSY) fail now, with the LU named, rather than in a worker after "target ready".
+  try {
+    await (await fs.promises.open(l.path, l.readOnly ? 'r' : 'r+')).close();
+  } catch (e) {
+    throw new ConfigError(`${where}: cannot open: ${(e as Error).message}`);
+  }
   if (st.isFile() && l.size !== undefined && st.size !== l.size)
     throw new ConfigError(`${where}: existing file is ${st.size} bytes but the configured size is ${l.size}`);
 }
 
-async function prepareLun(
+/** What preparing one LU will do, decided without changing anything. */
+interface LunPlan {
+  target: string;
+  l: LunConfig;
+  where: string;
+  recFile: string;
+  rec: LunRecord | null;
+  /** The backing file is to be created. */
+  create: boolean;
+  state: LunReport['state'];
+  origin: LunRecord['origin'];
+  /** Set when the LU is left offline. */
+  offline?: string;
+}
+
+async function planLun(
   stateDir: string,
   target: string,
   l: LunConfig,
   opts: PrepareOptions,
-): Promise<LunReport> {
+): Promise<LunPlan> {
   const where =
     l.backstore === 'file' ? `target ${target} LUN ${l.lun} (${l.path})` : `target ${target} LUN ${l.lun}`;
   const recFile = recordFile(stateDir, target, l);
-  let rec = await readRecord(recFile);
-  let state: LunReport['state'] = 'ready';
-  let origin: LunRecord['origin'] = 'adopted';
-  if (l.backstore === 'file') {
-    let st: fs.Stats | null = null;
-    try {
-      st = await fs.promises.stat(l.path);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
-        throw new ConfigError(`${where}: ${(e as Error).message}`);
-    }
-    if (st === null) {
-      if (rec !== null && !opts.reprovision) {
-        l.offline =
-          `backing file ${l.path} has disappeared (LU provisioned ${rec.provisioned}, serial ${rec.serial}); ` +
-          'it is not re-created: restore the file, or run `nodetgt provision` to make a new blank LU';
-        return { target, lun: l.lun, state: 'offline', serial: rec.serial, reason: l.offline };
-      }
-      if (l.type === 'cd')
-        throw new ConfigError(
-          `${where}: the cd image does not exist (a cd LUN serves an existing ISO, never creates one)`,
-        );
-      if (l.size === undefined)
-        throw new ConfigError(`${where}: file does not exist and no size was given to create it`);
-      if (l.readOnly) throw new ConfigError(`${where}: a read-only LUN needs an existing file`);
-      await createSparse(where, l);
-      state = rec !== null ? 'reprovisioned' : 'created';
-      origin = 'created';
-      rec = null; // a new blank LU gets a new identity
-    } else {
-      await checkExisting(where, l, st);
-      if (rec === null) state = 'adopted';
-    }
-  } else if (rec === null) {
-    state = 'created';
-    origin = 'created';
+  const rec = await readRecord(recFile);
+  const plan: LunPlan = { target, l, where, recFile, rec, create: false, state: 'ready', origin: 'adopted' };
+  if (l.backstore !== 'file') {
+    if (rec === null) Object.assign(plan, { state: 'created', origin: 'created' });
+    return plan;
+  }
+  let st: fs.Stats | null = null;
+  try {
+    st = await fs.promises.stat(l.path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new ConfigError(`${where}: ${(e as Error).message}`);
+  }
+  if (st !== null) {
+    await checkExisting(where, l, st);
+    if (rec === null) plan.state = 'adopted';
+    return plan;
+  }
+  if (rec !== null && !opts.reprovision) {
+    plan.state = 'offline';
+    plan.offline =
+      `backing file ${l.path} has disappeared (LU provisioned ${rec.provisioned}, serial ${rec.serial}); ` +
+      'it is not re-created: restore the file, or run `nodetgt provision` to make a new blank LU';
+    return plan;
+  }
+  if (l.type === 'cd')
+    throw new ConfigError(
+      `${where}: the cd image does not exist (a cd LUN serves an existing ISO, never creates one)`,
+    );
+  if (l.size === undefined)
+    throw new ConfigError(`${where}: file does not exist and no size was given to create it`);
+  if (l.readOnly) throw new ConfigError(`${where}: a read-only LUN needs an existing file`);
+  await checkParent(where, l);
+  return { ...plan, create: true, state: rec !== null ? 'reprovisioned' : 'created', origin: 'created' };
+}
+
+/** What this run created, removed again when a later LU fails: a failed start leaves nothing half made. */
+interface Created {
+  files: string[];
+  records: string[];
+}
+
+async function applyPlan(p: LunPlan, made: Created): Promise<LunReport> {
+  const { l, target } = p;
+  if (p.offline !== undefined) {
+    l.offline = p.offline;
+    return { target, lun: l.lun, state: 'offline', serial: p.rec?.serial, reason: p.offline };
+  }
+  let rec = p.rec;
+  if (p.create) {
+    await createSparse(p.where, l);
+    made.files.push(l.path);
+    rec = null; // a new blank LU gets a new identity
   }
   const wanted = { serial: l.serial ?? rec?.serial, naa: l.naa ?? rec?.naa };
   if (rec === null || rec.serial !== wanted.serial || rec.naa !== wanted.naa) {
     const fresh = generateIdentity();
+    const isNew = p.rec === null;
     rec = {
       version: 1,
       target,
@@ -190,21 +246,45 @@ async function prepareLun(
       serial: wanted.serial ?? fresh.serial,
       naa: wanted.naa ?? fresh.naa,
       provisioned: rec?.provisioned ?? new Date().toISOString(),
-      origin: rec?.origin ?? origin,
+      origin: rec?.origin ?? p.origin,
     };
-    await writeRecord(recFile, rec);
+    await writeRecord(p.recFile, rec);
+    if (isNew) made.records.push(p.recFile);
   }
   l.identity = { serial: rec.serial, naa: rec.naa };
-  return { target, lun: l.lun, state, serial: rec.serial };
+  return { target, lun: l.lun, state: p.state, serial: rec.serial };
+}
+
+async function planAll(config: Config, opts: PrepareOptions): Promise<LunPlan[]> {
+  const plans: LunPlan[] = [];
+  for (const t of config.targets)
+    for (const l of t.luns) plans.push(await planLun(config.stateDir, t.name, l, opts));
+  return plans;
+}
+
+/**
+ * Everything start-up would refuse about the backing files (missing parents, unopenable paths, size
+ * mismatches), found without creating or writing anything: `nodetgt check-config`.
+ */
+export async function checkBackingFiles(config: Config): Promise<void> {
+  await planAll(config, {});
 }
 
 /**
  * Provision every configured LU: fills in `identity` on each LunConfig, or `offline` where the backing file of a
- * provisioned LU has disappeared (the LU is then not served). Throws ConfigError for what the operator must fix.
+ * provisioned LU has disappeared (the LU is then not served). Throws ConfigError for what the operator must fix,
+ * having checked every LU before changing anything and undone what it made when a change fails half-way.
  */
 export async function prepareBackingFiles(config: Config, opts: PrepareOptions = {}): Promise<LunReport[]> {
+  const plans = await planAll(config, opts);
+  const made: Created = { files: [], records: [] };
   const reports: LunReport[] = [];
-  for (const t of config.targets)
-    for (const l of t.luns) reports.push(await prepareLun(config.stateDir, t.name, l, opts));
+  try {
+    for (const p of plans) reports.push(await applyPlan(p, made));
+  } catch (e) {
+    for (const f of [...made.files, ...made.records])
+      await fs.promises.rm(f, { force: true }).catch(() => undefined);
+    throw e;
+  }
   return reports;
 }

@@ -13,7 +13,9 @@ import {
 } from '../config/schema';
 import { startTarget, type RunningTarget } from '../portal/portal';
 import { log } from '../util/log';
-import { prepareBackingFiles } from '../backstore/prepare';
+import { checkBackingFiles, prepareBackingFiles } from '../backstore/prepare';
+import { describeJsonError, settingLine } from '../config/json-location';
+import { importMain } from './import';
 import { ADMIN_USAGE, adminCommand } from './admin';
 
 /**
@@ -63,6 +65,8 @@ function provision(config: Config): void {
 const USAGE = `usage: nodetgt serve [options]
        nodetgt provision [options]
 ${ADMIN_USAGE}
+       nodetgt check-config FILE
+       nodetgt import FILE [--format iet|tgt] [--initiators-allow FILE] [--targets-allow FILE] [-o OUT]
 
   serve                 start the target
   provision             provision the configured LUs and exit: create missing backing files, each with a new
@@ -70,6 +74,11 @@ ${ADMIN_USAGE}
                         each LU's state and serial
   show sessions         list the sessions of a running target, a row per connection (--json: as JSON)
   session close TSIH    end a session of a running target (all its connections)
+  check-config FILE     validate a configuration file without starting anything (exit 0 valid, 2 not;
+                        the errors on stderr); backing paths are checked but nothing is created
+  import FILE           convert an IET ietd.conf or a tgt targets.conf (detected from the content, or
+                        --format) into a nodetgt JSON config on stdout (or -o OUT); what cannot be converted
+                        is listed on stderr with its line; exit 0 all converted, 1 converted with warnings
 
   --config FILE         JSON configuration file (see README); flags below override it
   --portal HOST:PORT    listen address (repeatable; default 0.0.0.0:3260)
@@ -170,12 +179,24 @@ export function buildConfig(args: ServeArgs, cwd = process.cwd()): Config {
     try {
       raw = JSON.parse(text) as Record<string, unknown>;
     } catch (e) {
-      throw new ConfigError(`config file ${file} is not valid JSON: ${(e as Error).message}`);
+      throw new ConfigError(`${file}:${describeJsonError(text, e as Error)} (not valid JSON)`);
     }
     baseDir = path.dirname(file);
+    try {
+      return normalizeConfig(applyFlags(raw, args, cwd), baseDir);
+    } catch (e) {
+      if (!(e instanceof ConfigError) || e.where === undefined) throw e;
+      const line = settingLine(text, e.where, e.key);
+      throw new ConfigError(`${file}${line === undefined ? '' : `:${line}`}: ${e.message}`, e.where, e.key);
+    }
   } else {
     raw = defaultConfigObject();
   }
+  return normalizeConfig(applyFlags(raw, args, cwd), baseDir);
+}
+
+/** The command-line flags override the file (or the embedded default). */
+function applyFlags(raw: Record<string, unknown>, args: ServeArgs, cwd: string): Record<string, unknown> {
   if (args.portals.length) {
     args.portals.forEach((p) => parsePortal(p));
     raw.portals = args.portals;
@@ -190,7 +211,31 @@ export function buildConfig(args: ServeArgs, cwd = process.cwd()): Config {
     if (args.luns.length) first.luns = args.luns.map((s, i) => lunFromFlag(s, i));
     raw.targets = [first, ...targets.slice(1)];
   }
-  return normalizeConfig(raw, baseDir);
+  return raw;
+}
+
+/** `nodetgt check-config FILE`: everything serve would refuse, without serving or creating anything. */
+function checkConfig(rest: string[]): void {
+  if (rest.length !== 1 || rest[0].startsWith('-')) {
+    process.stderr.write(`nodetgt: check-config takes one FILE\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  let config: Config;
+  try {
+    config = buildConfig({ config: rest[0], portals: [], luns: [] });
+  } catch (e) {
+    process.stderr.write(`nodetgt: ${(e as Error).message}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  checkBackingFiles(config).then(
+    () => process.stdout.write(`${rest[0]}: valid (${config.targets.length} target(s))\n`),
+    (e: Error) => {
+      process.stderr.write(`nodetgt: ${rest[0]}: ${e.message}\n`);
+      process.exitCode = 2;
+    },
+  );
 }
 
 /** What the operator should hear at start-up about who may log in; never a secret. */
@@ -231,6 +276,8 @@ export function main(argv: string[]): void {
     void adminCommand(cmd, rest).then((code) => (process.exitCode = code));
     return;
   }
+  if (cmd === 'check-config') return checkConfig(rest);
+  if (cmd === 'import') return importMain(rest, USAGE);
   if (cmd !== 'serve' && cmd !== 'provision') {
     process.stderr.write(`nodetgt: unknown command '${cmd}'\n${USAGE}`);
     process.exitCode = 2;
@@ -241,6 +288,9 @@ export function main(argv: string[]): void {
   try {
     args = parseServeArgs(rest);
     config = buildConfig(args);
+    // The embedded default's LUN lives in ./data, a directory no operator named: made here, since a LUN's
+    // missing parent directory is otherwise an error.
+    if (args.config === undefined && args.luns.length === 0) fs.mkdirSync('data', { recursive: true });
   } catch (e) {
     process.stderr.write(`nodetgt: ${(e as Error).message}\n`);
     if (e instanceof UsageError) process.stderr.write(USAGE);

@@ -133,12 +133,41 @@ export interface LimitsConfig {
 
 const MIB = 1024 * 1024;
 
-export class ConfigError extends Error {}
+/**
+ * What the operator must fix. `where` is the setting's place in the config ("config.targets[0].luns[1]") and
+ * `key` the setting in it, so that a config read from a file can be reported with the file's line.
+ */
+export class ConfigError extends Error {
+  constructor(
+    message: string,
+    readonly where?: string,
+    readonly key?: string,
+  ) {
+    super(message);
+  }
+}
 
 /** LUs over all targets (the per-LU counters have a row for each). */
 export const MAX_LUS = 4096;
 
-const IQN_RE = /^(iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[^\s]+)?|eui\.[0-9a-f]{16}|naa\.[0-9a-f]{16,32})$/i;
+const IQN_RE = /^iqn\.(\d{4})-(\d{2})\.[a-z0-9][a-z0-9.-]*(:\S+)?$/i;
+const EUI_NAA_RE = /^(eui\.[0-9a-f]{16}|naa\.([0-9a-f]{16}|[0-9a-f]{32}))$/i;
+
+/**
+ * Why `name` is not an iSCSI name (RFC 3720 3.2.6.3: iqn.YYYY-MM.reversed.domain[:anything], eui. + 16 hex
+ * digits, naa. + 16 or 32 hex digits), or null when it is one.
+ */
+export function iscsiNameProblem(name: string): string | null {
+  const m = IQN_RE.exec(name);
+  if (m) {
+    const month = Number(m[2]);
+    if (month < 1 || month > 12)
+      return `'${name}' has month ${m[2]} in its date (iqn.YYYY-MM, MM from 01 to 12)`;
+    return null;
+  }
+  if (EUI_NAA_RE.test(name)) return null;
+  return `'${name}' is not an iSCSI name (iqn.YYYY-MM.reversed.domain[:id], eui.<16 hex> or naa.<16 or 32 hex>)`;
+}
 
 export function parsePortal(text: string, defaultPort = 3260): PortalConfig {
   const m = /^\[([0-9a-f:.]+)\](?::(\d+))?$/i.exec(text) ?? /^([^:]+)(?::(\d+))?$/.exec(text);
@@ -150,7 +179,8 @@ export function parsePortal(text: string, defaultPort = 3260): PortalConfig {
 }
 
 function fail(where: string, msg: string): never {
-  throw new ConfigError(`${where}: ${msg}`);
+  // Messages about one setting start with its quoted name: that is the key a file line is looked up for.
+  throw new ConfigError(`${where}: ${msg}`, where, /^'(\w+)'/.exec(msg)?.[1]);
 }
 
 function asObject(v: unknown, where: string): Record<string, unknown> {
@@ -234,12 +264,15 @@ export function normalizeLun(raw: unknown, where: string, baseDir: string, slot 
   if (backstore !== 'file' && backstore !== 'null') fail(where, "'backstore' must be 'file' or 'null'");
   let size: number | undefined;
   if (o.size !== undefined) {
-    if (typeof o.size === 'number') size = o.size;
-    else if (typeof o.size === 'string') {
+    if (typeof o.size === 'number') {
+      if (!Number.isSafeInteger(o.size) || o.size <= 0)
+        fail(where, "'size' must be above 0 (a number is bytes; or a string like '1G')");
+      size = o.size;
+    } else if (typeof o.size === 'string') {
       try {
         size = parseSize(o.size);
       } catch (e) {
-        fail(where, (e as Error).message);
+        fail(where, `'size': ${(e as Error).message}`);
       }
     } else fail(where, "'size' must be a number of bytes or a string like '1G'");
   }
@@ -341,12 +374,14 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
   if (!Array.isArray(o.targets) || o.targets.length === 0)
     fail('config.targets', 'at least one target is required');
   const names = new Set<string>();
+  const files = new Map<string, { target: string; lun: number }>();
   const targets = o.targets.map((t, i): TargetConfig => {
     const where = `config.targets[${i}]`;
     const to = asObject(t, where);
     checkKeys(to, ['name', 'alias', 'luns', 'acl', 'auth'], where);
-    if (typeof to.name !== 'string' || !IQN_RE.test(to.name))
-      fail(where, `'name' must be an iSCSI name (iqn.YYYY-MM.reversed.domain[:id], eui.* or naa.*)`);
+    if (typeof to.name !== 'string') fail(where, `'name' must be an iSCSI name (a string)`);
+    const nameProblem = iscsiNameProblem(to.name);
+    if (nameProblem !== null) fail(where, `'name': ${nameProblem}`);
     const name = to.name.toLowerCase();
     if (names.has(name)) fail(where, `duplicate target name ${name}`);
     names.add(name);
@@ -354,23 +389,37 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
     if (!Array.isArray(to.luns)) fail(where, "'luns' must be a list");
     const luns = to.luns.map((l, j) => normalizeLun(l, `${where}.luns[${j}]`, baseDir, slots++));
     const seen = new Set<number>();
-    for (const l of luns) {
+    luns.forEach((l, j) => {
       if (seen.has(l.lun)) fail(where, `duplicate LUN ${l.lun}`);
       seen.add(l.lun);
-    }
+      if (l.backstore !== 'file') return;
+      // Two LUs on one file would each cache, journal and reserve it as their own: silent corruption.
+      const other = files.get(l.path);
+      if (other !== undefined)
+        fail(`${where}.luns[${j}]`, `'path' ${l.path} is already LUN ${other.lun} of ${other.target}`);
+      files.set(l.path, { target: name, lun: l.lun });
+    });
     const acl = to.acl === undefined ? {} : asObject(to.acl, `${where}.acl`);
     checkKeys(acl, ['initiators', 'networks'], `${where}.acl`);
     const networks = strList(acl.networks, `${where}.acl.networks`);
-    networks.forEach(validateCidr);
+    networks.forEach((n, k) => {
+      try {
+        validateCidr(n);
+      } catch (e) {
+        fail(`${where}.acl.networks[${k}]`, (e as Error).message);
+      }
+    });
+    const initiators = strList(acl.initiators, `${where}.acl.initiators`);
+    initiators.forEach((n, k) => {
+      const problem = iscsiNameProblem(n);
+      if (problem !== null) fail(`${where}.acl.initiators[${k}]`, problem);
+    });
     return {
       name,
       alias: to.alias as string | undefined,
       ...(to.auth === undefined ? {} : { auth: normalizeAuth(to.auth, `${where}.auth`) }),
       luns,
-      acl: {
-        initiators: strList(acl.initiators, `${where}.acl.initiators`).map((s) => s.toLowerCase()),
-        networks,
-      },
+      acl: { initiators: initiators.map((s) => s.toLowerCase()), networks },
     };
   });
   if (slots > MAX_LUS) fail('config.targets', `at most ${MAX_LUS} LUs in all, not ${slots}`);
@@ -379,7 +428,7 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
     workers: optInt(o, 'workers', 0, 0, 256, 'config'),
     targets,
     portalGroupTag: optInt(o, 'portalGroupTag', 1, 1, 65535, 'config'),
-    metrics: o.metrics === undefined || o.metrics === null ? null : parsePortal(String(o.metrics), 9470),
+    metrics: normalizeMetrics(o.metrics),
     nopInInterval: optInt(o, 'nopInInterval', 10, 0, 3600, 'config'),
     nopInTimeout: optInt(o, 'nopInTimeout', 30, 1, 3600, 'config'),
     queueDepth: optInt(o, 'queueDepth', 128, 1, 4096, 'config'),
@@ -446,6 +495,21 @@ export function shortSecrets(config: Config): string[] {
   config.targets.forEach((t, i) => check(t.auth, `config.targets[${i}].auth`));
   check(config.discoveryAuth, 'config.discoveryAuth');
   return out;
+}
+
+/** "HOST:PORT" only: a bare number reads as a port to some and as a host to others, so it is refused. */
+function normalizeMetrics(v: unknown): PortalConfig | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'string')
+    fail(
+      'config',
+      `'metrics' must be a string "HOST:PORT" (e.g. "127.0.0.1:${String(v)}"), or null for none`,
+    );
+  try {
+    return parsePortal(v, 9470);
+  } catch (e) {
+    fail('config', `'metrics': ${(e as Error).message}`);
+  }
 }
 
 /**

@@ -175,3 +175,68 @@ test('no target running: a clear error naming the socket', (t) => {
   t.is(bad.status, 2);
   t.regex(bad.stderr, /not a command/);
 });
+
+test.serial('show targets, luns and accounts: the configuration as served, never a secret', async (t) => {
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-admin-show-'));
+  const img = path.join(stateDir, 'disk.img');
+  const c = await startChildTargetWithConfig({
+    workers: 2,
+    stateDir,
+    targets: [
+      {
+        name: IQN,
+        alias: 'the admin test',
+        acl: { initiators: ['iqn.2026-11.io.nodetgt.test:a'] },
+        auth: {
+          incoming: [{ user: 'alice', secret: 'alicesecret-1234' }],
+          outgoing: { user: 'tgt', secret: 'targetsecret-5678' },
+        },
+        luns: [
+          { lun: 0, backstore: 'null', size: '64M' },
+          { lun: 3, path: img, size: '8M', readOnly: false },
+        ],
+      },
+    ],
+    discoveryAuth: { incoming: [{ user: 'disco', secret: 'discosecret-9012' }] },
+  });
+  try {
+    const json = (what: string) => {
+      const r = cli(['show', what, '--json', '--state-dir', stateDir]);
+      t.is(r.status, 0, r.stderr);
+      t.notRegex(r.stdout, /secret-/, 'no secret in the output');
+      return JSON.parse(r.stdout) as Array<Record<string, unknown>>;
+    };
+    const targets = json('targets');
+    t.deepEqual(targets, [
+      {
+        name: IQN,
+        alias: 'the admin test',
+        luns: 2,
+        sessions: 0,
+        aclInitiators: ['iqn.2026-11.io.nodetgt.test:a'],
+        aclNetworks: [],
+        auth: 'mutual chap',
+      },
+    ]);
+    const luns = json('luns');
+    t.deepEqual(
+      luns.map((l) => [l.lun, l.sizeBytes, l.blockSize, l.readOnly, l.backing]),
+      [
+        [0, 64 * 1024 * 1024, 512, false, 'null'],
+        [3, 8 * 1024 * 1024, 512, false, img],
+      ],
+    );
+    t.regex(String(luns[1].serial), /^[0-9A-F]{16}$/);
+    t.regex(String(luns[1].naa), /^3[0-9a-f]{15}$/);
+    t.deepEqual(json('accounts'), [
+      { scope: '(discovery)', user: 'disco', direction: 'incoming' },
+      { scope: IQN, user: 'alice', direction: 'incoming' },
+      { scope: IQN, user: 'tgt', direction: 'outgoing' },
+    ]);
+    const tableOut = cli(['show', 'luns', '--state-dir', stateDir]);
+    t.regex(tableOut.stdout, /^TARGET\s+LUN\s+TYPE\s+SIZE/);
+    t.regex(tableOut.stdout, /disk\s+8388608\s+512\s+rw/);
+  } finally {
+    await c.stop();
+  }
+});

@@ -1,13 +1,62 @@
 /**
- * The control socket's protocol (`nodetgt show sessions`, `nodetgt session close`): one JSON request per line
+ * The control socket's protocol (`nodetgt show sessions|targets|luns|accounts`, `nodetgt session close`): one JSON request per line
  * from the CLI, one JSON answer per line from the portal. Shared by the portal (src/portal/control.ts), the
  * workers (src/admin/worker-admin.ts) and the CLI, so all three read the same shapes.
  */
 
-export type ControlRequest = { op: 'show'; what: 'sessions' } | { op: 'session-close'; tsih: number };
+export type ShowWhat = 'sessions' | 'targets' | 'luns' | 'accounts';
+
+export type ControlRequest = { op: 'show'; what: ShowWhat } | { op: 'session-close'; tsih: number };
 
 export type ControlAnswer =
-  { ok: true; sessions?: SessionInfo[]; closed?: number } | { ok: false; error: string };
+  | {
+      ok: true;
+      sessions?: SessionInfo[];
+      targets?: TargetInfo[];
+      luns?: LunInfo[];
+      accounts?: AccountInfo[];
+      closed?: number;
+    }
+  | { ok: false; error: string };
+
+/** A configured target, as `nodetgt show targets` lists it. */
+export interface TargetInfo {
+  name: string;
+  alias?: string;
+  luns: number;
+  /** Sessions logged in to it now (all workers). */
+  sessions: number;
+  aclInitiators: string[];
+  aclNetworks: string[];
+  /** 'none', 'chap' or 'mutual chap'. */
+  auth: string;
+}
+
+/** A configured LU, as `nodetgt show luns` lists it: what the device server reports, or why it is offline. */
+export interface LunInfo {
+  target: string;
+  lun: number;
+  type: 'disk' | 'cd';
+  backing: string;
+  /** Capacity in bytes as READ CAPACITY reports it (0 when offline). */
+  sizeBytes: number;
+  blockSize: number;
+  readOnly: boolean;
+  thin: boolean;
+  removable: boolean;
+  serial: string;
+  naa: string;
+  /** Why it is not served; absent when served. */
+  offline?: string;
+}
+
+/** A CHAP account (never its secret), as `nodetgt show accounts` lists it. */
+export interface AccountInfo {
+  /** The target, or '(discovery)'. */
+  scope: string;
+  user: string;
+  direction: 'incoming' | 'outgoing';
+}
 
 /** One connection of a session, as `nodetgt show sessions` lists it (a session with MC/S has several rows). */
 export interface SessionInfo {
@@ -35,11 +84,15 @@ export interface SessionInfo {
 
 /** A task the portal sends to one worker (WorkerTask kind 'admin'); the worker answers with AdminResult. */
 export type AdminTask =
-  { kind: 'admin'; op: 'sessions' } | { kind: 'admin'; op: 'session-close'; tsih: number };
+  | { kind: 'admin'; op: 'sessions' }
+  | { kind: 'admin'; op: 'luns' }
+  | { kind: 'admin'; op: 'session-close'; tsih: number };
 
 export interface AdminResult {
   worker: number;
   sessions?: SessionInfo[];
+  /** What this worker's LUs report (size, write protect, ...). */
+  luns?: Array<Omit<LunInfo, 'backing' | 'offline'>>;
   closed?: number;
 }
 

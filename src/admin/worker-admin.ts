@@ -8,6 +8,7 @@ import type { AdminResult, AdminTask, SessionInfo } from './protocol';
 
 export function adminRequest(ctx: WorkerContext, task: AdminTask): AdminResult {
   if (task.op === 'sessions') return { worker: ctx.threadId, sessions: sessionRows(ctx) };
+  if (task.op === 'luns') return { worker: ctx.threadId, luns: lunRows(ctx) };
   const s = ctx.sessions.get(task.tsih);
   if (!s || s.ended) return { worker: ctx.threadId, closed: 0 };
   log.info('session closed by the operator', { tsih: s.tsih, initiator: s.initiatorName });
@@ -40,6 +41,30 @@ function sessionRows(ctx: WorkerContext): SessionInfo[] {
         ageSeconds: Math.round((now - s.createdAt) / 1000),
         bytesIn: c.bytesIn,
         bytesOut: c.bytesOut,
+      });
+    }
+  }
+  return rows;
+}
+
+function lunRows(ctx: WorkerContext): NonNullable<AdminResult['luns']> {
+  const rows: NonNullable<AdminResult['luns']> = [];
+  for (const t of ctx.targets.all()) {
+    const d = t.scsi;
+    if (!d) continue;
+    for (const n of d.lunNumbers()) {
+      const lu = d.getLun(n)!;
+      rows.push({
+        target: t.name,
+        lun: n,
+        type: lu.type,
+        sizeBytes: lu.numBlocks * lu.blockSize,
+        blockSize: lu.blockSize,
+        readOnly: lu.writeProtected,
+        thin: lu.thinProvisioned,
+        removable: lu.removable,
+        serial: lu.identity.serial,
+        naa: lu.identity.naa.toString('hex'),
       });
     }
   }

@@ -1,5 +1,5 @@
 /**
- * `nodetgt show sessions` and `nodetgt session close TSIH`: the CLI side of the control socket
+ * `nodetgt show sessions|targets|luns|accounts` and `nodetgt session close TSIH`: the CLI side of the control socket
  * (src/portal/control.ts). The socket is found from --socket, else from --config (its controlSocket, or its
  * state directory's), else from --state-dir, else ./.nodetgt/control.sock.
  */
@@ -12,9 +12,12 @@ import {
   type ControlAnswer,
   type ControlRequest,
   type SessionInfo,
+  type ShowWhat,
 } from '../admin/protocol';
 
-export const ADMIN_USAGE = `       nodetgt show sessions [--json] [--socket PATH | --config FILE | --state-dir DIR]
+const SHOW: readonly ShowWhat[] = ['sessions', 'targets', 'luns', 'accounts'];
+
+export const ADMIN_USAGE = `       nodetgt show sessions|targets|luns|accounts [--json] [--socket PATH | --config FILE | --state-dir DIR]
        nodetgt session close TSIH [--socket PATH | --config FILE | --state-dir DIR]`;
 
 interface AdminArgs {
@@ -81,6 +84,17 @@ function request(socket: string, req: ControlRequest): Promise<ControlAnswer> {
   });
 }
 
+/** Columns padded to their widest cell, two spaces apart. */
+function table(head: string[], lines: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const fmt = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]))
+      .join('  ')
+      .trimEnd();
+  return [fmt(head), ...lines.map(fmt)].join('\n') + '\n';
+}
+
 function sessionTable(rows: readonly SessionInfo[]): string {
   const head = ['TARGET', 'TSIH', 'ISID', 'INITIATOR', 'CID', 'PEER', 'STATE', 'DIGESTS', 'MRDSL I/T'];
   head.push('MAXBURST', 'WORKER', 'AGE', 'BYTES IN', 'BYTES OUT');
@@ -100,13 +114,47 @@ function sessionTable(rows: readonly SessionInfo[]): string {
     String(r.bytesIn),
     String(r.bytesOut),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
-  const fmt = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i]))
-      .join('  ')
-      .trimEnd();
-  return [fmt(head), ...lines.map(fmt)].join('\n') + '\n';
+  return table(head, lines);
+}
+
+const list = (xs: readonly string[]) => (xs.length ? xs.join(',') : 'any');
+
+function answerTable(what: ShowWhat, a: Extract<ControlAnswer, { ok: true }>): string {
+  if (what === 'sessions') return sessionTable(a.sessions ?? []);
+  if (what === 'targets')
+    return table(
+      ['TARGET', 'ALIAS', 'LUNS', 'SESSIONS', 'ACL INITIATORS', 'ACL NETWORKS', 'AUTH'],
+      (a.targets ?? []).map((t) => [
+        t.name,
+        t.alias ?? '',
+        String(t.luns),
+        String(t.sessions),
+        list(t.aclInitiators),
+        list(t.aclNetworks),
+        t.auth,
+      ]),
+    );
+  if (what === 'luns')
+    return table(
+      ['TARGET', 'LUN', 'TYPE', 'SIZE', 'BLOCK', 'MODE', 'THIN', 'SERIAL', 'NAA', 'BACKING', 'STATE'],
+      (a.luns ?? []).map((l) => [
+        l.target,
+        String(l.lun),
+        l.type + (l.removable && l.type !== 'cd' ? ' (removable)' : ''),
+        String(l.sizeBytes),
+        String(l.blockSize),
+        l.readOnly ? 'ro' : 'rw',
+        l.thin ? 'yes' : 'no',
+        l.serial,
+        l.naa,
+        l.backing,
+        l.offline ? `offline: ${l.offline}` : 'online',
+      ]),
+    );
+  return table(
+    ['SCOPE', 'DIRECTION', 'USER'],
+    (a.accounts ?? []).map((x) => [x.scope, x.direction, x.user]),
+  );
 }
 
 /** Runs `show ...` / `session ...`; resolves to the exit status. */
@@ -119,8 +167,8 @@ export async function adminCommand(cmd: 'show' | 'session', argv: string[]): Pro
     return 2;
   }
   let req: ControlRequest;
-  if (cmd === 'show' && args.words[0] === 'sessions' && args.words.length === 1)
-    req = { op: 'show', what: 'sessions' };
+  const what = args.words[0] as ShowWhat;
+  if (cmd === 'show' && SHOW.includes(what) && args.words.length === 1) req = { op: 'show', what };
   else if (
     cmd === 'session' &&
     args.words[0] === 'close' &&
@@ -140,11 +188,10 @@ export async function adminCommand(cmd: 'show' | 'session', argv: string[]): Pro
       process.stderr.write(`nodetgt: ${a.error}\n`);
       return 1;
     }
-    if (req.op === 'show')
-      process.stdout.write(
-        args.json ? `${JSON.stringify(a.sessions ?? [], null, 1)}\n` : sessionTable(a.sessions ?? []),
-      );
-    else process.stdout.write(`closed session ${req.tsih}\n`);
+    if (req.op === 'show') {
+      const rows = a[req.what] ?? [];
+      process.stdout.write(args.json ? `${JSON.stringify(rows, null, 1)}\n` : answerTable(req.what, a));
+    } else process.stdout.write(`closed session ${req.tsih}\n`);
     return 0;
   } catch (e) {
     process.stderr.write(`nodetgt: ${(e as Error).message}\n`);

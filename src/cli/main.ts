@@ -73,6 +73,9 @@ ${ADMIN_USAGE}
                         identity, also for a LU whose file disappeared (which serve leaves offline), and print
                         each LU's state and serial
   show sessions         list the sessions of a running target, a row per connection (--json: as JSON)
+  show targets|luns|accounts
+                        its targets (ACL, auth, sessions), LUs (size, mode, identity, online or why not),
+                        CHAP accounts (user names only, never a secret)
   session close TSIH    end a session of a running target (all its connections)
   check-config FILE     validate a configuration file without starting anything (exit 0 valid, 2 not;
                         the errors on stderr); backing paths are checked but nothing is created

@@ -13,9 +13,22 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { peerCredentials } from '../native';
 import { log } from '../util/log';
-import type { AdminResult, AdminTask, ControlAnswer, ControlRequest, SessionInfo } from '../admin/protocol';
+import type {
+  AccountInfo,
+  AdminResult,
+  AdminTask,
+  ControlAnswer,
+  ControlRequest,
+  LunInfo,
+  SessionInfo,
+  ShowWhat,
+  TargetInfo,
+} from '../admin/protocol';
+import type { AuthConfig, Config } from '../config/schema';
 
 export interface ControlDeps {
+  /** The running configuration (the portal's: reloads update it). */
+  config(): Config;
   /** Run the task on every live worker; one answer per worker. */
   askWorkers(task: AdminTask): Promise<AdminResult[]>;
   count(what: 'controlRequests' | 'controlRefused'): void;
@@ -113,6 +126,7 @@ async function handle(line: string, deps: ControlDeps): Promise<ControlAnswer> {
   }
   deps.count('controlRequests');
   try {
+    if (req.op === 'show' && req.what !== 'sessions') return show(req.what, deps);
     if (req.op === 'show' && req.what === 'sessions') {
       const results = await deps.askWorkers({ kind: 'admin', op: 'sessions' });
       const sessions: SessionInfo[] = results.flatMap((r) => r.sessions ?? []);
@@ -128,4 +142,59 @@ async function handle(line: string, deps: ControlDeps): Promise<ControlAnswer> {
   } catch (e) {
     return { ok: false, error: (e as Error).message };
   }
+}
+
+/** targets, luns, accounts: from the running configuration, with what the workers report (sizes, sessions). */
+async function show(what: Exclude<ShowWhat, 'sessions'>, deps: ControlDeps): Promise<ControlAnswer> {
+  const config = deps.config();
+  if (what === 'accounts') {
+    const accounts: AccountInfo[] = [];
+    const add = (scope: string, auth?: AuthConfig) => {
+      for (const a of auth?.incoming ?? []) accounts.push({ scope, user: a.user, direction: 'incoming' });
+      if (auth?.outgoing) accounts.push({ scope, user: auth.outgoing.user, direction: 'outgoing' });
+    };
+    add('(discovery)', config.discoveryAuth);
+    for (const t of config.targets) add(t.name, t.auth);
+    return { ok: true, accounts };
+  }
+  if (what === 'targets') {
+    const sessions = (await deps.askWorkers({ kind: 'admin', op: 'sessions' })).flatMap(
+      (r) => r.sessions ?? [],
+    );
+    const targets: TargetInfo[] = config.targets.map((t) => ({
+      name: t.name,
+      ...(t.alias !== undefined ? { alias: t.alias } : {}),
+      luns: t.luns.length,
+      sessions: new Set(sessions.filter((s) => s.target === t.name).map((s) => s.tsih)).size,
+      aclInitiators: t.acl.initiators,
+      aclNetworks: t.acl.networks,
+      auth: !t.auth ? 'none' : t.auth.outgoing ? 'mutual chap' : 'chap',
+    }));
+    return { ok: true, targets };
+  }
+  // Every worker serves every LU: the first answer is enough; a LU no worker reports is offline.
+  const reported = (await deps.askWorkers({ kind: 'admin', op: 'luns' }))[0]?.luns ?? [];
+  const luns: LunInfo[] = [];
+  for (const t of config.targets)
+    for (const l of t.luns) {
+      const backing = l.backstore === 'null' ? 'null' : l.path;
+      const r = reported.find((x) => x.target === t.name && x.lun === l.lun);
+      if (r) luns.push({ ...r, backing });
+      else
+        luns.push({
+          target: t.name,
+          lun: l.lun,
+          type: l.type,
+          backing,
+          sizeBytes: 0,
+          blockSize: l.blockSize,
+          readOnly: l.readOnly,
+          thin: false,
+          removable: l.removable,
+          serial: l.identity?.serial ?? '',
+          naa: l.identity?.naa ?? '',
+          offline: l.offline ?? 'not served (see the log)',
+        });
+    }
+  return { ok: true, luns };
 }

@@ -437,6 +437,7 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
   if (config.controlSocket) {
     try {
       control = await startControlServer(config.controlSocket, {
+        config: () => config,
         askWorkers,
         count: (what) => portalRow.inc(what),
       });

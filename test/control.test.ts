@@ -7,6 +7,7 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BIN, startChildTargetWithConfig, type ChildTarget } from './helpers/child-target';
@@ -240,3 +241,37 @@ test.serial('show targets, luns and accounts: the configuration as served, never
     await c.stop();
   }
 });
+
+test.serial(
+  'bad requests on the control socket get an error answer; a session and the socket go on',
+  async (t) => {
+    const { c, stateDir, sock } = await target();
+    try {
+      const a = await login(c, 'a');
+      const ask = (payload: string) =>
+        new Promise<string>((resolve) => {
+          const s = net.connect(sock);
+          let got = '';
+          s.setEncoding('utf8');
+          s.on('data', (d: string) => (got += d));
+          s.on('close', () => resolve(got));
+          s.on('error', () => resolve(got));
+          s.once('connect', () => s.write(payload));
+          setTimeout(() => s.end(), 500);
+        });
+      t.regex(await ask('this is not json\n'), /"ok":false,"error":"not JSON"/);
+      t.regex(await ask('{"op":"drop","what":"tables"}\n'), /"ok":false,"error":"unknown request/);
+      t.regex(await ask('{"op":"session-close","tsih":-4}\n'), /"ok":false/);
+      t.regex(await ask(`${'x'.repeat(70 * 1024)}`), /"error":"request too long"/);
+      t.is((await a.ini.nop(Buffer.from('ok')))?.data.toString(), 'ok', 'the session is unaffected');
+      const rows = JSON.parse(
+        cli(['show', 'sessions', '--json', '--state-dir', stateDir]).stdout,
+      ) as SessionInfo[];
+      t.is(rows.length, 1, 'the socket still serves');
+      t.true(c.alive());
+      a.ini.close();
+    } finally {
+      await c.stop();
+    }
+  },
+);

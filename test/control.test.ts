@@ -5,7 +5,7 @@
  * peer credentials check, which logs and counts the refusal; closing a session by TSIH ends it and only it.
  */
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -275,3 +275,24 @@ test.serial(
     }
   },
 );
+
+test('a target that never answers: the CLI gives up with a clear error instead of hanging', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-admin-mute-'));
+  const sock = path.join(dir, 'control.sock');
+  const mute = net.createServer(() => undefined); // accepts, reads nothing, says nothing
+  await new Promise<void>((r) => mute.listen(sock, () => r()));
+  try {
+    const r = await new Promise<{ status: number | null; stderr: string }>((resolve) => {
+      const p = spawn(process.execPath, [BIN, 'show', 'sessions', '--socket', sock], {
+        env: { ...process.env, NODETGT_CONTROL_TIMEOUT_MS: '500' },
+      });
+      let stderr = '';
+      p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      p.on('exit', (status) => resolve({ status, stderr }));
+    });
+    t.is(r.status, 1);
+    t.regex(r.stderr, /no answer within 0\.5 s/);
+  } finally {
+    mute.close();
+  }
+});

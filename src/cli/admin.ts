@@ -56,11 +56,19 @@ function parseAdminArgs(argv: string[]): AdminArgs {
   return { words, json, socket };
 }
 
+/** How long the CLI waits for an answer; NODETGT_CONTROL_TIMEOUT_MS shortens it for tests. */
+const ANSWER_TIMEOUT_MS = Number(process.env.NODETGT_CONTROL_TIMEOUT_MS ?? 15_000);
+
 function request(socket: string, req: ControlRequest): Promise<ControlAnswer> {
   return new Promise((resolve, reject) => {
     const c = net.connect(socket);
     let buf = '';
     c.setEncoding('utf8');
+    // A target whose workers do not answer (stuck, overloaded) must not hang the operator's shell.
+    c.setTimeout(ANSWER_TIMEOUT_MS, () => {
+      c.destroy();
+      reject(new Error(`${socket}: no answer within ${ANSWER_TIMEOUT_MS / 1000} s`));
+    });
     c.once('connect', () => c.write(`${JSON.stringify(req)}\n`));
     c.on('data', (d: string) => {
       buf += d;

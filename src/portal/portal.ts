@@ -173,6 +173,7 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     }
     if (chosen && hint) {
       hint.chosen = chosen.id;
+      if (hint.connection === false) return chosen;
       connsPerWorker.set(chosen.id, (connsPerWorker.get(chosen.id) ?? 0) + 1);
       if (hint.key) {
         const a = affinity.get(hint.key);
@@ -416,16 +417,10 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     type R = T extends AdminTask ? AdminResult : number;
     const answers = await Promise.all(
       pool!.threads.map((w) => {
-        const hint: RouteHint = { threadId: w.threadId, key: null, chosen: 0 };
+        const hint: RouteHint = { threadId: w.threadId, key: null, chosen: 0, connection: false };
         const copy = { ...task } as T & Record<symbol, unknown>;
         copy[Piscina.queueOptionsSymbol] = hint;
-        const done = () => {
-          // The balancer counted it as a connection of the worker it chose: it is not one.
-          const n = (connsPerWorker.get(hint.chosen) ?? 1) - 1;
-          if (n <= 0) connsPerWorker.delete(hint.chosen);
-          else connsPerWorker.set(hint.chosen, n);
-        };
-        return (pool!.run(copy) as Promise<R>).finally(done);
+        return pool!.run(copy) as Promise<R>;
       }),
     );
     // A worker that was gone by then had its task run by another: keep one answer per worker.

@@ -58,4 +58,6 @@ export interface RouteHint {
   key: string | null;
   /** Set by the load balancer: the worker that took the task. */
   chosen: number;
+  /** False for a task that is not a connection (a control request, a reload): not counted per worker. */
+  connection?: boolean;
 }

@@ -371,6 +371,10 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     maxThreads: threads,
     idleTimeout: 2 ** 31 - 1,
     concurrentTasksPerWorker: 1 << 16,
+    // Never 'sync' (piscina's default): a worker whose last task (connection) has returned would block in
+    // Atomics.wait() until the next one, freezing the I/O completions, timers and shared-LU work still in
+    // flight on it (test/idle-worker.test.ts). Tasks here are few and long-lived; messages cost nothing.
+    atomics: 'disabled',
     workerData: init,
     loadBalancer: balancer as unknown as NonNullable<
       ConstructorParameters<typeof Piscina>[0]

@@ -7,7 +7,7 @@ import test from 'ava';
 import { startChildTargetWithConfig, type ChildTarget } from './helpers/child-target';
 import { TestInitiator } from './helpers/initiator';
 import { run } from './helpers/run';
-import { iscsiTestCuAvailable, runIscsiTestCu } from './helpers/iscsi-test-cu';
+import { allFamilies, iscsiTestCuAvailable, runIscsiTestCu, type SuiteResult } from './helpers/iscsi-test-cu';
 import { LoginStatus } from '../src/pdu/opcodes';
 
 const IQN = 'iqn.2026-11.io.nodetgt.test:chap';
@@ -154,26 +154,71 @@ test.serial('qemu-img info with user and password-secret', async (t) => {
   t.not(bad.code, 0);
 });
 
-test.serial('iscsi-test-cu Read10 with CHAP: same results as without', async (t) => {
-  if (!iscsiTestCuAvailable()) return t.pass('iscsi-test-cu not installed');
-  const open = await startChildTargetWithConfig({
-    workers: 2,
-    targets: [{ name: IQN, luns: [{ lun: 0, backstore: 'null', size: '64M' }] }],
-  });
-  try {
-    const withChap = await runIscsiTestCu('Read10', {
-      url: `iscsi://${USER}%${SECRET}@127.0.0.1:${c.port}/${IQN}/0`,
+// The families of iscsi-test-cu's ALL that need more than one plain read-write disk: the conformance harness
+// runs them on their own LUNs (removable, cd, read-only), with two URLs (MultipathIO) or one test per process
+// (iSCSITMF). Every other family runs here with CHAP on and must give the same counts as without.
+const NOT_ON_ONE_DISK = new Set([
+  'NoMedia',
+  'PreventAllow',
+  'StartStopUnit',
+  'ReadOnly',
+  'MultipathIO',
+  'iSCSITMF',
+]);
+
+test.serial(
+  'iscsi-test-cu with CHAP: every family on a plain disk gives the same counts as without',
+  async (t) => {
+    t.true(iscsiTestCuAvailable(), 'iscsi-test-cu is installed (Debian libiscsi-bin)');
+    const families = allFamilies().filter((f) => !NOT_ON_ONE_DISK.has(f));
+    t.true(families.length >= 40, `iscsi-test-cu -l lists the families: ${families.join(' ')}`);
+    t.timeout(600_000);
+    const disk = (name: string) => ({ lun: 0, path: `${name}.img`, size: '64M' });
+    const withAuth = await startChildTargetWithConfig({
+      workers: 2,
+      targets: [{ name: IQN, luns: [disk('chap')], auth: { incoming: [{ user: USER, secret: SECRET }] } }],
     });
-    const without = await runIscsiTestCu('Read10', { url: `iscsi://127.0.0.1:${open.port}/${IQN}/0` });
-    t.is(withChap.setupError, undefined);
-    t.true(withChap.ran > 0);
-    t.is(withChap.failed, without.failed);
-    t.is(withChap.passed, without.passed);
-    t.is(withChap.ran, without.ran);
-  } finally {
-    await open.stop();
-  }
-});
+    const open = await startChildTargetWithConfig({
+      workers: 2,
+      targets: [{ name: IQN, luns: [disk('open')] }],
+    });
+    try {
+      const counts = (r: SuiteResult) =>
+        `ran ${r.ran} passed ${r.passed} failed ${r.failed} skipped ${r.skipped.length}` +
+        (r.setupError ? ` (set-up error: ${r.setupError.split('\n')[0]})` : '');
+      let ran = 0;
+      for (const family of families) {
+        const extraArgs = family === 'Sanitize' ? ['--allow-sanitize'] : [];
+        // The two runs go side by side: different targets, different files.
+        const [chap, plain] = await Promise.all([
+          runIscsiTestCu(family, {
+            url: `iscsi://${USER}%${SECRET}@127.0.0.1:${withAuth.port}/${IQN}/0`,
+            timeoutMs: 60_000,
+            extraArgs,
+          }),
+          runIscsiTestCu(family, {
+            url: `iscsi://127.0.0.1:${open.port}/${IQN}/0`,
+            timeoutMs: 60_000,
+            extraArgs,
+          }),
+        ]);
+        t.is(chap.setupError, undefined, `${family} with CHAP started`);
+        t.true(chap.ran > 0, `${family} ran with CHAP`);
+        t.is(counts(chap), counts(plain), `${family}: with CHAP as without`);
+        ran += chap.ran;
+      }
+      const m = await withAuth.metrics();
+      t.log(
+        `${families.length} families, ${ran} tests with CHAP; CHAP logins refused: ${m.nodetgt_tgt_login_authenticate_fails_total}`,
+      );
+      t.is(m.nodetgt_tgt_login_authenticate_fails_total, 0, 'no CHAP login of iscsi-test-cu was refused');
+      t.true(m.nodetgt_tgt_login_accepts_total > families.length, 'a CHAP login for every family and more');
+    } finally {
+      await withAuth.stop();
+      await open.stop();
+    }
+  },
+);
 
 test.serial(
   '1,000 wrong-secret logins: refused, counted, rate-limited; a healthy session reads on',

@@ -27,9 +27,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  ISCSI_TEST_CU,
   SUITES_NEEDING_TWO_URLS,
   checkExpectations,
+  allTests,
   testSelector,
   formatSuiteTable,
   iscsiTestCuAvailable,
@@ -625,16 +625,6 @@ for (const run of runs) {
 }
 
 // ---- ALL as a whole ------------------------------------------------------------------------------------
-
-/** Every test of iscsi-test-cu's ALL family, from its own list (`-l`): "Suite.Test". */
-function allTests(): string[] {
-  const r = spawnSync(ISCSI_TEST_CU, ['-l'], { encoding: 'utf8', timeout: 10_000 });
-  return (r.stdout ?? '')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => /^ALL\.[^.]+\.[^.]+$/.test(l))
-    .map((l) => l.slice(4));
-}
 
 /** Most of ALL that may be left unpassed by nodetgt, each such test named with its reason in the log. */
 const ALL_MAY_NOT_PASS = 8;

@@ -559,3 +559,18 @@ export function checkExpectations(r: SuiteResult, exp: SuiteExpectations): Expec
     );
   return { problems, stale, notApplicable: all && exp.notApplicable !== undefined };
 }
+
+/** Every test of iscsi-test-cu's ALL family, from its own list (`-l`): "Suite.Test". */
+export function allTests(): string[] {
+  const r = spawnSync(ISCSI_TEST_CU, ['-l'], { encoding: 'utf8', timeout: 10_000 });
+  return (r.stdout ?? '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => /^ALL\.[^.]+\.[^.]+$/.test(l))
+    .map((l) => l.slice(4));
+}
+
+/** The families (suites) of ALL, in iscsi-test-cu's order. */
+export function allFamilies(): string[] {
+  return [...new Set(allTests().map((t) => t.split('.')[0]))];
+}

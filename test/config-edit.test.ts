@@ -14,6 +14,7 @@ import { fileSource, memorySource } from '../src/config/source';
 import { formatLike, holdsSecrets, writeFileAtomic } from '../src/config/write-back';
 import type { ApplyReport } from '../src/portal/apply';
 import { changeHandler } from '../src/portal/change';
+import { planReload } from '../src/portal/reload';
 
 const T = 'iqn.2026-11.io.nodetgt.test:edit';
 const U = 'iqn.2026-11.io.nodetgt.test:other';
@@ -361,4 +362,24 @@ test('change handler without a file: applied live, kept in memory for the next c
     saveOnly: true,
   });
   t.regex(save.ok ? '' : save.error, /--save-only: not persisted: no config file/);
+});
+
+test('planReload: start-up fields and a kernel-chosen port are no change; CHAP accounts apply live', (t) => {
+  const running = normalizeConfig(base());
+  running.portals[0].port = 41234; // what the kernel gave port 0
+  Object.assign(running.targets[0].luns[0], { prFile: '/x/pr', atomicJournalDir: '/x/j', identity: {} });
+  const same = planReload(running, normalizeConfig(base()));
+  t.deepEqual([same.applied, same.needsRestart], [[], []]);
+  const withAuth = base();
+  withAuth.accounts = [{ user: 'al', secret: 'al-secret-1234' }];
+  target(withAuth).auth = { incoming: ['al'] };
+  withAuth.discoveryAuth = { incoming: ['al'] };
+  const plan = planReload(running, normalizeConfig(withAuth));
+  t.deepEqual(plan.needsRestart, []);
+  t.deepEqual(plan.applied, [`target ${T}: CHAP accounts`, 'discovery: CHAP accounts', 'account store']);
+  t.deepEqual(plan.live[0].auth?.incoming, [{ user: 'al', secret: 'al-secret-1234' }]);
+  t.deepEqual(
+    plan.discoveryAuth?.incoming.map((a) => a.user),
+    ['al'],
+  );
 });

@@ -1,12 +1,69 @@
 /**
- * The control socket's protocol (`nodetgt show sessions|targets|luns|accounts`, `nodetgt session close`): one JSON request per line
+ * The control socket's protocol (`nodetgt show sessions|targets|luns|accounts`, `nodetgt session close`, and
+ * the changes `nodetgt target|lun|acl|account ...`): one JSON request per line
  * from the CLI, one JSON answer per line from the portal. Shared by the portal (src/portal/control.ts), the
  * workers (src/admin/worker-admin.ts) and the CLI, so all three read the same shapes.
  */
 
 export type ShowWhat = 'sessions' | 'targets' | 'luns' | 'accounts';
 
-export type ControlRequest = { op: 'show'; what: ShowWhat } | { op: 'session-close'; tsih: number };
+export type ControlRequest =
+  { op: 'show'; what: ShowWhat } | { op: 'session-close'; tsih: number } | ChangeRequest;
+
+/**
+ * A change to the configuration: edited into the config file as the operator wrote it, validated, applied
+ * to the running target, then written back (src/portal/change.ts). `force` lets a change that would cut off
+ * sessions or data go ahead; `saveOnly` writes the file without applying anything (for the next start).
+ */
+export interface ChangeRequest {
+  op: 'change';
+  change: ConfigChange;
+  force?: boolean;
+  saveOnly?: boolean;
+}
+
+/** Where an account is bound: a target's auth, or discovery's (the top-level discoveryAuth). */
+export type AuthScope = { target: string } | { discovery: true };
+
+/** One edit of the configuration, as `nodetgt target|lun|acl|account` asks for it. */
+export type ConfigChange =
+  | { kind: 'target-add'; target: string; alias?: string }
+  | { kind: 'target-remove'; target: string }
+  | {
+      kind: 'lun-add';
+      target: string;
+      /** Absent: the lowest number the target does not use. */
+      lun?: number;
+      /** A file or block device (absolute), or absent for a null backstore. */
+      path?: string;
+      /** As the config accepts it ('10G', '512MiB', ...); required for a null backstore. */
+      size?: string;
+      readOnly?: boolean;
+      blockSize?: number;
+    }
+  | { kind: 'lun-remove'; target: string; lun: number }
+  | { kind: 'lun-resize'; target: string; lun: number; size: string }
+  | { kind: 'acl-add' | 'acl-remove'; target: string; initiator?: string; network?: string }
+  /** The secret travels only on the control socket (0600, peer-checked) and into the file: never echoed. */
+  | { kind: 'account-add'; user: string; secret: string }
+  | { kind: 'account-remove'; user: string }
+  | { kind: 'account-bind' | 'account-unbind'; user: string; scope: AuthScope; outgoing?: boolean };
+
+/** What became of a change. */
+export interface ChangeOutcome {
+  /** What the edit did, in words ("LUN 2 added to iqn..."). */
+  summary: string;
+  /** What the running target took live. */
+  applied: string[];
+  /** What only a restart would apply (the file is then not written, unless saveOnly). */
+  needsRestart: string[];
+  /** Why the running target would not take it (nothing applied, nothing written). */
+  refused?: string;
+  /** The file written back, or why none was ("not persisted: no config file"). */
+  persisted: { file: string } | { not: string };
+  /** For the operator, never containing a secret (e.g. a short CHAP secret, an open target). */
+  warnings: string[];
+}
 
 export type ControlAnswer =
   | {
@@ -16,6 +73,7 @@ export type ControlAnswer =
       luns?: LunInfo[];
       accounts?: AccountInfo[];
       closed?: number;
+      change?: ChangeOutcome;
     }
   | { ok: false; error: string };
 
@@ -52,10 +110,11 @@ export interface LunInfo {
 
 /** A CHAP account (never its secret), as `nodetgt show accounts` lists it. */
 export interface AccountInfo {
-  /** The target, or '(discovery)'. */
+  /** The target, '(discovery)', or '(unbound)' for a stored account no auth names. */
   scope: string;
   user: string;
-  direction: 'incoming' | 'outgoing';
+  /** 'stored' for an unbound account of the `accounts` store. */
+  direction: 'incoming' | 'outgoing' | 'stored';
 }
 
 /** One connection of a session, as `nodetgt show sessions` lists it (a session with MC/S has several rows). */

@@ -11,6 +11,7 @@
  * Otherwise: missing files are created sparse at their configured size, and every path is checked, so an
  * operator sees a clear error at start-up rather than a failed login later.
  */
+import { syncDirectory } from '../config/write-back';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -95,12 +96,7 @@ async function writeRecord(file: string, rec: LunRecord): Promise<void> {
       await fh.close();
     }
     await fs.promises.rename(tmp, file);
-    const d = await fs.promises.open(dir, 'r');
-    try {
-      await d.sync();
-    } finally {
-      await d.close();
-    }
+    await syncDirectory(dir);
   } catch (e) {
     throw new ConfigError(`cannot write provisioning record ${file}: ${(e as Error).message}`);
   }

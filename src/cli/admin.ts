@@ -46,20 +46,25 @@ function parseAdminArgs(argv: string[]): AdminArgs {
     else if (a.startsWith('-')) throw new Error(`unknown option ${a}`);
     else words.push(a);
   }
-  if (!socket && config) {
-    const file = path.resolve(config);
+  return { words, json, socket: resolveSocket({ socket, config, stateDir }) };
+}
+
+/** The control socket: --socket, else the config file's, else the state directory's (default .nodetgt). */
+export function resolveSocket(o: { socket?: string; config?: string; stateDir?: string }): string {
+  if (o.socket) return o.socket;
+  if (o.config) {
+    const file = path.resolve(o.config);
     const c = normalizeConfig(JSON.parse(fs.readFileSync(file, 'utf8')), path.dirname(file));
-    socket = c.controlSocket ?? undefined;
-    if (!socket) throw new Error(`${file} has no control socket (controlSocket: false)`);
+    if (!c.controlSocket) throw new Error(`${file} has no control socket (controlSocket: false)`);
+    return c.controlSocket;
   }
-  socket ??= path.resolve(controlSocketPath(stateDir ?? '.nodetgt'));
-  return { words, json, socket };
+  return path.resolve(controlSocketPath(o.stateDir ?? '.nodetgt'));
 }
 
 /** How long the CLI waits for an answer; NODETGT_CONTROL_TIMEOUT_MS shortens it for tests. */
 const ANSWER_TIMEOUT_MS = Number(process.env.NODETGT_CONTROL_TIMEOUT_MS ?? 15_000);
 
-function request(socket: string, req: ControlRequest): Promise<ControlAnswer> {
+export function request(socket: string, req: ControlRequest): Promise<ControlAnswer> {
   return new Promise((resolve, reject) => {
     const c = net.connect(socket);
     let buf = '';

@@ -17,6 +17,8 @@ import { checkBackingFiles, prepareBackingFiles } from '../backstore/prepare';
 import { describeJsonError, settingLine } from '../config/json-location';
 import { importMain } from './import';
 import { ADMIN_USAGE, adminCommand } from './admin';
+import { CHANGE_COMMANDS, CHANGE_USAGE, changeCommand, type ChangeCommand } from './change';
+import { fileSource, memorySource, type ConfigSource } from '../config/source';
 
 /**
  * SIGHUP: read the configuration file again (with the same command-line overrides) and apply what can change
@@ -65,6 +67,7 @@ function provision(config: Config): void {
 const USAGE = `usage: nodetgt serve [options]
        nodetgt provision [options]
 ${ADMIN_USAGE}
+${CHANGE_USAGE}
        nodetgt check-config FILE
        nodetgt import FILE [--format iet|tgt] [--initiators-allow FILE] [--targets-allow FILE] [-o OUT]
 
@@ -77,6 +80,18 @@ ${ADMIN_USAGE}
                         its targets (ACL, auth, sessions), LUs (size, mode, identity, online or why not),
                         CHAP accounts (user names only, never a secret)
   session close TSIH    end a session of a running target (all its connections)
+  target add|remove     add a target (no LUNs yet), or remove one (--force: even with sessions logged in)
+  lun add|remove|resize add a LUN (file or block device, or null; LUN N defaults to the lowest free),
+                        remove one, or resize one (shrinking or removing one in use needs --force)
+  acl add|remove        allow an initiator name or a network (CIDR) to log in, or stop allowing it
+                        (taking out the last entry opens the target to anyone: needs --force)
+  account add|remove    a CHAP account in the config file's account store (secret from --secret-file or
+                        stdin, never the command line); remove only when bound nowhere
+  account bind|unbind   require an account at a target's or discovery's login (--outgoing: the target's
+                        own name for mutual CHAP); unbinding the last needs --force
+                        Changes apply live and are then written to the config file atomically; one that
+                        needs a restart is not applied and the file is not written (exit 1), unless
+                        --save-only (write the file only). Without a config file changes are live only.
   check-config FILE     validate a configuration file without starting anything (exit 0 valid, 2 not;
                         the errors on stderr); backing paths are checked but nothing is created
   import FILE           convert an IET ietd.conf or a tgt targets.conf (detected from the content, or
@@ -168,6 +183,28 @@ function lunFromFlag(spec: string, lun: number): Record<string, unknown> {
   return size === undefined ? { lun, path: p } : { lun, path: p, size };
 }
 
+/**
+ * What the control socket's changes edit: the config file, unless there is none or the command line replaces
+ * its targets (--target, --lun), in which case an in-memory document that is never saved.
+ */
+export function configSource(args: ServeArgs, cwd = process.cwd()): ConfigSource {
+  if (args.config !== undefined && args.target === undefined && args.luns.length === 0) {
+    const file = path.resolve(cwd, args.config);
+    return fileSource(file, (raw) =>
+      normalizeConfig(
+        applyFlags(structuredClone(raw) as Record<string, unknown>, args, cwd),
+        path.dirname(file),
+      ),
+    );
+  }
+  const base = args.config ? path.dirname(path.resolve(cwd, args.config)) : cwd;
+  const raw = args.config
+    ? (JSON.parse(fs.readFileSync(path.resolve(cwd, args.config), 'utf8')) as Record<string, unknown>)
+    : defaultConfigObject();
+  const why = args.config ? 'the targets come from --target/--lun on the command line' : 'no config file';
+  return memorySource(applyFlags(raw, args, cwd), why, (doc) => normalizeConfig(structuredClone(doc), base));
+}
+
 export function buildConfig(args: ServeArgs, cwd = process.cwd()): Config {
   let raw: Record<string, unknown>;
   let baseDir = cwd;
@@ -253,7 +290,8 @@ export function accessWarnings(args: ServeArgs, config: Config, cwd = process.cw
     out.push(
       `CHAP secret at ${where} is shorter than 12 characters (the Windows initiator requires 12 to 16)`,
     );
-  const hasSecrets = !!config.discoveryAuth || config.targets.some((t) => t.auth);
+  const hasSecrets =
+    !!config.discoveryAuth || config.targets.some((t) => t.auth) || !!config.accounts?.length;
   if (args.config && hasSecrets) {
     const file = path.resolve(cwd, args.config);
     if ((fs.statSync(file).mode & 0o077) !== 0)
@@ -264,6 +302,18 @@ export function accessWarnings(args: ServeArgs, config: Config, cwd = process.cw
 
 export function main(argv: string[]): void {
   const [cmd, ...rest] = argv;
+  if ((CHANGE_COMMANDS as readonly string[]).includes(cmd ?? '')) {
+    if (rest.includes('-h') || rest.includes('--help') || rest.length === 0) {
+      const lines = CHANGE_USAGE.split('\n').filter(
+        (l) => l.includes(`nodetgt ${cmd} `) || l.includes('each'),
+      );
+      (rest.length ? process.stdout : process.stderr).write(`usage:\n${lines.join('\n')}\n`);
+      process.exitCode = rest.length ? 0 : 2;
+      return;
+    }
+    void changeCommand(cmd as ChangeCommand, rest).then((code) => (process.exitCode = code));
+    return;
+  }
   if (
     cmd === undefined ||
     cmd === '-h' ||
@@ -305,7 +355,7 @@ export function main(argv: string[]): void {
     return;
   }
   for (const w of accessWarnings(args, config)) log.warn(w);
-  startTarget(config).then(
+  startTarget(config, { source: configSource(args) }).then(
     (running) => {
       for (const t of config.targets)
         log.info('target ready', {

@@ -83,6 +83,12 @@ export interface Config {
   targets: TargetConfig[];
   /** CHAP required for discovery sessions (separate from every target's); absent = none. */
   discoveryAuth?: AuthConfig;
+  /**
+   * The file's account store (`accounts`): CHAP accounts that targets' and discovery's `auth` name by user
+   * (`"incoming": ["alice"]`), so that `nodetgt account` can add one once and bind it where it is needed.
+   * References are resolved into `auth` by the normalizer: the rest of the target never looks here.
+   */
+  accounts?: ChapAccount[];
   /** Target Portal Group Tag announced at login and in SendTargets. */
   portalGroupTag: number;
   /** "host:port" of the Prometheus endpoint, or null for none. */
@@ -357,9 +363,11 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
       'rejectGapTimeout',
       'maxUnsolicitedBytes',
       'discoveryAuth',
+      'accounts',
     ],
     'config',
   );
+  const store = normalizeStore(o.accounts);
   if (o.stateDir !== undefined && (typeof o.stateDir !== 'string' || o.stateDir === ''))
     fail('config', "'stateDir' must be a directory path");
   if (
@@ -417,7 +425,7 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
     return {
       name,
       alias: to.alias as string | undefined,
-      ...(to.auth === undefined ? {} : { auth: normalizeAuth(to.auth, `${where}.auth`) }),
+      ...(to.auth === undefined ? {} : { auth: normalizeAuth(to.auth, `${where}.auth`, store) }),
       luns,
       acl: { initiators: initiators.map((s) => s.toLowerCase()), networks },
     };
@@ -448,7 +456,8 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
     maxUnsolicitedBytes: optInt(o, 'maxUnsolicitedBytes', 64 * MIB, 64 * 1024, 4096 * MIB, 'config'),
     ...(o.discoveryAuth === undefined
       ? {}
-      : { discoveryAuth: normalizeAuth(o.discoveryAuth, 'config.discoveryAuth') }),
+      : { discoveryAuth: normalizeAuth(o.discoveryAuth, 'config.discoveryAuth', store) }),
+    ...(o.accounts === undefined ? {} : { accounts: store }),
   };
 }
 
@@ -465,32 +474,61 @@ function normalizeAccount(raw: unknown, where: string): ChapAccount {
   return { user: o.user, secret: o.secret };
 }
 
-/** A target's `auth` or the top-level `discoveryAuth`: { incoming: [{ user, secret }, ...], outgoing? }. */
-export function normalizeAuth(raw: unknown, where: string): AuthConfig {
+/** The top-level `accounts` store: a list of { user, secret }, each user once. */
+function normalizeStore(raw: unknown): ChapAccount[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw)) fail('config', "'accounts' must be a list of { user, secret }");
+  const store = raw.map((a, i) => normalizeAccount(a, `config.accounts[${i}]`));
+  const users = new Set<string>();
+  store.forEach((a, i) => {
+    if (users.has(a.user)) fail(`config.accounts[${i}]`, `duplicate account '${a.user}'`);
+    users.add(a.user);
+  });
+  return store;
+}
+
+/** An account written inline ({ user, secret }) or named by user from the `accounts` store ("alice"). */
+function accountOrReference(raw: unknown, where: string, store: readonly ChapAccount[]): ChapAccount {
+  if (typeof raw !== 'string') return normalizeAccount(raw, where);
+  // The store's own object: shortSecrets tells a reference from an inline account by identity.
+  const a = store.find((x) => x.user === raw);
+  if (!a) fail(where, `no account '${raw}' in the top-level 'accounts'`);
+  return a;
+}
+
+/**
+ * A target's `auth` or the top-level `discoveryAuth`: { incoming: [account, ...], outgoing? }, each account
+ * { user, secret } inline or a user name from the `accounts` store.
+ */
+export function normalizeAuth(raw: unknown, where: string, store: readonly ChapAccount[] = []): AuthConfig {
   const o = asObject(raw, where);
   checkKeys(o, ['incoming', 'outgoing'], where);
   if (!Array.isArray(o.incoming) || o.incoming.length === 0)
-    fail(where, "'incoming' must be a non-empty list of { user, secret }");
-  const incoming = o.incoming.map((a, i) => normalizeAccount(a, `${where}.incoming[${i}]`));
+    fail(where, "'incoming' must be a non-empty list of { user, secret } or account names");
+  const incoming = o.incoming.map((a, i) => accountOrReference(a, `${where}.incoming[${i}]`, store));
   const users = new Set<string>();
   for (const a of incoming) {
     if (users.has(a.user)) fail(where, `duplicate incoming user '${a.user}'`);
     users.add(a.user);
   }
   if (o.outgoing === undefined) return { incoming };
-  return { incoming, outgoing: normalizeAccount(o.outgoing, `${where}.outgoing`) };
+  return { incoming, outgoing: accountOrReference(o.outgoing, `${where}.outgoing`, store) };
 }
 
-/** Where a CHAP secret is short enough to warn about (never the secret itself). */
+/** Where a CHAP secret is short enough to warn about (never the secret itself); a stored account once. */
 export function shortSecrets(config: Config): string[] {
   const out: string[] = [];
+  const stored = new Set<ChapAccount>(config.accounts ?? []);
+  const short = (a: ChapAccount) => !stored.has(a) && a.secret.length < CHAP_SECRET_WARN_LENGTH;
+  config.accounts?.forEach((a, i) => {
+    if (a.secret.length < CHAP_SECRET_WARN_LENGTH) out.push(`config.accounts[${i}] (user '${a.user}')`);
+  });
   const check = (auth: AuthConfig | undefined, where: string): void => {
     if (!auth) return;
     auth.incoming.forEach((a, i) => {
-      if (a.secret.length < CHAP_SECRET_WARN_LENGTH) out.push(`${where}.incoming[${i}] (user '${a.user}')`);
+      if (short(a)) out.push(`${where}.incoming[${i}] (user '${a.user}')`);
     });
-    if (auth.outgoing && auth.outgoing.secret.length < CHAP_SECRET_WARN_LENGTH)
-      out.push(`${where}.outgoing (user '${auth.outgoing.user}')`);
+    if (auth.outgoing && short(auth.outgoing)) out.push(`${where}.outgoing (user '${auth.outgoing.user}')`);
   };
   config.targets.forEach((t, i) => check(t.auth, `config.targets[${i}].auth`));
   check(config.discoveryAuth, 'config.discoveryAuth');

@@ -7,6 +7,7 @@
  * serves only the target's own user (and root). A refusal is logged and counted (controlRefused).
  *
  * The portal thread knows no sessions: it asks every worker (an 'admin' task routed to each) and merges.
+ * Configuration changes (`nodetgt target|lun|acl|account`) are src/portal/change.ts's.
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -25,14 +26,18 @@ import type {
   TargetInfo,
 } from '../admin/protocol';
 import type { AuthConfig, Config } from '../config/schema';
+import type { EditContext } from '../config/edit';
+import { changeHandler, type ChangeDeps } from './change';
 
-export interface ControlDeps {
+export interface ControlDeps extends Omit<ChangeDeps, 'editContext'> {
   /** The running configuration (the portal's: reloads update it). */
   config(): Config;
   /** Run the task on every live worker; one answer per worker. */
   askWorkers(task: AdminTask): Promise<AdminResult[]>;
   count(what: 'controlRequests' | 'controlRefused'): void;
 }
+
+type Handlers = ControlDeps & { change: ReturnType<typeof changeHandler> };
 
 const MAX_LINE = 64 * 1024;
 
@@ -44,7 +49,11 @@ export function controlAllowed(peerUid: number, ownUid = process.getuid?.() ?? 0
 export async function startControlServer(file: string, deps: ControlDeps): Promise<net.Server> {
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   await removeStale(file);
-  const server = net.createServer((socket) => serve(socket, deps));
+  const handlers: Handlers = {
+    ...deps,
+    change: changeHandler({ ...deps, editContext: (force) => editContext(deps, force) }),
+  };
+  const server = net.createServer((socket) => serve(socket, handlers));
   // The socket file is created with the process umask: make it 0600 from the start, not after a chmod.
   const umask = process.umask(0o177);
   try {
@@ -79,7 +88,7 @@ async function removeStale(file: string): Promise<void> {
   fs.unlinkSync(file);
 }
 
-function serve(socket: net.Socket, deps: ControlDeps): void {
+function serve(socket: net.Socket, deps: Handlers): void {
   socket.on('error', () => undefined);
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
   let uid = -1;
@@ -117,7 +126,7 @@ function answer(socket: net.Socket, a: ControlAnswer): void {
   if (!socket.destroyed) socket.write(`${JSON.stringify(a)}\n`);
 }
 
-async function handle(line: string, deps: ControlDeps): Promise<ControlAnswer> {
+async function handle(line: string, deps: Handlers): Promise<ControlAnswer> {
   let req: ControlRequest;
   try {
     req = JSON.parse(line) as ControlRequest;
@@ -138,7 +147,10 @@ async function handle(line: string, deps: ControlDeps): Promise<ControlAnswer> {
       const closed = results.reduce((n, r) => n + (r.closed ?? 0), 0);
       return closed ? { ok: true, closed } : { ok: false, error: `no session with TSIH ${req.tsih}` };
     }
-    return { ok: false, error: `unknown request ${JSON.stringify(req).slice(0, 200)}` };
+    if (req.op === 'change') return await deps.change(req);
+    // Echoed for the operator's sake, but never a secret a malformed change may carry.
+    const echo = JSON.stringify(req, (k, v: unknown) => (k === 'secret' ? '(hidden)' : v));
+    return { ok: false, error: `unknown request ${echo.slice(0, 200)}` };
   } catch (e) {
     return { ok: false, error: (e as Error).message };
   }
@@ -155,6 +167,9 @@ async function show(what: Exclude<ShowWhat, 'sessions'>, deps: ControlDeps): Pro
     };
     add('(discovery)', config.discoveryAuth);
     for (const t of config.targets) add(t.name, t.auth);
+    for (const a of config.accounts ?? [])
+      if (!accounts.some((x) => x.user === a.user))
+        accounts.push({ scope: '(unbound)', user: a.user, direction: 'stored' });
     return { ok: true, accounts };
   }
   if (what === 'targets') {
@@ -197,4 +212,21 @@ async function show(what: Exclude<ShowWhat, 'sessions'>, deps: ControlDeps): Pro
         });
     }
   return { ok: true, luns };
+}
+
+/** Sessions per target and LU sizes now, for the edits that must not cut them off unasked. */
+async function editContext(deps: ControlDeps, force: boolean): Promise<EditContext> {
+  const [sessions, luns] = await Promise.all([
+    deps.askWorkers({ kind: 'admin', op: 'sessions' }),
+    deps.askWorkers({ kind: 'admin', op: 'luns' }),
+  ]);
+  const tsihs = new Map<string, Set<number>>();
+  for (const s of sessions.flatMap((r) => r.sessions ?? []))
+    if (s.target) tsihs.set(s.target, (tsihs.get(s.target) ?? new Set()).add(s.tsih));
+  const sizes = luns[0]?.luns ?? [];
+  return {
+    sessions: (target) => tsihs.get(target)?.size ?? 0,
+    lunBytes: (target, lun) => sizes.find((l) => l.target === target && l.lun === lun)?.sizeBytes,
+    force,
+  };
 }

@@ -20,6 +20,8 @@ import { dup } from '../native';
 import { startControlServer } from './control';
 import type { AdminResult, AdminTask } from '../admin/protocol';
 import { planReload, type ReloadPlan } from './reload';
+import { provisionalApply, type ApplyReport } from './apply';
+import type { ConfigSource } from '../config/source';
 import { allocateLuShared, releaseLane, type LuSharedMemory } from '../scsi/lu-shared';
 import { loadPrState, seedPr } from '../scsi/pr-aptpl';
 import { recoverAtomicJournals, type AtomicRecoveryReport } from '../backstore/atomic-journal';
@@ -73,7 +75,14 @@ export interface RunningTarget {
    * as needing a restart (src/portal/reload.ts). The running configuration takes the live changes only.
    */
   reload(next: Config): Promise<ReloadPlan>;
+  /** Apply a changed configuration as a whole (src/portal/apply.ts), for the control socket's changes. */
+  applyConfig(next: Config, opts?: { force?: boolean }): Promise<ApplyReport>;
   close(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Where the configuration came from, for the control socket's changes (none: they are refused). */
+  source?: ConfigSource;
 }
 
 function workerCount(config: Config): number {
@@ -124,7 +133,7 @@ function logAtomicRecovery(reports: AtomicRecoveryReport[]): void {
   }
 }
 
-export async function startTarget(config: Config): Promise<RunningTarget> {
+export async function startTarget(config: Config, opts: StartOptions = {}): Promise<RunningTarget> {
   for (const r of await prepareBackingFiles(config)) {
     if (r.state === 'offline') log.error('LU offline', { target: r.target, lun: r.lun, reason: r.reason });
     else if (r.state !== 'ready')
@@ -432,12 +441,33 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     const worker = (a: R) => (typeof a === 'number' ? a : (a as AdminResult).worker);
     return answers.filter((a) => !seen.has(worker(a)) && seen.add(worker(a)));
   };
+  const applyLive = async (plan: ReloadPlan) => {
+    if (plan.live.length || plan.discoveryAuth !== undefined)
+      await askWorkers({
+        kind: 'config',
+        targets: plan.live,
+        ...(plan.discoveryAuth !== undefined ? { discoveryAuth: plan.discoveryAuth } : {}),
+      });
+    for (const l of plan.live) {
+      const t = config.targets.find((x) => x.name === l.name);
+      if (t) Object.assign(t, { acl: l.acl, alias: l.alias, auth: l.auth });
+    }
+    if (plan.discoveryAuth !== undefined) config.discoveryAuth = plan.discoveryAuth ?? undefined;
+  };
+  const applyConfig = async (next: Config, _opts?: { force?: boolean }) => {
+    const report = await provisionalApply(config, next, applyLive);
+    // The store only feeds the auth above; it follows the file once what it feeds is live.
+    if (!report.needsRestart.length && !report.refused) config.accounts = next.accounts;
+    return report;
+  };
   let control: net.Server | null = null;
   if (config.controlSocket) {
     try {
       control = await startControlServer(config.controlSocket, {
         config: () => config,
         askWorkers,
+        applyConfig,
+        source: opts.source,
         count: (what) => portalRow.inc(what),
       });
       log.info('control socket listening', { path: config.controlSocket });
@@ -461,15 +491,11 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     admitted: () => ({ total: admission.total, pending: admission.pendingCount() }),
     async reload(next: Config): Promise<ReloadPlan> {
       const plan = planReload(config, next);
-      if (plan.live.length) {
-        await askWorkers({ kind: 'config', targets: plan.live });
-        for (const l of plan.live) {
-          const t = config.targets.find((x) => x.name === l.name);
-          if (t) Object.assign(t, { acl: l.acl, alias: l.alias });
-        }
-      }
+      await applyLive(plan);
+      config.accounts = next.accounts;
       return plan;
     },
+    applyConfig,
     killWorkerForTest(threadId, how) {
       runTask({ kind: 'test-kill', how }, { threadId, key: null, chosen: 0 }, null);
     },

@@ -105,11 +105,11 @@ export class TargetRegistry {
   all(): TargetNode[] {
     return [...this.nodes.values()];
   }
-  /** A reload's live part: each named target's ACL and alias (logins from now on see them). */
-  applyLive(targets: ReadonlyArray<Pick<TargetConfig, 'name' | 'acl' | 'alias'>>): void {
+  /** A reload's live part: each named target's ACL, alias and CHAP accounts (logins from now on see them). */
+  applyLive(targets: ReadonlyArray<Pick<TargetConfig, 'name' | 'acl' | 'alias' | 'auth'>>): void {
     for (const t of targets) {
       const node = this.nodes.get(t.name);
-      if (node) node.config = { ...node.config, acl: t.acl, alias: t.alias };
+      if (node) node.config = { ...node.config, acl: t.acl, alias: t.alias, auth: t.auth };
     }
   }
 }

@@ -1,5 +1,5 @@
 /** What the portal thread hands to a worker: the start-up data once, then one task per connection. */
-import type { Config, TargetConfig } from '../config/schema';
+import type { AuthConfig, Config, TargetConfig } from '../config/schema';
 import type { CounterShared } from '../metrics/counters';
 import type { RoutingShared } from '../portal/routing';
 import type { AdmissionShared, Ticket } from '../portal/admission';
@@ -36,7 +36,9 @@ export interface ConnectionTask {
 /** A configuration reload: what changes live in every worker (src/portal/reload.ts). */
 export interface ConfigTask {
   kind: 'config';
-  targets: Array<Pick<TargetConfig, 'name' | 'acl' | 'alias'>>;
+  targets: Array<Pick<TargetConfig, 'name' | 'acl' | 'alias' | 'auth'>>;
+  /** Discovery's CHAP accounts when they changed (null: none any more); absent when unchanged. */
+  discoveryAuth?: AuthConfig | null;
 }
 
 /**

@@ -56,6 +56,8 @@ async function init(): Promise<(task: WorkerTask) => Promise<number | AdminResul
     if (task.kind === 'admin') return adminRequest(ctx, task);
     if (task.kind === 'config') {
       targets.applyLive(task.targets);
+      if (task.discoveryAuth !== undefined)
+        ctx.config = { ...ctx.config, discoveryAuth: task.discoveryAuth ?? undefined };
       return threadId;
     }
     if (task.kind === 'test-kill') {

@@ -2,14 +2,15 @@
  * What a configuration reload (SIGHUP) can change in a running target, and what it cannot yet.
  *
  * Applied live, on every worker, without dropping a session: each existing target's ACL (who may log in from
- * now on; sessions already logged in stay) and alias. Everything else that differs (targets or LUNs added,
+ * now on; sessions already logged in stay), alias and host mappings (sessions logged in take on their new LUN
+ * view at once). Everything else that differs (targets or LUNs added,
  * removed or changed, portals, workers, limits, ...) is named as needing a restart, never applied halfway.
  */
 import type { Config, TargetConfig } from '../config/schema';
 
 export interface ReloadPlan {
   /** Per target name: its new ACL and alias, to hand to every worker. */
-  live: Array<Pick<TargetConfig, 'name' | 'acl' | 'alias'>>;
+  live: Array<Pick<TargetConfig, 'name' | 'acl' | 'alias' | 'hosts'>>;
   /** What changed live, for the log. */
   applied: string[];
   /** Differences a restart is needed for. */
@@ -35,10 +36,12 @@ export function planReload(current: Config, next: Config): ReloadPlan {
     if (!same(lunShape(old), lunShape(t))) plan.needsRestart.push(`target ${name}: LUNs changed`);
     const aclChanged = !same(old.acl, t.acl);
     const aliasChanged = old.alias !== t.alias;
-    if (aclChanged || aliasChanged) {
-      plan.live.push({ name, acl: t.acl, alias: t.alias });
+    const hostsChanged = !same(old.hosts ?? [], t.hosts ?? []);
+    if (aclChanged || aliasChanged || hostsChanged) {
+      plan.live.push({ name, acl: t.acl, alias: t.alias, hosts: t.hosts });
       if (aclChanged) plan.applied.push(`target ${name}: acl`);
       if (aliasChanged) plan.applied.push(`target ${name}: alias`);
+      if (hostsChanged) plan.applied.push(`target ${name}: hosts`);
     }
   }
   const { targets: _a, ...restNow } = current;

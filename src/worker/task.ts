@@ -36,7 +36,7 @@ export interface ConnectionTask {
 /** A configuration reload: what changes live in every worker (src/portal/reload.ts). */
 export interface ConfigTask {
   kind: 'config';
-  targets: Array<Pick<TargetConfig, 'name' | 'acl' | 'alias'>>;
+  targets: Array<Pick<TargetConfig, 'name' | 'acl' | 'alias' | 'hosts'>>;
 }
 
 /**

@@ -56,6 +56,7 @@ async function init(): Promise<(task: WorkerTask) => Promise<number | AdminResul
     if (task.kind === 'admin') return adminRequest(ctx, task);
     if (task.kind === 'config') {
       targets.applyLive(task.targets);
+      ctx.refreshLunViews(task.targets.map((t) => t.name));
       return threadId;
     }
     if (task.kind === 'test-kill') {

@@ -458,11 +458,12 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
 
 /** A target's `hosts` (src/config/hosts.ts), reported like every other setting; left out when none. */
 function targetHosts(raw: unknown, where: string, luns: LunConfig[]): { hosts?: HostConfig[] } {
+  const check = { fail, nameProblem: iscsiNameProblem };
   const hosts = normalizeHosts(
     raw,
     where,
     luns.map((l) => l.lun),
-    { fail, nameProblem: iscsiNameProblem },
+    check,
   );
   return hosts.length ? { hosts } : {};
 }

@@ -465,7 +465,7 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
         await askWorkers({ kind: 'config', targets: plan.live });
         for (const l of plan.live) {
           const t = config.targets.find((x) => x.name === l.name);
-          if (t) Object.assign(t, { acl: l.acl, alias: l.alias });
+          if (t) Object.assign(t, { acl: l.acl, alias: l.alias, hosts: l.hosts });
         }
       }
       return plan;

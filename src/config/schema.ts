@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { parseSize } from '../util/size';
 import { parseCidr } from '../portal/acl';
 import { controlSocketPath } from '../admin/protocol';
+import { normalizeHosts, type HostConfig } from './hosts';
 
 export interface LunConfig {
   lun: number;
@@ -69,6 +70,8 @@ export interface TargetConfig {
   acl: AclConfig;
   /** CHAP required to log in to this target; absent = no authentication. */
   auth?: AuthConfig;
+  /** Per-initiator LUN masking and read-only mapping (src/config/hosts.ts); absent or empty = none. */
+  hosts?: HostConfig[];
 }
 
 export interface PortalConfig {
@@ -386,7 +389,7 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
   const targets = o.targets.map((t, i): TargetConfig => {
     const where = `config.targets[${i}]`;
     const to = asObject(t, where);
-    checkKeys(to, ['name', 'alias', 'luns', 'acl', 'auth'], where);
+    checkKeys(to, ['name', 'alias', 'luns', 'acl', 'auth', 'hosts'], where);
     if (typeof to.name !== 'string') fail(where, `'name' must be an iSCSI name (a string)`);
     const nameProblem = iscsiNameProblem(to.name);
     if (nameProblem !== null) fail(where, `'name': ${nameProblem}`);
@@ -428,6 +431,7 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
       ...(to.auth === undefined ? {} : { auth: normalizeAuth(to.auth, `${where}.auth`, store) }),
       luns,
       acl: { initiators: initiators.map((s) => s.toLowerCase()), networks },
+      ...targetHosts(to.hosts, where, luns),
     };
   });
   if (slots > MAX_LUS) fail('config.targets', `at most ${MAX_LUS} LUs in all, not ${slots}`);
@@ -459,6 +463,18 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
       : { discoveryAuth: normalizeAuth(o.discoveryAuth, 'config.discoveryAuth', store) }),
     ...(o.accounts === undefined ? {} : { accounts: store }),
   };
+}
+
+/** A target's `hosts` (src/config/hosts.ts), reported like every other setting; left out when none. */
+function targetHosts(raw: unknown, where: string, luns: LunConfig[]): { hosts?: HostConfig[] } {
+  const check = { fail, nameProblem: iscsiNameProblem };
+  const hosts = normalizeHosts(
+    raw,
+    where,
+    luns.map((l) => l.lun),
+    check,
+  );
+  return hosts.length ? { hosts } : {};
 }
 
 /** Secrets shorter than this draw a warning: the Windows initiator requires 12 to 16 characters. */

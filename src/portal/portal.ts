@@ -450,7 +450,7 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
       });
     for (const l of plan.live) {
       const t = config.targets.find((x) => x.name === l.name);
-      if (t) Object.assign(t, { acl: l.acl, alias: l.alias, auth: l.auth });
+      if (t) Object.assign(t, { acl: l.acl, alias: l.alias, auth: l.auth, hosts: l.hosts });
     }
     if (plan.discoveryAuth !== undefined) config.discoveryAuth = plan.discoveryAuth ?? undefined;
   };

@@ -2,17 +2,18 @@
  * What a configuration reload (SIGHUP) can change in a running target, and what it cannot yet.
  *
  * Applied live, on every worker, without dropping a session: each existing target's ACL (who may log in from
- * now on; sessions already logged in stay), alias and CHAP accounts, discovery's CHAP accounts, and the
- * account store (which serves only to be named by those). Everything else that differs (targets or LUNs added,
+ * now on; sessions already logged in stay), alias, CHAP accounts and host mappings (sessions logged in take on
+ * their new LUN view at once), discovery's CHAP accounts, and the account store (which serves only to be named
+ * by those). Everything else that differs (targets or LUNs added,
  * removed or changed, portals, workers, limits, ...) is named as needing a restart, never applied halfway.
  */
 import type { AuthConfig, Config, TargetConfig } from '../config/schema';
 
 /** What a target takes live: logins from now on see it. */
-export type LiveTargetSettings = Pick<TargetConfig, 'name' | 'acl' | 'alias' | 'auth'>;
+export type LiveTargetSettings = Pick<TargetConfig, 'name' | 'acl' | 'alias' | 'auth' | 'hosts'>;
 
 export interface ReloadPlan {
-  /** Per target name: its new ACL, alias and auth, to hand to every worker. */
+  /** Per target name: its new ACL, alias, auth and host mappings, to hand to every worker. */
   live: LiveTargetSettings[];
   /** Discovery's new CHAP accounts (null: none any more), when they changed. */
   discoveryAuth?: AuthConfig | null;
@@ -56,11 +57,13 @@ export function planReload(current: Config, next: Config): ReloadPlan {
     const aclChanged = !same(old.acl, t.acl);
     const aliasChanged = old.alias !== t.alias;
     const authChanged = !same(old.auth, t.auth);
-    if (aclChanged || aliasChanged || authChanged) {
-      plan.live.push({ name, acl: t.acl, alias: t.alias, auth: t.auth });
+    const hostsChanged = !same(old.hosts ?? [], t.hosts ?? []);
+    if (aclChanged || aliasChanged || authChanged || hostsChanged) {
+      plan.live.push({ name, acl: t.acl, alias: t.alias, auth: t.auth, hosts: t.hosts });
       if (aclChanged) plan.applied.push(`target ${name}: acl`);
       if (aliasChanged) plan.applied.push(`target ${name}: alias`);
       if (authChanged) plan.applied.push(`target ${name}: CHAP accounts`);
+      if (hostsChanged) plan.applied.push(`target ${name}: hosts`);
     }
   }
   if (!same(current.discoveryAuth, next.discoveryAuth)) {

@@ -87,7 +87,7 @@ export async function writeAtomic16(ctx: CommandContext): Promise<ScsiResult> {
   const { cdb, lu, task } = ctx;
   checkWriteAtomic(cdb, lu);
   const { lba, blocks } = atomicRange(cdb);
-  requireWritable(lu);
+  requireWritable(ctx, lu);
   if (blocks === 0) return GOOD;
   const bs = lu.blockSize;
   const len = blocks * bs;

@@ -7,6 +7,7 @@ import { AscQ, Opcode, SenseKey, Status } from './constants';
 import { CommandIndex, COMMANDS } from './commands';
 import { inquiryAbsentLun } from './inquiry';
 import type { LogicalUnit, LuType } from './lu';
+import { LunView, type LunAccess } from './lun-view';
 import { mediumNotPresent } from './medium';
 import { MMC_COMMANDS } from './mmc-commands';
 import {
@@ -46,16 +47,19 @@ function checkCdbBits(spec: CommandSpec, lu: LogicalUnit, cdb: Buffer): void {
 
 class Context implements CommandContext {
   readonly cdb: Buffer;
+  readonly lu: LogicalUnit;
   constructor(
     readonly task: ScsiTask,
-    readonly lu: LogicalUnit,
+    private readonly access: LunAccess,
+    private readonly view: LunView,
     private readonly disp: ScsiDispatcher,
   ) {
     this.cdb = task.cdb;
+    this.lu = access.lu;
   }
 
-  lunNumbers(): number[] {
-    return this.disp.lunNumbers();
+  lunNumbers(): readonly number[] {
+    return this.view.numbers();
   }
 
   get commands(): readonly CommandSpec[] {
@@ -63,12 +67,20 @@ class Context implements CommandContext {
   }
 
   luByNaa(naa: Buffer): LogicalUnit | undefined {
-    return this.disp.luByNaa(naa);
+    const lu = this.disp.luByNaa(naa);
+    // A LU this nexus does not see is no copy target for it either.
+    return lu && this.view.accessTo(lu) ? lu : undefined;
+  }
+
+  nexusReadOnly(lu: LogicalUnit): boolean {
+    return lu === this.lu ? this.access.readOnly : (this.view.accessTo(lu)?.readOnly ?? false);
   }
 }
 
 export class ScsiDispatcher {
   private luns: Map<number, LogicalUnit>;
+  /** Every LUN, writable: the view of a nexus no host mapping restricts (and of tasks that carry none). */
+  private everything: LunView;
   private readonly index: CommandIndex;
   private readonly indexes: Record<LuType, CommandIndex>;
   /** Called for unexpected (non-SCSI) exceptions, which are answered with HARDWARE ERROR. */
@@ -78,6 +90,7 @@ export class ScsiDispatcher {
 
   constructor(luns: Map<number, LogicalUnit>, commands: readonly CommandSpec[] = COMMANDS) {
     this.luns = luns;
+    this.everything = LunView.all(luns);
     this.index = new CommandIndex(commands);
     this.indexes = { disk: this.index, cd: new CommandIndex(MMC_COMMANDS) };
   }
@@ -90,6 +103,7 @@ export class ScsiDispatcher {
     const before = [...this.luns.keys()].sort().join(',');
     const after = [...luns.keys()].sort().join(',');
     this.luns = luns;
+    this.everything = LunView.all(luns);
     if (before !== after)
       for (const lu of luns.values()) lu.establishUnitAttention(AscQ.REPORTED_LUNS_DATA_CHANGED);
   }
@@ -104,9 +118,17 @@ export class ScsiDispatcher {
     return this.indexes[lu.type].commands;
   }
 
-  /** The reset epoch of the LU behind a LUN (0 when none): recorded in ScsiTask.epoch when a command arrives. */
-  resetEpochOf(lun: number): number {
-    return this.luns.get(lun)?.shared.resetEpoch ?? 0;
+  /** Every LUN of the target, writable as each LU allows: the view of a nexus without a host mapping. */
+  get allLuns(): LunView {
+    return this.everything;
+  }
+
+  /**
+   * The reset epoch of the LU behind a LUN as this nexus sees it (0 when none): recorded in ScsiTask.epoch when
+   * a command arrives.
+   */
+  resetEpochOf(lun: number, view: LunView = this.everything): number {
+    return view.get(lun)?.lu.shared.resetEpoch ?? 0;
   }
 
   getLun(lun: number): LogicalUnit | undefined {
@@ -129,8 +151,8 @@ export class ScsiDispatcher {
    * length, VERIFY with BYTCHK=0: 0); null for commands that never carry Data-Out, unknown opcodes and
    * absent LUNs.
    */
-  dataOutLength(task: { cdb: Buffer; lun: number }): number | null {
-    const lu = this.luns.get(task.lun);
+  dataOutLength(task: { cdb: Buffer; lun: number; view?: LunView }): number | null {
+    const lu = (task.view ?? this.everything).get(task.lun)?.lu;
     if (!lu) return null;
     const spec = this.indexes[lu.type].lookup(task.cdb);
     if (!spec || spec === 'bad-sa' || !spec.dataOutLength) return null;
@@ -143,10 +165,10 @@ export class ScsiDispatcher {
    * LUN, opcode, CDB length and the command's own pre-check (range, transfer length). Returns the sense data
    * of the CHECK CONDITION to answer with, or the bytes of Data-Out the command will use (dataOutLength).
    */
-  admitDataOut(task: { cdb: Buffer; lun: number }): { sense: Buffer } | { dataOut: number } {
+  admitDataOut(task: { cdb: Buffer; lun: number; view?: LunView }): { sense: Buffer } | { dataOut: number } {
     const cdb = task.cdb;
     try {
-      const lu = this.luns.get(task.lun);
+      const lu = (task.view ?? this.everything).get(task.lun)?.lu;
       if (!lu) {
         const op = cdb[0];
         if (op === Opcode.INQUIRY || op === Opcode.REPORT_LUNS || op === Opcode.REQUEST_SENSE)
@@ -192,9 +214,12 @@ export class ScsiDispatcher {
 
   async execute(task: ScsiTask): Promise<ScsiResult> {
     const cdb = task.cdb;
+    const view = task.view ?? this.everything;
     try {
-      const lu = this.luns.get(task.lun);
-      if (!lu) return this.absentLun(task);
+      // The one lookup a command makes: the nexus's view holds the LU and this nexus's access to it.
+      const access = view.get(task.lun);
+      if (!access) return this.absentLun(task, view);
+      const lu = access.lu;
       // A reset since the command arrived (while it waited for CmdSN order or its Data-Out): it was aborted
       // and never runs; the unit attention stays for the next command.
       const epoch = task.epoch ?? lu.shared.resetEpoch;
@@ -212,7 +237,7 @@ export class ScsiDispatcher {
       if (sanitizing) throw sanitizing;
       checkCdbBits(spec, lu, cdb);
       if (lu.removable && !spec.withoutMedium && !lu.mediumPresent) throw mediumNotPresent();
-      const result = await spec.exec(new Context(task, lu, this));
+      const result = await spec.exec(new Context(task, access, view, this));
       if (lu.shared.resetEpoch === epoch) return result;
       // A reset came while the command ran: TAS = 1, it ends TASK ABORTED.
       if (result.pooled && result.dataIn) lu.pool.release(result.dataIn);
@@ -224,15 +249,18 @@ export class ScsiDispatcher {
     }
   }
 
-  /** SPC-4: with no logical unit behind the LUN only INQUIRY, REPORT LUNS and REQUEST SENSE work. */
-  private absentLun(task: ScsiTask): ScsiResult {
+  /**
+   * SPC-4: with no logical unit behind the LUN (none configured, or masked from this nexus) only INQUIRY,
+   * REPORT LUNS and REQUEST SENSE work; REPORT LUNS lists what this nexus sees.
+   */
+  private absentLun(task: ScsiTask, view: LunView): ScsiResult {
     const cdb = task.cdb;
     switch (cdb[0]) {
       case Opcode.INQUIRY:
         if ((cdb[1] & 0x01) !== 0) throw lunNotSupported();
         return inquiryAbsentLun(cdb);
       case Opcode.REPORT_LUNS:
-        return reportLuns(cdb, this.lunNumbers());
+        return reportLuns(cdb, view.numbers());
       case Opcode.REQUEST_SENSE:
         return requestSenseAbsentLun(cdb);
       default:

@@ -64,10 +64,14 @@ function pagesOf(lu: LogicalUnit): readonly ModePage[] {
   return lu.type === 'cd' ? MMC_MODE_PAGES : PAGES;
 }
 
-/** Device-specific parameter of the mode parameter header: WP and DPOFUA (reserved in MMC). */
-function deviceSpecific(lu: LogicalUnit): number {
+/**
+ * Device-specific parameter of the mode parameter header: WP and DPOFUA (reserved in MMC). WP is as this I_T
+ * nexus sees it: the LU's own write protect, or a host mapping that lets the nexus only read.
+ */
+function deviceSpecific(ctx: CommandContext): number {
+  const lu = ctx.lu;
   if (lu.type === 'cd') return 0;
-  return (lu.writeProtected ? 0x80 : 0) | 0x10;
+  return (lu.writeProtected || ctx.nexusReadOnly(lu) ? 0x80 : 0) | 0x10;
 }
 
 function blockDescriptor(lu: LogicalUnit, long: boolean, pc: number): Buffer {
@@ -116,12 +120,12 @@ export function modeSense(ctx: CommandContext): ScsiResult {
   const total = headerLen + (desc?.length ?? 0) + pages.reduce((n, p) => n + p.length, 0);
   if (ten) {
     header.writeUInt16BE(total - 2, 0);
-    header[3] = deviceSpecific(lu);
+    header[3] = deviceSpecific(ctx);
     if (desc && llbaa) header[4] = 0x01; // LONGLBA
     header.writeUInt16BE(desc?.length ?? 0, 6);
   } else {
     header[0] = total - 1;
-    header[2] = deviceSpecific(lu);
+    header[2] = deviceSpecific(ctx);
     header[3] = desc?.length ?? 0;
   }
   const data = Buffer.concat(desc ? [header, desc, ...pages] : [header, ...pages], total);

@@ -168,7 +168,7 @@ export async function sanitize(ctx: CommandContext): Promise<ScsiResult> {
   checkSanitize(cdb, lu);
   const sa = cdb[1] & 0x1f;
   if (sa === Sanitize.EXIT_FAILURE_MODE) return exitFailureMode(lu);
-  requireWritable(lu);
+  requireWritable(ctx, lu);
   let op: () => Promise<void>;
   if (sa === Sanitize.OVERWRITE) {
     const o = overwriteParameters(lu, task.dataOut, cdb.readUInt16BE(7));

@@ -50,7 +50,7 @@ export async function compareAndWrite(ctx: CommandContext): Promise<ScsiResult> 
   const { cdb, lu, task } = ctx;
   checkCompareAndWrite(cdb, lu);
   const { lba, blocks } = cawRange(cdb);
-  requireWritable(lu);
+  requireWritable(ctx, lu);
   const len = blocks * lu.blockSize;
   // Both instances are needed whole; an initiator that announces another Data-Out length has built a command
   // other than the one the CDB describes (libiscsi CompareAndWrite.InvalidDataOutSize; and 1.19's Simple,
@@ -94,7 +94,7 @@ export async function orWrite(ctx: CommandContext): Promise<ScsiResult> {
   const { cdb, lu, task } = ctx;
   checkBlockTransfer(cdb, lu);
   const { lba, blocks } = decodeBlockRange(cdb);
-  requireWritable(lu);
+  requireWritable(ctx, lu);
   const bs = lu.blockSize;
   // Only whole blocks received are written (EDTL < transfer length), as for WRITE.
   const n = Math.min(blocks, Math.floor(totalLength(task.dataOut) / bs));

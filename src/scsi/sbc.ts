@@ -98,8 +98,14 @@ export async function unmapMedium(
   }
 }
 
-export function requireWritable(lu: LogicalUnit): void {
-  if (lu.backstore.readOnly) throw new ScsiError(SenseKey.DATA_PROTECT, AscQ.WRITE_PROTECTED);
+/**
+ * Writes refused: a read-only backstore, or a host mapping that lets this I_T nexus only read the LU, is
+ * WRITE PROTECTED (as LIO answers for a write-protected mapped LUN); SWP set by MODE SELECT is SOFTWARE WRITE
+ * PROTECTED. `lu` is the LU written (an EXTENDED COPY's destination may be another LU than the one addressed).
+ */
+export function requireWritable(ctx: Pick<CommandContext, 'nexusReadOnly'>, lu: LogicalUnit): void {
+  if (lu.backstore.readOnly || ctx.nexusReadOnly(lu))
+    throw new ScsiError(SenseKey.DATA_PROTECT, AscQ.WRITE_PROTECTED);
   if (lu.softwareWriteProtect) throw new ScsiError(SenseKey.DATA_PROTECT, AscQ.SOFTWARE_WRITE_PROTECTED);
 }
 
@@ -173,7 +179,7 @@ export async function write(ctx: CommandContext): Promise<ScsiResult> {
   const six = lengthByte === 4;
   checkRange(lu.numBlocks, lba, blocks);
   checkTransferLength(lu, blocks, lengthByte);
-  requireWritable(lu);
+  requireWritable(ctx, lu);
   const n = receivedBlocks(lu, task.dataOut, blocks);
   if (n === 0) return GOOD;
   const fua = !six && (cdb[1] & 0x08) !== 0;
@@ -271,7 +277,7 @@ export async function writeAndVerify(ctx: CommandContext): Promise<ScsiResult> {
   const { lba, blocks, lengthByte } = decodeBlockRange(cdb);
   checkRange(lu.numBlocks, lba, blocks);
   checkTransferLength(lu, blocks, lengthByte);
-  requireWritable(lu);
+  requireWritable(ctx, lu);
   const n = receivedBlocks(lu, task.dataOut, blocks);
   if (n === 0) return GOOD;
   const data = takeBytes(task.dataOut, n * lu.blockSize);
@@ -331,7 +337,7 @@ export async function writeSame(ctx: CommandContext): Promise<ScsiResult> {
   const blocks = asked === 0 ? lu.numBlocks - lba : asked;
   if (blocks > lu.limits.maxWriteSameBlocks) throw invalidFieldInCdb(lengthByte, 7);
   checkRange(lu.numBlocks, lba, blocks);
-  requireWritable(lu);
+  requireWritable(ctx, lu);
   // LBPWS/LBPWS10 = 0 on a fully provisioned LU: UNMAP = 1 is an invalid field (SBC-3 WRITE SAME).
   if (unmap && !lu.thinProvisioned) throw invalidFieldInCdb(1, 3);
   const bs = lu.blockSize;
@@ -384,7 +390,7 @@ export async function unmap(ctx: CommandContext): Promise<ScsiResult> {
   const paramLen = cdb.readUInt16BE(7);
   if (paramLen === 0) return GOOD;
   if (paramLen < 8) throw parameterListLengthError();
-  requireWritable(lu);
+  requireWritable(ctx, lu);
   const got = Math.min(paramLen, totalLength(task.dataOut));
   if (got < 8) throw parameterListLengthError();
   const data = gatherBytes(task.dataOut, got);

@@ -48,7 +48,7 @@ export function requestSenseAbsentLun(cdb: Buffer): ScsiResult {
 }
 
 /** REPORT LUNS; works on any LUN, present or not. */
-export function reportLuns(cdb: Buffer, luns: number[]): ScsiResult {
+export function reportLuns(cdb: Buffer, luns: readonly number[]): ScsiResult {
   const select = cdb[2];
   const alloc = cdb.readUInt32BE(6);
   if (alloc < 16) throw invalidFieldInCdb(6, 7);

@@ -3,6 +3,7 @@
  * (ScsiResult), and how a command is described in the command table (CommandSpec).
  */
 import type { LogicalUnit } from './lu';
+import type { LunView } from './lun-view';
 
 export interface ScsiTask {
   /** Decoded LUN number (see decodeLun). */
@@ -23,6 +24,8 @@ export interface ScsiTask {
    * nexus on any worker ends the command with TASK ABORTED (TAS = 1). Taken at execute when absent.
    */
   epoch?: number;
+  /** What this nexus sees of the target (its session's host mapping); absent = every LUN, writable. */
+  view?: LunView;
 }
 
 export interface ScsiResult {
@@ -44,13 +47,16 @@ export interface CommandContext {
   task: ScsiTask;
   cdb: Buffer;
   lu: LogicalUnit;
-  /** LUN numbers currently configured (REPORT LUNS). */
-  lunNumbers(): number[];
+  /** LUN numbers this I_T nexus sees (REPORT LUNS). */
+  lunNumbers(): readonly number[];
   /**
    * The LU of this same target whose NAA designator (VPD 83h, identity.naa) is `naa` (EXTENDED COPY's copy
-   * targets); undefined when no LU of this target has it (another target's LUs are never returned).
+   * targets); undefined when no LU of this target has it or this nexus does not see it (another target's
+   * LUs are never returned).
    */
   luByNaa(naa: Buffer): LogicalUnit | undefined;
+  /** Writes from this I_T nexus to `lu` are refused (a read-only host mapping), whatever the LU's own state. */
+  nexusReadOnly(lu: LogicalUnit): boolean;
   /** The command table, for REPORT SUPPORTED OPERATION CODES. */
   commands: readonly CommandSpec[];
 }

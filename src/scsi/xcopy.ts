@@ -226,7 +226,7 @@ function blockToBlock(
  * COPY ABORTED naming the segment and pointing at its LBA field (the copy target would have answered LBA OUT
  * OF RANGE; libiscsi and SPC expect the copy manager to report it as an aborted copy).
  */
-export function checkSegments(plan: CopyPlan): void {
+export function checkSegments(plan: CopyPlan, ctx: Pick<CommandContext, 'nexusReadOnly'>): void {
   plan.segments.forEach((s, i) => {
     const src = plan.targets[s.src];
     const dst = plan.targets[s.dst];
@@ -235,7 +235,7 @@ export function checkSegments(plan: CopyPlan): void {
     if (s.dstLba + s.bytes / dst.blockSize > dst.numBlocks)
       throw copyAborted(AscQ.NO_ADDITIONAL_SENSE, i, s.at + 20);
   });
-  for (const s of plan.segments) if (s.bytes > 0) requireWritable(plan.targets[s.dst]);
+  for (const s of plan.segments) if (s.bytes > 0) requireWritable(ctx, plan.targets[s.dst]);
 }
 
 // ---- EXTENDED COPY -------------------------------------------------------------------------------------
@@ -272,7 +272,7 @@ export async function extendedCopy(ctx: CommandContext): Promise<ScsiResult> {
   }
   const entry = held.start(task.nexus, plan.usage === 3 ? -1 : plan.listId, epoch, plan.usage === 0);
   try {
-    checkSegments(plan);
+    checkSegments(plan, ctx);
     for (const s of plan.segments) {
       if (lu.shared.resetEpoch !== epoch) break; // the dispatcher answers TASK ABORTED
       await copySegment(plan.targets[s.src], s.srcLba, plan.targets[s.dst], s.dstLba, s.bytes, entry);

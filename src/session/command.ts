@@ -118,7 +118,7 @@ export class CommandEngine {
     const unsolicitedLimit = p.initialR2T ? imm : Math.min(p.firstBurstLength, edtl);
     if (cmd.write) {
       // Validate before soliciting: a command that cannot execute gets no R2T and keeps none of its data.
-      const admitted = session.dispatcher!.admitDataOut({ cdb: cmd.cdb, lun });
+      const admitted = session.dispatcher!.admitDataOut({ cdb: cmd.cdb, lun, view: session.luns });
       if ('sense' in admitted) failure = { status: CHECK_CONDITION, sense: admitted.sense };
       // Solicit only what the command will use; unsolicited data is accepted up to EDTL and the excess dropped.
       else wantData = Math.min(edtl, admitted.dataOut);
@@ -156,7 +156,7 @@ export class CommandEngine {
       failure,
       reserved,
       pendingIn: 0,
-      epoch: session.dispatcher?.resetEpochOf(lun) ?? 0,
+      epoch: session.dispatcher?.resetEpochOf(lun, session.luns) ?? 0,
     };
     this.tasks.set(task.itt, task);
     const accepted = session.deliver(cmd.cmdSN, cmd.immediate, () => {
@@ -300,6 +300,7 @@ export class CommandEngine {
         dataOut: task.data,
         nexus: session.nexus,
         epoch: task.epoch,
+        view: session.luns,
       })
       .then(
         (result) => this.respond(task, result),
@@ -337,7 +338,8 @@ export class CommandEngine {
         residual = room - produced;
       }
     } else if (task.write) {
-      const needed = session.dispatcher!.dataOutLength({ cdb: task.cdb, lun: task.lun }) ?? 0;
+      const needed =
+        session.dispatcher!.dataOutLength({ cdb: task.cdb, lun: task.lun, view: session.luns }) ?? 0;
       if (needed > task.edtl) {
         overflow = true;
         // A refused WRITE may ask for far more than 4 GiB: the field has 32 bits.

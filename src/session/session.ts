@@ -5,6 +5,7 @@
 import type { NegotiatedParams } from '../login/negotiator';
 import type { TargetNode } from '../worker/targets';
 import type { ScsiDispatcher } from '../scsi/dispatcher';
+import type { LunView } from '../scsi/lun-view';
 import type { Connection } from './connection';
 import { snAdd, snLe, snLt } from './serial';
 
@@ -25,6 +26,11 @@ export class Session {
   private heldMaxCmdSN = 0;
   /** Date.now() at login (`nodetgt show sessions` reports the age). */
   readonly createdAt = Date.now();
+  /**
+   * The LUNs this I_T nexus sees and which it may only write (TargetNode.viewFor): set at login, replaced when
+   * the target's host mappings change. Undefined for a discovery session.
+   */
+  luns: LunView | undefined;
 
   constructor(
     readonly tsih: number,

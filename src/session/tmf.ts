@@ -22,21 +22,20 @@ export function handleTaskManagement(conn: Connection, req: TaskMgmtRequest): nu
     case TmfFunction.ClearTaskSet:
     case TmfFunction.LogicalUnitReset: {
       const lun = lunFromField(req.lun);
-      if (
-        req.function === TmfFunction.LogicalUnitReset &&
-        session.dispatcher &&
-        !session.dispatcher.getLun(lun)
-      )
+      // A LUN masked from this nexus does not exist for it (its host mapping): no reset of another's LU.
+      const lu = session.luns?.get(lun)?.lu;
+      if (req.function === TmfFunction.LogicalUnitReset && session.luns && !lu)
         return TmfResponse.LunDoesNotExist;
       for (const c of all) c.commands.abortWhere((t) => t.lun === lun);
-      if (req.function === TmfFunction.LogicalUnitReset) session.dispatcher?.getLun(lun)?.reset();
+      if (req.function === TmfFunction.LogicalUnitReset) lu?.reset();
       return TmfResponse.FunctionComplete;
     }
     case TmfFunction.TargetWarmReset:
     case TmfFunction.TargetColdReset: {
       // This session's tasks end here; every other session's (on any worker) sees the LUs' reset epochs move.
       for (const c of all) c.commands.abortAll();
-      for (const n of session.dispatcher?.lunNumbers() ?? []) session.dispatcher!.getLun(n)?.reset();
+      // The target as this nexus sees it: LUs masked from it by a host mapping are not its to reset.
+      for (const [, a] of session.luns?.entries() ?? []) a.lu.reset();
       const target = session.target?.name;
       // Cold: then every connection to the target closes, this one included, once the response is queued.
       if (req.function === TmfFunction.TargetColdReset && target)

@@ -13,6 +13,8 @@ import { ChapAuthenticator } from '../login/chap';
 import { Session, SessionTable } from '../session/session';
 import type { Connection } from '../session/connection';
 import { TargetRegistry } from './targets';
+import { viewChange } from '../scsi/lun-view';
+import { UA } from '../scsi/lu-shared';
 import { log } from '../util/log';
 
 /** Every worker listens here: a TARGET COLD RESET ends the target's sessions on all of them. */
@@ -109,6 +111,7 @@ export class WorkerContext {
       o.cmdSN,
       this.config.queueDepth,
     );
+    s.luns = target?.viewFor(o.initiatorName);
     s.connections.set(o.cid, conn);
     this.sessions.add(s);
     this.counters.inc('ssnActive');
@@ -130,6 +133,25 @@ export class WorkerContext {
     const d = s.dispatcher;
     if (d) for (const n of d.lunNumbers()) d.getLun(n)?.nexusLost(s.nexus);
     this.counters.inc('ssnActive', -1);
+  }
+
+  /**
+   * After a live change of host mappings: every session of a changed target takes its new view of the LUNs.
+   * A nexus whose LUN inventory changed gets REPORTED LUNS DATA HAS CHANGED on each LU it now sees; one whose
+   * read-only state of a LU flipped gets MODE PARAMETERS CHANGED there (the WP bit it reads changed).
+   */
+  refreshLunViews(targetNames: readonly string[]): void {
+    for (const s of this.sessions.all()) {
+      if (!s.target || !s.luns || !targetNames.includes(s.target.name)) continue;
+      const next = s.target.viewFor(s.initiatorName);
+      const change = viewChange(s.luns, next);
+      s.luns = next;
+      if (change.inventory)
+        for (const [, a] of next.entries())
+          a.lu.shared.establish(UA.REPORTED_LUNS_DATA_CHANGED, { only: [s.nexus] });
+      for (const lu of change.writeProtectFlipped)
+        lu.shared.establish(UA.MODE_PARAMETERS_CHANGED, { only: [s.nexus] });
+    }
   }
 
   connectionClosed(conn: Connection): void {

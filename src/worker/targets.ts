@@ -9,6 +9,8 @@ import { openNullBackstore } from '../backstore/null';
 import { LogicalUnit, identityOf } from '../scsi/lu';
 import { ScsiDispatcher } from '../scsi/dispatcher';
 import { aclAllows } from '../portal/acl';
+import { hostFor, hostReadOnly } from '../config/hosts';
+import { LunView, type LunAccess } from '../scsi/lun-view';
 import { LuFaultCounters, type CounterShared } from '../metrics/counters';
 import { log } from '../util/log';
 import { LuShared, type LuSharedMemory } from '../scsi/lu-shared';
@@ -34,6 +36,20 @@ export class TargetNode {
 
   allows(initiatorName: string, address: string): boolean {
     return aclAllows(this.config.acl, initiatorName, address);
+  }
+
+  /**
+   * What an initiator sees of this target under the current `hosts` mappings: a session takes it at login and
+   * again when the mappings change (WorkerContext.refreshLunViews). Unmapped initiators see every LUN.
+   */
+  viewFor(initiatorName: string): LunView {
+    const all = this.scsi!.allLuns;
+    const host = hostFor(this.config.hosts, initiatorName);
+    if (!host) return all;
+    const map = new Map<number, LunAccess>();
+    for (const [n, a] of all.entries())
+      if (!host.luns || host.luns.includes(n)) map.set(n, { lu: a.lu, readOnly: hostReadOnly(host, n) });
+    return new LunView(map);
   }
 
   /** Open the LUNs in this thread (each worker has its own descriptors and io_uring ring). */
@@ -105,11 +121,14 @@ export class TargetRegistry {
   all(): TargetNode[] {
     return [...this.nodes.values()];
   }
-  /** A reload's live part: each named target's ACL, alias and CHAP accounts (logins from now on see them). */
-  applyLive(targets: ReadonlyArray<Pick<TargetConfig, 'name' | 'acl' | 'alias' | 'auth'>>): void {
+  /**
+   * A reload's live part: each named target's ACL, alias and CHAP accounts (logins from now on see them) and
+   * host mappings (sessions take them on through WorkerContext.refreshLunViews).
+   */
+  applyLive(targets: ReadonlyArray<Pick<TargetConfig, 'name' | 'acl' | 'alias' | 'auth' | 'hosts'>>): void {
     for (const t of targets) {
       const node = this.nodes.get(t.name);
-      if (node) node.config = { ...node.config, acl: t.acl, alias: t.alias, auth: t.auth };
+      if (node) node.config = { ...node.config, acl: t.acl, alias: t.alias, auth: t.auth, hosts: t.hosts };
     }
   }
 }

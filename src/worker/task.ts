@@ -36,7 +36,7 @@ export interface ConnectionTask {
 /** A configuration reload: what changes live in every worker (src/portal/reload.ts). */
 export interface ConfigTask {
   kind: 'config';
-  targets: Array<Pick<TargetConfig, 'name' | 'acl' | 'alias' | 'auth'>>;
+  targets: Array<Pick<TargetConfig, 'name' | 'acl' | 'alias' | 'auth' | 'hosts'>>;
   /** Discovery's CHAP accounts when they changed (null: none any more); absent when unchanged. */
   discoveryAuth?: AuthConfig | null;
 }

@@ -58,6 +58,7 @@ async function init(): Promise<(task: WorkerTask) => Promise<number | AdminResul
       targets.applyLive(task.targets);
       if (task.discoveryAuth !== undefined)
         ctx.config = { ...ctx.config, discoveryAuth: task.discoveryAuth ?? undefined };
+      ctx.refreshLunViews(task.targets.map((t) => t.name));
       return threadId;
     }
     if (task.kind === 'test-kill') {

@@ -19,7 +19,7 @@ import { log } from '../util/log';
 import { dup } from '../native';
 import { startControlServer } from './control';
 import type { AdminResult, AdminTask } from '../admin/protocol';
-import { planReload, type ReloadPlan } from './reload';
+import { ConfigApplier, type ApplyOptions, type ApplyReport } from './apply';
 import { allocateLuShared, releaseLane, type LuSharedMemory } from '../scsi/lu-shared';
 import { loadPrState, seedPr } from '../scsi/pr-aptpl';
 import { recoverAtomicJournals, type AtomicRecoveryReport } from '../backstore/atomic-journal';
@@ -39,6 +39,7 @@ import { createRoutingShared, TsihTable, type RoutingShared } from './routing';
 import { prepareBackingFiles } from '../backstore/prepare';
 import { GAUGES, startMetricsServer } from '../metrics/http';
 import type {
+  ConfigResult,
   ConfigTask,
   ConnectionTask,
   RouteHint,
@@ -51,6 +52,10 @@ import type {
 const FD_RESERVE = 4;
 
 export interface RunningTarget {
+  /**
+   * The running configuration, normalized, as live changes left it (a copy: build the next one from it and
+   * hand that to applyConfig).
+   */
   readonly config: Config;
   readonly addresses: net.AddressInfo[];
   readonly counters: CounterShared;
@@ -69,10 +74,11 @@ export interface RunningTarget {
    */
   killWorkerForTest(threadId: number, how: TestKillTask['how']): void;
   /**
-   * Apply a reloaded configuration (SIGHUP): what can change live reaches every worker; the rest is returned
-   * as needing a restart (src/portal/reload.ts). The running configuration takes the live changes only.
+   * Apply a configuration (SIGHUP, the live administration commands): targets and LUNs added, removed, resized
+   * or changed, ACLs, aliases and CHAP accounts, on every worker, without dropping unrelated sessions. The rest
+   * is reported as needing a restart and not applied. Changes run one at a time (src/portal/apply.ts).
    */
-  reload(next: Config): Promise<ReloadPlan>;
+  applyConfig(next: Config, opts?: ApplyOptions): Promise<ApplyReport>;
   close(): Promise<void>;
 }
 
@@ -153,9 +159,9 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
   const connsPerWorker = new Map<number, number>();
   const admissionShared = createAdmissionShared(config.limits);
   // One shared state per LU, by slot, for every worker (src/scsi/lu-shared.ts).
-  const lus: LuSharedMemory[] = [];
+  const lus: Array<LuSharedMemory | undefined> = [];
   for (const t of config.targets) for (const l of t.luns) lus[l.slot] = allocateLuShared();
-  for (const r of prState) if (r.doc !== null) seedPr(lus[r.slot], r.doc);
+  for (const r of prState) if (r.doc !== null) seedPr(lus[r.slot]!, r.doc);
   const authChannel = randomUUID();
   const init: WorkerInit = { config, counters, routing, admission: admissionShared, lus, authChannel };
 
@@ -417,8 +423,8 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
   // The control socket: requests about sessions go to every worker (each knows only its own) and are merged.
   const askWorkers = async <T extends AdminTask | ConfigTask>(
     task: T,
-  ): Promise<Array<T extends AdminTask ? AdminResult : number>> => {
-    type R = T extends AdminTask ? AdminResult : number;
+  ): Promise<Array<T extends AdminTask ? AdminResult : ConfigResult>> => {
+    type R = T extends AdminTask ? AdminResult : ConfigResult;
     const answers = await Promise.all(
       pool!.threads.map((w) => {
         const hint: RouteHint = { threadId: w.threadId, key: null, chosen: 0, connection: false };
@@ -429,8 +435,7 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     );
     // A worker that was gone by then had its task run by another: keep one answer per worker.
     const seen = new Set<number>();
-    const worker = (a: R) => (typeof a === 'number' ? a : (a as AdminResult).worker);
-    return answers.filter((a) => !seen.has(worker(a)) && seen.add(worker(a)));
+    return answers.filter((a) => !seen.has(a.worker) && seen.add(a.worker));
   };
   let control: net.Server | null = null;
   if (config.controlSocket) {
@@ -447,11 +452,15 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     }
   }
 
+  const applier = new ConfigApplier({ config, lus, counters, broadcast: (task) => askWorkers(task) });
+
   for (const a of addresses)
     log.info('portal listening', { address: `${a.address}:${a.port}`, workers: threads });
 
   return {
-    config,
+    get config() {
+      return structuredClone(config);
+    },
     addresses,
     counters,
     metricsPort: metricsServer?.port ?? 0,
@@ -459,17 +468,7 @@ export async function startTarget(config: Config): Promise<RunningTarget> {
     workerThreadIds: () => pool!.threads.map((t) => t.threadId),
     tsihsOwnedBy: (threadId) => tsihs.ownedBy(threadId),
     admitted: () => ({ total: admission.total, pending: admission.pendingCount() }),
-    async reload(next: Config): Promise<ReloadPlan> {
-      const plan = planReload(config, next);
-      if (plan.live.length) {
-        await askWorkers({ kind: 'config', targets: plan.live });
-        for (const l of plan.live) {
-          const t = config.targets.find((x) => x.name === l.name);
-          if (t) Object.assign(t, { acl: l.acl, alias: l.alias });
-        }
-      }
-      return plan;
-    },
+    applyConfig: (next, opts) => applier.apply(next, opts),
     killWorkerForTest(threadId, how) {
       runTask({ kind: 'test-kill', how }, { threadId, key: null, chosen: 0 }, null);
     },

@@ -94,6 +94,32 @@ export class ScsiDispatcher {
       for (const lu of luns.values()) lu.establishUnitAttention(AscQ.REPORTED_LUNS_DATA_CHANGED);
   }
 
+  /**
+   * A live configuration change (src/worker/live.ts): serve `lu` at LUN `lun` from now on, or no LU there.
+   * Unit attentions are the caller's to raise, once every worker has the change.
+   */
+  putLun(lun: number, lu: LogicalUnit): void {
+    this.luns.set(lun, lu);
+  }
+
+  /** The LU that served `lun`, now removed (see putLun). */
+  deleteLun(lun: number): LogicalUnit | undefined {
+    const lu = this.luns.get(lun);
+    this.luns.delete(lun);
+    return lu;
+  }
+
+  /**
+   * A command for `lun` arrived: it counts as in flight on that LU (LuShared.enter) until the caller calls
+   * lu.shared.leave() when it is answered or dropped. Returns the LU, or null when none serves the LUN.
+   */
+  enterLun(lun: number): LogicalUnit | null {
+    const lu = this.luns.get(lun);
+    if (lu === undefined) return null;
+    lu.shared.enter();
+    return lu;
+  }
+
   /** The command table this dispatcher serves to disk LUs. */
   get commands(): readonly CommandSpec[] {
     return this.index.commands;
@@ -194,7 +220,8 @@ export class ScsiDispatcher {
     const cdb = task.cdb;
     try {
       const lu = this.luns.get(task.lun);
-      if (!lu) return this.absentLun(task);
+      // An LU removed or replaced live since the command arrived is not the one it was addressed to.
+      if (!lu || (task.lu !== undefined && task.lu !== lu)) return this.absentLun(task);
       // A reset since the command arrived (while it waited for CmdSN order or its Data-Out): it was aborted
       // and never runs; the unit attention stays for the next command.
       const epoch = task.epoch ?? lu.shared.resetEpoch;

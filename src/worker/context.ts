@@ -46,8 +46,15 @@ export class WorkerContext {
     this.endTargetSessions(targetName);
   }
 
-  private endTargetSessions(targetName: string): void {
-    for (const s of this.sessions.all()) if (s.target?.name === targetName) this.endSession(s);
+  /** End every session of the target on this worker (cold reset, target removed live); returns how many. */
+  endTargetSessions(targetName: string): number {
+    let n = 0;
+    for (const s of this.sessions.all())
+      if (s.target?.name === targetName && !s.ended) {
+        this.endSession(s);
+        n++;
+      }
+    return n;
   }
 
   loginEnvironment(remoteAddress: string): LoginEnvironment {

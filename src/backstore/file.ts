@@ -420,8 +420,7 @@ export class FileBackstore implements Backstore {
   resize(sizeBytes: number): void {
     if (this.closing) throw fail(this.path, 'closed');
     const bytes = this.isBlockDevice ? blockDeviceSize(this.fd) : fs.fstatSync(this.fd).size;
-    if (bytes < sizeBytes)
-      throw fail(this.path, `holds ${bytes} bytes, less than the new size ${sizeBytes}`);
+    if (bytes < sizeBytes) throw fail(this.path, `holds ${bytes} bytes, less than the new size ${sizeBytes}`);
     this.sizeBytes = sizeBytes;
     this.shrunkTo = null;
   }

@@ -257,8 +257,9 @@ export class ConfigApplier {
     }
     const sub: Config = { ...config, targets };
     for (const r of await prepareBackingFiles(sub))
-      if (r.state !== 'ready')
-        log.info(`LU ${r.state}`, { target: r.target, lun: r.lun, serial: r.serial, reason: r.reason });
+      if (r.state === 'offline') log.error('LU offline', { target: r.target, lun: r.lun, reason: r.reason });
+      else if (r.state !== 'ready')
+        log.info(`LU ${r.state}`, { target: r.target, lun: r.lun, serial: r.serial });
     const bySlot = new Map(added.map((a) => [a.l.slot, a.memory]));
     for (const r of loadPrState(sub))
       if (r.error !== undefined) log.error('LU offline', { target: r.target, lun: r.lun, reason: r.error });

@@ -116,11 +116,12 @@ function freshLun(l: LunConfig, slot: number): LunConfig {
   return { ...(operatorLun(l) as LunConfig), slot };
 }
 
-export function planChange(current: Config, next: Config, ctx: PlanContext): ChangePlan {
-  const plan: ChangePlan = {
+/** A plan that changes nothing (yet). */
+function emptyPlan(needsRestart: string[], targets: TargetConfig[]): ChangePlan {
+  return {
     applied: [],
-    needsRestart: globalChanges(current, next),
-    targets: [],
+    needsRestart,
+    targets,
     changedTargets: [],
     addTargets: [],
     removeTargets: [],
@@ -129,20 +130,12 @@ export function planChange(current: Config, next: Config, ctx: PlanContext): Cha
     resizeLuns: [],
     lunSetChanged: [],
   };
-  const refuse = (why: string): ChangePlan => ({
-    ...plan,
-    applied: [],
-    refused: why,
-    targets: current.targets,
-    changedTargets: [],
-    addTargets: [],
-    removeTargets: [],
-    addLuns: [],
-    removeLuns: [],
-    resizeLuns: [],
-    lunSetChanged: [],
-    discoveryAuth: undefined,
-  });
+}
+
+export function planChange(current: Config, next: Config, ctx: PlanContext): ChangePlan {
+  const needsRestart = globalChanges(current, next);
+  const plan = emptyPlan(needsRestart, []);
+  const refuse = (why: string): ChangePlan => ({ ...emptyPlan(needsRestart, current.targets), refused: why });
   const now = new Map(current.targets.map((t) => [t.name, t]));
   const then = new Map(next.targets.map((t) => [t.name, t]));
   const busy = (l: LunConfig) => !ctx.force && l.offline === undefined && ctx.inFlight(l.slot) > 0;

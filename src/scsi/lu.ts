@@ -222,7 +222,9 @@ export class LogicalUnit {
    */
   resize(sizeBytes: number): void {
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % this.blockSize !== 0)
-      throw new RangeError(`size ${sizeBytes} is not a positive multiple of the block size ${this.blockSize}`);
+      throw new RangeError(
+        `size ${sizeBytes} is not a positive multiple of the block size ${this.blockSize}`,
+      );
     if (!this.backstore.resize) throw new Error('this backstore cannot be resized');
     this.backstore.resize(sizeBytes);
     this.blocks = sizeBytes / this.blockSize;

@@ -8,7 +8,7 @@
  * raises them once every worker has the change, so that no initiator hears of a change its worker has not made.
  */
 import type { LuSharedMemory } from '../scsi/lu-shared';
-import { LogicalUnit } from '../scsi/lu';
+import type { LogicalUnit } from '../scsi/lu';
 import { log } from '../util/log';
 import type { WorkerContext } from './context';
 import type { ConfigResult, ConfigTask } from './task';
@@ -48,16 +48,8 @@ export async function applyConfigTask(ctx: WorkerContext, task: ConfigTask): Pro
     const t = changed.get(a.target);
     const l = t?.luns.find((x) => x.lun === a.lun);
     if (!node?.scsi || !t || !l || current(a.target, a.lun)) continue;
-    const lu = await openLu(t, l, reg.counters, reg.shared);
-    if (lu instanceof LogicalUnit) newLus.push({ node, lun: a.lun, lu });
-    else if (l.offline === undefined) {
-      log.error('LU offline: cannot open its backing store', {
-        target: t.name,
-        lun: l.lun,
-        error: lu.offline,
-      });
-      errors.push(`target ${t.name} LUN ${l.lun}: cannot open its backing store: ${lu.offline}`);
-    }
+    const lu = await openLu(t, l, errors, reg.counters, reg.shared);
+    if (lu) newLus.push({ node, lun: a.lun, lu });
   }
 
   // 2. The change, in one step: removals first, so a LUN removed and added again never has two LUs at once.

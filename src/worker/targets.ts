@@ -57,22 +57,26 @@ async function openBackstore(l: LunConfig): Promise<Backstore> {
 }
 
 /**
- * Open one provisioned LU in this thread, or say why it cannot be served (logged by the caller): the portal left
- * it offline, or its backing store would not open here.
+ * Open one provisioned LU in this thread; null when it cannot be served: the portal left it offline (and
+ * reported it), or its backing store would not open here (logged, and added to `problems`).
  */
 export async function openLu(
   t: TargetConfig,
   l: LunConfig,
+  problems: string[],
   counters?: CounterShared,
   shared?: LuSharedAccess,
-): Promise<LogicalUnit | { offline: string }> {
-  if (l.offline !== undefined) return { offline: l.offline };
+): Promise<LogicalUnit | null> {
+  if (l.offline !== undefined) return null;
   if (l.identity === undefined) throw new Error(`target ${t.name} LUN ${l.lun} was not provisioned`);
   let bs: Backstore;
   try {
     bs = await openBackstore(l);
   } catch (e) {
-    return { offline: (e as Error).message };
+    const error = (e as Error).message;
+    log.error('LU offline: cannot open its backing store', { target: t.name, lun: l.lun, error });
+    problems.push(`target ${t.name} LUN ${l.lun}: cannot open its backing store: ${error}`);
+    return null;
   }
   const faults = counters ? new LuFaultCounters(counters, l.slot) : undefined;
   const mem = shared?.memory[l.slot];
@@ -87,7 +91,7 @@ export async function openLu(
   });
 }
 
-/** The LUs of a target that can be served; one that cannot is logged by name and left out, the others serve. */
+/** The LUs of a target that can be served; one that cannot is left out, the others serve. */
 async function openLuns(
   t: TargetConfig,
   problems: string[],
@@ -96,17 +100,8 @@ async function openLuns(
 ): Promise<Map<number, LogicalUnit>> {
   const luns = new Map<number, LogicalUnit>();
   for (const l of t.luns) {
-    const lu = await openLu(t, l, counters, shared);
-    if (lu instanceof LogicalUnit) luns.set(l.lun, lu);
-    // One the portal left offline was reported once, by the portal, at provisioning.
-    else if (l.offline === undefined) {
-      log.error('LU offline: cannot open its backing store', {
-        target: t.name,
-        lun: l.lun,
-        error: lu.offline,
-      });
-      problems.push(`target ${t.name} LUN ${l.lun}: cannot open its backing store: ${lu.offline}`);
-    }
+    const lu = await openLu(t, l, problems, counters, shared);
+    if (lu) luns.set(l.lun, lu);
   }
   return luns;
 }

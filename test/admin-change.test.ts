@@ -1,9 +1,9 @@
 /**
  * `nodetgt target|lun|acl|account` against a real `nodetgt serve` child: an ACL or CHAP change takes effect for
  * the next logins on every worker and is written to the config file (0600 once it holds a secret), so a
- * restart from the file serves the same; what the running target cannot take yet (targets and LUNs, with the
- * provisional engine) exits 1 and leaves the file untouched, unless --save-only; usage errors exit 2; a target
- * started without a config file changes live only and says so.
+ * restart from the file serves the same; targets and LUNs are added, resized and removed live, seen by a session
+ * already logged in (unit attentions, REPORT LUNS, READ CAPACITY); --save-only writes without applying; usage
+ * errors exit 2; a target started without a config file changes live only and says so.
  */
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { BIN, startChildTarget, type ChildTarget } from './helpers/child-target';
 import { TestInitiator } from './helpers/initiator';
 import type { ChapCredentials } from './helpers/chap-initiator';
+import { capacity, drainUnitAttentions, read, reportLuns, senseOf, write } from './helpers/live';
 
 const IQN = 'iqn.2026-11.io.nodetgt.test:change';
 const A = 'iqn.2026-11.io.nodetgt.test:a';
@@ -164,47 +165,107 @@ test.serial(
 );
 
 test.serial(
-  'targets and LUNs with the provisional engine: exit 1, needs a restart, file untouched; --save-only writes',
+  'targets and LUNs live: add, resize, remove (refused in use, forced done); sessions see it; the file follows',
   async (t) => {
-    const text = configText({ acl: { initiators: [A] } });
-    const s = await setup(text);
+    let s = await setup(configText({ acl: { initiators: [A] } }));
+    const ini = await TestInitiator.connect(s.c.port);
     try {
-      const img = path.join(s.dir, 'disk.img');
-      const cases = [
-        ['target', 'add', 'iqn.2026-11.io.nodetgt.test:new'],
-        ['lun', 'add', IQN, '--null', '--size', '8MiB'],
-        ['lun', 'add', IQN, '--lun', '5', '--path', img, '--size', '8M', '--read-only'],
-        ['lun', 'resize', IQN, '0', '32M'],
-        ['lun', 'remove', IQN, '0'],
-      ];
-      for (const args of cases) {
-        const r = cli([...args, '--config', s.file]);
-        t.is(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
-        t.regex(r.stderr, /not applied: needs a restart: .*(changed|added).*\n.*config file was not written/);
-        t.is(fs.readFileSync(s.file, 'utf8'), text, `${args.join(' ')}: file untouched`);
-      }
-      t.regex(cli(['lun', 'resize', IQN, '0', '8M', '--config', s.file]).stderr, /shrink.*--force/);
-      t.regex(cli(['lun', 'remove', IQN, '3', '--config', s.file]).stderr, /has no LUN 3/);
-      t.regex(cli(['target', 'remove', IQN, '--config', s.file]).stderr, /only target/);
-      t.regex(
-        cli(['lun', 'add', IQN, '--lun', '0', '--null', '--size', '8M', '--config', s.file]).stderr,
-        /already has LUN 0/,
-      );
+      t.is((await ini.login({ targetName: IQN, initiatorName: A })).status, 0);
+      t.deepEqual(await reportLuns(ini), [0]);
 
-      const saved = cli(['lun', 'add', IQN, '--null', '--size', '8M', '--save-only', '--config', s.file]);
-      t.is(saved.status, 0, saved.stderr);
-      t.regex(saved.stdout, /LUN 1 added.*\nnot applied now.*\nsaved to /);
-      t.deepEqual(fileDoc(s.file).targets[0].luns, [
+      const add = cli(['lun', 'add', IQN, '--null', '--size', '8MiB', '--config', s.file]);
+      t.is(add.status, 0, add.stderr);
+      t.regex(add.stdout, /LUN 1 added.*\napplied live: target .*: LUN 1 added\nsaved to /);
+      t.deepEqual(await drainUnitAttentions(ini, 0), ['06/3f/0e'], 'REPORTED LUNS DATA HAS CHANGED');
+      t.deepEqual(await reportLuns(ini), [0, 1], 'the running session sees LUN 1');
+      t.is(await capacity(ini, 1), 8 * 1024 * 1024);
+
+      const img = path.join(s.dir, 'disk5.img');
+      const file5 = cli(['lun', 'add', IQN, '--lun', '5', '--path', img, '--size', '4M', '--config', s.file]);
+      t.is(file5.status, 0, file5.stderr);
+      t.is(fs.statSync(img).size, 4 * 1024 * 1024, 'provisioned sparse at its size');
+      t.is((await write(ini, 5, 0, Buffer.alloc(4096, 0x5a))).status, 0, 'the new file LUN takes a write');
+
+      const grow = cli(['lun', 'resize', IQN, '5', '8M', '--config', s.file]);
+      t.is(grow.status, 0, grow.stderr);
+      t.deepEqual(await drainUnitAttentions(ini, 5), ['06/2a/09'], 'CAPACITY DATA HAS CHANGED');
+      t.is(await capacity(ini, 5), 8 * 1024 * 1024);
+      t.is(fs.statSync(img).size, 8 * 1024 * 1024);
+      t.regex(cli(['lun', 'resize', IQN, '5', '4M', '--config', s.file]).stderr, /shrink.*--force/);
+
+      // In use: a session is logged in to the target.
+      const busy = cli(['lun', 'remove', IQN, '5', '--config', s.file]);
+      t.is(busy.status, 1, 'a LUN in use is not removed without --force');
+      t.regex(busy.stderr, /--force/);
+      t.deepEqual(await reportLuns(ini), [0, 1, 5]);
+      const forced = cli(['lun', 'remove', IQN, '5', '--force', '--config', s.file]);
+      t.is(forced.status, 0, forced.stderr);
+      t.deepEqual(await drainUnitAttentions(ini, 0), ['06/3f/0e']);
+      t.deepEqual(await reportLuns(ini), [0, 1]);
+      t.is(senseOf(await read(ini, 5, 0, 1)), '05/25/00', 'LOGICAL UNIT NOT SUPPORTED afterwards');
+
+      const NEW = 'iqn.2026-11.io.nodetgt.test:new';
+      const tadd = cli(['target', 'add', NEW, '--config', s.file]);
+      t.is(tadd.status, 0, tadd.stderr);
+      t.regex(tadd.stderr, /no ACL and no CHAP yet/);
+      const lnew = cli(['lun', 'add', NEW, '--null', '--size', '8M', '--config', s.file]);
+      t.is(lnew.status, 0, lnew.stderr);
+      const other = await TestInitiator.connect(s.c.port);
+      t.is((await other.login({ targetName: NEW, initiatorName: B })).status, 0, 'the new target serves');
+      t.deepEqual(await reportLuns(other), [0]);
+      other.close();
+      const trm = cli(['target', 'remove', NEW, '--config', s.file]);
+      t.is(trm.status, 0, trm.stderr);
+      t.is(await login(s.c.port, B), 0x0202, 'the original target still refuses B');
+      // LUN 1 was there through LUN 5's removal: it reports the inventory change once, then serves.
+      t.deepEqual(await drainUnitAttentions(ini, 1), ['06/3f/0e']);
+      t.is((await read(ini, 1, 0, 1)).status, 0, 'the first session went on through all of it');
+      t.regex(cli(['target', 'remove', IQN, '--config', s.file]).stderr, /only target/);
+
+      const doc = fileDoc(s.file);
+      t.deepEqual(
+        doc.targets.map((x) => x.name),
+        [IQN],
+      );
+      t.deepEqual(doc.targets[0].luns, [
         { lun: 0, backstore: 'null', size: '16M' },
-        { lun: 1, backstore: 'null', size: '8M' },
+        { lun: 1, backstore: 'null', size: '8MiB' },
       ]);
-      const luns = JSON.parse(cli(['show', 'luns', '--json', '--config', s.file]).stdout) as unknown[];
-      t.is(luns.length, 1, 'the running target still serves one LUN');
+      ini.close();
+      await s.c.stop();
+      s = { ...s, c: await startChildTarget(['--config', s.file]) };
+      const again = await TestInitiator.connect(s.c.port);
+      t.is((await again.login({ targetName: IQN, initiatorName: A })).status, 0);
+      t.deepEqual(await reportLuns(again), [0, 1], 'a restart from the file comes back the same');
+      again.close();
     } finally {
+      ini.close();
       await teardown(s);
     }
   },
 );
+
+test.serial('--save-only writes the file without applying; the running target is unchanged', async (t) => {
+  const s = await setup(configText({ acl: { initiators: [A] } }));
+  try {
+    const saved = cli(['lun', 'add', IQN, '--null', '--size', '8M', '--save-only', '--config', s.file]);
+    t.is(saved.status, 0, saved.stderr);
+    t.regex(saved.stdout, /LUN 1 added.*\nnot applied now.*\nsaved to /);
+    t.deepEqual(fileDoc(s.file).targets[0].luns, [
+      { lun: 0, backstore: 'null', size: '16M' },
+      { lun: 1, backstore: 'null', size: '8M' },
+    ]);
+    const luns = JSON.parse(cli(['show', 'luns', '--json', '--config', s.file]).stdout) as unknown[];
+    t.is(luns.length, 1, 'the running target still serves one LUN');
+    t.regex(cli(['lun', 'remove', IQN, '3', '--config', s.file]).stderr, /has no LUN 3/);
+    t.regex(
+      cli(['lun', 'add', IQN, '--lun', '0', '--null', '--size', '8M', '--config', s.file]).stderr,
+      /already has LUN 0/,
+    );
+  } finally {
+    await teardown(s);
+  }
+});
 
 test('usage errors exit 2 before asking anyone; refusals exit 1', (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-change-usage-'));

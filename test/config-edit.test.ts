@@ -9,12 +9,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ConfigChange, ControlAnswer } from '../src/admin/protocol';
 import { applyChange, EditError, type EditContext } from '../src/config/edit';
-import { normalizeConfig, shortSecrets } from '../src/config/schema';
+import { normalizeConfig, shortSecrets, type Config } from '../src/config/schema';
 import { fileSource, memorySource } from '../src/config/source';
 import { formatLike, holdsSecrets, writeFileAtomic } from '../src/config/write-back';
 import type { ApplyReport } from '../src/portal/apply';
 import { changeHandler } from '../src/portal/change';
-import { planReload } from '../src/portal/reload';
+import { planChange } from '../src/portal/reload';
+
+const planReload = (a: Config, b: Config) =>
+  planChange(a, b, { force: false, inFlight: () => 0, capacity: (l) => l.size ?? 0, freshSlot: 100 });
 
 const T = 'iqn.2026-11.io.nodetgt.test:edit';
 const U = 'iqn.2026-11.io.nodetgt.test:other';
@@ -364,7 +367,7 @@ test('change handler without a file: applied live, kept in memory for the next c
   t.regex(save.ok ? '' : save.error, /--save-only: not persisted: no config file/);
 });
 
-test('planReload: start-up fields and a kernel-chosen port are no change; CHAP accounts apply live', (t) => {
+test('planChange: start-up fields and a kernel-chosen port are no change; CHAP accounts apply live', (t) => {
   const running = normalizeConfig(base());
   running.portals[0].port = 41234; // what the kernel gave port 0
   Object.assign(running.targets[0].luns[0], { prFile: '/x/pr', atomicJournalDir: '/x/j', identity: {} });
@@ -376,10 +379,10 @@ test('planReload: start-up fields and a kernel-chosen port are no change; CHAP a
   withAuth.discoveryAuth = { incoming: ['al'] };
   const plan = planReload(running, normalizeConfig(withAuth));
   t.deepEqual(plan.needsRestart, []);
-  t.deepEqual(plan.applied, [`target ${T}: CHAP accounts`, 'discovery: CHAP accounts', 'account store']);
-  t.deepEqual(plan.live[0].auth?.incoming, [{ user: 'al', secret: 'al-secret-1234' }]);
+  t.deepEqual(plan.applied, [`target ${T}: auth`, 'discoveryAuth', 'account store']);
+  t.deepEqual(plan.targets[0].auth?.incoming, [{ user: 'al', secret: 'al-secret-1234' }]);
   t.deepEqual(
-    plan.discoveryAuth?.incoming.map((a) => a.user),
+    plan.discoveryAuth?.value?.incoming.map((a) => a.user),
     ['al'],
   );
 });

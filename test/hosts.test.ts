@@ -14,7 +14,11 @@ import { MemoryBackstore } from '../src/backstore/memory';
 import { ScsiDispatcher, type ScsiResult } from '../src/scsi/dispatcher';
 import { LogicalUnit } from '../src/scsi/lu';
 import { LunView, viewChange } from '../src/scsi/lun-view';
-import { planReload } from '../src/portal/reload';
+import { planChange } from '../src/portal/reload';
+import type { Config } from '../src/config/schema';
+
+const planReload = (a: Config, b: Config) =>
+  planChange(a, b, { force: false, inFlight: () => 0, capacity: (l) => l.size ?? 0, freshSlot: 100 });
 import { testIdentity, sense, good } from './scsi-helpers';
 
 const T = 'iqn.2026-11.io.example:t';
@@ -160,16 +164,17 @@ test('hostFor: exact name first (any case), then the longest prefix, else none',
   t.is(hostFor(undefined, ESX1), undefined);
 });
 
-test('planReload: changed hosts are applied live, named in the log', (t) => {
+test('planChange: changed hosts are applied live, named in the log', (t) => {
   const before = normalizeConfig(target([{ initiator: ESX1, luns: [0] }]));
   const after = normalizeConfig(target([{ initiator: ESX1, luns: [0, 1], readOnly: [1] }]));
   const plan = planReload(before, after);
   t.deepEqual(plan.needsRestart, []);
   t.deepEqual(plan.applied, [`target ${T}: hosts`]);
-  t.deepEqual(plan.live[0].hosts, after.targets[0].hosts);
-  t.deepEqual(planReload(after, after).live, [], 'no change: nothing to send');
+  t.deepEqual(plan.targets[0].hosts, after.targets[0].hosts);
+  t.deepEqual(plan.changedTargets, [T]);
+  t.deepEqual(planReload(after, after).changedTargets, [], 'no change: nothing to send');
   t.deepEqual(
-    planReload(after, normalizeConfig(target(undefined))).live[0].hosts,
+    planReload(after, normalizeConfig(target(undefined))).targets[0].hosts,
     undefined,
     'mappings removed',
   );

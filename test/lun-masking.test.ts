@@ -249,7 +249,11 @@ test.serial(
       for (const b of [b1, b2]) {
         // LUN 1 stayed, its WP flipped: MODE PARAMETERS CHANGED, then REPORTED LUNS DATA HAS CHANGED.
         t.deepEqual(await drainUnitAttentions(t, b, 1), ['2a/01', '3f/0e']);
-        t.deepEqual(await drainUnitAttentions(t, b, 0), ['3f/0e'], 'the LU newly seen tells it too');
+        t.deepEqual(
+          await drainUnitAttentions(t, b, 0),
+          [],
+          'the LU newly seen answers at once, as a LUN added live',
+        );
         t.deepEqual(await reportLuns(b), [0, 1]);
         t.is((await write(b, 1, 3, 1)).status, 0, 'B writes LUN 1 now');
         t.deepEqual(senseOf(await write(b, 0, 3, 1)), [7, 0x27, 0], 'B may only read LUN 0');

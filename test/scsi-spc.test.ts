@@ -1,3 +1,4 @@
+import { UA } from '../src/scsi/lu-shared';
 import test from 'ava';
 import { BufferPool } from '../src/scsi/bufpool';
 import { ScsiDispatcher } from '../src/scsi/dispatcher';
@@ -133,9 +134,14 @@ test('REPORT LUNS: sorted 8-byte LUNs, select report 0/1/2, allocation length < 
   t.deepEqual([r.sense![2], r.sense![12]], [ILLEGAL, 0x24]);
   r = await run(rl(3, 4096));
   t.deepEqual([r.sense![2], r.sense![12]], [ILLEGAL, 0x24]);
-  disp.setLuns(new Map([[0, disp.getLun(0)!]]));
+  // A live change removes LUNs 3 and 0x12c (src/worker/live.ts), then the portal raises REPORTED LUNS DATA HAS
+  // CHANGED on the LUs that stay (src/portal/apply.ts): the nexus hears of it, and REPORT LUNS has LUN 0 alone.
+  for (const n of disp.lunNumbers()) if (n !== 0) disp.deleteLun(n);
+  disp.getLun(0)!.shared.establish(UA.REPORTED_LUNS_DATA_CHANGED);
   r = await run([0, 0, 0, 0, 0, 0]);
   t.deepEqual([r.sense![2], r.sense![12], r.sense![13]], [0x06, 0x3f, 0x0e]);
+  r = await run(rl(0, 4096));
+  t.is(r.dataIn!.toString('hex'), '00000008' + '00000000' + '0000000000000000');
 });
 
 test('START STOP UNIT: start/stop accepted (stop flushes unless NO_FLUSH); LOEJ refused (not removable)', async (t) => {

@@ -219,7 +219,8 @@ interface Geometry {
 export class FileBackstore implements Backstore {
   readonly path: string;
   readonly blockSize: number;
-  readonly sizeBytes: number;
+  /** Changes only by resize(). */
+  sizeBytes: number;
   readonly readOnly: boolean;
   readonly direct: boolean;
   readonly isBlockDevice: boolean;
@@ -410,6 +411,18 @@ export class FileBackstore implements Backstore {
       this.finished();
     }
     return out;
+  }
+
+  /**
+   * A live resize: the file (or device) must already hold `sizeBytes`. A file that had been found shrunk is
+   * measured again, so a resize to what it holds now ends that fault.
+   */
+  resize(sizeBytes: number): void {
+    if (this.closing) throw fail(this.path, 'closed');
+    const bytes = this.isBlockDevice ? blockDeviceSize(this.fd) : fs.fstatSync(this.fd).size;
+    if (bytes < sizeBytes) throw fail(this.path, `holds ${bytes} bytes, less than the new size ${sizeBytes}`);
+    this.sizeBytes = sizeBytes;
+    this.shrunkTo = null;
   }
 
   /** Waits for operations in flight, then closes the descriptor. */

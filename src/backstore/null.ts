@@ -22,7 +22,7 @@ const done = Promise.resolve();
 
 export class NullBackstore implements Backstore {
   readonly blockSize: number;
-  readonly sizeBytes: number;
+  sizeBytes: number;
   readonly readOnly: boolean;
   readonly writeCacheEnabled = false;
   /**
@@ -80,6 +80,11 @@ export class NullBackstore implements Backstore {
     const bad = this.check(offset, length, false);
     if (bad) return Promise.reject(bad);
     return Promise.resolve(length > 0 && maxExtents >= 1 ? [{ offset, length, mapped: false }] : []);
+  }
+
+  /** Nothing is stored: any capacity will do. */
+  resize(sizeBytes: number): void {
+    this.sizeBytes = sizeBytes;
   }
 
   close(): Promise<void> {

@@ -60,6 +60,11 @@ export interface Backstore {
    * shrank under the LU, code 'ESHRUNK'). Optional: a backstore may never call it.
    */
   onFault?: (e: Error) => void;
+  /**
+   * Serve `sizeBytes` from now on (a live resize; the portal has grown the file first, or shrinks it after).
+   * Throws, keeping the old size, when the medium is smaller. Optional: without it the LU cannot be resized.
+   */
+  resize?(sizeBytes: number): void;
   close(): Promise<void>;
 }
 

@@ -22,7 +22,8 @@ import { fileSource, memorySource, type ConfigSource } from '../config/source';
 
 /**
  * SIGHUP: read the configuration file again (with the same command-line overrides) and apply what can change
- * live; a file that does not validate changes nothing and the target goes on as it was.
+ * live (RunningTarget.applyConfig, never forced: a LUN with I/O in flight is not removed, none is shrunk); a
+ * file that does not validate, or a change refused, changes nothing and the target goes on as it was.
  */
 async function reloadConfig(running: RunningTarget, args: ServeArgs): Promise<void> {
   if (!args.config) {
@@ -37,12 +38,16 @@ async function reloadConfig(running: RunningTarget, args: ServeArgs): Promise<vo
     return;
   }
   try {
-    const plan = await running.reload(next);
-    log.info('SIGHUP: configuration reloaded', {
-      applied: plan.applied.join('; ') || 'nothing changed live',
-      ...(plan.needsRestart.length ? { needsRestart: plan.needsRestart.join('; ') } : {}),
-    });
-    for (const d of plan.needsRestart) log.warn('SIGHUP: not applied until a restart', { change: d });
+    const report = await running.applyConfig(next);
+    if (report.refused !== undefined) {
+      log.error('SIGHUP: configuration change refused, nothing applied', { refused: report.refused });
+    } else {
+      log.info('SIGHUP: configuration reloaded', {
+        applied: report.applied.join('; ') || 'nothing changed live',
+        ...(report.needsRestart.length ? { needsRestart: report.needsRestart.join('; ') } : {}),
+      });
+    }
+    for (const d of report.needsRestart) log.warn('SIGHUP: not applied until a restart', { change: d });
   } catch (e) {
     log.error('SIGHUP: reload failed', { error: (e as Error).message });
   }

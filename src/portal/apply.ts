@@ -1,37 +1,292 @@
 /**
- * Applying a whole new configuration to the running target (`RunningTarget.applyConfig`), as the control
- * socket's changes (`nodetgt target|lun|acl|account`) ask for it.
+ * Applying a configuration change to the running target, on the portal thread: SIGHUP and the live
+ * administration commands both come here (RunningTarget.applyConfig). One change at a time.
  *
- * PROVISIONAL: the engine that adds, removes and resizes targets and LUNs live on every worker is being built
- * separately and replaces `provisionalApply`; the types are the contract both sides code against. Until then
- * this does what a SIGHUP reload does (src/portal/reload.ts): ACLs, aliases and CHAP accounts live, and
- * everything else reported as needing a restart.
+ * The order keeps every failure before the point of no return and every initiator behind the workers:
+ *  1. plan (src/portal/reload.ts): refused as a whole, or what changes;
+ *  2. check and grow backing files of LUNs that grow (undone if a later step of this list fails);
+ *  3. provision new LUs as start-up does (src/backstore/prepare.ts: sparse file, identity record; undone on
+ *     failure), read their APTPL state, bring their WRITE ATOMIC journals to rest, give each its shared memory;
+ *  4. the running configuration takes the change (a worker started from now on starts with it);
+ *  5. every worker applies it (src/worker/live.ts) and answers;
+ *  6. unit attentions: REPORTED LUNS DATA HAS CHANGED for the targets whose LUNs changed, CAPACITY DATA HAS
+ *     CHANGED for resized LUs, raised only now, so no initiator hears of a change its worker has not made;
+ *  7. files of LUNs shrunk (forced) are cut down, now that no worker serves past the new end.
  */
-import type { Config } from '../config/schema';
-import { planReload, type ReloadPlan } from './reload';
+import * as fs from 'node:fs';
+import type { AuthConfig, Config, LunConfig, TargetConfig } from '../config/schema';
+import { prepareBackingFiles } from '../backstore/prepare';
+import { recoverAtomicJournals } from '../backstore/atomic-journal';
+import { LU_FAULTS, LuFaultCounters, type CounterShared } from '../metrics/counters';
+import { blockDeviceSize } from '../native';
+import { loadPrState, seedPr } from '../scsi/pr-aptpl';
+import { allocateLuShared, luInFlight, LuShared, UA, type LuSharedMemory } from '../scsi/lu-shared';
+import { log } from '../util/log';
+import type { ConfigResult, ConfigTask } from '../worker/task';
+import { planChange, type ChangePlan } from './reload';
 
+/** What a configuration change did. */
 export interface ApplyReport {
-  /** What changed live. */
+  /** What changed live, one line each. */
   applied: string[];
-  /** What differs and only a restart would apply. */
+  /** Differences that need a restart; never applied, not even in part. */
   needsRestart: string[];
-  /** Why nothing was applied (e.g. a LUN in use, without force). */
+  /** Set when nothing was applied, and why. */
   refused?: string;
 }
 
-export type ApplyConfig = (next: Config, opts?: { force?: boolean }) => Promise<ApplyReport>;
+export interface ApplyOptions {
+  /** Remove LUNs (or targets) with commands in flight, and shrink LUNs. */
+  force?: boolean;
+  /**
+   * Apply nothing when any difference needs a restart (the control socket's changes: the file is written only
+   * when the running target took all of it, so the two never disagree). SIGHUP applies the live part anyway.
+   */
+  allOrNothing?: boolean;
+}
+
+/** RunningTarget.applyConfig, as the control socket's change handler receives it (src/portal/change.ts). */
+export type ApplyConfig = (next: Config, opts?: ApplyOptions) => Promise<ApplyReport>;
+
+export interface ApplyDeps {
+  /** The running configuration: it takes each change in place (targets, discoveryAuth). */
+  config: Config;
+  /** Every LU's shared state by slot; the workers' start-up data holds this same array. */
+  lus: Array<LuSharedMemory | undefined>;
+  counters: CounterShared;
+  /** Run the task on every worker; one answer per worker. */
+  broadcast(task: ConfigTask): Promise<ConfigResult[]>;
+}
+
+/** How a LUN's backing store takes a new size. */
+type Growth = { l: LunConfig; from: number; to: number; how: 'file' | 'none' };
+
+function statSize(l: LunConfig): { bytes: number; device: boolean } {
+  const fd = fs.openSync(l.path, 'r');
+  try {
+    const st = fs.fstatSync(fd);
+    return st.isBlockDevice()
+      ? { bytes: blockDeviceSize(fd), device: true }
+      : { bytes: st.size, device: false };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The capacity an LU serves now: its configured size, or what its file or device holds (whole blocks). */
+function capacityOf(l: LunConfig): number {
+  if (l.size !== undefined || l.backstore === 'null' || l.offline !== undefined) return l.size ?? 0;
+  try {
+    const { bytes } = statSize(l);
+    return bytes - (bytes % l.blockSize);
+  } catch {
+    return 0; // gone since start-up: planGrowth says why when it matters
+  }
+}
 
 /**
- * All or nothing: a configuration with any difference that needs a restart is not applied at all, so that a
- * caller who then declines to save it leaves the running target exactly as it was.
+ * Decide how each resize reaches the medium, refusing what nodetgt must not do: write a read-only LUN's file,
+ * or serve more than a device holds.
  */
-export async function provisionalApply(
-  current: Config,
-  next: Config,
-  applyLive: (plan: ReloadPlan) => Promise<void>,
-): Promise<ApplyReport> {
-  const plan = planReload(current, next);
-  if (plan.needsRestart.length) return { applied: [], needsRestart: plan.needsRestart };
-  await applyLive(plan);
-  return { applied: plan.applied, needsRestart: [] };
+function planGrowth(plan: ChangePlan): Growth[] | string {
+  const out: Growth[] = [];
+  for (const { target, lun: l, from, to } of plan.resizeLuns) {
+    const where = `LUN ${l.lun} of ${target}`;
+    if (l.backstore === 'null' || l.offline !== undefined) {
+      out.push({ l, from, to, how: 'none' });
+      continue;
+    }
+    let st: { bytes: number; device: boolean };
+    try {
+      st = statSize(l);
+    } catch (e) {
+      return `${where}: ${(e as Error).message}`;
+    }
+    if (st.device) {
+      if (st.bytes < to) return `${where}: the device holds ${st.bytes} bytes, less than ${to}`;
+      out.push({ l, from, to, how: 'none' });
+    } else if (l.readOnly) {
+      // A read-only LUN's file is the operator's to change: a new size must be what the file holds already.
+      if (st.bytes !== to)
+        return `${where} is read-only: nodetgt does not resize its file, which holds ${st.bytes} bytes, not ${to}`;
+      out.push({ l, from, to, how: 'none' });
+    } else out.push({ l, from, to, how: 'file' });
+  }
+  return out;
+}
+
+export class ConfigApplier {
+  private queue: Promise<unknown> = Promise.resolve();
+  /** One past the last slot handed out: new LUs get slots never used before while there are any. */
+  private freshSlot: number;
+
+  constructor(private readonly deps: ApplyDeps) {
+    let max = -1;
+    for (const t of deps.config.targets) for (const l of t.luns) max = Math.max(max, l.slot);
+    this.freshSlot = max + 1;
+  }
+
+  /** Apply `next` once the changes before it are done. */
+  apply(next: Config, opts: ApplyOptions = {}): Promise<ApplyReport> {
+    const run = this.queue.then(() => this.applyNow(next, opts));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyNow(next: Config, opts: ApplyOptions): Promise<ApplyReport> {
+    const { config, lus } = this.deps;
+    const plan = planChange(config, next, {
+      force: opts.force === true,
+      inFlight: (slot) => {
+        const m = lus[slot];
+        return m ? luInFlight(m) : 0;
+      },
+      capacity: capacityOf,
+      freshSlot: this.freshSlot,
+    });
+    const needsRestart = plan.needsRestart;
+    if (plan.refused !== undefined) return { applied: [], needsRestart, refused: plan.refused };
+    if (opts.allOrNothing && needsRestart.length) return { applied: [], needsRestart };
+    if (plan.applied.length === 0 && plan.changedTargets.length === 0) return { applied: [], needsRestart };
+
+    const growth = planGrowth(plan);
+    if (typeof growth === 'string') return { applied: [], needsRestart, refused: growth };
+    const grown: Growth[] = [];
+    const undoGrowth = async () => {
+      for (const g of grown) await fs.promises.truncate(g.l.path, g.from).catch(() => undefined);
+    };
+    const added = this.newLus(plan);
+    try {
+      for (const g of growth)
+        if (g.how === 'file' && g.to > g.from) {
+          grown.push(g);
+          await fs.promises.truncate(g.l.path, g.to);
+        }
+      await this.provision(added, plan);
+    } catch (e) {
+      await undoGrowth();
+      return { applied: [], needsRestart, refused: (e as Error).message };
+    }
+
+    // The running configuration takes the change; removed LUs' slots are free again (new ones come first).
+    const lunsBefore = new Map(config.targets.map((t) => [t.name, new Set(t.luns.map((l) => l.lun))]));
+    for (const r of [...plan.removeLuns.map((c) => c.lun), ...plan.removeTargets.flatMap((t) => t.luns)])
+      delete lus[r.slot];
+    const memory: Array<{ slot: number; memory: LuSharedMemory }> = [];
+    for (const { l, memory: m } of added) {
+      lus[l.slot] = m;
+      memory.push({ slot: l.slot, memory: m });
+      this.freshSlot = Math.max(this.freshSlot, l.slot + 1);
+    }
+    config.targets = plan.targets;
+    if (plan.discoveryAuth) setDiscoveryAuth(config, plan.discoveryAuth.value);
+    // The account store only feeds the auth above: it follows the file once what it feeds is live.
+    config.accounts = next.accounts;
+
+    const applied = [...plan.applied];
+    for (const { l, target } of added)
+      if (l.offline !== undefined) applied.push(`target ${target}: LUN ${l.lun} is offline: ${l.offline}`);
+    const byName = new Map(plan.targets.map((t) => [t.name, t]));
+    let answers: ConfigResult[] = [];
+    try {
+      answers = await this.deps.broadcast({
+        kind: 'config',
+        targets: plan.changedTargets.map((n) => byName.get(n)!),
+        ...(plan.discoveryAuth ? { discoveryAuth: plan.discoveryAuth.value ?? null } : {}),
+        addTargets: plan.addTargets,
+        removeTargets: plan.removeTargets.map((t) => t.name),
+        removeLuns: plan.removeLuns.map((c) => ({ target: c.target, lun: c.lun.lun })),
+        addLuns: plan.addLuns.map((c) => ({ target: c.target, lun: c.lun.lun })),
+        resizeLuns: plan.resizeLuns.map((c) => ({ target: c.target, lun: c.lun.lun, size: c.to })),
+        lus: memory,
+      });
+    } catch (e) {
+      // A worker died under the change; its replacement starts from the configuration as it is now.
+      log.error('a worker failed while applying a configuration change', { error: (e as Error).message });
+      applied.push(`a worker failed during the change (${(e as Error).message}); its replacement has it`);
+    }
+    for (const e of new Set(answers.flatMap((a) => a.errors))) {
+      log.error('configuration change: not applied on a worker', { problem: e });
+      applied.push(`not applied on a worker: ${e}`);
+    }
+    for (const t of plan.removeTargets) {
+      const closed = answers.reduce((n, a) => n + (a.sessionsClosed[t.name] ?? 0), 0);
+      log.info('target removed', { target: t.name, sessionsClosed: closed });
+    }
+
+    // Every worker has the change: now initiators may hear of it.
+    for (const name of plan.lunSetChanged) {
+      const had = lunsBefore.get(name)!;
+      for (const l of byName.get(name)!.luns) {
+        const m = lus[l.slot];
+        // A LUN number new to the target has no nexus that knew it; one whose LU was replaced has.
+        if (m && had.has(l.lun)) new LuShared(m, 0).establish(UA.REPORTED_LUNS_DATA_CHANGED);
+      }
+    }
+    for (const { lun: l } of plan.resizeLuns) {
+      const m = lus[l.slot];
+      if (m) new LuShared(m, 0).establish(UA.CAPACITY_DATA_CHANGED);
+    }
+    for (const g of growth)
+      if (g.how === 'file' && g.to < g.from)
+        await fs.promises.truncate(g.l.path, g.to).catch((e: Error) => {
+          log.error('shrinking a backing file failed', { path: g.l.path, error: e.message });
+          applied.push(
+            `LUN ${g.l.lun}: its file ${g.l.path} could not be cut to ${g.to} bytes: ${e.message}`,
+          );
+        });
+    return { applied, needsRestart };
+  }
+
+  /** The LUs this change adds (new targets' and new LUNs'), each with new shared memory. */
+  private newLus(plan: ChangePlan): Array<{ target: string; l: LunConfig; memory: LuSharedMemory }> {
+    return [
+      ...plan.addTargets.flatMap((t) => t.luns.map((l) => ({ target: t.name, l }))),
+      ...plan.addLuns.map((c) => ({ target: c.target, l: c.lun })),
+    ].map((x) => ({ ...x, memory: allocateLuShared() }));
+  }
+
+  /**
+   * Provision the new LUs as start-up does: files, identities, APTPL state, journals. Throws (having undone
+   * what prepareBackingFiles made) when one cannot be provisioned.
+   */
+  private async provision(
+    added: Array<{ target: string; l: LunConfig; memory: LuSharedMemory }>,
+    plan: ChangePlan,
+  ): Promise<void> {
+    if (added.length === 0) return;
+    const { config, counters } = this.deps;
+    const targets: TargetConfig[] = [];
+    for (const { target, l } of added) {
+      let t = targets.find((x) => x.name === target);
+      if (!t) {
+        const base = plan.targets.find((x) => x.name === target)!;
+        t = { ...base, luns: [] };
+        targets.push(t);
+      }
+      t.luns.push(l);
+    }
+    const sub: Config = { ...config, targets };
+    for (const r of await prepareBackingFiles(sub))
+      if (r.state === 'offline') log.error('LU offline', { target: r.target, lun: r.lun, reason: r.reason });
+      else if (r.state !== 'ready')
+        log.info(`LU ${r.state}`, { target: r.target, lun: r.lun, serial: r.serial });
+    const bySlot = new Map(added.map((a) => [a.l.slot, a.memory]));
+    for (const r of loadPrState(sub))
+      if (r.error !== undefined) log.error('LU offline', { target: r.target, lun: r.lun, reason: r.error });
+      else if (r.doc !== null) seedPr(bySlot.get(r.slot)!, r.doc);
+    for (const r of recoverAtomicJournals(sub))
+      if (r.error !== undefined)
+        log.error('WRITE ATOMIC journal recovery failed', { target: r.target, lun: r.lun, reason: r.error });
+    // A slot used before starts its fault counters from zero.
+    for (const { l } of added) {
+      const c = new LuFaultCounters(counters, l.slot);
+      for (const f of LU_FAULTS) c.set(f, 0);
+    }
+  }
+}
+
+function setDiscoveryAuth(config: Config, auth: AuthConfig | undefined): void {
+  if (auth === undefined) delete config.discoveryAuth;
+  else config.discoveryAuth = auth;
 }

@@ -84,7 +84,7 @@ async function change(req: ChangeRequest, deps: ChangeDeps): Promise<ControlAnsw
     log.info('configuration changed in the file only', { change: edit.summary, file: src.file });
     return { ok: true, change: outcome };
   }
-  const report = await deps.applyConfig(next, { force: !!req.force });
+  const report = await deps.applyConfig(next, { force: !!req.force, allOrNothing: true });
   outcome.applied = report.applied;
   outcome.needsRestart = report.needsRestart;
   if (report.refused !== undefined || report.needsRestart.length) {

@@ -19,8 +19,7 @@ import { log } from '../util/log';
 import { dup } from '../native';
 import { startControlServer } from './control';
 import type { AdminResult, AdminTask } from '../admin/protocol';
-import { planReload, type ReloadPlan } from './reload';
-import { provisionalApply, type ApplyReport } from './apply';
+import { ConfigApplier, type ApplyOptions, type ApplyReport } from './apply';
 import type { ConfigSource } from '../config/source';
 import { allocateLuShared, releaseLane, type LuSharedMemory } from '../scsi/lu-shared';
 import { loadPrState, seedPr } from '../scsi/pr-aptpl';
@@ -41,6 +40,7 @@ import { createRoutingShared, TsihTable, type RoutingShared } from './routing';
 import { prepareBackingFiles } from '../backstore/prepare';
 import { GAUGES, startMetricsServer } from '../metrics/http';
 import type {
+  ConfigResult,
   ConfigTask,
   ConnectionTask,
   RouteHint,
@@ -53,6 +53,10 @@ import type {
 const FD_RESERVE = 4;
 
 export interface RunningTarget {
+  /**
+   * The running configuration, normalized, as live changes left it (a copy: build the next one from it and
+   * hand that to applyConfig).
+   */
   readonly config: Config;
   readonly addresses: net.AddressInfo[];
   readonly counters: CounterShared;
@@ -71,12 +75,11 @@ export interface RunningTarget {
    */
   killWorkerForTest(threadId: number, how: TestKillTask['how']): void;
   /**
-   * Apply a reloaded configuration (SIGHUP): what can change live reaches every worker; the rest is returned
-   * as needing a restart (src/portal/reload.ts). The running configuration takes the live changes only.
+   * Apply a configuration (SIGHUP, the live administration commands): targets and LUNs added, removed, resized
+   * or changed, ACLs, aliases and CHAP accounts, on every worker, without dropping unrelated sessions. The rest
+   * is reported as needing a restart and not applied. Changes run one at a time (src/portal/apply.ts).
    */
-  reload(next: Config): Promise<ReloadPlan>;
-  /** Apply a changed configuration as a whole (src/portal/apply.ts), for the control socket's changes. */
-  applyConfig(next: Config, opts?: { force?: boolean }): Promise<ApplyReport>;
+  applyConfig(next: Config, opts?: ApplyOptions): Promise<ApplyReport>;
   close(): Promise<void>;
 }
 
@@ -162,9 +165,9 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
   const connsPerWorker = new Map<number, number>();
   const admissionShared = createAdmissionShared(config.limits);
   // One shared state per LU, by slot, for every worker (src/scsi/lu-shared.ts).
-  const lus: LuSharedMemory[] = [];
+  const lus: Array<LuSharedMemory | undefined> = [];
   for (const t of config.targets) for (const l of t.luns) lus[l.slot] = allocateLuShared();
-  for (const r of prState) if (r.doc !== null) seedPr(lus[r.slot], r.doc);
+  for (const r of prState) if (r.doc !== null) seedPr(lus[r.slot]!, r.doc);
   const authChannel = randomUUID();
   const init: WorkerInit = { config, counters, routing, admission: admissionShared, lus, authChannel };
 
@@ -426,8 +429,8 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
   // The control socket: requests about sessions go to every worker (each knows only its own) and are merged.
   const askWorkers = async <T extends AdminTask | ConfigTask>(
     task: T,
-  ): Promise<Array<T extends AdminTask ? AdminResult : number>> => {
-    type R = T extends AdminTask ? AdminResult : number;
+  ): Promise<Array<T extends AdminTask ? AdminResult : ConfigResult>> => {
+    type R = T extends AdminTask ? AdminResult : ConfigResult;
     const answers = await Promise.all(
       pool!.threads.map((w) => {
         const hint: RouteHint = { threadId: w.threadId, key: null, chosen: 0, connection: false };
@@ -438,28 +441,10 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
     );
     // A worker that was gone by then had its task run by another: keep one answer per worker.
     const seen = new Set<number>();
-    const worker = (a: R) => (typeof a === 'number' ? a : (a as AdminResult).worker);
-    return answers.filter((a) => !seen.has(worker(a)) && seen.add(worker(a)));
+    return answers.filter((a) => !seen.has(a.worker) && seen.add(a.worker));
   };
-  const applyLive = async (plan: ReloadPlan) => {
-    if (plan.live.length || plan.discoveryAuth !== undefined)
-      await askWorkers({
-        kind: 'config',
-        targets: plan.live,
-        ...(plan.discoveryAuth !== undefined ? { discoveryAuth: plan.discoveryAuth } : {}),
-      });
-    for (const l of plan.live) {
-      const t = config.targets.find((x) => x.name === l.name);
-      if (t) Object.assign(t, { acl: l.acl, alias: l.alias, auth: l.auth, hosts: l.hosts });
-    }
-    if (plan.discoveryAuth !== undefined) config.discoveryAuth = plan.discoveryAuth ?? undefined;
-  };
-  const applyConfig = async (next: Config, _opts?: { force?: boolean }) => {
-    const report = await provisionalApply(config, next, applyLive);
-    // The store only feeds the auth above; it follows the file once what it feeds is live.
-    if (!report.needsRestart.length && !report.refused) config.accounts = next.accounts;
-    return report;
-  };
+  const applier = new ConfigApplier({ config, lus, counters, broadcast: (task) => askWorkers(task) });
+  const applyConfig = (next: Config, opts?: ApplyOptions) => applier.apply(next, opts);
   let control: net.Server | null = null;
   if (config.controlSocket) {
     try {
@@ -481,7 +466,9 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
     log.info('portal listening', { address: `${a.address}:${a.port}`, workers: threads });
 
   return {
-    config,
+    get config() {
+      return structuredClone(config);
+    },
     addresses,
     counters,
     metricsPort: metricsServer?.port ?? 0,
@@ -489,12 +476,6 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
     workerThreadIds: () => pool!.threads.map((t) => t.threadId),
     tsihsOwnedBy: (threadId) => tsihs.ownedBy(threadId),
     admitted: () => ({ total: admission.total, pending: admission.pendingCount() }),
-    async reload(next: Config): Promise<ReloadPlan> {
-      const plan = planReload(config, next);
-      await applyLive(plan);
-      config.accounts = next.accounts;
-      return plan;
-    },
     applyConfig,
     killWorkerForTest(threadId, how) {
       runTask({ kind: 'test-kill', how }, { threadId, key: null, chosen: 0 }, null);

@@ -3,7 +3,7 @@
  * (disk: commands.ts, cd: mmc-commands.ts), the CDB reserved-bit check, unit attention handling, the NOT READY
  * answer of a removable LU without its medium, and turning refusals into CHECK CONDITION with fixed-format sense.
  */
-import { AscQ, Opcode, SenseKey, Status } from './constants';
+import { Opcode, SenseKey, Status } from './constants';
 import { CommandIndex, COMMANDS } from './commands';
 import { inquiryAbsentLun } from './inquiry';
 import type { LogicalUnit, LuType } from './lu';
@@ -96,16 +96,32 @@ export class ScsiDispatcher {
   }
 
   /**
-   * Replace the LUN map (live configuration change). Logical units that stay get REPORTED LUNS DATA HAS
-   * CHANGED for every I_T nexus when the set of LUNs differs.
+   * A live configuration change (src/worker/live.ts): serve `lu` at LUN `lun` from now on, or no LU there.
+   * Unit attentions are the caller's to raise, once every worker has the change.
    */
-  setLuns(luns: Map<number, LogicalUnit>): void {
-    const before = [...this.luns.keys()].sort().join(',');
-    const after = [...luns.keys()].sort().join(',');
-    this.luns = luns;
-    this.everything = LunView.all(luns);
-    if (before !== after)
-      for (const lu of luns.values()) lu.establishUnitAttention(AscQ.REPORTED_LUNS_DATA_CHANGED);
+  putLun(lun: number, lu: LogicalUnit): void {
+    this.luns.set(lun, lu);
+    this.everything = LunView.all(this.luns);
+  }
+
+  /** The LU that served `lun`, now removed (see putLun). */
+  deleteLun(lun: number): LogicalUnit | undefined {
+    const lu = this.luns.get(lun);
+    this.luns.delete(lun);
+    this.everything = LunView.all(this.luns);
+    return lu;
+  }
+
+  /**
+   * A command for `lun` arrived: it counts as in flight on that LU (LuShared.enter) until the caller calls
+   * lu.shared.leave() when it is answered or dropped. Returns the LU, or null when none serves the LUN (for
+   * this nexus: `view`).
+   */
+  enterLun(lun: number, view: LunView = this.everything): LogicalUnit | null {
+    const lu = view.get(lun)?.lu;
+    if (lu === undefined) return null;
+    lu.shared.enter();
+    return lu;
   }
 
   /** The command table this dispatcher serves to disk LUs. */
@@ -121,14 +137,6 @@ export class ScsiDispatcher {
   /** Every LUN of the target, writable as each LU allows: the view of a nexus without a host mapping. */
   get allLuns(): LunView {
     return this.everything;
-  }
-
-  /**
-   * The reset epoch of the LU behind a LUN as this nexus sees it (0 when none): recorded in ScsiTask.epoch when
-   * a command arrives.
-   */
-  resetEpochOf(lun: number, view: LunView = this.everything): number {
-    return view.get(lun)?.lu.shared.resetEpoch ?? 0;
   }
 
   getLun(lun: number): LogicalUnit | undefined {
@@ -216,9 +224,10 @@ export class ScsiDispatcher {
     const cdb = task.cdb;
     const view = task.view ?? this.everything;
     try {
-      // The one lookup a command makes: the nexus's view holds the LU and this nexus's access to it.
+      // The one lookup a command makes: the nexus's view holds the LU and this nexus's access to it. An LU
+      // removed or replaced live since the command arrived is not the one it was addressed to.
       const access = view.get(task.lun);
-      if (!access) return this.absentLun(task, view);
+      if (!access || (task.lu !== undefined && task.lu !== access.lu)) return this.absentLun(task, view);
       const lu = access.lu;
       // A reset since the command arrived (while it waited for CmdSN order or its Data-Out): it was aborted
       // and never runs; the unit attention stays for the next command.

@@ -14,9 +14,13 @@
  *                count of plain writes in flight per worker (lane) and an exclusive owner word
  *   PR area      persistent reservations and SPC-2 reservations as a JSON document behind a seqlock, changed
  *                under the LU's lock by whichever worker received the PERSISTENT RESERVE OUT / RESERVE command
+ *   in flight    per lane, the commands addressed to the LU that have arrived and not been answered: a live
+ *                removal of the LU is refused while any lane counts one (src/portal/apply.ts), and a worker
+ *                closes its descriptor for a removed LU once its own lane is back to 0
  *
  * Hot path (READ/WRITE): at most one Atomics.load for unit attentions, one for reservations (PR_ACTIVE), one for
- * FLAGS, and for a write one Atomics.add/sub pair per stripe it covers plus a load of the stripe's owner word.
+ * FLAGS, one Atomics.add/sub pair on the lane's in-flight word, and for a write one Atomics.add/sub pair per
+ * stripe it covers plus a load of the stripe's owner word.
  * No message round-trip, no lock.
  *
  * Rare changes (MODE SELECT, PR OUT, RESERVE/RELEASE, resets) are made by the worker that received the command:
@@ -38,7 +42,7 @@
  *    two reads of PR_SEQ differ (or are odd) reads again. PR_ACTIVE is 0 exactly when the document holds no
  *    registration and no reservation, so the hot path can skip the reservation check with one load.
  *  - A dead worker's lane is released by the portal (releaseLane): its nexus slots, its writer counts, the
- *    stripe owner words and the PR lock it held.
+ *    stripe owner words, its in-flight count and the PR lock it held.
  */
 import type { Asc } from './constants';
 
@@ -117,7 +121,8 @@ const SLOT_PREVENT = 4;
 const SLOTS_BASE = HEADER_WORDS;
 const EXCL_BASE = SLOTS_BASE + MAX_NEXUS * SLOT_WORDS;
 const WRITERS_BASE = EXCL_BASE + NSTRIPES;
-const TOTAL_WORDS = WRITERS_BASE + MAX_LANES * NSTRIPES;
+const INFLIGHT_BASE = WRITERS_BASE + MAX_LANES * NSTRIPES;
+const TOTAL_WORDS = INFLIGHT_BASE + MAX_LANES;
 
 /** The shared memory of one LU: made once by the portal thread, passed to workers in workerData. */
 export interface LuSharedMemory {
@@ -222,6 +227,22 @@ export class LuShared {
 
   bumpResetEpoch(): void {
     Atomics.add(this.w, RESET_EPOCH, 1);
+  }
+
+  // ---- commands in flight -----------------------------------------------------------------------------
+
+  /** A command addressed to the LU arrived on this lane (paired with leave() when it is answered). */
+  enter(): void {
+    Atomics.add(this.w, INFLIGHT_BASE + this.lane, 1);
+  }
+
+  leave(): void {
+    Atomics.sub(this.w, INFLIGHT_BASE + this.lane, 1);
+  }
+
+  /** Commands in flight on this thread's lane. */
+  get laneInFlight(): number {
+    return Atomics.load(this.w, INFLIGHT_BASE + this.lane);
   }
 
   // ---- I_T nexus slots: unit attentions, prevent removal ---------------------------------------------
@@ -531,6 +552,14 @@ export class LuShared {
   }
 }
 
+/** Commands in flight on the LU, all lanes (workers) together. */
+export function luInFlight(memory: LuSharedMemory): number {
+  const w = new Int32Array(memory.words);
+  let n = 0;
+  for (let lane = 0; lane < MAX_LANES; lane++) n += Atomics.load(w, INFLIGHT_BASE + lane);
+  return n;
+}
+
 /**
  * The portal thread's clean-up after a worker died: everything its lane held in this LU. Its in-flight writes
  * are gone, its atomic commands will never release, and its sessions (nexuses) no longer exist.
@@ -551,6 +580,7 @@ export function releaseLane(memory: LuSharedMemory, lane: number): void {
     Atomics.and(w, FLAGS, ~FLAG_SANITIZING);
     Atomics.store(w, SANITIZE_OWNER, 0);
   }
+  Atomics.store(w, INFLIGHT_BASE + lane, 0);
   for (let s = 0; s < NSTRIPES; s++) {
     Atomics.store(w, WRITERS_BASE + lane * NSTRIPES + s, 0);
     Atomics.compareExchange(w, EXCL_BASE + s, me, 0);

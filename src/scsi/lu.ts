@@ -137,7 +137,7 @@ function physicalBlocks(logical: number, physical: number | undefined): number {
 
 export class LogicalUnit {
   readonly blockSize: number;
-  readonly numBlocks: number;
+  private blocks: number;
   readonly limits: LuLimits;
   readonly pool: BufferPool;
   /** The LU's state shared by every worker (see lu-shared.ts). */
@@ -166,7 +166,7 @@ export class LogicalUnit {
     if (!Number.isInteger(bs) || bs < 512 || (bs & (bs - 1)) !== 0) throw new Error(`bad block size ${bs}`);
     if (backstore.sizeBytes % bs !== 0) throw new Error('backstore size is not a multiple of the block size');
     this.blockSize = bs;
-    this.numBlocks = backstore.sizeBytes / bs;
+    this.blocks = backstore.sizeBytes / bs;
     const blocks = (bytes: number) => Math.max(1, Math.floor(bytes / bs));
     this.limits = {
       maxTransferBlocks: blocks(opts.maxTransferBytes ?? 16 * 1024 * 1024),
@@ -208,6 +208,26 @@ export class LogicalUnit {
       this.limits.maxAtomicTransferBlocks = max - (max % unit);
     }
     backstore.onFault = (e) => this.ioFault(null, e);
+  }
+
+  /** Capacity in logical blocks (READ CAPACITY); changes only by resize(). */
+  get numBlocks(): number {
+    return this.blocks;
+  }
+
+  /**
+   * A live resize (src/portal/apply.ts): the backing store has been grown, or will be shrunk, to `sizeBytes` by
+   * the portal; from now on this worker serves that capacity. Whoever resizes raises CAPACITY DATA HAS CHANGED.
+   * Throws when the backstore cannot take that size (it keeps the old one).
+   */
+  resize(sizeBytes: number): void {
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % this.blockSize !== 0)
+      throw new RangeError(
+        `size ${sizeBytes} is not a positive multiple of the block size ${this.blockSize}`,
+      );
+    if (!this.backstore.resize) throw new Error('this backstore cannot be resized');
+    this.backstore.resize(sizeBytes);
+    this.blocks = sizeBytes / this.blockSize;
   }
 
   /**

@@ -20,12 +20,18 @@ export interface ScsiTask {
   /** I_T nexus identity (initiator name + ISID + target portal group). */
   nexus: string;
   /**
-   * The LU's reset epoch when the command arrived (ScsiDispatcher.resetEpochOf); a reset since then from any
+   * The LU's reset epoch when the command arrived (see `lu`); a reset since then from any
    * nexus on any worker ends the command with TASK ABORTED (TAS = 1). Taken at execute when absent.
    */
   epoch?: number;
   /** What this nexus sees of the target (its session's host mapping); absent = every LUN, writable. */
   view?: LunView;
+  /**
+   * The LU the command was addressed to when it arrived (ScsiDispatcher.enterLun; null: none was there). When
+   * given, the command runs only if that LU still serves the LUN: a LU removed or replaced live in between
+   * answers it as an absent LUN. Absent: the LU serving the LUN at execute time.
+   */
+  lu?: LogicalUnit | null;
 }
 
 export interface ScsiResult {

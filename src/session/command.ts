@@ -9,6 +9,7 @@ import { encodeDataIn, encodeR2T, encodeScsiResponse, encodeSenseSegment } from 
 import { RejectReason, RESERVED_TAG } from '../pdu/opcodes';
 import { decodeLun } from '../scsi/lun';
 import type { ScsiResult } from '../scsi/types';
+import type { LogicalUnit } from '../scsi/lu';
 import { log } from '../util/log';
 import { fixedSense } from '../scsi/sense';
 import { SenseKey } from '../scsi/constants';
@@ -62,6 +63,11 @@ export interface Task {
   pendingIn: number;
   /** The LU's reset epoch when the command arrived (ScsiTask.epoch). */
   epoch: number;
+  /**
+   * The LU the command was addressed to on arrival, counted in flight there (ScsiDispatcher.enterLun) until
+   * finish(); null when no LU served the LUN, or once finished.
+   */
+  lu: LogicalUnit | null;
 }
 
 export class CommandEngine {
@@ -132,6 +138,7 @@ export class CommandEngine {
       }
       session.unsolicitedHeld += reserved;
     }
+    const lu = session.dispatcher?.enterLun(lun, session.luns) ?? null;
     const task: Task = {
       itt: cmd.itt,
       lunRaw: cmd.lun,
@@ -156,7 +163,8 @@ export class CommandEngine {
       failure,
       reserved,
       pendingIn: 0,
-      epoch: session.dispatcher?.resetEpochOf(lun, session.luns) ?? 0,
+      epoch: lu?.shared.resetEpoch ?? 0,
+      lu,
     };
     this.tasks.set(task.itt, task);
     const accepted = session.deliver(cmd.cmdSN, cmd.immediate, () => {
@@ -301,6 +309,7 @@ export class CommandEngine {
         nexus: session.nexus,
         epoch: task.epoch,
         view: session.luns,
+        lu: task.lu,
       })
       .then(
         (result) => this.respond(task, result),
@@ -427,6 +436,10 @@ export class CommandEngine {
 
   private finish(task: Task): void {
     if (this.tasks.get(task.itt) === task) this.tasks.delete(task.itt);
+    if (task.lu !== null) {
+      task.lu.shared.leave();
+      task.lu = null;
+    }
     this.deferred.delete(task);
     this.unreserve(task);
     if (task.delivered && !task.immediate) {

@@ -48,8 +48,15 @@ export class WorkerContext {
     this.endTargetSessions(targetName);
   }
 
-  private endTargetSessions(targetName: string): void {
-    for (const s of this.sessions.all()) if (s.target?.name === targetName) this.endSession(s);
+  /** End every session of the target on this worker (cold reset, target removed live); returns how many. */
+  endTargetSessions(targetName: string): number {
+    let n = 0;
+    for (const s of this.sessions.all())
+      if (s.target?.name === targetName && !s.ended) {
+        this.endSession(s);
+        n++;
+      }
+    return n;
   }
 
   loginEnvironment(remoteAddress: string): LoginEnvironment {
@@ -144,11 +151,15 @@ export class WorkerContext {
     for (const s of this.sessions.all()) {
       if (!s.target || !s.luns || !targetNames.includes(s.target.name)) continue;
       const next = s.target.viewFor(s.initiatorName);
-      const change = viewChange(s.luns, next);
+      const before = s.luns;
+      const change = viewChange(before, next);
       s.luns = next;
+      // On the LUs the nexus saw before as well: a LUN new to it answers at once, as a LUN added live does
+      // (src/portal/apply.ts raises the same condition on a target's LUNs once every worker has a change).
       if (change.inventory)
-        for (const [, a] of next.entries())
-          a.lu.shared.establish(UA.REPORTED_LUNS_DATA_CHANGED, { only: [s.nexus] });
+        for (const [n, a] of next.entries())
+          if (before.get(n)?.lu === a.lu)
+            a.lu.shared.establish(UA.REPORTED_LUNS_DATA_CHANGED, { only: [s.nexus] });
       for (const lu of change.writeProtectFlipped)
         lu.shared.establish(UA.MODE_PARAMETERS_CHANGED, { only: [s.nexus] });
     }

@@ -17,7 +17,7 @@ import { LuShared, type LuSharedMemory } from '../scsi/lu-shared';
 
 /** Where this thread finds each LU's shared state (by LunConfig.slot) and its lane in it. */
 export interface LuSharedAccess {
-  memory: LuSharedMemory[];
+  memory: Array<LuSharedMemory | undefined>;
   lane: number;
 }
 
@@ -26,8 +26,8 @@ export class TargetNode {
   scsi: ScsiDispatcher | null = null;
   constructor(
     public config: TargetConfig,
-    private readonly counters?: CounterShared,
-    private readonly shared?: LuSharedAccess,
+    readonly counters?: CounterShared,
+    readonly shared?: LuSharedAccess,
   ) {}
 
   get name(): string {
@@ -52,9 +52,14 @@ export class TargetNode {
     return new LunView(map);
   }
 
-  /** Open the LUNs in this thread (each worker has its own descriptors and io_uring ring). */
-  async open(): Promise<void> {
-    this.scsi = new ScsiDispatcher(await openLuns(this.config, this.counters, this.shared));
+  /**
+   * Open the LUNs in this thread (each worker has its own descriptors and io_uring ring). Returns what could not
+   * be opened here (logged too); an LU the portal left offline is not counted (the portal reported it).
+   */
+  async open(): Promise<string[]> {
+    const problems: string[] = [];
+    this.scsi = new ScsiDispatcher(await openLuns(this.config, problems, this.counters, this.shared));
+    return problems;
   }
 }
 
@@ -67,49 +72,63 @@ async function openBackstore(l: LunConfig): Promise<Backstore> {
   return openFileBackstore({ path: l.path, readOnly: l.readOnly, direct: l.direct, blockSize: l.blockSize });
 }
 
-/** The LUs of a target that can be served; one that cannot is logged by name and left out, the others serve. */
+/**
+ * Open one provisioned LU in this thread; null when it cannot be served: the portal left it offline (and
+ * reported it), or its backing store would not open here (logged, and added to `problems`).
+ */
+export async function openLu(
+  t: TargetConfig,
+  l: LunConfig,
+  problems: string[],
+  counters?: CounterShared,
+  shared?: LuSharedAccess,
+): Promise<LogicalUnit | null> {
+  if (l.offline !== undefined) return null;
+  if (l.identity === undefined) throw new Error(`target ${t.name} LUN ${l.lun} was not provisioned`);
+  let bs: Backstore;
+  try {
+    bs = await openBackstore(l);
+  } catch (e) {
+    const error = (e as Error).message;
+    log.error('LU offline: cannot open its backing store', { target: t.name, lun: l.lun, error });
+    problems.push(`target ${t.name} LUN ${l.lun}: cannot open its backing store: ${error}`);
+    return null;
+  }
+  const faults = counters ? new LuFaultCounters(counters, l.slot) : undefined;
+  const mem = shared?.memory[l.slot];
+  const luShared = mem ? new LuShared(mem, shared!.lane) : undefined;
+  return new LogicalUnit(bs, identityOf(t.name, l.lun, l.identity, l.type), {
+    faults,
+    shared: luShared,
+    type: l.type,
+    removable: l.removable,
+    prFile: l.prFile,
+    atomicJournalDir: l.atomicJournalDir,
+  });
+}
+
+/** The LUs of a target that can be served; one that cannot is left out, the others serve. */
 async function openLuns(
   t: TargetConfig,
+  problems: string[],
   counters?: CounterShared,
   shared?: LuSharedAccess,
 ): Promise<Map<number, LogicalUnit>> {
   const luns = new Map<number, LogicalUnit>();
   for (const l of t.luns) {
-    if (l.offline !== undefined) continue; // reported once by the portal at start-up
-    if (l.identity === undefined) throw new Error(`target ${t.name} LUN ${l.lun} was not provisioned`);
-    let bs: Backstore;
-    try {
-      bs = await openBackstore(l);
-    } catch (e) {
-      log.error('LU offline: cannot open its backing store', {
-        target: t.name,
-        lun: l.lun,
-        error: (e as Error).message,
-      });
-      continue;
-    }
-    const faults = counters ? new LuFaultCounters(counters, l.slot) : undefined;
-    const mem = shared?.memory[l.slot];
-    const luShared = mem ? new LuShared(mem, shared!.lane) : undefined;
-    const identity = identityOf(t.name, l.lun, l.identity, l.type);
-    luns.set(
-      l.lun,
-      new LogicalUnit(bs, identity, {
-        faults,
-        shared: luShared,
-        type: l.type,
-        removable: l.removable,
-        prFile: l.prFile,
-        atomicJournalDir: l.atomicJournalDir,
-      }),
-    );
+    const lu = await openLu(t, l, problems, counters, shared);
+    if (lu) luns.set(l.lun, lu);
   }
   return luns;
 }
 
 export class TargetRegistry {
   private readonly nodes = new Map<string, TargetNode>();
-  constructor(config: Config, counters?: CounterShared, shared?: LuSharedAccess) {
+  constructor(
+    config: Config,
+    readonly counters?: CounterShared,
+    readonly shared?: LuSharedAccess,
+  ) {
     for (const t of config.targets) this.nodes.set(t.name, new TargetNode(t, counters, shared));
   }
   get(name: string): TargetNode | undefined {
@@ -121,14 +140,15 @@ export class TargetRegistry {
   all(): TargetNode[] {
     return [...this.nodes.values()];
   }
-  /**
-   * A reload's live part: each named target's ACL, alias and CHAP accounts (logins from now on see them) and
-   * host mappings (sessions take them on through WorkerContext.refreshLunViews).
-   */
-  applyLive(targets: ReadonlyArray<Pick<TargetConfig, 'name' | 'acl' | 'alias' | 'auth' | 'hosts'>>): void {
-    for (const t of targets) {
-      const node = this.nodes.get(t.name);
-      if (node) node.config = { ...node.config, acl: t.acl, alias: t.alias, auth: t.auth, hosts: t.hosts };
-    }
+  /** A live change: serve this target (its LUs opened already) from now on. */
+  add(node: TargetNode): void {
+    this.nodes.set(node.name, node);
+  }
+
+  /** A live change: stop serving this target (new logins no longer find it); returns it. */
+  remove(name: string): TargetNode | undefined {
+    const node = this.nodes.get(name);
+    this.nodes.delete(name);
+    return node;
   }
 }

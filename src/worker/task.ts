@@ -12,7 +12,7 @@ export interface WorkerInit {
   routing: RoutingShared;
   admission: AdmissionShared;
   /** Each LU's shared state, indexed by LunConfig.slot. */
-  lus: LuSharedMemory[];
+  lus: Array<LuSharedMemory | undefined>;
   /** Name suffix of the channel authentication failures are reported on (src/portal/auth-limit.ts). */
   authChannel: string;
 }
@@ -33,12 +33,38 @@ export interface ConnectionTask {
   loginDeadline?: number;
 }
 
-/** A configuration reload: what changes live in every worker (src/portal/reload.ts). */
+/**
+ * A live configuration change, the same for every worker (planned in src/portal/reload.ts, sent by
+ * src/portal/apply.ts, applied by src/worker/live.ts). Removals come before additions, so a LUN that changed
+ * (removed and added again) never has two LUs at once. Applying a task twice changes nothing the second time.
+ */
 export interface ConfigTask {
   kind: 'config';
-  targets: Array<Pick<TargetConfig, 'name' | 'acl' | 'alias' | 'auth' | 'hosts'>>;
-  /** Discovery's CHAP accounts when they changed (null: none any more); absent when unchanged. */
+  /** Existing targets whose configuration changed (ACL, alias, CHAP, LUN list): their whole new config. */
+  targets: TargetConfig[];
+  /** Present when the discovery CHAP accounts changed; null: no authentication any more. */
   discoveryAuth?: AuthConfig | null;
+  /** Targets to serve from now on, LUNs provisioned (identity, slot). */
+  addTargets?: TargetConfig[];
+  /** Targets to stop serving: their sessions on the worker are closed. */
+  removeTargets?: string[];
+  /** LUNs of existing targets to stop serving. */
+  removeLuns?: Array<{ target: string; lun: number }>;
+  /** LUNs of existing targets to serve from now on (`lun` is the target's new LunConfig for it). */
+  addLuns?: Array<{ target: string; lun: number }>;
+  /** New capacities (bytes) of LUNs that stay. */
+  resizeLuns?: Array<{ target: string; lun: number; size: number }>;
+  /** The shared state of every LU added (by a new target or a new LUN), by its slot. */
+  lus?: Array<{ slot: number; memory: LuSharedMemory }>;
+}
+
+/** A worker's answer to a ConfigTask. */
+export interface ConfigResult {
+  worker: number;
+  /** What could not be applied on this worker (an LU it could not open or resize), for the report. */
+  errors: string[];
+  /** Sessions closed on this worker because their target was removed, by target. */
+  sessionsClosed: Record<string, number>;
 }
 
 /**

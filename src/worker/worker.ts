@@ -10,12 +10,13 @@ import { TsihTable } from '../portal/routing';
 import { Connection } from '../session/connection';
 import { log } from '../util/log';
 import { WorkerContext } from './context';
-import type { TestKillTask, WorkerInit, WorkerTask } from './task';
+import type { ConfigResult, TestKillTask, WorkerInit, WorkerTask } from './task';
 import { TargetRegistry } from './targets';
 import { endPendingLogin } from '../portal/admission';
 import { PartialPduWatch } from './partial-pdu';
 import { adminRequest } from '../admin/worker-admin';
 import type { AdminResult } from '../admin/protocol';
+import { applyConfigTask } from './live';
 import { authFailureChannel } from '../portal/auth-limit';
 
 const SLAB = 4 * 1024 * 1024;
@@ -41,7 +42,9 @@ class SlabReader {
   }
 }
 
-async function init(): Promise<(task: WorkerTask) => Promise<number | AdminResult>> {
+type TaskResult = number | AdminResult | ConfigResult;
+
+async function init(): Promise<(task: WorkerTask) => Promise<TaskResult>> {
   const data = workerData as WorkerInit;
   const row = claimRow(data.counters, threadId);
   // The counter row is also this thread's lane in every LU's shared state.
@@ -52,15 +55,9 @@ async function init(): Promise<(task: WorkerTask) => Promise<number | AdminResul
   authFailures.unref();
   ctx.onAuthFailure = (address) => authFailures.postMessage(address);
   const partial = new PartialPduWatch(data.config.limits.partialPduTimeout * 1000, ctx.counters);
-  return async (task: WorkerTask): Promise<number | AdminResult> => {
+  return async (task: WorkerTask): Promise<TaskResult> => {
     if (task.kind === 'admin') return adminRequest(ctx, task);
-    if (task.kind === 'config') {
-      targets.applyLive(task.targets);
-      if (task.discoveryAuth !== undefined)
-        ctx.config = { ...ctx.config, discoveryAuth: task.discoveryAuth ?? undefined };
-      ctx.refreshLunViews(task.targets.map((t) => t.name));
-      return threadId;
-    }
+    if (task.kind === 'config') return applyConfigTask(ctx, task);
     if (task.kind === 'test-kill') {
       testKill(task);
       return threadId;

@@ -33,6 +33,8 @@ export function planReload(current: Config, next: Config): ReloadPlan {
     const old = now.get(name);
     if (!old) continue;
     if (!same(lunShape(old), lunShape(t))) plan.needsRestart.push(`target ${name}: LUNs changed`);
+    for (const k of ['params', 'nopInInterval', 'nopInTimeout', 'maxSessions', 'maxConnections'] as const)
+      if (!same(old[k], t[k])) plan.needsRestart.push(`target ${name}: ${k} changed`);
     const aclChanged = !same(old.acl, t.acl);
     const aliasChanged = old.alias !== t.alias;
     if (aclChanged || aliasChanged) {

@@ -75,7 +75,7 @@ async function openLuns(
     const faults = counters ? new LuFaultCounters(counters, l.slot) : undefined;
     const mem = shared?.memory[l.slot];
     const luShared = mem ? new LuShared(mem, shared!.lane) : undefined;
-    const identity = identityOf(t.name, l.lun, l.identity, l.type);
+    const identity = identityOf(t.name, l.lun, l.identity, l.type, l);
     luns.set(
       l.lun,
       new LogicalUnit(bs, identity, {

@@ -1,0 +1,45 @@
+/** CHAP accounts of a target or of discovery sessions, as the config gives them. */
+import { asObject, checkKeys, fail } from './validate';
+
+/** A CHAP name and secret (RFC 7143 12.1.3). */
+export interface ChapAccount {
+  user: string;
+  secret: string;
+}
+
+/** CHAP for a target or for discovery sessions. */
+export interface AuthConfig {
+  /** Accounts an initiator may prove (any one of them). */
+  incoming: ChapAccount[];
+  /** The target's own name and secret, for initiators that authenticate the target too (mutual CHAP). */
+  outgoing?: ChapAccount;
+}
+
+/** Secrets shorter than this draw a warning: the Windows initiator requires 12 to 16 characters. */
+export const CHAP_SECRET_WARN_LENGTH = 12;
+
+/** Messages never quote a secret: only where it is and what is wrong with it. */
+function normalizeAccount(raw: unknown, where: string): ChapAccount {
+  const o = asObject(raw, where);
+  checkKeys(o, ['user', 'secret'], where);
+  if (typeof o.user !== 'string' || o.user === '') fail(where, "'user' must be a non-empty string");
+  if (typeof o.secret !== 'string') fail(where, "'secret' must be a string");
+  if (o.secret === '') fail(where, "'secret' must not be empty (an empty CHAP secret authenticates anyone)");
+  return { user: o.user, secret: o.secret };
+}
+
+/** A target's `auth` or the top-level `discoveryAuth`: { incoming: [{ user, secret }, ...], outgoing? }. */
+export function normalizeAuth(raw: unknown, where: string): AuthConfig {
+  const o = asObject(raw, where);
+  checkKeys(o, ['incoming', 'outgoing'], where);
+  if (!Array.isArray(o.incoming) || o.incoming.length === 0)
+    fail(where, "'incoming' must be a non-empty list of { user, secret }");
+  const incoming = o.incoming.map((a, i) => normalizeAccount(a, `${where}.incoming[${i}]`));
+  const users = new Set<string>();
+  for (const a of incoming) {
+    if (users.has(a.user)) fail(where, `duplicate incoming user '${a.user}'`);
+    users.add(a.user);
+  }
+  if (o.outgoing === undefined) return { incoming };
+  return { incoming, outgoing: normalizeAccount(o.outgoing, `${where}.outgoing`) };
+}

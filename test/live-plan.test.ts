@@ -237,6 +237,36 @@ test('targets added and removed; a target whose LUN is busy is not removed unles
   t.deepEqual(planChange(now, next, ctx({ inFlight: () => 1, force: true })).removeTargets.length, 1);
 });
 
+test('session-count rows: a target that stays keeps its row wherever it moves in the file; a new one gets a fresh row', (t) => {
+  const now = running([
+    { name: T, luns: [lun(0)] },
+    { name: U, luns: [lun(1)] },
+  ]);
+  t.deepEqual(
+    now.targets.map((x) => x.slot),
+    [0, 1],
+  );
+  // T removed, U now first in the file, V added: U keeps row 1, V takes row 2 (T's row 0 may still drain).
+  const V = 'iqn.2026-11.io.nodetgt.test:third';
+  const next = cfg([
+    { name: U, luns: [lun(1)] },
+    { name: V, luns: [lun(2)] },
+  ]);
+  t.deepEqual(
+    next.targets.map((x) => x.slot),
+    [0, 1],
+    'the file alone numbers them by place',
+  );
+  const p = planChange(now, next, ctx());
+  t.deepEqual(
+    p.targets.map((x) => [x.name, x.slot]),
+    [
+      [U, 1],
+      [V, 2],
+    ],
+  );
+});
+
 test('the fields a running LU carries (slot, identity, offline, files) are not differences', (t) => {
   const now = running([{ name: T, luns: [lun(0)] }]);
   now.targets[0].luns[0].prFile = '/x/pr';

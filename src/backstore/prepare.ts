@@ -206,7 +206,8 @@ async function planLun(
     );
   if (l.size === undefined)
     throw new ConfigError(`${where}: file does not exist and no size was given to create it`);
-  if (l.readOnly) throw new ConfigError(`${where}: a read-only LUN needs an existing file`);
+  if (l.readOnly && l.sized === undefined)
+    throw new ConfigError(`${where}: a read-only LUN needs an existing file`);
   await checkParent(where, l);
   return { ...plan, create: true, state: rec !== null ? 'reprovisioned' : 'created', origin: 'created' };
 }

@@ -1,12 +1,13 @@
 /** `nodetgt import`: an IET or tgt configuration into a nodetgt JSON config, naming what it could not convert. */
 import * as fs from 'node:fs';
-import { detectFormat, formatWarning, type ImportResult } from '../config/import-common';
+import { detectFormat, formatWarning, type ImportFormat, type ImportResult } from '../config/import-common';
 import { importIet } from '../config/import-iet';
 import { importTgt } from '../config/import-tgt';
+import { importNetManager } from '../config/import-netmanager';
 
 interface ImportArgs {
   file: string;
-  format?: 'iet' | 'tgt';
+  format?: ImportFormat;
   initiatorsAllow?: string;
   targetsAllow?: string;
   out?: string;
@@ -23,7 +24,8 @@ function parseImportArgs(argv: string[]): ImportArgs {
     };
     if (flag === '--format') {
       const f = value();
-      if (f !== 'iet' && f !== 'tgt') throw new Error(`--format must be iet or tgt, not '${f}'`);
+      if (f !== 'iet' && f !== 'tgt' && f !== 'netmanager')
+        throw new Error(`--format must be iet, tgt or netmanager, not '${f}'`);
       a.format = f;
     } else if (flag === '--initiators-allow') a.initiatorsAllow = value();
     else if (flag === '--targets-allow') a.targetsAllow = value();
@@ -48,11 +50,14 @@ export function runImport(a: ImportArgs): ImportResult {
   const src = read(a.file);
   const format = a.format ?? detectFormat(src.text);
   if (format === null)
-    throw new Error(`${a.file}: neither an IET ietd.conf nor a tgt targets.conf (force one with --format)`);
-  if (format === 'tgt' && (a.initiatorsAllow || a.targetsAllow))
     throw new Error(
-      '--initiators-allow and --targets-allow are IET files; tgt keeps its ACLs in targets.conf',
+      `${a.file}: neither an IET ietd.conf, a tgt targets.conf nor a NetManager iscsi.conf (force one with --format)`,
     );
+  if (format !== 'iet' && (a.initiatorsAllow || a.targetsAllow))
+    throw new Error(
+      `--initiators-allow and --targets-allow are IET files; ${format} keeps its ACLs in its own file`,
+    );
+  if (format === 'netmanager') return importNetManager(src.text, { file: a.file });
   return format === 'iet'
     ? importIet(
         src.text,

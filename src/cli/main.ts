@@ -74,7 +74,7 @@ const USAGE = `usage: nodetgt serve [options]
 ${ADMIN_USAGE}
 ${CHANGE_USAGE}
        nodetgt check-config FILE
-       nodetgt import FILE [--format iet|tgt] [--initiators-allow FILE] [--targets-allow FILE] [-o OUT]
+       nodetgt import FILE [--format iet|tgt|netmanager] [--initiators-allow FILE] [--targets-allow FILE] [-o OUT]
 
   serve                 start the target
   provision             provision the configured LUs and exit: create missing backing files, each with a new
@@ -99,8 +99,8 @@ ${CHANGE_USAGE}
                         --save-only (write the file only). Without a config file changes are live only.
   check-config FILE     validate a configuration file without starting anything (exit 0 valid, 2 not;
                         the errors on stderr); backing paths are checked but nothing is created
-  import FILE           convert an IET ietd.conf or a tgt targets.conf (detected from the content, or
-                        --format) into a nodetgt JSON config on stdout (or -o OUT); what cannot be converted
+  import FILE           convert an IET ietd.conf, a tgt targets.conf or a NetManager iscsi.conf (detected
+                        from the content, or --format) into a nodetgt JSON config on stdout (or -o OUT); what cannot be converted
                         is listed on stderr with its line; exit 0 all converted, 1 converted with warnings
 
   --config FILE         JSON configuration file (see README); flags below override it

@@ -26,7 +26,11 @@ export interface ImportedAuth {
 export interface ImportedTarget {
   name: string;
   alias?: string;
-  luns: ImportedLun[];
+  luns?: ImportedLun[];
+  /** One LUN per size (NetManager's size= list), files named by the target under storageDir. */
+  sizes?: string[];
+  /** Applies to every LUN of `sizes`. */
+  readOnly?: boolean;
   acl?: { initiators?: string[]; networks?: string[] };
   auth?: ImportedAuth;
 }
@@ -37,8 +41,18 @@ export interface ImportWarning {
   message: string;
 }
 
+/** The top-level settings an importer can fill in; the rest keep nodetgt's defaults. */
+export interface ImportedConfig {
+  portals: string[];
+  storageDir?: string;
+  baseIqn?: string;
+  params?: { MaxConnections?: number };
+  limits?: { maxSessions?: number };
+  targets: ImportedTarget[];
+}
+
 export interface ImportResult {
-  config: { portals: string[]; targets: ImportedTarget[] };
+  config: ImportedConfig;
   warnings: ImportWarning[];
 }
 
@@ -89,11 +103,14 @@ export function words(line: string): string[] {
   return out;
 }
 
-/** 'iet', 'tgt', or null when the text looks like neither. */
-export function detectFormat(text: string): 'iet' | 'tgt' | null {
+export type ImportFormat = 'iet' | 'tgt' | 'netmanager';
+
+/** 'iet', 'tgt', 'netmanager' (an .ini with [sections] and key=value lines), or null when it is none of them. */
+export function detectFormat(text: string): ImportFormat | null {
   const lines = text.split('\n').map((l) => words(l));
   if (lines.some((w) => /^<target$/i.test(w[0] ?? '') || /^<target\s/i.test(w.join(' ')))) return 'tgt';
   if (lines.some((w) => w.length >= 2 && /^target$/i.test(w[0]))) return 'iet';
+  if (/^\s*\[[^\]]+\]\s*$/m.test(text) && /^\s*(storage|node|size)\s*=/im.test(text)) return 'netmanager';
   return null;
 }
 

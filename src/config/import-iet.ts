@@ -113,8 +113,9 @@ function parseLun(t: ImportedTarget, args: string[], line: number, ctx: Ctx): vo
     else if (k === 'scsisn' && /^[\x21-\x7e]{1,20}$/.test(v)) lun.serial = v;
     else ctx.warn.add(line, `Lun ${n}: ${k === 'scsiid' ? 'ScsiId' : k}=${v} not converted`);
   }
-  if (t.luns.some((l) => l.lun === n)) ctx.warn.add(line, `Lun ${n} given twice: the second not converted`);
-  else t.luns.push(lun);
+  const luns = (t.luns ??= []);
+  if (luns.some((l) => l.lun === n)) ctx.warn.add(line, `Lun ${n} given twice: the second not converted`);
+  else luns.push(lun);
 }
 
 function parseTargetKey(t: ImportedTarget, w: string[], line: number, ctx: Ctx): void {

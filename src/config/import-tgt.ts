@@ -107,7 +107,7 @@ function finishTarget(st: TargetState, warn: Warner, pathKind: (p: string) => Pa
     const common = many ? { ...st.common, serial: undefined } : st.common;
     if (many && st.common.serial !== undefined && s === st.stores[0])
       warn.add(st.line, `scsi_sn ${st.common.serial} at target level with several LUNs: not converted`);
-    st.t.luns.push(makeLun(n, s, common, pathKind(s.path), warn));
+    (st.t.luns ??= []).push(makeLun(n, s, common, pathKind(s.path), warn));
   }
   if (st.open) delete st.t.acl;
   checkAclMix(st.t, st.line, warn);

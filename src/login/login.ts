@@ -39,6 +39,8 @@ export const noAuthentication: Authenticator = {
 export interface LoginTargetInfo {
   name: string;
   alias?: string;
+  /** The target's own operational values (its config `params`); the environment's offer when absent. */
+  offer?: TargetOffer;
 }
 
 /** What the connection's owner provides to the login: lookups and the final session decision. */
@@ -220,7 +222,16 @@ export class LoginHandler {
     }
     if (!transit) nsg = 0;
     let outcome: LoginOutcome | undefined;
-    if (transit && nsg === LoginStage.FullFeaturePhase) outcome = this.finish(req, negotiator);
+    if (transit && nsg === LoginStage.FullFeaturePhase) {
+      const unmet = negotiator.unmetRequirement();
+      // The initiator first hears the RFC answer (unmet=Reject) and stays in its stage; a login that still
+      // asks for full feature phase without the digest the target requires is refused.
+      if (unmet !== null && response.some(([k, v]) => k === unmet && v === 'Reject')) {
+        transit = false;
+        nsg = 0;
+      } else if (unmet !== null) this.fail(LoginStatus.InitiatorError, `the target requires ${unmet}=CRC32C`);
+      else outcome = this.finish(req, negotiator);
+    }
     if (transit) this.stage = nsg;
 
     const body = encodeTextData(response);
@@ -283,7 +294,8 @@ export class LoginHandler {
     }
     this.authMethods = this.env.authenticator.methods(this.authContext());
     this.negotiator = new Negotiator({
-      offer: { ...this.env.offer, authMethods: this.authMethods },
+      // TargetName is in the first request, so the target's own values apply from the first operational key.
+      offer: { ...(this.target?.offer ?? this.env.offer), authMethods: this.authMethods },
       leading,
       sessionType: st,
       session: leading ? undefined : this.env.sessionParams(req.tsih),

@@ -306,6 +306,16 @@ export class Negotiator {
     return out;
   }
 
+  /**
+   * Why the values in force cannot go into full feature phase (a digest the target requires is not on),
+   * or null. An initiator that skipped the operational stage never heard our proposal of it.
+   */
+  unmetRequirement(): 'HeaderDigest' | 'DataDigest' | null {
+    if (!this.offer.headerDigest.includes('None') && !this.values.headerDigest) return 'HeaderDigest';
+    if (!this.offer.dataDigest.includes('None') && !this.values.dataDigest) return 'DataDigest';
+    return null;
+  }
+
   /** No proposal of ours is waiting for its answer. */
   complete(): boolean {
     return this.outstanding.size === 0;
@@ -466,7 +476,10 @@ export class Negotiator {
     switch (key) {
       case 'HeaderDigest':
       case 'DataDigest': {
-        const chosen = pick(key === 'HeaderDigest' ? this.offer.headerDigest : this.offer.dataDigest);
+        const ours = key === 'HeaderDigest' ? this.offer.headerDigest : this.offer.dataDigest;
+        const chosen = pick(ours);
+        // A target requiring CRC32C answers None with Reject too (RFC 7143 6.2.1); the login then cannot end
+        // with the digest off (unmetRequirement).
         if (chosen === undefined) return 'Reject';
         this.values[key === 'HeaderDigest' ? 'headerDigest' : 'dataDigest'] = chosen === 'CRC32C';
         return chosen;
@@ -507,7 +520,12 @@ export class Negotiator {
   private takeAnswer(def: Readonly<KeyDef>, key: string, value: string): void {
     const proposed = this.outstanding.get(key) as string;
     this.outstanding.delete(key);
-    if (RESERVED_VALUES.has(value)) return;
+    if (RESERVED_VALUES.has(value)) {
+      // A required digest proposed and refused: going on would run the connection without it.
+      if ((key === 'HeaderDigest' || key === 'DataDigest') && !proposed.split(',').includes('None'))
+        throw new ProtocolError(`${key}=${value} to our required ${key}=${proposed}`);
+      return;
+    }
     const bad = `answer ${key}=${value} not admissible for our offer ${key}=${proposed}`;
     switch (def.type) {
       case 'list': {

@@ -49,6 +49,8 @@ export const COUNTERS = [
   // authentication (issue 9)
   'tgtLoginRateLimited',
   'authBlockedAddresses',
+  // session and connection limits (limits.maxSessions, targets' maxSessions / maxConnections)
+  'tgtLoginLimitRefusals',
 ] as const;
 
 export type CounterName = (typeof COUNTERS)[number];

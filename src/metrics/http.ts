@@ -51,6 +51,10 @@ const HELP: Record<CounterName, [string, 'counter' | 'gauge']> = {
     'counter',
   ],
   authBlockedAddresses: ['Addresses whose logins are refused for now after authentication failures', 'gauge'],
+  tgtLoginLimitRefusals: [
+    'Logins refused Out of Resources at a session or connection limit (limits.maxSessions, a target maxSessions or maxConnections)',
+    'counter',
+  ],
 };
 
 const LU_HELP: Record<LuFault, [string, string, 'counter' | 'gauge']> = {

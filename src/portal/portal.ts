@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { Piscina } from 'piscina';
 import type { PiscinaWorker } from 'piscina/dist/worker_pool';
 import type { Config, PortalConfig } from '../config/schema';
+import { createSessionLimitShared } from '../worker/session-limits';
 import {
   createCounterShared,
   CounterRow,
@@ -169,7 +170,16 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
   for (const t of config.targets) for (const l of t.luns) lus[l.slot] = allocateLuShared();
   for (const r of prState) if (r.doc !== null) seedPr(lus[r.slot]!, r.doc);
   const authChannel = randomUUID();
-  const init: WorkerInit = { config, counters, routing, admission: admissionShared, lus, authChannel };
+  const sessionLimits = createSessionLimitShared();
+  const init: WorkerInit = {
+    config,
+    counters,
+    routing,
+    admission: admissionShared,
+    lus,
+    authChannel,
+    sessionLimits,
+  };
 
   const balancer = (task: { [k: symbol]: unknown }, workers: PiscinaWorker[]): PiscinaWorker | null => {
     const hint = task[Piscina.queueOptionsSymbol] as RouteHint | null;

@@ -14,7 +14,14 @@
  * holds, preferring slots never handed out before, so that a removed LU still draining on a worker never
  * shares its fault counters with a new one until all MAX_LUS slots have been used once.
  */
-import { MAX_LUS, type AuthConfig, type Config, type LunConfig, type TargetConfig } from '../config/schema';
+import {
+  MAX_LUS,
+  MAX_TARGETS,
+  type AuthConfig,
+  type Config,
+  type LunConfig,
+  type TargetConfig,
+} from '../config/schema';
 
 export interface PlanContext {
   /** Apply what is otherwise refused: removal with commands in flight, shrinking. */
@@ -91,21 +98,22 @@ function globalChanges(current: Config, next: Config): string[] {
   return out;
 }
 
-/** Hands out slots no live LU holds, from `fresh` on, wrapping around at MAX_LUS. */
+/** Hands out slots no live holder has, from `fresh` on, wrapping around at `size`. */
 class SlotAllocator {
   private at: number;
   constructor(
     private readonly taken: Set<number>,
     fresh: number,
+    private readonly size: number,
   ) {
-    this.at = ((fresh % MAX_LUS) + MAX_LUS) % MAX_LUS;
+    this.at = ((fresh % size) + size) % size;
   }
   next(): number | null {
-    for (let i = 0; i < MAX_LUS; i++) {
-      const s = (this.at + i) % MAX_LUS;
+    for (let i = 0; i < this.size; i++) {
+      const s = (this.at + i) % this.size;
       if (this.taken.has(s)) continue;
       this.taken.add(s);
-      this.at = (s + 1) % MAX_LUS;
+      this.at = (s + 1) % this.size;
       return s;
     }
     return null;
@@ -145,7 +153,11 @@ export function planChange(current: Config, next: Config, ctx: PlanContext): Cha
   // Slots of the LUs that stay, and of those leaving in this change (they may still be draining).
   const taken = new Set<number>();
   for (const t of current.targets) for (const l of t.luns) taken.add(l.slot);
-  const slots = new SlotAllocator(taken, ctx.freshSlot);
+  const slots = new SlotAllocator(taken, ctx.freshSlot, MAX_LUS);
+  // Rows of the session counts: a target that stays keeps its row; a new one takes one after the highest held
+  // (a removed target's sessions may still be giving theirs back).
+  const rows = new Set(current.targets.map((t) => t.slot));
+  const targetRows = new SlotAllocator(rows, Math.max(-1, ...rows) + 1, MAX_TARGETS);
   const newSlot = (): number | null => slots.next();
   const tooMany = `more than ${MAX_LUS} LUs in all`;
 
@@ -164,7 +176,9 @@ export function planChange(current: Config, next: Config, ctx: PlanContext): Cha
         if (slot === null) return refuse(tooMany);
         luns.push(freshLun(l, slot));
       }
-      const added: TargetConfig = { ...t, luns };
+      const row = targetRows.next();
+      if (row === null) return refuse(`more than ${MAX_TARGETS} targets`);
+      const added: TargetConfig = { ...t, luns, slot: row };
       plan.addTargets.push(added);
       plan.targets.push(added);
       plan.applied.push(
@@ -231,7 +245,10 @@ export function planChange(current: Config, next: Config, ctx: PlanContext): Cha
     if (old.alias !== t.alias) plan.applied.push(`target ${t.name}: alias`);
     if (!same(old.auth, t.auth)) plan.applied.push(`target ${t.name}: auth`);
     if (!same(old.hosts ?? [], t.hosts ?? [])) plan.applied.push(`target ${t.name}: hosts`);
-    const updated: TargetConfig = { ...t, luns };
+    // Login keys, keepalive and limits: taken by the logins from now on (sessions keep what they negotiated).
+    for (const k of ['params', 'nopInInterval', 'nopInTimeout', 'maxSessions', 'maxConnections'] as const)
+      if (!same(old[k], t[k])) plan.applied.push(`target ${t.name}: ${k} (new logins)`);
+    const updated: TargetConfig = { ...t, luns, slot: old.slot };
     plan.targets.push(updated);
     if (plan.applied.length > before || !same(old.luns, luns)) plan.changedTargets.push(t.name);
     if (setChanged) plan.lunSetChanged.push(t.name);

@@ -49,15 +49,17 @@ export function identityOf(
   lun: number,
   stored: { serial: string; naa: string },
   type: LuType = 'disk',
+  names: { vendor?: string; product?: string; revision?: string } = {},
 ): LuIdentity {
   return {
     targetName,
     lun,
     serial: stored.serial,
     naa: Buffer.from(stored.naa, 'hex'),
-    vendor: VENDOR,
-    product: type === 'cd' ? PRODUCT_CD : PRODUCT,
-    revision: REVISION,
+    // The operator's INQUIRY names (the config's vendor, product, revision) where set; ours otherwise.
+    vendor: names.vendor ?? VENDOR,
+    product: names.product ?? (type === 'cd' ? PRODUCT_CD : PRODUCT),
+    revision: names.revision ?? REVISION,
   };
 }
 

@@ -641,8 +641,13 @@ export class Connection {
 
   // ---- keepalive -------------------------------------------------------------------------------
 
+  /** The target's keepalive (its own or the global one); a discovery session has the global one. */
+  private keepalive(): { nopInInterval: number; nopInTimeout: number } {
+    return this.session?.target?.config ?? this.ctx.config;
+  }
+
   private armNop(): void {
-    const interval = this.ctx.config.nopInInterval * 1000;
+    const interval = this.keepalive().nopInInterval * 1000;
     if (interval <= 0) return;
     const tick = Math.min(interval, 1000);
     this.nopTimer = setInterval(() => this.nopTick(interval), tick);
@@ -653,7 +658,7 @@ export class Connection {
     if (this.phase !== 'ffp' || !this.session) return;
     const now = Date.now();
     if (this.nopOutstanding) {
-      if (now - this.nopOutstanding.sentAt > this.ctx.config.nopInTimeout * 1000) {
+      if (now - this.nopOutstanding.sentAt > this.keepalive().nopInTimeout * 1000) {
         this.ctx.counters.inc('instSsnCxnTimeoutErrors');
         log.warn('no answer to NOP-In: dropping the connection', { peer: this.peer });
         this.close('nop timeout');

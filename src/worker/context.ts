@@ -7,12 +7,14 @@ import type { Config } from '../config/schema';
 import type { CounterRow } from '../metrics/counters';
 import { TsihTable } from '../portal/routing';
 import { LoginStatus } from '../pdu/opcodes';
-import { DEFAULT_TARGET_OFFER, type TargetOffer } from '../login/negotiator';
+import type { TargetOffer } from '../login/negotiator';
+import { offerFor } from '../config/params';
 import type { LoginEnvironment, LoginOutcome } from '../login/login';
 import { ChapAuthenticator } from '../login/chap';
 import { Session, SessionTable } from '../session/session';
 import type { Connection } from '../session/connection';
-import { TargetRegistry } from './targets';
+import { TargetRegistry, type TargetNode } from './targets';
+import { SessionLimits } from './session-limits';
 import { viewChange } from '../scsi/lun-view';
 import { UA } from '../scsi/lu-shared';
 import { log } from '../util/log';
@@ -22,7 +24,14 @@ const COLD_RESET_CHANNEL = 'nodetgt:target-cold-reset';
 
 export class WorkerContext {
   readonly sessions = new SessionTable();
-  readonly offer: TargetOffer = DEFAULT_TARGET_OFFER;
+  /** The global `params`: discovery sessions negotiate with it. */
+  readonly offer: TargetOffer;
+  /** Each target's own offer (its `params` over the global ones), made once. */
+  private readonly offers = new WeakMap<TargetNode, TargetOffer>();
+  private readonly limits: SessionLimits;
+  /** Sessions and connections counted in `limits`, released exactly once when they end. */
+  private readonly countedSessions = new WeakSet<Session>();
+  private readonly countedConnections = new WeakSet<Connection>();
   private readonly coldResets = new BroadcastChannel(COLD_RESET_CHANNEL);
   /** Told the source address of every login that failed authentication (the portal rate-limits it). */
   onAuthFailure: (address: string) => void = () => undefined;
@@ -33,7 +42,10 @@ export class WorkerContext {
     readonly tsihs: TsihTable,
     readonly counters: CounterRow,
     readonly threadId: number,
+    sessionLimits?: SharedArrayBuffer,
   ) {
+    this.offer = offerFor(config.params);
+    this.limits = new SessionLimits(config, sessionLimits);
     this.coldResets.onmessage = (ev) => this.endTargetSessions((ev as MessageEvent).data as string);
     this.coldResets.unref();
   }
@@ -73,7 +85,7 @@ export class WorkerContext {
         const t = this.targets.get(name);
         if (!t) return 'not-found';
         if (!t.allows(initiatorName, remoteAddress)) return 'forbidden';
-        return { name: t.name, alias: t.config.alias };
+        return { name: t.name, alias: t.config.alias, offer: this.targetOffer(t) };
       },
       sessionExists: (tsih, initiatorName, isid) => {
         const s = this.sessions.get(tsih);
@@ -87,6 +99,28 @@ export class WorkerContext {
     };
   }
 
+  private targetOffer(t: TargetNode): TargetOffer {
+    let offer = this.offers.get(t);
+    if (offer === undefined) this.offers.set(t, (offer = offerFor(t.config.params)));
+    return offer;
+  }
+
+  /** A login over a session or connection limit: logged, counted, answered Out of Resources (RFC 7143 11.13.5). */
+  private overLimit(o: LoginOutcome, reason: string): number {
+    this.counters.inc('tgtLoginLimitRefusals');
+    log.warn('login refused: limit reached', { initiator: o.initiatorName, target: o.targetName, reason });
+    return LoginStatus.OutOfResources;
+  }
+
+  /** The connection counts against its target's maxConnections, or the login is refused. */
+  private admitConnection(conn: Connection, target: TargetNode | null, o: LoginOutcome): number | null {
+    if (!target) return null;
+    const why = this.limits.takeConnection(target.config);
+    if (why !== null) return this.overLimit(o, why);
+    this.countedConnections.add(conn);
+    return null;
+  }
+
   /** The last step of a successful login: the session this connection belongs to, or a login status. */
   completeLogin(conn: Connection, o: LoginOutcome): Session | number {
     if (!o.leading) {
@@ -95,6 +129,8 @@ export class WorkerContext {
       const old = s.connections.get(o.cid);
       if (old) old.close('connection reinstatement'); // same CID: the new connection replaces it
       if (s.connections.size >= s.params.maxConnections) return LoginStatus.TooManyConnections;
+      const refused = this.admitConnection(conn, s.target, o);
+      if (refused !== null) return refused;
       s.connections.set(o.cid, conn);
       return s;
     }
@@ -104,9 +140,24 @@ export class WorkerContext {
       log.info('session reinstatement', { initiator: o.initiatorName, isid: o.isid, oldTsih: old.tsih });
       this.endSession(old);
     }
-    const tsih = this.tsihs.allocate(this.threadId);
-    if (tsih === 0) return LoginStatus.OutOfResources;
     const target = o.targetName ? (this.targets.get(o.targetName) ?? null) : null;
+    if (target) {
+      const why = this.limits.takeSession(target.config);
+      if (why !== null) return this.overLimit(o, why);
+      const refused = this.admitConnection(conn, target, o);
+      if (refused !== null) {
+        this.limits.releaseSession(target.config);
+        return refused;
+      }
+    }
+    const tsih = this.tsihs.allocate(this.threadId);
+    if (tsih === 0) {
+      if (target) {
+        this.limits.releaseSession(target.config);
+        this.releaseConnection(conn, target);
+      }
+      return LoginStatus.OutOfResources;
+    }
     const s = new Session(
       tsih,
       o.initiatorName,
@@ -119,6 +170,7 @@ export class WorkerContext {
       this.config.queueDepth,
     );
     s.luns = target?.viewFor(o.initiatorName);
+    if (target) this.countedSessions.add(s);
     s.connections.set(o.cid, conn);
     this.sessions.add(s);
     this.counters.inc('ssnActive');
@@ -136,6 +188,7 @@ export class WorkerContext {
     for (const c of [...s.connections.values()]) c.close('session ended');
     this.sessions.remove(s);
     this.tsihs.release(s.tsih);
+    if (s.target && this.countedSessions.delete(s)) this.limits.releaseSession(s.target.config);
     // The I_T nexus is gone: per-nexus state in the logical units (unit attentions, PREVENT) goes with it.
     const d = s.dispatcher;
     if (d) for (const n of d.lunNumbers()) d.getLun(n)?.nexusLost(s.nexus);
@@ -165,9 +218,14 @@ export class WorkerContext {
     }
   }
 
+  private releaseConnection(conn: Connection, target: TargetNode | null): void {
+    if (target && this.countedConnections.delete(conn)) this.limits.releaseConnection(target.config);
+  }
+
   connectionClosed(conn: Connection): void {
     const s = conn.session;
     if (!s) return;
+    this.releaseConnection(conn, s.target);
     if (s.connections.get(conn.cid) === conn) s.connections.delete(conn.cid);
     // Error recovery level 0: the session ends with its last connection.
     if (s.connections.size === 0) this.endSession(s);

@@ -97,7 +97,7 @@ export async function openLu(
   const faults = counters ? new LuFaultCounters(counters, l.slot) : undefined;
   const mem = shared?.memory[l.slot];
   const luShared = mem ? new LuShared(mem, shared!.lane) : undefined;
-  return new LogicalUnit(bs, identityOf(t.name, l.lun, l.identity, l.type), {
+  return new LogicalUnit(bs, identityOf(t.name, l.lun, l.identity, l.type, l), {
     faults,
     shared: luShared,
     type: l.type,

@@ -13,6 +13,8 @@ export interface WorkerInit {
   admission: AdmissionShared;
   /** Each LU's shared state, indexed by LunConfig.slot. */
   lus: Array<LuSharedMemory | undefined>;
+  /** Session and connection counts over all workers (src/worker/session-limits.ts). */
+  sessionLimits?: SharedArrayBuffer;
   /** Name suffix of the channel authentication failures are reported on (src/portal/auth-limit.ts). */
   authChannel: string;
 }

@@ -50,7 +50,14 @@ async function init(): Promise<(task: WorkerTask) => Promise<TaskResult>> {
   // The counter row is also this thread's lane in every LU's shared state.
   const targets = new TargetRegistry(data.config, data.counters, { memory: data.lus, lane: row.row });
   await targets.openAll();
-  const ctx = new WorkerContext(data.config, targets, new TsihTable(data.routing), row, threadId);
+  const ctx = new WorkerContext(
+    data.config,
+    targets,
+    new TsihTable(data.routing),
+    row,
+    threadId,
+    data.sessionLimits,
+  );
   const authFailures = authFailureChannel(data.authChannel);
   authFailures.unref();
   ctx.onAuthFailure = (address) => authFailures.postMessage(address);

@@ -395,6 +395,23 @@ test('initiator list: only the names listed, from any address', (t) => {
   t.false(aclAllows(acl, '', '127.0.0.1'));
 });
 
+test('initiator prefixes: an entry ending in * or : admits the names that start with it, any case', (t) => {
+  const acl = aclFromConfig({ initiators: ['iqn.1998-01.com.VMware:*', 'iqn.2026-11.com.example:'] });
+  t.deepEqual(acl.initiators, ['iqn.1998-01.com.vmware:*', 'iqn.2026-11.com.example:']);
+  t.true(aclAllows(acl, 'iqn.1998-01.com.vmware:esx1-4f2a', '127.0.0.1'));
+  t.true(aclAllows(acl, 'IQN.1998-01.COM.VMWARE:esx2', '127.0.0.1'));
+  t.true(aclAllows(acl, NAME_A, '127.0.0.1'));
+  t.false(
+    aclAllows(acl, 'iqn.1998-01.com.vmware', '127.0.0.1'),
+    'the prefix itself without its colon is not in',
+  );
+  t.false(aclAllows(acl, 'iqn.1998-01.com.vmwarex:esx1', '127.0.0.1'));
+  t.false(aclAllows(acl, 'iqn.2026-11.com.other:host', '127.0.0.1'));
+  t.true(aclAllows(aclFromConfig({ initiators: ['*'] }), NAME_B, '127.0.0.1'), "'*' alone: every name");
+  for (const bad of ['iqn.*.com:x', 'host-*', 'eui.01:'])
+    t.throws(() => aclFromConfig({ initiators: [bad] }), { instanceOf: ConfigError }, bad);
+});
+
 test('initiator names compare case-insensitively (RFC 3722 folds case), on both sides', (t) => {
   // The config folds the listed names to lower case; aclAllows folds the name the initiator sent.
   const acl = aclFromConfig({ initiators: ['IQN.2026-11.Com.Example:Host-A'] });

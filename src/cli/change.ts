@@ -18,7 +18,7 @@ export const CHANGE_USAGE = `       nodetgt target add IQN [--alias A]
        nodetgt lun add IQN [--lun N] (--path FILE [--size SIZE] | --null --size SIZE) [--read-only] [--block-size 512|4096]
        nodetgt lun remove IQN LUN [--force]
        nodetgt lun resize IQN LUN SIZE [--force]
-       nodetgt acl add|remove IQN (--initiator NAME | --network CIDR) [--force]
+       nodetgt acl add|remove IQN (--initiator NAME|PREFIX* | --network CIDR) [--force]
        nodetgt account add USER [--secret-file FILE]     (else the secret is read from stdin)
        nodetgt account remove USER
        nodetgt account bind|unbind USER (IQN | --discovery) [--outgoing] [--force]
@@ -120,7 +120,7 @@ function changeOf(cmd: ChangeCommand, argv: string[]): { change: ConfigChange | 
       const network = p.values.get('--network');
       if ((initiator === undefined) === (network === undefined))
         throw new Usage('give one of --initiator NAME or --network CIDR');
-      if (initiator !== undefined) iqn(initiator, '--initiator');
+      if (initiator !== undefined && !/[*:]$/.test(initiator)) iqn(initiator, '--initiator');
       if (network !== undefined)
         try {
           validateCidr(network);

@@ -28,10 +28,10 @@ export interface HostsValidation {
 }
 
 /**
- * Parse the `initiator` pattern: "*" or a text ending in '*' is a prefix (without the '*'); a text ending in
+ * Parse an initiator pattern (a host's `initiator`, an `acl.initiators` entry): "*" or a text ending in '*' is a prefix (without the '*'); a text ending in
  * ':' is a prefix too (no iSCSI name ends in ':'); anything else must be a whole iSCSI name.
  */
-function parsePattern(
+export function parsePattern(
   text: string,
   where: string,
   v: HostsValidation,

@@ -4,7 +4,7 @@
  * override the global ones.
  */
 import { normalizeAuth, type AuthConfig, type ChapAccount } from './auth';
-import { normalizeHosts, type HostConfig } from './hosts';
+import { normalizeHosts, parsePattern, type HostConfig } from './hosts';
 import { lunsFromSizes, normalizeLun, type LunConfig } from './lun';
 import { iscsiNameProblem, validateCidr } from './names';
 import { normalizeParams, type TargetParams } from './params';
@@ -100,11 +100,11 @@ function normalizeAcl(raw: unknown, where: string): AclConfig {
       fail(`${where}.networks[${k}]`, (e as Error).message);
     }
   });
+  // An entry is a whole name, or a prefix ending in '*' or ':' (as a host mapping's `initiator`).
   const initiators = strList(acl.initiators, `${where}.initiators`);
-  initiators.forEach((n, k) => {
-    const problem = iscsiNameProblem(n);
-    if (problem !== null) fail(`${where}.initiators[${k}]`, problem);
-  });
+  initiators.forEach((n, k) =>
+    parsePattern(n, `${where}.initiators[${k}]`, { fail, nameProblem: iscsiNameProblem }),
+  );
   return { initiators: initiators.map((s) => s.toLowerCase()), networks };
 }
 

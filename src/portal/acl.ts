@@ -76,8 +76,20 @@ export function inNetwork(address: string, cidr: string): boolean {
  * Whether the initiator (by name and address) may see and log in to a target with this ACL. Names compare
  * case-insensitively (RFC 3722 folds case): the config holds them in lower case, the login's name is folded.
  */
+/**
+ * An `acl.initiators` entry (lower case, validated by the config) against a name: a whole name matches exactly
+ * (any case), an entry ending in '*' matches the names starting with what comes before it, one ending in ':'
+ * the names starting with it.
+ */
+function initiatorAllowed(entry: string, name: string): boolean {
+  const lower = name.toLowerCase();
+  if (entry.endsWith('*')) return lower.startsWith(entry.slice(0, -1));
+  if (entry.endsWith(':')) return lower.startsWith(entry);
+  return lower === entry;
+}
+
 export function aclAllows(acl: AclConfig, initiatorName: string, address: string): boolean {
-  if (acl.initiators.length && !acl.initiators.includes(initiatorName.toLowerCase())) return false;
+  if (acl.initiators.length && !acl.initiators.some((p) => initiatorAllowed(p, initiatorName))) return false;
   if (acl.networks.length && !acl.networks.some((n) => inNetwork(address, n))) return false;
   return true;
 }

@@ -24,6 +24,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { copyThroughMemory, overlaps } from './copy';
 import { appendExtent, type Backstore, type MappingExtent } from './types';
+import { slowWriteDelay } from './slow-write';
 import {
   copyFileRange,
   ENXIO,
@@ -302,6 +303,11 @@ export class FileBackstore implements Backstore {
       for (const b of data) at += b.copy(bounce, at);
       data = [bounce];
     }
+    const slow = slowWriteDelay(offset);
+    if (slow > 0)
+      return new Promise((resolve, reject) =>
+        setTimeout(() => this.writeFrom(offset, data, length, fua, resolve, reject), slow),
+      );
     return new Promise((resolve, reject) => this.writeFrom(offset, data, length, fua, resolve, reject));
   }
 

@@ -38,6 +38,8 @@ export const COUNTERS = [
   'scsiWriteBytes',
   'scsiCheckConditions',
   'nopInPings',
+  'tmfRequests',
+  'tmfNotComplete',
   // admission and containment (issue 7)
   'cxnRefused',
   'fdExhausted',

@@ -40,6 +40,8 @@ const HELP: Record<CounterName, [string, 'counter' | 'gauge']> = {
   scsiWriteBytes: ['Bytes written by initiators', 'counter'],
   scsiCheckConditions: ['SCSI commands that ended in CHECK CONDITION', 'counter'],
   nopInPings: ['NOP-In pings sent on idle connections', 'counter'],
+  tmfRequests: ['Task management function requests performed', 'counter'],
+  tmfNotComplete: ['Task management functions answered other than Function complete', 'counter'],
   cxnRefused: ['Connections refused at accept (admission limits, descriptors low)', 'counter'],
   fdExhausted: ['Times the process ran out of file descriptors (EMFILE/ENFILE)', 'counter'],
   partialPduTimeouts: ['Connections dropped for holding a partial PDU past the timeout', 'counter'],

@@ -221,7 +221,6 @@ export class ScsiDispatcher {
   }
 
   async execute(task: ScsiTask): Promise<ScsiResult> {
-    const cdb = task.cdb;
     const view = task.view ?? this.everything;
     try {
       // The one lookup a command makes: the nexus's view holds the LU and this nexus's access to it. An LU
@@ -232,30 +231,46 @@ export class ScsiDispatcher {
       // A reset since the command arrived (while it waited for CmdSN order or its Data-Out): it was aborted
       // and never runs; the unit attention stays for the next command.
       const epoch = task.epoch ?? lu.shared.resetEpoch;
-      if (lu.shared.resetEpoch !== epoch) return TASK_ABORTED;
-      lu.noteNexus(task.nexus);
-      const spec = this.specFor(lu, cdb);
-      if (!spec.ignoresUnitAttention) {
-        const ua = lu.takeUnitAttention(task.nexus);
-        if (ua) return { status: Status.CHECK_CONDITION, sense: fixedSense(SenseKey.UNIT_ATTENTION, ua) };
+      if (!lu.shared.beginExec(epoch)) return TASK_ABORTED;
+      try {
+        return await this.run(task, lu, access, view, epoch);
+      } finally {
+        lu.shared.endExec(epoch);
       }
-      // After the unit attention (SPC-4 5.14: a pending one ends every command but INQUIRY, REPORT LUNS and REQUEST
-      // SENSE, so a preempted nexus hears of it before meeting the reservation), before the command is processed.
-      if (lu.shared.prActive && reservationConflict(lu, spec, cdb, task.nexus)) return RESERVATION_CONFLICT;
-      const sanitizing = sanitizeGate(lu, spec);
-      if (sanitizing) throw sanitizing;
-      checkCdbBits(spec, lu, cdb);
-      if (lu.removable && !spec.withoutMedium && !lu.mediumPresent) throw mediumNotPresent();
-      const result = await spec.exec(new Context(task, access, view, this));
-      if (lu.shared.resetEpoch === epoch) return result;
-      // A reset came while the command ran: TAS = 1, it ends TASK ABORTED.
-      if (result.pooled && result.dataIn) lu.pool.release(result.dataIn);
-      return TASK_ABORTED;
     } catch (e) {
       if (e instanceof ScsiError) return checkCondition(e);
       this.onInternalError(e, task);
       return checkCondition(internalFailure());
     }
+  }
+
+  /** The command inside the device server, counted as executing in its epoch (LuShared.beginExec). */
+  private async run(
+    task: ScsiTask,
+    lu: LogicalUnit,
+    access: LunAccess,
+    view: LunView,
+    epoch: number,
+  ): Promise<ScsiResult> {
+    const cdb = task.cdb;
+    lu.noteNexus(task.nexus);
+    const spec = this.specFor(lu, cdb);
+    if (!spec.ignoresUnitAttention) {
+      const ua = lu.takeUnitAttention(task.nexus);
+      if (ua) return { status: Status.CHECK_CONDITION, sense: fixedSense(SenseKey.UNIT_ATTENTION, ua) };
+    }
+    // After the unit attention (SPC-4 5.14: a pending one ends every command but INQUIRY, REPORT LUNS and REQUEST
+    // SENSE, so a preempted nexus hears of it before meeting the reservation), before the command is processed.
+    if (lu.shared.prActive && reservationConflict(lu, spec, cdb, task.nexus)) return RESERVATION_CONFLICT;
+    const sanitizing = sanitizeGate(lu, spec);
+    if (sanitizing) throw sanitizing;
+    checkCdbBits(spec, lu, cdb);
+    if (lu.removable && !spec.withoutMedium && !lu.mediumPresent) throw mediumNotPresent();
+    const result = await spec.exec(new Context(task, access, view, this));
+    if (lu.shared.resetEpoch === epoch) return result;
+    // A reset came while the command ran: TAS = 1, it ends TASK ABORTED.
+    if (result.pooled && result.dataIn) lu.pool.release(result.dataIn);
+    return TASK_ABORTED;
   }
 
   /**

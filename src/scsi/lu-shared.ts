@@ -14,6 +14,9 @@
  *                count of plain writes in flight per worker (lane) and an exclusive owner word
  *   PR area      persistent reservations and SPC-2 reservations as a JSON document behind a seqlock, changed
  *                under the LU's lock by whichever worker received the PERSISTENT RESERVE OUT / RESERVE command
+ *   executing    per lane and per reset-epoch parity, the commands inside the device server (backstore I/O may
+ *                be in flight): a reset or CLEAR TASK SET waits for the old epoch's count to reach 0 on every lane
+ *                before its TMF Response, so no write of an aborted task lands after the response
  *   in flight    per lane, the commands addressed to the LU that have arrived and not been answered: a live
  *                removal of the LU is refused while any lane counts one (src/portal/apply.ts), and a worker
  *                closes its descriptor for a removed LU once its own lane is back to 0
@@ -122,7 +125,8 @@ const SLOTS_BASE = HEADER_WORDS;
 const EXCL_BASE = SLOTS_BASE + MAX_NEXUS * SLOT_WORDS;
 const WRITERS_BASE = EXCL_BASE + NSTRIPES;
 const INFLIGHT_BASE = WRITERS_BASE + MAX_LANES * NSTRIPES;
-const TOTAL_WORDS = INFLIGHT_BASE + MAX_LANES;
+const EXEC_BASE = INFLIGHT_BASE + MAX_LANES;
+const TOTAL_WORDS = EXEC_BASE + MAX_LANES * 2;
 
 /** The shared memory of one LU: made once by the portal thread, passed to workers in workerData. */
 export interface LuSharedMemory {
@@ -225,8 +229,47 @@ export class LuShared {
     return Atomics.load(this.w, RESET_EPOCH);
   }
 
-  bumpResetEpoch(): void {
-    Atomics.add(this.w, RESET_EPOCH, 1);
+  /** Move the epoch on; returns the epoch it had (the one whose executing commands settle() waits for). */
+  bumpResetEpoch(): number {
+    return Atomics.add(this.w, RESET_EPOCH, 1);
+  }
+
+  private execAt(lane: number, epoch: number): number {
+    return EXEC_BASE + lane * 2 + (epoch & 1);
+  }
+
+  /**
+   * A command of `epoch` enters the device server. Counted before the epoch is checked, so that a reset on
+   * another thread either sees the count or is seen here (Atomics are sequentially consistent). False when
+   * the epoch has moved: the command was aborted and must not run.
+   */
+  beginExec(epoch: number): boolean {
+    const at = this.execAt(this.lane, epoch);
+    Atomics.add(this.w, at, 1);
+    if (Atomics.load(this.w, RESET_EPOCH) === epoch) return true;
+    Atomics.sub(this.w, at, 1);
+    return false;
+  }
+
+  endExec(epoch: number): void {
+    Atomics.sub(this.w, this.execAt(this.lane, epoch), 1);
+  }
+
+  /**
+   * Resolves once no command of `epoch` (already left behind by a bump) executes on any lane. Commands of
+   * the new epoch count under the other parity, so they cannot hold this up; a command two epochs old
+   * shares the parity and is waited for too, which only makes the wait longer, never wrong.
+   */
+  async settle(epoch: number): Promise<void> {
+    const busy = () => {
+      for (let lane = 0; lane < MAX_LANES; lane++)
+        if (Atomics.load(this.w, this.execAt(lane, epoch)) > 0) return true;
+      return false;
+    };
+    for (let spin = 0; busy(); spin++) {
+      if (spin < 4) await new Promise<void>((r) => setImmediate(r));
+      else await new Promise<void>((r) => setTimeout(r, 1));
+    }
   }
 
   // ---- commands in flight -----------------------------------------------------------------------------
@@ -581,6 +624,8 @@ export function releaseLane(memory: LuSharedMemory, lane: number): void {
     Atomics.store(w, SANITIZE_OWNER, 0);
   }
   Atomics.store(w, INFLIGHT_BASE + lane, 0);
+  Atomics.store(w, EXEC_BASE + lane * 2, 0);
+  Atomics.store(w, EXEC_BASE + lane * 2 + 1, 0);
   for (let s = 0; s < NSTRIPES; s++) {
     Atomics.store(w, WRITERS_BASE + lane * NSTRIPES + s, 0);
     Atomics.compareExchange(w, EXCL_BASE + s, me, 0);

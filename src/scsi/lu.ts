@@ -324,13 +324,23 @@ export class LogicalUnit {
   /**
    * LOGICAL UNIT RESET (SAM-5): drop prevent-removal state and the SPC-2 reservation, tell every nexus on every
    * worker, and end the tasks in progress (they see the reset epoch move and complete with TASK ABORTED).
-   * Persistent reservations stay.
+   * Persistent reservations stay. Returns the epoch left behind (see LuShared.settle).
    */
-  reset(): void {
+  reset(): number {
     this.shared.clearAllPrevent();
     releaseSpc2(this);
-    this.shared.bumpResetEpoch();
+    const before = this.shared.bumpResetEpoch();
     this.shared.establish(UA.BUS_DEVICE_RESET);
+    return before;
+  }
+
+  /**
+   * CLEAR TASK SET with TST = 000b (one task set for every I_T nexus) and TAS = 1 (the control mode page):
+   * every nexus's tasks end, other nexuses' with TASK ABORTED status, so no unit attention (SAM-5 5.6). The
+   * caller ends its own nexus's tasks silently. Returns the epoch left behind (see LuShared.settle).
+   */
+  clearTaskSet(): number {
+    return this.shared.bumpResetEpoch();
   }
 
   /** The I_T nexus is gone (logout, connection loss): forget its state; its SPC-2 reservation ends. */

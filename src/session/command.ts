@@ -23,6 +23,17 @@ const DATA_PHASE_ERROR = [0x4b, 0x00] as const;
 /** ASC/ASCQ 47h/05h PROTOCOL SERVICE CRC ERROR: a Data-Out PDU failed its data digest (RFC 7143 sec. 7.8). */
 const PROTOCOL_SERVICE_CRC_ERROR = [0x47, 0x05] as const;
 
+/**
+ * Where a task is in its life. One state, not several flags, so that no combination can be half true:
+ *  queued     arrived, waiting for its CmdSN turn (or out of the window, about to be dropped)
+ *  receiving  delivered in CmdSN order; waiting for its Data-Out, or for room to send its answer
+ *  running    handed to the SCSI layer: backstore I/O may be in flight until `execution` settles
+ *  aborted    ended by a TMF, a logout or the connection's end while running; never answered, and still in
+ *             the task table until `execution` settles (its ITT stays in use until then)
+ *  done       answered or dropped, out of the task table
+ */
+export type TaskState = 'queued' | 'receiving' | 'running' | 'aborted' | 'done';
+
 interface R2tState {
   offset: number;
   length: number;
@@ -49,9 +60,11 @@ export interface Task {
   nextR2tOffset: number;
   r2ts: Map<number, R2tState>;
   r2tSN: number;
-  delivered: boolean;
-  started: boolean;
-  aborted: boolean;
+  state: TaskState;
+  /** Counted in session.inFlight (delivered, not immediate) until finish(). */
+  inWindow: boolean;
+  /** The SCSI layer's work once running: settles (never rejects) when the backstore is done with it. */
+  execution: Promise<void> | null;
   /**
    * The answer when the command must not execute: refused before any data was solicited (pre-check, no room
    * for its unsolicited data) or its data transfer went wrong. Sent once its data has stopped arriving.
@@ -77,6 +90,8 @@ export class CommandEngine {
   private readonly deferred = new Set<Task>();
   /** EDTL of the READs executing: Data-In that will land in the send queue. */
   private readsPending = 0;
+  /** The session's start gate this engine waits on (see Session.startGate), once however many tasks wait. */
+  private gateWait: Promise<void> | null = null;
 
   constructor(private readonly conn: Connection) {}
 
@@ -103,7 +118,10 @@ export class CommandEngine {
       }
       throw e;
     }
-    if (this.tasks.has(cmd.itt)) {
+    if (session.taskInProgress(cmd.itt)) {
+      // RFC 7143 11.2.1.8: the ITT names a task of the session that is still in progress.
+      log.warn('command with the ITT of a task in progress', { peer: conn.peer, itt: cmd.itt });
+      conn.ctx.counters.inc('instSsnFormatErrors');
       conn.reject(RejectReason.TaskInProgress, pdu.bhs);
       return;
     }
@@ -157,9 +175,9 @@ export class CommandEngine {
       nextR2tOffset: 0,
       r2ts: new Map(),
       r2tSN: 0,
-      delivered: false,
-      started: false,
-      aborted: false,
+      state: 'queued',
+      inWindow: false,
+      execution: null,
       failure,
       reserved,
       pendingIn: 0,
@@ -168,9 +186,12 @@ export class CommandEngine {
     };
     this.tasks.set(task.itt, task);
     const accepted = session.deliver(cmd.cmdSN, cmd.immediate, () => {
-      task.delivered = true;
-      if (!task.immediate) session.inFlight++;
-      if (task.aborted) return this.finish(task);
+      if (task.state !== 'queued') return; // ended while it waited for its turn
+      task.state = 'receiving';
+      if (!task.immediate) {
+        session.inFlight++;
+        task.inWindow = true;
+      }
       if (task.unsolicitedDone) this.sendR2ts(task);
       this.maybeStart(task);
     });
@@ -185,7 +206,7 @@ export class CommandEngine {
   onDataOut(pdu: Pdu, corrupt = false): void {
     const d = decodeDataOut(pdu);
     const task = this.tasks.get(d.itt);
-    if (!task || task.started) {
+    if (!task || (task.state !== 'queued' && task.state !== 'receiving')) {
       log.warn('Data-Out for an unknown task', { peer: this.conn.peer, itt: d.itt });
       this.conn.ctx.counters.inc('instSsnFormatErrors');
       this.conn.reject(RejectReason.InvalidPduField, pdu.bhs);
@@ -237,7 +258,7 @@ export class CommandEngine {
       } else {
         task.unsolicitedDone = true;
       }
-      if (task.delivered) this.sendR2ts(task);
+      if (task.state === 'receiving') this.sendR2ts(task);
     }
     this.maybeStart(task);
   }
@@ -271,9 +292,23 @@ export class CommandEngine {
   }
 
   private maybeStart(task: Task): void {
-    if (!task.delivered || task.started || !task.unsolicitedDone) return;
+    if (task.state !== 'receiving' || !task.unsolicitedDone) return;
     if (task.received < task.wantData || task.r2ts.size > 0) return;
     const conn = this.conn;
+    const session = conn.session!;
+    // A reinstated session's commands may still be writing: nothing of this session starts before they end.
+    const gate = session.startGate;
+    if (gate) {
+      this.deferred.add(task);
+      if (this.gateWait !== gate) {
+        this.gateWait = gate;
+        void gate.then(() => {
+          if (this.gateWait === gate) this.gateWait = null;
+          this.resumeDeferred();
+        });
+      }
+      return;
+    }
     // Backpressure: what this command would send has nowhere to go yet; and the Data-In being read for this
     // connection is bounded (16 x the send high-water mark, at least one command) so that a client that does
     // not read cannot make the target fill memory before its socket stops draining.
@@ -289,8 +324,7 @@ export class CommandEngine {
       task.pendingIn = task.edtl;
       this.readsPending += task.edtl;
     }
-    task.started = true;
-    const session = conn.session!;
+    task.state = 'running';
     this.unreserve(task);
     if (task.failure) {
       this.respond(task, task.failure);
@@ -298,7 +332,7 @@ export class CommandEngine {
     }
     const scsi = session.dispatcher!;
     conn.ctx.counters.inc('scsiCommands');
-    scsi
+    const execution = scsi
       .execute({
         lun: task.lun,
         cdb: task.cdb,
@@ -318,7 +352,15 @@ export class CommandEngine {
           this.finish(task);
           conn.close('internal error');
         },
-      );
+      )
+      .catch((err: unknown) => {
+        // A throw while answering: the connection goes; the execution itself has settled.
+        log.error('answering a SCSI command failed', { peer: conn.peer, error: String(err) });
+        this.finish(task);
+        conn.close('internal error');
+      });
+    task.execution = execution;
+    session.track(execution);
   }
 
   private respond(task: Task, result: ScsiResult): void {
@@ -328,7 +370,7 @@ export class CommandEngine {
       task.pendingIn = 0;
       if (this.deferred.size && !conn.sendBlocked) setImmediate(() => this.resumeDeferred());
     }
-    if (task.aborted || conn.phase === 'closed') return this.finish(task);
+    if (task.state === 'aborted' || conn.phase === 'closed') return this.finish(task);
     const session = conn.session!;
     const c = conn.ctx.counters;
     let data = result.dataIn ?? null;
@@ -424,7 +466,7 @@ export class CommandEngine {
   resumeDeferred(): void {
     const ready = [...this.deferred];
     this.deferred.clear();
-    for (const t of ready) if (!t.aborted) this.maybeStart(t); // defers itself again if blocked again
+    for (const t of ready) if (t.state === 'receiving') this.maybeStart(t); // defers itself again if blocked
   }
 
   private unreserve(task: Task): void {
@@ -442,38 +484,40 @@ export class CommandEngine {
     }
     this.deferred.delete(task);
     this.unreserve(task);
-    if (task.delivered && !task.immediate) {
+    if (task.inWindow) {
       const session = this.conn.session;
       if (session && session.inFlight > 0) session.inFlight--;
+      task.inWindow = false;
     }
-    task.delivered = false;
+    task.state = 'done';
   }
 
+  /** End a task without an answer; a running one stays in the table until its execution settles. */
   private drop(task: Task): void {
-    task.aborted = true;
-    if (!task.started) this.finish(task);
+    if (task.state === 'running') task.state = 'aborted';
+    else if (task.state !== 'aborted' && task.state !== 'done') this.finish(task);
   }
 
-  /** Abort one task (TMF): its response, if any, is suppressed. Returns whether it existed. */
-  abort(itt: number): boolean {
+  /** Abort one task (TMF): its response, if any, is suppressed. Returns it, or undefined if none has the ITT. */
+  abort(itt: number): Task | undefined {
     const task = this.tasks.get(itt);
-    if (!task) return false;
-    this.drop(task);
-    return true;
+    if (task) this.drop(task);
+    return task;
   }
 
-  /** Abort every task, or those of one LUN. */
-  abortWhere(pred: (t: Task) => boolean): number {
-    let n = 0;
-    for (const t of [...this.tasks.values()]) {
-      if (!pred(t)) continue;
-      this.drop(t);
-      n++;
-    }
-    return n;
+  /** Abort the tasks `pred` picks (those of one LUN, or all); returns them. */
+  abortWhere(pred: (t: Task) => boolean): Task[] {
+    const hit = [...this.tasks.values()].filter(pred);
+    for (const t of hit) this.drop(t);
+    return hit;
   }
 
-  abortAll(): void {
-    this.abortWhere(() => true);
+  abortAll(): Task[] {
+    return this.abortWhere(() => true);
   }
+}
+
+/** Resolves once the backstore is done with every one of these tasks (aborted tasks' I/O included). */
+export function settled(tasks: readonly Task[]): Promise<void> {
+  return Promise.all(tasks.map((t) => t.execution)).then(() => undefined);
 }

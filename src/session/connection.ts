@@ -5,7 +5,7 @@
 import type { Socket } from 'node:net';
 import { PduParser, PduParseError } from '../pdu/parser';
 import type { Pdu } from '../pdu/pdu';
-import { decodeNopOut, decodeTextRequest, decodeLogoutRequest, decodeTaskMgmtRequest } from '../pdu/pdu';
+import { decodeNopOut, decodeTextRequest, decodeLogoutRequest, type LogoutRequest } from '../pdu/pdu';
 import {
   frame,
   encodeLoginResponse,
@@ -13,7 +13,6 @@ import {
   encodeNopIn,
   encodeTextResponse,
   encodeLogoutResponse,
-  encodeTaskMgmtResponse,
 } from '../pdu/serializer';
 import {
   Opcode,
@@ -30,8 +29,8 @@ import { log } from '../util/log';
 import type { WorkerContext } from '../worker/context';
 import { Session } from './session';
 import { snAdd } from './serial';
-import { CommandEngine } from './command';
-import { handleTaskManagement } from './tmf';
+import { CommandEngine, settled } from './command';
+import { onTaskManagement } from './tmf';
 
 export interface ConnectionMeta {
   remoteAddress: string;
@@ -335,6 +334,7 @@ export class Connection {
     this.ctx.counters.inc('ssnRxDataOctets', pdu.dataLength);
     try {
       if (this.phase === 'login') this.onLoginPdu(pdu);
+      else if (this.phase === 'logout') this.afterLogout(pdu);
       else this.onFfpPdu(pdu);
     } catch (e) {
       // A bug or a malformed field we did not anticipate: this connection goes, the worker stays.
@@ -486,22 +486,9 @@ export class Connection {
       case Opcode.TextRequest:
         this.onText(pdu);
         return;
-      case Opcode.TaskMgmtRequest: {
-        const req = decodeTaskMgmtRequest(pdu);
-        const ok = session.deliver(req.cmdSN, req.immediate, () =>
-          this.send(
-            encodeTaskMgmtResponse({
-              response: handleTaskManagement(this, req),
-              itt: req.itt,
-              statSN: this.nextStatSN(),
-              expCmdSN: session.expCmdSN,
-              maxCmdSN: session.maxCmdSN,
-            }),
-          ),
-        );
-        if (!ok) log.debug('TMF outside the CmdSN window ignored', { peer: this.peer });
+      case Opcode.TaskMgmtRequest:
+        onTaskManagement(this, pdu);
         return;
-      }
       case Opcode.LogoutRequest:
         this.onLogout(pdu);
         return;
@@ -597,46 +584,72 @@ export class Connection {
     });
   }
 
+  /**
+   * RFC 7143 11.14: nothing may follow a Logout Request on the connection it closes. What does is dropped
+   * unanswered, never dispatched (its task would be terminated by the logout anyway), and counted.
+   */
+  private afterLogout(pdu: Pdu): void {
+    this.ctx.counters.inc('instSsnFormatErrors');
+    log.warn('PDU after the Logout Request dropped', { peer: this.peer, opcode: pdu.opcode, itt: pdu.itt });
+  }
+
   private onLogout(pdu: Pdu): void {
     const req = decodeLogoutRequest(pdu);
     const session = this.session!;
-    session.deliver(req.cmdSN, req.immediate, () => {
-      let response: number = LogoutResponseCode.Success;
-      let closeWhole = false;
-      if (req.reasonCode === LogoutReason.CloseSession) closeWhole = true;
-      else if (
-        req.reasonCode === LogoutReason.CloseConnection ||
-        req.reasonCode === LogoutReason.RemoveConnectionForRecovery
-      ) {
-        if (req.cid !== this.cid) {
-          const other = session.connections.get(req.cid);
-          if (!other) response = LogoutResponseCode.CidNotFound;
-          else other.close('logged out by another connection');
-        }
-      } else {
-        this.reject(RejectReason.InvalidPduField, pdu.bhs);
-        return;
-      }
-      this.ctx.counters.inc(response === LogoutResponseCode.Success ? 'tgtLogoutNormals' : 'tgtLogoutOthers');
-      this.send(
-        encodeLogoutResponse({
-          response,
-          itt: req.itt,
-          statSN: this.nextStatSN(),
-          expCmdSN: session.expCmdSN,
-          maxCmdSN: session.maxCmdSN,
-        }),
-      );
-      log.info('logout', { peer: this.peer, tsih: session.tsih, cid: this.cid, reason: req.reasonCode });
-      if (closeWhole) {
-        for (const c of [...session.connections.values()]) if (c !== this) c.close('session logout');
-      }
-      if (closeWhole || req.cid === this.cid) {
-        this.phase = 'logout';
-        this.socket.end();
-        setTimeout(() => this.close('logout'), 2000).unref();
-      }
-    });
+    // This connection closes when the session does or when it names its own CID: from here on it dispatches
+    // nothing more (afterLogout).
+    if (
+      req.reasonCode === LogoutReason.CloseSession ||
+      (req.cid === this.cid &&
+        (req.reasonCode === LogoutReason.CloseConnection ||
+          req.reasonCode === LogoutReason.RemoveConnectionForRecovery))
+    )
+      this.phase = 'logout';
+    session.deliver(req.cmdSN, req.immediate, () => void this.logout(req, pdu.bhs));
+  }
+
+  /**
+   * RFC 7143 11.14: the pending commands of the connection (or of the whole session) are terminated, their
+   * backstore I/O awaited, and only then is the Logout Response sent.
+   */
+  private async logout(req: LogoutRequest, bhs: Buffer): Promise<void> {
+    const session = this.session!;
+    let response: number = LogoutResponseCode.Success;
+    const closeWhole = req.reasonCode === LogoutReason.CloseSession;
+    let closing: Connection[];
+    if (closeWhole) closing = [...session.connections.values()];
+    else if (
+      req.reasonCode === LogoutReason.CloseConnection ||
+      req.reasonCode === LogoutReason.RemoveConnectionForRecovery
+    ) {
+      const named = req.cid === this.cid ? this : session.connections.get(req.cid);
+      if (!named) response = LogoutResponseCode.CidNotFound;
+      closing = named ? [named] : [];
+    } else {
+      this.reject(RejectReason.InvalidPduField, bhs);
+      return;
+    }
+    const ended = closing.flatMap((c) => c.commands.abortAll());
+    for (const c of closing)
+      if (c !== this) c.close(closeWhole ? 'session logout' : 'logged out by another connection');
+    await settled(ended);
+    if (this.phase === 'closed') return;
+    this.ctx.counters.inc(response === LogoutResponseCode.Success ? 'tgtLogoutNormals' : 'tgtLogoutOthers');
+    this.send(
+      encodeLogoutResponse({
+        response,
+        itt: req.itt,
+        statSN: this.nextStatSN(),
+        expCmdSN: session.expCmdSN,
+        maxCmdSN: session.maxCmdSN,
+      }),
+    );
+    log.info('logout', { peer: this.peer, tsih: session.tsih, cid: this.cid, reason: req.reasonCode });
+    if (closing.includes(this)) {
+      this.phase = 'logout';
+      this.socket.end();
+      setTimeout(() => this.close('logout'), 2000).unref();
+    }
   }
 
   // ---- keepalive -------------------------------------------------------------------------------

@@ -31,6 +31,16 @@ export class Session {
    * the target's host mappings change. Undefined for a discovery session.
    */
   luns: LunView | undefined;
+  /**
+   * Executions of this session's commands (their backstore I/O) not yet settled, aborted ones included:
+   * what a reinstatement of the session must wait for (RFC 7143 6.3.5).
+   */
+  private readonly running = new Set<Promise<void>>();
+  /**
+   * Set while this session reinstated one whose commands are still executing: no command of this session
+   * starts until it resolves, so a write of the old session never lands after one of the new session.
+   */
+  startGate: Promise<void> | null = null;
 
   constructor(
     readonly tsih: number,
@@ -44,6 +54,32 @@ export class Session {
     readonly queueDepth: number,
   ) {
     this.expCmdSN = initialCmdSN >>> 0;
+  }
+
+  /** Count an execution (one that never rejects) until it settles. */
+  track(execution: Promise<void>): void {
+    this.running.add(execution);
+    void execution.then(() => this.running.delete(execution));
+  }
+
+  /** Resolves once every execution tracked so far has settled; null when none is pending. */
+  quiesce(): Promise<void> | null {
+    if (this.running.size === 0) return null;
+    return Promise.all([...this.running]).then(() => undefined);
+  }
+
+  /** Start no command until `done` resolves (session reinstatement). */
+  holdCommandsUntil(done: Promise<void>): void {
+    const gate = done.then(() => {
+      if (this.startGate === gate) this.startGate = null;
+    });
+    this.startGate = gate;
+  }
+
+  /** RFC 7143 sec. 11.2.1.8: an ITT names one task of the session, whichever connection carries it. */
+  taskInProgress(itt: number): boolean {
+    for (const c of this.connections.values()) if (c.commands.tasks.has(itt)) return true;
+    return false;
   }
 
   private nexusName: string | undefined;

@@ -1,51 +1,139 @@
-/** Task management functions (RFC 7143 sec. 11.5) at error recovery level 0. */
+/**
+ * Task management functions (RFC 7143 sec. 11.5/11.6, SAM-5 clause 7) at error recovery level 0.
+ *
+ * Every function that ends tasks answers only once the backstore is done with them: the session's own tasks
+ * through their executions (settled()), other nexuses' tasks (CLEAR TASK SET, resets) through the LU's
+ * reset epoch, whose executing commands are counted on every worker (LuShared.settle). So no write of an
+ * aborted task lands after the TMF Response.
+ */
 import type { TaskMgmtRequest } from '../pdu/pdu';
+import type { Pdu } from '../pdu/pdu';
+import { decodeTaskMgmtRequest } from '../pdu/pdu';
+import { encodeTaskMgmtResponse } from '../pdu/serializer';
 import { TmfFunction, TmfResponse } from '../pdu/opcodes';
 import { lunFromField } from '../scsi/lun';
+import type { LogicalUnit } from '../scsi/lu';
+import { log } from '../util/log';
 import type { Connection } from './connection';
+import { settled, type CommandEngine } from './command';
+import { snLt } from './serial';
 
-export function handleTaskManagement(conn: Connection, req: TaskMgmtRequest): number {
+/** A TMF Request: delivered in CmdSN order (at once when immediate), answered once the function is done. */
+export function onTaskManagement(conn: Connection, pdu: Pdu): void {
   const session = conn.session!;
-  const all = [...session.connections.values()];
+  const req = decodeTaskMgmtRequest(pdu);
+  const ok = session.deliver(req.cmdSN, req.immediate, () => {
+    conn.ctx.counters.inc('tmfRequests');
+    void perform(conn, req).then(
+      (response) => answer(conn, req, response),
+      (err: unknown) => {
+        log.error('task management function failed', { peer: conn.peer, error: String(err) });
+        answer(conn, req, TmfResponse.FunctionRejected);
+      },
+    );
+  });
+  if (!ok) log.debug('TMF outside the CmdSN window ignored', { peer: conn.peer });
+}
+
+function answer(conn: Connection, req: TaskMgmtRequest, response: number): void {
+  const session = conn.session!;
+  if (response !== TmfResponse.FunctionComplete) {
+    conn.ctx.counters.inc('tmfNotComplete');
+    log.info('task management function not complete', {
+      peer: conn.peer,
+      function: req.function,
+      response,
+      referencedTaskTag: req.referencedTaskTag,
+    });
+  }
+  conn.send(
+    encodeTaskMgmtResponse({
+      response,
+      itt: req.itt,
+      statSN: conn.nextStatSN(),
+      expCmdSN: session.expCmdSN,
+      maxCmdSN: session.maxCmdSN,
+    }),
+  );
+  // TARGET COLD RESET: every connection to the target closes, this one included, once the response is out.
+  const target = session.target?.name;
+  if (req.function === TmfFunction.TargetColdReset && response === TmfResponse.FunctionComplete && target)
+    setImmediate(() => conn.ctx.coldReset(target));
+}
+
+/** The engines of the session's connections: a task may be on any of them (MC/S). */
+function engines(conn: Connection): CommandEngine[] {
+  return [...conn.session!.connections.values()].map((c) => c.commands);
+}
+
+/** The LU this nexus sees at the request's LUN, or undefined (masked by a host mapping, or none). */
+function luOf(conn: Connection, req: TaskMgmtRequest): LogicalUnit | undefined {
+  return conn.session!.luns?.get(lunFromField(req.lun))?.lu;
+}
+
+async function perform(conn: Connection, req: TaskMgmtRequest): Promise<number> {
   switch (req.function) {
-    case TmfFunction.AbortTask: {
-      for (const c of all) if (c.commands.abort(req.referencedTaskTag)) return TmfResponse.FunctionComplete;
-      // RFC 7143 sec. 11.5.1: a task never received (its command was rejected or lost) whose RefCmdSN is in
-      // the window is considered received: the gap is plugged and the commands behind it go on.
-      if (session.isGap(req.refCmdSN)) {
-        session.deliver(req.refCmdSN, false, () => undefined);
-        return TmfResponse.FunctionComplete;
-      }
-      return TmfResponse.TaskDoesNotExist;
-    }
+    case TmfFunction.AbortTask:
+      return abortTask(conn, req);
     case TmfFunction.AbortTaskSet:
     case TmfFunction.ClearTaskSet:
     case TmfFunction.LogicalUnitReset: {
+      const lu = luOf(conn, req);
+      if (!lu) return TmfResponse.LunDoesNotExist;
       const lun = lunFromField(req.lun);
-      // A LUN masked from this nexus does not exist for it (its host mapping): no reset of another's LU.
-      const lu = session.luns?.get(lun)?.lu;
-      if (req.function === TmfFunction.LogicalUnitReset && session.luns && !lu)
-        return TmfResponse.LunDoesNotExist;
-      for (const c of all) c.commands.abortWhere((t) => t.lun === lun);
-      if (req.function === TmfFunction.LogicalUnitReset) lu?.reset();
+      const mine = engines(conn).flatMap((e) => e.abortWhere((t) => t.lun === lun));
+      // ABORT TASK SET: this session's tasks only. CLEAR TASK SET (TST = 000b: one task set) and LU RESET:
+      // every nexus's, on every worker, through the reset epoch; only the reset raises 29h/03h.
+      let left: number | null = null;
+      if (req.function === TmfFunction.ClearTaskSet) left = lu.clearTaskSet();
+      else if (req.function === TmfFunction.LogicalUnitReset) left = lu.reset();
+      await Promise.all([settled(mine), left === null ? undefined : lu.shared.settle(left)]);
       return TmfResponse.FunctionComplete;
     }
     case TmfFunction.TargetWarmReset:
     case TmfFunction.TargetColdReset: {
-      // This session's tasks end here; every other session's (on any worker) sees the LUs' reset epochs move.
-      for (const c of all) c.commands.abortAll();
       // The target as this nexus sees it: LUs masked from it by a host mapping are not its to reset.
-      for (const [, a] of session.luns?.entries() ?? []) a.lu.reset();
-      const target = session.target?.name;
-      // Cold: then every connection to the target closes, this one included, once the response is queued.
-      if (req.function === TmfFunction.TargetColdReset && target)
-        setImmediate(() => conn.ctx.coldReset(target));
+      const mine = engines(conn).flatMap((e) => e.abortAll());
+      const lus = [...(conn.session!.luns?.entries() ?? [])].map(([, a]) => a.lu);
+      const left = lus.map((lu) => lu.reset());
+      await Promise.all([settled(mine), ...lus.map((lu, i) => lu.shared.settle(left[i]))]);
       return TmfResponse.FunctionComplete;
     }
-    case TmfFunction.TaskReassign:
-      return TmfResponse.TaskAllegianceReassignmentNotSupported;
     case TmfFunction.ClearAca:
+      // No ACA is ever established (NormACA = 0 in INQUIRY, a NACA bit is refused in the CDB): the task
+      // manager does not implement CLEAR ACA, SAM-5's FUNCTION REJECTED, which iSCSI reports as response 5.
+      return luOf(conn, req) ? TmfResponse.TmfNotSupported : TmfResponse.LunDoesNotExist;
+    case TmfFunction.TaskReassign:
+      // Allegiance reassignment needs ErrorRecoveryLevel 2, which is never negotiated here (RFC 7143
+      // 11.5.1); an ITT that names no task gets Task does not exist first.
+      return engines(conn).some((e) => e.tasks.has(req.referencedTaskTag))
+        ? TmfResponse.TaskAllegianceReassignmentNotSupported
+        : TmfResponse.TaskDoesNotExist;
     default:
       return TmfResponse.TmfNotSupported;
   }
+}
+
+/**
+ * ABORT TASK (RFC 7143 11.6.1): a task found is aborted, its I/O awaited, and never answered. Not found: when
+ * its RefCmdSN is in the CmdSN window, not yet received and below the TMF's own CmdSN, the command was lost
+ * on the way (a digest error, a Reject): the CmdSN counts as received, so the commands behind it go on, and
+ * the function is complete. Otherwise (typically: it completed, and its CmdSN left the window) the task
+ * does not exist. A command that completes while the TMF is on its way is thus answered once: by its status,
+ * then "Task does not exist"; or by the TMF alone.
+ */
+async function abortTask(conn: Connection, req: TaskMgmtRequest): Promise<number> {
+  const session = conn.session!;
+  for (const e of engines(conn)) {
+    const task = e.abort(req.referencedTaskTag);
+    if (task) {
+      await settled([task]);
+      return TmfResponse.FunctionComplete;
+    }
+  }
+  if (snLt(req.refCmdSN, req.cmdSN) && session.isGap(req.refCmdSN)) {
+    session.deliver(req.refCmdSN, false, () => undefined);
+    return TmfResponse.FunctionComplete;
+  }
+  return TmfResponse.TaskDoesNotExist;
 }

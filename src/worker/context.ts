@@ -136,9 +136,12 @@ export class WorkerContext {
     }
     // Session reinstatement: a leading login with the ISID of an existing session ends the old one.
     const old = this.sessions.find(o.initiatorName, o.isid, o.targetName);
+    // RFC 7143 6.3.5: the old session's tasks are terminated; their backstore I/O may still be in flight.
+    let oldDrained: Promise<void> | null = null;
     if (old) {
       log.info('session reinstatement', { initiator: o.initiatorName, isid: o.isid, oldTsih: old.tsih });
       this.endSession(old);
+      oldDrained = old.quiesce();
     }
     const target = o.targetName ? (this.targets.get(o.targetName) ?? null) : null;
     if (target) {
@@ -170,6 +173,8 @@ export class WorkerContext {
       this.config.queueDepth,
     );
     s.luns = target?.viewFor(o.initiatorName);
+    // No command of the new session runs until the old one's have all ended: an old write never lands last.
+    if (oldDrained) s.holdCommandsUntil(oldDrained);
     if (target) this.countedSessions.add(s);
     s.connections.set(o.cid, conn);
     this.sessions.add(s);

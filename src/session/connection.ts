@@ -14,6 +14,7 @@ import {
   encodeTextResponse,
   encodeLogoutResponse,
   encodeTaskMgmtResponse,
+  encodeAsyncMessage,
 } from '../pdu/serializer';
 import {
   Opcode,
@@ -241,6 +242,28 @@ export class Connection {
         }),
       );
   };
+
+  /**
+   * An iSCSI event for the initiator (Async Message, RFC 7143 11.9; AsyncEvent and its parameters there).
+   * It takes a StatSN like any status. False, and nothing sent, outside full feature phase.
+   */
+  sendAsyncEvent(
+    asyncEvent: number,
+    p: { parameter1?: number; parameter2?: number; parameter3?: number },
+  ): boolean {
+    const session = this.session;
+    if (this.phase !== 'ffp' || !session) return false;
+    this.send(
+      encodeAsyncMessage({
+        asyncEvent,
+        ...p,
+        statSN: this.nextStatSN(),
+        expCmdSN: session.expCmdSN,
+        maxCmdSN: session.maxCmdSN,
+      }),
+    );
+    return true;
+  }
 
   /** StatSN for a PDU that carries status: assigned, then advanced. */
   nextStatSN(): number {

@@ -21,8 +21,14 @@ export interface WorkerInit {
 
 export interface ConnectionTask {
   kind: 'connection';
-  /** A duplicate of the accepted socket's descriptor, owned by the worker from now on. */
+  /** A duplicate of the accepted socket's descriptor: the worker's once it has claimed it (fdClaim). */
   fd: number;
+  /**
+   * Who closes `fd`, decided once (Atomics.compareExchange on slot 0, in shared memory): FD_WORKER when the
+   * worker takes it (its socket, or its error path, closes it), FD_PORTAL when the portal takes it back because
+   * the task failed before the worker got to it. Whoever wins closes it; the other never touches it.
+   */
+  fdClaim: Int32Array;
   /** Bytes the portal already read (the first Login PDU and anything after it). */
   initial: Uint8Array;
   remoteAddress: string;
@@ -78,7 +84,45 @@ export interface TestKillTask {
   how: 'throw' | 'exit';
 }
 
-export type WorkerTask = ConnectionTask | ConfigTask | TestKillTask | AdminTask;
+/** FdClaim values (ConnectionTask.fdClaim). */
+export const FD_UNCLAIMED = 0;
+export const FD_WORKER = 1;
+export const FD_PORTAL = 2;
+
+/**
+ * Graceful shutdown, sent to every worker (src/worker/shutdown.ts). 'notify': close the connections still
+ * logging in, stop taking new ones, and ask every session to log out within `logoutWithin` seconds (Async
+ * Message, AsyncEvent 1); sessions go on being served meanwhile. 'close': end whatever is left (a session
+ * still open is told it is dropped, AsyncEvent 3), then flush every backstore of the worker.
+ */
+export interface ShutdownTask {
+  kind: 'shutdown';
+  step: 'notify' | 'close';
+  logoutWithin?: number;
+}
+
+/** A worker's answer to a ShutdownTask (the counts of its step; the others are 0). */
+export interface ShutdownResult {
+  worker: number;
+  /** notify: sessions sent the logout request. */
+  sessionsNotified: number;
+  /** notify: connections closed while still logging in. */
+  loginsClosed: number;
+  /** notify: commands received and not yet answered. */
+  commandsInFlight: number;
+  /** close: of the commands in flight at notify, those that ended since (answered, or ended by a logout). */
+  commandsDrained: number;
+  /** close: sessions still open, ended now. */
+  sessionsClosed: number;
+  /** close: commands still unanswered, dropped with their connection (never acknowledged). */
+  commandsDropped: number;
+  /** close: backstores flushed (fdatasync). */
+  flushed: number;
+  /** close: backstores whose flush failed, with why. */
+  flushErrors: string[];
+}
+
+export type WorkerTask = ConnectionTask | ConfigTask | TestKillTask | AdminTask | ShutdownTask;
 
 /** The routing hint the portal attaches to a task (read by the pool's load balancer). */
 export interface RouteHint {

@@ -30,6 +30,8 @@ function graph(root: string, ext: '.js' | '.ts', pattern: RegExp): Map<string, s
   for (const file of files(root, ext)) {
     if (file.endsWith('.d.ts')) continue;
     const id = path.relative(root, file).slice(0, -ext.length);
+    // A compiled module whose source is gone (moved or deleted since the last clean build) is not ours.
+    if (!fs.existsSync(path.join(SRC, `${id}.ts`))) continue;
     const deps = new Set<string>();
     for (const m of fs.readFileSync(file, 'utf8').matchAll(pattern)) {
       const spec = m[1];
@@ -94,10 +96,37 @@ test('the compiled sources have no runtime import cycle', (t) => {
   t.deepEqual(cycles, [], cycles.map((c) => c.join(' -> ')).join('\n'));
 });
 
-test('the sources have no import cycle either, type-only imports included', (t) => {
+/** Directory -> the other directories its modules import (type-only imports included). */
+function layers(g: Map<string, string[]>): Map<string, string[]> {
+  const out = new Map<string, Set<string>>();
+  for (const [m, deps] of g) {
+    const from = path.dirname(m);
+    const set = out.get(from) ?? out.set(from, new Set()).get(from)!;
+    for (const d of deps) if (path.dirname(d) !== from) set.add(path.dirname(d));
+  }
+  return new Map([...out].map(([k, v]) => [k, [...v]]));
+}
+
+/**
+ * Directory cycles through type-only imports that predate this guard, to be taken apart (moving the shared
+ * types down) and then removed from here. A cycle through any other edge fails.
+ */
+const KNOWN_LAYER_EDGES = new Set(['backstore->scsi', 'scsi->backstore', 'config->login', 'login->config']);
+
+test('no import cycle between directories (layers), type-only imports included', (t) => {
   const g = graph(SRC, '.ts', TS_IMPORT);
   t.true(g.size > 50, `src was read (${g.size} modules)`);
-  t.true(g.get('worker/task')!.includes('portal/admission'), 'import type clauses were parsed');
-  const cycles = findCycles(g);
+  t.true(g.get('worker/task')!.includes('worker/pending-logins'), 'import type clauses were parsed');
+  const cycles = findCycles(layers(g)).filter((c) =>
+    c.slice(1).some((to, i) => !KNOWN_LAYER_EDGES.has(`${c[i]}->${to}`)),
+  );
   t.deepEqual(cycles, [], cycles.map((c) => c.join(' -> ')).join('\n'));
+  // In particular the three layers the portal/worker boundary crosses.
+  const l = layers(g);
+  for (const [low, high] of [
+    ['session', 'worker'],
+    ['worker', 'portal'],
+    ['config', 'portal'],
+  ])
+    t.false(l.get(low)?.includes(high), `${low}/ imports ${high}/`);
 });

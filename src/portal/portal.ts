@@ -28,21 +28,16 @@ import { allocateLuShared, releaseLane, type LuSharedMemory } from '../scsi/lu-s
 import { loadPrState, seedPr } from '../scsi/pr-aptpl';
 import { recoverAtomicJournals, type AtomicRecoveryReport } from '../backstore/atomic-journal';
 import { loginRefusal, readFirstLogin, type FirstLogin } from './first-login';
-import {
-  Admission,
-  createAdmissionShared,
-  FdReserve,
-  isFdExhaustion,
-  openFileLimit,
-  type Ticket,
-} from './admission';
+import { Admission, FdReserve, isFdExhaustion, openFileLimit } from './admission';
+import { createAdmissionShared, type Ticket } from '../worker/pending-logins';
 import { LoginStatus } from '../pdu/opcodes';
 import { randomUUID } from 'node:crypto';
-import { AuthFailureLimiter, authFailureChannel } from './auth-limit';
-import { createRoutingShared, TsihTable, type RoutingShared } from './routing';
+import { AuthFailureLimiter } from './auth-limit';
+import { createRoutingShared, TsihTable, type RoutingShared } from '../worker/routing';
 import { prepareBackingFiles } from '../backstore/prepare';
 import { GAUGES, startMetricsServer } from '../metrics/http';
 import {
+  authFailureChannel,
   FD_PORTAL,
   FD_UNCLAIMED,
   type ConfigResult,
@@ -336,6 +331,11 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
       socket.destroy();
       return;
     }
+    // Everything that could throw comes before the dup: from it to runTask, the duplicate must not leak.
+    let threadId = first.tsih ? tsihs.owner(first.tsih) : 0;
+    const key = first.initiatorName ? `${first.initiatorName}\0${first.isid}` : null;
+    if (!threadId && key) threadId = affinity.get(key)?.threadId ?? 0;
+    const fdClaim = new Int32Array(new SharedArrayBuffer(4));
     let workerFd: number;
     try {
       workerFd = dup(fd);
@@ -351,7 +351,7 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
     const task: ConnectionTask = {
       kind: 'connection',
       fd: workerFd,
-      fdClaim: new Int32Array(new SharedArrayBuffer(4)),
+      fdClaim,
       initial: first.bytes,
       remoteAddress: socket.remoteAddress ?? '',
       remotePort: socket.remotePort ?? 0,
@@ -361,9 +361,6 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
       loginDeadline: first.acceptedAt + limits.loginTimeout * 1000,
     };
     socket.destroy();
-    let threadId = first.tsih ? tsihs.owner(first.tsih) : 0;
-    const key = first.initiatorName ? `${first.initiatorName}\0${first.isid}` : null;
-    if (!threadId && key) threadId = affinity.get(key)?.threadId ?? 0;
     runTask(task, { threadId, key, chosen: 0 }, ticket);
   };
 

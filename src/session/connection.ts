@@ -28,7 +28,7 @@ import { crc32c } from '../native';
 import { LoginHandler, type LoginOutcome } from '../login/login';
 import { parseTextData, encodeTextData } from '../login/text';
 import { log } from '../util/log';
-import type { WorkerContext } from '../worker/context';
+import type { ConnectionHost } from './host';
 import { Session } from './session';
 import { snAdd } from './serial';
 import { CommandEngine } from './command';
@@ -77,7 +77,7 @@ export class Connection {
 
   constructor(
     readonly socket: Socket,
-    readonly ctx: WorkerContext,
+    readonly ctx: ConnectionHost,
     readonly meta: ConnectionMeta,
   ) {
     this.peer = `${meta.remoteAddress}:${meta.remotePort}`;

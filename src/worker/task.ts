@@ -1,8 +1,9 @@
 /** What the portal thread hands to a worker: the start-up data once, then one task per connection. */
+import { BroadcastChannel } from 'node:worker_threads';
 import type { AuthConfig, Config, TargetConfig } from '../config/schema';
 import type { CounterShared } from '../metrics/counters';
-import type { RoutingShared } from '../portal/routing';
-import type { AdmissionShared, Ticket } from '../portal/admission';
+import type { RoutingShared } from './routing';
+import type { AdmissionShared, Ticket } from './pending-logins';
 import type { LuSharedMemory } from '../scsi/lu-shared';
 import type { AdminTask } from '../admin/protocol';
 
@@ -17,6 +18,14 @@ export interface WorkerInit {
   sessionLimits?: SharedArrayBuffer;
   /** Name suffix of the channel authentication failures are reported on (src/portal/auth-limit.ts). */
   authChannel: string;
+}
+
+/**
+ * The channel a running target's workers report failed authentications on, for the portal to count
+ * (src/portal/auth-limit.ts); the id keeps targets in one process apart.
+ */
+export function authFailureChannel(id: string): BroadcastChannel {
+  return new BroadcastChannel(`nodetgt:auth-failures:${id}`);
 }
 
 export interface ConnectionTask {

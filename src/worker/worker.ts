@@ -7,11 +7,12 @@ import * as net from 'node:net';
 import { threadId } from 'node:worker_threads';
 import { workerData } from 'piscina';
 import { claimRow } from '../metrics/counters';
-import { TsihTable } from '../portal/routing';
+import { TsihTable } from './routing';
 import { Connection } from '../session/connection';
 import { log } from '../util/log';
 import { WorkerContext } from './context';
 import {
+  authFailureChannel,
   FD_UNCLAIMED,
   FD_WORKER,
   type ConfigResult,
@@ -23,12 +24,11 @@ import {
 } from './task';
 import { WorkerShutdown } from './shutdown';
 import { TargetRegistry } from './targets';
-import { endPendingLogin } from '../portal/admission';
+import { endPendingLogin } from './pending-logins';
 import { PartialPduWatch } from './partial-pdu';
-import { adminRequest } from '../admin/worker-admin';
+import { adminRequest } from './admin';
 import type { AdminResult } from '../admin/protocol';
 import { applyConfigTask } from './live';
-import { authFailureChannel } from '../portal/auth-limit';
 
 const SLAB = 4 * 1024 * 1024;
 const MIN_READ = 512 * 1024;

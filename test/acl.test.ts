@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import * as net from 'node:net';
-import { aclAllows, inNetwork, parseCidr } from '../src/portal/acl';
+import { aclAllows, inNetwork, parseCidr } from '../src/config/acl';
 import { ConfigError, normalizeConfig, validateCidr, type AclConfig } from '../src/config/schema';
 import { rng } from './helpers/rng';
 

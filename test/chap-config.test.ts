@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { normalizeConfig, defaultConfigObject, LOOPBACK_NETWORKS } from '../src/config/schema';
 import { accessWarnings, buildConfig, parseServeArgs } from '../src/cli/main';
 import { AuthFailureLimiter } from '../src/portal/auth-limit';
-import { aclAllows } from '../src/portal/acl';
+import { aclAllows } from '../src/config/acl';
 
 const target = (auth: unknown) => ({
   targets: [

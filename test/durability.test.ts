@@ -17,10 +17,9 @@
  */
 import test from 'ava';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { freePort, runQemu } from './helpers/qemu';
-import { startChildTarget, type ChildTarget } from './helpers/child-target';
+import { diskWorkspace, startChildTarget, type ChildTarget } from './helpers/child-target';
 
 const IQN = 'iqn.2026-11.io.nodetgt.test:durability';
 const KiB = 1024;
@@ -78,29 +77,18 @@ function startChild(port: number, lunFile: string): Promise<ChildTarget> {
       '--workers',
       '2',
       '--state-dir',
-      path.join(dir, 'state'),
+      path.join(ws.dir, 'state'),
     ],
     { timeoutMs: START_BOUND },
   );
 }
 
-let dir = '';
-const children: ChildTarget[] = [];
-
-test.before(() => {
-  // /var/tmp is normally on disk (here: ext4 on /); os.tmpdir() may be tmpfs elsewhere.
-  const base = fs.existsSync('/var/tmp') ? '/var/tmp' : os.tmpdir();
-  dir = fs.mkdtempSync(path.join(base, 'nodetgt-durability-'));
-});
-
-test.after.always(async () => {
-  for (const c of children) await c.stop();
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
-});
+const ws = diskWorkspace('nodetgt-durability-');
+const children = ws.children;
 
 test('acknowledged FUA writes and flushed writes survive SIGKILL of the target', async (t) => {
   t.timeout(2 * START_BOUND + 3 * QEMU_BOUND + 30_000); // two starts, three qemu-io runs, the checks
-  const lunFile = path.join(dir, 'lun0.img');
+  const lunFile = path.join(ws.dir, 'lun0.img');
   const port = await freePort();
   const url = `iscsi://127.0.0.1:${port}/${IQN}/0`;
 

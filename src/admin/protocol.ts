@@ -2,7 +2,7 @@
  * The control socket's protocol (`nodetgt show sessions|targets|luns|accounts`, `nodetgt session close`, and
  * the changes `nodetgt target|lun|acl|account ...`): one JSON request per line
  * from the CLI, one JSON answer per line from the portal. Shared by the portal (src/portal/control.ts), the
- * workers (src/admin/worker-admin.ts) and the CLI, so all three read the same shapes.
+ * workers (src/worker/admin.ts) and the CLI, so all three read the same shapes.
  */
 
 export type ShowWhat = 'sessions' | 'targets' | 'luns' | 'accounts';

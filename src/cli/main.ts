@@ -370,14 +370,22 @@ export function main(argv: string[]): void {
             .map((l) => l.lun)
             .join(','),
         });
-      let closing = false;
+      // The first SIGTERM/SIGINT shuts down gracefully (README, "Stopping"); the second closes at once. Both
+      // flush every backstore before the exit: 0 when every flush succeeded, 1 otherwise.
+      let signals = 0;
       const stop = (sig: string) => {
-        if (closing) return;
-        closing = true;
-        log.info('shutting down', { signal: sig });
-        running.close().then(
-          () => process.exit(0),
-          () => process.exit(1),
+        if (++signals > 1) {
+          log.warn('second signal: closing at once', { signal: sig });
+          void running.shutdownNow();
+          return;
+        }
+        log.info('shutting down', { signal: sig, seconds: config.shutdownTimeout });
+        running.shutdown().then(
+          (report) => process.exit(report.flushErrors.length ? 1 : 0),
+          (e: Error) => {
+            log.error('shutdown failed', { error: e.stack ?? e.message });
+            process.exit(1);
+          },
         );
       };
       process.on('SIGINT', () => stop('SIGINT'));

@@ -1,6 +1,6 @@
 /** iSCSI names (RFC 3720 3.2.6.3) and networks as the config accepts them. */
 import * as net from 'node:net';
-import { parseCidr } from '../portal/acl';
+import { parseCidr } from './acl';
 import { ConfigError } from './validate';
 
 const IQN_RE = /^iqn\.(\d{4})-(\d{2})\.[a-z0-9][a-z0-9.-]*(:\S+)?$/i;

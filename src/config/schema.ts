@@ -68,6 +68,11 @@ export interface Config {
   rejectGapTimeout: number;
   /** Immediate and unsolicited data bytes a session may hold for commands not yet executing. */
   maxUnsolicitedBytes: number;
+  /**
+   * Seconds a graceful shutdown (SIGTERM) gives sessions to log out and commands to drain before the target
+   * closes what is left; 0: close at once (the backstores are flushed either way).
+   */
+  shutdownTimeout: number;
 }
 
 /** See normalizeLimits for the defaults and why. */
@@ -130,6 +135,7 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
       'sendTimeout',
       'rejectGapTimeout',
       'maxUnsolicitedBytes',
+      'shutdownTimeout',
       'discoveryAuth',
       'accounts',
       'storageDir',
@@ -188,6 +194,8 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
     sendTimeout: optInt(o, 'sendTimeout', 30, 1, 3600, 'config'),
     rejectGapTimeout: optInt(o, 'rejectGapTimeout', 5, 1, 3600, 'config'),
     maxUnsolicitedBytes: optInt(o, 'maxUnsolicitedBytes', 64 * MIB, 64 * 1024, 4096 * MIB, 'config'),
+    // At most 3600: the initiator is told it in the Async Message's 16-bit Parameter3.
+    shutdownTimeout: optInt(o, 'shutdownTimeout', 10, 0, 3600, 'config'),
     ...(o.discoveryAuth === undefined
       ? {}
       : { discoveryAuth: normalizeAuth(o.discoveryAuth, 'config.discoveryAuth', store) }),

@@ -9,25 +9,7 @@
  */
 import * as fs from 'node:fs';
 import type { LimitsConfig } from '../config/schema';
-
-export interface AdmissionShared {
-  pending: SharedArrayBuffer;
-}
-
-export function createAdmissionShared(limits: LimitsConfig): AdmissionShared {
-  return { pending: new SharedArrayBuffer(limits.maxPendingLogins * 4) };
-}
-
-/** What a connection carries from admission to its end. */
-export interface Ticket {
-  slot: number;
-  gen: number;
-}
-
-/** Worker side: the connection with this ticket has finished its login (or closed during it). */
-export function endPendingLogin(shared: AdmissionShared, t: Ticket): void {
-  Atomics.compareExchange(new Int32Array(shared.pending), t.slot, t.gen, 0);
-}
+import type { AdmissionShared, Ticket } from '../worker/pending-logins';
 
 export class Admission {
   private readonly slots: Int32Array;

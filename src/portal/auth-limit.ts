@@ -3,7 +3,6 @@
  * the portal thread counts them per source address, and once an address reaches the limit within the window its
  * new logins are refused at hand-over for a while. Sessions already logged in are not touched.
  */
-import { BroadcastChannel } from 'node:worker_threads';
 import type { LimitsConfig } from '../config/schema';
 
 /** Addresses tracked at most: past it the oldest entry goes (a flood of addresses cannot grow the map). */
@@ -66,9 +65,4 @@ export class AuthFailureLimiter {
     }
     return n;
   }
-}
-
-/** The channel one running target's workers report failures on (the id keeps targets in one process apart). */
-export function authFailureChannel(id: string): BroadcastChannel {
-  return new BroadcastChannel(`nodetgt:auth-failures:${id}`);
 }

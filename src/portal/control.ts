@@ -14,6 +14,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { peerCredentials } from '../native';
 import { log } from '../util/log';
+import { socketFd } from '../util/socket-fd';
 import type {
   AccountInfo,
   AdminResult,
@@ -90,11 +91,11 @@ async function removeStale(file: string): Promise<void> {
 
 function serve(socket: net.Socket, deps: Handlers): void {
   socket.on('error', () => undefined);
-  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  const fd = socketFd(socket);
   let uid = -1;
   let pid = 0;
   try {
-    if (typeof fd === 'number') ({ uid, pid } = peerCredentials(fd));
+    if (fd >= 0) ({ uid, pid } = peerCredentials(fd));
   } catch {
     uid = -1;
   }

@@ -2,11 +2,11 @@
  * The portal thread: listens, reads each connection's first Login PDU, and hands the socket (a duplicated
  * descriptor plus the bytes already read) to the piscina worker that owns the session, or the least loaded.
  */
+import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Piscina } from 'piscina';
-import type { PiscinaWorker } from 'piscina/dist/worker_pool';
 import type { Config, PortalConfig } from '../config/schema';
 import { createSessionLimitShared } from '../worker/session-limits';
 import {
@@ -18,6 +18,8 @@ import {
 } from '../metrics/counters';
 import { log } from '../util/log';
 import { dup } from '../native';
+import { socketFd } from '../util/socket-fd';
+import { Shutdown, type ShutdownReport } from './shutdown';
 import { startControlServer } from './control';
 import type { AdminResult, AdminTask } from '../admin/protocol';
 import { ConfigApplier, type ApplyOptions, type ApplyReport } from './apply';
@@ -26,29 +28,36 @@ import { allocateLuShared, releaseLane, type LuSharedMemory } from '../scsi/lu-s
 import { loadPrState, seedPr } from '../scsi/pr-aptpl';
 import { recoverAtomicJournals, type AtomicRecoveryReport } from '../backstore/atomic-journal';
 import { loginRefusal, readFirstLogin, type FirstLogin } from './first-login';
-import {
-  Admission,
-  createAdmissionShared,
-  FdReserve,
-  isFdExhaustion,
-  openFileLimit,
-  type Ticket,
-} from './admission';
+import { Admission, FdReserve, isFdExhaustion, openFileLimit } from './admission';
+import { createAdmissionShared, type Ticket } from '../worker/pending-logins';
 import { LoginStatus } from '../pdu/opcodes';
 import { randomUUID } from 'node:crypto';
-import { AuthFailureLimiter, authFailureChannel } from './auth-limit';
-import { createRoutingShared, TsihTable, type RoutingShared } from './routing';
+import { AuthFailureLimiter } from './auth-limit';
+import { createRoutingShared, TsihTable, type RoutingShared } from '../worker/routing';
 import { prepareBackingFiles } from '../backstore/prepare';
 import { GAUGES, startMetricsServer } from '../metrics/http';
-import type {
-  ConfigResult,
-  ConfigTask,
-  ConnectionTask,
-  RouteHint,
-  TestKillTask,
-  WorkerInit,
-  WorkerTask,
+import {
+  authFailureChannel,
+  FD_PORTAL,
+  FD_UNCLAIMED,
+  type ConfigResult,
+  type ConfigTask,
+  type ConnectionTask,
+  type RouteHint,
+  type ShutdownResult,
+  type ShutdownTask,
+  type TestKillTask,
+  type WorkerInit,
+  type WorkerTask,
 } from '../worker/task';
+
+/**
+ * piscina 5 exports the types of its load balancer only from a private path (piscina/dist/worker_pool), not
+ * from its main entry: they are derived here from the public constructor options instead, so that a
+ * reshuffle of its files cannot break the build.
+ */
+type LoadBalancer = NonNullable<NonNullable<ConstructorParameters<typeof Piscina>[0]>['loadBalancer']>;
+type PoolWorker = Parameters<LoadBalancer>[1][number];
 
 /** Descriptors held back for when the process runs out (see FdReserve). */
 const FD_RESERVE = 4;
@@ -81,6 +90,15 @@ export interface RunningTarget {
    * is reported as needing a restart and not applied. Changes run one at a time (src/portal/apply.ts).
    */
   applyConfig(next: Config, opts?: ApplyOptions): Promise<ApplyReport>;
+  /**
+   * Graceful shutdown (src/portal/shutdown.ts): stop accepting, ask every session to log out within
+   * `timeoutSeconds` (default: config.shutdownTimeout), drain, close what is left, flush every backstore.
+   * Calling it again returns the same shutdown.
+   */
+  shutdown(timeoutSeconds?: number): Promise<ShutdownReport>;
+  /** Cut a shutdown short (a second signal): close at once, still flushing; starts one if none runs. */
+  shutdownNow(): Promise<ShutdownReport>;
+  /** Stop at once, without telling the sessions or flushing (tests; the process is not ending). */
   close(): Promise<void>;
 }
 
@@ -181,9 +199,10 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
     sessionLimits,
   };
 
-  const balancer = (task: { [k: symbol]: unknown }, workers: PiscinaWorker[]): PiscinaWorker | null => {
-    const hint = task[Piscina.queueOptionsSymbol] as RouteHint | null;
-    let chosen: PiscinaWorker | null = null;
+  const balancer: LoadBalancer = (task, workers) => {
+    // queueOptionsSymbol is typed as a plain symbol: the task's own key type cannot be named from outside.
+    const hint = (task as unknown as Record<symbol, unknown>)[Piscina.queueOptionsSymbol] as RouteHint | null;
+    let chosen: PoolWorker | null = null;
     if (hint && hint.threadId) {
       chosen = workers.find((w) => w.id === hint.threadId && !w.terminating && !w.destroyed) ?? null;
     }
@@ -228,9 +247,34 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
     });
   };
 
+  // Connection tasks not finished yet, and who waits for there to be none (a shutdown).
+  let liveConnections = 0;
+  let idleWaiters: Array<() => void> = [];
+  const idle = () =>
+    liveConnections === 0 ? Promise.resolve() : new Promise<void>((r) => idleWaiters.push(r));
+
+  /** The task failed: its descriptor is the portal's to close, unless the worker claimed it first. */
+  const takeBackFd = (task: WorkerTask) => {
+    if (task.kind !== 'connection') return;
+    if (Atomics.compareExchange(task.fdClaim, 0, FD_UNCLAIMED, FD_PORTAL) !== FD_UNCLAIMED) return;
+    try {
+      fs.closeSync(task.fd);
+    } catch (e) {
+      log.error('cannot close a descriptor taken back from a failed hand-over', {
+        error: (e as Error).message,
+      });
+    }
+  };
+
   const runTask = (task: WorkerTask, hint: RouteHint, ticket: Ticket | null) => {
     (task as unknown as Record<symbol, unknown>)[Piscina.queueOptionsSymbol] = hint;
+    const isConnection = task.kind === 'connection';
+    if (isConnection) liveConnections++;
     const finished = () => {
+      if (isConnection && --liveConnections === 0) {
+        for (const w of idleWaiters) w();
+        idleWaiters = [];
+      }
       if (ticket) admission.end(ticket);
       reserve.refill();
       const n = (connsPerWorker.get(hint.chosen) ?? 1) - 1;
@@ -241,10 +285,16 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
         if (a && --a.conns <= 0) affinity.delete(hint.key);
       }
     };
-    pool!.run(task).then(finished, (err: Error) => {
+    const failed = (err: Error) => {
+      takeBackFd(task);
       finished();
       if (!closing) log.error('connection task failed', { error: err.message });
-    });
+    };
+    try {
+      pool!.run(task).then(finished, failed);
+    } catch (e) {
+      failed(e as Error);
+    }
   };
 
   // Authentication failures reported by the workers, counted per source address (src/portal/auth-limit.ts).
@@ -275,13 +325,17 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
       setTimeout(() => socket.destroy(), 1000).unref();
       return;
     }
-    // Node has no public way to take a socket's descriptor; _handle.fd is read-only use of a stable field.
-    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (typeof fd !== 'number' || fd < 0) {
+    const fd = socketFd(socket);
+    if (fd < 0) {
       admission.end(ticket);
       socket.destroy();
       return;
     }
+    // Everything that could throw comes before the dup: from it to runTask, the duplicate must not leak.
+    let threadId = first.tsih ? tsihs.owner(first.tsih) : 0;
+    const key = first.initiatorName ? `${first.initiatorName}\0${first.isid}` : null;
+    if (!threadId && key) threadId = affinity.get(key)?.threadId ?? 0;
+    const fdClaim = new Int32Array(new SharedArrayBuffer(4));
     let workerFd: number;
     try {
       workerFd = dup(fd);
@@ -297,6 +351,7 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
     const task: ConnectionTask = {
       kind: 'connection',
       fd: workerFd,
+      fdClaim,
       initial: first.bytes,
       remoteAddress: socket.remoteAddress ?? '',
       remotePort: socket.remotePort ?? 0,
@@ -306,11 +361,11 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
       loginDeadline: first.acceptedAt + limits.loginTimeout * 1000,
     };
     socket.destroy();
-    let threadId = first.tsih ? tsihs.owner(first.tsih) : 0;
-    const key = first.initiatorName ? `${first.initiatorName}\0${first.isid}` : null;
-    if (!threadId && key) threadId = affinity.get(key)?.threadId ?? 0;
     runTask(task, { threadId, key, chosen: 0 }, ticket);
   };
+
+  /** Connections whose first Login PDU the portal is still reading. */
+  const portalLogins = new Set<net.Socket>();
 
   const refuse = (socket: net.Socket, reason: string) => {
     portalRow.inc('cxnRefused');
@@ -326,7 +381,7 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
       return;
     }
     reserve.refill();
-    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
+    const fd = socketFd(socket);
     // Descriptors are handed out lowest first: a socket this high means fewer than fdHeadroom are left.
     if (fd >= fdLimit - limits.fdHeadroom) {
       refuse(socket, 'file descriptors low');
@@ -337,8 +392,15 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
       refuse(socket, ticket);
       return;
     }
+    portalLogins.add(socket);
     readFirstLogin(socket, limits.loginTimeout * 1000).then(
       (first) => {
+        portalLogins.delete(socket);
+        if (closing) {
+          admission.end(ticket);
+          socket.destroy();
+          return;
+        }
         try {
           handOver(socket, first, ticket);
         } catch (e) {
@@ -347,7 +409,9 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
         }
       },
       (err: Error) => {
+        portalLogins.delete(socket);
         admission.end(ticket);
+        if (closing) return; // closed by a shutdown (stopAccepting), not the initiator's doing
         portalRow.inc('instSsnFormatErrors');
         log.warn('dropping connection before login', {
           peer: `${socket.remoteAddress}:${socket.remotePort}`,
@@ -432,15 +496,17 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
       });
     });
   };
-  pool.on('workerCreate', (w: PiscinaWorker) => watchWorker(w.id));
+  pool.on('workerCreate', (w: PoolWorker) => watchWorker(w.id));
   // A worker error with no task to fail comes here; without a listener it would end the process.
   pool.on('error', (e: Error) => log.error('worker pool error', { error: e.message }));
 
   // The control socket: requests about sessions go to every worker (each knows only its own) and are merged.
-  const askWorkers = async <T extends AdminTask | ConfigTask>(
+  const askWorkers = async <T extends AdminTask | ConfigTask | ShutdownTask>(
     task: T,
-  ): Promise<Array<T extends AdminTask ? AdminResult : ConfigResult>> => {
-    type R = T extends AdminTask ? AdminResult : ConfigResult;
+  ): Promise<
+    Array<T extends AdminTask ? AdminResult : T extends ConfigTask ? ConfigResult : ShutdownResult>
+  > => {
+    type R = T extends AdminTask ? AdminResult : T extends ConfigTask ? ConfigResult : ShutdownResult;
     const answers = await Promise.all(
       pool!.threads.map((w) => {
         const hint: RouteHint = { threadId: w.threadId, key: null, chosen: 0, connection: false };
@@ -475,6 +541,29 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
   for (const a of addresses)
     log.info('portal listening', { address: `${a.address}:${a.port}`, workers: threads });
 
+  /** Listeners closed (without waiting for their connections), connections still in their first PDU closed. */
+  const stopAccepting = () => {
+    closing = true;
+    for (const s of servers) s.close();
+    const n = portalLogins.size;
+    for (const s of portalLogins) s.destroy();
+    return n;
+  };
+  let released: Promise<void> | null = null;
+  const release = () => (released ??= releaseOnce());
+  const releaseOnce = async () => {
+    stopAccepting();
+    clearInterval(gaugeTimer);
+    authFailures.close();
+    reserve.close();
+    metricsServer?.server.close();
+    control?.close();
+    await pool!.destroy();
+  };
+  let shutdown: Shutdown | null = null;
+  const startShutdown = (timeoutSeconds: number) =>
+    (shutdown ??= new Shutdown({ stopAccepting, askWorkers, idle, release }, timeoutSeconds));
+
   return {
     get config() {
       return structuredClone(config);
@@ -490,16 +579,13 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
     killWorkerForTest(threadId, how) {
       runTask({ kind: 'test-kill', how }, { threadId, key: null, chosen: 0 }, null);
     },
-    async close() {
-      closing = true;
-      clearInterval(gaugeTimer);
-      authFailures.close();
-      reserve.close();
-      metricsServer?.server.close();
-      control?.close();
-      await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-      await pool!.destroy();
+    shutdown: (timeoutSeconds = config.shutdownTimeout) => startShutdown(timeoutSeconds).done,
+    shutdownNow() {
+      const s = startShutdown(0);
+      s.now();
+      return s.done;
     },
+    close: release,
   };
 }
 

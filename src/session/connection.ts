@@ -13,6 +13,7 @@ import {
   encodeNopIn,
   encodeTextResponse,
   encodeLogoutResponse,
+  encodeAsyncMessage,
 } from '../pdu/serializer';
 import {
   Opcode,
@@ -26,7 +27,7 @@ import { crc32c } from '../native';
 import { LoginHandler, type LoginOutcome } from '../login/login';
 import { parseTextData, encodeTextData } from '../login/text';
 import { log } from '../util/log';
-import type { WorkerContext } from '../worker/context';
+import type { ConnectionHost } from './host';
 import { Session } from './session';
 import { snAdd } from './serial';
 import { CommandEngine, settled } from './command';
@@ -75,7 +76,7 @@ export class Connection {
 
   constructor(
     readonly socket: Socket,
-    readonly ctx: WorkerContext,
+    readonly ctx: ConnectionHost,
     readonly meta: ConnectionMeta,
   ) {
     this.peer = `${meta.remoteAddress}:${meta.remotePort}`;
@@ -240,6 +241,28 @@ export class Connection {
         }),
       );
   };
+
+  /**
+   * An iSCSI event for the initiator (Async Message, RFC 7143 11.9; AsyncEvent and its parameters there).
+   * It takes a StatSN like any status. False, and nothing sent, outside full feature phase.
+   */
+  sendAsyncEvent(
+    asyncEvent: number,
+    p: { parameter1?: number; parameter2?: number; parameter3?: number },
+  ): boolean {
+    const session = this.session;
+    if (this.phase !== 'ffp' || !session) return false;
+    this.send(
+      encodeAsyncMessage({
+        asyncEvent,
+        ...p,
+        statSN: this.nextStatSN(),
+        expCmdSN: session.expCmdSN,
+        maxCmdSN: session.maxCmdSN,
+      }),
+    );
+    return true;
+  }
 
   /** StatSN for a PDU that carries status: assigned, then advanced. */
   nextStatSN(): number {

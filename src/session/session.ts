@@ -3,7 +3,7 @@
  * target it is logged in to. One session lives on one worker thread, so nothing here needs a lock.
  */
 import type { NegotiatedParams } from '../login/negotiator';
-import type { TargetNode } from '../worker/targets';
+import type { SessionTarget } from './host';
 import type { ScsiDispatcher } from '../scsi/dispatcher';
 import type { LunView } from '../scsi/lun-view';
 import type { Connection } from './connection';
@@ -27,7 +27,7 @@ export class Session {
   /** Date.now() at login (`nodetgt show sessions` reports the age). */
   readonly createdAt = Date.now();
   /**
-   * The LUNs this I_T nexus sees and which it may only write (TargetNode.viewFor): set at login, replaced when
+   * The LUNs this I_T nexus sees and which it may only write (SessionTarget.viewFor): set at login, replaced when
    * the target's host mappings change. Undefined for a discovery session.
    */
   luns: LunView | undefined;
@@ -47,7 +47,7 @@ export class Session {
     readonly initiatorName: string,
     readonly isid: string,
     readonly type: SessionType,
-    readonly target: TargetNode | null,
+    readonly target: SessionTarget | null,
     readonly dispatcher: ScsiDispatcher | null,
     public params: NegotiatedParams,
     initialCmdSN: number,

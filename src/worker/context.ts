@@ -5,7 +5,7 @@
 import { BroadcastChannel } from 'node:worker_threads';
 import type { Config } from '../config/schema';
 import type { CounterRow } from '../metrics/counters';
-import { TsihTable } from '../portal/routing';
+import { TsihTable } from './routing';
 import { LoginStatus } from '../pdu/opcodes';
 import type { TargetOffer } from '../login/negotiator';
 import { offerFor } from '../config/params';
@@ -13,6 +13,7 @@ import type { LoginEnvironment, LoginOutcome } from '../login/login';
 import { ChapAuthenticator } from '../login/chap';
 import { Session, SessionTable } from '../session/session';
 import type { Connection } from '../session/connection';
+import type { ConnectionHost, SessionTarget } from '../session/host';
 import { TargetRegistry, type TargetNode } from './targets';
 import { SessionLimits } from './session-limits';
 import { viewChange } from '../scsi/lun-view';
@@ -22,7 +23,7 @@ import { log } from '../util/log';
 /** Every worker listens here: a TARGET COLD RESET ends the target's sessions on all of them. */
 const COLD_RESET_CHANNEL = 'nodetgt:target-cold-reset';
 
-export class WorkerContext {
+export class WorkerContext implements ConnectionHost {
   readonly sessions = new SessionTable();
   /** The global `params`: discovery sessions negotiate with it. */
   readonly offer: TargetOffer;
@@ -113,7 +114,7 @@ export class WorkerContext {
   }
 
   /** The connection counts against its target's maxConnections, or the login is refused. */
-  private admitConnection(conn: Connection, target: TargetNode | null, o: LoginOutcome): number | null {
+  private admitConnection(conn: Connection, target: SessionTarget | null, o: LoginOutcome): number | null {
     if (!target) return null;
     const why = this.limits.takeConnection(target.config);
     if (why !== null) return this.overLimit(o, why);
@@ -223,7 +224,7 @@ export class WorkerContext {
     }
   }
 
-  private releaseConnection(conn: Connection, target: TargetNode | null): void {
+  private releaseConnection(conn: Connection, target: SessionTarget | null): void {
     if (target && this.countedConnections.delete(conn)) this.limits.releaseConnection(target.config);
   }
 

@@ -8,7 +8,7 @@ import { openFileBackstore } from '../backstore/file';
 import { openNullBackstore } from '../backstore/null';
 import { LogicalUnit, identityOf } from '../scsi/lu';
 import { ScsiDispatcher } from '../scsi/dispatcher';
-import { aclAllows } from '../portal/acl';
+import { aclAllows } from '../config/acl';
 import { hostFor, hostReadOnly } from '../config/hosts';
 import { LunView, type LunAccess } from '../scsi/lun-view';
 import { LuFaultCounters, type CounterShared } from '../metrics/counters';

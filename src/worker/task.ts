@@ -1,8 +1,9 @@
 /** What the portal thread hands to a worker: the start-up data once, then one task per connection. */
+import { BroadcastChannel } from 'node:worker_threads';
 import type { AuthConfig, Config, TargetConfig } from '../config/schema';
 import type { CounterShared } from '../metrics/counters';
-import type { RoutingShared } from '../portal/routing';
-import type { AdmissionShared, Ticket } from '../portal/admission';
+import type { RoutingShared } from './routing';
+import type { AdmissionShared, Ticket } from './pending-logins';
 import type { LuSharedMemory } from '../scsi/lu-shared';
 import type { AdminTask } from '../admin/protocol';
 
@@ -19,10 +20,24 @@ export interface WorkerInit {
   authChannel: string;
 }
 
+/**
+ * The channel a running target's workers report failed authentications on, for the portal to count
+ * (src/portal/auth-limit.ts); the id keeps targets in one process apart.
+ */
+export function authFailureChannel(id: string): BroadcastChannel {
+  return new BroadcastChannel(`nodetgt:auth-failures:${id}`);
+}
+
 export interface ConnectionTask {
   kind: 'connection';
-  /** A duplicate of the accepted socket's descriptor, owned by the worker from now on. */
+  /** A duplicate of the accepted socket's descriptor: the worker's once it has claimed it (fdClaim). */
   fd: number;
+  /**
+   * Who closes `fd`, decided once (Atomics.compareExchange on slot 0, in shared memory): FD_WORKER when the
+   * worker takes it (its socket, or its error path, closes it), FD_PORTAL when the portal takes it back because
+   * the task failed before the worker got to it. Whoever wins closes it; the other never touches it.
+   */
+  fdClaim: Int32Array;
   /** Bytes the portal already read (the first Login PDU and anything after it). */
   initial: Uint8Array;
   remoteAddress: string;
@@ -78,7 +93,45 @@ export interface TestKillTask {
   how: 'throw' | 'exit';
 }
 
-export type WorkerTask = ConnectionTask | ConfigTask | TestKillTask | AdminTask;
+/** FdClaim values (ConnectionTask.fdClaim). */
+export const FD_UNCLAIMED = 0;
+export const FD_WORKER = 1;
+export const FD_PORTAL = 2;
+
+/**
+ * Graceful shutdown, sent to every worker (src/worker/shutdown.ts). 'notify': close the connections still
+ * logging in, stop taking new ones, and ask every session to log out within `logoutWithin` seconds (Async
+ * Message, AsyncEvent 1); sessions go on being served meanwhile. 'close': end whatever is left (a session
+ * still open is told it is dropped, AsyncEvent 3), then flush every backstore of the worker.
+ */
+export interface ShutdownTask {
+  kind: 'shutdown';
+  step: 'notify' | 'close';
+  logoutWithin?: number;
+}
+
+/** A worker's answer to a ShutdownTask (the counts of its step; the others are 0). */
+export interface ShutdownResult {
+  worker: number;
+  /** notify: sessions sent the logout request. */
+  sessionsNotified: number;
+  /** notify: connections closed while still logging in. */
+  loginsClosed: number;
+  /** notify: commands received and not yet answered. */
+  commandsInFlight: number;
+  /** close: of the commands in flight at notify, those that ended since (answered, or ended by a logout). */
+  commandsDrained: number;
+  /** close: sessions still open, ended now. */
+  sessionsClosed: number;
+  /** close: commands still unanswered, dropped with their connection (never acknowledged). */
+  commandsDropped: number;
+  /** close: backstores flushed (fdatasync). */
+  flushed: number;
+  /** close: backstores whose flush failed, with why. */
+  flushErrors: string[];
+}
+
+export type WorkerTask = ConnectionTask | ConfigTask | TestKillTask | AdminTask | ShutdownTask;
 
 /** The routing hint the portal attaches to a task (read by the pool's load balancer). */
 export interface RouteHint {

@@ -2,22 +2,33 @@
  * The piscina worker: one task per connection, served until the connection ends. Sessions, LUN descriptors
  * and the io_uring ring belong to this thread.
  */
+import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { threadId } from 'node:worker_threads';
 import { workerData } from 'piscina';
 import { claimRow } from '../metrics/counters';
-import { TsihTable } from '../portal/routing';
+import { TsihTable } from './routing';
 import { Connection } from '../session/connection';
 import { log } from '../util/log';
 import { WorkerContext } from './context';
-import type { ConfigResult, TestKillTask, WorkerInit, WorkerTask } from './task';
+import {
+  authFailureChannel,
+  FD_UNCLAIMED,
+  FD_WORKER,
+  type ConfigResult,
+  type ConnectionTask,
+  type ShutdownResult,
+  type TestKillTask,
+  type WorkerInit,
+  type WorkerTask,
+} from './task';
+import { WorkerShutdown } from './shutdown';
 import { TargetRegistry } from './targets';
-import { endPendingLogin } from '../portal/admission';
+import { endPendingLogin } from './pending-logins';
 import { PartialPduWatch } from './partial-pdu';
-import { adminRequest } from '../admin/worker-admin';
+import { adminRequest } from './admin';
 import type { AdminResult } from '../admin/protocol';
 import { applyConfigTask } from './live';
-import { authFailureChannel } from '../portal/auth-limit';
 
 const SLAB = 4 * 1024 * 1024;
 const MIN_READ = 512 * 1024;
@@ -42,7 +53,23 @@ class SlabReader {
   }
 }
 
-type TaskResult = number | AdminResult | ConfigResult;
+type TaskResult = number | AdminResult | ConfigResult | ShutdownResult;
+
+/**
+ * Take the task's descriptor for this worker (see ConnectionTask.fdClaim): false when the portal took it back
+ * first (it closes it). Once this returns true every path here must close it, exactly once.
+ */
+function claimFd(task: ConnectionTask): boolean {
+  return Atomics.compareExchange(task.fdClaim, 0, FD_UNCLAIMED, FD_WORKER) === FD_UNCLAIMED;
+}
+
+function closeFd(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch (e) {
+    log.error('cannot close a handed-over descriptor', { fd, error: (e as Error).message });
+  }
+}
 
 async function init(): Promise<(task: WorkerTask) => Promise<TaskResult>> {
   const data = workerData as WorkerInit;
@@ -62,14 +89,22 @@ async function init(): Promise<(task: WorkerTask) => Promise<TaskResult>> {
   authFailures.unref();
   ctx.onAuthFailure = (address) => authFailures.postMessage(address);
   const partial = new PartialPduWatch(data.config.limits.partialPduTimeout * 1000, ctx.counters);
+  const shutdown = new WorkerShutdown(ctx);
   return async (task: WorkerTask): Promise<TaskResult> => {
     if (task.kind === 'admin') return adminRequest(ctx, task);
+    if (task.kind === 'shutdown') return shutdown.run(task);
     if (task.kind === 'config') return applyConfigTask(ctx, task);
     if (task.kind === 'test-kill') {
       testKill(task);
       return threadId;
     }
     if (task.kind !== 'connection') return threadId;
+    if (!claimFd(task)) return threadId;
+    if (shutdown.started) {
+      // Handed over just before the listeners closed: the target is going, this login would not last.
+      closeFd(task.fd);
+      return threadId;
+    }
     let socket: net.Socket;
     const reader = new SlabReader();
     try {
@@ -86,9 +121,19 @@ async function init(): Promise<(task: WorkerTask) => Promise<TaskResult>> {
       } as net.SocketConstructorOpts);
     } catch (e) {
       log.error('cannot adopt socket', { fd: task.fd, error: (e as Error).message });
+      closeFd(task.fd);
       return threadId;
     }
-    const conn = new Connection(socket, ctx, task);
+    let conn: Connection;
+    try {
+      conn = new Connection(socket, ctx, task);
+    } catch (e) {
+      // The socket owns the descriptor now: destroying it closes it.
+      log.error('cannot serve the connection', { error: (e as Error).message });
+      socket.destroy();
+      return threadId;
+    }
+    shutdown.track(conn);
     const ticket = task.ticket;
     if (ticket) conn.loginEnded = () => endPendingLogin(data.admission, ticket);
     const afterRead = partial.add(conn);

@@ -16,7 +16,8 @@
  * rejects with it too, and close() throws it if no caller has seen it yet. Input after a violation is ignored.
  *
  * Unsolicited PDUs (NOP-In pings with ITT 0xffffffff, Async Messages, Rejects) go to their own queue, read
- * with next(). During login, next() returns every PDU (for tests that log in by hand).
+ * with next(). During login, next() returns every PDU (for tests that log in by hand). Async Messages are also
+ * recorded, decoded, in asyncMessages (asyncEvent() waits for one).
  *
  * Several exchanges may be outstanding at once: start() issues a SCSI command and returns its task, whose
  * `done` settles when its status arrives (or rejects with TaskAbortedError once a TMF has ended it).
@@ -27,6 +28,8 @@ import { PduParser, type PduParseError } from '../../src/pdu/parser';
 import {
   type Pdu,
   type R2T,
+  type AsyncMessage,
+  decodeAsyncMessage,
   decodeLoginResponse,
   decodeDataIn,
   decodeR2T,
@@ -512,6 +515,9 @@ export class TestInitiator {
   private statSNKnown = false;
   private lastExpCmdSN: number | null = null;
   private lastMaxCmdSN: number | null = null;
+  /** Every Async Message received, decoded, in order (each also goes to next()). */
+  readonly asyncMessages: AsyncMessage[] = [];
+  private asyncWaiters: Array<() => void> = [];
   /** The first violation, kept for every later call. */
   failure: ProtocolViolation | null = null;
   private failureSeen = false;
@@ -704,6 +710,8 @@ export class TestInitiator {
         break;
       case Opcode.AsyncMessage:
         if (p.itt !== RESERVED_TAG) throw this.violation(`${name}: an Async Message has ITT 0xffffffff`);
+        this.asyncMessages.push(decodeAsyncMessage(p));
+        for (const w of this.asyncWaiters.splice(0)) w();
         this.push(p);
         return;
       case Opcode.Reject:
@@ -813,6 +821,28 @@ export class TestInitiator {
       };
       this.waiters.push(waiter);
     });
+  }
+
+  /**
+   * The first Async Message with this AsyncEvent, received already or within timeoutMs; null if none came (or
+   * the connection closed first).
+   */
+  async asyncEvent(event: number, timeoutMs = 15_000): Promise<AsyncMessage | null> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const m = this.asyncMessages.find((a) => a.asyncEvent === event);
+      if (m) return m;
+      if (this.closed || Date.now() >= until) return null;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, until - Date.now());
+        function done() {
+          clearTimeout(t);
+          resolve();
+        }
+        this.asyncWaiters.push(done);
+        void this.closedPromise.then(done);
+      });
+    }
   }
 
   /** Unsolicited PDUs received and not yet taken with next(). */

@@ -2,9 +2,9 @@
  * A worker's side of the control socket: what it knows of its own sessions (they live on it alone) and
  * closing one of them. The portal asks every worker and merges the answers (src/portal/control.ts).
  */
-import type { WorkerContext } from '../worker/context';
+import type { WorkerContext } from './context';
 import { log } from '../util/log';
-import type { AdminResult, AdminTask, SessionInfo } from './protocol';
+import type { AdminResult, AdminTask, SessionInfo } from '../admin/protocol';
 
 export function adminRequest(ctx: WorkerContext, task: AdminTask): AdminResult {
   if (task.op === 'sessions') return { worker: ctx.threadId, sessions: sessionRows(ctx) };

@@ -1,6 +1,6 @@
 /** Access control by initiator name and by network (CIDR), as a target's ACL in the config lists them. */
 import * as net from 'node:net';
-import type { AclConfig } from '../config/schema';
+import type { AclConfig } from './schema';
 
 /** An address or a network as a number: IPv4 in 32 bits, IPv6 in 128. */
 interface Address {

@@ -1,0 +1,34 @@
+/**
+ * What the session layer needs of the worker it runs on, named here so that session/ never imports worker/
+ * (DESIGN.md: a module lower in the house never imports one above it). src/worker/context.ts and
+ * src/worker/targets.ts provide them.
+ */
+import type { Config, TargetConfig } from '../config/schema';
+import type { CounterRow } from '../metrics/counters';
+import type { LoginEnvironment, LoginOutcome } from '../login/login';
+import type { LunView } from '../scsi/lun-view';
+import type { Connection } from './connection';
+import type { Session } from './session';
+
+/** The target a session is logged in to. */
+export interface SessionTarget {
+  readonly name: string;
+  readonly config: TargetConfig;
+  /** The LUNs this initiator sees of the target now (its host mappings). */
+  viewFor(initiatorName: string): LunView;
+}
+
+/** The worker a connection is served by: its configuration, counters, and the decisions that span sessions. */
+export interface ConnectionHost {
+  readonly config: Config;
+  readonly counters: CounterRow;
+  loginEnvironment(remoteAddress: string): LoginEnvironment;
+  /** The last step of a successful login: the session the connection belongs to, or a login status. */
+  completeLogin(conn: Connection, o: LoginOutcome): Session | number;
+  connectionClosed(conn: Connection): void;
+  sendTargets(value: string, session: Session, conn: Connection): Array<[string, string]>;
+  /** A login failed authentication from this address (the portal rate-limits it). */
+  onAuthFailure(address: string): void;
+  /** TARGET COLD RESET: every session of the target, on every worker, ends. */
+  coldReset(targetName: string): void;
+}

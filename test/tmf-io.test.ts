@@ -163,3 +163,28 @@ test.serial(
     });
   },
 );
+
+test.serial(
+  'a LU RESET delivered before a Logout is answered before the Logout Response (the reset waits for the write)',
+  async (t) => {
+    await withTarget(1, async (tt) => {
+      const ini = await loginAs(tt, 'reset-then-logout');
+      const order: string[] = [];
+      const slow = write(ini, SLOW_LBA, 0xdd);
+      slow.done.catch(() => undefined);
+      await sleep(SETTLE_MS);
+      const reset = ini.tmf(TmfFunction.LogicalUnitReset, { lun: 0 }).then((r) => {
+        order.push('tmf');
+        return r;
+      });
+      const lo = ini.logout().then((r) => {
+        order.push('logout');
+        return r;
+      });
+      const [r, resp] = await Promise.all([reset, lo]);
+      t.is(r.response, TmfResponse.FunctionComplete);
+      t.is(resp.bhs[2], 0, 'Logout Response: closed successfully');
+      t.deepEqual(order, ['tmf', 'logout'], 'the TMF response came first');
+    });
+  },
+);

@@ -54,6 +54,8 @@ export class Connection {
   /** Largest data segment we may send (the initiator's MaxRecvDataSegmentLength). */
   maxSendDataSegment = 8192;
   readonly commands: CommandEngine;
+  /** Task management functions delivered on this connection and not yet answered (a Logout Response waits). */
+  readonly tmfsInFlight = new Set<Promise<void>>();
   private readonly login: LoginHandler;
   private loginTimer: NodeJS.Timeout | null;
   private nopTimer: NodeJS.Timeout | null = null;
@@ -656,6 +658,9 @@ export class Connection {
     for (const c of closing)
       if (c !== this) c.close(closeWhole ? 'session logout' : 'logged out by another connection');
     await settled(ended);
+    // A TMF that arrived before the Logout is answered before it (RFC 7143 11.14: nothing of the connection's
+    // is left pending when the Logout Response goes).
+    await Promise.all(closing.flatMap((c) => [...c.tmfsInFlight]));
     if (this.phase === 'closed') return;
     this.ctx.counters.inc(response === LogoutResponseCode.Success ? 'tgtLogoutNormals' : 'tgtLogoutOthers');
     this.send(

@@ -24,13 +24,16 @@ export function onTaskManagement(conn: Connection, pdu: Pdu): void {
   const req = decodeTaskMgmtRequest(pdu);
   const ok = session.deliver(req.cmdSN, req.immediate, () => {
     conn.ctx.counters.inc('tmfRequests');
-    void perform(conn, req).then(
-      (response) => answer(conn, req, response),
-      (err: unknown) => {
-        log.error('task management function failed', { peer: conn.peer, error: String(err) });
-        answer(conn, req, TmfResponse.FunctionRejected);
-      },
-    );
+    const done: Promise<void> = perform(conn, req)
+      .then(
+        (response) => answer(conn, req, response),
+        (err: unknown) => {
+          log.error('task management function failed', { peer: conn.peer, error: String(err) });
+          answer(conn, req, TmfResponse.FunctionRejected);
+        },
+      )
+      .finally(() => conn.tmfsInFlight.delete(done));
+    conn.tmfsInFlight.add(done);
   });
   if (!ok) log.debug('TMF outside the CmdSN window ignored', { peer: conn.peer });
 }

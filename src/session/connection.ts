@@ -5,24 +5,16 @@
 import type { Socket } from 'node:net';
 import { PduParser, PduParseError } from '../pdu/parser';
 import type { Pdu } from '../pdu/pdu';
-import { decodeNopOut, decodeTextRequest, decodeLogoutRequest, decodeTaskMgmtRequest } from '../pdu/pdu';
+import { decodeNopOut, decodeTextRequest, decodeTaskMgmtRequest } from '../pdu/pdu';
 import {
   frame,
   encodeLoginResponse,
   encodeReject,
   encodeNopIn,
   encodeTextResponse,
-  encodeLogoutResponse,
   encodeTaskMgmtResponse,
 } from '../pdu/serializer';
-import {
-  Opcode,
-  RejectReason,
-  LoginStatus,
-  LogoutReason,
-  LogoutResponseCode,
-  RESERVED_TAG,
-} from '../pdu/opcodes';
+import { Opcode, RejectReason, LoginStatus, RESERVED_TAG } from '../pdu/opcodes';
 import { crc32c } from '../native';
 import { LoginHandler, type LoginOutcome } from '../login/login';
 import { parseTextData, encodeTextData } from '../login/text';
@@ -32,6 +24,8 @@ import { Session } from './session';
 import { snAdd } from './serial';
 import { CommandEngine } from './command';
 import { handleTaskManagement } from './tmf';
+import { handleLogout } from './logout';
+import { countLoginRefusal } from './mcs';
 
 export interface ConnectionMeta {
   remoteAddress: string;
@@ -49,6 +43,11 @@ export class Connection {
   expStatSN = 0;
   cid = 0;
   session: Session | null = null;
+  /**
+   * How the connection leaves its session: 'dropped' (failed, or closed without a logout) unless a logout or a
+   * connection reinstatement says otherwise. At ErrorRecoveryLevel 0 a dropped connection ends its session.
+   */
+  departure: 'dropped' | 'logged-out' | 'replaced' = 'dropped';
   headerDigest = false;
   dataDigest = false;
   /** Largest data segment we may send (the initiator's MaxRecvDataSegmentLength). */
@@ -364,13 +363,7 @@ export class Connection {
     }
     const reply = this.login.handle(pdu);
     if (reply.status !== 0) {
-      this.countLoginFailure(reply.status);
-      log.warn('login rejected', {
-        peer: this.peer,
-        initiator: this.login.initiator || '(not given)',
-        status: `0x${reply.status.toString(16).padStart(4, '0')}`,
-        reason: this.login.lastFailure?.message ?? '',
-      });
+      this.refuseLogin(reply.status, this.login.lastFailure?.message ?? '');
       this.loginReply(pdu, reply.status, reply, reply.data);
       this.close('login failed');
       return;
@@ -379,7 +372,7 @@ export class Connection {
     if (reply.outcome) {
       const result = this.ctx.completeLogin(this, reply.outcome);
       if (typeof result === 'number') {
-        this.countLoginFailure(result);
+        this.refuseLogin(result, this.ctx.lastRefusal);
         this.loginReply(
           pdu,
           result,
@@ -402,8 +395,20 @@ export class Connection {
     }
   }
 
+  /** A login refused: logged with its status and reason, and counted. */
+  private refuseLogin(status: number, reason: string): void {
+    log.warn('login rejected', {
+      peer: this.peer,
+      initiator: this.login.initiator || '(not given)',
+      status: `0x${status.toString(16).padStart(4, '0')}`,
+      reason,
+    });
+    this.countLoginFailure(status);
+  }
+
   private countLoginFailure(status: number): void {
     const c = this.ctx.counters;
+    countLoginRefusal(c, status);
     if (status === LoginStatus.AuthenticationFailure) {
       c.inc('tgtLoginAuthenticateFails');
       this.ctx.onAuthFailure(this.meta.remoteAddress);
@@ -503,7 +508,7 @@ export class Connection {
         return;
       }
       case Opcode.LogoutRequest:
-        this.onLogout(pdu);
+        handleLogout(this, pdu);
         return;
       case Opcode.Snack:
         // ERL 0: SNACK is not supported.
@@ -594,48 +599,6 @@ export class Connection {
         }),
         more ? body.subarray(0, max) : body.length ? body : null,
       );
-    });
-  }
-
-  private onLogout(pdu: Pdu): void {
-    const req = decodeLogoutRequest(pdu);
-    const session = this.session!;
-    session.deliver(req.cmdSN, req.immediate, () => {
-      let response: number = LogoutResponseCode.Success;
-      let closeWhole = false;
-      if (req.reasonCode === LogoutReason.CloseSession) closeWhole = true;
-      else if (
-        req.reasonCode === LogoutReason.CloseConnection ||
-        req.reasonCode === LogoutReason.RemoveConnectionForRecovery
-      ) {
-        if (req.cid !== this.cid) {
-          const other = session.connections.get(req.cid);
-          if (!other) response = LogoutResponseCode.CidNotFound;
-          else other.close('logged out by another connection');
-        }
-      } else {
-        this.reject(RejectReason.InvalidPduField, pdu.bhs);
-        return;
-      }
-      this.ctx.counters.inc(response === LogoutResponseCode.Success ? 'tgtLogoutNormals' : 'tgtLogoutOthers');
-      this.send(
-        encodeLogoutResponse({
-          response,
-          itt: req.itt,
-          statSN: this.nextStatSN(),
-          expCmdSN: session.expCmdSN,
-          maxCmdSN: session.maxCmdSN,
-        }),
-      );
-      log.info('logout', { peer: this.peer, tsih: session.tsih, cid: this.cid, reason: req.reasonCode });
-      if (closeWhole) {
-        for (const c of [...session.connections.values()]) if (c !== this) c.close('session logout');
-      }
-      if (closeWhole || req.cid === this.cid) {
-        this.phase = 'logout';
-        this.socket.end();
-        setTimeout(() => this.close('logout'), 2000).unref();
-      }
     });
   }
 

@@ -102,6 +102,24 @@ export class Tgtd extends Target {
     if (r.code !== 0) throw new Error(`tgtadm ${args.join(' ')}: ${(r.stderr || r.stdout).trim()}`);
   }
 
+  /** Set one of the target's iSCSI parameters (e.g. MaxConnections) before initiators log in. */
+  setParam(name: string, value: string): Promise<void> {
+    return this.adm([
+      '--lld',
+      'iscsi',
+      '--mode',
+      'target',
+      '--op',
+      'update',
+      '--tid',
+      '1',
+      '--name',
+      name,
+      '--value',
+      value,
+    ]);
+  }
+
   async start(backings: Backing[]): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       this.port = await freePort();

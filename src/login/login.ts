@@ -50,10 +50,16 @@ export interface LoginEnvironment {
   authenticator: Authenticator;
   /** Find a target the initiator may log in to: 'not-found' or 'forbidden' otherwise. */
   lookupTarget(name: string, initiatorName: string): LoginTargetInfo | 'not-found' | 'forbidden';
-  /** A non-leading login names a TSIH: does that session exist here, for this initiator and ISID? */
-  sessionExists(tsih: number, initiatorName: string, isid: string): boolean;
-  /** Whether the session can take one more connection (MaxConnections). */
-  sessionHasRoom(tsih: number): boolean;
+  /**
+   * A non-leading login names a TSIH: does that session exist here, for this initiator, ISID and target
+   * (null: a discovery session)?
+   */
+  sessionExists(tsih: number, initiatorName: string, isid: string, targetName: string | null): boolean;
+  /**
+   * Whether the session can take this connection under its negotiated MaxConnections. A connection with the
+   * CID of one already in the session replaces it (connection reinstatement), so it is not counted twice.
+   */
+  sessionHasRoom(tsih: number, cid: number): boolean;
   /** The session-wide values already negotiated by the session a non-leading connection joins. */
   sessionParams(tsih: number): Partial<NegotiatedParams> | undefined;
 }
@@ -287,10 +293,14 @@ export class LoginHandler {
       this.target = t;
     }
     if (!leading) {
-      if (!this.env.sessionExists(req.tsih, name, this.isidHex))
-        this.fail(LoginStatus.SessionDoesNotExist, `no session with TSIH ${req.tsih}`);
-      if (!this.env.sessionHasRoom(req.tsih))
-        this.fail(LoginStatus.TooManyConnections, 'MaxConnections reached');
+      // RFC 7143 sec. 11.12.5 (TSIH): a connection joins the session of this TSIH, which must be the
+      // initiator's own (name and ISID) on the same target.
+      if (!this.env.sessionExists(req.tsih, name, this.isidHex, this.target?.name ?? null))
+        this.fail(LoginStatus.SessionDoesNotExist, `no session with TSIH ${req.tsih} for this initiator`);
+      if (this.env.sessionParams(req.tsih)?.sessionType !== st)
+        this.fail(LoginStatus.InitiatorError, `SessionType ${st} differs from the session's`);
+      if (!this.env.sessionHasRoom(req.tsih, req.cid))
+        this.fail(LoginStatus.TooManyConnections, `MaxConnections of session ${req.tsih} reached`);
     }
     this.authMethods = this.env.authenticator.methods(this.authContext());
     this.negotiator = new Negotiator({

@@ -414,10 +414,14 @@ export class Negotiator {
         throw new ProtocolError(`operational key ${key} in the security negotiation stage`);
       }
     }
+    // RFC 7143 sec. 6.2: a session-wide value was settled by the leading login; sending it again on a
+    // non-leading connection is an attempt to renegotiate it, which the target must refuse (initiator error).
+    // SessionType is the one LO key a joining connection may repeat: the login checks it names the session's.
+    if (def.use === 'LO' && !this.leading && key !== 'SessionType')
+      throw new ProtocolError(`leading-only key ${key} in a non-leading login`);
     if (def.type === 'declarative') return null;
     if (RESERVED_VALUES.has(value))
       throw new ProtocolError(`${key}=${value}: reserved constant offered as a value`);
-    if (def.use === 'LO' && !this.leading) return [key, 'Irrelevant'];
     if (def.irrelevantInDiscovery && this.values.sessionType === 'Discovery') return [key, 'Irrelevant'];
     return null;
   }

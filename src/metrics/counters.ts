@@ -53,6 +53,12 @@ export const COUNTERS = [
   'authBlockedAddresses',
   // session and connection limits (limits.maxSessions, targets' maxSessions / maxConnections)
   'tgtLoginLimitRefusals',
+  // multiple connections per session (src/session/mcs.ts)
+  'tgtLoginNoSession',
+  'tgtLoginTooManyConnections',
+  'cxnReinstatements',
+  'cxnLogoutCidNotFound',
+  'ssnConnectionFailures',
 ] as const;
 
 export type CounterName = (typeof COUNTERS)[number];

@@ -57,6 +57,23 @@ const HELP: Record<CounterName, [string, 'counter' | 'gauge']> = {
     'Logins refused Out of Resources at a session or connection limit (limits.maxSessions, a target maxSessions or maxConnections)',
     'counter',
   ],
+  tgtLoginNoSession: [
+    'Logins refused Session does not exist (0x020a): a TSIH naming no session of this initiator',
+    'counter',
+  ],
+  tgtLoginTooManyConnections: [
+    "Logins refused Too many connections (0x0206): past the session's negotiated MaxConnections",
+    'counter',
+  ],
+  cxnReinstatements: [
+    'Connections logged out implicitly by a login with their CID (reinstatement)',
+    'counter',
+  ],
+  cxnLogoutCidNotFound: ['Logout requests naming a CID not in the session (response 1)', 'counter'],
+  ssnConnectionFailures: [
+    'Sessions of several connections ended because one failed (ErrorRecoveryLevel 0)',
+    'counter',
+  ],
 };
 
 const LU_HELP: Record<LuFault, [string, string, 'counter' | 'gauge']> = {

@@ -5,24 +5,16 @@
 import type { Socket } from 'node:net';
 import { PduParser, PduParseError } from '../pdu/parser';
 import type { Pdu } from '../pdu/pdu';
-import { decodeNopOut, decodeTextRequest, decodeLogoutRequest, type LogoutRequest } from '../pdu/pdu';
+import { decodeNopOut, decodeTextRequest } from '../pdu/pdu';
 import {
   frame,
   encodeLoginResponse,
   encodeReject,
   encodeNopIn,
   encodeTextResponse,
-  encodeLogoutResponse,
   encodeAsyncMessage,
 } from '../pdu/serializer';
-import {
-  Opcode,
-  RejectReason,
-  LoginStatus,
-  LogoutReason,
-  LogoutResponseCode,
-  RESERVED_TAG,
-} from '../pdu/opcodes';
+import { Opcode, RejectReason, LoginStatus, RESERVED_TAG } from '../pdu/opcodes';
 import { crc32c } from '../native';
 import { LoginHandler, type LoginOutcome } from '../login/login';
 import { parseTextData, encodeTextData } from '../login/text';
@@ -30,8 +22,10 @@ import { log } from '../util/log';
 import type { ConnectionHost } from './host';
 import { Session } from './session';
 import { snAdd } from './serial';
-import { CommandEngine, settled } from './command';
+import { CommandEngine } from './command';
 import { onTaskManagement } from './tmf';
+import { handleLogout } from './logout';
+import { countLoginRefusal } from './mcs';
 
 export interface ConnectionMeta {
   remoteAddress: string;
@@ -49,6 +43,11 @@ export class Connection {
   expStatSN = 0;
   cid = 0;
   session: Session | null = null;
+  /**
+   * How the connection leaves its session: 'dropped' (failed, or closed without a logout) unless a logout or a
+   * connection reinstatement says otherwise. At ErrorRecoveryLevel 0 a dropped connection ends its session.
+   */
+  departure: 'dropped' | 'logged-out' | 'replaced' = 'dropped';
   headerDigest = false;
   dataDigest = false;
   /** Largest data segment we may send (the initiator's MaxRecvDataSegmentLength). */
@@ -389,13 +388,7 @@ export class Connection {
     }
     const reply = this.login.handle(pdu);
     if (reply.status !== 0) {
-      this.countLoginFailure(reply.status);
-      log.warn('login rejected', {
-        peer: this.peer,
-        initiator: this.login.initiator || '(not given)',
-        status: `0x${reply.status.toString(16).padStart(4, '0')}`,
-        reason: this.login.lastFailure?.message ?? '',
-      });
+      this.refuseLogin(reply.status, this.login.lastFailure?.message ?? '');
       this.loginReply(pdu, reply.status, reply, reply.data);
       this.close('login failed');
       return;
@@ -404,7 +397,7 @@ export class Connection {
     if (reply.outcome) {
       const result = this.ctx.completeLogin(this, reply.outcome);
       if (typeof result === 'number') {
-        this.countLoginFailure(result);
+        this.refuseLogin(result, this.ctx.lastRefusal);
         this.loginReply(
           pdu,
           result,
@@ -427,8 +420,20 @@ export class Connection {
     }
   }
 
+  /** A login refused: logged with its status and reason, and counted. */
+  private refuseLogin(status: number, reason: string): void {
+    log.warn('login rejected', {
+      peer: this.peer,
+      initiator: this.login.initiator || '(not given)',
+      status: `0x${status.toString(16).padStart(4, '0')}`,
+      reason,
+    });
+    this.countLoginFailure(status);
+  }
+
   private countLoginFailure(status: number): void {
     const c = this.ctx.counters;
+    countLoginRefusal(c, status);
     if (status === LoginStatus.AuthenticationFailure) {
       c.inc('tgtLoginAuthenticateFails');
       this.ctx.onAuthFailure(this.meta.remoteAddress);
@@ -515,7 +520,7 @@ export class Connection {
         onTaskManagement(this, pdu);
         return;
       case Opcode.LogoutRequest:
-        this.onLogout(pdu);
+        handleLogout(this, pdu);
         return;
       case Opcode.Snack:
         // ERL 0: SNACK is not supported.
@@ -616,68 +621,6 @@ export class Connection {
   private afterLogout(pdu: Pdu): void {
     this.ctx.counters.inc('instSsnFormatErrors');
     log.warn('PDU after the Logout Request dropped', { peer: this.peer, opcode: pdu.opcode, itt: pdu.itt });
-  }
-
-  private onLogout(pdu: Pdu): void {
-    const req = decodeLogoutRequest(pdu);
-    const session = this.session!;
-    // This connection closes when the session does or when it names its own CID: from here on it dispatches
-    // nothing more (afterLogout).
-    if (
-      req.reasonCode === LogoutReason.CloseSession ||
-      (req.cid === this.cid &&
-        (req.reasonCode === LogoutReason.CloseConnection ||
-          req.reasonCode === LogoutReason.RemoveConnectionForRecovery))
-    )
-      this.phase = 'logout';
-    session.deliver(req.cmdSN, req.immediate, () => void this.logout(req, pdu.bhs));
-  }
-
-  /**
-   * RFC 7143 11.14: the pending commands of the connection (or of the whole session) are terminated, their
-   * backstore I/O awaited, and only then is the Logout Response sent.
-   */
-  private async logout(req: LogoutRequest, bhs: Buffer): Promise<void> {
-    const session = this.session!;
-    let response: number = LogoutResponseCode.Success;
-    const closeWhole = req.reasonCode === LogoutReason.CloseSession;
-    let closing: Connection[];
-    if (closeWhole) closing = [...session.connections.values()];
-    else if (
-      req.reasonCode === LogoutReason.CloseConnection ||
-      req.reasonCode === LogoutReason.RemoveConnectionForRecovery
-    ) {
-      const named = req.cid === this.cid ? this : session.connections.get(req.cid);
-      if (!named) response = LogoutResponseCode.CidNotFound;
-      closing = named ? [named] : [];
-    } else {
-      this.reject(RejectReason.InvalidPduField, bhs);
-      return;
-    }
-    const ended = closing.flatMap((c) => c.commands.abortAll());
-    for (const c of closing)
-      if (c !== this) c.close(closeWhole ? 'session logout' : 'logged out by another connection');
-    await settled(ended);
-    // A TMF that arrived before the Logout is answered before it (RFC 7143 11.14: nothing of the connection's
-    // is left pending when the Logout Response goes).
-    await Promise.all(closing.flatMap((c) => [...c.tmfsInFlight]));
-    if (this.phase === 'closed') return;
-    this.ctx.counters.inc(response === LogoutResponseCode.Success ? 'tgtLogoutNormals' : 'tgtLogoutOthers');
-    this.send(
-      encodeLogoutResponse({
-        response,
-        itt: req.itt,
-        statSN: this.nextStatSN(),
-        expCmdSN: session.expCmdSN,
-        maxCmdSN: session.maxCmdSN,
-      }),
-    );
-    log.info('logout', { peer: this.peer, tsih: session.tsih, cid: this.cid, reason: req.reasonCode });
-    if (closing.includes(this)) {
-      this.phase = 'logout';
-      this.socket.end();
-      setTimeout(() => this.close('logout'), 2000).unref();
-    }
   }
 
   // ---- keepalive -------------------------------------------------------------------------------

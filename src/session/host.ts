@@ -25,6 +25,8 @@ export interface ConnectionHost {
   loginEnvironment(remoteAddress: string): LoginEnvironment;
   /** The last step of a successful login: the session the connection belongs to, or a login status. */
   completeLogin(conn: Connection, o: LoginOutcome): Session | number;
+  /** Why the last completeLogin refused (for the log line of the refusal). */
+  readonly lastRefusal: string;
   connectionClosed(conn: Connection): void;
   sendTargets(value: string, session: Session, conn: Connection): Array<[string, string]>;
   /** A login failed authentication from this address (the portal rate-limits it). */

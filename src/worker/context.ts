@@ -14,6 +14,7 @@ import { ChapAuthenticator } from '../login/chap';
 import { Session, SessionTable } from '../session/session';
 import type { Connection } from '../session/connection';
 import type { ConnectionHost, SessionTarget } from '../session/host';
+import { hasRoom, joinable, joinRefusal, replaceConnection, sessionEndsWith } from '../session/mcs';
 import { TargetRegistry, type TargetNode } from './targets';
 import { SessionLimits } from './session-limits';
 import { viewChange } from '../scsi/lun-view';
@@ -88,14 +89,19 @@ export class WorkerContext implements ConnectionHost {
         if (!t.allows(initiatorName, remoteAddress)) return 'forbidden';
         return { name: t.name, alias: t.config.alias, offer: this.targetOffer(t) };
       },
-      sessionExists: (tsih, initiatorName, isid) => {
+      sessionExists: (tsih, initiatorName, isid, targetName) => {
         const s = this.sessions.get(tsih);
-        return !!s && !s.ended && s.initiatorName === initiatorName && s.isid === isid;
+        return (
+          joinable(s) &&
+          s.initiatorName === initiatorName &&
+          s.isid === isid &&
+          (s.target?.name ?? null) === targetName
+        );
       },
       sessionParams: (tsih) => this.sessions.get(tsih)?.params,
-      sessionHasRoom: (tsih) => {
+      sessionHasRoom: (tsih, cid) => {
         const s = this.sessions.get(tsih);
-        return !!s && s.connections.size < s.params.maxConnections;
+        return !!s && hasRoom(s, cid);
       },
     };
   }
@@ -108,6 +114,7 @@ export class WorkerContext implements ConnectionHost {
 
   /** A login over a session or connection limit: logged, counted, answered Out of Resources (RFC 7143 11.13.5). */
   private overLimit(o: LoginOutcome, reason: string): number {
+    this.lastRefusal = reason;
     this.counters.inc('tgtLoginLimitRefusals');
     log.warn('login refused: limit reached', { initiator: o.initiatorName, target: o.targetName, reason });
     return LoginStatus.OutOfResources;
@@ -122,18 +129,30 @@ export class WorkerContext implements ConnectionHost {
     return null;
   }
 
+  /** Why completeLogin last refused a login (for its log line). */
+  lastRefusal = '';
+
   /** The last step of a successful login: the session this connection belongs to, or a login status. */
   completeLogin(conn: Connection, o: LoginOutcome): Session | number {
     if (!o.leading) {
       const s = this.sessions.get(o.tsih);
-      if (!s || s.ended) return LoginStatus.SessionDoesNotExist;
-      const old = s.connections.get(o.cid);
-      if (old) old.close('connection reinstatement'); // same CID: the new connection replaces it
-      if (s.connections.size >= s.params.maxConnections) return LoginStatus.TooManyConnections;
-      const refused = this.admitConnection(conn, s.target, o);
-      if (refused !== null) return refused;
-      s.connections.set(o.cid, conn);
-      return s;
+      const why = joinRefusal(s, o);
+      if (why !== null) {
+        this.lastRefusal = why.reason;
+        return why.status;
+      }
+      const session = s!;
+      // Same CID: the new connection takes the old one's place (connection reinstatement). The old one goes
+      // first, so that its place under the target's maxConnections is free for its successor.
+      const old = session.connections.get(o.cid);
+      if (old) replaceConnection(old, this.counters);
+      const refused = this.admitConnection(conn, session.target, o);
+      if (refused !== null) {
+        if (session.connections.size === 0) this.endSession(session);
+        return refused;
+      }
+      session.connections.set(o.cid, conn);
+      return session;
     }
     // Session reinstatement: a leading login with the ISID of an existing session ends the old one.
     const old = this.sessions.find(o.initiatorName, o.isid, o.targetName);
@@ -156,6 +175,7 @@ export class WorkerContext implements ConnectionHost {
     }
     const tsih = this.tsihs.allocate(this.threadId);
     if (tsih === 0) {
+      this.lastRefusal = 'no TSIH left';
       if (target) {
         this.limits.releaseSession(target.config);
         this.releaseConnection(conn, target);
@@ -233,8 +253,7 @@ export class WorkerContext implements ConnectionHost {
     if (!s) return;
     this.releaseConnection(conn, s.target);
     if (s.connections.get(conn.cid) === conn) s.connections.delete(conn.cid);
-    // Error recovery level 0: the session ends with its last connection.
-    if (s.connections.size === 0) this.endSession(s);
+    if (!s.ended && sessionEndsWith(s, conn, this.counters)) this.endSession(s);
   }
 
   /** SendTargets=All|<name>: the targets this initiator may see, each with the portals it can reach. */

@@ -49,6 +49,7 @@ import {
 } from '../../src/pdu/serializer';
 import { Opcode, opcodeName, RESERVED_TAG, TmfFunction } from '../../src/pdu/opcodes';
 import { encodeTextData, parseTextData } from '../../src/login/text';
+import { lookupKey } from '../../src/login/keys';
 import { crc32cRef } from '../../src/pdu/crc32c-ref';
 import { lunField } from '../../src/scsi/lun';
 import { ChapInitiator, type ChapCredentials } from './chap-initiator';
@@ -66,6 +67,8 @@ export interface LoginOptions {
   security?: boolean;
   /** Authenticate with CHAP in the security stage (mutual when `chap.mutual` is given). */
   chap?: ChapCredentials;
+  /** Send the leading-only keys on a non-leading login too (to test that the target refuses them). */
+  sendLeadingOnly?: boolean;
 }
 
 export interface LoginResult {
@@ -523,9 +526,28 @@ export class TestInitiator {
   private failureSeen = false;
   closed = false;
   readonly closedPromise: Promise<void>;
-  cmdSN = 1;
+  /**
+   * CmdSN and ITT counters: the session's, shared by every connection of an MC/S session (shareNumbers), since
+   * CmdSN is one space per session and ITTs are unique in it.
+   */
+  private numbers = { cmdSN: 1, itt: 1 };
+  get cmdSN(): number {
+    return this.numbers.cmdSN;
+  }
+  set cmdSN(v: number) {
+    this.numbers.cmdSN = v;
+  }
+  get itt(): number {
+    return this.numbers.itt;
+  }
+  set itt(v: number) {
+    this.numbers.itt = v;
+  }
+  /** From now on this connection numbers its requests in the same CmdSN and ITT spaces as `other`. */
+  shareNumbers(other: TestInitiator): void {
+    this.numbers = other.numbers;
+  }
   expStatSN = 0;
-  itt = 1;
   headerDigest = false;
   dataDigest = false;
   /** PDUs sent with send() since the login completed. */
@@ -856,6 +878,12 @@ export class TestInitiator {
     this.throwIfFailed();
     const isid = o.isid ?? nextIsid();
     const itt = this.itt++;
+    const joining = (o.tsih ?? 0) !== 0;
+    // A connection joining a session (non-leading login) must not send the leading-only keys: the session's
+    // values were settled by its leading login (RFC 7143 sec. 6.2).
+    const opKeys = (o.keys ?? defaultOperationalKeys()).filter(
+      ([k]) => !joining || o.sendLeadingOnly || lookupKey(k)?.use !== 'LO',
+    );
     let keys: Array<[string, string]> = [['InitiatorName', o.initiatorName ?? TEST_INITIATOR]];
     keys.push(['SessionType', o.sessionType ?? 'Normal']);
     if ((o.sessionType ?? 'Normal') === 'Normal') keys.push(['TargetName', o.targetName ?? '']);
@@ -870,7 +898,7 @@ export class TestInitiator {
       csg = 0;
       keys.push(['AuthMethod', 'None']);
     } else {
-      keys.push(...(o.keys ?? defaultOperationalKeys()));
+      keys.push(...opKeys);
     }
     const ours = new Map(o.keys ?? defaultOperationalKeys());
     const got = new Map<string, string>();
@@ -913,7 +941,8 @@ export class TestInitiator {
       if (chap && r.transit && !chap.done)
         throw this.seen(this.violation('target left the security stage before CHAP'));
       if (r.transit && r.nsg === 3) {
-        this.cmdSN = r.expCmdSN;
+        // A joining connection goes on in its session's CmdSN space (shareNumbers), wherever the target's is.
+        if (!joining) this.cmdSN = r.expCmdSN;
         this.headerDigest = got.get('HeaderDigest') === 'CRC32C';
         this.dataDigest = got.get('DataDigest') === 'CRC32C';
         this.parser.headerDigest = this.headerDigest;
@@ -937,7 +966,7 @@ export class TestInitiator {
       if (r.transit && r.nsg === 1) {
         csg = 1;
         transit = true;
-        keys = o.keys ?? defaultOperationalKeys();
+        keys = opKeys;
       } else if (chap && csg === 0) {
         ({ keys, transit } = chap.next(thisResponse));
       } else {
@@ -1123,7 +1152,8 @@ export class TestInitiator {
     return ex.result.promise;
   }
 
-  async logout(): Promise<Pdu> {
+  /** Logout: reason 0 (close the session, the default), 1 (close connection `cid`) or 2 (remove it for recovery). */
+  async logout(o: { reason?: number; cid?: number } = {}): Promise<Pdu> {
     this.throwIfFailed();
     const itt = this.itt++;
     const ex = new SimpleExchange<Pdu>('Logout request', itt, this.cmdSN, true, (p) => {
@@ -1135,7 +1165,8 @@ export class TestInitiator {
     this.send(
       encodeLogoutRequest({
         immediate: true,
-        reasonCode: 0,
+        reasonCode: o.reason ?? 0,
+        cid: o.cid ?? 0,
         itt,
         cmdSN: this.cmdSN,
         expStatSN: this.expStatSN,

@@ -1,0 +1,108 @@
+/**
+ * Logout (RFC 7143 sec. 11.14-11.15) on a session of one or several connections (MC/S). Whom a Logout
+ * Request ends and what it is answered are decided here; the connection only carries the exchange out.
+ */
+import type { Pdu } from '../pdu/pdu';
+import { decodeLogoutRequest, type LogoutRequest } from '../pdu/pdu';
+import { encodeLogoutResponse } from '../pdu/serializer';
+import { LogoutReason, LogoutResponseCode, RejectReason } from '../pdu/opcodes';
+import { log } from '../util/log';
+import type { Connection } from './connection';
+import type { Session } from './session';
+import { markLoggedOut } from './mcs';
+import { settled } from './command';
+
+/** What a Logout Request does: the response code, and which connections end gracefully after it. */
+export interface LogoutDecision {
+  response: number;
+  /** Connections of the session that end (the requesting one included when it is among them). */
+  ending: Connection[];
+}
+
+/**
+ * Decide a logout for `conn` (the connection the request arrived on). Null for an unknown reason code.
+ * - reason 0 (close the session): every connection of the session ends;
+ * - reason 1 (close the connection): the connection of the request's CID ends, the others go on; a CID not in
+ *   the session is answered 1 (CID not found);
+ * - reason 2 (remove the connection for recovery): meaningful only with connection recovery (ErrorRecoveryLevel
+ *   2); below that the answer is 2 (connection recovery is not supported) and nothing ends.
+ */
+export function decideLogout(
+  session: Session,
+  conn: Connection,
+  reason: number,
+  cid: number,
+): LogoutDecision | null {
+  switch (reason) {
+    case LogoutReason.CloseSession:
+      return { response: LogoutResponseCode.Success, ending: [...session.connections.values()] };
+    case LogoutReason.CloseConnection: {
+      const target = cid === conn.cid ? conn : session.connections.get(cid);
+      if (!target) return { response: LogoutResponseCode.CidNotFound, ending: [] };
+      return { response: LogoutResponseCode.Success, ending: [target] };
+    }
+    case LogoutReason.RemoveConnectionForRecovery:
+      // Connection recovery needs ErrorRecoveryLevel 2, and nodetgt negotiates 0 only (src/config/params.ts).
+      return { response: LogoutResponseCode.ConnectionRecoveryNotSupported, ending: [] };
+    default:
+      return null;
+  }
+}
+
+/**
+ * A Logout Request received in full feature phase, delivered in CmdSN order like any other request. From its
+ * arrival the connection it closes dispatches nothing more (Connection.afterLogout). Once delivered, the
+ * commands of the connections it ends are terminated and their backstore I/O awaited, and the task management
+ * functions that arrived before it are answered, before the Logout Response goes (RFC 7143 11.14).
+ */
+export function handleLogout(conn: Connection, pdu: Pdu): void {
+  const req = decodeLogoutRequest(pdu);
+  const session = conn.session!;
+  if (
+    req.reasonCode === LogoutReason.CloseSession ||
+    (req.reasonCode === LogoutReason.CloseConnection && req.cid === conn.cid)
+  )
+    conn.phase = 'logout';
+  session.deliver(req.cmdSN, req.immediate, () => void logout(conn, session, req, pdu.bhs));
+}
+
+async function logout(conn: Connection, session: Session, req: LogoutRequest, bhs: Buffer): Promise<void> {
+  const d = decideLogout(session, conn, req.reasonCode, req.cid);
+  if (d === null) {
+    conn.reject(RejectReason.InvalidPduField, bhs);
+    return;
+  }
+  const c = conn.ctx.counters;
+  c.inc(d.response === LogoutResponseCode.Success ? 'tgtLogoutNormals' : 'tgtLogoutOthers');
+  if (d.response === LogoutResponseCode.CidNotFound) c.inc('cxnLogoutCidNotFound');
+  // Marked before anything closes: a connection that ends by logout does not take the session with it
+  // (src/worker/context.ts connectionClosed), unlike one that fails.
+  for (const e of d.ending) e.departure = 'logged-out';
+  if (req.reasonCode === LogoutReason.CloseSession && d.response === LogoutResponseCode.Success)
+    markLoggedOut(session);
+  const ended = d.ending.flatMap((e) => e.commands.abortAll());
+  // ERL 0: the tasks of a connection logged out from another one are terminated, not reassigned.
+  for (const e of d.ending) if (e !== conn) e.close(`logged out by CID ${conn.cid}`);
+  await settled(ended);
+  await Promise.all(d.ending.flatMap((e) => [...e.tmfsInFlight]));
+  if (conn.phase === 'closed') return;
+  conn.send(
+    encodeLogoutResponse({
+      response: d.response,
+      itt: req.itt,
+      statSN: conn.nextStatSN(),
+      expCmdSN: session.expCmdSN,
+      maxCmdSN: session.maxCmdSN,
+    }),
+  );
+  const fields = { peer: conn.peer, tsih: session.tsih, cid: conn.cid, reason: req.reasonCode };
+  if (d.response === LogoutResponseCode.Success)
+    log.info('logout', { ...fields, closing: d.ending.map((e) => e.cid).join(',') });
+  else log.warn('logout refused', { ...fields, requestedCid: req.cid, response: d.response });
+  if (d.ending.includes(conn)) {
+    // The response goes out first: the initiator closes its side once it has it.
+    conn.phase = 'logout';
+    conn.socket.end();
+    setTimeout(() => conn.close('logout'), 2000).unref();
+  }
+}

@@ -40,6 +40,7 @@ import { AuthFailureLimiter, authFailureChannel } from './auth-limit';
 import { createRoutingShared, TsihTable, type RoutingShared } from './routing';
 import { prepareBackingFiles } from '../backstore/prepare';
 import { GAUGES, startMetricsServer } from '../metrics/http';
+import { TuningMonitor, TUNING_REFRESH_MS } from '../tuning/monitor';
 import type {
   ConfigResult,
   ConfigTask,
@@ -375,13 +376,19 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
     for (const s of servers) s.close();
     throw e;
   }
+  // Host and path checks (nodetgt tune) for the start-up warning and the nodetgt_tuning_check gauge.
+  const tuning = new TuningMonitor(
+    () => config.portals.map((p) => p.host),
+    async () =>
+      (await askWorkers({ kind: 'admin', op: 'sessions' })).flatMap((r: AdminResult) => r.sessions ?? []),
+  );
   const metricsServer = config.metrics
-    ? await startMetricsServer(counters, config, config.metrics.host, config.metrics.port).catch(
-        (e: Error) => {
-          for (const s of servers) s.close();
-          throw e;
-        },
-      )
+    ? await startMetricsServer(counters, config, config.metrics.host, config.metrics.port, () =>
+        tuning.metricLines(),
+      ).catch((e: Error) => {
+        for (const s of servers) s.close();
+        throw e;
+      })
     : null;
   if (metricsServer)
     log.info('metrics listening', { address: `${config.metrics!.host}:${metricsServer.port}` });
@@ -474,6 +481,7 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
 
   for (const a of addresses)
     log.info('portal listening', { address: `${a.address}:${a.port}`, workers: threads });
+  void tuning.start(metricsServer ? TUNING_REFRESH_MS : undefined);
 
   return {
     get config() {
@@ -493,6 +501,7 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
     async close() {
       closing = true;
       clearInterval(gaugeTimer);
+      tuning.stop();
       authFailures.close();
       reserve.close();
       metricsServer?.server.close();

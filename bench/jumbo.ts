@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { startChildTarget } from '../test/helpers/child-target';
-import { createNsPair, netnsUnavailable } from '../test/helpers/netns';
+import { createNsPair, netnsUnavailable, writeNsTargetConfig } from '../test/helpers/netns';
 import { run } from '../test/helpers/run';
 
 const IQN = 'iqn.2026-11.io.nodetgt.bench:jumbo';
@@ -25,18 +25,7 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-jumbo-'));
   let stop = async () => undefined as void;
   try {
-    const config = path.join(dir, 'config.json');
-    fs.writeFileSync(
-      config,
-      JSON.stringify({
-        portals: [`${pair.addrA}:3260`],
-        nopInInterval: 0,
-        stateDir: path.join(dir, 'state'),
-        targets: [
-          { name: IQN, luns: [{ lun: 0, backstore: 'null', size: '8G' }], acl: { networks: [pair.network] } },
-        ],
-      }),
-    );
+    const config = writeNsTargetConfig(pair, dir, IQN, '8G');
     const target = await startChildTarget(['--config', config], { prefix: pair.exec(pair.a) });
     stop = () => target.stop('SIGTERM');
     const rows: Array<{ mtu: number; secs: number }> = [];

@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { TuningCheck } from '../src/tuning/check';
 import { BIN, startChildTarget } from './helpers/child-target';
-import { createNsPair, netnsUnavailable } from './helpers/netns';
+import { createNsPair, netnsUnavailable, writeNsTargetConfig } from './helpers/netns';
 
 const IQN = 'iqn.2026-11.io.nodetgt.test:jumbo';
 const INITIATOR = 'iqn.2026-11.io.nodetgt.test:initiator';
@@ -44,19 +44,7 @@ async function tuneAcross(
   t.teardown(async () => {
     for (const f of cleanups.reverse()) await f();
   });
-  const config = path.join(dir, 'config.json');
-  fs.writeFileSync(
-    config,
-    JSON.stringify({
-      portals: [`${pair.addrA}:3260`],
-      workers: 1,
-      nopInInterval: 0,
-      stateDir: path.join(dir, 'state'),
-      targets: [
-        { name: IQN, luns: [{ lun: 0, backstore: 'null', size: '64M' }], acl: { networks: [pair.network] } },
-      ],
-    }),
-  );
+  const config = writeNsTargetConfig(pair, dir, IQN, '64M', { workers: 1 });
   const target = await startChildTarget(['--config', config], { prefix: pair.exec(pair.a) });
   cleanups.push(() => target.stop());
   const [cmd, ...args] = [...pair.exec(pair.b), process.execPath, HOLD, pair.addrA, '3260', IQN, '60'];

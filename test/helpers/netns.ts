@@ -4,6 +4,8 @@
  * root and iproute2.
  */
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 export interface NsPair {
   /** Namespace names: the target's side and the initiator's. */
@@ -88,4 +90,26 @@ export function createNsPair(tag: string, mtuA = 1500, mtuB = 1500): NsPair {
     throw new Error(`cannot create the namespace pair: ${err.stderr?.toString().trim() || err.message}`);
   }
   return pair;
+}
+
+/**
+ * A config file in `dir` for `nodetgt serve` in namespace A: a portal on A's address port 3260, one target
+ * with a null LUN of `size`, open to the pair's network only; returns its path.
+ */
+export function writeNsTargetConfig(
+  pair: NsPair,
+  dir: string,
+  iqn: string,
+  size: string,
+  extra: Record<string, unknown> = {},
+): string {
+  const file = path.join(dir, 'config.json');
+  const target = {
+    name: iqn,
+    luns: [{ lun: 0, backstore: 'null', size }],
+    acl: { networks: [pair.network] },
+  };
+  const config = { portals: [`${pair.addrA}:3260`], nopInInterval: 0, stateDir: path.join(dir, 'state') };
+  fs.writeFileSync(file, JSON.stringify({ ...config, targets: [target], ...extra }));
+  return file;
 }

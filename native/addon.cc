@@ -1,4 +1,5 @@
-// nodetgt_native: CRC32C, the per-thread io_uring ring, kernel range copies, and a few fd helpers.
+// nodetgt_native: CRC32C, the per-thread io_uring ring, kernel range copies, and a few fd helpers
+// (TCP_INFO in tcpinfo.cc).
 //
 // Context-aware: every JS thread (main, each worker) loads its own instance with its own ring.
 // The hot functions use the N-API C interface directly so a call costs one crossing and no allocation.
@@ -16,6 +17,7 @@
 #include "crc32c.h"
 #include "napi_util.h"
 #include "ring.h"
+#include "tcpinfo.h"
 
 namespace nodetgt {
 namespace {
@@ -272,6 +274,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   SetFunction(e, ex, "peerCredentials", PeerCredentials);
   RegisterRing(e, ex);
   RegisterCopy(env, exports);
+  RegisterTcpInfo(e, ex);
   return exports;
 }
 

@@ -6,7 +6,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 pkgs=(build-essential python3 liburing-dev)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(libiscsi-bin qemu-utils qemu-block-extra tgt procps)
+  pkgs+=(libiscsi-bin qemu-utils qemu-block-extra tgt procps iproute2 ethtool)
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq

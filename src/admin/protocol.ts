@@ -139,6 +139,24 @@ export interface SessionInfo {
   ageSeconds: number;
   bytesIn: number;
   bytesOut: number;
+  /** This end's address:port (which interface serves the connection). */
+  local?: string;
+  /** The kernel's TCP_INFO of the connection (`nodetgt tune` checks its MSS against the interface MTU). */
+  tcp?: ConnectionTcp;
+  /** Why `tcp` is absent (the socket could not be asked). */
+  tcpError?: string;
+}
+
+/** The fields of TCP_INFO `nodetgt show sessions` and `nodetgt tune` report, as the kernel gives them. */
+export interface ConnectionTcp {
+  pmtu: number;
+  sndMss: number;
+  rcvMss: number;
+  advMss: number;
+  rttUs: number;
+  totalRetrans: number;
+  /** TCP timestamps negotiated: each segment carries 12 bytes of options, so the MSS is 12 less. */
+  timestamps: boolean;
 }
 
 /** A task the portal sends to one worker (WorkerTask kind 'admin'); the worker answers with AdminResult. */

@@ -98,7 +98,7 @@ export function request(socket: string, req: ControlRequest): Promise<ControlAns
 }
 
 /** Columns padded to their widest cell, two spaces apart. */
-function table(head: string[], lines: string[][]): string {
+export function table(head: string[], lines: string[][]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
   const fmt = (cells: string[]) =>
     cells
@@ -110,7 +110,7 @@ function table(head: string[], lines: string[][]): string {
 
 function sessionTable(rows: readonly SessionInfo[]): string {
   const head = ['TARGET', 'TSIH', 'ISID', 'INITIATOR', 'CID', 'PEER', 'STATE', 'DIGESTS', 'MRDSL I/T'];
-  head.push('MAXBURST', 'WORKER', 'AGE', 'BYTES IN', 'BYTES OUT');
+  head.push('MAXBURST', 'WORKER', 'AGE', 'BYTES IN', 'BYTES OUT', 'MSS/PMTU');
   const lines = rows.map((r) => [
     r.target || '(discovery)',
     String(r.tsih),
@@ -126,6 +126,7 @@ function sessionTable(rows: readonly SessionInfo[]): string {
     `${r.ageSeconds}s`,
     String(r.bytesIn),
     String(r.bytesOut),
+    r.tcp ? `${r.tcp.sndMss}/${r.tcp.pmtu}` : '-',
   ]);
   return table(head, lines);
 }

@@ -19,6 +19,7 @@ import { importMain } from './import';
 import { ADMIN_USAGE, adminCommand } from './admin';
 import { CHANGE_COMMANDS, CHANGE_USAGE, changeCommand, type ChangeCommand } from './change';
 import { fileSource, memorySource, type ConfigSource } from '../config/source';
+import { TUNE_USAGE, tuneCommand } from './tune';
 
 /**
  * SIGHUP: read the configuration file again (with the same command-line overrides) and apply what can change
@@ -73,6 +74,7 @@ const USAGE = `usage: nodetgt serve [options]
        nodetgt provision [options]
 ${ADMIN_USAGE}
 ${CHANGE_USAGE}
+${TUNE_USAGE}
        nodetgt check-config FILE
        nodetgt import FILE [--format iet|tgt|netmanager] [--initiators-allow FILE] [--targets-allow FILE] [-o OUT]
 
@@ -97,6 +99,10 @@ ${CHANGE_USAGE}
                         Changes apply live and are then written to the config file atomically; one that
                         needs a restart is not applied and the file is not written (exit 1), unless
                         --save-only (write the file only). Without a config file changes are live only.
+  tune                  check this host and the running target's connections for a SAN on 10GbE: MTU and
+                        jumbo frames end to end (each connection's MSS), link speed, TCP buffers, offloads,
+                        congestion control, receive spread, CPU governor; each with the fix (--json; exit 1
+                        if a check failed; --interface IF checks IF instead of the portals' interfaces)
   check-config FILE     validate a configuration file without starting anything (exit 0 valid, 2 not;
                         the errors on stderr); backing paths are checked but nothing is created
   import FILE           convert an IET ietd.conf, a tgt targets.conf or a NetManager iscsi.conf (detected
@@ -332,6 +338,10 @@ export function main(argv: string[]): void {
   }
   if (cmd === 'show' || cmd === 'session') {
     void adminCommand(cmd, rest).then((code) => (process.exitCode = code));
+    return;
+  }
+  if (cmd === 'tune') {
+    void tuneCommand(rest).then((code) => (process.exitCode = code));
     return;
   }
   if (cmd === 'check-config') return checkConfig(rest);

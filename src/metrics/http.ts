@@ -123,7 +123,7 @@ function snake(name: string): string {
   return name.replace('PDUs', 'Pdus').replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
 }
 
-export function renderMetrics(shared: CounterShared, config?: Config): string {
+export function renderMetrics(shared: CounterShared, config?: Config, extra?: () => string[]): string {
   const { total, rows } = readCounters(shared);
   const lines: string[] = [];
   for (const n of COUNTERS) {
@@ -137,6 +137,7 @@ export function renderMetrics(shared: CounterShared, config?: Config): string {
   for (const r of rows)
     if (r.row > 0) lines.push(`nodetgt_worker_connections{thread="${r.threadId}"} ${r.values.cxnActive}`);
   if (config) lines.push(...luLines(shared, config));
+  if (extra) lines.push(...extra());
   return lines.join('\n') + '\n';
 }
 
@@ -145,11 +146,13 @@ export function startMetricsServer(
   config: Config,
   host: string,
   port: number,
+  /** More lines, computed elsewhere (the tuning checks' gauges). */
+  extra?: () => string[],
 ): Promise<{ server: http.Server; port: number }> {
   const server = http.createServer((req, res) => {
     if (req.url === '/metrics' || req.url?.startsWith('/metrics?')) {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      res.end(renderMetrics(shared, config));
+      res.end(renderMetrics(shared, config, extra));
     } else {
       res.writeHead(404).end('not found\n');
     }

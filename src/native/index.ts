@@ -32,6 +32,7 @@ interface Binding {
   crc32cImpl: Crc32cImpl;
   dup(fd: number): number;
   peerCredentials(fd: number): [number, number, number];
+  tcpInfo(fd: number): TcpInfo;
   blockDeviceSize(fd: number): number;
   logicalBlockSize(fd: number): number;
   lseekData(fd: number, offset: number): number;
@@ -121,6 +122,36 @@ export function dup(fd: number): number {
 export function peerCredentials(fd: number): { pid: number; uid: number; gid: number } {
   const [pid, uid, gid] = binding.peerCredentials(fd);
   return { pid, uid, gid };
+}
+
+/** Fields of TCP_INFO (getsockopt(fd, IPPROTO_TCP, TCP_INFO)), named after struct tcp_info's tcpi_*. */
+export interface TcpInfo {
+  /** TCP state (1 = ESTABLISHED). */
+  state: number;
+  /** TCPI_OPT_* bits the connection negotiated (TCP_OPT_TIMESTAMPS: 12 bytes of every segment). */
+  options: number;
+  /** Path MTU the kernel uses for the connection. */
+  pmtu: number;
+  /** Largest segment this end sends (the peer's advertised MSS, the path MTU and options applied). */
+  sndMss: number;
+  /** The kernel's estimate of the largest segment the peer sends. */
+  rcvMss: number;
+  /** The MSS this end advertised. */
+  advMss: number;
+  /** Smoothed round-trip time and its variation, microseconds. */
+  rttUs: number;
+  rttVarUs: number;
+  /** Segments retransmitted over the connection's life. */
+  totalRetrans: number;
+  sndCwnd: number;
+}
+
+/** TCPI_OPT_TIMESTAMPS in TcpInfo.options. */
+export const TCPI_OPT_TIMESTAMPS = 1;
+
+/** TCP_INFO of a connected TCP socket; throws (ENOTSOCK, EBADF, EOPNOTSUPP) for anything else. */
+export function tcpInfo(fd: number): TcpInfo {
+  return binding.tcpInfo(fd);
 }
 
 /** Size in bytes of a block device (ioctl BLKGETSIZE64). */

@@ -20,6 +20,7 @@ import { log } from '../util/log';
 import { dup } from '../native';
 import { socketFd } from '../util/socket-fd';
 import { Shutdown, type ShutdownReport } from './shutdown';
+import { TuningMonitor, TUNING_REFRESH_MS } from '../tuning/monitor';
 import { startControlServer } from './control';
 import type { AdminResult, AdminTask } from '../admin/protocol';
 import { ConfigApplier, type ApplyOptions, type ApplyReport } from './apply';
@@ -439,13 +440,19 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
     for (const s of servers) s.close();
     throw e;
   }
+  // Host and path checks (nodetgt tune) for the start-up warning and the nodetgt_tuning_check gauge.
+  const tuning = new TuningMonitor(
+    () => config.portals.map((p) => p.host),
+    async () =>
+      (await askWorkers({ kind: 'admin', op: 'sessions' })).flatMap((r: AdminResult) => r.sessions ?? []),
+  );
   const metricsServer = config.metrics
-    ? await startMetricsServer(counters, config, config.metrics.host, config.metrics.port).catch(
-        (e: Error) => {
-          for (const s of servers) s.close();
-          throw e;
-        },
-      )
+    ? await startMetricsServer(counters, config, config.metrics.host, config.metrics.port, () =>
+        tuning.metricLines(),
+      ).catch((e: Error) => {
+        for (const s of servers) s.close();
+        throw e;
+      })
     : null;
   if (metricsServer)
     log.info('metrics listening', { address: `${config.metrics!.host}:${metricsServer.port}` });
@@ -540,6 +547,7 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
 
   for (const a of addresses)
     log.info('portal listening', { address: `${a.address}:${a.port}`, workers: threads });
+  void tuning.start(metricsServer ? TUNING_REFRESH_MS : undefined);
 
   /** Listeners closed (without waiting for their connections), connections still in their first PDU closed. */
   const stopAccepting = () => {
@@ -554,6 +562,7 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
   const releaseOnce = async () => {
     stopAccepting();
     clearInterval(gaugeTimer);
+    tuning.stop();
     authFailures.close();
     reserve.close();
     metricsServer?.server.close();

@@ -32,6 +32,8 @@ export interface ConnectionMeta {
   remotePort: number;
   localAddress: string;
   localPort: number;
+  /** The socket's descriptor as the worker adopted it (TCP_INFO for `nodetgt show sessions` and `tune`). */
+  fd?: number;
   /** Date.now() by which the login must be complete (default: limits.loginTimeout from now). */
   loginDeadline?: number;
 }

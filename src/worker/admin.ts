@@ -4,7 +4,9 @@
  */
 import type { WorkerContext } from './context';
 import { log } from '../util/log';
-import type { AdminResult, AdminTask, SessionInfo } from '../admin/protocol';
+import type { AdminResult, AdminTask, ConnectionTcp, SessionInfo } from '../admin/protocol';
+import type { Connection } from '../session/connection';
+import { tcpInfo, TCPI_OPT_TIMESTAMPS } from '../native';
 
 export function adminRequest(ctx: WorkerContext, task: AdminTask): AdminResult {
   if (task.op === 'sessions') return { worker: ctx.threadId, sessions: sessionRows(ctx) };
@@ -41,10 +43,27 @@ function sessionRows(ctx: WorkerContext): SessionInfo[] {
         ageSeconds: Math.round((now - s.createdAt) / 1000),
         bytesIn: c.bytesIn,
         bytesOut: c.bytesOut,
+        local: `${c.meta.localAddress}:${c.meta.localPort}`,
+        ...connectionTcp(c),
       });
     }
   }
   return rows;
+}
+
+/** TCP_INFO of the connection's own descriptor (the one the worker adopted), while the socket is open. */
+function connectionTcp(c: Connection): { tcp: ConnectionTcp } | { tcpError: string } {
+  const fd = c.meta.fd;
+  // A closed socket's descriptor number may already name another file.
+  if (fd === undefined || c.phase === 'closed' || c.socket.destroyed) return { tcpError: 'socket not open' };
+  try {
+    const i = tcpInfo(fd);
+    const timestamps = (i.options & TCPI_OPT_TIMESTAMPS) !== 0;
+    const { pmtu, sndMss, rcvMss, advMss, rttUs, totalRetrans } = i;
+    return { tcp: { pmtu, sndMss, rcvMss, advMss, rttUs, totalRetrans, timestamps } };
+  } catch (e) {
+    return { tcpError: (e as Error).message };
+  }
 }
 
 function lunRows(ctx: WorkerContext): NonNullable<AdminResult['luns']> {

@@ -51,6 +51,8 @@ export interface ChildTargetOptions {
   env?: Record<string, string>;
   /** Run under `prlimit --nofile=N:N`. */
   nofile?: number;
+  /** A command the target runs under, e.g. ['ip', 'netns', 'exec', 'ns1'] (after prlimit, if any). */
+  prefix?: string[];
   /** How long to wait for 'portal listening'. Default 30 s (a loaded machine starts workers slowly). */
   timeoutMs?: number;
 }
@@ -78,7 +80,7 @@ export function startChildTargetWithConfig(
 }
 
 function spawnTarget(args: string[], opts: ChildTargetOptions, cleanup: () => void): Promise<ChildTarget> {
-  const argv = [process.execPath, BIN, 'serve', ...args];
+  const argv = [...(opts.prefix ?? []), process.execPath, BIN, 'serve', ...args];
   const [cmd, ...rest] = opts.nofile ? ['prlimit', `--nofile=${opts.nofile}:${opts.nofile}`, ...argv] : argv;
   const proc = spawn(cmd, rest, {
     cwd: opts.cwd,

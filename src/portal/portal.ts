@@ -208,9 +208,12 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
       chosen = workers.find((w) => w.id === hint.threadId && !w.terminating && !w.destroyed) ?? null;
     }
     if (!chosen) {
+      // Least loaded by connections: piscina's currentUsage also counts control, reload and tuning tasks in
+      // flight, which would send a new session away from a worker that is only answering one of those.
+      const conns = (w: PoolWorker) => connsPerWorker.get(w.id) ?? 0;
       for (const w of workers) {
         if (w.terminating || w.destroyed) continue;
-        if (chosen === null || w.currentUsage < chosen.currentUsage) chosen = w;
+        if (chosen === null || conns(w) < conns(chosen)) chosen = w;
       }
     }
     if (chosen && hint) {

@@ -186,7 +186,7 @@ test('ERL 1: a Data-Out with a bad data digest is Rejected (0x02) and asked for 
     t.true(back.data.equals(data), 'the data on disk is what was sent');
     const c1 = counters(tt);
     t.is(c1.instSsnDigestErrors - c0.instSsnDigestErrors, 1, 'one digest error');
-    t.is(c1.recoveryR2Ts - c0.recoveryR2Ts, 1, 'one recovery R2T');
+    t.is(c1.recoveryR2ts - c0.recoveryR2ts, 1, 'one recovery R2T');
     t.false(ini.closed, 'the connection stays');
     t.is((await ini.nop(Buffer.from('alive'))).data.toString(), 'alive');
   });

@@ -61,7 +61,7 @@ export const COUNTERS = [
   'ssnConnectionFailures',
   // error recovery level 1 (src/session/recovery.ts, snack.ts)
   'snackRequests',
-  'recoveryR2Ts',
+  'recoveryR2ts',
 ] as const;
 
 export type CounterName = (typeof COUNTERS)[number];

@@ -75,7 +75,7 @@ const HELP: Record<CounterName, [string, 'counter' | 'gauge']> = {
     'counter',
   ],
   snackRequests: ['SNACK Requests received (ErrorRecoveryLevel 1)', 'counter'],
-  recoveryR2Ts: [
+  recoveryR2ts: [
     'Recovery R2Ts sent for Data-Out lost to a data digest error (ErrorRecoveryLevel 1)',
     'counter',
   ],

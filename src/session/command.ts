@@ -299,7 +299,7 @@ export class CommandEngine {
   private sendR2ts(task: Task): void {
     const p = this.conn.session!.params;
     for (const lost of task.recovery?.lost.splice(0) ?? []) {
-      this.conn.ctx.counters.inc('recoveryR2Ts');
+      this.conn.ctx.counters.inc('recoveryR2ts');
       this.sendR2t(task, lost.offset, lost.length);
     }
     if (task.nextR2tOffset === 0) task.nextR2tOffset = task.received;

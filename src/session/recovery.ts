@@ -3,8 +3,9 @@
  * that consumed a StatSN until ExpStatSN acknowledges them, the Data-In of each READ until its status is
  * acknowledged or a DataACK frees it, and the R2Ts of each WRITE while it receives data. Nothing here at ERL 0.
  *
- * Memory is bounded: past RETAIN_CAP bytes of kept data the oldest tasks' Data-In is forgotten; a SNACK for it
- * is then refused with "SNACK Reject" (the data was sent but can no longer be sent again).
+ * Memory is bounded: past RETAIN_CAP bytes of kept data the oldest tasks' Data-In is forgotten, past
+ * STATUS_CAP responses the oldest response; a SNACK for them is then refused with "SNACK Reject" (sent, but
+ * no longer kept).
  */
 import { bhsConsumedStatSN, bhsOpcode } from '../pdu/pdu';
 import { Opcode } from '../pdu/opcodes';
@@ -12,6 +13,8 @@ import { snLt } from './serial';
 
 /** Bytes of Data-In payload one connection keeps for retransmission at most. */
 export const RETAIN_CAP = 32 * 1024 * 1024;
+/** Responses kept unacknowledged at most (an initiator that never advances ExpStatSN must not grow the map). */
+export const STATUS_CAP = 4096;
 
 export interface SentPdu {
   bhs: Buffer;
@@ -57,6 +60,7 @@ export class RecoveryLog {
     const sn = bhsConsumedStatSN(bhs);
     if (sn === null) return;
     this.status.set(sn, { bhs, data: data === null || Buffer.isBuffer(data) ? data : Buffer.concat(data) });
+    if (this.status.size > STATUS_CAP) this.status.delete(this.status.keys().next().value!);
   }
 
   /** Start the log of a READ's Data-In (replacing what an earlier task with the same ITT left). */

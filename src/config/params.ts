@@ -35,8 +35,9 @@ type NumericKey =
   | 'DefaultTime2Retain';
 
 /**
- * RFC 7143 sec. 13 ranges. ErrorRecoveryLevel: nodetgt implements level 0 only (a session ends with its last
- * connection, no task reassignment), so offering more would be a promise it cannot keep.
+ * RFC 7143 sec. 13 ranges. ErrorRecoveryLevel: nodetgt implements levels 0 and 1 (digest recovery within a
+ * connection, SNACK: src/session/recovery.ts); level 2 (connection recovery, task reassignment) is not, so
+ * offering it would be a promise it cannot keep.
  */
 const RANGES: Record<NumericKey, [number, number]> = {
   MaxConnections: [1, 65535],
@@ -44,7 +45,7 @@ const RANGES: Record<NumericKey, [number, number]> = {
   MaxBurstLength: [512, MAX_DATA_LENGTH],
   FirstBurstLength: [512, MAX_DATA_LENGTH],
   MaxOutstandingR2T: [1, 65535],
-  ErrorRecoveryLevel: [0, 0],
+  ErrorRecoveryLevel: [0, 1],
   DefaultTime2Wait: [0, 3600],
   DefaultTime2Retain: [0, 3600],
 };
@@ -76,12 +77,7 @@ export function normalizeParams(raw: unknown, where: string, base: TargetParams 
     const v = o[key];
     if (v === undefined) continue;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
-      fail(
-        where,
-        min === max
-          ? `'${key}' must be ${min} (the only level nodetgt implements)`
-          : `'${key}' must be an integer from ${min} to ${max}`,
-      );
+      fail(where, `'${key}' must be an integer from ${min} to ${max}`);
     out[key] = v;
   }
   for (const key of BOOLEANS) {

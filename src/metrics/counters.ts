@@ -59,6 +59,9 @@ export const COUNTERS = [
   'cxnReinstatements',
   'cxnLogoutCidNotFound',
   'ssnConnectionFailures',
+  // error recovery level 1 (src/session/recovery.ts, snack.ts)
+  'snackRequests',
+  'recoveryR2ts',
 ] as const;
 
 export type CounterName = (typeof COUNTERS)[number];

@@ -74,6 +74,11 @@ const HELP: Record<CounterName, [string, 'counter' | 'gauge']> = {
     'Sessions of several connections ended because one failed (ErrorRecoveryLevel 0)',
     'counter',
   ],
+  snackRequests: ['SNACK Requests received (ErrorRecoveryLevel 1)', 'counter'],
+  recoveryR2ts: [
+    'Recovery R2Ts sent for Data-Out lost to a data digest error (ErrorRecoveryLevel 1)',
+    'counter',
+  ],
 };
 
 const LU_HELP: Record<LuFault, [string, string, 'counter' | 'gauge']> = {

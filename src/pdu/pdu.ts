@@ -6,7 +6,7 @@
 // SCSI Command) may be views into the chunk given to PduParser.push(). They stay
 // valid for as long as the caller leaves that chunk's memory alone.
 
-import { AhsType } from './opcodes';
+import { AhsType, Opcode, RESERVED_TAG } from './opcodes';
 
 export const BHS_LENGTH = 48;
 /** DataSegmentLength is a 24-bit field. */
@@ -302,6 +302,24 @@ export function bhsLun(bhs: Buffer): bigint {
 }
 export function bhsItt(bhs: Buffer): number {
   return bhs.readUInt32BE(16);
+}
+
+/**
+ * The StatSN a target PDU consumed (RFC 7143 4.2.2.2: responses, a Data-In with status, a NOP-In answer, Text,
+ * Logout, TMF, Async Message, Reject), or null for one that only reports the next StatSN (R2T, Data-In, ping).
+ */
+export function bhsConsumedStatSN(bhs: Buffer): number | null {
+  const op = bhs[0]! & 0x3f;
+  const withStatus =
+    op === Opcode.ScsiResponse ||
+    op === Opcode.TaskMgmtResponse ||
+    op === Opcode.TextResponse ||
+    op === Opcode.LogoutResponse ||
+    op === Opcode.AsyncMessage ||
+    op === Opcode.Reject ||
+    (op === Opcode.DataIn && (bhs[1]! & 0x01) !== 0) ||
+    (op === Opcode.NopIn && bhs.readUInt32BE(16) !== RESERVED_TAG);
+  return withStatus ? bhs.readUInt32BE(24) : null;
 }
 
 // ---------------------------------------------------------------------------

@@ -237,6 +237,18 @@ export function encodeAsyncMessage(f: AsyncMessageFields): Buffer {
   return b;
 }
 
+/**
+ * A copy of a target PDU's header for retransmission (RFC 7143 11.16: an exact replica but for ExpCmdSN and
+ * MaxCmdSN, which carry the current values); `snackTag` rewrites a SCSI Response's SNACK Tag (R-Data SNACK).
+ */
+export function replicaBhs(bhs: Buffer, expCmdSN: number, maxCmdSN: number, snackTag?: number): Buffer {
+  const b = Buffer.from(bhs);
+  b.writeUInt32BE(expCmdSN >>> 0, 28);
+  b.writeUInt32BE(maxCmdSN >>> 0, 32);
+  if (snackTag !== undefined && (b[0]! & 0x3f) === Opcode.ScsiResponse) b.writeUInt32BE(snackTag >>> 0, 20);
+  return b;
+}
+
 /** The data segment of a Reject is the offending PDU's BHS: pass it to frame(). */
 export function encodeReject(f: RejectFields): Buffer {
   const b = newBhs(Opcode.Reject, 0x80);

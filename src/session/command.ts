@@ -4,7 +4,7 @@
  * read data goes out from the buffer io_uring filled.
  */
 import type { Pdu } from '../pdu/pdu';
-import { decodeScsiCommand, decodeDataOut, PduFormatError } from '../pdu/pdu';
+import { decodeScsiCommand, decodeDataOut, PduFormatError, bhsConsumedStatSN } from '../pdu/pdu';
 import { encodeDataIn, encodeR2T, encodeScsiResponse, encodeSenseSegment } from '../pdu/serializer';
 import { RejectReason, RESERVED_TAG } from '../pdu/opcodes';
 import { decodeLun } from '../scsi/lun';
@@ -14,6 +14,13 @@ import { log } from '../util/log';
 import { fixedSense } from '../scsi/sense';
 import { SenseKey } from '../scsi/constants';
 import type { Connection } from './connection';
+import {
+  type DataOutRecovery,
+  beginRecovery,
+  discardDataOut,
+  orderedPieces,
+  recoveryPending,
+} from './dataout-recovery';
 
 const GOOD = 0x00;
 const CHECK_CONDITION = 0x02;
@@ -74,6 +81,8 @@ export interface Task {
   reserved: number;
   /** Bytes this READ counts in CommandEngine.readsPending until it is answered. */
   pendingIn: number;
+  /** ErrorRecoveryLevel 1: Data-Out lost to a digest error and asked for again (null until the first loss). */
+  recovery: DataOutRecovery | null;
   /** The LU's reset epoch when the command arrived (ScsiTask.epoch). */
   epoch: number;
   /**
@@ -181,6 +190,7 @@ export class CommandEngine {
       failure,
       reserved,
       pendingIn: 0,
+      recovery: null,
       epoch: lu?.shared.resetEpoch ?? 0,
       lu,
     };
@@ -202,7 +212,10 @@ export class CommandEngine {
     }
   }
 
-  /** A Data-Out PDU; `corrupt` when its data failed the digest (already Rejected): counted, not kept. */
+  /**
+   * A Data-Out PDU; `corrupt` when its data failed the digest (already Rejected): counted, not kept. At ERL 0
+   * the task then fails; at ERL 1 the data is asked for again (dataout-recovery.ts).
+   */
   onDataOut(pdu: Pdu, corrupt = false): void {
     const d = decodeDataOut(pdu);
     const task = this.tasks.get(d.itt);
@@ -227,11 +240,16 @@ export class CommandEngine {
       dataSN = r2t.nextDataSN++;
       if (d.bufferOffset + len > r2t.offset + r2t.length)
         return this.protocolError(pdu, 'Data-Out beyond the R2T', task);
-      r2t.received += len;
     }
-    // DataPDUInOrder and DataSequenceInOrder are Yes: data arrives at increasing offsets, back to back.
-    if (d.bufferOffset !== task.received) return this.protocolError(pdu, 'Data-Out out of order', task);
-    if (task.received + len > task.edtl) return this.protocolError(pdu, 'Data-Out beyond EDTL', task);
+    const rec = task.recovery;
+    // DataPDUInOrder and DataSequenceInOrder are Yes: data arrives at increasing offsets, back to back; once
+    // data was lost, back to back within its sequence (the recovery R2T's data comes after later sequences).
+    const expected = !rec ? task.received : r2t ? r2t.offset + r2t.received : (rec.discard?.next ?? -1);
+    if (r2t) r2t.received += len;
+    const discarding = rec?.discard?.ttt === d.ttt;
+    if (d.bufferOffset !== expected && !discarding)
+      return this.protocolError(pdu, 'Data-Out out of order', task);
+    if (d.bufferOffset + len > task.edtl) return this.protocolError(pdu, 'Data-Out beyond EDTL', task);
     if (d.dataSN !== dataSN && !task.failure) {
       // ERL 0 cannot ask for the PDU again: the command fails once its data has stopped arriving.
       log.warn('unexpected DataSN', { peer: this.conn.peer, itt: task.itt, got: d.dataSN, expected: dataSN });
@@ -241,59 +259,82 @@ export class CommandEngine {
         sense: fixedSense(SenseKey.ABORTED_COMMAND, DATA_PHASE_ERROR),
       };
     }
-    if (corrupt && !task.failure)
+    const recover = corrupt && !task.failure && this.conn.recovery !== null;
+    if (corrupt && !recover && !task.failure)
       task.failure = {
         status: CHECK_CONDITION,
         sense: fixedSense(SenseKey.ABORTED_COMMAND, PROTOCOL_SERVICE_CRC_ERROR),
       };
-    if (len && task.received < task.wantData && !task.failure) {
-      const keep = Math.min(len, task.wantData - task.received);
-      task.data.push(keep === len ? pdu.data : pdu.data.subarray(0, keep));
+    if (recover || discarding) {
+      const r = (task.recovery ??= beginRecovery(task.data));
+      r.discard ??= { ttt: d.ttt, from: d.bufferOffset, next: d.bufferOffset };
+      if (!discardDataOut(r, d.bufferOffset, len, d.final))
+        return this.protocolError(pdu, 'Data-Out out of order', task);
+    } else {
+      if (len && d.bufferOffset < task.wantData && !task.failure) {
+        const keep = Math.min(len, task.wantData - d.bufferOffset);
+        task.data.push(keep === len ? pdu.data : pdu.data.subarray(0, keep));
+        rec?.offsets.push(d.bufferOffset);
+      }
+      task.received += len;
     }
-    task.received += len;
     if (d.final) {
       if (r2t) {
         if (r2t.received !== r2t.length) return this.protocolError(pdu, 'R2T sequence ended early', task);
         task.r2ts.delete(d.ttt);
       } else {
         task.unsolicitedDone = true;
+        // The R2Ts for the rest start after the unsolicited burst, whatever part of it was lost.
+        if (task.recovery && task.nextR2tOffset === 0) task.nextR2tOffset = d.bufferOffset + len;
       }
       if (task.state === 'receiving') this.sendR2ts(task);
     }
     this.maybeStart(task);
   }
 
-  /** Keep up to MaxOutstandingR2T sequences of at most MaxBurstLength requested. */
+  /**
+   * Keep up to MaxOutstandingR2T sequences of at most MaxBurstLength requested; recovery R2Ts for lost data
+   * first (they replace the sequences they repair, so they are not held to the limit).
+   */
   private sendR2ts(task: Task): void {
-    const conn = this.conn;
-    const session = conn.session!;
-    const p = session.params;
+    const p = this.conn.session!.params;
+    for (const lost of task.recovery?.lost.splice(0) ?? []) {
+      this.conn.ctx.counters.inc('recoveryR2ts');
+      this.sendR2t(task, lost.offset, lost.length);
+    }
     if (task.nextR2tOffset === 0) task.nextR2tOffset = task.received;
     while (task.nextR2tOffset < task.wantData && task.r2ts.size < p.maxOutstandingR2T) {
       const length = Math.min(p.maxBurstLength, task.wantData - task.nextR2tOffset);
-      const ttt = this.nextTtt;
-      this.nextTtt = this.nextTtt >= 0x7fffffff ? 1 : this.nextTtt + 1;
-      task.r2ts.set(ttt, { offset: task.nextR2tOffset, length, received: 0, nextDataSN: 0 });
-      conn.send(
-        encodeR2T({
-          lun: task.lunRaw,
-          itt: task.itt,
-          ttt,
-          statSN: conn.statSN,
-          expCmdSN: session.expCmdSN,
-          maxCmdSN: session.maxCmdSN,
-          r2tSN: task.r2tSN++,
-          bufferOffset: task.nextR2tOffset,
-          desiredDataTransferLength: length,
-        }),
-      );
+      this.sendR2t(task, task.nextR2tOffset, length);
       task.nextR2tOffset += length;
     }
   }
 
+  private sendR2t(task: Task, offset: number, length: number): void {
+    const conn = this.conn;
+    const session = conn.session!;
+    const ttt = this.nextTtt;
+    this.nextTtt = this.nextTtt >= 0x7fffffff ? 1 : this.nextTtt + 1;
+    task.r2ts.set(ttt, { offset, length, received: 0, nextDataSN: 0 });
+    const r2tSN = task.r2tSN++;
+    const bhs = encodeR2T({
+      lun: task.lunRaw,
+      itt: task.itt,
+      ttt,
+      statSN: conn.statSN,
+      expCmdSN: session.expCmdSN,
+      maxCmdSN: session.maxCmdSN,
+      r2tSN,
+      bufferOffset: offset,
+      desiredDataTransferLength: length,
+    });
+    conn.recovery?.sentR2T(task.itt, r2tSN, bhs);
+    conn.send(bhs);
+  }
+
   private maybeStart(task: Task): void {
     if (task.state !== 'receiving' || !task.unsolicitedDone) return;
-    if (task.received < task.wantData || task.r2ts.size > 0) return;
+    if (task.received < task.wantData || task.r2ts.size > 0 || recoveryPending(task.recovery)) return;
     const conn = this.conn;
     const session = conn.session!;
     // A reinstated session's commands may still be writing: nothing of this session starts before they end.
@@ -339,7 +380,7 @@ export class CommandEngine {
         expectedLength: task.edtl,
         readFlag: task.read,
         writeFlag: task.write,
-        dataOut: task.data,
+        dataOut: task.recovery ? orderedPieces(task.recovery, task.data) : task.data,
         nexus: session.nexus,
         epoch: task.epoch,
         view: session.luns,
@@ -405,12 +446,17 @@ export class CommandEngine {
     }
     if (result.status !== GOOD) c.inc('scsiCheckConditions');
     let dataSN = 0;
+    // ERL 1: the Data-In and the status are kept for SNACKs (recovery.ts). The pooled buffer is then not
+    // returned to its pool: the log holds it until acknowledged, and the GC takes it after.
+    const kept = data && data.length ? (conn.recovery?.beginRead(task.itt, task.lunRaw) ?? null) : null;
     if (data && data.length) {
       c.inc('scsiReadBytes', data.length);
       const max = conn.maxSendDataSegment;
       const withStatus = result.status === GOOD && !result.sense;
       const release =
-        result.pooled && result.dataIn ? () => session.dispatcher!.releaseDataIn(result.dataIn!) : undefined;
+        result.pooled && result.dataIn && !kept
+          ? () => session.dispatcher!.releaseDataIn(result.dataIn!)
+          : undefined;
       // Data-In sequences of at most MaxBurstLength (RFC 7143 sec. 13.14), each ended by the F bit; a PDU never
       // straddles two of them. DataSN runs on across the sequences.
       const burst = session.params.maxBurstLength;
@@ -419,33 +465,39 @@ export class CommandEngine {
         const end = Math.min(off + max, seqEnd);
         const last = end === data.length;
         const status = last && withStatus;
-        conn.send(
-          encodeDataIn({
-            final: end === seqEnd,
-            statusPresent: status,
-            status: status ? result.status : 0,
-            residualOverflow: status && overflow,
-            residualUnderflow: status && underflow,
-            residualCount: status ? residual : 0,
-            lun: task.lunRaw,
-            itt: task.itt,
-            ttt: RESERVED_TAG,
-            statSN: status ? conn.nextStatSN() : 0,
-            expCmdSN: session.expCmdSN,
-            maxCmdSN: session.maxCmdSN,
-            dataSN: dataSN++,
-            bufferOffset: off,
-          }),
-          data.subarray(off, end),
-          last ? release : undefined,
-        );
+        // ERL 1: a sequence that ends without status asks for a DataACK, so its data can be freed early.
+        const ack = kept !== null && end === seqEnd && !status;
+        const statSN = status ? conn.nextStatSN() : 0;
+        const bhs = encodeDataIn({
+          final: end === seqEnd,
+          ack,
+          statusPresent: status,
+          status: status ? result.status : 0,
+          residualOverflow: status && overflow,
+          residualUnderflow: status && underflow,
+          residualCount: status ? residual : 0,
+          lun: task.lunRaw,
+          itt: task.itt,
+          ttt: ack ? kept.ackTtt : RESERVED_TAG,
+          statSN,
+          expCmdSN: session.expCmdSN,
+          maxCmdSN: session.maxCmdSN,
+          dataSN: dataSN++,
+          bufferOffset: off,
+        });
+        const piece = data.subarray(off, end);
+        if (kept) {
+          conn.recovery!.addDataIn(kept, { bhs, data: piece });
+          if (status) kept.statSN = statSN;
+        }
+        conn.send(bhs, piece, last ? release : undefined);
         off = end;
       }
       if (withStatus) return this.finish(task);
     }
     if (task.write) c.inc('scsiWriteBytes', task.received);
-    conn.send(
-      encodeScsiResponse({
+    const response = {
+      bhs: encodeScsiResponse({
         response: 0,
         status: result.status,
         residualOverflow: overflow,
@@ -457,8 +509,13 @@ export class CommandEngine {
         maxCmdSN: session.maxCmdSN,
         expDataSN: task.read ? dataSN : task.r2tSN,
       }),
-      result.sense ? encodeSenseSegment(result.sense) : null,
-    );
+      data: result.sense ? encodeSenseSegment(result.sense) : null,
+    };
+    if (kept) {
+      kept.response = response;
+      kept.statSN = bhsConsumedStatSN(response.bhs);
+    }
+    conn.send(response.bhs, response.data);
     this.finish(task);
   }
 
@@ -478,6 +535,7 @@ export class CommandEngine {
 
   private finish(task: Task): void {
     if (this.tasks.get(task.itt) === task) this.tasks.delete(task.itt);
+    this.conn.recovery?.r2ts.delete(task.itt);
     if (task.lu !== null) {
       task.lu.shared.leave();
       task.lu = null;

@@ -26,6 +26,8 @@ import { CommandEngine } from './command';
 import { onTaskManagement } from './tmf';
 import { handleLogout } from './logout';
 import { countLoginRefusal } from './mcs';
+import { RecoveryLog } from './recovery';
+import { onSnack } from './snack';
 
 export interface ConnectionMeta {
   remoteAddress: string;
@@ -55,6 +57,8 @@ export class Connection {
   /** Largest data segment we may send (the initiator's MaxRecvDataSegmentLength). */
   maxSendDataSegment = 8192;
   readonly commands: CommandEngine;
+  /** What is kept for SNACKs; only at ErrorRecoveryLevel 1 (null at 0: nothing kept, nothing to pay). */
+  recovery: RecoveryLog | null = null;
   /** Task management functions delivered on this connection and not yet answered (a Logout Response waits). */
   readonly tmfsInFlight = new Set<Promise<void>>();
   private readonly login: LoginHandler;
@@ -148,12 +152,22 @@ export class Connection {
 
   // ---- sending ---------------------------------------------------------------------------------
 
-  /** Send one PDU (bhs already encoded) with optional data, as one corked batch of writes. */
-  send(bhs: Buffer, data: Buffer | readonly Buffer[] | null = null, onSent?: () => void): void {
+  /**
+   * Send one PDU (bhs already encoded) with optional data, as one corked batch of writes. At ERL 1 a PDU that
+   * consumes a StatSN is kept for a Status SNACK (a Data-In with status is kept with its READ's Data-In);
+   * `replay` marks a retransmission, already kept.
+   */
+  send(
+    bhs: Buffer,
+    data: Buffer | readonly Buffer[] | null = null,
+    onSent?: () => void,
+    replay = false,
+  ): void {
     if (this.phase === 'closed') {
       onSent?.();
       return;
     }
+    if (this.recovery && !replay) this.recovery.sent(bhs, data);
     const iov = frame(bhs, data, { headerDigest: this.headerDigest, dataDigest: this.dataDigest, crc32c });
     const s = this.socket;
     this.corkForTurn();
@@ -281,7 +295,8 @@ export class Connection {
     return this.session ? this.session.maxCmdSN : 0;
   }
 
-  reject(reason: number, bhs: Buffer): void {
+  /** `dataSN`: for a Data/R2T SNACK rejected as a protocol error, the next DataSN/R2TSN (RFC 7143 11.17.3). */
+  reject(reason: number, bhs: Buffer, dataSN = 0): void {
     this.ctx.counters.inc('rejectsSent');
     this.send(
       encodeReject({
@@ -289,6 +304,7 @@ export class Connection {
         statSN: this.nextStatSN(),
         expCmdSN: this.expCmdSN,
         maxCmdSN: this.maxCmdSN,
+        dataSN,
       }),
       Buffer.from(bhs),
     );
@@ -345,11 +361,14 @@ export class Connection {
     if (e.kind === 'data-digest' && this.phase === 'ffp') {
       log.warn('data digest error', { peer: this.peer });
       this.reject(RejectReason.DataDigestError, e.bhs);
-      // RFC 7143 sec. 7.8 at ERL 0: the data PDU is discarded and its task ends with CHECK CONDITION once
-      // the rest of its data has arrived, so the command is still answered.
+      // RFC 7143 sec. 7.8: the data PDU is discarded. At ERL 0 its task ends with CHECK CONDITION once the
+      // rest of its data has arrived; at ERL 1 a recovery R2T asks for it again. A SCSI Command with bad
+      // immediate data is discarded whole at either level (the Reject tells the initiator to retry it).
       if (e.pdu && e.pdu.opcode === Opcode.DataOut) this.commands.onDataOut(e.pdu, true);
       return;
     }
+    // A header that fails its digest cannot be trusted for its lengths, and without markers (RFC 7143 has
+    // none) the next PDU boundary cannot be found: the connection goes, at ERL 1 too (RFC 7143 sec. 7.8).
     log.warn('header digest error: dropping the connection', { peer: this.peer });
     this.close('header digest error');
   }
@@ -484,6 +503,7 @@ export class Connection {
     const p = outcome.params;
     this.maxSendDataSegment = p.initiatorMaxRecvDataSegmentLength;
     this.parser.maxDataSegmentLength = p.targetMaxRecvDataSegmentLength;
+    if (p.errorRecoveryLevel >= 1) this.recovery = new RecoveryLog();
     this.ctx.counters.inc('tgtLoginAccepts');
     log.info('login', {
       peer: this.peer,
@@ -499,8 +519,11 @@ export class Connection {
   private onFfpPdu(pdu: Pdu): void {
     const session = this.session!;
     const bhs = pdu.bhs;
-    // ExpStatSN acknowledges our responses (we keep none for retransmission at ERL 0).
-    if (pdu.opcode !== Opcode.DataOut || pdu.final) this.expStatSN = bhs.readUInt32BE(28);
+    // ExpStatSN acknowledges our responses: what ERL 1 kept for them goes.
+    if (pdu.opcode !== Opcode.DataOut || pdu.final) {
+      this.expStatSN = bhs.readUInt32BE(28);
+      this.recovery?.acknowledge(this.expStatSN);
+    }
     switch (pdu.opcode) {
       case Opcode.ScsiCommand:
         if (session.type !== 'Normal') {
@@ -525,8 +548,8 @@ export class Connection {
         handleLogout(this, pdu);
         return;
       case Opcode.Snack:
-        // ERL 0: SNACK is not supported.
-        this.reject(RejectReason.CommandNotSupported, bhs);
+        if (this.recovery) onSnack(this, pdu);
+        else this.reject(RejectReason.CommandNotSupported, bhs); // ERL 0: SNACK is not supported
         return;
       case Opcode.LoginRequest:
         this.reject(RejectReason.ProtocolError, bhs);

@@ -75,8 +75,8 @@ export function replaceConnection(old: Connection, counters: CounterRow): void {
 }
 
 /**
- * Whether the session must end now that `conn` has left it. At ErrorRecoveryLevel 0 the only recovery is
- * session recovery: a connection that fails (drops, times out, breaks the protocol) takes the whole session
+ * Whether the session must end now that `conn` has left it. Below ErrorRecoveryLevel 2 (no connection
+ * recovery; ERL 1 recovers only within a connection, RFC 7143 sec. 7.15) the only recovery is session recovery: a connection that fails (drops, times out, breaks the protocol) takes the whole session
  * with it, the other connections included. One that logged out or was replaced does not; the session ends with
  * its last connection all the same.
  */
@@ -84,8 +84,8 @@ export function sessionEndsWith(s: Session, conn: Connection, counters: CounterR
   // A replaced connection's successor is added at once (WorkerContext.completeLogin), even to an empty session.
   if (conn.departure === 'replaced') return false;
   if (s.connections.size === 0) return true;
-  if (conn.departure !== 'dropped' || s.params.errorRecoveryLevel > 0) return false;
-  log.warn('connection failed at ErrorRecoveryLevel 0: its session ends with it', {
+  if (conn.departure !== 'dropped' || s.params.errorRecoveryLevel > 1) return false;
+  log.warn('connection failed below ErrorRecoveryLevel 2: its session ends with it', {
     peer: conn.peer,
     tsih: s.tsih,
     cid: conn.cid,

@@ -36,6 +36,7 @@ import {
   decodeScsiResponse,
   decodeTaskMgmtResponse,
   decodeReject,
+  bhsConsumedStatSN,
 } from '../../src/pdu/pdu';
 import {
   frame,
@@ -179,6 +180,8 @@ interface Params {
   ourMaxRecv: number;
   /** What the target declared: the largest data segment we may send. */
   targetMaxRecv: number;
+  /** The negotiated ErrorRecoveryLevel (1: recovery R2Ts and retransmitted status are legal). */
+  errorRecoveryLevel: number;
 }
 
 /** One outstanding request, keyed by its ITT. */
@@ -288,6 +291,13 @@ export class ScsiTask implements Exchange {
     });
   }
 
+  /** The test answered this R2T itself (with Data-Out built by hand): it is no longer held nor unanswered. */
+  answeredByHand(r2t: R2T): void {
+    const i = this.heldR2Ts.indexOf(r2t);
+    if (i >= 0) this.heldR2Ts.splice(i, 1);
+    this.unanswered.delete(r2t.ttt);
+  }
+
   /** Send the Data-Out PDUs an R2T asks for (also for a task already ended: to see what the target says). */
   answer(r2t: R2T): void {
     const i = this.heldR2Ts.indexOf(r2t);
@@ -379,11 +389,13 @@ export class ScsiTask implements Exchange {
       throw ini.violation(
         `${what}: asks for bytes ${r.bufferOffset}..${r.bufferOffset + len} beyond EDTL ${this.edtl}`,
       );
-    if (ini.params.dataSequenceInOrder && r.bufferOffset !== this.nextR2TOffset)
+    // ERL 1: a recovery R2T asks again for bytes sent already (lost to a digest error, RFC 7143 sec. 7.8).
+    const recovery = ini.params.errorRecoveryLevel > 0 && r.bufferOffset + len <= this.nextR2TOffset;
+    if (ini.params.dataSequenceInOrder && !recovery && r.bufferOffset !== this.nextR2TOffset)
       throw ini.violation(
         `${what}: buffer offset ${r.bufferOffset}, expected ${this.nextR2TOffset} (the next bytes not yet sent nor requested, DataSequenceInOrder=Yes)`,
       );
-    this.nextR2TOffset = r.bufferOffset + len;
+    if (!recovery) this.nextR2TOffset = r.bufferOffset + len;
     if (this.unanswered.size >= ini.params.maxOutstandingR2T)
       throw ini.violation(
         `${what}: more than MaxOutstandingR2T=${ini.params.maxOutstandingR2T} R2Ts unanswered`,
@@ -567,6 +579,7 @@ export class TestInitiator {
     dataSequenceInOrder: true,
     ourMaxRecv: 8192,
     targetMaxRecv: 8192,
+    errorRecoveryLevel: 0,
   };
 
   private constructor(readonly socket: net.Socket) {
@@ -681,24 +694,24 @@ export class TestInitiator {
     const b = p.bhs;
     const name = `${opcodeName(op)} (ITT ${hex(p.itt)})`;
     const statSN = b.readUInt32BE(24);
-    const withStatus =
-      op === Opcode.ScsiResponse ||
-      op === Opcode.TaskMgmtResponse ||
-      op === Opcode.LoginResponse ||
-      op === Opcode.TextResponse ||
-      op === Opcode.LogoutResponse ||
-      op === Opcode.AsyncMessage ||
-      op === Opcode.Reject ||
-      (op === Opcode.DataIn && (b[1] & 0x01) !== 0) ||
-      (op === Opcode.NopIn && p.itt !== RESERVED_TAG);
-    if (withStatus) {
+    const withStatus = op === Opcode.LoginResponse || bhsConsumedStatSN(b) !== null;
+    // At ERL 1 a SNACK gets a response again: a StatSN below the next one is a retransmission (RFC 7143 11.16).
+    const replay = this.params.errorRecoveryLevel > 0 && this.statSNKnown && snLt(statSN, this.expStatSN);
+    if (withStatus && replay) {
+      // a retransmitted response: numbering goes on from where it was
+    } else if (withStatus) {
       if (this.statSNKnown && statSN !== this.expStatSN)
         throw this.violation(
           `${name} carries StatSN ${statSN}, expected ${this.expStatSN} (StatSN increases by one per response, RFC 7143 4.2.2.2)`,
         );
       this.expStatSN = (statSN + 1) >>> 0;
       this.statSNKnown = true;
-    } else if ((op === Opcode.R2T || op === Opcode.NopIn) && this.statSNKnown && statSN !== this.expStatSN) {
+    } else if (
+      (op === Opcode.R2T || op === Opcode.NopIn) &&
+      this.statSNKnown &&
+      statSN !== this.expStatSN &&
+      !(op === Opcode.R2T && replay)
+    ) {
       throw this.violation(
         `${name} carries StatSN ${statSN}, expected the next StatSN ${this.expStatSN} (not advanced)`,
       );
@@ -956,6 +969,7 @@ export class TestInitiator {
           dataSequenceInOrder: key('DataSequenceInOrder', 'Yes') === 'Yes',
           ourMaxRecv: Number(ours.get('MaxRecvDataSegmentLength') ?? '8192'),
           targetMaxRecv: Number(got.get('MaxRecvDataSegmentLength') ?? '8192'),
+          errorRecoveryLevel: Number(key('ErrorRecoveryLevel', '0')),
         };
         if ((o.tsih ?? 0) !== 0) this.checkCmdSNBound = false;
         this.phase = 'ffp';

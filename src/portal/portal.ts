@@ -40,6 +40,8 @@ import { AuthFailureLimiter, authFailureChannel } from './auth-limit';
 import { createRoutingShared, TsihTable, type RoutingShared } from './routing';
 import { prepareBackingFiles } from '../backstore/prepare';
 import { GAUGES, startMetricsServer } from '../metrics/http';
+import { Exposition, type MetricsSource } from '../metrics/exposition';
+import { sampleEventLoop } from '../metrics/runtime';
 import type {
   ConfigResult,
   ConfigTask,
@@ -63,6 +65,8 @@ export interface RunningTarget {
   readonly counters: CounterShared;
   /** Port of the Prometheus endpoint (0 when disabled). */
   readonly metricsPort: number;
+  /** The exposition /metrics would serve now (also without a metrics endpoint: tests, `nodetgt show`). */
+  metrics(accept?: string): Promise<{ contentType: string; body: string }>;
   /** Connections currently served, per worker threadId. */
   connectionsPerWorker(): Map<number, number>;
   workerThreadIds(): number[];
@@ -158,6 +162,7 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
   logAtomicRecovery(recoverAtomicJournals(config));
   const counters = createCounterShared();
   const portalRow = new CounterRow(counters, 0);
+  const stopSampling = sampleEventLoop(counters.runtime, 0);
   const routing: RoutingShared = createRoutingShared();
   const tsihs = new TsihTable(routing);
   const threads = workerCount(config);
@@ -375,13 +380,12 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
     for (const s of servers) s.close();
     throw e;
   }
+  const metricsSource: MetricsSource = { counters, config: () => config, lus };
   const metricsServer = config.metrics
-    ? await startMetricsServer(counters, config, config.metrics.host, config.metrics.port).catch(
-        (e: Error) => {
-          for (const s of servers) s.close();
-          throw e;
-        },
-      )
+    ? await startMetricsServer(metricsSource, config.metrics.host, config.metrics.port).catch((e: Error) => {
+        for (const s of servers) s.close();
+        throw e;
+      })
     : null;
   if (metricsServer)
     log.info('metrics listening', { address: `${config.metrics!.host}:${metricsServer.port}` });
@@ -482,6 +486,7 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
     addresses,
     counters,
     metricsPort: metricsServer?.port ?? 0,
+    metrics: (accept) => (metricsServer?.exposition ?? new Exposition(metricsSource)).render(accept),
     connectionsPerWorker: () => new Map(connsPerWorker),
     workerThreadIds: () => pool!.threads.map((t) => t.threadId),
     tsihsOwnedBy: (threadId) => tsihs.ownedBy(threadId),
@@ -493,6 +498,7 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
     async close() {
       closing = true;
       clearInterval(gaugeTimer);
+      stopSampling();
       authFailures.close();
       reserve.close();
       metricsServer?.server.close();

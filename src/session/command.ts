@@ -68,6 +68,8 @@ export interface Task {
    * finish(); null when no LU served the LUN, or once finished.
    */
   lu: LogicalUnit | null;
+  /** performance.now() on arrival: the LU's latency histogram measures from here to the status. */
+  startMs: number;
 }
 
 export class CommandEngine {
@@ -165,6 +167,7 @@ export class CommandEngine {
       pendingIn: 0,
       epoch: lu?.shared.resetEpoch ?? 0,
       lu,
+      startMs: performance.now(),
     };
     this.tasks.set(task.itt, task);
     const accepted = session.deliver(cmd.cmdSN, cmd.immediate, () => {
@@ -362,6 +365,14 @@ export class CommandEngine {
       residual = task.edtl;
     }
     if (result.status !== GOOD) c.inc('scsiCheckConditions');
+    task.lu?.stats?.command(
+      task.cdb[0],
+      result.status,
+      result.sense,
+      data ? data.length : 0,
+      task.write ? task.received : 0,
+      task.startMs,
+    );
     let dataSN = 0;
     if (data && data.length) {
       c.inc('scsiReadBytes', data.length);

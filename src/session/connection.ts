@@ -164,6 +164,7 @@ export class Connection {
     const c = this.ctx.counters;
     c.inc('ssnRspPDUs');
     c.inc('ssnTxDataOctets', (bhs[5] << 16) | (bhs[6] << 8) | bhs[7]);
+    this.session?.stats?.tx((bhs[5] << 16) | (bhs[6] << 8) | bhs[7]);
   }
 
   private corked = false;
@@ -207,6 +208,7 @@ export class Connection {
           lastProgress = now;
         } else if (now - lastProgress >= timeout) {
           this.ctx.counters.inc('instSsnCxnTimeoutErrors');
+          this.session?.stats?.timeoutError();
           log.warn('no send progress: dropping the connection', {
             peer: this.peer,
             queued: s.writableLength,
@@ -317,6 +319,7 @@ export class Connection {
       return;
     }
     c.inc('instSsnDigestErrors');
+    this.session?.stats?.digestError();
     if (e.kind === 'data-digest' && this.phase === 'ffp') {
       log.warn('data digest error', { peer: this.peer });
       this.reject(RejectReason.DataDigestError, e.bhs);
@@ -333,6 +336,7 @@ export class Connection {
     if (this.phase === 'closed') return;
     this.ctx.counters.inc('ssnCmdPDUs');
     this.ctx.counters.inc('ssnRxDataOctets', pdu.dataLength);
+    this.session?.stats?.rx(pdu.dataLength);
     try {
       if (this.phase === 'login') this.onLoginPdu(pdu);
       else this.onFfpPdu(pdu);
@@ -660,6 +664,7 @@ export class Connection {
     if (this.nopOutstanding) {
       if (now - this.nopOutstanding.sentAt > this.keepalive().nopInTimeout * 1000) {
         this.ctx.counters.inc('instSsnCxnTimeoutErrors');
+        this.session?.stats?.timeoutError();
         log.warn('no answer to NOP-In: dropping the connection', { peer: this.peer });
         this.close('nop timeout');
       }

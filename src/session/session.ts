@@ -2,6 +2,7 @@
  * An iSCSI session on its worker: TSIH, the CmdSN window shared by all its connections (MC/S), and the
  * target it is logged in to. One session lives on one worker thread, so nothing here needs a lock.
  */
+import type { SessionStats } from '../metrics/session-stats';
 import type { NegotiatedParams } from '../login/negotiator';
 import type { TargetNode } from '../worker/targets';
 import type { ScsiDispatcher } from '../scsi/dispatcher';
@@ -31,6 +32,8 @@ export class Session {
    * the target's host mappings change. Undefined for a discovery session.
    */
   luns: LunView | undefined;
+  /** This session's row in the per-session statistics (src/metrics/session-stats.ts); null: none. */
+  stats: SessionStats | null = null;
 
   constructor(
     readonly tsih: number,

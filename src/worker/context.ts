@@ -5,6 +5,7 @@
 import { BroadcastChannel } from 'node:worker_threads';
 import type { Config } from '../config/schema';
 import type { CounterRow } from '../metrics/counters';
+import { claimSessionStats } from '../metrics/session-stats';
 import { TsihTable } from '../portal/routing';
 import { LoginStatus } from '../pdu/opcodes';
 import type { TargetOffer } from '../login/negotiator';
@@ -132,6 +133,7 @@ export class WorkerContext {
       const refused = this.admitConnection(conn, s.target, o);
       if (refused !== null) return refused;
       s.connections.set(o.cid, conn);
+      s.stats?.setConnections(s.connections.size);
       return s;
     }
     // Session reinstatement: a leading login with the ISID of an existing session ends the old one.
@@ -174,6 +176,14 @@ export class WorkerContext {
     s.connections.set(o.cid, conn);
     this.sessions.add(s);
     this.counters.inc('ssnActive');
+    if (target) {
+      s.stats = claimSessionStats(
+        this.counters.shared.sessions,
+        { target: target.name, initiator: o.initiatorName, isid: o.isid },
+        target.config.slot,
+      );
+      s.stats?.setConnections(1);
+    }
     // The new I_T nexus is known to every LU of the target at once, so unit attentions reach it whether or
     // not it has addressed the LU yet.
     const d = s.dispatcher;
@@ -193,6 +203,7 @@ export class WorkerContext {
     const d = s.dispatcher;
     if (d) for (const n of d.lunNumbers()) d.getLun(n)?.nexusLost(s.nexus);
     this.counters.inc('ssnActive', -1);
+    s.stats?.release();
   }
 
   /**
@@ -227,6 +238,7 @@ export class WorkerContext {
     if (!s) return;
     this.releaseConnection(conn, s.target);
     if (s.connections.get(conn.cid) === conn) s.connections.delete(conn.cid);
+    s.stats?.setConnections(s.connections.size);
     // Error recovery level 0: the session ends with its last connection.
     if (s.connections.size === 0) this.endSession(s);
   }

@@ -6,6 +6,7 @@ import * as net from 'node:net';
 import { threadId } from 'node:worker_threads';
 import { workerData } from 'piscina';
 import { claimRow } from '../metrics/counters';
+import { sampleEventLoop } from '../metrics/runtime';
 import { TsihTable } from '../portal/routing';
 import { Connection } from '../session/connection';
 import { log } from '../util/log';
@@ -47,6 +48,7 @@ type TaskResult = number | AdminResult | ConfigResult;
 async function init(): Promise<(task: WorkerTask) => Promise<TaskResult>> {
   const data = workerData as WorkerInit;
   const row = claimRow(data.counters, threadId);
+  sampleEventLoop(data.counters.runtime, row.row);
   // The counter row is also this thread's lane in every LU's shared state.
   const targets = new TargetRegistry(data.config, data.counters, { memory: data.lus, lane: row.row });
   await targets.openAll();

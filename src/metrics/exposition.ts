@@ -316,6 +316,10 @@ export class Exposition {
         registry.registerMetric(new SnapshotMetric(name, help, type, values, snap) as unknown as Metric);
       // Process and runtime of the portal thread: CPU, RSS, heap, GC, the main event loop.
       collectDefaultMetrics({ register: registry, prefix: 'nodetgt_' });
+      // These three are gauges named like counters, which `promtool check metrics` refuses; handles and requests
+      // say little about a target anyway (connections and sessions have their own series).
+      for (const n of ['active_handles', 'active_requests', 'active_resources'])
+        registry.removeSingleMetric(`nodetgt_nodejs_${n}_total`);
     }
   }
 

@@ -16,7 +16,7 @@ import {
   releaseRow,
   type CounterShared,
 } from '../metrics/counters';
-import { log } from '../util/log';
+import { log, logSettings, setLogFormat, setLogLevel } from '../util/log';
 import { dup } from '../native';
 import { startControlServer } from './control';
 import type { AdminResult, AdminTask } from '../admin/protocol';
@@ -142,6 +142,8 @@ function logAtomicRecovery(reports: AtomicRecoveryReport[]): void {
 }
 
 export async function startTarget(config: Config, opts: StartOptions = {}): Promise<RunningTarget> {
+  setLogLevel(config.logLevel);
+  setLogFormat(config.logFormat);
   for (const r of await prepareBackingFiles(config)) {
     if (r.state === 'offline') log.error('LU offline', { target: r.target, lun: r.lun, reason: r.reason });
     else if (r.state !== 'ready')
@@ -184,6 +186,7 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
     lus,
     authChannel,
     sessionLimits,
+    log: logSettings(),
   };
 
   const balancer = (task: { [k: symbol]: unknown }, workers: PiscinaWorker[]): PiscinaWorker | null => {

@@ -143,6 +143,14 @@ export class Connection {
     if (parser.dataDigestsVerified !== dd) c.inc('pduDataDigestsVerified', parser.dataDigestsVerified - dd);
   }
 
+  /** Who a session event is about, for the logs: peer, and once logged in initiator, ISID, TSIH, CID, target. */
+  private who(): Record<string, unknown> {
+    const s = this.session;
+    if (!s) return { peer: this.peer };
+    const target = s.target?.name ?? '(discovery)';
+    return { peer: this.peer, initiator: s.initiatorName, isid: s.isid, tsih: s.tsih, cid: this.cid, target };
+  }
+
   // ---- sending ---------------------------------------------------------------------------------
 
   /** Send one PDU (bhs already encoded) with optional data, as one corked batch of writes. */
@@ -321,14 +329,14 @@ export class Connection {
     c.inc('instSsnDigestErrors');
     this.session?.stats?.digestError();
     if (e.kind === 'data-digest' && this.phase === 'ffp') {
-      log.warn('data digest error', { peer: this.peer });
+      log.warn('data digest error', this.who());
       this.reject(RejectReason.DataDigestError, e.bhs);
       // RFC 7143 sec. 7.8 at ERL 0: the data PDU is discarded and its task ends with CHECK CONDITION once
       // the rest of its data has arrived, so the command is still answered.
       if (e.pdu && e.pdu.opcode === Opcode.DataOut) this.commands.onDataOut(e.pdu, true);
       return;
     }
-    log.warn('header digest error: dropping the connection', { peer: this.peer });
+    log.warn('header digest error: dropping the connection', this.who());
     this.close('header digest error');
   }
 
@@ -460,6 +468,7 @@ export class Connection {
     log.info('login', {
       peer: this.peer,
       initiator: outcome.initiatorName,
+      isid: session.isid,
       target: outcome.targetName ?? '(discovery)',
       tsih: session.tsih,
       cid: outcome.cid,
@@ -631,7 +640,7 @@ export class Connection {
           maxCmdSN: session.maxCmdSN,
         }),
       );
-      log.info('logout', { peer: this.peer, tsih: session.tsih, cid: this.cid, reason: req.reasonCode });
+      log.info('logout', { ...this.who(), reason: req.reasonCode });
       if (closeWhole) {
         for (const c of [...session.connections.values()]) if (c !== this) c.close('session logout');
       }
@@ -665,7 +674,7 @@ export class Connection {
       if (now - this.nopOutstanding.sentAt > this.keepalive().nopInTimeout * 1000) {
         this.ctx.counters.inc('instSsnCxnTimeoutErrors');
         this.session?.stats?.timeoutError();
-        log.warn('no answer to NOP-In: dropping the connection', { peer: this.peer });
+        log.warn('no answer to NOP-In: dropping the connection', this.who());
         this.close('nop timeout');
       }
       return;
@@ -689,7 +698,7 @@ export class Connection {
 
   close(reason: string): void {
     if (this.phase === 'closed') return;
-    log.debug('closing connection', { peer: this.peer, reason });
+    log.debug('closing connection', { ...this.who(), reason });
     this.phase = 'closed';
     // Whatever this turn queued (a login reject, a Reject PDU) goes out before the descriptor closes.
     if (this.corked) this.uncork();

@@ -9,7 +9,7 @@ import { claimRow } from '../metrics/counters';
 import { sampleEventLoop } from '../metrics/runtime';
 import { TsihTable } from '../portal/routing';
 import { Connection } from '../session/connection';
-import { log } from '../util/log';
+import { adoptLogSettings, log } from '../util/log';
 import { WorkerContext } from './context';
 import type { ConfigResult, TestKillTask, WorkerInit, WorkerTask } from './task';
 import { TargetRegistry } from './targets';
@@ -47,6 +47,7 @@ type TaskResult = number | AdminResult | ConfigResult;
 
 async function init(): Promise<(task: WorkerTask) => Promise<TaskResult>> {
   const data = workerData as WorkerInit;
+  if (data.log) adoptLogSettings(data.log);
   const row = claimRow(data.counters, threadId);
   sampleEventLoop(data.counters.runtime, row.row);
   // The counter row is also this thread's lane in every LU's shared state.

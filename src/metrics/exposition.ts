@@ -339,7 +339,11 @@ export class Exposition {
       }),
     );
     const byTarget = new Map<string, SessionRow[]>();
-    for (const r of sessions) byTarget.set(r.target, [...(byTarget.get(r.target) ?? []), r]);
+    for (const r of sessions) {
+      const list = byTarget.get(r.target);
+      if (list) list.push(r);
+      else byTarget.set(r.target, [r]);
+    }
     const targets = config.targets.map((t) => ({
       labels: { target: t.name },
       slot: t.slot,

@@ -387,6 +387,11 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
   const metricsServer = config.metrics
     ? await startMetricsServer(metricsSource, config.metrics.host, config.metrics.port).catch((e: Error) => {
         for (const s of servers) s.close();
+        // Nothing started so far may keep the process (or a test) alive after a failed start.
+        clearInterval(gaugeTimer);
+        stopSampling();
+        authFailures.close();
+        reserve.close();
         throw e;
       })
     : null;

@@ -6,9 +6,14 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 pkgs=(build-essential python3 liburing-dev)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(libiscsi-bin qemu-utils qemu-block-extra tgt procps iproute2 ethtool)
+  # prometheus: the binary and promtool for test/prometheus.test.ts (the tests start their own instance).
+  pkgs+=(libiscsi-bin qemu-utils qemu-block-extra tgt procps iproute2 ethtool prometheus)
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+# The package enables and starts a system Prometheus on :9090; the tests need only the binaries.
+if [ "${1:-}" = "--test" ] && command -v systemctl >/dev/null && systemctl is-enabled prometheus >/dev/null 2>&1; then
+  $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+fi
 echo "nodetgt: installed ${pkgs[*]}"

@@ -96,7 +96,7 @@ test.serial(
 
       // ---- add LUN 1
       let out = await live.hup([{ name: IQN, luns: [lun0, lun1] }]);
-      t.regex(out, new RegExp(`applied=target ${IQN}: LUN 1 added`));
+      t.regex(out, new RegExp(`applied="target ${IQN}: LUN 1 added`));
       const file1 = path.join(dir, 'lun1.img');
       t.is(fs.statSync(file1).size, 4 * MIB, 'provisioned at its size');
       t.true(sparseBytes(file1) < 4 * MIB, 'sparse');
@@ -118,7 +118,7 @@ test.serial(
 
       // ---- grow LUN 1
       out = await live.hup([{ name: IQN, luns: [lun0, { ...lun1, size: '8M' }] }]);
-      t.regex(out, new RegExp(`applied=target ${IQN}: LUN 1 resized from 4194304 to 8388608 bytes`));
+      t.regex(out, new RegExp(`applied="target ${IQN}: LUN 1 resized from 4194304 to 8388608 bytes`));
       t.is(fs.statSync(file1).size, 8 * MIB, 'the file grew');
       for (const [i, s] of [a, b].entries()) {
         t.deepEqual(
@@ -138,7 +138,7 @@ test.serial(
       out = await live.hup([{ name: IQN, luns: [lun0, lun1] }]);
       t.regex(
         out,
-        /configuration change refused, nothing applied refused=LUN 1 of \S+: shrinking it from 8388608 to 4194304/,
+        /configuration change refused, nothing applied refused="LUN 1 of \S+: shrinking it from 8388608 to 4194304/,
       );
       t.is(fs.statSync(file1).size, 8 * MIB);
       t.is(await capacity(a, 1), 8 * MIB);
@@ -147,7 +147,7 @@ test.serial(
       const held = heldWrite(a, 1, 100, pattern(4096, 50));
       const r2t = await held.r2t();
       out = await live.hup([{ name: IQN, luns: [lun0] }]);
-      t.regex(out, new RegExp(`refused=LUN 1 of ${IQN} has I/O in flight`));
+      t.regex(out, new RegExp(`refused="LUN 1 of ${IQN} has I/O in flight`));
       t.deepEqual(await reportLuns(b), [0, 1], 'nothing changed');
       t.deepEqual(await drainUnitAttentions(b, 0), []);
       held.answer(r2t);
@@ -157,7 +157,7 @@ test.serial(
       out = await live.hup([{ name: IQN, luns: [lun0, { ...lun1, size: '8M' }] }]); // back to the running one
       t.regex(out, /nothing changed live/);
       out = await live.hup([{ name: IQN, luns: [lun0] }]);
-      t.regex(out, new RegExp(`applied=target ${IQN}: LUN 1 removed`));
+      t.regex(out, new RegExp(`applied="target ${IQN}: LUN 1 removed`));
       for (const [i, s] of [a, b].entries()) {
         t.deepEqual(
           await drainUnitAttentions(s, 0),
@@ -175,14 +175,14 @@ test.serial(
         { name: IQN, luns: [lun0] },
         { name: IQN2, luns: [{ lun: 0, path: 't2.img', size: '4M' }] },
       ]);
-      t.regex(out, new RegExp(`applied=target ${IQN2} added \\(LUNs 0\\)`));
+      t.regex(out, new RegExp(`applied="target ${IQN2} added \\(LUNs 0\\)`));
       const cc = await session(c.port, 'c', IQN2);
       sessions.push(cc);
       t.deepEqual(await reportLuns(cc), [0]);
       t.is((await write(cc, 0, 0, pattern(4096, 70))).status, 0);
       t.deepEqual((await read(cc, 0, 0, 8)).data, pattern(4096, 70));
       out = await live.hup([{ name: IQN, luns: [lun0] }]);
-      t.regex(out, new RegExp(`applied=target ${IQN2} removed`));
+      t.regex(out, new RegExp(`applied="target ${IQN2} removed`));
       t.true(await waitFor(() => cc.closed, 5000), "the removed target's session is closed");
       t.true(
         await waitFor(() => new RegExp(`target removed target=${IQN2} sessionsClosed=1`).test(c.log()), 5000),
@@ -326,7 +326,7 @@ test.serial(
         'qemu-img bench is writing',
       );
       const out = await live.hup([{ name: IQN, luns: [lun0, { lun: 1, backstore: 'null', size: '1G' }] }]);
-      t.regex(out, new RegExp(`applied=target ${IQN}: LUN 1 added`));
+      t.regex(out, new RegExp(`applied="target ${IQN}: LUN 1 added`));
       t.deepEqual(await drainUnitAttentions(s, 0), [REPORTED_LUNS_CHANGED]);
       t.deepEqual(await reportLuns(s), [0, 1]);
       t.is(await capacity(s, 1), 1024 * MIB);

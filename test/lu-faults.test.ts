@@ -13,7 +13,6 @@ import { TestInitiator } from './helpers/initiator';
 import { run } from './helpers/run';
 import { startTestTarget, TEST_TARGET } from './helpers/target';
 import { readLuFaults } from '../src/metrics/counters';
-import { renderMetrics } from '../src/metrics/http';
 import { normalizeConfig, ConfigError } from '../src/config/schema';
 import { prepareBackingFiles } from '../src/backstore/prepare';
 import { cdb10 } from './scsi-helpers';
@@ -225,7 +224,7 @@ test('ENOSPC on a full file system: DATA PROTECT, SPACE ALLOCATION FAILED WRITE 
     t.is(faults.noSpace, refused.length);
     t.is(faults.writeErrors, 0, 'ENOSPC is counted as noSpace, not as an I/O error');
     t.regex(
-      renderMetrics(tt.target.counters, tt.target.config),
+      (await tt.target.metrics()).body,
       new RegExp(`nodetgt_lu_no_space_errors_total\\{target="[^"]+",lun="0"\\} ${refused.length}\\n`),
     );
     ini.close();

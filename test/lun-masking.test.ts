@@ -245,7 +245,7 @@ test.serial(
       fs.writeFileSync(file, config([HOSTS[0], { initiator: B, readOnly: [0] }]));
       c.proc.kill('SIGHUP');
       t.true(await waitFor(() => /SIGHUP: configuration reloaded/.test(c.log()), 10000), 'reloaded');
-      t.regex(c.log(), /applied=target iqn\.2026-11\.io\.nodetgt\.test:disk: hosts/);
+      t.regex(c.log(), /applied="target iqn\.2026-11\.io\.nodetgt\.test:disk: hosts/);
       for (const b of [b1, b2]) {
         // LUN 1 stayed, its WP flipped: MODE PARAMETERS CHANGED, then REPORTED LUNS DATA HAS CHANGED.
         t.deepEqual(await drainUnitAttentions(t, b, 1), ['2a/01', '3f/0e']);

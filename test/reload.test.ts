@@ -48,7 +48,7 @@ test('SIGHUP: the ACL changes for new logins on every worker; sessions go on; a 
     fs.writeFileSync(file, config([B]));
     c.proc.kill('SIGHUP');
     t.true(await waitFor(() => lines(/SIGHUP: configuration reloaded/) === 1, 5000), 'reloaded');
-    t.regex(c.log(), /applied=target iqn\.2026-11\.io\.nodetgt\.test:reload: acl/);
+    t.regex(c.log(), /applied="target iqn\.2026-11\.io\.nodetgt\.test:reload: acl/);
     t.notRegex(c.log(), /portals changed/, 'port 0 in the file is the port the kernel chose');
     // Two workers: both see the new ACL (four logins spread over them).
     for (let i = 0; i < 2; i++) {
@@ -69,7 +69,7 @@ test('SIGHUP: the ACL changes for new logins on every worker; sessions go on; a 
     fs.writeFileSync(file, config([B], { queueDepth: 64 }));
     c.proc.kill('SIGHUP');
     t.true(await waitFor(() => lines(/SIGHUP: configuration reloaded/) === 2, 5000));
-    t.regex(c.log(), /SIGHUP: not applied until a restart change=queueDepth changed/);
+    t.regex(c.log(), /SIGHUP: not applied until a restart change="queueDepth changed/);
     t.true(c.alive(), 'still running after three SIGHUPs');
     a.ini.close();
   } finally {
@@ -133,7 +133,7 @@ test('SIGHUP: CHAP accounts of a target and of discovery change live for new log
     save(acct('host1', 'first-secret-1'), acct('finder', 'finder-secret-1'));
     let from = c.log().length;
     await hup();
-    t.regex(c.log(), new RegExp(`applied=target ${IQN}: auth; discoveryAuth`));
+    t.regex(c.log(), new RegExp(`applied="target ${IQN}: auth; discoveryAuth`));
     // Two workers: both have the accounts (the log says which worker answered each login).
     for (let i = 0; i < 3; i++) {
       t.is(await login({ targetName: IQN, security: true }), 0x0201, `no CHAP: refused now (${i})`);
@@ -156,7 +156,7 @@ test('SIGHUP: CHAP accounts of a target and of discovery change live for new log
     save(acct('host1', 'second-secret-2'));
     from = c.log().length;
     await hup();
-    t.regex(c.log(), new RegExp(`applied=target ${IQN}: auth; discoveryAuth`));
+    t.regex(c.log(), new RegExp(`applied="target ${IQN}: auth; discoveryAuth`));
     for (let i = 0; i < 2; i++) {
       t.is(
         await login({ targetName: IQN, chap: { user: 'host1', secret: 'first-secret-1' } }),

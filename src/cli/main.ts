@@ -12,7 +12,7 @@ import {
   type Config,
 } from '../config/schema';
 import { startTarget, type RunningTarget } from '../portal/portal';
-import { log } from '../util/log';
+import { cycleLogLevel, log, parseLogFormat, parseLogLevel, setLogFormat, setLogLevel } from '../util/log';
 import { checkBackingFiles, prepareBackingFiles } from '../backstore/prepare';
 import { describeJsonError, settingLine } from '../config/json-location';
 import { importMain } from './import';
@@ -117,12 +117,24 @@ ${TUNE_USAGE}
   --lun cd:ISO          a read-only CD/DVD LUN (MMC, removable) serving the existing image file ISO
   --workers N           worker threads (default: number of cores)
   --metrics HOST:PORT   Prometheus endpoint (default: none)
+  --log-level LEVEL     error, warn, info or debug (default: NODETGT_LOG, else info); at run time,
+                        SIGUSR2 cycles error > warn > info > debug > error
+  --log-format FORMAT   text (one line per event, key=value) or json (one object per line); default text
   --state-dir DIR       where the LUs' provisioning records (their identity) are kept
                         (default: .nodetgt beside the config file, or in the current directory)
   -h, --help            this text
 `;
 
 export class UsageError extends Error {}
+
+/** A value check whose message is the usage error. */
+function usage<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
 
 export interface ServeArgs {
   config?: string;
@@ -132,6 +144,8 @@ export interface ServeArgs {
   workers?: number;
   metrics?: string;
   stateDir?: string;
+  logLevel?: string;
+  logFormat?: string;
 }
 
 export function parseServeArgs(argv: string[]): ServeArgs {
@@ -173,6 +187,12 @@ export function parseServeArgs(argv: string[]): ServeArgs {
         break;
       case '--state-dir':
         out.stateDir = value();
+        break;
+      case '--log-level':
+        out.logLevel = usage(() => parseLogLevel(value(), '--log-level'));
+        break;
+      case '--log-format':
+        out.logFormat = usage(() => parseLogFormat(value(), '--log-format'));
         break;
       default:
         throw new UsageError(`unknown option '${a}'`);
@@ -254,6 +274,8 @@ function applyFlags(raw: Record<string, unknown>, args: ServeArgs, cwd: string):
   }
   if (args.workers !== undefined) raw.workers = args.workers;
   if (args.metrics !== undefined) raw.metrics = args.metrics;
+  if (args.logLevel !== undefined) raw.logLevel = args.logLevel;
+  if (args.logFormat !== undefined) raw.logFormat = args.logFormat;
   if (args.stateDir !== undefined) raw.stateDir = path.resolve(cwd, args.stateDir);
   if (args.target !== undefined || args.luns.length) {
     const targets = (raw.targets as Array<Record<string, unknown>>) ?? [];
@@ -356,6 +378,9 @@ export function main(argv: string[]): void {
   try {
     args = parseServeArgs(rest);
     config = buildConfig(args);
+    // Before the first line is logged: the start-up warnings come out in the format asked for.
+    setLogLevel(config.logLevel);
+    setLogFormat(config.logFormat);
     // The embedded default's LUN lives in ./data, a directory no operator named: made here, since a LUN's
     // missing parent directory is otherwise an error.
     if (args.config === undefined && args.luns.length === 0) fs.mkdirSync('data', { recursive: true });
@@ -401,6 +426,8 @@ export function main(argv: string[]): void {
       process.on('SIGINT', () => stop('SIGINT'));
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGHUP', () => void reloadConfig(running, args));
+      // SIGUSR1 is Node's inspector signal: the log level cycles on SIGUSR2.
+      process.on('SIGUSR2', () => cycleLogLevel());
     },
     (e: Error) => {
       process.stderr.write(`nodetgt: ${e.message}\n`);

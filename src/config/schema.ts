@@ -1,4 +1,5 @@
 /** Configuration model: what an operator writes in the config file (JSON) or on the command line. */
+import { envLogLevel, parseLogFormat, parseLogLevel, type Level, type LogFormat } from '../util/log';
 import * as path from 'node:path';
 import { controlSocketPath } from '../admin/protocol';
 import {
@@ -48,6 +49,9 @@ export interface Config {
   portalGroupTag: number;
   /** "host:port" of the Prometheus endpoint, or null for none. */
   metrics: PortalConfig | null;
+  /** Log level (`logLevel`, --log-level; default NODETGT_LOG or info) and line format (`logFormat`, --log-format). */
+  logLevel: Level;
+  logFormat: LogFormat;
   /** Seconds of idle time before a NOP-In ping; 0 disables. */
   nopInInterval: number;
   /** Seconds to wait for the NOP-Out answer before dropping the connection. */
@@ -125,6 +129,8 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
       'targets',
       'portalGroupTag',
       'metrics',
+      'logLevel',
+      'logFormat',
       'nopInInterval',
       'nopInTimeout',
       'queueDepth',
@@ -174,6 +180,12 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
     targets,
     portalGroupTag: optInt(o, 'portalGroupTag', 1, 1, 65535, 'config'),
     metrics: normalizeMetrics(o.metrics),
+    logLevel: logOption(() =>
+      o.logLevel === undefined ? envLogLevel() : parseLogLevel(o.logLevel, "'logLevel'"),
+    ),
+    logFormat: logOption(() =>
+      o.logFormat === undefined ? 'text' : parseLogFormat(o.logFormat, "'logFormat'"),
+    ),
     nopInInterval: defaults.nopInInterval,
     nopInTimeout: defaults.nopInTimeout,
     storageDir: defaults.storageDir,
@@ -277,6 +289,14 @@ export function shortSecrets(config: Config): string[] {
 }
 
 /** "HOST:PORT" only: a bare number reads as a port to some and as a host to others, so it is refused. */
+function logOption<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    return fail('config', (e as Error).message);
+  }
+}
+
 function normalizeMetrics(v: unknown): PortalConfig | null {
   if (v === undefined || v === null) return null;
   if (typeof v !== 'string')

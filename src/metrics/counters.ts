@@ -4,6 +4,8 @@
  * Names follow the iSCSI-MIB (RFC 7147) where it has one.
  */
 import { MAX_LUS } from '../config/schema';
+import { allocateRuntimeShared } from './runtime';
+import { createSessionStatsShared, type SessionStatsShared } from './session-stats';
 
 export const COUNTERS = [
   // iscsiTgtLoginStatsTable
@@ -76,6 +78,10 @@ export interface CounterShared {
   claims: SharedArrayBuffer;
   /** Per logical unit fault counters (LU_FAULTS), one row per LU slot, added to with Atomics by any thread. */
   lu: SharedArrayBuffer;
+  /** Per session slots and per target totals (src/metrics/session-stats.ts). */
+  sessions: SessionStatsShared;
+  /** Event-loop figures per counter row (src/metrics/runtime.ts). */
+  runtime: SharedArrayBuffer;
 }
 
 /**
@@ -105,6 +111,8 @@ export function createCounterShared(): CounterShared {
     values: new SharedArrayBuffer(MAX_ROWS * COUNTERS.length * 8),
     claims: new SharedArrayBuffer(MAX_ROWS * 4),
     lu: new SharedArrayBuffer(MAX_LU_SLOTS * LU_FAULTS.length * 8),
+    sessions: createSessionStatsShared(),
+    runtime: allocateRuntimeShared(MAX_ROWS),
   };
 }
 
@@ -136,7 +144,7 @@ export function readLuFaults(shared: CounterShared, slot: number): Record<LuFaul
 export class CounterRow {
   readonly v: Float64Array;
   constructor(
-    shared: CounterShared,
+    readonly shared: CounterShared,
     readonly row: number,
   ) {
     this.v = new Float64Array(shared.values, row * COUNTERS.length * 8, COUNTERS.length);

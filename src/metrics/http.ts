@@ -1,166 +1,35 @@
-/** Prometheus exposition of the shared counters, summed over the portal thread and every worker at scrape time. */
+/** The HTTP endpoint: /metrics in the Prometheus text format, or OpenMetrics when the Accept header asks for it. */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Config } from '../config/schema';
-import {
-  COUNTERS,
-  LU_FAULTS,
-  readCounters,
-  readLuFaults,
-  type CounterName,
-  type CounterShared,
-  type LuFault,
-} from './counters';
+import { log } from '../util/log';
+import { Exposition, type MetricsSource } from './exposition';
 
-const HELP: Record<CounterName, [string, 'counter' | 'gauge']> = {
-  tgtLoginAccepts: ['Logins accepted (iscsiTgtLoginAccepts)', 'counter'],
-  tgtLoginOtherFails: ['Logins failed for other reasons (iscsiTgtLoginOtherFails)', 'counter'],
-  tgtLoginRedirects: ['Logins redirected (iscsiTgtLoginRedirects)', 'counter'],
-  tgtLoginAuthorizeFails: ['Logins failed authorization (iscsiTgtLoginAuthorizeFails)', 'counter'],
-  tgtLoginAuthenticateFails: ['Logins failed authentication (iscsiTgtLoginAuthenticateFails)', 'counter'],
-  tgtLoginNegotiateFails: ['Logins failed negotiation (iscsiTgtLoginNegotiateFails)', 'counter'],
-  tgtLogoutNormals: ['Normal logouts (iscsiTgtLogoutNormals)', 'counter'],
-  tgtLogoutOthers: ['Other logouts (iscsiTgtLogoutOthers)', 'counter'],
-  instSsnDigestErrors: ['Digest errors (iscsiInstSsnDigestErrors)', 'counter'],
-  instSsnCxnTimeoutErrors: ['Connection timeouts (iscsiInstSsnCxnTimeoutErrors)', 'counter'],
-  instSsnFormatErrors: ['Format/protocol errors (iscsiInstSsnFormatErrors)', 'counter'],
-  ssnCmdPDUs: ['PDUs received (iscsiSsnCmdPDUs)', 'counter'],
-  ssnRspPDUs: ['PDUs sent (iscsiSsnRspPDUs)', 'counter'],
-  ssnTxDataOctets: ['Data segment octets sent (iscsiSsnTxDataOctets)', 'counter'],
-  ssnRxDataOctets: ['Data segment octets received (iscsiSsnRxDataOctets)', 'counter'],
-  cxnActive: ['Connections being served', 'gauge'],
-  cxnAccepted: ['TCP connections accepted by the portal', 'counter'],
-  ssnActive: ['Sessions in full feature phase', 'gauge'],
-  rejectsSent: ['Reject PDUs sent', 'counter'],
-  pduDataCopiedBytes: ['Data segment bytes the parser had to assemble across reads', 'counter'],
-  pduHeaderDigestsVerified: ['PDUs received whose header digest (CRC32C) was checked and matched', 'counter'],
-  pduDataDigestsVerified: ['PDUs received whose data digest (CRC32C) was checked and matched', 'counter'],
-  scsiCommands: ['SCSI commands executed', 'counter'],
-  scsiReadBytes: ['Bytes read by initiators', 'counter'],
-  scsiWriteBytes: ['Bytes written by initiators', 'counter'],
-  scsiCheckConditions: ['SCSI commands that ended in CHECK CONDITION', 'counter'],
-  nopInPings: ['NOP-In pings sent on idle connections', 'counter'],
-  tmfRequests: ['Task management function requests performed', 'counter'],
-  tmfNotComplete: ['Task management functions answered other than Function complete', 'counter'],
-  cxnRefused: ['Connections refused at accept (admission limits, descriptors low)', 'counter'],
-  fdExhausted: ['Times the process ran out of file descriptors (EMFILE/ENFILE)', 'counter'],
-  partialPduTimeouts: ['Connections dropped for holding a partial PDU past the timeout', 'counter'],
-  workerDeaths: ['Worker threads that died and were replaced', 'counter'],
-  controlRequests: ['Requests served on the control socket (nodetgt show, session close)', 'counter'],
-  controlRefused: ['Control socket connections refused: not the user running the target', 'counter'],
-  tgtLoginRateLimited: [
-    'Logins refused unheard because their address failed authentication too often (see limits.authFailuresPerAddress)',
-    'counter',
-  ],
-  authBlockedAddresses: ['Addresses whose logins are refused for now after authentication failures', 'gauge'],
-  tgtLoginLimitRefusals: [
-    'Logins refused Out of Resources at a session or connection limit (limits.maxSessions, a target maxSessions or maxConnections)',
-    'counter',
-  ],
-  tgtLoginNoSession: [
-    'Logins refused Session does not exist (0x020a): a TSIH naming no session of this initiator',
-    'counter',
-  ],
-  tgtLoginTooManyConnections: [
-    "Logins refused Too many connections (0x0206): past the session's negotiated MaxConnections",
-    'counter',
-  ],
-  cxnReinstatements: [
-    'Connections logged out implicitly by a login with their CID (reinstatement)',
-    'counter',
-  ],
-  cxnLogoutCidNotFound: ['Logout requests naming a CID not in the session (response 1)', 'counter'],
-  ssnConnectionFailures: [
-    'Sessions of several connections ended because one failed (ErrorRecoveryLevel 0)',
-    'counter',
-  ],
-  snackRequests: ['SNACK Requests received (ErrorRecoveryLevel 1)', 'counter'],
-  recoveryR2ts: [
-    'Recovery R2Ts sent for Data-Out lost to a data digest error (ErrorRecoveryLevel 1)',
-    'counter',
-  ],
-};
+export { GAUGES } from './names';
 
-const LU_HELP: Record<LuFault, [string, string, 'counter' | 'gauge']> = {
-  readErrors: ['nodetgt_lu_read_errors_total', 'Backstore read errors per LU', 'counter'],
-  writeErrors: [
-    'nodetgt_lu_write_errors_total',
-    'Backstore write errors per LU (ENOSPC excluded)',
-    'counter',
-  ],
-  flushErrors: ['nodetgt_lu_flush_errors_total', 'Backstore flush (fdatasync) errors per LU', 'counter'],
-  unmapErrors: ['nodetgt_lu_unmap_errors_total', 'Backstore unmap (punch hole) errors per LU', 'counter'],
-  noSpace: [
-    'nodetgt_lu_no_space_errors_total',
-    'Writes refused for lack of space (ENOSPC) per LU',
-    'counter',
-  ],
-  shrunk: ['nodetgt_lu_backing_shrunk', '1 once the backing file was found smaller than the LU', 'gauge'],
-  badRequests: [
-    'nodetgt_lu_bad_requests_total',
-    'Commands refused for a malformed request (PR OUT, XCOPY, COMPARE AND WRITE parameters) per LU',
-    'counter',
-  ],
-};
-
-function luLines(shared: CounterShared, config: Config): string[] {
-  const lines: string[] = [
-    '# HELP nodetgt_lu_offline 1 for a configured LU that is not served (its backing file disappeared)',
-    '# TYPE nodetgt_lu_offline gauge',
-  ];
-  const lus = config.targets.flatMap((t) =>
-    t.luns.map((l) => ({ l, labels: `target="${t.name}",lun="${l.lun}"` })),
-  );
-  for (const { l, labels } of lus)
-    lines.push(`nodetgt_lu_offline{${labels}} ${l.offline === undefined ? 0 : 1}`);
-  const values = lus.map(({ l }) => readLuFaults(shared, l.slot));
-  for (const f of LU_FAULTS) {
-    const [metric, help, type] = LU_HELP[f];
-    lines.push(`# HELP ${metric} ${help}`, `# TYPE ${metric} ${type}`);
-    lus.forEach(({ labels }, i) => lines.push(`${metric}{${labels}} ${values[i][f]}`));
-  }
-  return lines;
-}
-/** Counters that are levels, not totals (they die with the thread that kept them). */
-export const GAUGES: ReadonlySet<CounterName> = new Set(COUNTERS.filter((n) => HELP[n][1] === 'gauge'));
-
-function snake(name: string): string {
-  return name.replace('PDUs', 'Pdus').replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
-}
-
-export function renderMetrics(shared: CounterShared, config?: Config, extra?: () => string[]): string {
-  const { total, rows } = readCounters(shared);
-  const lines: string[] = [];
-  for (const n of COUNTERS) {
-    const metric = `nodetgt_${snake(n)}${HELP[n][1] === 'counter' ? '_total' : ''}`;
-    lines.push(`# HELP ${metric} ${HELP[n][0]}`, `# TYPE ${metric} ${HELP[n][1]}`, `${metric} ${total[n]}`);
-  }
-  lines.push(
-    '# HELP nodetgt_worker_connections Connections served per worker thread',
-    '# TYPE nodetgt_worker_connections gauge',
-  );
-  for (const r of rows)
-    if (r.row > 0) lines.push(`nodetgt_worker_connections{thread="${r.threadId}"} ${r.values.cxnActive}`);
-  if (config) lines.push(...luLines(shared, config));
-  if (extra) lines.push(...extra());
-  return lines.join('\n') + '\n';
+export interface MetricsServer {
+  server: http.Server;
+  port: number;
+  exposition: Exposition;
 }
 
 export function startMetricsServer(
-  shared: CounterShared,
-  config: Config,
+  source: MetricsSource,
   host: string,
   port: number,
-  /** More lines, computed elsewhere (the tuning checks' gauges). */
-  extra?: () => string[],
-): Promise<{ server: http.Server; port: number }> {
+): Promise<MetricsServer> {
+  const exposition = new Exposition(source);
   const server = http.createServer((req, res) => {
-    if (req.url === '/metrics' || req.url?.startsWith('/metrics?')) {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      res.end(renderMetrics(shared, config, extra));
-    } else {
+    if (req.url !== '/metrics' && !req.url?.startsWith('/metrics?')) {
       res.writeHead(404).end('not found\n');
+      return;
     }
+    exposition.render(req.headers.accept).then(
+      ({ contentType, body }) => res.writeHead(200, { 'content-type': contentType }).end(body),
+      (e: Error) => {
+        log.error('metrics exposition failed', { error: e.stack ?? e.message });
+        res.writeHead(500).end('exposition failed\n');
+      },
+    );
   });
   return new Promise((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
@@ -170,6 +39,8 @@ export function startMetricsServer(
         ),
       ),
     );
-    server.listen(port, host, () => resolve({ server, port: (server.address() as AddressInfo).port }));
+    server.listen(port, host, () =>
+      resolve({ server, port: (server.address() as AddressInfo).port, exposition }),
+    );
   });
 }

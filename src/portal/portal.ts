@@ -16,7 +16,7 @@ import {
   releaseRow,
   type CounterShared,
 } from '../metrics/counters';
-import { log } from '../util/log';
+import { log, logSettings, setLogFormat, setLogLevel } from '../util/log';
 import { dup } from '../native';
 import { socketFd } from '../util/socket-fd';
 import { Shutdown, type ShutdownReport } from './shutdown';
@@ -25,7 +25,7 @@ import { startControlServer } from './control';
 import type { AdminResult, AdminTask } from '../admin/protocol';
 import { ConfigApplier, type ApplyOptions, type ApplyReport } from './apply';
 import type { ConfigSource } from '../config/source';
-import { allocateLuShared, releaseLane, type LuSharedMemory } from '../scsi/lu-shared';
+import { allocateLuShared, luInFlight, releaseLane, type LuSharedMemory } from '../scsi/lu-shared';
 import { loadPrState, seedPr } from '../scsi/pr-aptpl';
 import { recoverAtomicJournals, type AtomicRecoveryReport } from '../backstore/atomic-journal';
 import { loginRefusal, readFirstLogin, type FirstLogin } from './first-login';
@@ -37,6 +37,8 @@ import { AuthFailureLimiter } from './auth-limit';
 import { createRoutingShared, TsihTable, type RoutingShared } from '../worker/routing';
 import { prepareBackingFiles } from '../backstore/prepare';
 import { GAUGES, startMetricsServer } from '../metrics/http';
+import { Exposition, type MetricsSource } from '../metrics/exposition';
+import { sampleEventLoop } from '../metrics/runtime';
 import {
   authFailureChannel,
   FD_PORTAL,
@@ -73,6 +75,8 @@ export interface RunningTarget {
   readonly counters: CounterShared;
   /** Port of the Prometheus endpoint (0 when disabled). */
   readonly metricsPort: number;
+  /** The exposition /metrics would serve now (also without a metrics endpoint: tests, `nodetgt show`). */
+  metrics(accept?: string): Promise<{ contentType: string; body: string }>;
   /** Connections currently served, per worker threadId. */
   connectionsPerWorker(): Map<number, number>;
   workerThreadIds(): number[];
@@ -157,6 +161,8 @@ function logAtomicRecovery(reports: AtomicRecoveryReport[]): void {
 }
 
 export async function startTarget(config: Config, opts: StartOptions = {}): Promise<RunningTarget> {
+  setLogLevel(config.logLevel);
+  setLogFormat(config.logFormat);
   for (const r of await prepareBackingFiles(config)) {
     if (r.state === 'offline') log.error('LU offline', { target: r.target, lun: r.lun, reason: r.reason });
     else if (r.state !== 'ready')
@@ -177,6 +183,7 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
   logAtomicRecovery(recoverAtomicJournals(config));
   const counters = createCounterShared();
   const portalRow = new CounterRow(counters, 0);
+  const stopSampling = sampleEventLoop(counters.runtime, 0);
   const routing: RoutingShared = createRoutingShared();
   const tsihs = new TsihTable(routing);
   const threads = workerCount(config);
@@ -198,6 +205,7 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
     lus,
     authChannel,
     sessionLimits,
+    log: logSettings(),
   };
 
   const balancer: LoadBalancer = (task, workers) => {
@@ -449,11 +457,21 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
     async () =>
       (await askWorkers({ kind: 'admin', op: 'sessions' })).flatMap((r: AdminResult) => r.sessions ?? []),
   );
+  const metricsSource: MetricsSource = {
+    counters,
+    config: () => config,
+    lus,
+    inFlight: (slot) => (lus[slot] ? luInFlight(lus[slot]) : 0),
+    tuning: () => tuning.series(),
+  };
   const metricsServer = config.metrics
-    ? await startMetricsServer(counters, config, config.metrics.host, config.metrics.port, () =>
-        tuning.metricLines(),
-      ).catch((e: Error) => {
+    ? await startMetricsServer(metricsSource, config.metrics.host, config.metrics.port).catch((e: Error) => {
         for (const s of servers) s.close();
+        // Nothing started so far may keep the process (or a test) alive after a failed start.
+        clearInterval(gaugeTimer);
+        stopSampling();
+        authFailures.close();
+        reserve.close();
         throw e;
       })
     : null;
@@ -565,6 +583,7 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
   const releaseOnce = async () => {
     stopAccepting();
     clearInterval(gaugeTimer);
+    stopSampling();
     tuning.stop();
     authFailures.close();
     reserve.close();
@@ -583,6 +602,7 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
     addresses,
     counters,
     metricsPort: metricsServer?.port ?? 0,
+    metrics: (accept) => (metricsServer?.exposition ?? new Exposition(metricsSource)).render(accept),
     connectionsPerWorker: () => new Map(connsPerWorker),
     workerThreadIds: () => pool!.threads.map((t) => t.threadId),
     tsihsOwnedBy: (threadId) => tsihs.ownedBy(threadId),

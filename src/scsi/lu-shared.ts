@@ -47,6 +47,7 @@
  *  - A dead worker's lane is released by the portal (releaseLane): its nexus slots, its writer counts, the
  *    stripe owner words, its in-flight count and the PR lock it held.
  */
+import { allocateLuStats } from '../metrics/lu-stats';
 import type { Asc } from './constants';
 
 /** Unit attention conditions, one bit each; the lower the bit, the earlier it is reported. */
@@ -132,10 +133,16 @@ const TOTAL_WORDS = EXEC_BASE + MAX_LANES * 2;
 export interface LuSharedMemory {
   words: SharedArrayBuffer;
   pr: SharedArrayBuffer;
+  /** Per-lane statistics (src/metrics/lu-stats.ts); absent in unit tests that build the memory themselves. */
+  stats?: SharedArrayBuffer;
 }
 
 export function allocateLuShared(): LuSharedMemory {
-  return { words: new SharedArrayBuffer(TOTAL_WORDS * 4), pr: new SharedArrayBuffer(PR_CAPACITY) };
+  return {
+    words: new SharedArrayBuffer(TOTAL_WORDS * 4),
+    pr: new SharedArrayBuffer(PR_CAPACITY),
+    stats: allocateLuStats(),
+  };
 }
 
 /** Two independent 32-bit FNV-1a hashes of an I_T nexus name (never 0, so 0 can mean "free"). */

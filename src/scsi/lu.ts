@@ -7,6 +7,7 @@
 import type { Backstore } from '../backstore/types';
 import { NullBackstore } from '../backstore/null';
 import type { LuFaultCounters } from '../metrics/counters';
+import type { LuStats } from '../metrics/lu-stats';
 import { log } from '../util/log';
 import type { Asc } from './constants';
 import { FLAG_MEDIUM_ABSENT, FLAG_SWP, LuShared, UA, uaCondition } from './lu-shared';
@@ -85,6 +86,8 @@ export interface LogicalUnitOptions {
   pool?: BufferPool;
   /** This LU's fault counters (metrics); none in unit tests. */
   faults?: LuFaultCounters;
+  /** This thread's writer of the LU's statistics (src/metrics/lu-stats.ts); none in unit tests. */
+  stats?: LuStats;
   /** This thread's handle on the LU's shared state; a private one when not given (unit tests). */
   shared?: LuShared;
   /** Device type; default 'disk'. A 'cd' LU is always removable and needs a read-only backstore. */
@@ -158,6 +161,8 @@ export class LogicalUnit {
   readonly atomicWrites: 'journal' | 'trivial' | null;
   readonly atomicJournalDir?: string;
   private readonly faults?: LuFaultCounters;
+  /** Commands, bytes, sense keys and latency of this LU, written by the session layer as commands end. */
+  readonly stats?: LuStats;
 
   constructor(
     readonly backstore: Backstore,
@@ -187,6 +192,7 @@ export class LogicalUnit {
     };
     this.pool = opts.pool ?? sharedPool;
     this.faults = opts.faults;
+    this.stats = opts.stats;
     this.shared = opts.shared ?? new LuShared();
     this.type = opts.type ?? 'disk';
     this.removable = this.type === 'cd' || opts.removable === true;

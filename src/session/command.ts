@@ -90,6 +90,8 @@ export interface Task {
    * finish(); null when no LU served the LUN, or once finished.
    */
   lu: LogicalUnit | null;
+  /** performance.now() on arrival: the LU's latency histogram measures from here to the status. */
+  startMs: number;
 }
 
 export class CommandEngine {
@@ -193,6 +195,7 @@ export class CommandEngine {
       recovery: null,
       epoch: lu?.shared.resetEpoch ?? 0,
       lu,
+      startMs: performance.now(),
     };
     this.tasks.set(task.itt, task);
     const accepted = session.deliver(cmd.cmdSN, cmd.immediate, () => {
@@ -445,6 +448,14 @@ export class CommandEngine {
       residual = task.edtl;
     }
     if (result.status !== GOOD) c.inc('scsiCheckConditions');
+    task.lu?.stats?.command(
+      task.cdb[0],
+      result.status,
+      result.sense,
+      data ? data.length : 0,
+      task.write ? task.received : 0,
+      task.startMs,
+    );
     let dataSN = 0;
     // ERL 1: the Data-In and the status are kept for SNACKs (recovery.ts). The pooled buffer is then not
     // returned to its pool: the log holds it until acknowledged, and the GC takes it after.

@@ -150,6 +150,14 @@ export class Connection {
     if (parser.dataDigestsVerified !== dd) c.inc('pduDataDigestsVerified', parser.dataDigestsVerified - dd);
   }
 
+  /** Who a session event is about, for the logs: peer, and once logged in initiator, ISID, TSIH, CID, target. */
+  who(): Record<string, unknown> {
+    const s = this.session;
+    if (!s) return { peer: this.peer };
+    const target = s.target?.name ?? '(discovery)';
+    return { peer: this.peer, initiator: s.initiatorName, isid: s.isid, tsih: s.tsih, cid: this.cid, target };
+  }
+
   // ---- sending ---------------------------------------------------------------------------------
 
   /**
@@ -181,6 +189,7 @@ export class Connection {
     const c = this.ctx.counters;
     c.inc('ssnRspPDUs');
     c.inc('ssnTxDataOctets', (bhs[5] << 16) | (bhs[6] << 8) | bhs[7]);
+    this.session?.stats?.tx((bhs[5] << 16) | (bhs[6] << 8) | bhs[7]);
   }
 
   private corked = false;
@@ -224,6 +233,7 @@ export class Connection {
           lastProgress = now;
         } else if (now - lastProgress >= timeout) {
           this.ctx.counters.inc('instSsnCxnTimeoutErrors');
+          this.session?.stats?.timeoutError();
           log.warn('no send progress: dropping the connection', {
             peer: this.peer,
             queued: s.writableLength,
@@ -358,8 +368,9 @@ export class Connection {
       return;
     }
     c.inc('instSsnDigestErrors');
+    this.session?.stats?.digestError();
     if (e.kind === 'data-digest' && this.phase === 'ffp') {
-      log.warn('data digest error', { peer: this.peer });
+      log.warn('data digest error', this.who());
       this.reject(RejectReason.DataDigestError, e.bhs);
       // RFC 7143 sec. 7.8: the data PDU is discarded. At ERL 0 its task ends with CHECK CONDITION once the
       // rest of its data has arrived; at ERL 1 a recovery R2T asks for it again. A SCSI Command with bad
@@ -369,7 +380,7 @@ export class Connection {
     }
     // A header that fails its digest cannot be trusted for its lengths, and without markers (RFC 7143 has
     // none) the next PDU boundary cannot be found: the connection goes, at ERL 1 too (RFC 7143 sec. 7.8).
-    log.warn('header digest error: dropping the connection', { peer: this.peer });
+    log.warn('header digest error: dropping the connection', this.who());
     this.close('header digest error');
   }
 
@@ -377,6 +388,7 @@ export class Connection {
     if (this.phase === 'closed') return;
     this.ctx.counters.inc('ssnCmdPDUs');
     this.ctx.counters.inc('ssnRxDataOctets', pdu.dataLength);
+    this.session?.stats?.rx(pdu.dataLength);
     try {
       if (this.phase === 'login') this.onLoginPdu(pdu);
       else if (this.phase === 'logout') this.afterLogout(pdu);
@@ -508,6 +520,7 @@ export class Connection {
     log.info('login', {
       peer: this.peer,
       initiator: outcome.initiatorName,
+      isid: session.isid,
       target: outcome.targetName ?? '(discovery)',
       tsih: session.tsih,
       cid: outcome.cid,
@@ -669,7 +682,8 @@ export class Connection {
     if (this.nopOutstanding) {
       if (now - this.nopOutstanding.sentAt > this.keepalive().nopInTimeout * 1000) {
         this.ctx.counters.inc('instSsnCxnTimeoutErrors');
-        log.warn('no answer to NOP-In: dropping the connection', { peer: this.peer });
+        this.session?.stats?.timeoutError();
+        log.warn('no answer to NOP-In: dropping the connection', this.who());
         this.close('nop timeout');
       }
       return;
@@ -693,7 +707,7 @@ export class Connection {
 
   close(reason: string): void {
     if (this.phase === 'closed') return;
-    log.debug('closing connection', { peer: this.peer, reason });
+    log.debug('closing connection', { ...this.who(), reason });
     this.phase = 'closed';
     // Whatever this turn queued (a login reject, a Reject PDU) goes out before the descriptor closes.
     if (this.corked) this.uncork();

@@ -2,6 +2,7 @@
  * An iSCSI session on its worker: TSIH, the CmdSN window shared by all its connections (MC/S), and the
  * target it is logged in to. One session lives on one worker thread, so nothing here needs a lock.
  */
+import type { SessionStats } from '../metrics/session-stats';
 import type { NegotiatedParams } from '../login/negotiator';
 import type { SessionTarget } from './host';
 import type { ScsiDispatcher } from '../scsi/dispatcher';
@@ -41,6 +42,8 @@ export class Session {
    * starts until it resolves, so a write of the old session never lands after one of the new session.
    */
   startGate: Promise<void> | null = null;
+  /** This session's row in the per-session statistics (src/metrics/session-stats.ts); null: none. */
+  stats: SessionStats | null = null;
 
   constructor(
     readonly tsih: number,

@@ -8,7 +8,8 @@ import type { SessionInfo } from '../admin/protocol';
 import { log } from '../util/log';
 import { hostProbe, type Probe } from './check';
 import { JUMBO_MTU, JUMBO_SPEED, type InterfaceFacts } from './interfaces';
-import { runTuning, tuningMetricLines } from './run';
+import { runTuning, tuningMetricLines, tuningSeries } from './run';
+import type { TuningCheck } from './check';
 
 export const TUNING_REFRESH_MS = 60_000;
 
@@ -27,7 +28,7 @@ export function jumboWarnings(interfaces: readonly InterfaceFacts[]): string[] {
 }
 
 export class TuningMonitor {
-  private lines: string[] = [];
+  private checks: readonly TuningCheck[] = [];
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
 
@@ -49,7 +50,12 @@ export class TuningMonitor {
 
   /** The nodetgt_tuning_check lines of the last pass (none before the first). */
   metricLines(): string[] {
-    return this.lines;
+    return tuningMetricLines(this.checks);
+  }
+
+  /** The nodetgt_tuning_check series of the last pass, for the metrics endpoint. */
+  series(): ReturnType<typeof tuningSeries> {
+    return tuningSeries(this.checks);
   }
 
   stop(): void {
@@ -68,7 +74,7 @@ export class TuningMonitor {
       try {
         const sessions = await this.sessions().catch((e: Error) => ({ error: e.message }));
         const report = await runTuning({ probe: this.probe, portalHosts: this.portalHosts(), sessions });
-        this.lines = tuningMetricLines(report.checks);
+        this.checks = report.checks;
         facts = report.interfaces;
       } catch (e) {
         log.warn('tuning checks failed', { error: (e as Error).message });

@@ -49,23 +49,29 @@ export function exitCode(checks: readonly TuningCheck[]): number {
 const label = (s: string) => s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 
 /** The gauge nodetgt_tuning_check{check,subject}: 0 ok, 1 warn, 2 fail, -1 unknown (STATUS_VALUE). */
+/** One gauge value per (check, subject): 0 ok, 1 warn, 2 fail, -1 unknown; a repeat keeps the worst. */
+export function tuningSeries(
+  checks: readonly TuningCheck[],
+): Array<{ labels: { check: string; subject: string }; value: number }> {
+  const worst = new Map<string, { labels: { check: string; subject: string }; value: number }>();
+  for (const c of checks) {
+    const key = `${c.check}\u0000${c.subject}`;
+    const v = STATUS_VALUE[c.status];
+    const had = worst.get(key);
+    if (!had) worst.set(key, { labels: { check: c.check, subject: c.subject }, value: v });
+    else had.value = Math.max(had.value, v);
+  }
+  return [...worst.values()];
+}
+
+/** The same as Prometheus text lines (tests and `nodetgt tune --metrics`). */
 export function tuningMetricLines(checks: readonly TuningCheck[]): string[] {
-  const lines = [
+  return [
     '# HELP nodetgt_tuning_check Host and path tuning checks (nodetgt tune): 0 ok, 1 warn, 2 fail, -1 unknown',
     '# TYPE nodetgt_tuning_check gauge',
+    ...tuningSeries(checks).map(
+      (s) =>
+        `nodetgt_tuning_check{check="${label(s.labels.check)}",subject="${label(s.labels.subject)}"} ${s.value}`,
+    ),
   ];
-  const seen = new Set<string>();
-  for (const c of checks) {
-    const labels = `check="${label(c.check)}",subject="${label(c.subject)}"`;
-    // One series per (check, subject): a repeat (two rows of one initiator) keeps the worst.
-    if (seen.has(labels)) continue;
-    seen.add(labels);
-    const worst = Math.max(
-      ...checks
-        .filter((d) => d.check === c.check && d.subject === c.subject)
-        .map((d) => STATUS_VALUE[d.status]),
-    );
-    lines.push(`nodetgt_tuning_check{${labels}} ${worst}`);
-  }
-  return lines;
 }

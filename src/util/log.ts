@@ -8,13 +8,66 @@
  */
 import { threadId } from 'node:worker_threads';
 
-export type Level = 'error' | 'warn' | 'info' | 'debug';
+export const LEVELS = ['error', 'warn', 'info', 'debug'] as const;
+export type Level = (typeof LEVELS)[number];
+export const FORMATS = ['text', 'json'] as const;
+export type LogFormat = (typeof FORMATS)[number];
 const ORDER: Record<Level, number> = { error: 0, warn: 1, info: 2, debug: 3 };
-let current: Level =
-  (process.env.NODETGT_LOG as Level) in ORDER ? (process.env.NODETGT_LOG as Level) : 'info';
 
+/** A level or format named by a flag, a config key or NODETGT_LOG; anything else is an error, not a default. */
+export function parseLogLevel(v: unknown, where: string): Level {
+  if (typeof v === 'string' && (LEVELS as readonly string[]).includes(v)) return v as Level;
+  throw new Error(`${where} must be one of ${LEVELS.join(', ')}, not ${JSON.stringify(v)}`);
+}
+export function parseLogFormat(v: unknown, where: string): LogFormat {
+  if (typeof v === 'string' && (FORMATS as readonly string[]).includes(v)) return v as LogFormat;
+  throw new Error(`${where} must be one of ${FORMATS.join(', ')}, not ${JSON.stringify(v)}`);
+}
+
+/** The level NODETGT_LOG asks for (info when unset); the CLI refuses an invalid value before anything starts. */
+export function envLogLevel(): Level {
+  const v = process.env.NODETGT_LOG;
+  return v === undefined || v === '' ? 'info' : parseLogLevel(v, 'NODETGT_LOG');
+}
+
+// [level, format] in shared memory: the portal thread hands the buffer to every worker (adoptLogSettings), so a
+// change of level at run time reaches all threads at once. Read with Atomics on every call: one load.
+let settings = new Int32Array(new SharedArrayBuffer(8));
+settings[0] = (() => {
+  try {
+    return ORDER[envLogLevel()];
+  } catch {
+    return ORDER.info; // an embedder's bad NODETGT_LOG: the CLI reports it; a library keeps going
+  }
+})();
+
+export function logSettings(): SharedArrayBuffer {
+  return settings.buffer as SharedArrayBuffer;
+}
+/** A worker thread follows the portal's settings. */
+export function adoptLogSettings(sab: SharedArrayBuffer): void {
+  settings = new Int32Array(sab);
+}
 export function setLogLevel(level: Level): void {
-  current = level;
+  Atomics.store(settings, 0, ORDER[level]);
+}
+export function logLevel(): Level {
+  return LEVELS[Atomics.load(settings, 0)];
+}
+export function setLogFormat(format: LogFormat): void {
+  Atomics.store(settings, 1, FORMATS.indexOf(format));
+}
+const enabled = (level: Level) => ORDER[level] <= Atomics.load(settings, 0);
+
+/**
+ * The next level in error > warn > info > debug > error (a signal cycles through them). The change itself is
+ * always logged, whatever the new level, so that the operator sees where the cycle stands.
+ */
+export function cycleLogLevel(): Level {
+  const next = LEVELS[(Atomics.load(settings, 0) + 1) % LEVELS.length];
+  setLogLevel(next);
+  write('info', 'log level changed', { to: next });
+  return next;
 }
 
 export interface RateLimit {
@@ -39,11 +92,24 @@ export function setLogRateLimit(l: Partial<RateLimit>): void {
   Object.assign(limit, l);
 }
 
+/** A text value: bare when it is one plain word, else JSON-quoted so that spaces and quotes stay searchable. */
+function textValue(v: unknown): string {
+  if (typeof v === 'string') return /^[^\s"=]+$/.test(v) ? v : JSON.stringify(v);
+  return JSON.stringify(v) ?? String(v);
+}
+
 function write(level: Level, msg: string, fields?: Record<string, unknown>): void {
-  let line = `${new Date().toISOString()} ${level.toUpperCase()} [t${threadId}] ${msg}`;
-  if (fields)
-    for (const [k, v] of Object.entries(fields))
-      line += ` ${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`;
+  const time = new Date().toISOString();
+  let line: string;
+  if (settings[1] === 1) {
+    // The fields go beside the four fixed keys (`jq 'select(.initiator == ...)'`); a field never hides one.
+    const o: Record<string, unknown> = { time, level, thread: threadId, message: msg };
+    if (fields) for (const [k, v] of Object.entries(fields)) if (!(k in o)) o[k] = v;
+    line = JSON.stringify(o);
+  } else {
+    line = `${time} ${level.toUpperCase()} [t${threadId}] ${msg}`;
+    if (fields) for (const [k, v] of Object.entries(fields)) line += ` ${k}=${textValue(v)}`;
+  }
   process.stderr.write(line + '\n');
 }
 
@@ -71,7 +137,7 @@ function flush(kind: string, b: Bucket): void {
 }
 
 function limited(level: Level, msg: string, fields?: Record<string, unknown>): void {
-  if (ORDER[level] > ORDER[current]) return;
+  if (!enabled(level)) return;
   const now = Date.now();
   let b = buckets.get(msg);
   if (!b) {
@@ -101,7 +167,7 @@ function limited(level: Level, msg: string, fields?: Record<string, unknown>): v
 }
 
 function emit(level: Level, msg: string, fields?: Record<string, unknown>): void {
-  if (ORDER[level] > ORDER[current]) return;
+  if (!enabled(level)) return;
   write(level, msg, fields);
 }
 

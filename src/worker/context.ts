@@ -5,6 +5,7 @@
 import { BroadcastChannel } from 'node:worker_threads';
 import type { Config } from '../config/schema';
 import type { CounterRow } from '../metrics/counters';
+import { claimSessionStats } from '../metrics/session-stats';
 import { TsihTable } from './routing';
 import { LoginStatus } from '../pdu/opcodes';
 import type { TargetOffer } from '../login/negotiator';
@@ -152,6 +153,7 @@ export class WorkerContext implements ConnectionHost {
         return refused;
       }
       session.connections.set(o.cid, conn);
+      session.stats?.setConnections(session.connections.size);
       return session;
     }
     // Session reinstatement: a leading login with the ISID of an existing session ends the old one.
@@ -200,6 +202,14 @@ export class WorkerContext implements ConnectionHost {
     s.connections.set(o.cid, conn);
     this.sessions.add(s);
     this.counters.inc('ssnActive');
+    if (target) {
+      s.stats = claimSessionStats(
+        this.counters.shared.sessions,
+        { target: target.name, initiator: o.initiatorName, isid: o.isid },
+        target.config.slot,
+      );
+      s.stats?.setConnections(1);
+    }
     // The new I_T nexus is known to every LU of the target at once, so unit attentions reach it whether or
     // not it has addressed the LU yet.
     const d = s.dispatcher;
@@ -219,6 +229,7 @@ export class WorkerContext implements ConnectionHost {
     const d = s.dispatcher;
     if (d) for (const n of d.lunNumbers()) d.getLun(n)?.nexusLost(s.nexus);
     this.counters.inc('ssnActive', -1);
+    s.stats?.release();
   }
 
   /**
@@ -253,6 +264,7 @@ export class WorkerContext implements ConnectionHost {
     if (!s) return;
     this.releaseConnection(conn, s.target);
     if (s.connections.get(conn.cid) === conn) s.connections.delete(conn.cid);
+    s.stats?.setConnections(s.connections.size);
     if (!s.ended && sessionEndsWith(s, conn, this.counters)) this.endSession(s);
   }
 

@@ -12,6 +12,7 @@ import { aclAllows } from '../config/acl';
 import { hostFor, hostReadOnly } from '../config/hosts';
 import { LunView, type LunAccess } from '../scsi/lun-view';
 import { LuFaultCounters, type CounterShared } from '../metrics/counters';
+import { LuStats, timeBackstore } from '../metrics/lu-stats';
 import { log } from '../util/log';
 import { LuShared, type LuSharedMemory } from '../scsi/lu-shared';
 
@@ -97,8 +98,11 @@ export async function openLu(
   const faults = counters ? new LuFaultCounters(counters, l.slot) : undefined;
   const mem = shared?.memory[l.slot];
   const luShared = mem ? new LuShared(mem, shared!.lane) : undefined;
+  const stats = mem?.stats ? new LuStats(mem.stats, shared!.lane) : undefined;
+  if (stats) timeBackstore(bs, stats);
   return new LogicalUnit(bs, identityOf(t.name, l.lun, l.identity, l.type, l), {
     faults,
+    stats,
     shared: luShared,
     type: l.type,
     removable: l.removable,

@@ -18,6 +18,8 @@ export interface WorkerInit {
   sessionLimits?: SharedArrayBuffer;
   /** Name suffix of the channel authentication failures are reported on (src/portal/auth-limit.ts). */
   authChannel: string;
+  /** The log level and format every thread follows (src/util/log.ts logSettings). */
+  log?: SharedArrayBuffer;
 }
 
 /**

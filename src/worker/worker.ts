@@ -7,9 +7,10 @@ import * as net from 'node:net';
 import { threadId } from 'node:worker_threads';
 import { workerData } from 'piscina';
 import { claimRow } from '../metrics/counters';
+import { sampleEventLoop } from '../metrics/runtime';
 import { TsihTable } from './routing';
 import { Connection } from '../session/connection';
-import { log } from '../util/log';
+import { adoptLogSettings, log } from '../util/log';
 import { WorkerContext } from './context';
 import {
   authFailureChannel,
@@ -73,7 +74,9 @@ function closeFd(fd: number): void {
 
 async function init(): Promise<(task: WorkerTask) => Promise<TaskResult>> {
   const data = workerData as WorkerInit;
+  if (data.log) adoptLogSettings(data.log);
   const row = claimRow(data.counters, threadId);
+  sampleEventLoop(data.counters.runtime, row.row);
   // The counter row is also this thread's lane in every LU's shared state.
   const targets = new TargetRegistry(data.config, data.counters, { memory: data.lus, lane: row.row });
   await targets.openAll();

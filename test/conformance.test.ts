@@ -514,7 +514,10 @@ async function startNodetgt(): Promise<TargetUnderTest> {
 /** Worker thread of each login in a piece of the target's log, by initiator name. */
 export function loginPlacement(log: string): Map<string, Set<number>> {
   const out = new Map<string, Set<number>>();
-  for (const m of log.matchAll(/\[t(\d+)\] login peer=\S+ initiator=(\S+) target=(?!\(discovery\))/g)) {
+  // Fields between initiator and target (isid=...) are skipped: the log line may grow.
+  for (const m of log.matchAll(
+    /\[t(\d+)\] login peer=\S+ initiator=(\S+) (?:\S+=\S+ )*?target=(?!\(discovery\))/g,
+  )) {
     let set = out.get(m[2]);
     if (!set) out.set(m[2], (set = new Set()));
     set.add(Number(m[1]));

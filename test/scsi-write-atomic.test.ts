@@ -94,7 +94,10 @@ test('refusals: beyond the end, over the maximum, misaligned, partial granule, A
   t.deepEqual(fieldPointer(r)?.slice(0, 2), [true, 10]);
   sense(t, await f.run(cdbAtomic(0, 8, 0x20), pattern(8 * BS)), ILLEGAL, 0x24, 0);
   sense(t, await f.run(cdbAtomic(0, 16), pattern(8 * BS)), ILLEGAL, 0x24, 0);
-  t.true((await f.run(cdb10(0x28, 0, BLOCKS))).dataIn!.equals(Buffer.alloc(BLOCKS * BS)), 'nothing was written');
+  t.true(
+    (await f.run(cdb10(0x28, 0, BLOCKS))).dataIn!.equals(Buffer.alloc(BLOCKS * BS)),
+    'nothing was written',
+  );
   const ro = atomicFixture(t, true);
   sense(t, await ro.run(cdbAtomic(0, 8), pattern(8 * BS)), 0x07, 0x27, 0);
 });

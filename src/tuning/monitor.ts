@@ -8,7 +8,7 @@ import type { SessionInfo } from '../admin/protocol';
 import { log } from '../util/log';
 import { hostProbe, type Probe } from './check';
 import { JUMBO_MTU, JUMBO_SPEED, type InterfaceFacts } from './interfaces';
-import { runTuning, tuningMetricLines, tuningSeries } from './run';
+import { runTuning, tuningSeries } from './run';
 import type { TuningCheck } from './check';
 
 export const TUNING_REFRESH_MS = 60_000;
@@ -46,11 +46,6 @@ export class TuningMonitor {
       this.timer = setInterval(() => void this.refresh(), periodMs);
       this.timer.unref();
     }
-  }
-
-  /** The nodetgt_tuning_check lines of the last pass (none before the first). */
-  metricLines(): string[] {
-    return tuningMetricLines(this.checks);
   }
 
   /** The nodetgt_tuning_check series of the last pass, for the metrics endpoint. */

@@ -64,7 +64,7 @@ export function tuningSeries(
   return [...worst.values()];
 }
 
-/** The same as Prometheus text lines (tests and `nodetgt tune --metrics`). */
+/** The same series as Prometheus text lines: the gauge's aggregation and label escaping, checked on their own. */
 export function tuningMetricLines(checks: readonly TuningCheck[]): string[] {
   return [
     '# HELP nodetgt_tuning_check Host and path tuning checks (nodetgt tune): 0 ok, 1 warn, 2 fail, -1 unknown',

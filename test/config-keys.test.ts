@@ -26,7 +26,7 @@ const refused = (t: import('ava').ExecutionContext, f: () => unknown, re: RegExp
 
 // ---- validation --------------------------------------------------------------------------------
 
-test('params: ranges of RFC 7143 sec. 13, booleans, digest lists, ErrorRecoveryLevel 0 or 1, unknown keys', (t) => {
+test('params: ranges of RFC 7143 sec. 13, booleans, digest lists, ErrorRecoveryLevel 0 to 2, unknown keys', (t) => {
   const c = one(
     { params: { InitialR2T: true, HeaderDigest: 'CRC32C', MaxBurstLength: 65536 } },
     { params: { ImmediateData: false, DataDigest: 'None,CRC32C', MaxConnections: 2 } },
@@ -55,10 +55,11 @@ test('params: ranges of RFC 7143 sec. 13, booleans, digest lists, ErrorRecoveryL
   );
   refused(t, () => one({ params: { DefaultTime2Wait: 3601 } }), /from 0 to 3600/);
   t.is(one({ params: { ErrorRecoveryLevel: 1 } }).targets[0].params.ErrorRecoveryLevel, 1);
+  t.is(one({ params: { ErrorRecoveryLevel: 2 } }).targets[0].params.ErrorRecoveryLevel, 2);
   refused(
     t,
-    () => one({ params: { ErrorRecoveryLevel: 2 } }),
-    /'ErrorRecoveryLevel' must be an integer from 0 to 1/,
+    () => one({ params: { ErrorRecoveryLevel: 3 } }),
+    /'ErrorRecoveryLevel' must be an integer from 0 to 2/,
   );
   refused(t, () => one({ params: { InitialR2T: 'No' } }), /'InitialR2T' must be true or false/);
   refused(t, () => one({ params: { HeaderDigest: 'MD5' } }), /'HeaderDigest' must be/);

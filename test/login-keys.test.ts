@@ -223,7 +223,7 @@ test('DEFAULT_TARGET_OFFER is tuned for throughput', (t) => {
   t.is(o.maxOutstandingR2T, 8);
   t.deepEqual(o.headerDigest, ['None', 'CRC32C']);
   t.deepEqual(o.dataDigest, ['None', 'CRC32C']);
-  t.is(o.errorRecoveryLevel, 0);
+  t.is(o.errorRecoveryLevel, 2);
   t.is(o.maxConnections, 8);
   t.true(o.dataPDUInOrder && o.dataSequenceInOrder);
   t.is(o.defaultTime2Wait, 2);
@@ -484,9 +484,10 @@ test('MaxOutstandingR2T: Minimum over 1..65535', (t) => {
 });
 
 test('ErrorRecoveryLevel: Minimum over 0..2', (t) => {
-  t.is(answer('ErrorRecoveryLevel', '2'), '0');
+  t.is(answer('ErrorRecoveryLevel', '2'), '2');
   t.is(answer('ErrorRecoveryLevel', '0'), '0');
-  t.is(answer('ErrorRecoveryLevel', '1', { errorRecoveryLevel: 2 }), '1');
+  t.is(answer('ErrorRecoveryLevel', '1'), '1');
+  t.is(answer('ErrorRecoveryLevel', '2', { errorRecoveryLevel: 0 }), '0');
   t.is(answer('ErrorRecoveryLevel', '3'), 'Reject');
 });
 
@@ -519,7 +520,7 @@ test('numerical results land in result()', (t) => {
   t.is(r.defaultTime2Wait, 5);
   t.is(r.defaultTime2Retain, 0);
   t.is(r.maxOutstandingR2T, 4);
-  t.is(r.errorRecoveryLevel, 0);
+  t.is(r.errorRecoveryLevel, 1);
 });
 
 // ---- MaxRecvDataSegmentLength (declarative) ----------------------------------------------
@@ -857,6 +858,7 @@ test('target offers: proposes what the defaults would hold back, then takes the 
     ['MaxBurstLength', '1048576'],
     ['FirstBurstLength', '262144'],
     ['MaxOutstandingR2T', '8'],
+    ['ErrorRecoveryLevel', '2'],
   ]);
   t.false(n.complete());
   t.deepEqual(n.pendingOffers(), []); // proposed once only
@@ -867,6 +869,7 @@ test('target offers: proposes what the defaults would hold back, then takes the 
       ['MaxBurstLength', '262144'],
       ['FirstBurstLength', '65536'],
       ['MaxOutstandingR2T', '4'],
+      ['ErrorRecoveryLevel', '1'],
     ],
     'operational',
   );
@@ -879,6 +882,7 @@ test('target offers: proposes what the defaults would hold back, then takes the 
   t.is(res.maxBurstLength, 262144);
   t.is(res.firstBurstLength, 65536);
   t.is(res.maxOutstandingR2T, 4);
+  t.is(res.errorRecoveryLevel, 1);
 });
 
 test('target offers: only in the operational stage', (t) => {
@@ -888,7 +892,7 @@ test('target offers: only in the operational stage', (t) => {
   t.deepEqual(n.pendingOffers(), []); // security -> full feature phase directly: defaults
   t.true(n.complete());
   ok(t, n, [['HeaderDigest', 'None']], 'operational');
-  t.is(n.pendingOffers().length, 5);
+  t.is(n.pendingOffers().length, 6);
   const f = neg();
   ok(t, f, [], 'ffp');
   t.deepEqual(f.pendingOffers(), []);
@@ -910,6 +914,7 @@ test('target offers: nothing to propose when the initiator sent every key', (t) 
     ['MaxBurstLength', '262144'],
     ['FirstBurstLength', '65536'],
     ['MaxOutstandingR2T', '1'],
+    ['ErrorRecoveryLevel', '0'],
   ]);
   t.deepEqual(n.pendingOffers(), []);
   t.true(n.complete());
@@ -922,6 +927,7 @@ test('target offers: values below the defaults are proposed too', (t) => {
     maxConnections: 1,
     maxOutstandingR2T: 1,
     initialR2T: true,
+    errorRecoveryLevel: 0,
   });
   t.deepEqual(n.pendingOffers(), [['MaxBurstLength', '131072']]);
   const m = opened({
@@ -931,6 +937,7 @@ test('target offers: values below the defaults are proposed too', (t) => {
     maxOutstandingR2T: 1,
     maxBurstLength: 262144,
     firstBurstLength: 65536,
+    errorRecoveryLevel: 0,
   });
   // ImmediateData=No with InitialR2T=Yes makes FirstBurstLength irrelevant: not proposed
   t.deepEqual(m.pendingOffers(), [['ImmediateData', 'No']]);
@@ -1045,6 +1052,7 @@ test('target offers: answers mixed with new offers from the initiator', (t) => {
     ['InitialR2T', 'No'],
     ['FirstBurstLength', '262144'],
     ['MaxOutstandingR2T', '8'],
+    ['ErrorRecoveryLevel', '2'],
   ]);
   t.deepEqual([...r], [['DataDigest', 'CRC32C']]);
   t.true(n.complete());

@@ -35,9 +35,8 @@ type NumericKey =
   | 'DefaultTime2Retain';
 
 /**
- * RFC 7143 sec. 13 ranges. ErrorRecoveryLevel: nodetgt implements levels 0 and 1 (digest recovery within a
- * connection, SNACK: src/session/recovery.ts); level 2 (connection recovery, task reassignment) is not, so
- * offering it would be a promise it cannot keep.
+ * RFC 7143 sec. 13 ranges. ErrorRecoveryLevel: every level is implemented (1: digest recovery within a
+ * connection and SNACK, src/session/recovery.ts; 2: connection recovery and TASK REASSIGN, src/session/erl2.ts).
  */
 const RANGES: Record<NumericKey, [number, number]> = {
   MaxConnections: [1, 65535],
@@ -45,7 +44,7 @@ const RANGES: Record<NumericKey, [number, number]> = {
   MaxBurstLength: [512, MAX_DATA_LENGTH],
   FirstBurstLength: [512, MAX_DATA_LENGTH],
   MaxOutstandingR2T: [1, 65535],
-  ErrorRecoveryLevel: [0, 1],
+  ErrorRecoveryLevel: [0, 2],
   DefaultTime2Wait: [0, 3600],
   DefaultTime2Retain: [0, 3600],
 };

@@ -119,7 +119,8 @@ export const DEFAULT_TARGET_OFFER: Readonly<TargetOffer> = Object.freeze({
   maxOutstandingR2T: 8,
   dataPDUInOrder: true,
   dataSequenceInOrder: true,
-  errorRecoveryLevel: 0,
+  // The highest level: ErrorRecoveryLevel is numerical-min, so the session gets what the initiator asks, up to 2.
+  errorRecoveryLevel: 2,
   authMethods: ['None'],
   taskReporting: ['RFC3720'] as TaskReportingMode[],
   protocolLevel: 1,
@@ -298,7 +299,9 @@ export class Negotiator {
       formatBoolean(o.dataSequenceInOrder),
       formatBoolean(v.dataSequenceInOrder),
     );
-    propose('ErrorRecoveryLevel', String(o.errorRecoveryLevel), String(v.errorRecoveryLevel));
+    // A discovery session has no task to recover, and nodetgt keeps none for reassignment (erl2.ts): no offer.
+    if (v.sessionType !== 'Discovery')
+      propose('ErrorRecoveryLevel', String(o.errorRecoveryLevel), String(v.errorRecoveryLevel));
     if (o.taskReporting[0] !== v.taskReporting) {
       propose('TaskReporting', o.taskReporting.join(','), v.taskReporting);
     }

@@ -64,6 +64,11 @@ export const COUNTERS = [
   // error recovery level 1 (src/session/recovery.ts, snack.ts)
   'snackRequests',
   'recoveryR2ts',
+  // error recovery level 2 (src/session/erl2.ts)
+  'cxnRecoveries',
+  'taskReassignments',
+  'taskReassignRefusals',
+  'taskReassignExpired',
 ] as const;
 
 export type CounterName = (typeof COUNTERS)[number];

@@ -68,6 +68,22 @@ export const HELP: Record<CounterName, [string, 'counter' | 'gauge']> = {
     'Recovery R2Ts sent for Data-Out lost to a data digest error (ErrorRecoveryLevel 1)',
     'counter',
   ],
+  cxnRecoveries: [
+    'Connections lost at ErrorRecoveryLevel 2 whose tasks were kept for reassignment (failed, or removed for recovery)',
+    'counter',
+  ],
+  taskReassignments: [
+    'Tasks reassigned to another connection by TASK REASSIGN (ErrorRecoveryLevel 2)',
+    'counter',
+  ],
+  taskReassignRefusals: [
+    'TASK REASSIGN requests refused because the session is below ErrorRecoveryLevel 2',
+    'counter',
+  ],
+  taskReassignExpired: [
+    'Tasks aborted because Time2Wait + Time2Retain passed with no reassignment (ErrorRecoveryLevel 2)',
+    'counter',
+  ],
 };
 
 export const LU_HELP: Record<LuFault, [string, string, 'counter' | 'gauge']> = {

@@ -92,6 +92,13 @@ export interface Task {
   lu: LogicalUnit | null;
   /** performance.now() on arrival: the LU's latency histogram measures from here to the status. */
   startMs: number;
+  /**
+   * The engine of the connection the task is allegiant to: its arrival's, until a TASK REASSIGN moves it
+   * (ErrorRecoveryLevel 2, erl2.ts). Its delivery, execution and status go through this engine.
+   */
+  owner: CommandEngine;
+  /** ERL 2: the result of a task that completed while its connection was gone, sent once it is reassigned. */
+  held: ScsiResult | null;
 }
 
 export class CommandEngine {
@@ -196,6 +203,8 @@ export class CommandEngine {
       epoch: lu?.shared.resetEpoch ?? 0,
       lu,
       startMs: performance.now(),
+      owner: this,
+      held: null,
     };
     this.tasks.set(task.itt, task);
     const accepted = session.deliver(cmd.cmdSN, cmd.immediate, () => {
@@ -205,8 +214,9 @@ export class CommandEngine {
         session.inFlight++;
         task.inWindow = true;
       }
-      if (task.unsolicitedDone) this.sendR2ts(task);
-      this.maybeStart(task);
+      // Its connection may have failed, and the task been reassigned, while it waited (ERL 2).
+      if (task.unsolicitedDone) task.owner.sendR2ts(task);
+      task.owner.maybeStart(task);
     });
     if (!accepted) {
       // RFC 7143 sec. 4.2.2.1: a command outside the CmdSN window is silently ignored.
@@ -390,7 +400,7 @@ export class CommandEngine {
         lu: task.lu,
       })
       .then(
-        (result) => this.respond(task, result),
+        (result) => task.owner.respond(task, result),
         (err: Error) => {
           log.error('SCSI command failed', { peer: conn.peer, error: err.stack ?? String(err) });
           this.finish(task);
@@ -414,7 +424,13 @@ export class CommandEngine {
       task.pendingIn = 0;
       if (this.deferred.size && !conn.sendBlocked) setImmediate(() => this.resumeDeferred());
     }
-    if (task.state === 'aborted' || conn.phase === 'closed') return this.finish(task);
+    if (task.state === 'aborted') return this.finish(task);
+    if (conn.phase === 'closed') {
+      // ERL 2: the status waits for the task's reassignment to another connection (or for Time2Retain to pass).
+      if (this.detached) task.held = result;
+      else this.finish(task);
+      return;
+    }
     const session = conn.session!;
     const c = conn.ctx.counters;
     let data = result.dataIn ?? null;
@@ -563,7 +579,11 @@ export class CommandEngine {
 
   /** End a task without an answer; a running one stays in the table until its execution settles. */
   private drop(task: Task): void {
-    if (task.state === 'running') task.state = 'aborted';
+    if (task.held) {
+      // Completed while its connection was gone (ERL 2): its I/O is over, its status is never sent.
+      task.held = null;
+      this.finish(task);
+    } else if (task.state === 'running') task.state = 'aborted';
     else if (task.state !== 'aborted' && task.state !== 'done') this.finish(task);
   }
 
@@ -583,6 +603,54 @@ export class CommandEngine {
 
   abortAll(): Task[] {
     return this.abortWhere(() => true);
+  }
+
+  // ---- ErrorRecoveryLevel 2: connection allegiance (erl2.ts decides; the task's state changes here) ----------
+
+  /**
+   * Set when this engine's connection failed at ERL 2 and its tasks wait for a TASK REASSIGN: a task that
+   * completes meanwhile keeps its result (Task.held) instead of being answered on the dead connection.
+   */
+  detached = false;
+
+  /** Give up `task` to another connection's engine (TASK REASSIGN): it leaves this engine's bookkeeping. */
+  surrender(task: Task): void {
+    if (this.tasks.get(task.itt) === task) this.tasks.delete(task.itt);
+    this.deferred.delete(task);
+    this.conn.recovery?.r2ts.delete(task.itt);
+    if (task.pendingIn) {
+      this.readsPending -= task.pendingIn;
+      task.pendingIn = 0;
+    }
+  }
+
+  /**
+   * Take over `task`, whose connection failed (TASK REASSIGN, RFC 7143 sec. 7.2.2), and continue it from where it
+   * is: a WRITE still receiving gets R2Ts for the data it lacks (the received data is a prefix, as DataPDUInOrder
+   * and DataSequenceInOrder are Yes; the old connection's R2Ts and unsolicited burst are over); a completed task
+   * sends the status it held; a running one answers here when done; a queued one is delivered here.
+   */
+  adopt(task: Task): void {
+    task.owner = this;
+    this.tasks.set(task.itt, task);
+    if (task.state === 'queued' || task.state === 'receiving') {
+      task.r2ts.clear();
+      task.unsolicitedDone = true;
+      if (task.recovery) {
+        // Digest recovery was in progress: its pieces are not a prefix. Ask for all the data again.
+        task.recovery = null;
+        task.data = [];
+        task.received = 0;
+      }
+      task.nextR2tOffset = task.received;
+      if (task.state === 'queued') return; // R2Ts once delivered, from here (Task.owner)
+      this.sendR2ts(task);
+      this.maybeStart(task);
+    } else if (task.state === 'running' && task.held) {
+      const result = task.held;
+      task.held = null;
+      this.respond(task, result);
+    }
   }
 }
 

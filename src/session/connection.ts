@@ -28,6 +28,7 @@ import { handleLogout } from './logout';
 import { countLoginRefusal } from './mcs';
 import { RecoveryLog } from './recovery';
 import { onSnack } from './snack';
+import { holdForReassignment } from './erl2';
 
 export interface ConnectionMeta {
   remoteAddress: string;
@@ -49,9 +50,10 @@ export class Connection {
   session: Session | null = null;
   /**
    * How the connection leaves its session: 'dropped' (failed, or closed without a logout) unless a logout or a
-   * connection reinstatement says otherwise. At ErrorRecoveryLevel 0 a dropped connection ends its session.
+   * connection reinstatement says otherwise ('recovery': Logout reason 2). At ErrorRecoveryLevel 0 a dropped
+   * connection ends its session; at 2 any but a logged-out one leaves its tasks for reassignment (erl2.ts).
    */
-  departure: 'dropped' | 'logged-out' | 'replaced' = 'dropped';
+  departure: 'dropped' | 'logged-out' | 'replaced' | 'recovery' = 'dropped';
   headerDigest = false;
   dataDigest = false;
   /** Largest data segment we may send (the initiator's MaxRecvDataSegmentLength). */
@@ -736,7 +738,7 @@ export class Connection {
       this.sendBlocked = false;
       this.session?.releaseWindow();
     }
-    this.commands.abortAll();
+    if (!holdForReassignment(this)) this.commands.abortAll();
     this.ctx.counters.inc('cxnActive', -1);
     this.ctx.connectionClosed(this);
     this.closedResolve();

@@ -31,6 +31,8 @@ export interface ConnectionHost {
   sendTargets(value: string, session: Session, conn: Connection): Array<[string, string]>;
   /** A login failed authentication from this address (the portal rate-limits it). */
   onAuthFailure(address: string): void;
+  /** End a session: its connections close, its TSIH and its places under the limits are released. */
+  endSession(s: Session): void;
   /** TARGET COLD RESET: every session of the target, on every worker, ends. */
   coldReset(targetName: string): void;
 }

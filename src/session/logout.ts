@@ -11,12 +11,15 @@ import type { Connection } from './connection';
 import type { Session } from './session';
 import { markLoggedOut } from './mcs';
 import { settled } from './command';
+import { pendingCid } from './erl2';
 
 /** What a Logout Request does: the response code, and which connections end gracefully after it. */
 export interface LogoutDecision {
   response: number;
   /** Connections of the session that end (the requesting one included when it is among them). */
   ending: Connection[];
+  /** Reason 2 at ERL 2: the ending connection's tasks are kept for reassignment, not terminated. */
+  recovery?: boolean;
 }
 
 /**
@@ -24,8 +27,9 @@ export interface LogoutDecision {
  * - reason 0 (close the session): every connection of the session ends;
  * - reason 1 (close the connection): the connection of the request's CID ends, the others go on; a CID not in
  *   the session is answered 1 (CID not found);
- * - reason 2 (remove the connection for recovery): meaningful only with connection recovery (ErrorRecoveryLevel
- *   2); below that the answer is 2 (connection recovery is not supported) and nothing ends.
+ * - reason 2 (remove the connection for recovery): at ErrorRecoveryLevel 2 the connection of the CID ends and
+ *   its tasks wait for a TASK REASSIGN (erl2.ts); a CID already lost and waiting so is answered 0 as well.
+ *   Below ERL 2 the answer is 2 (connection recovery is not supported) and nothing ends.
  */
 export function decideLogout(
   session: Session,
@@ -41,9 +45,15 @@ export function decideLogout(
       if (!target) return { response: LogoutResponseCode.CidNotFound, ending: [] };
       return { response: LogoutResponseCode.Success, ending: [target] };
     }
-    case LogoutReason.RemoveConnectionForRecovery:
-      // Connection recovery needs ErrorRecoveryLevel 2, and nodetgt negotiates 0 only (src/config/params.ts).
-      return { response: LogoutResponseCode.ConnectionRecoveryNotSupported, ending: [] };
+    case LogoutReason.RemoveConnectionForRecovery: {
+      if (session.params.errorRecoveryLevel < 2)
+        return { response: LogoutResponseCode.ConnectionRecoveryNotSupported, ending: [] };
+      const target = cid === conn.cid ? conn : session.connections.get(cid);
+      if (target) return { response: LogoutResponseCode.Success, ending: [target], recovery: true };
+      if (pendingCid(session, cid))
+        return { response: LogoutResponseCode.Success, ending: [], recovery: true };
+      return { response: LogoutResponseCode.CidNotFound, ending: [] };
+    }
     default:
       return null;
   }
@@ -58,11 +68,13 @@ export function decideLogout(
 export function handleLogout(conn: Connection, pdu: Pdu): void {
   const req = decodeLogoutRequest(pdu);
   const session = conn.session!;
-  if (
+  const closesThis =
     req.reasonCode === LogoutReason.CloseSession ||
-    (req.reasonCode === LogoutReason.CloseConnection && req.cid === conn.cid)
-  )
-    conn.phase = 'logout';
+    (req.cid === conn.cid &&
+      (req.reasonCode === LogoutReason.CloseConnection ||
+        (req.reasonCode === LogoutReason.RemoveConnectionForRecovery &&
+          session.params.errorRecoveryLevel >= 2)));
+  if (closesThis) conn.phase = 'logout';
   session.deliver(req.cmdSN, req.immediate, () => void logout(conn, session, req, pdu.bhs));
 }
 
@@ -77,10 +89,11 @@ async function logout(conn: Connection, session: Session, req: LogoutRequest, bh
   if (d.response === LogoutResponseCode.CidNotFound) c.inc('cxnLogoutCidNotFound');
   // Marked before anything closes: a connection that ends by logout does not take the session with it
   // (src/worker/context.ts connectionClosed), unlike one that fails.
-  for (const e of d.ending) e.departure = 'logged-out';
+  for (const e of d.ending) e.departure = d.recovery ? 'recovery' : 'logged-out';
   if (req.reasonCode === LogoutReason.CloseSession && d.response === LogoutResponseCode.Success)
     markLoggedOut(session);
-  const ended = d.ending.flatMap((e) => e.commands.abortAll());
+  // Removed for recovery: the tasks are kept (the connection's close hands them to erl2.ts), not ended.
+  const ended = d.recovery ? [] : d.ending.flatMap((e) => e.commands.abortAll());
   // ERL 0: the tasks of a connection logged out from another one are terminated, not reassigned.
   for (const e of d.ending) if (e !== conn) e.close(`logged out by CID ${conn.cid}`);
   await settled(ended);
@@ -93,6 +106,10 @@ async function logout(conn: Connection, session: Session, req: LogoutRequest, bh
       statSN: conn.nextStatSN(),
       expCmdSN: session.expCmdSN,
       maxCmdSN: session.maxCmdSN,
+      // RFC 7143 11.15.2-3: how long to wait before reassigning, and how long the tasks are kept.
+      ...(d.recovery
+        ? { time2Wait: session.params.defaultTime2Wait, time2Retain: session.params.defaultTime2Retain }
+        : {}),
     }),
   );
   const fields = { peer: conn.peer, tsih: session.tsih, cid: conn.cid, reason: req.reasonCode };

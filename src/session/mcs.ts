@@ -59,8 +59,8 @@ export function hasRoom(s: Session, cid: number): boolean {
 
 /**
  * Connection reinstatement (RFC 7143 sec. 6.3.4): a login with the CID of a connection still in the session
- * logs that connection out implicitly. At ErrorRecoveryLevel 0 its tasks are terminated (nothing is
- * reassigned) and the session goes on with the new connection.
+ * logs that connection out implicitly. Below ErrorRecoveryLevel 2 its tasks are terminated; at 2 they wait for
+ * a TASK REASSIGN (erl2.ts). The session goes on with the new connection.
  */
 export function replaceConnection(old: Connection, counters: CounterRow): void {
   log.info('connection reinstatement: the old connection with this CID is logged out', {
@@ -83,6 +83,8 @@ export function replaceConnection(old: Connection, counters: CounterRow): void {
 export function sessionEndsWith(s: Session, conn: Connection, counters: CounterRow): boolean {
   // A replaced connection's successor is added at once (WorkerContext.completeLogin), even to an empty session.
   if (conn.departure === 'replaced') return false;
+  // ERL 2: its tasks wait for reassignment, and the session for a connection (erl2.ts ends it if none comes).
+  if (s.allegiancePending.has(conn)) return false;
   if (s.connections.size === 0) return true;
   if (conn.departure !== 'dropped' || s.params.errorRecoveryLevel > 1) return false;
   log.warn('connection failed below ErrorRecoveryLevel 2: its session ends with it', {

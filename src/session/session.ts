@@ -44,6 +44,11 @@ export class Session {
   startGate: Promise<void> | null = null;
   /** This session's row in the per-session statistics (src/metrics/session-stats.ts); null: none. */
   stats: SessionStats | null = null;
+  /**
+   * ErrorRecoveryLevel 2: connections lost (failed, or removed for recovery) whose tasks wait for a TASK
+   * REASSIGN until Time2Wait + Time2Retain pass (src/session/erl2.ts). They are no longer in `connections`.
+   */
+  readonly allegiancePending = new Set<Connection>();
 
   constructor(
     readonly tsih: number,
@@ -82,6 +87,7 @@ export class Session {
   /** RFC 7143 sec. 11.2.1.8: an ITT names one task of the session, whichever connection carries it. */
   taskInProgress(itt: number): boolean {
     for (const c of this.connections.values()) if (c.commands.tasks.has(itt)) return true;
+    for (const c of this.allegiancePending) if (c.commands.tasks.has(itt)) return true;
     return false;
   }
 

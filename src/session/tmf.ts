@@ -1,5 +1,5 @@
 /**
- * Task management functions (RFC 7143 sec. 11.5/11.6, SAM-5 clause 7) at error recovery level 0.
+ * Task management functions (RFC 7143 sec. 11.5/11.6, SAM-5 clause 7); TASK REASSIGN is erl2.ts's.
  *
  * Every function that ends tasks answers only once the backstore is done with them: the session's own tasks
  * through their executions (settled()), other nexuses' tasks (CLEAR TASK SET, resets) through the LU's
@@ -17,6 +17,7 @@ import { log } from '../util/log';
 import type { Connection } from './connection';
 import { settled, type CommandEngine } from './command';
 import { snLt } from './serial';
+import { taskReassign, type TmfOutcome } from './erl2';
 
 /** A TMF Request: delivered in CmdSN order (at once when immediate), answered once the function is done. */
 export function onTaskManagement(conn: Connection, pdu: Pdu): void {
@@ -26,7 +27,11 @@ export function onTaskManagement(conn: Connection, pdu: Pdu): void {
     conn.ctx.counters.inc('tmfRequests');
     const done: Promise<void> = perform(conn, req)
       .then(
-        (response) => answer(conn, req, response),
+        (outcome) => {
+          const o: TmfOutcome = typeof outcome === 'number' ? { response: outcome } : outcome;
+          answer(conn, req, o.response);
+          o.after?.(); // TASK REASSIGN: the new allegiance takes effect once the response is out (11.6)
+        },
         (err: unknown) => {
           log.error('task management function failed', { peer: conn.peer, error: String(err) });
           answer(conn, req, TmfResponse.FunctionRejected);
@@ -64,9 +69,13 @@ function answer(conn: Connection, req: TaskMgmtRequest, response: number): void 
     setImmediate(() => conn.ctx.coldReset(target));
 }
 
-/** The engines of the session's connections: a task may be on any of them (MC/S). */
+/**
+ * The engines of the session's connections: a task may be on any of them (MC/S), or on a lost one waiting for
+ * reassignment (ERL 2).
+ */
 function engines(conn: Connection): CommandEngine[] {
-  return [...conn.session!.connections.values()].map((c) => c.commands);
+  const s = conn.session!;
+  return [...s.connections.values(), ...s.allegiancePending].map((c) => c.commands);
 }
 
 /** The LU this nexus sees at the request's LUN, or undefined (masked by a host mapping, or none). */
@@ -74,7 +83,7 @@ function luOf(conn: Connection, req: TaskMgmtRequest): LogicalUnit | undefined {
   return conn.session!.luns?.get(lunFromField(req.lun))?.lu;
 }
 
-async function perform(conn: Connection, req: TaskMgmtRequest): Promise<number> {
+async function perform(conn: Connection, req: TaskMgmtRequest): Promise<number | TmfOutcome> {
   switch (req.function) {
     case TmfFunction.AbortTask:
       return abortTask(conn, req);
@@ -107,11 +116,7 @@ async function perform(conn: Connection, req: TaskMgmtRequest): Promise<number> 
       // manager does not implement CLEAR ACA, SAM-5's FUNCTION REJECTED, which iSCSI reports as response 5.
       return luOf(conn, req) ? TmfResponse.TmfNotSupported : TmfResponse.LunDoesNotExist;
     case TmfFunction.TaskReassign:
-      // Allegiance reassignment needs ErrorRecoveryLevel 2, which is never negotiated here (RFC 7143
-      // 11.5.1); an ITT that names no task gets Task does not exist first.
-      return engines(conn).some((e) => e.tasks.has(req.referencedTaskTag))
-        ? TmfResponse.TaskAllegianceReassignmentNotSupported
-        : TmfResponse.TaskDoesNotExist;
+      return taskReassign(conn, req);
     default:
       return TmfResponse.TmfNotSupported;
   }

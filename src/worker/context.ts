@@ -16,6 +16,7 @@ import { Session, SessionTable } from '../session/session';
 import type { Connection } from '../session/connection';
 import type { ConnectionHost, SessionTarget } from '../session/host';
 import { hasRoom, joinable, joinRefusal, replaceConnection, sessionEndsWith } from '../session/mcs';
+import { abandonPending } from '../session/erl2';
 import { TargetRegistry, type TargetNode } from './targets';
 import { SessionLimits } from './session-limits';
 import { viewChange } from '../scsi/lun-view';
@@ -222,6 +223,7 @@ export class WorkerContext implements ConnectionHost {
     s.ended = true;
     s.clearWaiting();
     for (const c of [...s.connections.values()]) c.close('session ended');
+    abandonPending(s);
     this.sessions.remove(s);
     this.tsihs.release(s.tsih);
     if (s.target && this.countedSessions.delete(s)) this.limits.releaseSession(s.target.config);

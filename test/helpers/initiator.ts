@@ -234,9 +234,16 @@ export class ScsiTask implements Exchange {
   private nextR2TOffset: number;
   private readonly unanswered = new Set<number>();
   private over = false;
+  /** Every R2T received for this task, in order (a test checks what was asked for, e.g. after a reassignment). */
+  readonly r2tLog: R2T[] = [];
+  /**
+   * Set once the task moved to another connection (TASK REASSIGN, ERL 2): R2Ts sent on the lost connection may
+   * never have arrived, so R2TSN may skip and an R2T may ask again for bytes sent there.
+   */
+  reassigned = false;
 
   constructor(
-    private readonly ini: TestInitiator,
+    private ini: TestInitiator,
     readonly itt: number,
     readonly cmdSN: number,
     readonly immediate: boolean,
@@ -247,7 +254,7 @@ export class ScsiTask implements Exchange {
     readonly write: boolean,
     readonly data: Buffer | undefined,
     readonly immediateBytes: number,
-    readonly holdData: boolean,
+    public holdData: boolean,
   ) {
     this.lunRaw = lunField(lun);
     this.nextR2TOffset = immediateBytes;
@@ -303,6 +310,37 @@ export class ScsiTask implements Exchange {
     const i = this.heldR2Ts.indexOf(r2t);
     if (i >= 0) this.heldR2Ts.splice(i, 1);
     this.sendData(r2t);
+  }
+
+  /**
+   * ERL 2: the task now belongs to connection `ini` (TASK REASSIGN). R2Ts held from the lost connection are void;
+   * with `retry` the command is sent again from scratch (the target never had it: RFC 7143 sec. 7.2.1).
+   */
+  moveTo(ini: TestInitiator, retry = false): void {
+    this.ini = ini;
+    this.heldR2Ts.length = 0;
+    this.unanswered.clear();
+    this.reassigned = !retry;
+    if (!retry) return;
+    // A new instance of the command: every check starts over.
+    this.chunks.length = 0;
+    this.received = 0;
+    this.nextDataSN = 0;
+    this.dataIns = 0;
+    this.seqBytes = 0;
+    this.nextR2TSN = 0;
+    this.r2ts = 0;
+    this.nextR2TOffset = this.immediateBytes;
+  }
+
+  /** The ExpDataSN a TASK REASSIGN carries: the next Data-In DataSN for a READ, the next R2TSN for a WRITE. */
+  get expDataSN(): number {
+    return this.read ? this.nextDataSN : this.nextR2TSN;
+  }
+
+  /** Whether the status has come (or the task ended otherwise). */
+  get isOver(): boolean {
+    return this.over;
   }
 
   handle(p: Pdu): boolean {
@@ -372,9 +410,10 @@ export class ScsiTask implements Exchange {
     const r = decodeR2T(p);
     const what = `R2T R2TSN ${r.r2tSN} for ${this.describe()}`;
     if (!this.write) throw ini.violation(`${what}: the command has no W bit`);
-    if (r.r2tSN !== this.nextR2TSN)
+    this.r2tLog.push(r);
+    if (this.reassigned ? snLt(r.r2tSN, this.nextR2TSN) : r.r2tSN !== this.nextR2TSN)
       throw ini.violation(`${what}: expected R2TSN ${this.nextR2TSN} (R2TSN runs 0, 1, 2, ... without gaps)`);
-    this.nextR2TSN++;
+    this.nextR2TSN = r.r2tSN + 1;
     this.r2ts++;
     if (r.ttt === RESERVED_TAG)
       throw ini.violation(`${what}: Target Transfer Tag is the reserved 0xffffffff`);
@@ -390,7 +429,8 @@ export class ScsiTask implements Exchange {
         `${what}: asks for bytes ${r.bufferOffset}..${r.bufferOffset + len} beyond EDTL ${this.edtl}`,
       );
     // ERL 1: a recovery R2T asks again for bytes sent already (lost to a digest error, RFC 7143 sec. 7.8).
-    const recovery = ini.params.errorRecoveryLevel > 0 && r.bufferOffset + len <= this.nextR2TOffset;
+    const recovery =
+      this.reassigned || (ini.params.errorRecoveryLevel > 0 && r.bufferOffset + len <= this.nextR2TOffset);
     if (ini.params.dataSequenceInOrder && !recovery && r.bufferOffset !== this.nextR2TOffset)
       throw ini.violation(
         `${what}: buffer offset ${r.bufferOffset}, expected ${this.nextR2TOffset} (the next bytes not yet sent nor requested, DataSequenceInOrder=Yes)`,
@@ -439,7 +479,8 @@ export class ScsiTask implements Exchange {
     const r = decodeScsiResponse(p);
     const what = `SCSI Response for ${this.describe()}`;
     if (!p.final) throw ini.violation(`${what}: F bit not set`);
-    if (r.response === 0 && r.expDataSN !== this.dataIns + this.r2ts)
+    // After a reassignment, R2Ts lost with the old connection count in ExpDataSN but never arrived here.
+    if (r.response === 0 && !this.reassigned && r.expDataSN !== this.dataIns + this.r2ts)
       throw ini.violation(
         `${what}: ExpDataSN ${r.expDataSN}, but the target sent ${this.dataIns} Data-In and ${this.r2ts} R2T PDUs`,
       );
@@ -1217,6 +1258,61 @@ export class TestInitiator {
   byHand(itt: number): number {
     this.handDriven.add(itt >>> 0);
     return itt;
+  }
+
+  /**
+   * ERL 2: kill the connection as a failure would, keeping its SCSI tasks (unfailed) for reassignment to another
+   * connection; returns them. Other exchanges end as on any close.
+   */
+  abandon(): ScsiTask[] {
+    const tasks: ScsiTask[] = [];
+    for (const ex of [...this.exchanges.values()])
+      if (ex instanceof ScsiTask) {
+        this.exchanges.delete(ex.itt);
+        if (ex.timer) clearTimeout(ex.timer);
+        tasks.push(ex);
+      }
+    this.socket.destroy();
+    return tasks;
+  }
+
+  /** ERL 2: take over `task` from a lost connection: its PDUs are expected here from now on. */
+  adoptTask(task: ScsiTask, timeoutMs = DEFAULT_TIMEOUT): void {
+    task.moveTo(this);
+    this.track(task, timeoutMs);
+  }
+
+  /** Give an adopted task back (its reassignment was refused): it is no longer expected here. */
+  disownTask(task: ScsiTask): void {
+    const ex = this.exchanges.get(task.itt);
+    if (ex !== task) return;
+    this.exchanges.delete(task.itt);
+    if (task.timer) clearTimeout(task.timer);
+  }
+
+  /**
+   * Send an adopted task's SCSI Command again, same ITT and CmdSN, with its immediate data (a retry on a new
+   * connection once the old one is logged out, RFC 7143 sec. 7.2.1: for a command the target never received).
+   */
+  retryTask(task: ScsiTask): void {
+    task.moveTo(this, true);
+    const imm = task.data && task.immediateBytes ? task.data.subarray(0, task.immediateBytes) : null;
+    this.send(
+      encodeScsiCommand({
+        immediate: task.immediate,
+        final: true,
+        read: task.read,
+        write: task.write,
+        attr: 1,
+        lun: task.lunRaw,
+        itt: task.itt,
+        expectedDataTransferLength: task.edtl,
+        cmdSN: task.cmdSN,
+        expStatSN: this.expStatSN,
+        cdb: task.cdb,
+      }),
+      imm,
+    );
   }
 
   /** Drop the connection. Throws the recorded violation if no caller has seen it yet. */

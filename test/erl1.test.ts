@@ -109,7 +109,7 @@ function snack(
   );
 }
 
-test('negotiation: ERL 1 only when both offer it; at ERL 0 (the default) a SNACK is Rejected 0x05', async (t) => {
+test('negotiation: ERL 1 only when both offer it (the default target offers 2); at ERL 0 a SNACK is Rejected 0x05', async (t) => {
   const dflt = await erlTarget(null);
   const one = await erlTarget(1);
   try {
@@ -121,14 +121,14 @@ test('negotiation: ERL 1 only when both offer it; at ERL 0 (the default) a SNACK
         k === 'ErrorRecoveryLevel' ? '1' : v,
       ]),
     });
-    t.is(ra.keys.get('ErrorRecoveryLevel'), '0', 'default target: 0 (the minimum)');
-    snack(a, { type: SnackType.Status, begRun: 0, runLength: 0 });
-    const rej = await nextOf(t, a, Opcode.Reject, 'SNACK at ERL 0');
-    t.is(decodeReject(rej).reason, 0x05, 'Command not supported');
+    t.is(ra.keys.get('ErrorRecoveryLevel'), '1', 'default target (offers 2), initiator 1: 1 (the minimum)');
     a.close();
 
     const b = await login(t, one, 'erl0-initiator', {});
     t.is(b.params.errorRecoveryLevel, 0, 'target 1, initiator 0: 0');
+    snack(b, { type: SnackType.Status, begRun: 0, runLength: 0 });
+    const rej = await nextOf(t, b, Opcode.Reject, 'SNACK at ERL 0');
+    t.is(decodeReject(rej).reason, 0x05, 'Command not supported');
     b.close();
     const c = await login(t, one, 'erl1', { ErrorRecoveryLevel: '1' });
     t.is(c.params.errorRecoveryLevel, 1, 'both 1: 1');

@@ -20,6 +20,14 @@ const BLOCK = 512;
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const SESSION_DOES_NOT_EXIST = 0x020a;
+/** The first write at this LBA on each worker waits HOLD_MS in the backstore (src/backstore/slow-write.ts). */
+const SLOW_LBA = 100_000;
+const HOLD_MS = 2500;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// Read by the workers when they start (each test starts its own target).
+process.env.NODETGT_TEST_HOOKS = '1';
+process.env.NODETGT_TEST_SLOW_WRITE = `${SLOW_LBA * BLOCK}:${HOLD_MS}`;
 
 const count = (tt: TestTarget, name: CounterName) => readCounters(tt.target.counters).total[name];
 
@@ -27,8 +35,9 @@ const count = (tt: TestTarget, name: CounterName) => readCounters(tt.target.coun
  * Keys asking for ERL `erl`: 128 KiB bursts (a 512 KiB write takes several R2Ts), one R2T outstanding,
  * 64 KiB of immediate data, and the given DefaultTime2Retain.
  */
-function keys(erl: number, time2Retain = 20): Array<[string, string]> {
+function keys(erl: number, time2Retain = 20, more: Record<string, string> = {}): Array<[string, string]> {
   const over: Record<string, string> = {
+    ...more,
     ErrorRecoveryLevel: String(erl),
     DefaultTime2Retain: String(time2Retain),
     DefaultTime2Wait: '0',
@@ -46,8 +55,15 @@ function startErl2Target(params: Record<string, unknown> = {}): Promise<TestTarg
   });
 }
 
-async function openSession(t: ExecutionContext, tt: TestTarget, n: number, erl = 2, t2r = 20) {
-  const s = await McsSession.open(tt.port, n, { targetName: TEST_TARGET, keys: keys(erl, t2r) });
+async function openSession(
+  t: ExecutionContext,
+  tt: TestTarget,
+  n: number,
+  erl = 2,
+  t2r = 20,
+  more: Record<string, string> = {},
+) {
+  const s = await McsSession.open(tt.port, n, { targetName: TEST_TARGET, keys: keys(erl, t2r, more) });
   t.teardown(() => {
     try {
       s.close();
@@ -328,6 +344,90 @@ test('ERL 1: TASK REASSIGN is refused (4), counted, and harms nothing; Logout re
     s.conn(1).abandon();
     await s.conn(0).closedPromise;
     t.pass();
+  } finally {
+    await tt.close();
+  }
+});
+
+test('ERL 2: a write in the backstore when its connection dies completes there, and answers once reassigned', async (t) => {
+  const tt = await startErl2Target();
+  try {
+    const s = await openSession(t, tt, 2);
+    const data = pattern(16 * KiB, 21);
+    const t0 = Date.now();
+    const w = startWrite(s.conn(1), SLOW_LBA, data);
+    await sleep(300);
+    const tasks = s.conn(1).abandon();
+    s.forget(1);
+    t.is((await removeForRecovery(s.conn(0), 1)).response, 0);
+    const re = await reassignTasks(s.conn(0), tasks);
+    t.deepEqual(
+      re.map((r) => r.response),
+      [TmfResponse.FunctionComplete],
+    );
+    const r = await w.done;
+    t.is(r.status, 0, 'the status held while no connection had the task arrives on the new one');
+    t.true(Date.now() - t0 >= HOLD_MS - 50, 'after the write left the backstore');
+    t.true((await readBack(s.conn(0), SLOW_LBA, data.length)).equals(data));
+  } finally {
+    await tt.close();
+  }
+});
+
+test('ERL 2: Time2Retain passes while a write is in the backstore: never answered, on any connection', async (t) => {
+  const tt = await startErl2Target();
+  try {
+    const s = await openSession(t, tt, 2, 2, 1);
+    const e0 = count(tt, 'taskReassignExpired');
+    const w = startWrite(s.conn(1), SLOW_LBA, pattern(16 * KiB, 22));
+    await sleep(300);
+    const [task] = s.conn(1).abandon();
+    s.forget(1);
+    t.is((await removeForRecovery(s.conn(0), 1)).response, 0);
+    await sleep(1500);
+    t.is(count(tt, 'taskReassignExpired') - e0, 1, 'aborted at expiry, its write still in the backstore');
+    const r = await s.conn(0).tmf(TmfFunction.TaskReassign, { referencedTaskTag: task.itt });
+    t.is(r.response, TmfResponse.TaskDoesNotExist);
+    // The write leaves the backstore now; nothing about it may reach the initiator (a PDU for the ITT would
+    // be a violation on CID 0, which no longer expects it).
+    await sleep(HOLD_MS);
+    await s.conn(0).nop();
+    t.false(w.isOver, 'the task never completed');
+    t.is(s.conn(0).failure, null);
+  } finally {
+    await tt.close();
+  }
+});
+
+test('ERL 2: a READ whose Data-In was partly received: TASK REASSIGN with ExpDataSN sends the rest and the status', async (t) => {
+  const tt = await startErl2Target();
+  try {
+    // Our MaxRecvDataSegmentLength 8 KiB: a 256 KiB READ comes as 32 Data-In PDUs of 48 + 8192 bytes.
+    const s = await openSession(t, tt, 2, 2, 20, { MaxRecvDataSegmentLength: '8192' });
+    const data = pattern(256 * KiB, 31);
+    t.is((await startWrite(s.conn(0), 6000, data).done).status, 0);
+    const lost = s.conn(1);
+    lost.socket.pause();
+    const rd = lost.start(cdb10(READ10, 6000, data.length / BLOCK), { edtl: data.length, read: true });
+    // Let exactly three Data-In PDUs through to the initiator; the rest stays unread, then is lost.
+    const pdu = 48 + 8192;
+    for (let i = 0; i < 500 && lost.socket.readableLength < 3 * pdu; i++) await sleep(20);
+    for (let got = 0; got < 3;) {
+      if (lost.socket.read(pdu) !== null) got++;
+      else await sleep(20);
+    }
+    t.is(rd.expDataSN, 3, 'DataSN 0..2 received');
+    const tasks = lost.abandon();
+    s.forget(1);
+    t.is((await removeForRecovery(s.conn(0), 1)).response, 0);
+    const re = await reassignTasks(s.conn(0), tasks);
+    t.is(re[0].response, TmfResponse.FunctionComplete);
+    const r = await rd.done;
+    t.is(r.status, 0);
+    t.true(
+      r.data.equals(data),
+      'the first three PDUs from the lost connection and the rest resent make the data',
+    );
   } finally {
     await tt.close();
   }

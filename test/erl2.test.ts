@@ -432,3 +432,32 @@ test('ERL 2: a READ whose Data-In was partly received: TASK REASSIGN with ExpDat
     await tt.close();
   }
 });
+
+test('ERL 2: two TASK REASSIGNs of one task back to back: the first moves it, the second finds it allegiant (3)', async (t) => {
+  const tt = await startErl2Target();
+  try {
+    const s = await openSession(t, tt, 2);
+    const data = pattern(64 * KiB + 8 * KiB, 41);
+    const w = startWrite(s.conn(1), 7000, data, true);
+    await w.r2t();
+    const [task] = s.conn(1).abandon();
+    s.forget(1);
+    const via = s.conn(0);
+    t.is((await removeForRecovery(via, 1)).response, 0);
+    task.holdData = false;
+    via.adoptTask(task);
+    // Both requests leave in one write: the target reads them in one batch.
+    via.socket.cork();
+    const first = via.tmf(TmfFunction.TaskReassign, { referencedTaskTag: task.itt });
+    const second = via.tmf(TmfFunction.TaskReassign, { referencedTaskTag: task.itt });
+    via.socket.uncork();
+    t.deepEqual(
+      [(await first).response, (await second).response],
+      [TmfResponse.FunctionComplete, TmfResponse.TaskStillAllegiant],
+    );
+    t.is((await w.done).status, 0);
+    t.true((await readBack(via, 7000, data.length)).equals(data));
+  } finally {
+    await tt.close();
+  }
+});

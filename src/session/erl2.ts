@@ -22,6 +22,12 @@ import { snLt } from './serial';
 /** Time2Retain timers of the connections waiting for reassignment (per worker thread, as the sessions are). */
 const timers = new WeakMap<Connection, NodeJS.Timeout>();
 
+/**
+ * Tasks whose reassignment has been granted and whose TMF Response is not out yet: a second TASK REASSIGN for
+ * one of them (in the same batch of PDUs) finds it allegiant to the connection that asked first.
+ */
+const reassigning = new WeakSet<object>();
+
 /** What a TMF answers, and what runs once its response is sent (a reassignment takes effect only then). */
 export interface TmfOutcome {
   response: number;
@@ -107,11 +113,14 @@ export function taskReassign(conn: Connection, req: TaskMgmtRequest): TmfOutcome
   if (live) return { response: TmfResponse.TaskStillAllegiant };
   for (const old of s.allegiancePending) {
     const task = old.commands.tasks.get(itt);
+    if (task && reassigning.has(task)) return { response: TmfResponse.TaskStillAllegiant };
     if (task && task.state !== 'aborted' && task.state !== 'done') {
       c.inc('taskReassignments');
+      reassigning.add(task);
       return {
         response: TmfResponse.FunctionComplete,
         after: () => {
+          reassigning.delete(task);
           // The session may have ended, or the task been aborted, while the response was on its way.
           if (conn.phase !== 'ffp' || task.owner !== old.commands || task.state === 'done') return;
           old.commands.surrender(task);

@@ -13,6 +13,7 @@ import { TestInitiator, defaultOperationalKeys, type ScsiTask } from './helpers/
 import { McsSession } from './helpers/mcs-initiator';
 import { recoverConnection, reassignTasks, removeForRecovery } from './helpers/erl2-initiator';
 import { cdb10, pattern } from './scsi-helpers';
+import { snLt } from '../src/session/serial';
 
 const WRITE10 = 0x2a;
 const READ10 = 0x28;
@@ -24,6 +25,21 @@ const SESSION_DOES_NOT_EXIST = 0x020a;
 const SLOW_LBA = 100_000;
 const HOLD_MS = 2500;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves once the target has received the command of `cmdSN` (ExpCmdSN, seen from `ini`, passed it). */
+async function delivered(ini: TestInitiator, cmdSN: number): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (snLt(cmdSN, (await ini.nop()).bhs.readUInt32BE(28))) return;
+    await sleep(50);
+  }
+  throw new Error(`CmdSN ${cmdSN} not received`);
+}
+
+/** Waits (up to 15 s: a loaded machine is slow) until `cond` holds; returns whether it did. */
+async function until(cond: () => boolean): Promise<boolean> {
+  for (let i = 0; i < 300 && !cond(); i++) await sleep(50);
+  return cond();
+}
 
 // Read by the workers when they start (each test starts its own target).
 process.env.NODETGT_TEST_HOOKS = '1';
@@ -274,40 +290,42 @@ test('ERL 2: a completed write whose status was lost is answered again after TAS
   }
 });
 
-test('ERL 2: Time2Retain passes with no reassignment: the tasks are aborted, an empty session ends', async (t) => {
-  const tt = await startErl2Target();
-  try {
-    const other = await loginAs(tt, 'erl2-bystander-2');
-    const e0 = count(tt, 'taskReassignExpired');
-    // DefaultTime2Retain=1, Time2Wait=0: the tasks are kept 1 s.
-    const s = await openSession(t, tt, 2, 2, 1);
-    const w = startWrite(s.conn(1), 8192, pattern(256 * KiB, 3), true);
-    await w.r2t();
-    const tasks = s.conn(1).abandon();
-    s.forget(1);
-    const lo = await removeForRecovery(s.conn(0), 1);
-    t.is(lo.response, 0);
-    t.is(lo.time2Retain, 1, 'the Logout Response gives Time2Retain');
-    await new Promise((r) => setTimeout(r, 2500));
-    t.true(count(tt, 'taskReassignExpired') - e0 >= 1, 'the kept task was aborted');
-    const tmf = await s.conn(0).tmf(TmfFunction.TaskReassign, { referencedTaskTag: tasks[0].itt });
-    t.is(tmf.response, TmfResponse.TaskDoesNotExist, 'after Time2Retain the task is gone');
-    const back = await readBack(s.conn(0), 8192, 256 * KiB);
-    t.true(back.equals(Buffer.alloc(256 * KiB)), 'the aborted write never landed');
+test.serial(
+  'ERL 2: Time2Retain passes with no reassignment: the tasks are aborted, an empty session ends',
+  async (t) => {
+    const tt = await startErl2Target();
+    try {
+      const other = await loginAs(tt, 'erl2-bystander-2');
+      const e0 = count(tt, 'taskReassignExpired');
+      // DefaultTime2Retain=1, Time2Wait=0: the tasks are kept 1 s.
+      const s = await openSession(t, tt, 2, 2, 1);
+      const w = startWrite(s.conn(1), 8192, pattern(256 * KiB, 3), true);
+      await w.r2t();
+      const tasks = s.conn(1).abandon();
+      s.forget(1);
+      const lo = await removeForRecovery(s.conn(0), 1);
+      t.is(lo.response, 0);
+      t.is(lo.time2Retain, 1, 'the Logout Response gives Time2Retain');
+      t.true(await until(() => count(tt, 'taskReassignExpired') - e0 >= 1), 'the kept task was aborted');
+      const tmf = await s.conn(0).tmf(TmfFunction.TaskReassign, { referencedTaskTag: tasks[0].itt });
+      t.is(tmf.response, TmfResponse.TaskDoesNotExist, 'after Time2Retain the task is gone');
+      const back = await readBack(s.conn(0), 8192, 256 * KiB);
+      t.true(back.equals(Buffer.alloc(256 * KiB)), 'the aborted write never landed');
 
-    // A session whose only connection is lost ends once Time2Retain passes: its TSIH can no longer be joined.
-    const lone = await openSession(t, tt, 1, 2, 1);
-    lone.conn(0).abandon();
-    lone.forget(0);
-    await new Promise((r) => setTimeout(r, 2500));
-    const j = await lone.join(0);
-    t.is(j.status, SESSION_DOES_NOT_EXIST);
-    await healthy(t, other, 60 * 1024 * 2, 4);
-    other.close();
-  } finally {
-    await tt.close();
-  }
-});
+      // A session whose only connection is lost ends once Time2Retain passes: its TSIH can no longer be joined.
+      const lone = await openSession(t, tt, 1, 2, 1);
+      lone.conn(0).abandon();
+      lone.forget(0);
+      await sleep(4000); // Time2Retain is 1 s
+      const j = await lone.join(0);
+      t.is(j.status, SESSION_DOES_NOT_EXIST);
+      await healthy(t, other, 60 * 1024 * 2, 4);
+      other.close();
+    } finally {
+      await tt.close();
+    }
+  },
+);
 
 test('ERL 2: TASK REASSIGN of a task on a live connection (3) and of an unknown ITT (1)', async (t) => {
   const tt = await startErl2Target();
@@ -356,7 +374,7 @@ test('ERL 2: a write in the backstore when its connection dies completes there, 
     const data = pattern(16 * KiB, 21);
     const t0 = Date.now();
     const w = startWrite(s.conn(1), SLOW_LBA, data);
-    await sleep(300);
+    await delivered(s.conn(0), w.cmdSN); // in the backstore now, for HOLD_MS
     const tasks = s.conn(1).abandon();
     s.forget(1);
     t.is((await removeForRecovery(s.conn(0), 1)).response, 0);
@@ -374,30 +392,32 @@ test('ERL 2: a write in the backstore when its connection dies completes there, 
   }
 });
 
-test('ERL 2: Time2Retain passes while a write is in the backstore: never answered, on any connection', async (t) => {
-  const tt = await startErl2Target();
-  try {
-    const s = await openSession(t, tt, 2, 2, 1);
-    const e0 = count(tt, 'taskReassignExpired');
-    const w = startWrite(s.conn(1), SLOW_LBA, pattern(16 * KiB, 22));
-    await sleep(300);
-    const [task] = s.conn(1).abandon();
-    s.forget(1);
-    t.is((await removeForRecovery(s.conn(0), 1)).response, 0);
-    await sleep(1500);
-    t.is(count(tt, 'taskReassignExpired') - e0, 1, 'aborted at expiry, its write still in the backstore');
-    const r = await s.conn(0).tmf(TmfFunction.TaskReassign, { referencedTaskTag: task.itt });
-    t.is(r.response, TmfResponse.TaskDoesNotExist);
-    // The write leaves the backstore now; nothing about it may reach the initiator (a PDU for the ITT would
-    // be a violation on CID 0, which no longer expects it).
-    await sleep(HOLD_MS);
-    await s.conn(0).nop();
-    t.false(w.isOver, 'the task never completed');
-    t.is(s.conn(0).failure, null);
-  } finally {
-    await tt.close();
-  }
-});
+test.serial(
+  'ERL 2: Time2Retain passes while a write is in the backstore: never answered, on any connection',
+  async (t) => {
+    const tt = await startErl2Target();
+    try {
+      const s = await openSession(t, tt, 2, 2, 1);
+      const e0 = count(tt, 'taskReassignExpired');
+      const w = startWrite(s.conn(1), SLOW_LBA, pattern(16 * KiB, 22));
+      await delivered(s.conn(0), w.cmdSN); // in the backstore now, for HOLD_MS
+      const [task] = s.conn(1).abandon();
+      s.forget(1);
+      t.is((await removeForRecovery(s.conn(0), 1)).response, 0);
+      t.true(await until(() => count(tt, 'taskReassignExpired') - e0 === 1), 'aborted at expiry');
+      const r = await s.conn(0).tmf(TmfFunction.TaskReassign, { referencedTaskTag: task.itt });
+      t.is(r.response, TmfResponse.TaskDoesNotExist);
+      // The write leaves the backstore now; nothing about it may reach the initiator (a PDU for the ITT would
+      // be a violation on CID 0, which no longer expects it).
+      await sleep(HOLD_MS);
+      await s.conn(0).nop();
+      t.false(w.isOver, 'the task never completed');
+      t.is(s.conn(0).failure, null);
+    } finally {
+      await tt.close();
+    }
+  },
+);
 
 test('ERL 2: a READ whose Data-In was partly received: TASK REASSIGN with ExpDataSN sends the rest and the status', async (t) => {
   const tt = await startErl2Target();
@@ -457,6 +477,31 @@ test('ERL 2: two TASK REASSIGNs of one task back to back: the first moves it, th
     );
     t.is((await w.done).status, 0);
     t.true((await readBack(via, 7000, data.length)).equals(data));
+  } finally {
+    await tt.close();
+  }
+});
+
+test('ERL 2: the tasks of a killed connection go to a new connection of the session (new CID)', async (t) => {
+  const tt = await startErl2Target();
+  try {
+    const s = await openSession(t, tt, 2);
+    const a = pattern(512 * KiB, 51);
+    const b = pattern(256 * KiB, 52);
+    const wa = startWrite(s.conn(1), 9000, a, true);
+    const wb = startWrite(s.conn(1), 10_024, b, true);
+    await wa.r2t();
+    await wb.r2t();
+    const re = await recoverConnection(s, 1, 2, { join: true });
+    t.deepEqual(
+      re.map((r) => r.response),
+      [TmfResponse.FunctionComplete, TmfResponse.FunctionComplete],
+    );
+    t.is((await wa.done).status, 0);
+    t.is((await wb.done).status, 0);
+    t.deepEqual([...s.conns.keys()].sort(), [0, 2]);
+    t.true((await readBack(s.conn(0), 9000, a.length)).equals(a), 'read back on the other connection');
+    t.true((await readBack(s.conn(2), 10_024, b.length)).equals(b));
   } finally {
     await tt.close();
   }

@@ -59,16 +59,21 @@ export async function removeForRecovery(
 
 /**
  * Connection `cid` of the session fails (its socket destroyed); it is removed for recovery and its tasks are
- * reassigned to connection `to`. Returns what each reassignment answered.
+ * reassigned to connection `to`, which with `join` is a new connection logged in to the session first.
+ * Returns what each reassignment answered.
  */
 export async function recoverConnection(
   s: McsSession,
   cid: number,
   to: number,
-  o: { resume?: boolean } = {},
+  o: { resume?: boolean; join?: boolean } = {},
 ): Promise<Reassignment[]> {
   const tasks = s.conn(cid).abandon();
   s.forget(cid);
+  if (o.join) {
+    const j = await s.join(to);
+    if (j.status !== 0) throw new Error(`login of CID ${to}: status 0x${j.status.toString(16)}`);
+  }
   const via = s.conn(to);
   const lo = await removeForRecovery(via, cid);
   if (lo.response !== 0) throw new Error(`Logout reason 2 for CID ${cid}: response ${lo.response}`);

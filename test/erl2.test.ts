@@ -6,7 +6,9 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { readCounters, type CounterName } from '../src/metrics/counters';
-import { TmfFunction, TmfResponse } from '../src/pdu/opcodes';
+import { Opcode, RESERVED_TAG, TmfFunction, TmfResponse } from '../src/pdu/opcodes';
+import { encodeDataOut, encodeScsiCommand } from '../src/pdu/serializer';
+import { decodeR2T, decodeScsiResponse } from '../src/pdu/pdu';
 import { normalizeParams } from '../src/config/params';
 import { startTestTarget, loginAs, TEST_TARGET, type TestTarget } from './helpers/target';
 import { TestInitiator, defaultOperationalKeys, type ScsiTask } from './helpers/initiator';
@@ -502,6 +504,78 @@ test('ERL 2: the tasks of a killed connection go to a new connection of the sess
     t.deepEqual([...s.conns.keys()].sort(), [0, 2]);
     t.true((await readBack(s.conn(0), 9000, a.length)).equals(a), 'read back on the other connection');
     t.true((await readBack(s.conn(2), 10_024, b.length)).equals(b));
+  } finally {
+    await tt.close();
+  }
+});
+
+test('ERL 2: a write whose unsolicited burst the failure cut: after TASK REASSIGN, R2Ts ask for the rest', async (t) => {
+  const tt = await startErl2Target();
+  try {
+    const s = await openSession(t, tt, 2);
+    const lost = s.conn(1);
+    const via = s.conn(0);
+    const data = pattern(128 * KiB, 61);
+    // By hand: 16 KiB immediate data, F=0 (unsolicited Data-Out to follow), then one 16 KiB unsolicited Data-Out.
+    const itt = lost.byHand(lost.itt++);
+    via.byHand(itt);
+    lost.send(
+      encodeScsiCommand({
+        final: false,
+        read: false,
+        write: true,
+        attr: 1,
+        itt,
+        expectedDataTransferLength: data.length,
+        cmdSN: lost.cmdSN++,
+        expStatSN: lost.expStatSN,
+        cdb: cdb10(WRITE10, 12_000, data.length / BLOCK),
+      }),
+      data.subarray(0, 16 * KiB),
+    );
+    lost.send(
+      encodeDataOut({
+        final: false,
+        itt,
+        ttt: RESERVED_TAG,
+        expStatSN: lost.expStatSN,
+        dataSN: 0,
+        bufferOffset: 16 * KiB,
+      }),
+      data.subarray(16 * KiB, 32 * KiB),
+    );
+    await lost.nop(); // answered after the Data-Out was taken in: the target has 32 KiB of the 64 KiB burst
+    lost.abandon();
+    s.forget(1);
+    t.is((await removeForRecovery(via, 1)).response, 0);
+    t.is((await via.tmf(TmfFunction.TaskReassign, { referencedTaskTag: itt })).response, 0);
+    const offsets: number[] = [];
+    for (;;) {
+      const p = await via.next(15_000);
+      if (!p) return t.fail('no R2T or status after the reassignment');
+      if (p.opcode === Opcode.R2T) {
+        const r = decodeR2T(p);
+        offsets.push(r.bufferOffset);
+        const end = r.bufferOffset + r.desiredDataTransferLength;
+        via.send(
+          encodeDataOut({
+            final: true,
+            itt,
+            ttt: r.ttt,
+            expStatSN: via.expStatSN,
+            dataSN: 0,
+            bufferOffset: r.bufferOffset,
+          }),
+          data.subarray(r.bufferOffset, end),
+        );
+        continue;
+      }
+      t.is(p.opcode, Opcode.ScsiResponse);
+      t.is(decodeScsiResponse(p).status, 0);
+      break;
+    }
+    t.deepEqual(offsets, [32 * KiB], 'one R2T, for what the cut burst and the rest lacked');
+    t.true((await readBack(via, 12_000, data.length)).equals(data));
   } finally {
     await tt.close();
   }

@@ -210,6 +210,11 @@ test('ERL 2: a connection killed in a 16 MiB write burst, its tasks reassigned t
       results.every((r) => r.status === 0),
       'every write completed GOOD',
     );
+    t.log(
+      `CID 1 killed after 12 of ${writes.length} writes completed: ` +
+        `${reassigned.filter((r) => r.response === 0).length} tasks reassigned, ` +
+        `${reassigned.filter((r) => r.response === 1).length} never received and sent again`,
+    );
     t.true(reassigned.length >= 2, `${reassigned.length} tasks of CID 1 reassigned or retried`);
     const a = reassigned.find((r) => r.task === heldA)!;
     const b = reassigned.find((r) => r.task === heldB)!;

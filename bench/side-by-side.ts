@@ -108,7 +108,7 @@ const keep = flag('--keep');
 const maxOthers = Number(opt('--max-others') ?? MAX_OTHERS_PCT);
 const allowBusy = flag('--allow-busy');
 const runNote = [
-  quick ? `Quick run (--quick: ${reps} repetition of at least ${minSecs} s per figure).` : '',
+  quick ? `--quick: ${reps} repetition(s) of at least ${minSecs} s per figure.` : '',
   opt('--note') ?? '',
 ]
   .filter(Boolean)

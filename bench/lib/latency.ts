@@ -27,7 +27,11 @@ function labelsOf(text: string): Record<string, string> {
  * The histogram of `metric` whose labels include all of `want` (e.g. {lun: '0', op: 'read'}), summed
  * over every series that matches (one LU shows once per target it is in). Undefined when absent.
  */
-export function parseHistogram(exposition: string, metric: string, want: Record<string, string>): Hist | undefined {
+export function parseHistogram(
+  exposition: string,
+  metric: string,
+  want: Record<string, string>,
+): Hist | undefined {
   const byLe = new Map<number, number>();
   const prefix = `${metric}_bucket{`;
   for (const line of exposition.split('\n')) {
@@ -36,7 +40,12 @@ export function parseHistogram(exposition: string, metric: string, want: Record<
     const labels = labelsOf(line.slice(prefix.length, close));
     if (!Object.entries(want).every(([k, v]) => labels[k] === v) || labels.le === undefined) continue;
     const le = labels.le === '+Inf' ? Infinity : Number(labels.le);
-    const value = Number(line.slice(close + 1).trim().split(/\s+/)[0]);
+    const value = Number(
+      line
+        .slice(close + 1)
+        .trim()
+        .split(/\s+/)[0],
+    );
     byLe.set(le, (byLe.get(le) ?? 0) + value);
   }
   if (!byLe.has(Infinity)) return undefined;

@@ -8,6 +8,7 @@
  *   npm run bench -- --quick            1 repetition of >= 1 s each, no profile (3-4 minutes)
  *   npm run bench -- --only tmpfs|disk|null[,..]   --reps N   --secs S   --workers N
  *   npm run bench -- --no-fio --no-profile --keep (keep the backing files)
+ *   npm run bench -- --max-others PCT   --allow-busy   --note TEXT
  *
  * Method (bench/lib/measure.ts has the details; the markdown repeats them):
  * - CPU per I/O is charged over the I/O phase only. qemu-img's stdout is line-buffered (stdbuf -oL)
@@ -28,11 +29,19 @@
  *   90% of the bytes crossed loopback during the phase, or it stayed too short after two resizes.
  *   A figure with no valid run shows "no valid run", never a number.
  *
+ * - Other load: each run's phase also reads /proc/stat; what the machine spent beyond the target's and
+ *   qemu-img's own CPU is "others". A run where others exceed --max-others (15% of all cores) is
+ *   retried twice after a pause, then refused (invalid, "machine busy"); --allow-busy keeps such runs
+ *   instead, and the report says so at the top and marks their figures ‡.
+ * - Latency: nodetgt serves /metrics on a loopback port; its latency histogram for the run's LU and
+ *   operation is read before and after each measured qemu-img run (outside the phase), and the
+ *   report gives percentiles of the differences.
+ *
  * Cleanup: SIGINT, SIGTERM and SIGHUP stop the targets, remove the backing files and print the
  * partial report (exit 130). A SIGKILLed benchmark is cleaned up by bench/lib/guardian.ts, a small
  * detached process that watches this one. Everything listens on 127.0.0.1 only. Output: markdown on
- * stdout, and in /var/tmp/nodetgt-bench/ the same markdown, a JSON file with every sample, the
- * targets' logs and the CPU profiles.
+ * stdout; bench/results/<YYYY-MM-DD>/ with report.md, SVG charts and results.json (bench/lib/results.ts);
+ * and in /var/tmp/nodetgt-bench/ the markdown and JSON again, the targets' logs and the CPU profiles.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
@@ -42,9 +51,11 @@ import * as path from 'node:path';
 import { CpuClock } from './lib/cpuclock';
 import { FIGURES, M1, fmtRate, unit, type Figure } from './lib/figures';
 import { procRef, type GuardState } from './lib/guardian';
-import { COARSE_PCT, emptyRun, qemuBench, type RunOut } from './lib/measure';
+import { histDelta, LATENCY_METRIC, parseHistogram, scrape, type Hist } from './lib/latency';
+import { busyReason, COARSE_PCT, emptyRun, MAX_OTHERS_PCT, qemuBench, type RunOut } from './lib/measure';
 import { summariseProfile, type ProfileSummary } from './lib/profile';
-import { fmt, renderMarkdown, type Sample } from './lib/report';
+import { fmt, renderMarkdown, type ReportInput, type Sample } from './lib/report';
+import { resultsDir, writeResults } from './lib/results';
 import {
   freePort,
   killGroup,
@@ -70,7 +81,8 @@ const opt = (name: string): string | undefined => {
 if (flag('-h') || flag('--help')) {
   process.stdout.write(
     'usage: node dist/bench/side-by-side.js [--quick] [--only tmpfs|disk|null[,...]] [--reps N] [--secs S]\n' +
-      '       [--workers N] [--no-fio] [--no-profile] [--profile] [--keep]\n',
+      '       [--workers N] [--no-fio] [--no-profile] [--profile] [--keep]\n' +
+      '       [--max-others PCT] [--allow-busy] [--note TEXT]\n',
   );
   process.exit(0);
 }
@@ -92,6 +104,19 @@ if (!(reps >= 1 && minSecs > 0 && workers >= 1)) {
 const doFio = !flag('--no-fio');
 const doProfile = !flag('--no-profile') && (!quick || flag('--profile')) && kinds.includes('tmpfs');
 const keep = flag('--keep');
+/** Other processes' share of the machine (%) above which a run counts as taken on a busy machine. */
+const maxOthers = Number(opt('--max-others') ?? MAX_OTHERS_PCT);
+const allowBusy = flag('--allow-busy');
+const runNote = [
+  quick ? `--quick: ${reps} repetition(s) of at least ${minSecs} s per figure.` : '',
+  opt('--note') ?? '',
+]
+  .filter(Boolean)
+  .join(' ');
+if (!(maxOthers >= 0 && maxOthers <= 100)) {
+  process.stderr.write('--max-others takes a percentage, 0 to 100\n');
+  process.exit(2);
+}
 
 const REPO = path.resolve(__dirname, '../..');
 const WORK = '/var/tmp/nodetgt-bench';
@@ -113,6 +138,9 @@ const MARGIN = 1.3;
 const MAX_STRETCH = 10;
 /** Runs of a measured figure: the first, and two resizes when the phase ends before minSecs. */
 const ATTEMPTS = 3;
+/** A run taken on a busy machine is retried this often, after BUSY_PAUSE_MS, before it is refused. */
+const BUSY_RETRIES = 2;
+const BUSY_PAUSE_MS = 3000;
 /** I/O counts never go below these, whatever the rate says. */
 const minCount = (f: Figure, calibration: boolean) => (f.bs === M1 ? 16 : 200) * (calibration ? 1 : 5);
 
@@ -192,10 +220,9 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
     if (++signals > 1) process.exit(130);
     aborted = true;
     note(`${sig}: stopping the targets (again to force)`);
-    void cleanup().then(() => {
-      report();
-      process.exit(130);
-    });
+    void cleanup()
+      .then(() => report())
+      .finally(() => process.exit(130));
   });
 
 // ---------------------------------------------------------------------------------------- setup
@@ -238,10 +265,22 @@ async function pin(t: Target, on: boolean): Promise<void> {
 /** Operations and target CPU µs per second last seen, per backing/figure/target: size the next run. */
 const lastRate = new Map<string, { ops: number; cpu: number }>();
 
-function sized(t: Target, kind: Kind, f: Figure, rate: number, secs: number, minS: number) {
+/** nodetgt's latency histogram for a backing's LU and a figure's operation, now; undefined for tgtd. */
+async function latencyNow(t: Target, kind: Kind, f: Figure): Promise<Hist | undefined> {
+  if (!(t instanceof Nodetgt) || !t.metricsPort) return undefined;
+  const text = await scrape(t.metricsPort);
+  const want = { target: t.iqn, lun: String(t.lunOf(kind)), op: f.write ? 'write' : 'read' };
+  return text === undefined ? undefined : parseHistogram(text, LATENCY_METRIC, want);
+}
+
+async function sized(t: Target, kind: Kind, f: Figure, rate: number, secs: number, minS: number) {
   const count = Math.max(minCount(f, minS === 0), Math.ceil(rate * secs));
   const timeoutMs = Math.max(30_000, (5000 * count) / rate + 10_000);
-  return qemuBench(clock, t, kind, f, count, timeoutMs, minS);
+  // Calibration runs (minS 0) are not reported: no histogram for them.
+  const before = minS > 0 ? await latencyNow(t, kind, f) : undefined;
+  const out = await qemuBench(clock, t, kind, f, count, timeoutMs, minS);
+  if (before) out.hist = histDelta(before, await latencyNow(t, kind, f));
+  return out;
 }
 
 /**
@@ -275,6 +314,16 @@ async function measure(t: Target, other: Target, kind: Kind, f: Figure): Promise
     margin = Math.max(margin * 1.25, MARGIN_AFTER_CAL); // the rate moves: aim wider each time
   }
   lastRate.set(key, rate);
+  // Other load: wait and retry; refuse the run if the machine stays busy (unless --allow-busy).
+  let busy = out.invalid ? undefined : busyReason(out, maxOthers);
+  for (let i = 0; busy && !allowBusy && i < BUSY_RETRIES && !aborted; i++) {
+    note(`${key}: ${busy}; retrying in ${BUSY_PAUSE_MS / 1000} s`);
+    await sleep(BUSY_PAUSE_MS);
+    out = await sized(t, kind, f, rate.ops, MARGIN * minSecs, minSecs);
+    attempts++;
+    busy = out.invalid ? undefined : busyReason(out, maxOthers);
+  }
+  if (busy) out = allowBusy ? { ...out, busy } : { ...out, busy, invalid: busy };
   return [out, attempts];
 }
 
@@ -345,7 +394,7 @@ async function runMatrix(): Promise<void> {
           );
           if (aborted) return; // its qemu-img was killed by the signal handler: not a result
           samples.push({ ...out, ...base, attempts });
-          if (out.invalid && !out.short) {
+          if (out.invalid && !out.short && !out.busy) {
             await sleep(200);
             note(`${key} rep ${rep} invalid: ${out.invalid}\n    ${out.cmdline}`);
             for (const l of t.logTail(5)) problem(`  ${t.name} log: ${l}`);
@@ -357,7 +406,7 @@ async function runMatrix(): Promise<void> {
               `${fmt(out.value)} ${unit(f)}, ${fmt(out.cpuUsPerIo, 1)} us CPU/IO, ` +
               `qemu ${fmt(out.qemuUsPerIo, 1)} us/IO, others ${fmt(out.othersPct)}% ` +
               `(${out.count} in ${fmt(out.seconds, 2)} s${attempts > 1 ? `, ${attempts} runs` : ''})` +
-              `${out.invalid ? ' INVALID' : ''}${out.coarse ? ` coarse: ${out.coarse}` : ''}\n`,
+              `${out.invalid ? ' INVALID' : ''}${out.busy ? ' BUSY' : ''}${out.coarse ? ` coarse: ${out.coarse}` : ''}\n`,
           );
         }
       }
@@ -496,9 +545,9 @@ async function profileRun(): Promise<void> {
 
 // ---------------------------------------------------------------------------------------- report
 
-function report(): void {
-  const info = machineInfo();
-  const md = renderMarkdown({
+async function report(): Promise<void> {
+  const info = machineInfo(REPO);
+  const input: ReportInput = {
     info,
     kinds,
     reps,
@@ -513,14 +562,36 @@ function report(): void {
     logs: targets.map((t) => ({ name: t.name, lines: t.logTail(15) })),
     profile,
     aborted,
-  });
+    busy: { maxOthersPct: maxOthers, allow: allowBusy },
+    note: runNote || undefined,
+  };
+  const json = {
+    info,
+    reps,
+    minSecs,
+    workers,
+    kinds,
+    clock,
+    busy: input.busy,
+    note: runNote,
+    samples,
+    fio: Object.fromEntries(fioValue),
+    ceilings,
+    events,
+    profiles: profile?.profiles ?? [],
+  };
+  fs.writeFileSync(path.join(WORK, `results-${STAMP}.json`), JSON.stringify(json, null, 1));
+  let md = renderMarkdown(input);
+  try {
+    const file = await writeResults(resultsDir(REPO, info.date!), input, json);
+    md = fs.readFileSync(file, 'utf8').trimEnd();
+    process.stderr.write(`[bench] report: ${file}\n`);
+  } catch (e) {
+    problem(`writing bench/results failed: ${(e as Error).message}`);
+    md = renderMarkdown({ ...input, problems });
+  }
   process.stdout.write(md + '\n');
   fs.writeFileSync(path.join(WORK, `results-${STAMP}.md`), md + '\n');
-  const json = { info, reps, minSecs, workers, kinds, clock, samples, fio: Object.fromEntries(fioValue) };
-  fs.writeFileSync(
-    path.join(WORK, `results-${STAMP}.json`),
-    JSON.stringify({ ...json, ceilings, events, profiles: profile?.profiles ?? [] }, null, 1),
-  );
   process.stderr.write(`[bench] results in ${WORK}/results-${STAMP}.{md,json}\n`);
 }
 
@@ -557,7 +628,7 @@ async function main(): Promise<void> {
   for (const t of [...targets]) await t.stop();
   if (doProfile && !aborted) await profileRun();
   note(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-  if (!aborted) report();
+  if (!aborted) await report();
 }
 
 main()

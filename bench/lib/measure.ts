@@ -14,6 +14,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { type CpuClock, type ClockReading } from './cpuclock';
+import { type Hist } from './latency';
 import { fmtRate, RANDOM_STEP, type Figure } from './figures';
 import { CLK_TCK, killGroup, loopbackTxBytes, machineJiffies, track } from './sys';
 import { type Kind, type Target } from './targets';
@@ -51,10 +52,29 @@ export interface RunOut {
   short?: boolean;
   /** Valid, but the CPU figure is not precise to 2%: why. */
   coarse?: string;
+  /** Other processes used more of the machine than --max-others during the phase: by how much. */
+  busy?: string;
+  /** nodetgt's latency histogram (the LU and operation of this run) over the whole qemu-img run. */
+  hist?: Hist;
 }
 
 /** Limits that make a CPU figure "coarse": resolution, or a reading window off the I/O phase. */
 export const COARSE_PCT = 2;
+
+/**
+ * Default --max-others: the share of the whole machine (all cores) that processes other than the
+ * target and qemu-img may use during a phase before the run counts as taken on a busy machine. 15% is
+ * under a third of one core on a 2-core box; the loopback's softirq work for our own I/O lands in it
+ * too, so it cannot be near 0.
+ */
+export const MAX_OTHERS_PCT = 15;
+
+/** Why a measured run counts as taken on a busy machine, or undefined. */
+export function busyReason(out: RunOut, maxOthersPct: number): string | undefined {
+  return out.othersPct > maxOthersPct
+    ? `machine busy: other processes used ${out.othersPct.toFixed(0)}% of it (limit ${maxOthersPct}%)`
+    : undefined;
+}
 
 /** A run with nothing measured yet (NaN everywhere): the start of every RunOut. */
 export function emptyRun(cmdline: string, count: number, invalid?: string): RunOut {

@@ -34,18 +34,32 @@ export interface ReportInput {
   logs: { name: string; lines: string[] }[];
   profile?: { note: string; threadNote: string; profiles: ProfileSummary[] };
   aborted: boolean;
+  /** --max-others and --allow-busy: runs over the limit are invalid, or kept and marked ‡. */
+  busy: { maxOthersPct: number; allow: boolean };
+  /** What kind of run this was (quick, on a shared machine...), said at the top. */
+  note?: string;
+  /** SVG charts beside report.md (file names relative to it). */
+  charts?: { file: string; title: string }[];
+  /** Latency percentiles of nodetgt per backing/figure id, µs, from its histograms. */
+  latency?: Map<string, Record<string, number>>;
 }
 
 export const fmt = (x: number, digits = 0) => (Number.isFinite(x) ? x.toFixed(digits) : '—');
 
-interface Side {
+export interface Side {
   runs: number;
   valid: Sample[];
   value: number;
+  min: number;
+  max: number;
   cpu: number;
+  cpuMin: number;
+  cpuMax: number;
   coarse: boolean;
+  /** Valid runs kept although the machine was busy (--allow-busy). */
+  busy: number;
 }
-interface Row {
+export interface Row {
   kind: Kind;
   f: Figure;
   tgtd: Side;
@@ -58,12 +72,21 @@ interface Row {
 function side(samples: Sample[], kind: Kind, f: Figure, target: string): Side {
   const all = samples.filter((s) => s.backing === kind && s.figure === f.id && s.target === target);
   const valid = all.filter((s) => !s.invalid);
+  const v = valid.map((s) => s.value);
+  const c = valid.map((s) => s.cpuUsPerIo);
+  const lo = (xs: number[]) => (xs.length ? Math.min(...xs) : NaN);
+  const hi = (xs: number[]) => (xs.length ? Math.max(...xs) : NaN);
   return {
     runs: all.length,
     valid,
-    value: median(valid.map((s) => s.value)),
-    cpu: median(valid.map((s) => s.cpuUsPerIo)),
+    value: median(v),
+    min: lo(v),
+    max: hi(v),
+    cpu: median(c),
+    cpuMin: lo(c),
+    cpuMax: hi(c),
     coarse: valid.some((s) => s.coarse),
+    busy: valid.filter((s) => s.busy).length,
   };
 }
 
@@ -169,6 +192,45 @@ function noiseLines(rs: Row[], samples: Sample[], reps: number): string[] {
   return L;
 }
 
+/** The top of the report: how many runs the machine's other load refused, or let through. */
+function busyLines(samples: Sample[], busy: ReportInput['busy']): string[] {
+  const measured = samples.filter((s) => Number.isFinite(s.othersPct));
+  const over = measured.filter((s) => s.busy);
+  const limit = `more than ${busy.maxOthersPct}% of the machine (--max-others)`;
+  if (!over.length) return [`No measured run saw other processes use ${limit}.`];
+  if (busy.allow)
+    return [
+      `**Reported anyway (--allow-busy): in ${over.length} of ${measured.length} measured runs other ` +
+        `processes used ${limit}; those runs are in the medians, marked ‡. Read the figures as noisy.**`,
+    ];
+  return [
+    `${over.length} of ${measured.length} measured runs were taken while other processes used ${limit}: ` +
+      'they were retried, and those still busy are refused (Invalid runs); a figure with none left shows ' +
+      '"no valid run".',
+  ];
+}
+
+/** nodetgt's latency percentiles per figure, from its own histograms. */
+function latencyLines(rs: Row[], latency: ReportInput['latency']): string[] {
+  if (!latency?.size) return [];
+  const ps = [...new Set([...latency.values()].flatMap((x) => Object.keys(x)))];
+  const L = [
+    '### nodetgt latency, from its histograms',
+    '',
+    "Command arrival to status, µs, from the difference of nodetgt_lu_latency_seconds over each valid run's " +
+      'qemu-img process (the read or write series of the LU), summed over the runs of a figure. Interpolated ' +
+      'inside buckets (bounds 25, 50, 100, 250, 500 µs, 1 ms, ...), so as coarse as they are.',
+    '',
+    `| backing | test | ${ps.join(' | ')} |`,
+    `|---|---|${ps.map(() => '--:').join('|')}|`,
+  ];
+  for (const x of rs) {
+    const p = latency.get(`${x.kind}/${x.f.id}`);
+    if (p) L.push(`| ${x.kind} | ${x.f.label} | ${ps.map((k) => fmt(p[k] ?? NaN)).join(' | ')} |`);
+  }
+  return [...L, ''];
+}
+
 // ---------------------------------------------------------------------------------------- markdown
 
 export function renderMarkdown(r: ReportInput): string {
@@ -177,11 +239,14 @@ export function renderMarkdown(r: ReportInput): string {
   const L: string[] = [];
   L.push(`## nodetgt vs tgtd, side by side (${info.date})`, '');
   if (r.aborted) L.push('**Interrupted: partial results.**', '');
+  if (r.note) L.push(`**${r.note}**`, '');
+  L.push(...busyLines(samples, r.busy), '');
   L.push('| | |', '|---|---|');
   L.push(`| date | ${info.date} |`);
   L.push(`| machine | ${info.cpu}, ${info.cores} cores, ${info.memory} |`);
   L.push(`| kernel | ${info.kernel} |`);
-  L.push(`| node | ${info.node} |`);
+  L.push(`| node (bench and nodetgt) | ${info.node} |`);
+  L.push(`| nodetgt | ${info.nodetgt} |`);
   L.push(`| tgtd | ${info.tgtd} |`);
   L.push(`| qemu-img | ${info.qemu} |`);
   L.push(`| fio | ${info.fio || 'not installed'} |`, '');
@@ -189,24 +254,45 @@ export function renderMarkdown(r: ReportInput): string {
   const haveFio = r.fio.size > 0;
   L.push(
     '| backing | test | unit | tgtd | nodetgt | nodetgt/tgtd | tgtd CPU µs/IO | nodetgt CPU µs/IO | ' +
-      `CPU nodetgt/tgtd | valid runs tgtd, nodetgt |${haveFio ? ' fio io_uring |' : ''}`,
+      `CPU nodetgt/tgtd | valid runs tgtd, nodetgt | others % max |${haveFio ? ' fio io_uring |' : ''}`,
   );
-  L.push(`|---|---|---|--:|--:|--:|--:|--:|--:|:-:|${haveFio ? '--:|' : ''}`);
-  const val = (s: Side) => (s.valid.length ? fmt(s.value) : 'no valid run');
-  const cpu = (s: Side) => (s.valid.length ? `${fmt(s.cpu, 1)}${s.coarse ? ' †' : ''}` : '—');
+  L.push(`|---|---|---|--:|--:|--:|--:|--:|--:|:-:|--:|${haveFio ? '--:|' : ''}`);
+  const spread = (m: number, lo: number, hi: number, d: number) =>
+    lo === hi ? fmt(m, d) : `${fmt(m, d)} (${fmt(lo, d)}–${fmt(hi, d)})`;
+  const val = (s: Side) =>
+    s.valid.length ? `${spread(s.value, s.min, s.max, 0)}${s.busy ? ' ‡' : ''}` : 'no valid run';
+  const cpu = (s: Side) =>
+    s.valid.length ? `${spread(s.cpu, s.cpuMin, s.cpuMax, 1)}${s.coarse ? ' †' : ''}` : '—';
+  const others = (x: Row) => {
+    const o = [...x.tgtd.valid, ...x.nodetgt.valid].map((s) => s.othersPct);
+    return o.length ? fmt(Math.max(...o)) : '—';
+  };
   for (const x of rs) {
     const fv = r.fio.get(`${x.kind}/${x.f.id}`);
     L.push(
       `| ${x.kind} | ${x.f.label} | ${unit(x.f)} | ${val(x.tgtd)} | ${val(x.nodetgt)} | ${fmt(x.ratio, 2)} | ` +
         `${cpu(x.tgtd)} | ${cpu(x.nodetgt)} | ${fmt(x.cpuRatio, 2)} | ` +
-        `${x.tgtd.valid.length}/${x.tgtd.runs}, ${x.nodetgt.valid.length}/${x.nodetgt.runs} |` +
+        `${x.tgtd.valid.length}/${x.tgtd.runs}, ${x.nodetgt.valid.length}/${x.nodetgt.runs} | ${others(x)} |` +
         (haveFio ? ` ${fv === undefined ? '' : fmt(fv)} |` : ''),
     );
   }
   L.push('');
+  L.push(
+    'Medians of the valid runs, (min–max) when they differ. "others % max": the most that processes ' +
+      "other than the target and qemu-img used of the machine (all cores, /proc/stat less the two's own CPU) " +
+      'during a valid run of the row.',
+    '',
+  );
+  if (rs.some((x) => x.tgtd.busy || x.nodetgt.busy))
+    L.push(`‡ at least one run in the median was taken on a busy machine (kept by --allow-busy).`, '');
   if (rs.some((x) => x.tgtd.coarse || x.nodetgt.coarse))
     L.push(`† CPU not precise to ${COARSE_PCT}% in at least one run (see Raw samples).`, '');
   if (r.ceilings.length) L.push(...r.ceilings.map((c) => `- ${c.what}: ${c.value}`), '');
+  L.push(...latencyLines(rs, r.latency));
+  if (r.charts?.length) {
+    L.push('### Charts', '');
+    for (const c of r.charts) L.push(`![${c.title}](${c.file})`, '');
+  }
 
   L.push('### What the numbers say', '');
   L.push(
@@ -271,7 +357,7 @@ export function renderMarkdown(r: ReportInput): string {
     '<details><summary>Raw samples</summary>',
     '',
     'value (IOPS or MB/s); target CPU µs/IO; qemu-img CPU µs/IO; target CPU for login+flush+logout ms; ' +
-      'phase s; other load % of the machine; flags: X invalid, † coarse CPU, ×N runs it took',
+      'phase s; other load % of the machine; flags: X invalid, † coarse CPU, ‡ busy machine, ×N runs it took',
     '',
     '```',
   );
@@ -283,7 +369,7 @@ export function renderMarkdown(r: ReportInput): string {
         const one = (s: Sample) =>
           `${fmt(s.value)};${fmt(s.cpuUsPerIo, 1)};${fmt(s.qemuUsPerIo, 1)};` +
           `${fmt((s.wholeCpuUs - s.cpuUs) / 1000, 1)};${fmt(s.seconds, 2)};${fmt(s.othersPct)}%` +
-          `${s.invalid ? ' X' : ''}${s.coarse ? ' †' : ''}${s.attempts > 1 ? ` ×${s.attempts}` : ''}`;
+          `${s.invalid ? ' X' : ''}${s.coarse ? ' †' : ''}${s.busy ? ' ‡' : ''}${s.attempts > 1 ? ` ×${s.attempts}` : ''}`;
         L.push(`${k.padEnd(5)} ${f.id.padEnd(10)} ${tn.padEnd(7)} ${ss.map(one).join('  ')}`);
       }
   L.push('```', '', '</details>', '');

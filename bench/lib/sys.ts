@@ -172,9 +172,16 @@ export function listeningAddresses(pid: number): string[] {
     .map((l) => l.trim().split(/\s+/)[3] ?? '');
 }
 
-export function machineInfo(): Record<string, string> {
+/** The machine and every tool's version; `repo` (nodetgt's checkout) adds nodetgt's version and commit. */
+export function machineInfo(repo?: string): Record<string, string> {
   const cpu = os.cpus();
   const first = (cmd: string, args: string[]) => runSync(cmd, args).out.split('\n')[0]?.trim() ?? '?';
+  let nodetgt = '?';
+  if (repo) {
+    const pkg = JSON.parse(fs.readFileSync(`${repo}/package.json`, 'utf8')) as { version: string };
+    const git = runSync('git', ['-C', repo, 'describe', '--always', '--dirty']);
+    nodetgt = `${pkg.version}${git.code === 0 ? ` (${git.out.trim()})` : ''}`;
+  }
   return {
     date: new Date().toISOString(),
     kernel: `${os.type()} ${os.release()}`,
@@ -182,6 +189,7 @@ export function machineInfo(): Record<string, string> {
     cores: String(cpu.length),
     memory: `${Math.round(os.totalmem() / 2 ** 30)} GiB`,
     node: process.version,
+    nodetgt,
     tgtd: first('tgtd', ['--version']),
     qemu: first('qemu-img', ['--version']),
     fio: first('fio', ['--version']),

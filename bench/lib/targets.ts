@@ -42,6 +42,11 @@ export abstract class Target {
     return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
   }
 
+  /** The LUN number a backing is served at. */
+  lunOf(kind: Kind): number | undefined {
+    return this.luns.get(kind);
+  }
+
   url(kind: Kind): string {
     const lun = this.luns.get(kind);
     if (lun === undefined) throw new Error(`${this.name} has no ${kind} LUN`);
@@ -253,8 +258,12 @@ export class Nodetgt extends Target {
     super(iqn, logFile);
   }
 
+  /** Its /metrics endpoint on 127.0.0.1: the latency histograms are read from it around each run. */
+  metricsPort = 0;
+
   async start(backings: Backing[]): Promise<void> {
     this.port = await freePort();
+    this.metricsPort = await freePort();
     const luns = backings.map((b, i) => {
       this.luns.set(b.kind, i);
       return b.kind === 'null'
@@ -263,6 +272,7 @@ export class Nodetgt extends Target {
     });
     const config = {
       portals: [`127.0.0.1:${this.port}`],
+      metrics: `127.0.0.1:${this.metricsPort}`,
       workers: this.workers,
       targets: [{ name: this.iqn, luns }],
     };

@@ -1,5 +1,5 @@
 /**
- * The native addon (build/Release/nodetgt_native.node): CRC32C, the per-thread io_uring ring, kernel range
+ * The native addon (build/Release/nodetgt_native.node, or a per-ABI build: addonCandidates): CRC32C, the per-thread io_uring ring, kernel range
  * copies (copy_file_range), fd helpers.
  *
  * Each JS thread loads its own addon instance, so each worker gets its own ring (Ring.forThisThread()).
@@ -67,25 +67,40 @@ interface Binding {
   ringStats(): RingStatsRaw;
 }
 
-function load(): Binding {
+/**
+ * Where an addon may be under one root, best first. scripts/build-native.js builds one per Node ABI in
+ * build/abi-<NODE_MODULE_VERSION>/ (so testing on a second Node does not overwrite build/Release).
+ * The addon is Node-API, so a build from another Node's headers loads too; the newest build wins,
+ * so a build/Release rebuilt after a change to native/ is not shadowed by an older per-ABI one.
+ */
+export function addonCandidates(root: string, name: string, abi = process.versions.modules): string[] {
+  const perAbi = path.join(root, 'build', `abi-${abi}`, 'build', 'Release', name);
+  const release = path.join(root, 'build', 'Release', name);
+  const mtime = (f: string) => fs.statSync(f, { throwIfNoEntry: false })?.mtimeMs ?? -1;
+  const first = mtime(perAbi) > mtime(release) ? [perAbi, release] : [release, perAbi];
+  return [...first, path.join(root, 'build', 'Debug', name)];
+}
+
+function load(): { binding: Binding; file: string } {
   const name = 'nodetgt_native.node';
   const override = process.env.NODETGT_NATIVE;
   const roots = [path.join(__dirname, '..', '..', '..'), path.join(__dirname, '..', '..')]; // dist/src/native, src/native
-  const candidates = override
-    ? [override]
-    : roots.flatMap((r) => [path.join(r, 'build', 'Release', name), path.join(r, 'build', 'Debug', name)]);
+  const candidates = override ? [override] : roots.flatMap((r) => addonCandidates(r, name));
   for (const file of candidates) {
     if (!fs.existsSync(file)) continue;
     const mod = { exports: {} as Binding };
     process.dlopen(mod, file);
-    return mod.exports;
+    return { binding: mod.exports, file };
   }
   throw new Error(
     `nodetgt: native addon not built (looked for ${candidates.join(', ')}); run 'npm install' or 'npx node-gyp rebuild'`,
   );
 }
 
-const binding = load();
+const loaded = load();
+const binding = loaded.binding;
+/** The addon file this thread loaded (which build: the bench report and the tests name it). */
+export const addonFile: string = loaded.file;
 
 // ---- CRC32C ----------------------------------------------------------------------------------------
 

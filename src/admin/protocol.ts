@@ -47,7 +47,9 @@ export type ConfigChange =
   /** The secret travels only on the control socket (0600, peer-checked) and into the file: never echoed. */
   | { kind: 'account-add'; user: string; secret: string }
   | { kind: 'account-remove'; user: string }
-  | { kind: 'account-bind' | 'account-unbind'; user: string; scope: AuthScope; outgoing?: boolean };
+  | { kind: 'account-bind' | 'account-unbind'; user: string; scope: AuthScope; outgoing?: boolean }
+  /** A target port group's asymmetric access state (implicit ALUA: the operator, or a cluster manager, decides). */
+  | { kind: 'alua-state'; target: string; group: number; state: string };
 
 /** What became of a change. */
 export interface ChangeOutcome {

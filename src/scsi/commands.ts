@@ -30,6 +30,7 @@ import {
   Sanitize,
   ServiceActionIn16,
 } from './constants';
+import { reportTargetPortGroups } from './alua';
 import { checkWriteAtomic, writeAtomic16, writeAtomicDataOutLength } from './atomic-write';
 import { decodeBlockRange } from './cdb';
 import { inquiry } from './inquiry';
@@ -84,6 +85,7 @@ const prIn = (serviceAction: number, name: string): CommandSpec => ({
   cdbLength: 10,
   usage: fixed(0x5e, serviceAction, 0, 0, 0, 0, 0, FF, FF, 0),
   reservation: 'own',
+  aluaAccess: 'standby',
   exec: persistentReserveIn,
 });
 
@@ -95,6 +97,7 @@ const prOut = (serviceAction: number, name: string): CommandSpec => ({
   cdbLength: 10,
   usage: fixed(0x5f, serviceAction, FF, 0, 0, FF, FF, FF, FF, 0),
   reservation: 'own',
+  aluaAccess: 'standby',
   dataOutLength: prOutDataOutLength,
   precheck: prOutPrecheck,
   exec: persistentReserveOut,
@@ -128,6 +131,7 @@ export const TEST_UNIT_READY: CommandSpec = {
 };
 
 export const REQUEST_SENSE: CommandSpec = {
+  aluaAccess: 'any',
   opcode: Opcode.REQUEST_SENSE,
   name: 'REQUEST SENSE',
   reservation: 'any',
@@ -140,6 +144,7 @@ export const REQUEST_SENSE: CommandSpec = {
 };
 
 export const INQUIRY: CommandSpec = {
+  aluaAccess: 'any',
   opcode: Opcode.INQUIRY,
   name: 'INQUIRY',
   reservation: 'any',
@@ -172,6 +177,7 @@ export const PREVENT_ALLOW_MEDIUM_REMOVAL: CommandSpec = {
 };
 
 export const REPORT_LUNS: CommandSpec = {
+  aluaAccess: 'any',
   opcode: Opcode.REPORT_LUNS,
   name: 'REPORT LUNS',
   reservation: 'any',
@@ -193,7 +199,25 @@ export const REPORT_SUPPORTED_OPERATION_CODES: CommandSpec = {
   exec: spc.reportSupportedOperationCodes,
 };
 
+/**
+ * REPORT TARGET PORT GROUPS (alua.ts): offered where the target has port groups (INQUIRY TPGS = 01b). Byte 1
+ * carries PARAMETER DATA FORMAT: 000b (length only) and 001b (extended header); other values are refused.
+ */
+export const REPORT_TARGET_PORT_GROUPS: CommandSpec = {
+  opcode: Opcode.MAINTENANCE_IN,
+  serviceAction: MaintenanceIn.REPORT_TARGET_PORT_GROUPS,
+  name: 'REPORT TARGET PORT GROUPS',
+  reservation: 'any',
+  aluaAccess: 'any',
+  cdbLength: 12,
+  usage: fixed(0xa3, 0x20 | MaintenanceIn.REPORT_TARGET_PORT_GROUPS, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0),
+  available: (lu) => lu.ports.enabled,
+  withoutMedium: true,
+  exec: reportTargetPortGroups,
+};
+
 export const MODE_SENSE_6: CommandSpec = {
+  aluaAccess: 'standby',
   opcode: Opcode.MODE_SENSE_6,
   name: 'MODE SENSE(6)',
   cdbLength: 6,
@@ -203,6 +227,7 @@ export const MODE_SENSE_6: CommandSpec = {
 };
 
 export const MODE_SENSE_10: CommandSpec = {
+  aluaAccess: 'standby',
   opcode: Opcode.MODE_SENSE_10,
   name: 'MODE SENSE(10)',
   cdbLength: 10,
@@ -235,6 +260,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     opcode: Opcode.MODE_SELECT_6,
     name: 'MODE SELECT(6)',
+    aluaAccess: 'standby',
     cdbLength: 6,
     usage: fixed(0x15, 0x11, 0, 0, FF, 0),
     dataOutLength: modeSelectDataOutLength,
@@ -249,6 +275,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     opcode: Opcode.READ_CAPACITY_10,
     name: 'READ CAPACITY(10)',
+    aluaAccess: 'standby',
     reservation: 'shared',
     cdbLength: 10,
     usage: fixed(0x25, 0, FF, FF, FF, FF, 0, 0, 0x01, 0),
@@ -345,6 +372,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     opcode: Opcode.MODE_SELECT_10,
     name: 'MODE SELECT(10)',
+    aluaAccess: 'standby',
     cdbLength: 10,
     usage: fixed(0x55, 0x11, 0, 0, 0, 0, 0, FF, FF, 0),
     dataOutLength: modeSelectDataOutLength,
@@ -491,6 +519,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     opcode: Opcode.SERVICE_ACTION_IN_16,
     serviceAction: ServiceActionIn16.READ_CAPACITY_16,
     name: 'READ CAPACITY(16)',
+    aluaAccess: 'standby',
     reservation: 'shared',
     cdbLength: 16,
     usage: fixed(0x9e, 0x10, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x01, 0),
@@ -509,6 +538,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     exec: sbc.getLbaStatus,
   },
   REPORT_LUNS,
+  REPORT_TARGET_PORT_GROUPS,
   REPORT_SUPPORTED_OPERATION_CODES,
   {
     opcode: Opcode.READ_12,

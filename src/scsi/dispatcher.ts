@@ -3,6 +3,7 @@
  * (disk: commands.ts, cd: mmc-commands.ts), the CDB reserved-bit check, unit attention handling, the NOT READY
  * answer of a removable LU without its medium, and turning refusals into CHECK CONDITION with fixed-format sense.
  */
+import { aluaRefusal } from './alua';
 import { Opcode, SenseKey, Status } from './constants';
 import { CommandIndex, COMMANDS } from './commands';
 import { inquiryAbsentLun } from './inquiry';
@@ -259,6 +260,10 @@ export class ScsiDispatcher {
       const ua = lu.takeUnitAttention(task.nexus);
       if (ua) return { status: Status.CHECK_CONDITION, sense: fixedSense(SenseKey.UNIT_ATTENTION, ua) };
     }
+    // The target port's asymmetric access state (alua.ts), after the unit attention (so a host hears of a state
+    // change first) and before reservations, as LIO orders them.
+    const inaccessible = aluaRefusal(lu.ports.localState, spec);
+    if (inaccessible) throw inaccessible;
     // After the unit attention (SPC-4 5.14: a pending one ends every command but INQUIRY, REPORT LUNS and REQUEST
     // SENSE, so a preempted nexus hears of it before meeting the reservation), before the command is processed.
     if (lu.shared.prActive && reservationConflict(lu, spec, cdb, task.nexus)) return RESERVATION_CONFLICT;

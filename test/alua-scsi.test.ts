@@ -120,6 +120,7 @@ test('INQUIRY: TPGS 01b with ALUA, 00b without; VPD 83h adds the target port gro
   const plain = fixture();
   const std0 = (await plain.run(inquiryCdb(false, 0))).dataIn!;
   t.is(tpgsOf(std0), 0);
+  t.is(std0[6] & 0x10, 0, 'MULTIP 0: one port');
   const p83 = identityOf83((await plain.run(inquiryCdb(true, 0x83))).dataIn!);
   t.is(p83.relativePort, 1);
   t.is(p83.group, undefined, 'no target port group designator without ALUA');
@@ -128,6 +129,7 @@ test('INQUIRY: TPGS 01b with ALUA, 00b without; VPD 83h adds the target port gro
   const std = (await b.run(inquiryCdb(false, 0))).dataIn!;
   t.is(tpgsOf(std), 1, 'implicit ALUA only');
   t.is(std[5] & 0x08, 0x08, '3PC still set');
+  t.is(std[6] & 0x10, 0x10, 'MULTIP: the target has two ports');
   const page = (await b.run(inquiryCdb(true, 0x83))).dataIn!;
   const id = identityOf83(page);
   t.is(id.relativePort, 2);

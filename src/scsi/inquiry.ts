@@ -36,7 +36,8 @@ export function standardInquiry(lu: LogicalUnit): Buffer {
   // 3PC: a disk offers EXTENDED COPY (xcopy.ts), a cd does not. TPGS 01b: implicit ALUA when the target has
   // port groups (alua.ts). No SCCS, ACC, PROTECT.
   b[5] = (lu.type === 'cd' ? 0x00 : 0x08) | (lu.ports.enabled ? TPGS_IMPLICIT : 0);
-  b[6] = 0x00;
+  // MULTIP: the target device has several ports (the gateways of its port groups).
+  b[6] = lu.ports.groups.reduce((n, g) => n + g.ports.length, 0) > 1 ? 0x10 : 0x00;
   b[7] = 0x02; // CMDQUE
   const id = lu.identity;
   ascii(b, id.vendor, 8, 8);

@@ -4,8 +4,8 @@
  * src/portal/apply.ts carries the plan out.
  *
  * Live: targets added or removed; LUNs added, removed, resized, or changed in any other way (path, type,
- * readOnly, blockSize, identity, ...), which is a removal and an addition of that LUN; each target's ACL, alias
- * and CHAP accounts; the discovery CHAP accounts. Refused as a whole (nothing applied) unless forced: removing
+ * readOnly, blockSize, identity, ...), which is a removal and an addition of that LUN; each target's ACL, alias,
+ * CHAP accounts and `alua` (its port groups' states: implicit ALUA); the discovery CHAP accounts. Refused as a whole (nothing applied) unless forced: removing
  * a LUN, or a target with LUNs, while a command is in flight on it; shrinking a LUN. Everything else that
  * differs (portals, workers, stateDir, limits, ...) is named as needing a restart and never applied, not even
  * in part; the live part is applied all the same.

@@ -24,6 +24,7 @@ import {
 } from './helpers/alua';
 import { drainUnitAttentions, read, senseOf, TUR } from './helpers/live';
 import { MultipathClient } from './helpers/multipath';
+import { sharedNaa } from '../src/config/alua';
 import { run } from './helpers/run';
 import { pattern } from './scsi-helpers';
 
@@ -273,6 +274,38 @@ test.serial(
         ],
         'RTPG: states altered by implicit behaviour (STATUS CODE 02h)',
       );
+
+      // ---- a LUN added live to the ALUA target serves the same port groups (and needs its serial)
+      const addLun = (serial: string[]) =>
+        run(process.execPath, [
+          BIN,
+          'lun',
+          'add',
+          IQN,
+          '--path',
+          path.join(ws.dir, 'image2.img'),
+          '--size',
+          '1M',
+          ...serial,
+          '--config',
+          b.file,
+        ]);
+      const refused = await addLun([]);
+      t.is(refused.code, 1);
+      t.regex(refused.stderr, /'serial' is required on a target with 'alua'/);
+      t.is((await addLun(['--serial', 'ALUA-IMG-0002'])).code, 0);
+      t.deepEqual(await drainUnitAttentions(sb, 0), ['06/3f/0e'], 'REPORTED LUNS DATA HAS CHANGED');
+      const std1 = await sb.scsi(inquiryCdb(false, 0, 96), { lun: 1, edtl: 96, read: true });
+      t.is(tpgsOf(std1.data), 1, 'the new LU reports TPGS 01b');
+      const id1 = identityOf83(
+        (await sb.scsi(inquiryCdb(true, 0x83), { lun: 1, edtl: 1024, read: true })).data,
+      );
+      t.deepEqual([id1.relativePort, id1.group], [2, 2]);
+      t.is(id1.naa, sharedNaa(IQN, 'ALUA-IMG-0002'), 'its NAA derived from target and serial');
+      await setState(b, 2, 'standby');
+      t.is(senseOf(await sb.scsi(TUR, { lun: 1, edtl: 0 })), STATE_CHANGED, 'the new LU hears of the change');
+      t.is(senseOf(await read(sb, 1, 0, 1)), '02/04/0b', 'the new LU is behind the same standby gate');
+      t.is(senseOf(await read(sb, 0, 0, 1)), '06/2a/06', 'LUN 0 hears of the change too');
       mp.close();
     } finally {
       sa.socket.destroy();

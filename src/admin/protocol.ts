@@ -40,6 +40,8 @@ export type ConfigChange =
       size?: string;
       readOnly?: boolean;
       blockSize?: number;
+      /** The unit serial number (required on an ALUA target: the same on every gateway). */
+      serial?: string;
     }
   | { kind: 'lun-remove'; target: string; lun: number }
   | { kind: 'lun-resize'; target: string; lun: number; size: string }

@@ -16,7 +16,7 @@ import { request, resolveSocket } from './admin';
 
 export const CHANGE_USAGE = `       nodetgt target add IQN [--alias A]
        nodetgt target remove IQN [--force]
-       nodetgt lun add IQN [--lun N] (--path FILE [--size SIZE] | --null --size SIZE) [--read-only] [--block-size 512|4096]
+       nodetgt lun add IQN [--lun N] (--path FILE [--size SIZE] | --null --size SIZE) [--read-only] [--block-size 512|4096] [--serial S]
        nodetgt lun remove IQN LUN [--force]
        nodetgt lun resize IQN LUN SIZE [--force]
        nodetgt acl add|remove IQN (--initiator NAME|PREFIX* | --network CIDR) [--force]
@@ -168,7 +168,7 @@ function changeOf(cmd: ChangeCommand, argv: string[]): { change: ConfigChange | 
 }
 
 function lunAdd(argv: string[]): { change: ConfigChange; p: Parsed } {
-  const p = parse(argv, ['--lun', '--path', '--size', '--block-size'], ['--null', '--read-only']);
+  const p = parse(argv, ['--lun', '--path', '--size', '--block-size', '--serial'], ['--null', '--read-only']);
   arity(p, 1, 'lun add IQN [--lun N] (--path FILE [--size SIZE] | --null --size SIZE)');
   const file = p.values.get('--path');
   const isNull = p.flags.has('--null');
@@ -187,6 +187,7 @@ function lunAdd(argv: string[]): { change: ConfigChange; p: Parsed } {
     ...(sz !== undefined ? { size: size(sz) } : {}),
     ...(p.flags.has('--read-only') ? { readOnly: true } : {}),
     ...(bs !== undefined ? { blockSize: Number(bs) } : {}),
+    ...(p.values.has('--serial') ? { serial: p.values.get('--serial') } : {}),
   };
   return { change, p };
 }

@@ -131,6 +131,7 @@ const EDITS: { [K in ConfigChange['kind']]: Edit<K> } = {
     if (c.size !== undefined) l.size = c.size;
     if (c.readOnly) l.readOnly = true;
     if (c.blockSize !== undefined) l.blockSize = c.blockSize;
+    if (c.serial !== undefined) l.serial = c.serial;
     luns.push(l);
     return `LUN ${n} added to ${String(t.name)}`;
   },

@@ -251,6 +251,26 @@ test('a pending unit attention is reported before the standby refusal; a live st
   good(t, await f.run(READ10, { nexus: 'n1' }));
 });
 
+test('a write through a standby port is refused before its Data-Out is solicited, unless a unit attention comes first', (t) => {
+  const f = gateway(2);
+  const cdb = Buffer.from(WRITE10);
+  f.lu.noteNexus('n1');
+  const refused = f.disp.admitDataOut({ cdb, lun: 0, nexus: 'n1' });
+  t.true('sense' in refused);
+  if ('sense' in refused) t.deepEqual([refused.sense[2], refused.sense[12], refused.sense[13]], [2, 4, 0x0b]);
+  f.lu.establishUnitAttention([0x2a, 0x06]);
+  t.deepEqual(
+    f.disp.admitDataOut({ cdb, lun: 0, nexus: 'n1' }),
+    { dataOut: 512 },
+    'the UA is execute’s to report',
+  );
+  t.deepEqual(
+    gateway(1).disp.admitDataOut({ cdb, lun: 0, nexus: 'n1' }),
+    { dataOut: 512 },
+    'active: admitted',
+  );
+});
+
 // ---- live change: plan and CLI edit ---------------------------------------------------------------------
 
 function config(localGroup: number, states: [string, string]): Config {

@@ -14,7 +14,7 @@
  *   transitioning  the same; the rest ASYMMETRIC ACCESS STATE TRANSITION (04h/0Ah)
  * (LOG SENSE/SELECT, SEND/RECEIVE DIAGNOSTIC and READ/WRITE BUFFER, also allowed by SPC-4, are not implemented.)
  */
-import { AscQ, SenseKey, type Asc } from './constants';
+import { AscQ, MaintenanceIn, Opcode, SenseKey, type Asc } from './constants';
 import { ACCESS_STATE_CODE } from './port-groups';
 import { ScsiError } from './sense';
 import { clip } from './spc';
@@ -41,6 +41,31 @@ export function aluaRefusal(state: string, spec: CommandSpec): ScsiError | null 
   if (access === 'any' || (access === 'standby' && state === 'standby')) return null;
   return new ScsiError(SenseKey.NOT_READY, NOT_ACCESSIBLE[state as keyof typeof NOT_ACCESSIBLE]);
 }
+
+const RTPG_USAGE = Uint8Array.from([
+  Opcode.MAINTENANCE_IN,
+  0x20 | MaintenanceIn.REPORT_TARGET_PORT_GROUPS, // PARAMETER DATA FORMAT 000b or 001b
+  ...[0, 0, 0, 0],
+  ...[0xff, 0xff, 0xff, 0xff], // ALLOCATION LENGTH
+  ...[0, 0],
+]);
+
+/**
+ * The command table's entry (commands.ts, mmc-commands.ts): offered where the target has port groups (INQUIRY
+ * TPGS = 01b); PARAMETER DATA FORMAT values other than 000b and 001b fall outside the usage map and are refused.
+ */
+export const REPORT_TARGET_PORT_GROUPS: CommandSpec = {
+  opcode: Opcode.MAINTENANCE_IN,
+  serviceAction: MaintenanceIn.REPORT_TARGET_PORT_GROUPS,
+  name: 'REPORT TARGET PORT GROUPS',
+  reservation: 'any',
+  aluaAccess: 'any',
+  cdbLength: 12,
+  usage: () => RTPG_USAGE,
+  available: (lu) => lu.ports.enabled,
+  withoutMedium: true,
+  exec: reportTargetPortGroups,
+};
 
 /**
  * REPORT TARGET PORT GROUPS (MAINTENANCE IN, service action 0Ah): one descriptor per configured group with its

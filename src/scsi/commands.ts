@@ -30,7 +30,7 @@ import {
   Sanitize,
   ServiceActionIn16,
 } from './constants';
-import { reportTargetPortGroups } from './alua';
+import { REPORT_TARGET_PORT_GROUPS } from './alua';
 import { checkWriteAtomic, writeAtomic16, writeAtomicDataOutLength } from './atomic-write';
 import { decodeBlockRange } from './cdb';
 import { inquiry } from './inquiry';
@@ -49,6 +49,7 @@ import type { CommandSpec, ReservationAccess } from './types';
 import * as xcopy from './xcopy';
 
 export const FF = 0xff;
+export { REPORT_TARGET_PORT_GROUPS };
 
 export function fixed(...bytes: number[]): (lu: LogicalUnit) => Uint8Array {
   const map = Uint8Array.from(bytes);
@@ -197,23 +198,6 @@ export const REPORT_SUPPORTED_OPERATION_CODES: CommandSpec = {
   usage: fixed(0xa3, 0x0c, 0x87, FF, FF, FF, FF, FF, FF, FF, 0, 0),
   withoutMedium: true,
   exec: spc.reportSupportedOperationCodes,
-};
-
-/**
- * REPORT TARGET PORT GROUPS (alua.ts): offered where the target has port groups (INQUIRY TPGS = 01b). Byte 1
- * carries PARAMETER DATA FORMAT: 000b (length only) and 001b (extended header); other values are refused.
- */
-export const REPORT_TARGET_PORT_GROUPS: CommandSpec = {
-  opcode: Opcode.MAINTENANCE_IN,
-  serviceAction: MaintenanceIn.REPORT_TARGET_PORT_GROUPS,
-  name: 'REPORT TARGET PORT GROUPS',
-  reservation: 'any',
-  aluaAccess: 'any',
-  cdbLength: 12,
-  usage: fixed(0xa3, 0x20 | MaintenanceIn.REPORT_TARGET_PORT_GROUPS, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0),
-  available: (lu) => lu.ports.enabled,
-  withoutMedium: true,
-  exec: reportTargetPortGroups,
 };
 
 export const MODE_SENSE_6: CommandSpec = {

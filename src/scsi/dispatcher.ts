@@ -171,10 +171,17 @@ export class ScsiDispatcher {
 
   /**
    * The checks a command carrying Data-Out gets on arrival, before any R2T is sent or any of its data kept:
-   * LUN, opcode, CDB length and the command's own pre-check (range, transfer length). Returns the sense data
-   * of the CHECK CONDITION to answer with, or the bytes of Data-Out the command will use (dataOutLength).
+   * LUN, opcode, CDB length, the target port's asymmetric access state (a standby gateway solicits no data for a
+   * write it will refuse; only when no unit attention is pending for `nexus`, which execute reports first) and
+   * the command's own pre-check (range, transfer length). Returns the sense data of the CHECK CONDITION to answer
+   * with, or the bytes of Data-Out the command will use (dataOutLength).
    */
-  admitDataOut(task: { cdb: Buffer; lun: number; view?: LunView }): { sense: Buffer } | { dataOut: number } {
+  admitDataOut(task: {
+    cdb: Buffer;
+    lun: number;
+    view?: LunView;
+    nexus?: string;
+  }): { sense: Buffer } | { dataOut: number } {
     const cdb = task.cdb;
     try {
       const lu = (task.view ?? this.everything).get(task.lun)?.lu;
@@ -186,6 +193,10 @@ export class ScsiDispatcher {
       }
       const spec = this.specFor(lu, cdb);
       if (cdb.length < spec.cdbLength) throw invalidFieldInCdb(0, 7);
+      if (task.nexus !== undefined && !lu.hasUnitAttention(task.nexus)) {
+        const inaccessible = aluaRefusal(lu.ports.localState, spec);
+        if (inaccessible) throw inaccessible;
+      }
       spec.precheck?.(cdb, lu);
       return { dataOut: spec.dataOutLength?.(cdb, lu) ?? 0 };
     } catch (e) {

@@ -303,6 +303,12 @@ test.serial(
       t.deepEqual([id1.relativePort, id1.group], [2, 2]);
       t.is(id1.naa, sharedNaa(IQN, 'ALUA-IMG-0002'), 'its NAA derived from target and serial');
       await setState(b, 2, 'standby');
+      const shown = await run(process.execPath, [BIN, 'show', 'targets', '--config', b.file]);
+      t.regex(
+        shown.stdout,
+        /1:unavailable 2:standby\*/,
+        `nodetgt show targets: ${shown.stdout}${shown.stderr}`,
+      );
       t.is(senseOf(await sb.scsi(TUR, { lun: 1, edtl: 0 })), STATE_CHANGED, 'the new LU hears of the change');
       t.is(senseOf(await read(sb, 1, 0, 1)), '02/04/0b', 'the new LU is behind the same standby gate');
       t.is(senseOf(await read(sb, 0, 0, 1)), '06/2a/06', 'LUN 0 hears of the change too');

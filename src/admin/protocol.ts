@@ -92,6 +92,8 @@ export interface TargetInfo {
   aclNetworks: string[];
   /** 'none', 'chap' or 'mutual chap'. */
   auth: string;
+  /** Implicit ALUA: each target port group and its state, this gateway's marked '*' ("1:active-optimized* 2:standby"). */
+  alua?: string;
 }
 
 /** A configured LU, as `nodetgt show luns` lists it: what the device server reports, or why it is offline. */

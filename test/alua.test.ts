@@ -5,7 +5,8 @@
  * the LU and different where they name the port, the same REPORT TARGET PORT GROUPS from both, I/O refused through
  * the standby port; then failover: A is killed with SIGKILL under a write stream, B is made active/optimized by the
  * live change command, the multipath client (helpers/multipath.ts) moves to B, and every acknowledged write is
- * there. The file backstore stands in for RBD: nothing here depends on the backstore.
+ * there. The file backstore stands in for RBD: nothing here depends on the backstore. And the same state change
+ * made by editing the file and sending SIGHUP.
  */
 import test from 'ava';
 import * as fs from 'node:fs';
@@ -316,6 +317,35 @@ test.serial(
     } finally {
       sa.socket.destroy();
       sb.socket.destroy();
+    }
+  },
+);
+
+test.serial(
+  'SIGHUP: a group state edited in the file is applied live, with ASYMMETRIC ACCESS STATE CHANGED',
+  async (t) => {
+    const image = path.join(ws.dir, 'image.img');
+    if (!fs.existsSync(image)) fs.writeFileSync(image, Buffer.alloc(IMAGE_BYTES));
+    const g = await gateway('hup', 2, ['active-optimized', 'standby']);
+    const s = await session(g.c.port);
+    try {
+      t.is(senseOf(await read(s, 0, 0, 1)), STANDBY_SENSE);
+      const doc = JSON.parse(fs.readFileSync(g.file, 'utf8')) as {
+        targets: Array<{ alua: { groups: Array<{ state: string }> } }>;
+      };
+      doc.targets[0].alua.groups[1].state = 'active-non-optimized';
+      fs.writeFileSync(g.file, JSON.stringify(doc));
+      const from = g.c.log().length;
+      g.c.proc.kill('SIGHUP');
+      const deadline = Date.now() + 15_000;
+      while (!/SIGHUP: configuration reloaded/.test(g.c.log().slice(from)) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
+      t.regex(g.c.log().slice(from), /alua \(this gateway's group 2 is active-non-optimized\)/);
+      t.deepEqual(await drainUnitAttentions(s, 0), [STATE_CHANGED]);
+      t.is((await read(s, 0, 0, 1)).status, 0, 'active/non-optimized serves I/O');
+    } finally {
+      s.socket.destroy();
+      await g.c.stop();
     }
   },
 );

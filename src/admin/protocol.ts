@@ -40,6 +40,8 @@ export type ConfigChange =
       size?: string;
       readOnly?: boolean;
       blockSize?: number;
+      /** The unit serial number (required on an ALUA target: the same on every gateway). */
+      serial?: string;
     }
   | { kind: 'lun-remove'; target: string; lun: number }
   | { kind: 'lun-resize'; target: string; lun: number; size: string }
@@ -47,7 +49,9 @@ export type ConfigChange =
   /** The secret travels only on the control socket (0600, peer-checked) and into the file: never echoed. */
   | { kind: 'account-add'; user: string; secret: string }
   | { kind: 'account-remove'; user: string }
-  | { kind: 'account-bind' | 'account-unbind'; user: string; scope: AuthScope; outgoing?: boolean };
+  | { kind: 'account-bind' | 'account-unbind'; user: string; scope: AuthScope; outgoing?: boolean }
+  /** A target port group's asymmetric access state (implicit ALUA: the operator, or a cluster manager, decides). */
+  | { kind: 'alua-state'; target: string; group: number; state: string };
 
 /** What became of a change. */
 export interface ChangeOutcome {
@@ -88,6 +92,8 @@ export interface TargetInfo {
   aclNetworks: string[];
   /** 'none', 'chap' or 'mutual chap'. */
   auth: string;
+  /** Implicit ALUA: each target port group and its state, this gateway's marked '*' ("1:active-optimized* 2:standby"). */
+  alua?: string;
 }
 
 /** A configured LU, as `nodetgt show luns` lists it: what the device server reports, or why it is offline. */

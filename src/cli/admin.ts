@@ -137,7 +137,7 @@ function answerTable(what: ShowWhat, a: Extract<ControlAnswer, { ok: true }>): s
   if (what === 'sessions') return sessionTable(a.sessions ?? []);
   if (what === 'targets')
     return table(
-      ['TARGET', 'ALIAS', 'LUNS', 'SESSIONS', 'ACL INITIATORS', 'ACL NETWORKS', 'AUTH'],
+      ['TARGET', 'ALIAS', 'LUNS', 'SESSIONS', 'ACL INITIATORS', 'ACL NETWORKS', 'AUTH', 'ALUA'],
       (a.targets ?? []).map((t) => [
         t.name,
         t.alias ?? '',
@@ -146,6 +146,7 @@ function answerTable(what: ShowWhat, a: Extract<ControlAnswer, { ok: true }>): s
         list(t.aclInitiators),
         list(t.aclNetworks),
         t.auth,
+        t.alua ?? '-',
       ]),
     );
   if (what === 'luns')

@@ -9,22 +9,24 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ChangeRequest, ConfigChange } from '../admin/protocol';
+import { ALUA_STATES } from '../config/alua';
 import { iscsiNameProblem, validateCidr } from '../config/schema';
 import { parseSize } from '../util/size';
 import { request, resolveSocket } from './admin';
 
 export const CHANGE_USAGE = `       nodetgt target add IQN [--alias A]
        nodetgt target remove IQN [--force]
-       nodetgt lun add IQN [--lun N] (--path FILE [--size SIZE] | --null --size SIZE) [--read-only] [--block-size 512|4096]
+       nodetgt lun add IQN [--lun N] (--path FILE [--size SIZE] | --null --size SIZE) [--read-only] [--block-size 512|4096] [--serial S]
        nodetgt lun remove IQN LUN [--force]
        nodetgt lun resize IQN LUN SIZE [--force]
        nodetgt acl add|remove IQN (--initiator NAME|PREFIX* | --network CIDR) [--force]
        nodetgt account add USER [--secret-file FILE]     (else the secret is read from stdin)
        nodetgt account remove USER
        nodetgt account bind|unbind USER (IQN | --discovery) [--outgoing] [--force]
+       nodetgt alua state IQN GROUP STATE      (STATE: ${ALUA_STATES.join('|')})
          each also takes [--save-only] [--json] [--socket PATH | --config FILE | --state-dir DIR]`;
 
-export const CHANGE_COMMANDS = ['target', 'lun', 'acl', 'account'] as const;
+export const CHANGE_COMMANDS = ['target', 'lun', 'acl', 'account', 'alua'] as const;
 export type ChangeCommand = (typeof CHANGE_COMMANDS)[number];
 
 class Usage extends Error {}
@@ -150,13 +152,23 @@ function changeOf(cmd: ChangeCommand, argv: string[]): { change: ConfigChange | 
       const kind = sub === 'bind' ? 'account-bind' : 'account-unbind';
       return { change: { kind, user: p.words[0], scope, outgoing: p.flags.has('--outgoing') }, p };
     }
+    case 'alua state': {
+      const p = parse(rest, [], []);
+      arity(p, 3, 'alua state IQN GROUP STATE');
+      const [t, g, state] = p.words;
+      if (!/^\d+$/.test(g) || Number(g) > 0xffff)
+        throw new Usage(`GROUP must be a target port group number from 0 to 65535, not '${g}'`);
+      if (!(ALUA_STATES as readonly string[]).includes(state))
+        throw new Usage(`STATE must be one of ${ALUA_STATES.join(', ')}`);
+      return { change: { kind: 'alua-state', target: iqn(t), group: Number(g), state }, p };
+    }
     default:
       throw new Usage(`${key.trim()}: not a command`);
   }
 }
 
 function lunAdd(argv: string[]): { change: ConfigChange; p: Parsed } {
-  const p = parse(argv, ['--lun', '--path', '--size', '--block-size'], ['--null', '--read-only']);
+  const p = parse(argv, ['--lun', '--path', '--size', '--block-size', '--serial'], ['--null', '--read-only']);
   arity(p, 1, 'lun add IQN [--lun N] (--path FILE [--size SIZE] | --null --size SIZE)');
   const file = p.values.get('--path');
   const isNull = p.flags.has('--null');
@@ -175,6 +187,7 @@ function lunAdd(argv: string[]): { change: ConfigChange; p: Parsed } {
     ...(sz !== undefined ? { size: size(sz) } : {}),
     ...(p.flags.has('--read-only') ? { readOnly: true } : {}),
     ...(bs !== undefined ? { blockSize: Number(bs) } : {}),
+    ...(p.values.has('--serial') ? { serial: p.values.get('--serial') } : {}),
   };
   return { change, p };
 }

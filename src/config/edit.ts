@@ -131,6 +131,7 @@ const EDITS: { [K in ConfigChange['kind']]: Edit<K> } = {
     if (c.size !== undefined) l.size = c.size;
     if (c.readOnly) l.readOnly = true;
     if (c.blockSize !== undefined) l.blockSize = c.blockSize;
+    if (c.serial !== undefined) l.serial = c.serial;
     luns.push(l);
     return `LUN ${n} added to ${String(t.name)}`;
   },
@@ -236,6 +237,18 @@ const EDITS: { [K in ConfigChange['kind']]: Edit<K> } = {
     }
     holder[key] = auth;
     return `account ${c.user} bound to ${name}${c.outgoing ? ' (outgoing)' : ''}`;
+  },
+  'alua-state': (doc, c) => {
+    const t = findTarget(doc, c.target);
+    const alua = isObj(t.alua) ? t.alua : undefined;
+    const groups = alua && Array.isArray(alua.groups) ? (alua.groups as unknown[]) : [];
+    const g = groups.find((x): x is Obj => isObj(x) && x.id === c.group);
+    if (!g) throw new EditError(`target ${String(t.name)} has no target port group ${c.group} in its 'alua'`);
+    if (g.state === c.state)
+      throw new EditError(`group ${c.group} of ${String(t.name)} is ${c.state} already`);
+    const was = String(g.state);
+    g.state = c.state;
+    return `target port group ${c.group} of ${String(t.name)}: ${was} -> ${c.state}`;
   },
   'account-unbind': (doc, c, ctx) => {
     const { holder, key, name } = scopeOf(doc, c.scope);

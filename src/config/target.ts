@@ -3,6 +3,7 @@
  * made from a list of sizes), ACL, CHAP, and the per-target operational keys, keepalive and limits that
  * override the global ones.
  */
+import { normalizeAlua, sharedNaa, type AluaConfig } from './alua';
 import { normalizeAuth, type AuthConfig, type ChapAccount } from './auth';
 import { normalizeHosts, parsePattern, type HostConfig } from './hosts';
 import { lunsFromSizes, normalizeLun, type LunConfig } from './lun';
@@ -41,6 +42,8 @@ export interface TargetConfig {
   maxConnections?: number;
   /** Per-initiator LUN masking and read-only mapping (src/config/hosts.ts); absent or empty = none. */
   hosts?: HostConfig[];
+  /** Several gateways serve this target: this one's target port group and every group's state (src/config/alua.ts). */
+  alua?: AluaConfig;
 }
 
 /** What every target inherits from the top level. */
@@ -70,6 +73,7 @@ const TARGET_KEYS = [
   'maxSessions',
   'maxConnections',
   'hosts',
+  'alua',
 ];
 
 const NAME_TYPE_RE = /^(iqn|eui|naa)\./i;
@@ -139,6 +143,8 @@ export function normalizeTarget(
   const nopInTimeout = optInt(to, 'nopInTimeout', d.nopInTimeout, 1, 3600, where);
   const maxSessions = optInt(to, 'maxSessions', 0, 1, 1 << 20, where);
   const maxConnections = optInt(to, 'maxConnections', 0, 1, 1 << 20, where);
+  const alua = normalizeAlua(to.alua, `${where}.alua`);
+  if (alua) sharedIdentities(name, luns, where);
   return {
     name,
     slot,
@@ -152,7 +158,23 @@ export function normalizeTarget(
     ...(maxSessions > 0 ? { maxSessions } : {}),
     ...(maxConnections > 0 ? { maxConnections } : {}),
     ...targetHosts(to.hosts, where, luns),
+    ...(alua ? { alua } : {}),
   };
+}
+
+/**
+ * Every gateway of an ALUA target must report the same identity for a LU (a host's multipath groups paths by
+ * it), and gateways do not share a state directory: the operator's serial, and an NAA derived from it.
+ */
+function sharedIdentities(name: string, luns: LunConfig[], where: string): void {
+  luns.forEach((l, j) => {
+    if (l.serial === undefined)
+      fail(
+        `${where}.luns[${j}]`,
+        "'serial' is required on a target with 'alua': the same on every gateway, so that hosts see one device",
+      );
+    l.naa ??= sharedNaa(name, l.serial);
+  });
 }
 
 /** A target's `hosts` (src/config/hosts.ts), reported like every other setting; left out when none. */

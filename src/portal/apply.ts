@@ -10,7 +10,8 @@
  *  4. the running configuration takes the change (a worker started from now on starts with it);
  *  5. every worker applies it (src/worker/live.ts) and answers;
  *  6. unit attentions: REPORTED LUNS DATA HAS CHANGED for the targets whose LUNs changed, CAPACITY DATA HAS
- *     CHANGED for resized LUs, raised only now, so no initiator hears of a change its worker has not made;
+ *     CHANGED for resized LUs, ASYMMETRIC ACCESS STATE CHANGED (and INQUIRY DATA HAS CHANGED) for targets whose
+ *     port groups changed, raised only now, so no initiator hears of a change its worker has not made;
  *  7. files of LUNs shrunk (forced) are cut down, now that no worker serves past the new end.
  */
 import * as fs from 'node:fs';
@@ -227,6 +228,16 @@ export class ConfigApplier {
       const m = lus[l.slot];
       if (m) new LuShared(m, 0).establish(UA.CAPACITY_DATA_CHANGED);
     }
+    // Implicit ALUA: a group's state changed by configuration is a change for every I_T nexus of every LU.
+    const everyLu = (names: string[], ua: (typeof UA)[keyof typeof UA]) => {
+      for (const name of names)
+        for (const l of byName.get(name)!.luns) {
+          const m = lus[l.slot];
+          if (m) new LuShared(m, 0).establish(ua);
+        }
+    };
+    everyLu(plan.accessStatesChanged, UA.ASYMMETRIC_ACCESS_STATE_CHANGED);
+    everyLu(plan.portGroupsChanged, UA.INQUIRY_DATA_CHANGED);
     for (const g of growth)
       if (g.how === 'file' && g.to < g.from)
         await fs.promises.truncate(g.l.path, g.to).catch((e: Error) => {

@@ -38,6 +38,7 @@ const KINDS: ReadonlySet<ConfigChange['kind']> = new Set([
   'account-remove',
   'account-bind',
   'account-unbind',
+  'alua-state',
 ]);
 
 /** The change handler of one control server: requests are queued and run one after the other. */

@@ -185,6 +185,13 @@ async function show(what: Exclude<ShowWhat, 'sessions'>, deps: ControlDeps): Pro
       aclInitiators: t.acl.initiators,
       aclNetworks: t.acl.networks,
       auth: !t.auth ? 'none' : t.auth.outgoing ? 'mutual chap' : 'chap',
+      ...(t.alua
+        ? {
+            alua: t.alua.groups
+              .map((g) => `${g.id}:${g.state}${g.id === t.alua!.localGroup ? '*' : ''}`)
+              .join(' '),
+          }
+        : {}),
     }));
     return { ok: true, targets };
   }

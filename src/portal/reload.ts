@@ -4,8 +4,8 @@
  * src/portal/apply.ts carries the plan out.
  *
  * Live: targets added or removed; LUNs added, removed, resized, or changed in any other way (path, type,
- * readOnly, blockSize, identity, ...), which is a removal and an addition of that LUN; each target's ACL, alias
- * and CHAP accounts; the discovery CHAP accounts. Refused as a whole (nothing applied) unless forced: removing
+ * readOnly, blockSize, identity, ...), which is a removal and an addition of that LUN; each target's ACL, alias,
+ * CHAP accounts and `alua` (its port groups' states: implicit ALUA); the discovery CHAP accounts. Refused as a whole (nothing applied) unless forced: removing
  * a LUN, or a target with LUNs, while a command is in flight on it; shrinking a LUN. Everything else that
  * differs (portals, workers, stateDir, limits, ...) is named as needing a restart and never applied, not even
  * in part; the live part is applied all the same.
@@ -14,6 +14,7 @@
  * holds, preferring slots never handed out before, so that a removed LU still draining on a worker never
  * shares its fault counters with a new one until all MAX_LUS slots have been used once.
  */
+import type { AluaConfig } from '../config/alua';
 import {
   MAX_LUS,
   MAX_TARGETS,
@@ -60,6 +61,10 @@ export interface ChangePlan {
   resizeLuns: Array<LunChange & { from: number; to: number }>;
   /** Existing targets whose set of LUs changed: their LUs get REPORTED LUNS DATA HAS CHANGED. */
   lunSetChanged: string[];
+  /** Existing targets whose port groups' states changed: their LUs get ASYMMETRIC ACCESS STATE CHANGED. */
+  accessStatesChanged: string[];
+  /** Existing targets whose port groups changed otherwise (TPGS, VPD 83h): INQUIRY DATA HAS CHANGED. */
+  portGroupsChanged: string[];
 }
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
@@ -138,6 +143,24 @@ function emptyPlan(needsRestart: string[], targets: TargetConfig[]): ChangePlan 
     removeLuns: [],
     resizeLuns: [],
     lunSetChanged: [],
+    accessStatesChanged: [],
+    portGroupsChanged: [],
+  };
+}
+
+/** What a change of a target's `alua` changes for its initiators: the access states, the rest of the layout. */
+function aluaChange(
+  a: AluaConfig | undefined,
+  b: AluaConfig | undefined,
+): { states: boolean; layout: boolean } {
+  const local = (c: AluaConfig | undefined) =>
+    c ? c.groups.find((g) => g.id === c.localGroup)!.state : 'active-optimized';
+  const states = (c: AluaConfig | undefined) => (c?.groups ?? []).map((g) => [g.id, g.state]);
+  const layout = (c: AluaConfig | undefined) =>
+    c && [c.localGroup, c.port, c.groups.map((g) => [g.id, g.ports, g.preferred])];
+  return {
+    states: local(a) !== local(b) || (a !== undefined && b !== undefined && !same(states(a), states(b))),
+    layout: !same(layout(a), layout(b)),
   };
 }
 
@@ -245,6 +268,15 @@ export function planChange(current: Config, next: Config, ctx: PlanContext): Cha
     if (old.alias !== t.alias) plan.applied.push(`target ${t.name}: alias`);
     if (!same(old.auth, t.auth)) plan.applied.push(`target ${t.name}: auth`);
     if (!same(old.hosts ?? [], t.hosts ?? [])) plan.applied.push(`target ${t.name}: hosts`);
+    if (!same(old.alua, t.alua)) {
+      const c = aluaChange(old.alua, t.alua);
+      const local = t.alua?.groups.find((g) => g.id === t.alua!.localGroup);
+      plan.applied.push(
+        `target ${t.name}: alua${local ? ` (this gateway's group ${local.id} is ${local.state})` : ' removed'}`,
+      );
+      if (c.states) plan.accessStatesChanged.push(t.name);
+      if (c.layout) plan.portGroupsChanged.push(t.name);
+    }
     // Login keys, keepalive and limits: taken by the logins from now on (sessions keep what they negotiated).
     for (const k of ['params', 'nopInInterval', 'nopInTimeout', 'maxSessions', 'maxConnections'] as const)
       if (!same(old[k], t[k])) plan.applied.push(`target ${t.name}: ${k} (new logins)`);

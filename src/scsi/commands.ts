@@ -30,6 +30,7 @@ import {
   Sanitize,
   ServiceActionIn16,
 } from './constants';
+import { REPORT_TARGET_PORT_GROUPS } from './alua';
 import { checkWriteAtomic, writeAtomic16, writeAtomicDataOutLength } from './atomic-write';
 import { decodeBlockRange } from './cdb';
 import { inquiry } from './inquiry';
@@ -48,6 +49,7 @@ import type { CommandSpec, ReservationAccess } from './types';
 import * as xcopy from './xcopy';
 
 export const FF = 0xff;
+export { REPORT_TARGET_PORT_GROUPS };
 
 export function fixed(...bytes: number[]): (lu: LogicalUnit) => Uint8Array {
   const map = Uint8Array.from(bytes);
@@ -84,6 +86,7 @@ const prIn = (serviceAction: number, name: string): CommandSpec => ({
   cdbLength: 10,
   usage: fixed(0x5e, serviceAction, 0, 0, 0, 0, 0, FF, FF, 0),
   reservation: 'own',
+  aluaAccess: 'standby',
   exec: persistentReserveIn,
 });
 
@@ -95,6 +98,7 @@ const prOut = (serviceAction: number, name: string): CommandSpec => ({
   cdbLength: 10,
   usage: fixed(0x5f, serviceAction, FF, 0, 0, FF, FF, FF, FF, 0),
   reservation: 'own',
+  aluaAccess: 'standby',
   dataOutLength: prOutDataOutLength,
   precheck: prOutPrecheck,
   exec: persistentReserveOut,
@@ -128,6 +132,7 @@ export const TEST_UNIT_READY: CommandSpec = {
 };
 
 export const REQUEST_SENSE: CommandSpec = {
+  aluaAccess: 'any',
   opcode: Opcode.REQUEST_SENSE,
   name: 'REQUEST SENSE',
   reservation: 'any',
@@ -140,6 +145,7 @@ export const REQUEST_SENSE: CommandSpec = {
 };
 
 export const INQUIRY: CommandSpec = {
+  aluaAccess: 'any',
   opcode: Opcode.INQUIRY,
   name: 'INQUIRY',
   reservation: 'any',
@@ -172,6 +178,7 @@ export const PREVENT_ALLOW_MEDIUM_REMOVAL: CommandSpec = {
 };
 
 export const REPORT_LUNS: CommandSpec = {
+  aluaAccess: 'any',
   opcode: Opcode.REPORT_LUNS,
   name: 'REPORT LUNS',
   reservation: 'any',
@@ -194,6 +201,7 @@ export const REPORT_SUPPORTED_OPERATION_CODES: CommandSpec = {
 };
 
 export const MODE_SENSE_6: CommandSpec = {
+  aluaAccess: 'standby',
   opcode: Opcode.MODE_SENSE_6,
   name: 'MODE SENSE(6)',
   cdbLength: 6,
@@ -203,6 +211,7 @@ export const MODE_SENSE_6: CommandSpec = {
 };
 
 export const MODE_SENSE_10: CommandSpec = {
+  aluaAccess: 'standby',
   opcode: Opcode.MODE_SENSE_10,
   name: 'MODE SENSE(10)',
   cdbLength: 10,
@@ -235,6 +244,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     opcode: Opcode.MODE_SELECT_6,
     name: 'MODE SELECT(6)',
+    aluaAccess: 'standby',
     cdbLength: 6,
     usage: fixed(0x15, 0x11, 0, 0, FF, 0),
     dataOutLength: modeSelectDataOutLength,
@@ -249,6 +259,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     opcode: Opcode.READ_CAPACITY_10,
     name: 'READ CAPACITY(10)',
+    aluaAccess: 'standby',
     reservation: 'shared',
     cdbLength: 10,
     usage: fixed(0x25, 0, FF, FF, FF, FF, 0, 0, 0x01, 0),
@@ -345,6 +356,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     opcode: Opcode.MODE_SELECT_10,
     name: 'MODE SELECT(10)',
+    aluaAccess: 'standby',
     cdbLength: 10,
     usage: fixed(0x55, 0x11, 0, 0, 0, 0, 0, FF, FF, 0),
     dataOutLength: modeSelectDataOutLength,
@@ -491,6 +503,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     opcode: Opcode.SERVICE_ACTION_IN_16,
     serviceAction: ServiceActionIn16.READ_CAPACITY_16,
     name: 'READ CAPACITY(16)',
+    aluaAccess: 'standby',
     reservation: 'shared',
     cdbLength: 16,
     usage: fixed(0x9e, 0x10, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x01, 0),
@@ -509,6 +522,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     exec: sbc.getLbaStatus,
   },
   REPORT_LUNS,
+  REPORT_TARGET_PORT_GROUPS,
   REPORT_SUPPORTED_OPERATION_CODES,
   {
     opcode: Opcode.READ_12,

@@ -3,6 +3,7 @@
  * (disk: commands.ts, cd: mmc-commands.ts), the CDB reserved-bit check, unit attention handling, the NOT READY
  * answer of a removable LU without its medium, and turning refusals into CHECK CONDITION with fixed-format sense.
  */
+import { aluaRefusal } from './alua';
 import { Opcode, SenseKey, Status } from './constants';
 import { CommandIndex, COMMANDS } from './commands';
 import { inquiryAbsentLun } from './inquiry';
@@ -170,10 +171,17 @@ export class ScsiDispatcher {
 
   /**
    * The checks a command carrying Data-Out gets on arrival, before any R2T is sent or any of its data kept:
-   * LUN, opcode, CDB length and the command's own pre-check (range, transfer length). Returns the sense data
-   * of the CHECK CONDITION to answer with, or the bytes of Data-Out the command will use (dataOutLength).
+   * LUN, opcode, CDB length, the target port's asymmetric access state (a standby gateway solicits no data for a
+   * write it will refuse; only when no unit attention is pending for `nexus`, which execute reports first) and
+   * the command's own pre-check (range, transfer length). Returns the sense data of the CHECK CONDITION to answer
+   * with, or the bytes of Data-Out the command will use (dataOutLength).
    */
-  admitDataOut(task: { cdb: Buffer; lun: number; view?: LunView }): { sense: Buffer } | { dataOut: number } {
+  admitDataOut(task: {
+    cdb: Buffer;
+    lun: number;
+    view?: LunView;
+    nexus?: string;
+  }): { sense: Buffer } | { dataOut: number } {
     const cdb = task.cdb;
     try {
       const lu = (task.view ?? this.everything).get(task.lun)?.lu;
@@ -185,6 +193,10 @@ export class ScsiDispatcher {
       }
       const spec = this.specFor(lu, cdb);
       if (cdb.length < spec.cdbLength) throw invalidFieldInCdb(0, 7);
+      if (task.nexus !== undefined && !lu.hasUnitAttention(task.nexus)) {
+        const inaccessible = aluaRefusal(lu.ports.localState, spec);
+        if (inaccessible) throw inaccessible;
+      }
       spec.precheck?.(cdb, lu);
       return { dataOut: spec.dataOutLength?.(cdb, lu) ?? 0 };
     } catch (e) {
@@ -259,6 +271,10 @@ export class ScsiDispatcher {
       const ua = lu.takeUnitAttention(task.nexus);
       if (ua) return { status: Status.CHECK_CONDITION, sense: fixedSense(SenseKey.UNIT_ATTENTION, ua) };
     }
+    // The target port's asymmetric access state (alua.ts), after the unit attention (so a host hears of a state
+    // change first) and before reservations, as LIO orders them.
+    const inaccessible = aluaRefusal(lu.ports.localState, spec);
+    if (inaccessible) throw inaccessible;
     // After the unit attention (SPC-4 5.14: a pending one ends every command but INQUIRY, REPORT LUNS and REQUEST
     // SENSE, so a preempted nexus hears of it before meeting the reservation), before the command is processed.
     if (lu.shared.prActive && reservationConflict(lu, spec, cdb, task.nexus)) return RESERVATION_CONFLICT;

@@ -10,6 +10,8 @@ import type { CommandContext, ScsiResult } from './types';
 import { thirdPartyCopyDescriptors } from './xcopy';
 
 const STANDARD_LENGTH = 96;
+/** TPGS = 01b (byte 5 bits 5..4): implicit asymmetric access only; SET TARGET PORT GROUPS is not supported. */
+const TPGS_IMPLICIT = 0x10;
 
 function ascii(buf: Buffer, text: string, off: number, len: number): void {
   buf.write(text.padEnd(len, ' ').slice(0, len), off, len, 'ascii');
@@ -31,9 +33,11 @@ export function standardInquiry(lu: LogicalUnit): Buffer {
   b[2] = 0x06; // VERSION: SPC-4
   b[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
   b[4] = STANDARD_LENGTH - 5;
-  // 3PC: a disk offers EXTENDED COPY (xcopy.ts), a cd does not; no SCCS, ACC, TPGS, PROTECT.
-  b[5] = lu.type === 'cd' ? 0x00 : 0x08;
-  b[6] = 0x00;
+  // 3PC: a disk offers EXTENDED COPY (xcopy.ts), a cd does not. TPGS 01b: implicit ALUA when the target has
+  // port groups (alua.ts). No SCCS, ACC, PROTECT.
+  b[5] = (lu.type === 'cd' ? 0x00 : 0x08) | (lu.ports.enabled ? TPGS_IMPLICIT : 0);
+  // MULTIP: the target device has several ports (the gateways of its port groups).
+  b[6] = lu.ports.groups.reduce((n, g) => n + g.ports.length, 0) > 1 ? 0x10 : 0x00;
   b[7] = 0x02; // CMDQUE
   const id = lu.identity;
   ascii(b, id.vendor, 8, 8);
@@ -101,7 +105,7 @@ function deviceIdentification(lu: LogicalUnit): Buffer {
   ascii(t10, id.vendor, 0, 8);
   t10.write(id.serial, 8, 'ascii');
   const port = Buffer.alloc(4);
-  port.writeUInt16BE(lu.limits.relativeTargetPort, 2);
+  port.writeUInt16BE(lu.relativeTargetPort, 2);
   // SCSI name string: null-terminated UTF-8, padded to a multiple of 4 bytes.
   const nameBytes = Buffer.from(id.targetName, 'utf8');
   const name = Buffer.alloc((nameBytes.length + 4) & ~3);
@@ -112,6 +116,13 @@ function deviceIdentification(lu: LogicalUnit): Buffer {
     designator(CODE_BINARY, true, PROTOCOL_ISCSI, ASSOC_PORT, 0x4, port), // relative target port
     designator(CODE_UTF8, true, PROTOCOL_ISCSI, ASSOC_TARGET, 0x8, name), // target device name
   ];
+  const group = lu.ports.localGroup;
+  if (group !== undefined) {
+    // Target port group (SPC-4: required with TPGS != 00b): the group of the port the INQUIRY came through.
+    const g = Buffer.alloc(4);
+    g.writeUInt16BE(group, 2);
+    parts.splice(3, 0, designator(CODE_BINARY, true, PROTOCOL_ISCSI, ASSOC_PORT, 0x5, g));
+  }
   return vpdPage(lu, 0x83, Buffer.concat(parts));
 }
 

@@ -63,6 +63,7 @@ export const UA = {
   REPORTED_LUNS_DATA_CHANGED: 8,
   INQUIRY_DATA_CHANGED: 9,
   MEDIUM_MAY_HAVE_CHANGED: 10,
+  ASYMMETRIC_ACCESS_STATE_CHANGED: 11,
 } as const;
 export type UaCondition = (typeof UA)[keyof typeof UA];
 
@@ -79,6 +80,7 @@ export const UA_SENSE: readonly Asc[] = [
   [0x3f, 0x0e],
   [0x3f, 0x03],
   [0x28, 0x00],
+  [0x2a, 0x06],
 ];
 
 /** The condition for an ASC/ASCQ pair, or undefined for one that is not a unit attention we raise. */

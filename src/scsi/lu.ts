@@ -12,6 +12,7 @@ import { log } from '../util/log';
 import type { Asc } from './constants';
 import { FLAG_MEDIUM_ABSENT, FLAG_SWP, LuShared, UA, uaCondition } from './lu-shared';
 import { BufferPool } from './bufpool';
+import { TargetPortGroups } from './port-groups';
 import { CopyResults } from './copy-results';
 import { releaseSpc2 } from './reserve';
 
@@ -80,8 +81,10 @@ export interface LogicalUnitOptions {
    * never covers more than a plain READ of the same range could check.
    */
   maxWriteSameBlocks?: number;
-  /** RELATIVE TARGET PORT IDENTIFIER reported in VPD 83h. Default 1. */
+  /** RELATIVE TARGET PORT IDENTIFIER reported in VPD 83h when the target has no ALUA. Default 1. */
   relativeTargetPort?: number;
+  /** The target's port groups on this worker (implicit ALUA), shared by its LUs; default: no ALUA. */
+  ports?: TargetPortGroups;
   /** Where Data-In buffers come from (shared per worker). */
   pool?: BufferPool;
   /** This LU's fault counters (metrics); none in unit tests. */
@@ -163,6 +166,8 @@ export class LogicalUnit {
   private readonly faults?: LuFaultCounters;
   /** Commands, bytes, sense keys and latency of this LU, written by the session layer as commands end. */
   readonly stats?: LuStats;
+  /** The target's port groups and this gateway's access state (src/scsi/port-groups.ts). */
+  readonly ports: TargetPortGroups;
 
   constructor(
     readonly backstore: Backstore,
@@ -194,6 +199,7 @@ export class LogicalUnit {
     this.faults = opts.faults;
     this.stats = opts.stats;
     this.shared = opts.shared ?? new LuShared();
+    this.ports = opts.ports ?? new TargetPortGroups();
     this.type = opts.type ?? 'disk';
     this.removable = this.type === 'cd' || opts.removable === true;
     if (this.type === 'cd' && !backstore.readOnly) throw new Error('a cd LU needs a read-only backstore');
@@ -216,6 +222,14 @@ export class LogicalUnit {
       this.limits.maxAtomicTransferBlocks = max - (max % unit);
     }
     backstore.onFault = (e) => this.ioFault(null, e);
+  }
+
+  /**
+   * The RELATIVE TARGET PORT IDENTIFIER of the port commands arrive through: this gateway's, under ALUA (each
+   * gateway is one port of the target), else the single port's.
+   */
+  get relativeTargetPort(): number {
+    return this.ports.relativePort ?? this.limits.relativeTargetPort;
   }
 
   /** Capacity in logical blocks (READ CAPACITY); changes only by resize(). */

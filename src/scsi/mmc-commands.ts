@@ -16,6 +16,7 @@ import {
   PREVENT_ALLOW_MEDIUM_REMOVAL,
   REPORT_LUNS,
   REPORT_SUPPORTED_OPERATION_CODES,
+  REPORT_TARGET_PORT_GROUPS,
   REQUEST_SENSE,
   START_STOP_UNIT,
   TEST_UNIT_READY,
@@ -38,6 +39,7 @@ export const MMC_COMMANDS: readonly CommandSpec[] = [
   {
     opcode: Opcode.READ_CAPACITY_10,
     name: 'READ CAPACITY',
+    aluaAccess: 'standby',
     cdbLength: 10,
     usage: fixed(0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0),
     exec: sbc.readCapacity10,
@@ -83,6 +85,7 @@ export const MMC_COMMANDS: readonly CommandSpec[] = [
   },
   MODE_SENSE_10,
   REPORT_LUNS,
+  REPORT_TARGET_PORT_GROUPS,
   REPORT_SUPPORTED_OPERATION_CODES,
   {
     opcode: Opcode.READ_12,

@@ -6,7 +6,7 @@
  *
  * Registrations belong to an I_T nexus. Our nexus string is `${InitiatorName},i,0x${ISID}|${TargetName}`: the
  * initiator port is the iSCSI TransportID "name,i,0xISID" (SPC-4 7.6.4.6, format 01h) and the target port is the
- * target (one target port per target, relative target port identifier lu.limits.relativeTargetPort).
+ * target (one target port per target, relative target port identifier lu.relativeTargetPort).
  */
 import { PrType } from './constants';
 

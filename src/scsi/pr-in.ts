@@ -85,7 +85,7 @@ export function persistentReserveIn(ctx: CommandContext): ScsiResult {
       data = reportCapabilities(d);
       break;
     default:
-      data = readFullStatus(d, lu.limits.relativeTargetPort);
+      data = readFullStatus(d, lu.relativeTargetPort);
   }
   const alloc = cdb.readUInt16BE(7);
   return { status: Status.GOOD, dataIn: alloc < data.length ? data.subarray(0, alloc) : data };

@@ -271,7 +271,7 @@ function registerAndMove(lu: LogicalUnit, d: PrDoc, nexus: string, p: Params, da
     throw parameterListLengthError();
   }
   const rtpi = data.readUInt16BE(18);
-  if (rtpi !== lu.limits.relativeTargetPort) {
+  if (rtpi !== lu.relativeTargetPort) {
     lu.badRequest('REGISTER AND MOVE to an unknown target port', { rtpi });
     throw invalidFieldInParameterList(18);
   }

@@ -118,6 +118,12 @@ export interface CommandSpec {
    * PREVENT ALLOW MEDIUM REMOVAL); absent means 'write', the safe default: it conflicts with every reservation.
    */
   reservation?: ReservationAccess | ((cdb: Buffer) => ReservationAccess);
+  /**
+   * Runs through a target port whose group is not active (src/scsi/alua.ts): 'any' in every asymmetric access
+   * state (INQUIRY, REPORT LUNS, REQUEST SENSE, REPORT TARGET PORT GROUPS), 'standby' also in standby (MODE
+   * SENSE/SELECT, PERSISTENT RESERVE IN/OUT, READ CAPACITY); absent: only in the active states.
+   */
+  aluaAccess?: 'any' | 'standby';
   /** Served while a SANITIZE runs or after one failed (INQUIRY, REPORT LUNS, REQUEST SENSE; sanitize.ts). */
   allowedDuringSanitize?: boolean;
   /** Recommended timeout for REPORT SUPPORTED OPERATION CODES (seconds); default 30. */

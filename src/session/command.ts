@@ -160,7 +160,12 @@ export class CommandEngine {
     const unsolicitedLimit = p.initialR2T ? imm : Math.min(p.firstBurstLength, edtl);
     if (cmd.write) {
       // Validate before soliciting: a command that cannot execute gets no R2T and keeps none of its data.
-      const admitted = session.dispatcher!.admitDataOut({ cdb: cmd.cdb, lun, view: session.luns });
+      const admitted = session.dispatcher!.admitDataOut({
+        cdb: cmd.cdb,
+        lun,
+        view: session.luns,
+        nexus: session.nexus,
+      });
       if ('sense' in admitted) failure = { status: CHECK_CONDITION, sense: admitted.sense };
       // Solicit only what the command will use; unsolicited data is accepted up to EDTL and the excess dropped.
       else wantData = Math.min(edtl, admitted.dataOut);

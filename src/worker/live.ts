@@ -48,7 +48,7 @@ export async function applyConfigTask(ctx: WorkerContext, task: ConfigTask): Pro
     const t = changed.get(a.target);
     const l = t?.luns.find((x) => x.lun === a.lun);
     if (!node?.scsi || !t || !l || current(a.target, a.lun)) continue;
-    const lu = await openLu(t, l, errors, reg.counters, reg.shared);
+    const lu = await openLu(t, l, errors, reg.counters, reg.shared, node.ports);
     if (lu) newLus.push({ node, lun: a.lun, lu });
   }
 
@@ -87,7 +87,7 @@ export async function applyConfigTask(ctx: WorkerContext, task: ConfigTask): Pro
   }
   for (const t of task.targets) {
     const node = reg.get(t.name);
-    if (node) node.config = t;
+    if (node) node.setConfig(t);
   }
   // Sessions see the target through their host mapping's view (src/scsi/lun-view.ts): rebuilt from the LUNs and
   // mappings now served, with REPORTED LUNS DATA HAS CHANGED for a nexus whose view changed.

@@ -15,6 +15,7 @@ import { LuFaultCounters, type CounterShared } from '../metrics/counters';
 import { LuStats, timeBackstore } from '../metrics/lu-stats';
 import { log } from '../util/log';
 import { LuShared, type LuSharedMemory } from '../scsi/lu-shared';
+import { TargetPortGroups } from '../scsi/port-groups';
 
 /** Where this thread finds each LU's shared state (by LunConfig.slot) and its lane in it. */
 export interface LuSharedAccess {
@@ -25,11 +26,21 @@ export interface LuSharedAccess {
 export class TargetNode {
   /** Set by open(): the target's SCSI dispatcher over its LUNs in this thread. */
   scsi: ScsiDispatcher | null = null;
+  /** The target's port groups (implicit ALUA) in this thread, shared by its LUs; see setConfig. */
+  readonly ports: TargetPortGroups;
   constructor(
     public config: TargetConfig,
     readonly counters?: CounterShared,
     readonly shared?: LuSharedAccess,
-  ) {}
+  ) {
+    this.ports = new TargetPortGroups(config.alua);
+  }
+
+  /** A live change: the target's configuration now, its port groups' states included (every LU sees them). */
+  setConfig(config: TargetConfig): void {
+    this.config = config;
+    this.ports.update(config.alua);
+  }
 
   get name(): string {
     return this.config.name;
@@ -59,7 +70,9 @@ export class TargetNode {
    */
   async open(): Promise<string[]> {
     const problems: string[] = [];
-    this.scsi = new ScsiDispatcher(await openLuns(this.config, problems, this.counters, this.shared));
+    this.scsi = new ScsiDispatcher(
+      await openLuns(this.config, problems, this.counters, this.shared, this.ports),
+    );
     return problems;
   }
 }
@@ -83,6 +96,7 @@ export async function openLu(
   problems: string[],
   counters?: CounterShared,
   shared?: LuSharedAccess,
+  ports?: TargetPortGroups,
 ): Promise<LogicalUnit | null> {
   if (l.offline !== undefined) return null;
   if (l.identity === undefined) throw new Error(`target ${t.name} LUN ${l.lun} was not provisioned`);
@@ -108,6 +122,7 @@ export async function openLu(
     removable: l.removable,
     prFile: l.prFile,
     atomicJournalDir: l.atomicJournalDir,
+    ports,
   });
 }
 
@@ -117,10 +132,11 @@ async function openLuns(
   problems: string[],
   counters?: CounterShared,
   shared?: LuSharedAccess,
+  ports?: TargetPortGroups,
 ): Promise<Map<number, LogicalUnit>> {
   const luns = new Map<number, LogicalUnit>();
   for (const l of t.luns) {
-    const lu = await openLu(t, l, problems, counters, shared);
+    const lu = await openLu(t, l, problems, counters, shared, ports);
     if (lu) luns.set(l.lun, lu);
   }
   return luns;

@@ -68,6 +68,13 @@ export interface Config {
   sendHighWater: number;
   /** Seconds a blocked connection may make no send progress before it is dropped. */
   sendTimeout: number;
+  /**
+   * Bytes a worker's running commands may have queued to the backstores (write data, read data) past which it
+   * stops reading sockets that deliver more; reading resumes at half of it.
+   */
+  backstoreHighWater: number;
+  /** Free receive-slab bytes a worker keeps for reuse (above it, released slabs go back to the allocator). */
+  readPoolBytes: number;
   /** Seconds a CmdSN gap left by a rejected command may stay open before the connection is dropped. */
   rejectGapTimeout: number;
   /** Immediate and unsolicited data bytes a session may hold for commands not yet executing. */
@@ -139,6 +146,8 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
       'limits',
       'sendHighWater',
       'sendTimeout',
+      'backstoreHighWater',
+      'readPoolBytes',
       'rejectGapTimeout',
       'maxUnsolicitedBytes',
       'shutdownTimeout',
@@ -204,6 +213,8 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
     limits: normalizeLimits(o.limits),
     sendHighWater: optInt(o, 'sendHighWater', 4 * MIB, 64 * 1024, 1024 * MIB, 'config'),
     sendTimeout: optInt(o, 'sendTimeout', 30, 1, 3600, 'config'),
+    backstoreHighWater: optInt(o, 'backstoreHighWater', 64 * MIB, 64 * 1024, 4096 * MIB, 'config'),
+    readPoolBytes: optInt(o, 'readPoolBytes', 32 * MIB, 0, 4096 * MIB, 'config'),
     rejectGapTimeout: optInt(o, 'rejectGapTimeout', 5, 1, 3600, 'config'),
     maxUnsolicitedBytes: optInt(o, 'maxUnsolicitedBytes', 64 * MIB, 64 * 1024, 4096 * MIB, 'config'),
     // At most 3600: the initiator is told it in the Async Message's 16-bit Parameter3.

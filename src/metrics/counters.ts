@@ -64,6 +64,11 @@ export const COUNTERS = [
   // error recovery level 1 (src/session/recovery.ts, snack.ts)
   'snackRequests',
   'recoveryR2ts',
+  // memory and backpressure (src/util/slab-pool.ts, src/session/backpressure.ts)
+  'readSlabBytes',
+  'readSlabPooledBytes',
+  'backstoreQueuedBytes',
+  'readStopsBackstore',
 ] as const;
 
 export type CounterName = (typeof COUNTERS)[number];

@@ -21,6 +21,9 @@ export const LARGE_SLAB = 4 * 1024 * 1024;
 /** A large slab is left once fewer bytes than this remain (two 256 KiB data segments with their headers). */
 const LARGE_MIN_READ = 512 * 1024 + 4096;
 
+/** What a closed reader hands out (nothing is read into it). */
+const CLOSED = Buffer.alloc(64);
+
 export class Slab {
   /** The reader's own hold while it reads into the slab, plus one per retained view. */
   refs = 1;
@@ -132,6 +135,8 @@ export class SlabReader {
 
   /** The buffer for the next read. */
   next(): Buffer {
+    // Node asks once more after the read whose handling closed the socket: no read can land, take no slab.
+    if (this.closed) return CLOSED;
     let s = this.cur;
     if (
       s === null ||

@@ -8,7 +8,9 @@
  *   reading its socket past backstoreHighWater: the queue stays near the mark instead of the CmdSN window's
  *   worth, and the connection is not dropped: every write completes;
  * - a client that never reads the Data-In of its large READs makes the target stop reading that socket (its
- *   own sends then back up in the client's kernel buffers) while another session goes on.
+ *   own sends then back up in the client's kernel buffers) while another session goes on;
+ * - a write still in the backstore when its connection drops keeps its slab: another connection's traffic,
+ *   recycling slabs meanwhile, does not change what the write puts on the medium.
  */
 import test from 'ava';
 import * as crypto from 'node:crypto';
@@ -242,5 +244,45 @@ test.serial('a client that never reads its Data-In: the target stops reading it,
   t.true(rss < 400, `target RSS ${rss.toFixed(0)} MiB`);
   hog.close();
   healthy.close();
+  await c.stop();
+});
+
+test.serial('a write in flight when its connection drops keeps its slab until it is done', async (t) => {
+  const lba = 1000;
+  // The one write at this offset waits 1.5 s before it is submitted: it is "in the backstore" all that time.
+  const c = await startChild(
+    'inflight',
+    { readPoolBytes: 256 * 1024 },
+    { NODETGT_TEST_HOOKS: '1', NODETGT_TEST_SLOW_WRITE: `${lba * BS}:1500` },
+  );
+  const a = await session(c);
+  const b = await session(c);
+  const mine = crypto.randomBytes(4096);
+  a.start(rw10(0x2a, lba, 8), { edtl: 4096, write: true, data: mine }).done.catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 200));
+  a.close(); // the task is aborted with its connection; its write is still to come
+  // Meanwhile b writes 4 KiB blocks of 0xbb at QD8, enough to go through many small slabs.
+  const other = Buffer.alloc(4096, 0xbb);
+  let n = 0;
+  const started = Date.now();
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (Date.now() - started < 2500) {
+        const r = await b.scsi(rw10(0x2a, 4096 + (n++ % 2048) * 8, 8), {
+          edtl: 4096,
+          write: true,
+          data: other,
+        });
+        t.is(r.status, 0);
+      }
+    }),
+  );
+  const m = await c.metrics();
+  t.log(
+    `b wrote ${n} blocks; slabs reused while the write waited: pooled ${m.nodetgt_read_slab_pooled_bytes}`,
+  );
+  const back = await b.scsi(rw10(0x28, lba, 8), { edtl: 4096, read: true });
+  t.true(back.data.equals(mine), "the dropped connection's write landed with its own bytes");
+  b.close();
   await c.stop();
 });

@@ -324,7 +324,8 @@ function normalizeMetrics(v: unknown): PortalConfig | null {
 
 /**
  * Defaults:
- * - 1024 connections: each costs one descriptor and a 4 MiB read slab; far above what a SAN node serves
+ * - 1024 connections: each costs one descriptor and a 64 KiB read slab (4 MiB while it moves bulk data); far
+ *   above what a SAN node serves
  *   (a few sessions per host, a few paths each), far below the descriptor limit Node raises itself to.
  * - 64 pending logins: a real login takes milliseconds, so 64 at once covers every host of a rack logging
  *   in together after a target restart (the rest retry); idle connections can hold only 64 descriptors.

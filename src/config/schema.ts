@@ -68,6 +68,13 @@ export interface Config {
   sendHighWater: number;
   /** Seconds a blocked connection may make no send progress before it is dropped. */
   sendTimeout: number;
+  /**
+   * Bytes a worker's running commands may have queued to the backstores (write data, read data) past which it
+   * stops reading sockets that deliver more; reading resumes at half of it.
+   */
+  backstoreHighWater: number;
+  /** Free receive-slab bytes a worker keeps for reuse (above it, released slabs go back to the allocator). */
+  readPoolBytes: number;
   /** Seconds a CmdSN gap left by a rejected command may stay open before the connection is dropped. */
   rejectGapTimeout: number;
   /** Immediate and unsolicited data bytes a session may hold for commands not yet executing. */
@@ -139,6 +146,8 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
       'limits',
       'sendHighWater',
       'sendTimeout',
+      'backstoreHighWater',
+      'readPoolBytes',
       'rejectGapTimeout',
       'maxUnsolicitedBytes',
       'shutdownTimeout',
@@ -204,6 +213,8 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
     limits: normalizeLimits(o.limits),
     sendHighWater: optInt(o, 'sendHighWater', 4 * MIB, 64 * 1024, 1024 * MIB, 'config'),
     sendTimeout: optInt(o, 'sendTimeout', 30, 1, 3600, 'config'),
+    backstoreHighWater: optInt(o, 'backstoreHighWater', 64 * MIB, 64 * 1024, 4096 * MIB, 'config'),
+    readPoolBytes: optInt(o, 'readPoolBytes', 32 * MIB, 0, 4096 * MIB, 'config'),
     rejectGapTimeout: optInt(o, 'rejectGapTimeout', 5, 1, 3600, 'config'),
     maxUnsolicitedBytes: optInt(o, 'maxUnsolicitedBytes', 64 * MIB, 64 * 1024, 4096 * MIB, 'config'),
     // At most 3600: the initiator is told it in the Async Message's 16-bit Parameter3.
@@ -313,7 +324,8 @@ function normalizeMetrics(v: unknown): PortalConfig | null {
 
 /**
  * Defaults:
- * - 1024 connections: each costs one descriptor and a 4 MiB read slab; far above what a SAN node serves
+ * - 1024 connections: each costs one descriptor and a 64 KiB read slab (4 MiB while it moves bulk data); far
+ *   above what a SAN node serves
  *   (a few sessions per host, a few paths each), far below the descriptor limit Node raises itself to.
  * - 64 pending logins: a real login takes milliseconds, so 64 at once covers every host of a rack logging
  *   in together after a target restart (the rest retry); idle connections can hold only 64 descriptors.

@@ -69,6 +69,11 @@ export const COUNTERS = [
   'taskReassignments',
   'taskReassignRefusals',
   'taskReassignExpired',
+  // memory and backpressure (src/util/slab-pool.ts, src/session/backpressure.ts)
+  'readSlabBytes',
+  'readSlabPooledBytes',
+  'backstoreQueuedBytes',
+  'readStopsBackstore',
 ] as const;
 
 export type CounterName = (typeof COUNTERS)[number];

@@ -84,6 +84,13 @@ export const HELP: Record<CounterName, [string, 'counter' | 'gauge']> = {
     'Tasks aborted because Time2Wait + Time2Retain passed with no reassignment (ErrorRecoveryLevel 2)',
     'counter',
   ],
+  readSlabBytes: ['Receive slab bytes the workers hold (in use and pooled)', 'gauge'],
+  readSlabPooledBytes: ['Free receive slab bytes kept for reuse (at most readPoolBytes per worker)', 'gauge'],
+  backstoreQueuedBytes: ['Bytes of running commands queued to the backstores (write and read data)', 'gauge'],
+  readStopsBackstore: [
+    'Times a connection stopped reading because its worker was past backstoreHighWater',
+    'counter',
+  ],
 };
 
 export const LU_HELP: Record<LuFault, [string, string, 'counter' | 'gauge']> = {

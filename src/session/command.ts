@@ -99,6 +99,8 @@ export interface Task {
   owner: CommandEngine;
   /** ERL 2: the result of a task that completed while its connection was gone, sent once it is reassigned. */
   held: ScsiResult | null;
+  /** Bytes this task counts in the worker's BackstoreQueue while it runs. */
+  queued: number;
 }
 
 export class CommandEngine {
@@ -210,7 +212,12 @@ export class CommandEngine {
       startMs: performance.now(),
       owner: this,
       held: null,
+      queued: 0,
     };
+    // The CDB and the data are views of the receive slab: it is not reused before finish() lets them go.
+    const slabs = conn.ctx.slabs;
+    slabs.retain(task.cdb);
+    if (task.data.length) slabs.retain(task.data[0]);
     this.tasks.set(task.itt, task);
     const accepted = session.deliver(cmd.cmdSN, cmd.immediate, () => {
       if (task.state !== 'queued') return; // ended while it waited for its turn
@@ -292,6 +299,7 @@ export class CommandEngine {
       if (len && d.bufferOffset < task.wantData && !task.failure) {
         const keep = Math.min(len, task.wantData - d.bufferOffset);
         task.data.push(keep === len ? pdu.data : pdu.data.subarray(0, keep));
+        this.conn.ctx.slabs.retain(pdu.data);
         rec?.offsets.push(d.bufferOffset);
       }
       task.received += len;
@@ -388,6 +396,12 @@ export class CommandEngine {
     if (task.failure) {
       this.respond(task, task.failure);
       return;
+    }
+    const queued = task.read ? task.edtl : task.received;
+    if (queued > 0) {
+      task.queued = queued;
+      conn.ctx.backpressure.add(queued);
+      conn.ctx.counters.inc('backstoreQueuedBytes', queued);
     }
     const scsi = session.dispatcher!;
     conn.ctx.counters.inc('scsiCommands');
@@ -566,7 +580,18 @@ export class CommandEngine {
   }
 
   private finish(task: Task): void {
+    if (task.state === 'done') return;
     if (this.tasks.get(task.itt) === task) this.tasks.delete(task.itt);
+    // Called once the task's I/O has settled (a running task is finished only by respond()): nothing reads its
+    // slab memory any more.
+    const ctx = this.conn.ctx;
+    ctx.slabs.release(task.cdb);
+    for (let i = 0; i < task.data.length; i++) ctx.slabs.release(task.data[i]);
+    if (task.queued > 0) {
+      ctx.backpressure.done(task.queued);
+      ctx.counters.inc('backstoreQueuedBytes', -task.queued);
+      task.queued = 0;
+    }
     this.conn.recovery?.r2ts.delete(task.itt);
     if (task.lu !== null) {
       task.lu.shared.leave();

@@ -29,6 +29,7 @@ import { countLoginRefusal } from './mcs';
 import { RecoveryLog } from './recovery';
 import { onSnack } from './snack';
 import { holdForReassignment } from './erl2';
+import { STOP_SEND_QUEUE } from './backpressure';
 
 export interface ConnectionMeta {
   remoteAddress: string;
@@ -75,6 +76,8 @@ export class Connection {
    * reads nothing (TCP pushes back), starts no new command and holds the session's CmdSN window, until 'drain'.
    */
   sendBlocked = false;
+  /** Why the socket is not being read, as bits (STOP_* in backpressure.ts); 0: reading. */
+  readStops = 0;
   private stallTimer: NodeJS.Timeout | null = null;
   private readonly gapTimers = new Set<NodeJS.Timeout>();
   private closedResolve!: () => void;
@@ -214,7 +217,7 @@ export class Connection {
   private blockSending(): void {
     const s = this.socket;
     this.sendBlocked = true;
-    s.pause();
+    this.stopReading(STOP_SEND_QUEUE);
     this.session?.holdWindow();
     s.once('drain', this.unblockSending);
     log.debug('send queue past its high-water mark: not reading', {
@@ -254,7 +257,7 @@ export class Connection {
     if (this.stallTimer) clearInterval(this.stallTimer);
     this.stallTimer = null;
     if (this.phase === 'closed') return;
-    this.socket.resume();
+    this.startReading(STOP_SEND_QUEUE);
     const session = this.session;
     const moved = session?.releaseWindow() ?? false;
     this.commands.resumeDeferred();
@@ -270,6 +273,24 @@ export class Connection {
         }),
       );
   };
+
+  /** Stop reading the socket for `reason` (TCP then pushes back on the initiator). */
+  stopReading(reason: number): void {
+    if (this.readStops === 0) this.socket.pause();
+    this.readStops |= reason;
+  }
+
+  /** `reason` is gone: read again once no other reason holds. */
+  startReading(reason: number): void {
+    if ((this.readStops & reason) === 0) return;
+    this.readStops &= ~reason;
+    if (this.readStops === 0 && this.phase !== 'closed') this.socket.resume();
+  }
+
+  /** True while the target itself does not read the socket (a partial PDU or a NOP-Out answer may wait in it). */
+  get readingStopped(): boolean {
+    return this.readStops !== 0;
+  }
 
   /**
    * An iSCSI event for the initiator (Async Message, RFC 7143 11.9; AsyncEvent and its parameters there).
@@ -388,6 +409,9 @@ export class Connection {
 
   private onPdu(pdu: Pdu): void {
     if (this.phase === 'closed') return;
+    // Only SCSI Command and Data-Out PDUs pin their receive slab (CommandEngine retains what it keeps); any
+    // other PDU may be kept by a handler (waiting for its CmdSN, a login continued): it gets memory of its own.
+    if (pdu.opcode !== Opcode.ScsiCommand && pdu.opcode !== Opcode.DataOut) pdu = detach(pdu);
     this.ctx.counters.inc('ssnCmdPDUs');
     this.ctx.counters.inc('ssnRxDataOctets', pdu.dataLength);
     this.session?.stats?.rx(pdu.dataLength);
@@ -681,6 +705,11 @@ export class Connection {
   private nopTick(interval: number): void {
     if (this.phase !== 'ffp' || !this.session) return;
     const now = Date.now();
+    if (this.readStops !== 0) {
+      // Not reading: an answer may be waiting unread, and no ping is needed to know the peer is busy.
+      if (this.nopOutstanding) this.nopOutstanding.sentAt = now;
+      return;
+    }
     if (this.nopOutstanding) {
       if (now - this.nopOutstanding.sentAt > this.keepalive().nopInTimeout * 1000) {
         this.ctx.counters.inc('instSsnCxnTimeoutErrors');
@@ -738,9 +767,20 @@ export class Connection {
       this.sendBlocked = false;
       this.session?.releaseWindow();
     }
+    this.ctx.backpressure.forget(this);
     if (!holdForReassignment(this)) this.commands.abortAll();
     this.ctx.counters.inc('cxnActive', -1);
     this.ctx.connectionClosed(this);
     this.closedResolve();
   }
+}
+
+/** A PDU in memory of its own (not a view of a receive slab). */
+function detach(pdu: Pdu): Pdu {
+  return {
+    ...pdu,
+    bhs: Buffer.from(pdu.bhs),
+    ahs: pdu.ahs && Buffer.from(pdu.ahs),
+    data: pdu.data.length ? Buffer.from(pdu.data) : pdu.data,
+  };
 }

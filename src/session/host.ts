@@ -9,6 +9,8 @@ import type { LoginEnvironment, LoginOutcome } from '../login/login';
 import type { LunView } from '../scsi/lun-view';
 import type { Connection } from './connection';
 import type { Session } from './session';
+import type { BackstoreQueue } from './backpressure';
+import type { SlabPool } from '../util/slab-pool';
 
 /** The target a session is logged in to. */
 export interface SessionTarget {
@@ -22,6 +24,10 @@ export interface SessionTarget {
 export interface ConnectionHost {
   readonly config: Config;
   readonly counters: CounterRow;
+  /** The worker's queue to its backstores: past its high-water mark, sockets stop being read. */
+  readonly backpressure: BackstoreQueue;
+  /** The worker's receive slabs: a command retains the slab memory its CDB and data are views of. */
+  readonly slabs: SlabPool;
   loginEnvironment(remoteAddress: string): LoginEnvironment;
   /** The last step of a successful login: the session the connection belongs to, or a login status. */
   completeLogin(conn: Connection, o: LoginOutcome): Session | number;

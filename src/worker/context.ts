@@ -22,6 +22,8 @@ import { SessionLimits } from './session-limits';
 import { viewChange } from '../scsi/lun-view';
 import { UA } from '../scsi/lu-shared';
 import { log } from '../util/log';
+import { SlabPool } from '../util/slab-pool';
+import { BackstoreQueue } from '../session/backpressure';
 
 /** Every worker listens here: a TARGET COLD RESET ends the target's sessions on all of them. */
 const COLD_RESET_CHANNEL = 'nodetgt:target-cold-reset';
@@ -37,6 +39,8 @@ export class WorkerContext implements ConnectionHost {
   private readonly countedSessions = new WeakSet<Session>();
   private readonly countedConnections = new WeakSet<Connection>();
   private readonly coldResets = new BroadcastChannel(COLD_RESET_CHANNEL);
+  readonly slabs: SlabPool;
+  readonly backpressure: BackstoreQueue;
   /** Told the source address of every login that failed authentication (the portal rate-limits it). */
   onAuthFailure: (address: string) => void = () => undefined;
 
@@ -49,6 +53,11 @@ export class WorkerContext implements ConnectionHost {
     sessionLimits?: SharedArrayBuffer,
   ) {
     this.offer = offerFor(config.params);
+    this.slabs = new SlabPool(config.readPoolBytes, (allocated, pooled) => {
+      counters.inc('readSlabBytes', allocated);
+      counters.inc('readSlabPooledBytes', pooled);
+    });
+    this.backpressure = new BackstoreQueue(config.backstoreHighWater);
     this.limits = new SessionLimits(config, sessionLimits);
     this.coldResets.onmessage = (ev) => this.endTargetSessions((ev as MessageEvent).data as string);
     this.coldResets.unref();

@@ -10,6 +10,8 @@ import { log } from '../util/log';
 export interface Watched {
   readonly parser: PduParser;
   readonly peer: string;
+  /** True while the target itself does not read the socket: the rest of a PDU may be waiting in it. */
+  readonly readingStopped?: boolean;
   close(reason: string): void;
 }
 
@@ -56,6 +58,7 @@ export class PartialPduWatch {
   private sweep(): void {
     const now = Date.now();
     for (const [c, s] of this.states) {
+      if (s.since !== 0 && c.readingStopped) s.since = now; // the wait is ours, not the client's
       if (s.since === 0 || now - s.since <= this.timeoutMs) continue;
       this.counters.inc('partialPduTimeouts');
       this.counters.inc('instSsnCxnTimeoutErrors');

@@ -30,29 +30,7 @@ import { PartialPduWatch } from './partial-pdu';
 import { adminRequest } from './admin';
 import type { AdminResult } from '../admin/protocol';
 import { applyConfigTask } from './live';
-
-const SLAB = 4 * 1024 * 1024;
-const MIN_READ = 512 * 1024;
-
-/** Hands each socket read the unused tail of a slab; a new slab starts when the tail gets short. */
-class SlabReader {
-  private slab = Buffer.allocUnsafeSlow(SLAB);
-  private used = 0;
-  sink: (chunk: Buffer) => void = () => undefined;
-  next(): Buffer {
-    if (SLAB - this.used < MIN_READ) {
-      this.slab = Buffer.allocUnsafeSlow(SLAB);
-      this.used = 0;
-    }
-    return this.slab.subarray(this.used);
-  }
-  done(n: number, buf: Uint8Array): boolean {
-    const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
-    this.used += n;
-    this.sink(chunk);
-    return true;
-  }
-}
+import { SlabReader } from '../util/slab-pool';
 
 type TaskResult = number | AdminResult | ConfigResult | ShutdownResult;
 
@@ -109,45 +87,58 @@ async function init(): Promise<(task: WorkerTask) => Promise<TaskResult>> {
       return threadId;
     }
     let socket: net.Socket;
-    const reader = new SlabReader();
+    // The parser is created with the connection, after the socket: the reader asks through `conn`.
+    let conn: Connection | null = null;
+    const reader = new SlabReader(ctx.slabs, () => conn !== null && !conn.parser.idle);
+    let sink: (chunk: Buffer) => void = () => undefined;
     try {
       socket = new net.Socket({
         fd: task.fd,
         readable: true,
         writable: true,
-        // Reads land back to back in large slabs that are never reused: the parser hands out views of them
-        // (even for a PDU split across reads), and those views go to io_uring as they are.
+        // Reads land back to back in pooled slabs: the parser hands out views of them (even for a PDU split
+        // across reads), and those views go to io_uring as they are (src/util/slab-pool.ts).
         onread: {
           buffer: () => reader.next(),
-          callback: (n: number, buf: Uint8Array) => reader.done(n, buf),
+          callback: (n: number, buf: Uint8Array) => {
+            sink(reader.chunk(n, buf));
+            reader.parsed();
+          },
         },
       } as net.SocketConstructorOpts);
     } catch (e) {
       log.error('cannot adopt socket', { fd: task.fd, error: (e as Error).message });
+      reader.close();
       closeFd(task.fd);
       return threadId;
     }
-    let conn: Connection;
+    let c: Connection;
     try {
-      conn = new Connection(socket, ctx, task);
+      c = conn = new Connection(socket, ctx, task);
     } catch (e) {
       // The socket owns the descriptor now: destroying it closes it.
       log.error('cannot serve the connection', { error: (e as Error).message });
       socket.destroy();
+      reader.close();
       return threadId;
     }
-    shutdown.track(conn);
+    shutdown.track(c);
     const ticket = task.ticket;
-    if (ticket) conn.loginEnded = () => endPendingLogin(data.admission, ticket);
-    const afterRead = partial.add(conn);
-    reader.sink = (chunk) => {
-      conn.receive(chunk);
+    if (ticket) c.loginEnded = () => endPendingLogin(data.admission, ticket);
+    const afterRead = partial.add(c);
+    const flow = ctx.backpressure;
+    sink = (chunk) => {
+      c.receive(chunk);
       afterRead();
+      // The worker's queue to the backstores is over its high-water mark: this socket waits (flow.ts).
+      if (flow.over && flow.hold(c)) ctx.counters.inc('readStopsBackstore');
     };
-    conn.feed(Buffer.from(task.initial.buffer, task.initial.byteOffset, task.initial.byteLength));
+    c.feed(Buffer.from(task.initial.buffer, task.initial.byteOffset, task.initial.byteLength));
     afterRead();
-    await conn.closed;
-    partial.remove(conn);
+    await c.closed;
+    // The socket's handle is closed: no read can land in the slabs any more.
+    reader.close();
+    partial.remove(c);
     return threadId;
   };
 }

@@ -21,6 +21,7 @@ import {
   orderedPieces,
   recoveryPending,
 } from './dataout-recovery';
+import { AbandonedTransfers } from './abandoned';
 
 const GOOD = 0x00;
 const CHECK_CONDITION = 0x02;
@@ -103,6 +104,8 @@ export class CommandEngine {
   private readsPending = 0;
   /** The session's start gate this engine waits on (see Session.startGate), once however many tasks wait. */
   private gateWait: Promise<void> | null = null;
+  /** Transfers of tasks ended while they waited for Data-Out. */
+  private readonly abandoned = new AbandonedTransfers();
 
   constructor(private readonly conn: Connection) {}
 
@@ -221,6 +224,10 @@ export class CommandEngine {
    */
   onDataOut(pdu: Pdu, corrupt = false): void {
     const d = decodeDataOut(pdu);
+    if (this.abandoned.late(d.itt, d.ttt, d.final, this.tasks.has(d.itt))) {
+      log.debug('Data-Out of an aborted task discarded', { peer: this.conn.peer, itt: d.itt, ttt: d.ttt });
+      return;
+    }
     const task = this.tasks.get(d.itt);
     if (!task || (task.state !== 'queued' && task.state !== 'receiving')) {
       log.warn('Data-Out for an unknown task', { peer: this.conn.peer, itt: d.itt });
@@ -561,8 +568,12 @@ export class CommandEngine {
     task.state = 'done';
   }
 
-  /** End a task without an answer; a running one stays in the table until its execution settles. */
+  /**
+   * End a task without an answer; a running one stays in the table until its execution settles. One still
+   * receiving leaves its transfers behind: their Data-Out may still come, and is discarded.
+   */
   private drop(task: Task): void {
+    if (task.state === 'queued' || task.state === 'receiving') this.abandoned.add(task);
     if (task.state === 'running') task.state = 'aborted';
     else if (task.state !== 'aborted' && task.state !== 'done') this.finish(task);
   }

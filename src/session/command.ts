@@ -22,6 +22,7 @@ import {
   recoveryPending,
 } from './dataout-recovery';
 import { AbandonedTransfers } from './abandoned';
+import { type Disposition, OK, fatal, refuse, reject } from './disposition';
 
 const GOOD = 0x00;
 const CHECK_CONDITION = 0x02;
@@ -109,16 +110,13 @@ export class CommandEngine {
 
   constructor(private readonly conn: Connection) {}
 
-  private protocolError(pdu: Pdu, why: string, task?: Task): void {
-    log.warn('protocol error', { peer: this.conn.peer, why });
-    this.conn.ctx.counters.inc('instSsnFormatErrors');
-    this.conn.reject(RejectReason.ProtocolError, pdu.bhs);
+  /** Error recovery level 0: a protocol error ends the connection once the Reject is on its way. */
+  private protocolError(why: string, task?: Task): Disposition {
     if (task) this.drop(task);
-    // Error recovery level 0: a protocol error ends the connection once the Reject is on its way.
-    setImmediate(() => this.conn.close(why));
+    return fatal(why, { reject: RejectReason.ProtocolError });
   }
 
-  onCommand(pdu: Pdu): void {
+  onCommand(pdu: Pdu): Disposition {
     const conn = this.conn;
     const session = conn.session!;
     const p = session.params;
@@ -126,28 +124,24 @@ export class CommandEngine {
     try {
       cmd = decodeScsiCommand(pdu);
     } catch (e) {
-      if (e instanceof PduFormatError) {
-        conn.reject(RejectReason.InvalidPduField, pdu.bhs);
-        return;
-      }
+      if (e instanceof PduFormatError) return refuse(RejectReason.InvalidPduField, e.message);
       throw e;
     }
     if (session.taskInProgress(cmd.itt)) {
       // RFC 7143 11.2.1.8: the ITT names a task of the session that is still in progress.
-      log.warn('command with the ITT of a task in progress', { peer: conn.peer, itt: cmd.itt });
-      conn.ctx.counters.inc('instSsnFormatErrors');
-      conn.reject(RejectReason.TaskInProgress, pdu.bhs);
-      return;
+      return reject(RejectReason.TaskInProgress, 'command with the ITT of a task in progress', {
+        detail: { itt: cmd.itt },
+      });
     }
     const imm = pdu.data.length;
     if (imm > 0) {
-      if (!cmd.write) return this.protocolError(pdu, 'immediate data on a command without W');
-      if (!p.immediateData) return this.protocolError(pdu, 'immediate data with ImmediateData=No');
-      if (imm > p.firstBurstLength) return this.protocolError(pdu, 'immediate data beyond FirstBurstLength');
-      if (imm > cmd.expectedDataTransferLength) return this.protocolError(pdu, 'immediate data beyond EDTL');
+      if (!cmd.write) return this.protocolError('immediate data on a command without W');
+      if (!p.immediateData) return this.protocolError('immediate data with ImmediateData=No');
+      if (imm > p.firstBurstLength) return this.protocolError('immediate data beyond FirstBurstLength');
+      if (imm > cmd.expectedDataTransferLength) return this.protocolError('immediate data beyond EDTL');
     }
     if (!pdu.final && (p.initialR2T || !cmd.write))
-      return this.protocolError(pdu, 'unsolicited Data-Out announced but not allowed');
+      return this.protocolError('unsolicited Data-Out announced but not allowed');
     const edtl = cmd.expectedDataTransferLength;
     const lun = decodeLun(pdu.bhs.subarray(8, 16));
     let failure: ScsiResult | null = null;
@@ -216,40 +210,37 @@ export class CommandEngine {
       this.finish(task);
       log.debug('command outside the CmdSN window ignored', { peer: conn.peer, cmdSN: cmd.cmdSN });
     }
+    return OK;
   }
 
   /**
    * A Data-Out PDU; `corrupt` when its data failed the digest (already Rejected): counted, not kept. At ERL 0
    * the task then fails; at ERL 1 the data is asked for again (dataout-recovery.ts).
    */
-  onDataOut(pdu: Pdu, corrupt = false): void {
+  onDataOut(pdu: Pdu, corrupt = false): Disposition {
     const d = decodeDataOut(pdu);
     if (this.abandoned.late(d.itt, d.ttt, d.final, this.tasks.has(d.itt))) {
       log.debug('Data-Out of an aborted task discarded', { peer: this.conn.peer, itt: d.itt, ttt: d.ttt });
-      return;
+      return OK;
     }
     const task = this.tasks.get(d.itt);
-    if (!task || (task.state !== 'queued' && task.state !== 'receiving')) {
-      log.warn('Data-Out for an unknown task', { peer: this.conn.peer, itt: d.itt });
-      this.conn.ctx.counters.inc('instSsnFormatErrors');
-      this.conn.reject(RejectReason.InvalidPduField, pdu.bhs);
-      return;
-    }
+    if (!task || (task.state !== 'queued' && task.state !== 'receiving'))
+      return reject(RejectReason.InvalidPduField, 'Data-Out for an unknown task', { detail: { itt: d.itt } });
     const len = pdu.data.length;
     let r2t: R2tState | undefined;
     let dataSN: number;
     if (d.ttt === RESERVED_TAG) {
-      if (task.unsolicitedDone) return this.protocolError(pdu, 'unsolicited Data-Out after the F bit', task);
+      if (task.unsolicitedDone) return this.protocolError('unsolicited Data-Out after the F bit', task);
       if (d.bufferOffset + len > task.unsolicitedLimit)
-        return this.protocolError(pdu, 'unsolicited data beyond FirstBurstLength', task);
+        return this.protocolError('unsolicited data beyond FirstBurstLength', task);
       dataSN = task.unsolicitedDataSN++;
     } else {
       r2t = task.r2ts.get(d.ttt);
       // The data of the R2T it should answer would never come: the task could not end.
-      if (!r2t) return this.protocolError(pdu, 'Data-Out with an unknown Target Transfer Tag', task);
+      if (!r2t) return this.protocolError('Data-Out with an unknown Target Transfer Tag', task);
       dataSN = r2t.nextDataSN++;
       if (d.bufferOffset + len > r2t.offset + r2t.length)
-        return this.protocolError(pdu, 'Data-Out beyond the R2T', task);
+        return this.protocolError('Data-Out beyond the R2T', task);
     }
     const rec = task.recovery;
     // DataPDUInOrder and DataSequenceInOrder are Yes: data arrives at increasing offsets, back to back; once
@@ -257,9 +248,8 @@ export class CommandEngine {
     const expected = !rec ? task.received : r2t ? r2t.offset + r2t.received : (rec.discard?.next ?? -1);
     if (r2t) r2t.received += len;
     const discarding = rec?.discard?.ttt === d.ttt;
-    if (d.bufferOffset !== expected && !discarding)
-      return this.protocolError(pdu, 'Data-Out out of order', task);
-    if (d.bufferOffset + len > task.edtl) return this.protocolError(pdu, 'Data-Out beyond EDTL', task);
+    if (d.bufferOffset !== expected && !discarding) return this.protocolError('Data-Out out of order', task);
+    if (d.bufferOffset + len > task.edtl) return this.protocolError('Data-Out beyond EDTL', task);
     if (d.dataSN !== dataSN && !task.failure) {
       // ERL 0 cannot ask for the PDU again: the command fails once its data has stopped arriving.
       log.warn('unexpected DataSN', { peer: this.conn.peer, itt: task.itt, got: d.dataSN, expected: dataSN });
@@ -279,7 +269,7 @@ export class CommandEngine {
       const r = (task.recovery ??= beginRecovery(task.data));
       r.discard ??= { ttt: d.ttt, from: d.bufferOffset, next: d.bufferOffset };
       if (!discardDataOut(r, d.bufferOffset, len, d.final))
-        return this.protocolError(pdu, 'Data-Out out of order', task);
+        return this.protocolError('Data-Out out of order', task);
     } else {
       if (len && d.bufferOffset < task.wantData && !task.failure) {
         const keep = Math.min(len, task.wantData - d.bufferOffset);
@@ -290,7 +280,7 @@ export class CommandEngine {
     }
     if (d.final) {
       if (r2t) {
-        if (r2t.received !== r2t.length) return this.protocolError(pdu, 'R2T sequence ended early', task);
+        if (r2t.received !== r2t.length) return this.protocolError('R2T sequence ended early', task);
         task.r2ts.delete(d.ttt);
       } else {
         task.unsolicitedDone = true;
@@ -300,6 +290,7 @@ export class CommandEngine {
       if (task.state === 'receiving') this.sendR2ts(task);
     }
     this.maybeStart(task);
+    return OK;
   }
 
   /**

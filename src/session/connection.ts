@@ -5,7 +5,7 @@
 import type { Socket } from 'node:net';
 import { PduParser, PduParseError } from '../pdu/parser';
 import type { Pdu } from '../pdu/pdu';
-import { decodeNopOut, decodeTextRequest } from '../pdu/pdu';
+import { decodeNopOut, decodeTextRequest, type TextRequest } from '../pdu/pdu';
 import {
   frame,
   encodeLoginResponse,
@@ -28,6 +28,15 @@ import { handleLogout } from './logout';
 import { countLoginRefusal } from './mcs';
 import { RecoveryLog } from './recovery';
 import { onSnack } from './snack';
+import { type Disposition, OK, drop, fatal, refuse, reject } from './disposition';
+
+/**
+ * RFC 7143 11.14: nothing may follow a Logout Request on the connection it closes. What does is dropped
+ * unanswered, never dispatched (its task would be terminated by the logout anyway), and counted.
+ */
+function afterLogout(pdu: Pdu): Disposition {
+  return drop('PDU after the Logout Request dropped', { itt: pdu.itt });
+}
 
 export interface ConnectionMeta {
   remoteAddress: string;
@@ -305,8 +314,27 @@ export class Connection {
     return this.session ? this.session.maxCmdSN : 0;
   }
 
+  /**
+   * The one place where what a handler decided about a PDU (`bhs`, its header) is carried out: the Reject sent
+   * with the offending header, the error counted and logged, the connection closed on a fatal error.
+   */
+  dispose(bhs: Buffer, d: Disposition): void {
+    if (d.kind === 'ok') return;
+    if (d.formatError) this.ctx.counters.inc('instSsnFormatErrors');
+    const fields = { ...this.who(), opcode: `0x${(bhs[0] & 0x3f).toString(16)}`, ...d.detail };
+    if (d.level === 'warn') log.warn(d.why, fields);
+    else log.debug(d.why, fields);
+    if (d.kind === 'reject') this.sendReject(d.reason, bhs, d.dataSN);
+    else if (d.kind === 'fatal') {
+      if (d.reject === undefined) return this.close(d.why);
+      this.sendReject(d.reject, bhs);
+      // Error recovery level 0: the connection ends once the Reject is on its way.
+      setImmediate(() => this.close(d.why));
+    }
+  }
+
   /** `dataSN`: for a Data/R2T SNACK rejected as a protocol error, the next DataSN/R2TSN (RFC 7143 11.17.3). */
-  reject(reason: number, bhs: Buffer, dataSN = 0): void {
+  private sendReject(reason: number, bhs: Buffer, dataSN = 0): void {
     this.ctx.counters.inc('rejectsSent');
     this.send(
       encodeReject({
@@ -356,32 +384,31 @@ export class Connection {
   // ---- receiving ---------------------------------------------------------------------------------
 
   private onParseError(e: PduParseError): void {
-    const c = this.ctx.counters;
     if (e.kind === 'data-too-long') {
-      c.inc('instSsnFormatErrors');
-      log.warn('data segment longer than MaxRecvDataSegmentLength', { peer: this.peer, detail: e.message });
-      if (this.phase === 'login') {
-        this.close('oversized login PDU');
-        return;
-      }
-      this.reject(RejectReason.ProtocolError, e.bhs);
+      const why = 'data segment longer than MaxRecvDataSegmentLength';
+      const detail = { detail: e.message };
+      this.dispose(
+        e.bhs,
+        this.phase === 'login' ? fatal(why, { detail }) : reject(RejectReason.ProtocolError, why, { detail }),
+      );
       return;
     }
-    c.inc('instSsnDigestErrors');
+    this.ctx.counters.inc('instSsnDigestErrors');
     this.session?.stats?.digestError();
     if (e.kind === 'data-digest' && this.phase === 'ffp') {
-      log.warn('data digest error', this.who());
-      this.reject(RejectReason.DataDigestError, e.bhs);
+      this.dispose(
+        e.bhs,
+        reject(RejectReason.DataDigestError, 'data digest error', { formatError: false, level: 'warn' }),
+      );
       // RFC 7143 sec. 7.8: the data PDU is discarded. At ERL 0 its task ends with CHECK CONDITION once the
       // rest of its data has arrived; at ERL 1 a recovery R2T asks for it again. A SCSI Command with bad
       // immediate data is discarded whole at either level (the Reject tells the initiator to retry it).
-      if (e.pdu && e.pdu.opcode === Opcode.DataOut) this.commands.onDataOut(e.pdu, true);
+      if (e.pdu && e.pdu.opcode === Opcode.DataOut) this.dispose(e.bhs, this.commands.onDataOut(e.pdu, true));
       return;
     }
     // A header that fails its digest cannot be trusted for its lengths, and without markers (RFC 7143 has
     // none) the next PDU boundary cannot be found: the connection goes, at ERL 1 too (RFC 7143 sec. 7.8).
-    log.warn('header digest error: dropping the connection', this.who());
-    this.close('header digest error');
+    this.dispose(e.bhs, fatal('header digest error: dropping the connection', { formatError: false }));
   }
 
   private onPdu(pdu: Pdu): void {
@@ -391,8 +418,8 @@ export class Connection {
     this.session?.stats?.rx(pdu.dataLength);
     try {
       if (this.phase === 'login') this.onLoginPdu(pdu);
-      else if (this.phase === 'logout') this.afterLogout(pdu);
-      else this.onFfpPdu(pdu);
+      else if (this.phase === 'logout') this.dispose(pdu.bhs, afterLogout(pdu));
+      else this.dispose(pdu.bhs, this.onFfpPdu(pdu));
     } catch (e) {
       // A bug or a malformed field we did not anticipate: this connection goes, the worker stays.
       this.ctx.counters.inc('instSsnFormatErrors');
@@ -529,7 +556,7 @@ export class Connection {
     this.armNop();
   }
 
-  private onFfpPdu(pdu: Pdu): void {
+  private onFfpPdu(pdu: Pdu): Disposition {
     const session = this.session!;
     const bhs = pdu.bhs;
     // ExpStatSN acknowledges our responses: what ERL 1 kept for them goes.
@@ -539,48 +566,36 @@ export class Connection {
     }
     switch (pdu.opcode) {
       case Opcode.ScsiCommand:
-        if (session.type !== 'Normal') {
-          this.reject(RejectReason.ProtocolError, bhs);
-          return;
-        }
-        this.commands.onCommand(pdu);
-        return;
+        if (session.type !== 'Normal')
+          return refuse(RejectReason.ProtocolError, 'SCSI command in a discovery session');
+        return this.commands.onCommand(pdu);
       case Opcode.DataOut:
-        this.commands.onDataOut(pdu);
-        return;
+        return this.commands.onDataOut(pdu);
       case Opcode.NopOut:
-        this.onNopOut(pdu);
-        return;
+        return this.onNopOut(pdu);
       case Opcode.TextRequest:
-        this.onText(pdu);
-        return;
+        return this.onText(pdu);
       case Opcode.TaskMgmtRequest:
-        onTaskManagement(this, pdu);
-        return;
+        return onTaskManagement(this, pdu);
       case Opcode.LogoutRequest:
-        handleLogout(this, pdu);
-        return;
+        return handleLogout(this, pdu);
       case Opcode.Snack:
-        if (this.recovery) onSnack(this, pdu);
-        else this.reject(RejectReason.CommandNotSupported, bhs); // ERL 0: SNACK is not supported
-        return;
+        if (this.recovery) return onSnack(this, pdu);
+        return refuse(RejectReason.CommandNotSupported, 'SNACK at ErrorRecoveryLevel 0');
       case Opcode.LoginRequest:
-        this.reject(RejectReason.ProtocolError, bhs);
-        return;
+        return refuse(RejectReason.ProtocolError, 'Login Request in full feature phase');
       default:
-        this.ctx.counters.inc('instSsnFormatErrors');
-        log.warn('unknown opcode', { peer: this.peer, opcode: `0x${pdu.opcode.toString(16)}` });
-        this.reject(RejectReason.CommandNotSupported, bhs);
+        return reject(RejectReason.CommandNotSupported, 'unknown opcode');
     }
   }
 
-  private onNopOut(pdu: Pdu): void {
+  private onNopOut(pdu: Pdu): Disposition {
     const req = decodeNopOut(pdu);
     const session = this.session!;
     if (req.itt === RESERVED_TAG) {
       // An answer to our NOP-In ping (or an unsolicited NOP-Out that wants no answer).
       if (this.nopOutstanding && req.ttt === this.nopOutstanding.ttt) this.nopOutstanding = null;
-      return;
+      return OK;
     }
     const data = pdu.data.length ? Buffer.from(pdu.data.subarray(0, this.maxSendDataSegment)) : null;
     const ok = session.deliver(req.cmdSN, req.immediate, () =>
@@ -597,68 +612,58 @@ export class Connection {
       ),
     );
     if (!ok) log.debug('NOP-Out outside the CmdSN window ignored', { peer: this.peer });
+    return OK;
   }
 
-  private onText(pdu: Pdu): void {
+  private onText(pdu: Pdu): Disposition {
     const req = decodeTextRequest(pdu);
-    const session = this.session!;
-    session.deliver(req.cmdSN, req.immediate, () => {
-      let body: Buffer;
-      if (this.textState && req.ttt === this.textState.ttt && req.itt === this.textState.itt) {
-        body = this.textState.rest; // continuation of a long answer
-      } else {
-        this.textState = null;
-        const parsed = parseTextData(pdu.data);
-        if (parsed.error) {
-          this.reject(RejectReason.ProtocolError, pdu.bhs);
-          return;
-        }
-        const answer: Array<[string, string]> = [];
-        const others: Array<[string, string]> = [];
-        for (const [k, v] of parsed.pairs) {
-          if (k === 'SendTargets') answer.push(...this.ctx.sendTargets(v, session, this));
-          else others.push([k, v]);
-        }
-        if (others.length) {
-          // Renegotiation in full feature phase goes through the login's negotiator (RFC 7143 sec. 6.6).
-          const r = this.login.negotiator!.process(others, 'ffp');
-          if (r.failure) {
-            this.reject(RejectReason.ProtocolError, pdu.bhs);
-            return;
-          }
-          answer.push(...r.response);
-          const np = this.login.negotiator!.result();
-          this.maxSendDataSegment = np.initiatorMaxRecvDataSegmentLength;
-        }
-        body = encodeTextData(answer);
-      }
-      const max = this.maxSendDataSegment;
-      const more = body.length > max;
-      const ttt = more ? this.nextNopTtt++ & 0x7fffffff : RESERVED_TAG;
-      this.textState = more ? { itt: req.itt, ttt, rest: body.subarray(max) } : null;
-      this.send(
-        encodeTextResponse({
-          final: !more,
-          continue: more,
-          lun: req.lun,
-          itt: req.itt,
-          ttt,
-          statSN: this.nextStatSN(),
-          expCmdSN: session.expCmdSN,
-          maxCmdSN: session.maxCmdSN,
-        }),
-        more ? body.subarray(0, max) : body.length ? body : null,
-      );
-    });
+    this.session!.deliver(req.cmdSN, req.immediate, () => this.dispose(pdu.bhs, this.answerText(req, pdu)));
+    return OK;
   }
 
-  /**
-   * RFC 7143 11.14: nothing may follow a Logout Request on the connection it closes. What does is dropped
-   * unanswered, never dispatched (its task would be terminated by the logout anyway), and counted.
-   */
-  private afterLogout(pdu: Pdu): void {
-    this.ctx.counters.inc('instSsnFormatErrors');
-    log.warn('PDU after the Logout Request dropped', { peer: this.peer, opcode: pdu.opcode, itt: pdu.itt });
+  private answerText(req: TextRequest, pdu: Pdu): Disposition {
+    const session = this.session!;
+    let body: Buffer;
+    if (this.textState && req.ttt === this.textState.ttt && req.itt === this.textState.itt) {
+      body = this.textState.rest; // continuation of a long answer
+    } else {
+      this.textState = null;
+      const parsed = parseTextData(pdu.data);
+      if (parsed.error) return refuse(RejectReason.ProtocolError, 'malformed text data');
+      const answer: Array<[string, string]> = [];
+      const others: Array<[string, string]> = [];
+      for (const [k, v] of parsed.pairs) {
+        if (k === 'SendTargets') answer.push(...this.ctx.sendTargets(v, session, this));
+        else others.push([k, v]);
+      }
+      if (others.length) {
+        // Renegotiation in full feature phase goes through the login's negotiator (RFC 7143 sec. 6.6).
+        const r = this.login.negotiator!.process(others, 'ffp');
+        if (r.failure) return refuse(RejectReason.ProtocolError, 'text negotiation failed');
+        answer.push(...r.response);
+        const np = this.login.negotiator!.result();
+        this.maxSendDataSegment = np.initiatorMaxRecvDataSegmentLength;
+      }
+      body = encodeTextData(answer);
+    }
+    const max = this.maxSendDataSegment;
+    const more = body.length > max;
+    const ttt = more ? this.nextNopTtt++ & 0x7fffffff : RESERVED_TAG;
+    this.textState = more ? { itt: req.itt, ttt, rest: body.subarray(max) } : null;
+    this.send(
+      encodeTextResponse({
+        final: !more,
+        continue: more,
+        lun: req.lun,
+        itt: req.itt,
+        ttt,
+        statSN: this.nextStatSN(),
+        expCmdSN: session.expCmdSN,
+        maxCmdSN: session.maxCmdSN,
+      }),
+      more ? body.subarray(0, max) : body.length ? body : null,
+    );
+    return OK;
   }
 
   // ---- keepalive -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import type { Connection } from './connection';
 import type { Session } from './session';
 import { markLoggedOut } from './mcs';
 import { settled } from './command';
+import { type Disposition, OK, refuse } from './disposition';
 
 /** What a Logout Request does: the response code, and which connections end gracefully after it. */
 export interface LogoutDecision {
@@ -55,7 +56,7 @@ export function decideLogout(
  * commands of the connections it ends are terminated and their backstore I/O awaited, and the task management
  * functions that arrived before it are answered, before the Logout Response goes (RFC 7143 11.14).
  */
-export function handleLogout(conn: Connection, pdu: Pdu): void {
+export function handleLogout(conn: Connection, pdu: Pdu): Disposition {
   const req = decodeLogoutRequest(pdu);
   const session = conn.session!;
   if (
@@ -63,15 +64,24 @@ export function handleLogout(conn: Connection, pdu: Pdu): void {
     (req.reasonCode === LogoutReason.CloseConnection && req.cid === conn.cid)
   )
     conn.phase = 'logout';
-  session.deliver(req.cmdSN, req.immediate, () => void logout(conn, session, req, pdu.bhs));
+  session.deliver(req.cmdSN, req.immediate, () => {
+    const d = decideLogout(session, conn, req.reasonCode, req.cid);
+    if (d === null)
+      conn.dispose(
+        pdu.bhs,
+        refuse(RejectReason.InvalidPduField, 'unknown logout reason code', { reason: req.reasonCode }),
+      );
+    else void logout(conn, session, req, d);
+  });
+  return OK;
 }
 
-async function logout(conn: Connection, session: Session, req: LogoutRequest, bhs: Buffer): Promise<void> {
-  const d = decideLogout(session, conn, req.reasonCode, req.cid);
-  if (d === null) {
-    conn.reject(RejectReason.InvalidPduField, bhs);
-    return;
-  }
+async function logout(
+  conn: Connection,
+  session: Session,
+  req: LogoutRequest,
+  d: LogoutDecision,
+): Promise<void> {
   const c = conn.ctx.counters;
   c.inc(d.response === LogoutResponseCode.Success ? 'tgtLogoutNormals' : 'tgtLogoutOthers');
   if (d.response === LogoutResponseCode.CidNotFound) c.inc('cxnLogoutCidNotFound');

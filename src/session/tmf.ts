@@ -17,9 +17,10 @@ import { log } from '../util/log';
 import type { Connection } from './connection';
 import { settled, type CommandEngine } from './command';
 import { snLt } from './serial';
+import { type Disposition, OK } from './disposition';
 
 /** A TMF Request: delivered in CmdSN order (at once when immediate), answered once the function is done. */
-export function onTaskManagement(conn: Connection, pdu: Pdu): void {
+export function onTaskManagement(conn: Connection, pdu: Pdu): Disposition {
   const session = conn.session!;
   const req = decodeTaskMgmtRequest(pdu);
   const ok = session.deliver(req.cmdSN, req.immediate, () => {
@@ -36,6 +37,7 @@ export function onTaskManagement(conn: Connection, pdu: Pdu): void {
     conn.tmfsInFlight.add(done);
   });
   if (!ok) log.debug('TMF outside the CmdSN window ignored', { peer: conn.peer });
+  return OK;
 }
 
 function answer(conn: Connection, req: TaskMgmtRequest, response: number): void {

@@ -1,42 +1,27 @@
 /**
- * One iSCSI connection on a worker: reads PDUs, runs the login, then full feature phase (SCSI commands, text,
- * NOP, task management, logout). Data-path details live in command.ts; this file is the protocol switchboard.
+ * One iSCSI connection on a worker: reads PDUs, runs the login, then full feature phase; sends PDUs (corked per
+ * event-loop turn, with backpressure), and carries out what the handlers decide (dispose). The handlers live
+ * beside it: dispatch.ts routes each opcode, command.ts is the data path, nop.ts, text.ts, tmf.ts, logout.ts
+ * and snack.ts the other requests.
  */
 import type { Socket } from 'node:net';
 import { PduParser, PduParseError } from '../pdu/parser';
 import type { Pdu } from '../pdu/pdu';
-import { decodeNopOut, decodeTextRequest, type TextRequest } from '../pdu/pdu';
-import {
-  frame,
-  encodeLoginResponse,
-  encodeReject,
-  encodeNopIn,
-  encodeTextResponse,
-  encodeAsyncMessage,
-} from '../pdu/serializer';
+import { frame, encodeLoginResponse, encodeReject, encodeNopIn, encodeAsyncMessage } from '../pdu/serializer';
 import { Opcode, RejectReason, LoginStatus, RESERVED_TAG } from '../pdu/opcodes';
 import { crc32c } from '../native';
 import { LoginHandler, type LoginOutcome } from '../login/login';
-import { parseTextData, encodeTextData } from '../login/text';
 import { log } from '../util/log';
 import type { ConnectionHost } from './host';
 import { Session } from './session';
 import { snAdd } from './serial';
 import { CommandEngine } from './command';
-import { onTaskManagement } from './tmf';
-import { handleLogout } from './logout';
 import { countLoginRefusal } from './mcs';
 import { RecoveryLog } from './recovery';
-import { onSnack } from './snack';
-import { type Disposition, OK, drop, fatal, refuse, reject } from './disposition';
-
-/**
- * RFC 7143 11.14: nothing may follow a Logout Request on the connection it closes. What does is dropped
- * unanswered, never dispatched (its task would be terminated by the logout anyway), and counted.
- */
-function afterLogout(pdu: Pdu): Disposition {
-  return drop('PDU after the Logout Request dropped', { itt: pdu.itt });
-}
+import { Keepalive } from './nop';
+import { TextExchange } from './text';
+import { dispatchFfp, afterLogout } from './dispatch';
+import { type Disposition, fatal, reject } from './disposition';
 
 export interface ConnectionMeta {
   remoteAddress: string;
@@ -72,11 +57,10 @@ export class Connection {
   readonly tmfsInFlight = new Set<Promise<void>>();
   private readonly login: LoginHandler;
   private loginTimer: NodeJS.Timeout | null;
-  private nopTimer: NodeJS.Timeout | null = null;
-  private nopOutstanding: { ttt: number; sentAt: number } | null = null;
-  private nextNopTtt = 1;
-  private lastRx = Date.now();
-  private textState: { itt: number; ttt: number; rest: Buffer } | null = null;
+  readonly keepalive: Keepalive;
+  readonly text: TextExchange;
+  /** Target Transfer Tags of NOP-In pings and long text answers. */
+  private nextTtt = 1;
   /**
    * Backpressure: set while the socket holds more than config.sendHighWater unsent bytes. The connection then
    * reads nothing (TCP pushes back), starts no new command and holds the session's CmdSN window, until 'drain'.
@@ -106,6 +90,8 @@ export class Connection {
     });
     this.commands = new CommandEngine(this);
     this.login = new LoginHandler(ctx.loginEnvironment(meta.remoteAddress));
+    this.keepalive = new Keepalive(this);
+    this.text = new TextExchange(this, () => this.login.negotiator!);
     this.loginTimer = setTimeout(
       () => {
         log.warn('login timed out', { peer: this.peer });
@@ -145,7 +131,7 @@ export class Connection {
   }
 
   private onData(chunk: Buffer): void {
-    this.lastRx = Date.now();
+    this.keepalive.lastRx = Date.now();
     if (this.phase === 'closed') return;
     const parser = this.parser;
     const copied = parser.copiedBytes;
@@ -300,6 +286,11 @@ export class Connection {
     return true;
   }
 
+  /** A Target Transfer Tag for a NOP-In ping or a long text answer. */
+  nextTargetTag(): number {
+    return this.nextTtt++ & 0x7fffffff;
+  }
+
   /** StatSN for a PDU that carries status: assigned, then advanced. */
   nextStatSN(): number {
     const s = this.statSN;
@@ -419,7 +410,7 @@ export class Connection {
     try {
       if (this.phase === 'login') this.onLoginPdu(pdu);
       else if (this.phase === 'logout') this.dispose(pdu.bhs, afterLogout(pdu));
-      else this.dispose(pdu.bhs, this.onFfpPdu(pdu));
+      else this.dispose(pdu.bhs, dispatchFfp(this, pdu));
     } catch (e) {
       // A bug or a malformed field we did not anticipate: this connection goes, the worker stays.
       this.ctx.counters.inc('instSsnFormatErrors');
@@ -553,159 +544,7 @@ export class Connection {
       cid: outcome.cid,
       digests: `${p.headerDigest ? 'H' : '-'}${p.dataDigest ? 'D' : '-'}`,
     });
-    this.armNop();
-  }
-
-  private onFfpPdu(pdu: Pdu): Disposition {
-    const session = this.session!;
-    const bhs = pdu.bhs;
-    // ExpStatSN acknowledges our responses: what ERL 1 kept for them goes.
-    if (pdu.opcode !== Opcode.DataOut || pdu.final) {
-      this.expStatSN = bhs.readUInt32BE(28);
-      this.recovery?.acknowledge(this.expStatSN);
-    }
-    switch (pdu.opcode) {
-      case Opcode.ScsiCommand:
-        if (session.type !== 'Normal')
-          return refuse(RejectReason.ProtocolError, 'SCSI command in a discovery session');
-        return this.commands.onCommand(pdu);
-      case Opcode.DataOut:
-        return this.commands.onDataOut(pdu);
-      case Opcode.NopOut:
-        return this.onNopOut(pdu);
-      case Opcode.TextRequest:
-        return this.onText(pdu);
-      case Opcode.TaskMgmtRequest:
-        return onTaskManagement(this, pdu);
-      case Opcode.LogoutRequest:
-        return handleLogout(this, pdu);
-      case Opcode.Snack:
-        if (this.recovery) return onSnack(this, pdu);
-        return refuse(RejectReason.CommandNotSupported, 'SNACK at ErrorRecoveryLevel 0');
-      case Opcode.LoginRequest:
-        return refuse(RejectReason.ProtocolError, 'Login Request in full feature phase');
-      default:
-        return reject(RejectReason.CommandNotSupported, 'unknown opcode');
-    }
-  }
-
-  private onNopOut(pdu: Pdu): Disposition {
-    const req = decodeNopOut(pdu);
-    const session = this.session!;
-    if (req.itt === RESERVED_TAG) {
-      // An answer to our NOP-In ping (or an unsolicited NOP-Out that wants no answer).
-      if (this.nopOutstanding && req.ttt === this.nopOutstanding.ttt) this.nopOutstanding = null;
-      return OK;
-    }
-    const data = pdu.data.length ? Buffer.from(pdu.data.subarray(0, this.maxSendDataSegment)) : null;
-    const ok = session.deliver(req.cmdSN, req.immediate, () =>
-      this.send(
-        encodeNopIn({
-          lun: req.lun,
-          itt: req.itt,
-          ttt: RESERVED_TAG,
-          statSN: this.nextStatSN(),
-          expCmdSN: session.expCmdSN,
-          maxCmdSN: session.maxCmdSN,
-        }),
-        data,
-      ),
-    );
-    if (!ok) log.debug('NOP-Out outside the CmdSN window ignored', { peer: this.peer });
-    return OK;
-  }
-
-  private onText(pdu: Pdu): Disposition {
-    const req = decodeTextRequest(pdu);
-    this.session!.deliver(req.cmdSN, req.immediate, () => this.dispose(pdu.bhs, this.answerText(req, pdu)));
-    return OK;
-  }
-
-  private answerText(req: TextRequest, pdu: Pdu): Disposition {
-    const session = this.session!;
-    let body: Buffer;
-    if (this.textState && req.ttt === this.textState.ttt && req.itt === this.textState.itt) {
-      body = this.textState.rest; // continuation of a long answer
-    } else {
-      this.textState = null;
-      const parsed = parseTextData(pdu.data);
-      if (parsed.error) return refuse(RejectReason.ProtocolError, 'malformed text data');
-      const answer: Array<[string, string]> = [];
-      const others: Array<[string, string]> = [];
-      for (const [k, v] of parsed.pairs) {
-        if (k === 'SendTargets') answer.push(...this.ctx.sendTargets(v, session, this));
-        else others.push([k, v]);
-      }
-      if (others.length) {
-        // Renegotiation in full feature phase goes through the login's negotiator (RFC 7143 sec. 6.6).
-        const r = this.login.negotiator!.process(others, 'ffp');
-        if (r.failure) return refuse(RejectReason.ProtocolError, 'text negotiation failed');
-        answer.push(...r.response);
-        const np = this.login.negotiator!.result();
-        this.maxSendDataSegment = np.initiatorMaxRecvDataSegmentLength;
-      }
-      body = encodeTextData(answer);
-    }
-    const max = this.maxSendDataSegment;
-    const more = body.length > max;
-    const ttt = more ? this.nextNopTtt++ & 0x7fffffff : RESERVED_TAG;
-    this.textState = more ? { itt: req.itt, ttt, rest: body.subarray(max) } : null;
-    this.send(
-      encodeTextResponse({
-        final: !more,
-        continue: more,
-        lun: req.lun,
-        itt: req.itt,
-        ttt,
-        statSN: this.nextStatSN(),
-        expCmdSN: session.expCmdSN,
-        maxCmdSN: session.maxCmdSN,
-      }),
-      more ? body.subarray(0, max) : body.length ? body : null,
-    );
-    return OK;
-  }
-
-  // ---- keepalive -------------------------------------------------------------------------------
-
-  /** The target's keepalive (its own or the global one); a discovery session has the global one. */
-  private keepalive(): { nopInInterval: number; nopInTimeout: number } {
-    return this.session?.target?.config ?? this.ctx.config;
-  }
-
-  private armNop(): void {
-    const interval = this.keepalive().nopInInterval * 1000;
-    if (interval <= 0) return;
-    const tick = Math.min(interval, 1000);
-    this.nopTimer = setInterval(() => this.nopTick(interval), tick);
-    this.nopTimer.unref();
-  }
-
-  private nopTick(interval: number): void {
-    if (this.phase !== 'ffp' || !this.session) return;
-    const now = Date.now();
-    if (this.nopOutstanding) {
-      if (now - this.nopOutstanding.sentAt > this.keepalive().nopInTimeout * 1000) {
-        this.ctx.counters.inc('instSsnCxnTimeoutErrors');
-        this.session?.stats?.timeoutError();
-        log.warn('no answer to NOP-In: dropping the connection', this.who());
-        this.close('nop timeout');
-      }
-      return;
-    }
-    if (now - this.lastRx < interval) return;
-    const ttt = this.nextNopTtt++ & 0x7fffffff;
-    this.nopOutstanding = { ttt, sentAt: now };
-    this.ctx.counters.inc('nopInPings');
-    this.send(
-      encodeNopIn({
-        itt: RESERVED_TAG,
-        ttt,
-        statSN: this.statSN,
-        expCmdSN: this.session.expCmdSN,
-        maxCmdSN: this.session.maxCmdSN,
-      }),
-    );
+    this.keepalive.arm();
   }
 
   // ---- teardown --------------------------------------------------------------------------------
@@ -733,7 +572,7 @@ export class Connection {
     this.phase = 'closed';
     if (this.loginTimer) clearTimeout(this.loginTimer);
     this.endLogin();
-    if (this.nopTimer) clearInterval(this.nopTimer);
+    this.keepalive.stop();
     if (this.stallTimer) clearInterval(this.stallTimer);
     for (const t of this.gapTimers) clearTimeout(t);
     this.gapTimers.clear();

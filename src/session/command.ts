@@ -43,6 +43,16 @@ const PROTOCOL_SERVICE_CRC_ERROR = [0x47, 0x05] as const;
  */
 export type TaskState = 'queued' | 'receiving' | 'running' | 'aborted' | 'done';
 
+/**
+ * Whether the task counts in session.inFlight (it holds the CmdSN window): delivered and not immediate, until
+ * finish(). Derived from the state, so that no flag can disagree with it.
+ */
+function inWindow(task: Task): boolean {
+  return (
+    !task.immediate && (task.state === 'receiving' || task.state === 'running' || task.state === 'aborted')
+  );
+}
+
 interface R2tState {
   offset: number;
   length: number;
@@ -70,8 +80,6 @@ export interface Task {
   r2ts: Map<number, R2tState>;
   r2tSN: number;
   state: TaskState;
-  /** Counted in session.inFlight (delivered, not immediate) until finish(). */
-  inWindow: boolean;
   /** The SCSI layer's work once running: settles (never rejects) when the backstore is done with it. */
   execution: Promise<void> | null;
   /**
@@ -184,7 +192,6 @@ export class CommandEngine {
       r2ts: new Map(),
       r2tSN: 0,
       state: 'queued',
-      inWindow: false,
       execution: null,
       failure,
       reserved,
@@ -198,9 +205,8 @@ export class CommandEngine {
     const accepted = session.deliver(cmd.cmdSN, cmd.immediate, () => {
       if (task.state !== 'queued') return; // ended while it waited for its turn
       task.state = 'receiving';
-      if (!task.immediate) {
+      if (inWindow(task)) {
         session.inFlight++;
-        task.inWindow = true;
       }
       if (task.unsolicitedDone) this.sendR2ts(task);
       this.maybeStart(task);
@@ -551,35 +557,39 @@ export class CommandEngine {
     }
     this.deferred.delete(task);
     this.unreserve(task);
-    if (task.inWindow) {
+    if (inWindow(task)) {
       const session = this.conn.session;
       if (session && session.inFlight > 0) session.inFlight--;
-      task.inWindow = false;
     }
     task.state = 'done';
   }
 
-  /**
-   * End a task without an answer; a running one stays in the table until its execution settles. One still
-   * receiving leaves its transfers behind: their Data-Out may still come, and is discarded.
-   */
+  /** End a task without an answer; a running one stays in the table until its execution settles. */
   private drop(task: Task): void {
-    if (task.state === 'queued' || task.state === 'receiving') this.abandoned.add(task);
     if (task.state === 'running') task.state = 'aborted';
     else if (task.state !== 'aborted' && task.state !== 'done') this.finish(task);
+  }
+
+  /**
+   * End a task for a TMF, a logout or the connection's end. One still receiving leaves its transfers behind:
+   * their Data-Out may still come, and is discarded (abandoned.ts).
+   */
+  private abandon(task: Task): void {
+    if (task.state === 'queued' || task.state === 'receiving') this.abandoned.add(task);
+    this.drop(task);
   }
 
   /** Abort one task (TMF): its response, if any, is suppressed. Returns it, or undefined if none has the ITT. */
   abort(itt: number): Task | undefined {
     const task = this.tasks.get(itt);
-    if (task) this.drop(task);
+    if (task) this.abandon(task);
     return task;
   }
 
   /** Abort the tasks `pred` picks (those of one LUN, or all); returns them. */
   abortWhere(pred: (t: Task) => boolean): Task[] {
     const hit = [...this.tasks.values()].filter(pred);
-    for (const t of hit) this.drop(t);
+    for (const t of hit) this.abandon(t);
     return hit;
   }
 

@@ -8,10 +8,10 @@ import { encodeLogoutResponse } from '../pdu/serializer';
 import { LogoutReason, LogoutResponseCode, RejectReason } from '../pdu/opcodes';
 import { log } from '../util/log';
 import type { Connection } from './connection';
+import { type Disposition, OK, refuse } from './disposition';
 import type { Session } from './session';
 import { markLoggedOut } from './mcs';
 import { settled } from './command';
-import { type Disposition, OK, refuse } from './disposition';
 
 /** What a Logout Request does: the response code, and which connections end gracefully after it. */
 export interface LogoutDecision {

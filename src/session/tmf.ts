@@ -15,9 +15,9 @@ import { lunFromField } from '../scsi/lun';
 import type { LogicalUnit } from '../scsi/lu';
 import { log } from '../util/log';
 import type { Connection } from './connection';
+import { type Disposition, OK } from './disposition';
 import { settled, type CommandEngine } from './command';
 import { snLt } from './serial';
-import { type Disposition, OK } from './disposition';
 
 /** A TMF Request: delivered in CmdSN order (at once when immediate), answered once the function is done. */
 export function onTaskManagement(conn: Connection, pdu: Pdu): Disposition {

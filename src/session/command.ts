@@ -596,6 +596,20 @@ export class CommandEngine {
   abortAll(): Task[] {
     return this.abortWhere(() => true);
   }
+
+  /**
+   * Resolves once the initiator has sent the final Data-Out for every R2T these aborted tasks had outstanding
+   * (their data discarded), or the connection is done (releaseDataWaits). A task's r2ts stay as they were when
+   * it was aborted; those of a task that was not receiving are not remembered, and not waited for.
+   */
+  dataOutAnswered(tasks: readonly Task[]): Promise<void> {
+    return this.abandoned.answered(tasks.flatMap((t) => [...t.r2ts.keys()]));
+  }
+
+  /** No more Data-Out will come on this connection (closed, logged out): TMFs stop waiting for it. */
+  releaseDataWaits(): void {
+    this.abandoned.release();
+  }
 }
 
 /** Resolves once the backstore is done with every one of these tasks (aborted tasks' I/O included). */

@@ -581,6 +581,7 @@ export class Connection {
       this.session?.releaseWindow();
     }
     this.commands.abortAll();
+    this.commands.releaseDataWaits();
     this.ctx.counters.inc('cxnActive', -1);
     this.ctx.connectionClosed(this);
     this.closedResolve();

@@ -91,6 +91,8 @@ async function logout(
   if (req.reasonCode === LogoutReason.CloseSession && d.response === LogoutResponseCode.Success)
     markLoggedOut(session);
   const ended = d.ending.flatMap((e) => e.commands.abortAll());
+  // No Data-Out is awaited from a connection going away: a TMF waiting for it answers now.
+  for (const e of d.ending) e.commands.releaseDataWaits();
   // ERL 0: the tasks of a connection logged out from another one are terminated, not reassigned.
   for (const e of d.ending) if (e !== conn) e.close(`logged out by CID ${conn.cid}`);
   await settled(ended);

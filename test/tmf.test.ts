@@ -364,7 +364,10 @@ test.serial(
     await setup(t, async ({ tt, ini, other }) => {
       const a = await heldWrite(t, ini, 0, 100, 0xa1);
       const b = await heldWrite(t, other, 1, 200, 0xb2);
-      const r = await tmf(t, ini, TmfFunction.TargetColdReset, {}, TmfResponse.FunctionComplete);
+      // The requester answers its R2T (RFC 7143 4.2.3.3); the other session's is not waited for.
+      const r = await tmf(t, ini, TmfFunction.TargetColdReset, {}, TmfResponse.FunctionComplete, () =>
+        a.task.answer(a.r2t),
+      );
       t.deepEqual(r.aborted, [a.task.itt]);
       const closed = (i: TestInitiator) =>
         Promise.race([

@@ -597,11 +597,7 @@ export class CommandEngine {
     return this.abortWhere(() => true);
   }
 
-  /**
-   * Resolves once the initiator has sent the final Data-Out for every R2T these aborted tasks had outstanding
-   * (their data discarded), or the connection is done (releaseDataWaits). A task's r2ts stay as they were when
-   * it was aborted; those of a task that was not receiving are not remembered, and not waited for.
-   */
+  /** Resolves once the R2Ts these aborted tasks had outstanding got their final Data-Out (or releaseDataWaits). */
   dataOutAnswered(tasks: readonly Task[]): Promise<void> {
     return this.abandoned.answered(tasks.flatMap((t) => [...t.r2ts.keys()]));
   }

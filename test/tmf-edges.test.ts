@@ -107,8 +107,11 @@ test.serial(
     const other = await loginAs(tt, 'bystander');
     const mine = heldWrite(ini, 300, 0x31);
     const theirs = heldWrite(other, 400, 0x41);
-    const [, r2t] = await Promise.all([mine.r2t(), theirs.r2t()]);
-    const r = await ini.tmf(TmfFunction.ClearTaskSet, { lun: 0 });
+    const [myR2t, r2t] = await Promise.all([mine.r2t(), theirs.r2t()]);
+    // RFC 7143 4.2.3.3: the response waits for the requester's answer to its own R2T (its data discarded).
+    const pending = ini.tmf(TmfFunction.ClearTaskSet, { lun: 0 });
+    mine.answer(myR2t);
+    const r = await pending;
     t.is(r.response, TmfResponse.FunctionComplete);
     t.deepEqual(r.aborted, [mine.itt], "the requester's own task ends silently");
     await t.throwsAsync(mine.done, { instanceOf: TaskAbortedError });

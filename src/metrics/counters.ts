@@ -42,6 +42,7 @@ export const COUNTERS = [
   'nopInPings',
   'tmfRequests',
   'tmfNotComplete',
+  'tmfDataOutWaitExpired',
   // admission and containment (issue 7)
   'cxnRefused',
   'fdExhausted',

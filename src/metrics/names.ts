@@ -46,6 +46,10 @@ export const HELP: Record<CounterName, [string, 'counter' | 'gauge']> = {
   ],
   tmfRequests: ['Task management function requests performed', 'counter'],
   tmfNotComplete: ['Task management functions answered other than Function complete', 'counter'],
+  tmfDataOutWaitExpired: [
+    'Multi-task TMFs answered at the bound, before the initiator had sent the Data-Out for every R2T of the affected tasks',
+    'counter',
+  ],
   tgtLoginNoSession: [
     'Logins refused Session does not exist (0x020a): a TSIH naming no session of this initiator',
     'counter',

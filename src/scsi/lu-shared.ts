@@ -49,6 +49,9 @@
  */
 import { allocateLuStats } from '../metrics/lu-stats';
 import type { Asc } from './constants';
+import { PrArea, PR_CAPACITY, releasePrLock } from './lu-pr-area';
+
+export { PR_CAPACITY, PrCapacityError } from './lu-pr-area';
 
 /** Unit attention conditions, one bit each; the lower the bit, the earlier it is reported. */
 export const UA = {
@@ -105,15 +108,10 @@ export const MAX_NEXUS = 512;
 /** Stripes of the LBA space for range locks; a stripe is STRIPE_BYTES of the medium, taken modulo NSTRIPES. */
 export const NSTRIPES = 16;
 export const STRIPE_BYTES = 1024 * 1024;
-/** Bytes of JSON the PR document may take (about 100 registrations). */
-export const PR_CAPACITY = 32 * 1024;
 
 // Word offsets in the Int32Array.
 const FLAGS = 0;
-const PR_ACTIVE = 1;
-const PR_SEQ = 2;
-const PR_LOCK = 3;
-const PR_LEN = 4;
+// Words 1-4: the PR document's active flag, seqlock, lock and length (lu-pr-area.ts).
 const RESET_EPOCH = 5;
 const SANITIZE_PROGRESS = 6;
 const SANITIZE_OWNER = 7;
@@ -159,26 +157,15 @@ export function nexusHash(nexus: string): [number, number] {
   return [a | 1, b | 1];
 }
 
-/** The PR document was too big for PR_CAPACITY: answered INSUFFICIENT REGISTRATION RESOURCES. */
-export class PrCapacityError extends Error {
-  constructor() {
-    super('persistent reservation state does not fit');
-  }
-}
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
 /**
  * One thread's handle on an LU's shared state. `lane` is this thread's counter row (1..256 in a worker); a
  * private LuShared (no memory given, as in unit tests) has lane 1 of its own memory.
  */
 export class LuShared {
   private readonly w: Int32Array;
-  private readonly prBytes: Uint8Array;
+  private readonly pr: PrArea;
   /** Nexus name -> slot index, for the nexuses this thread serves. */
   private readonly slots = new Map<string, number>();
-  private prCache: { seq: number; doc: unknown } | null = null;
 
   constructor(
     readonly memory: LuSharedMemory = allocateLuShared(),
@@ -186,7 +173,7 @@ export class LuShared {
   ) {
     if (!Number.isInteger(lane) || lane < 0 || lane >= MAX_LANES) throw new RangeError(`bad lane ${lane}`);
     this.w = new Int32Array(memory.words);
-    this.prBytes = new Uint8Array(memory.pr);
+    this.pr = new PrArea(this.w, new Uint8Array(memory.pr), lane);
   }
 
   // ---- flags ---------------------------------------------------------------------------------------------
@@ -518,89 +505,26 @@ export class LuShared {
     }
   }
 
-  // ---- persistent reservation document -----------------------------------------------------------------
+  // ---- persistent reservation document (lu-pr-area.ts) -------------------------------------------------
 
   /** Hot path: true when some registration or reservation exists (the document must be consulted). */
   get prActive(): boolean {
-    return Atomics.load(this.w, PR_ACTIVE) !== 0;
+    return this.pr.active;
   }
 
   /** PRgeneration-independent change counter of the document (even when stable). */
   get prSeq(): number {
-    return Atomics.load(this.w, PR_SEQ);
+    return this.pr.seq;
   }
 
-  /**
-   * The current PR document (whatever the PR module stores; null when none was ever written). Cached per
-   * thread until the sequence number moves; the returned object must be treated as read-only.
-   */
+  /** The current PR document (PrArea.document): read-only, null when none was ever written. */
   prDocument<T>(): T | null {
-    for (;;) {
-      const s1 = Atomics.load(this.w, PR_SEQ);
-      if (this.prCache && this.prCache.seq === s1) return this.prCache.doc as T | null;
-      if (s1 & 1) continue; // a writer is in the middle of it
-      const doc = this.readDoc();
-      if (Atomics.load(this.w, PR_SEQ) !== s1) continue;
-      this.prCache = { seq: s1, doc };
-      return doc as T | null;
-    }
+    return this.pr.document<T>();
   }
 
-  private readDoc(): unknown {
-    const len = Atomics.load(this.w, PR_LEN);
-    if (len === 0) return null;
-    // Copy out before decoding: the bytes may change under us (the seqlock check then discards the result).
-    const copy = this.prBytes.slice(0, Math.min(len, PR_CAPACITY));
-    try {
-      return JSON.parse(decoder.decode(copy));
-    } catch {
-      return null; // torn read; the caller's sequence check retries
-    }
-  }
-
-  /**
-   * Change the PR document under the LU's lock. `fn` gets the current document and returns the new one (or
-   * undefined to leave it) and a result; it runs synchronously, so it may persist the document (fsync) before
-   * the change becomes visible. `active` says whether the new document holds anything the hot path must
-   * check. Throws PrCapacityError (nothing changed) when the document does not fit.
-   */
+  /** Change the PR document under the LU's lock (PrArea.update); throws PrCapacityError when it does not fit. */
   updatePr<D, R>(fn: (doc: D | null) => { doc?: D; active?: boolean; result: R }): R {
-    this.lockPr();
-    try {
-      const seq = Atomics.load(this.w, PR_SEQ);
-      const current = (
-        this.prCache && this.prCache.seq === seq ? this.prCache.doc : this.readDoc()
-      ) as D | null;
-      const out = fn(current);
-      if (out.doc === undefined) return out.result;
-      const bytes = encoder.encode(JSON.stringify(out.doc));
-      if (bytes.length > PR_CAPACITY) throw new PrCapacityError();
-      Atomics.store(this.w, PR_SEQ, seq + 1);
-      this.prBytes.set(bytes, 0);
-      Atomics.store(this.w, PR_LEN, bytes.length);
-      Atomics.store(this.w, PR_ACTIVE, out.active ? 1 : 0);
-      Atomics.store(this.w, PR_SEQ, seq + 2);
-      this.prCache = { seq: seq + 2, doc: out.doc };
-      return out.result;
-    } finally {
-      this.unlockPr();
-    }
-  }
-
-  private lockPr(): void {
-    const me = this.lane + 1;
-    for (;;) {
-      const v = Atomics.compareExchange(this.w, PR_LOCK, 0, me);
-      if (v === 0) return;
-      if (v === me) throw new Error('PR lock taken twice by one thread');
-      // Holders never await inside the section: a blocking wait is short. The portal thread never locks.
-      Atomics.wait(this.w, PR_LOCK, v, 10);
-    }
-  }
-
-  private unlockPr(): void {
-    Atomics.store(this.w, PR_LOCK, 0);
-    Atomics.notify(this.w, PR_LOCK);
+    return this.pr.update(fn);
   }
 }
 
@@ -639,12 +563,5 @@ export function releaseLane(memory: LuSharedMemory, lane: number): void {
     Atomics.store(w, WRITERS_BASE + lane * NSTRIPES + s, 0);
     Atomics.compareExchange(w, EXCL_BASE + s, me, 0);
   }
-  if (Atomics.load(w, PR_LOCK) === me) {
-    // A PR change interrupted half way: the sequence number may be odd (a torn document). Keep the bytes as
-    // they were only if the change never began.
-    const seq = Atomics.load(w, PR_SEQ);
-    if (seq & 1) Atomics.store(w, PR_SEQ, seq + 1);
-    Atomics.store(w, PR_LOCK, 0);
-    Atomics.notify(w, PR_LOCK);
-  }
+  releasePrLock(w, me);
 }

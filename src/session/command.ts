@@ -21,6 +21,8 @@ import {
   orderedPieces,
   recoveryPending,
 } from './dataout-recovery';
+import { AbandonedTransfers } from './abandoned';
+import { type Disposition, OK, fatal, refuse, reject } from './disposition';
 
 const GOOD = 0x00;
 const CHECK_CONDITION = 0x02;
@@ -40,6 +42,16 @@ const PROTOCOL_SERVICE_CRC_ERROR = [0x47, 0x05] as const;
  *  done       answered or dropped, out of the task table
  */
 export type TaskState = 'queued' | 'receiving' | 'running' | 'aborted' | 'done';
+
+/**
+ * Whether the task counts in session.inFlight (it holds the CmdSN window): delivered and not immediate, until
+ * finish(). Derived from the state, so that no flag can disagree with it.
+ */
+function inWindow(task: Task): boolean {
+  return (
+    !task.immediate && (task.state === 'receiving' || task.state === 'running' || task.state === 'aborted')
+  );
+}
 
 interface R2tState {
   offset: number;
@@ -68,8 +80,6 @@ export interface Task {
   r2ts: Map<number, R2tState>;
   r2tSN: number;
   state: TaskState;
-  /** Counted in session.inFlight (delivered, not immediate) until finish(). */
-  inWindow: boolean;
   /** The SCSI layer's work once running: settles (never rejects) when the backstore is done with it. */
   execution: Promise<void> | null;
   /**
@@ -112,19 +122,18 @@ export class CommandEngine {
   private readsPending = 0;
   /** The session's start gate this engine waits on (see Session.startGate), once however many tasks wait. */
   private gateWait: Promise<void> | null = null;
+  /** Transfers of tasks ended while they waited for Data-Out. */
+  private readonly abandoned = new AbandonedTransfers();
 
   constructor(private readonly conn: Connection) {}
 
-  private protocolError(pdu: Pdu, why: string, task?: Task): void {
-    log.warn('protocol error', { peer: this.conn.peer, why });
-    this.conn.ctx.counters.inc('instSsnFormatErrors');
-    this.conn.reject(RejectReason.ProtocolError, pdu.bhs);
+  /** Error recovery level 0: a protocol error ends the connection once the Reject is on its way. */
+  private protocolError(why: string, task?: Task): Disposition {
     if (task) this.drop(task);
-    // Error recovery level 0: a protocol error ends the connection once the Reject is on its way.
-    setImmediate(() => this.conn.close(why));
+    return fatal(why, { reject: RejectReason.ProtocolError });
   }
 
-  onCommand(pdu: Pdu): void {
+  onCommand(pdu: Pdu): Disposition {
     const conn = this.conn;
     const session = conn.session!;
     const p = session.params;
@@ -132,28 +141,24 @@ export class CommandEngine {
     try {
       cmd = decodeScsiCommand(pdu);
     } catch (e) {
-      if (e instanceof PduFormatError) {
-        conn.reject(RejectReason.InvalidPduField, pdu.bhs);
-        return;
-      }
+      if (e instanceof PduFormatError) return refuse(RejectReason.InvalidPduField, e.message);
       throw e;
     }
     if (session.taskInProgress(cmd.itt)) {
       // RFC 7143 11.2.1.8: the ITT names a task of the session that is still in progress.
-      log.warn('command with the ITT of a task in progress', { peer: conn.peer, itt: cmd.itt });
-      conn.ctx.counters.inc('instSsnFormatErrors');
-      conn.reject(RejectReason.TaskInProgress, pdu.bhs);
-      return;
+      return reject(RejectReason.TaskInProgress, 'command with the ITT of a task in progress', {
+        detail: { itt: cmd.itt },
+      });
     }
     const imm = pdu.data.length;
     if (imm > 0) {
-      if (!cmd.write) return this.protocolError(pdu, 'immediate data on a command without W');
-      if (!p.immediateData) return this.protocolError(pdu, 'immediate data with ImmediateData=No');
-      if (imm > p.firstBurstLength) return this.protocolError(pdu, 'immediate data beyond FirstBurstLength');
-      if (imm > cmd.expectedDataTransferLength) return this.protocolError(pdu, 'immediate data beyond EDTL');
+      if (!cmd.write) return this.protocolError('immediate data on a command without W');
+      if (!p.immediateData) return this.protocolError('immediate data with ImmediateData=No');
+      if (imm > p.firstBurstLength) return this.protocolError('immediate data beyond FirstBurstLength');
+      if (imm > cmd.expectedDataTransferLength) return this.protocolError('immediate data beyond EDTL');
     }
     if (!pdu.final && (p.initialR2T || !cmd.write))
-      return this.protocolError(pdu, 'unsolicited Data-Out announced but not allowed');
+      return this.protocolError('unsolicited Data-Out announced but not allowed');
     const edtl = cmd.expectedDataTransferLength;
     const lun = decodeLun(pdu.bhs.subarray(8, 16));
     let failure: ScsiResult | null = null;
@@ -201,7 +206,6 @@ export class CommandEngine {
       r2ts: new Map(),
       r2tSN: 0,
       state: 'queued',
-      inWindow: false,
       execution: null,
       failure,
       reserved,
@@ -222,9 +226,8 @@ export class CommandEngine {
     const accepted = session.deliver(cmd.cmdSN, cmd.immediate, () => {
       if (task.state !== 'queued') return; // ended while it waited for its turn
       task.state = 'receiving';
-      if (!task.immediate) {
+      if (inWindow(task)) {
         session.inFlight++;
-        task.inWindow = true;
       }
       // Its connection may have failed, and the task been reassigned, while it waited (ERL 2).
       if (task.unsolicitedDone) task.owner.sendR2ts(task);
@@ -235,36 +238,37 @@ export class CommandEngine {
       this.finish(task);
       log.debug('command outside the CmdSN window ignored', { peer: conn.peer, cmdSN: cmd.cmdSN });
     }
+    return OK;
   }
 
   /**
    * A Data-Out PDU; `corrupt` when its data failed the digest (already Rejected): counted, not kept. At ERL 0
    * the task then fails; at ERL 1 the data is asked for again (dataout-recovery.ts).
    */
-  onDataOut(pdu: Pdu, corrupt = false): void {
+  onDataOut(pdu: Pdu, corrupt = false): Disposition {
     const d = decodeDataOut(pdu);
-    const task = this.tasks.get(d.itt);
-    if (!task || (task.state !== 'queued' && task.state !== 'receiving')) {
-      log.warn('Data-Out for an unknown task', { peer: this.conn.peer, itt: d.itt });
-      this.conn.ctx.counters.inc('instSsnFormatErrors');
-      this.conn.reject(RejectReason.InvalidPduField, pdu.bhs);
-      return;
+    if (this.abandoned.late(d.itt, d.ttt, d.final, this.tasks.has(d.itt))) {
+      log.debug('Data-Out of an aborted task discarded', { peer: this.conn.peer, itt: d.itt, ttt: d.ttt });
+      return OK;
     }
+    const task = this.tasks.get(d.itt);
+    if (!task || (task.state !== 'queued' && task.state !== 'receiving'))
+      return reject(RejectReason.InvalidPduField, 'Data-Out for an unknown task', { detail: { itt: d.itt } });
     const len = pdu.data.length;
     let r2t: R2tState | undefined;
     let dataSN: number;
     if (d.ttt === RESERVED_TAG) {
-      if (task.unsolicitedDone) return this.protocolError(pdu, 'unsolicited Data-Out after the F bit', task);
+      if (task.unsolicitedDone) return this.protocolError('unsolicited Data-Out after the F bit', task);
       if (d.bufferOffset + len > task.unsolicitedLimit)
-        return this.protocolError(pdu, 'unsolicited data beyond FirstBurstLength', task);
+        return this.protocolError('unsolicited data beyond FirstBurstLength', task);
       dataSN = task.unsolicitedDataSN++;
     } else {
       r2t = task.r2ts.get(d.ttt);
       // The data of the R2T it should answer would never come: the task could not end.
-      if (!r2t) return this.protocolError(pdu, 'Data-Out with an unknown Target Transfer Tag', task);
+      if (!r2t) return this.protocolError('Data-Out with an unknown Target Transfer Tag', task);
       dataSN = r2t.nextDataSN++;
       if (d.bufferOffset + len > r2t.offset + r2t.length)
-        return this.protocolError(pdu, 'Data-Out beyond the R2T', task);
+        return this.protocolError('Data-Out beyond the R2T', task);
     }
     const rec = task.recovery;
     // DataPDUInOrder and DataSequenceInOrder are Yes: data arrives at increasing offsets, back to back; once
@@ -272,9 +276,8 @@ export class CommandEngine {
     const expected = !rec ? task.received : r2t ? r2t.offset + r2t.received : (rec.discard?.next ?? -1);
     if (r2t) r2t.received += len;
     const discarding = rec?.discard?.ttt === d.ttt;
-    if (d.bufferOffset !== expected && !discarding)
-      return this.protocolError(pdu, 'Data-Out out of order', task);
-    if (d.bufferOffset + len > task.edtl) return this.protocolError(pdu, 'Data-Out beyond EDTL', task);
+    if (d.bufferOffset !== expected && !discarding) return this.protocolError('Data-Out out of order', task);
+    if (d.bufferOffset + len > task.edtl) return this.protocolError('Data-Out beyond EDTL', task);
     if (d.dataSN !== dataSN && !task.failure) {
       // ERL 0 cannot ask for the PDU again: the command fails once its data has stopped arriving.
       log.warn('unexpected DataSN', { peer: this.conn.peer, itt: task.itt, got: d.dataSN, expected: dataSN });
@@ -294,7 +297,7 @@ export class CommandEngine {
       const r = (task.recovery ??= beginRecovery(task.data));
       r.discard ??= { ttt: d.ttt, from: d.bufferOffset, next: d.bufferOffset };
       if (!discardDataOut(r, d.bufferOffset, len, d.final))
-        return this.protocolError(pdu, 'Data-Out out of order', task);
+        return this.protocolError('Data-Out out of order', task);
     } else {
       if (len && d.bufferOffset < task.wantData && !task.failure) {
         const keep = Math.min(len, task.wantData - d.bufferOffset);
@@ -306,7 +309,7 @@ export class CommandEngine {
     }
     if (d.final) {
       if (r2t) {
-        if (r2t.received !== r2t.length) return this.protocolError(pdu, 'R2T sequence ended early', task);
+        if (r2t.received !== r2t.length) return this.protocolError('R2T sequence ended early', task);
         task.r2ts.delete(d.ttt);
       } else {
         task.unsolicitedDone = true;
@@ -316,6 +319,7 @@ export class CommandEngine {
       if (task.state === 'receiving') this.sendR2ts(task);
     }
     this.maybeStart(task);
+    return OK;
   }
 
   /**
@@ -599,10 +603,9 @@ export class CommandEngine {
     }
     this.deferred.delete(task);
     this.unreserve(task);
-    if (task.inWindow) {
+    if (inWindow(task)) {
       const session = this.conn.session;
       if (session && session.inFlight > 0) session.inFlight--;
-      task.inWindow = false;
     }
     task.state = 'done';
   }
@@ -617,17 +620,26 @@ export class CommandEngine {
     else if (task.state !== 'aborted' && task.state !== 'done') this.finish(task);
   }
 
+  /**
+   * End a task for a TMF, a logout or the connection's end. One still receiving leaves its transfers behind:
+   * their Data-Out may still come, and is discarded (abandoned.ts).
+   */
+  private abandon(task: Task): void {
+    if (task.state === 'queued' || task.state === 'receiving') this.abandoned.add(task);
+    this.drop(task);
+  }
+
   /** Abort one task (TMF): its response, if any, is suppressed. Returns it, or undefined if none has the ITT. */
   abort(itt: number): Task | undefined {
     const task = this.tasks.get(itt);
-    if (task) this.drop(task);
+    if (task) this.abandon(task);
     return task;
   }
 
   /** Abort the tasks `pred` picks (those of one LUN, or all); returns them. */
   abortWhere(pred: (t: Task) => boolean): Task[] {
     const hit = [...this.tasks.values()].filter(pred);
-    for (const t of hit) this.drop(t);
+    for (const t of hit) this.abandon(t);
     return hit;
   }
 
@@ -681,6 +693,16 @@ export class CommandEngine {
       task.held = null;
       this.respond(task, result);
     }
+  }
+
+  /** Resolves once the R2Ts these aborted tasks had outstanding got their final Data-Out (or releaseDataWaits). */
+  dataOutAnswered(tasks: readonly Task[]): Promise<void> {
+    return this.abandoned.answered(tasks.flatMap((t) => [...t.r2ts.keys()]));
+  }
+
+  /** No more Data-Out will come on this connection (closed, logged out): TMFs stop waiting for it. */
+  releaseDataWaits(): void {
+    this.abandoned.release();
   }
 }
 

@@ -1,35 +1,29 @@
 /**
- * One iSCSI connection on a worker: reads PDUs, runs the login, then full feature phase (SCSI commands, text,
- * NOP, task management, logout). Data-path details live in command.ts; this file is the protocol switchboard.
+ * One iSCSI connection on a worker: reads PDUs, runs the login, then full feature phase; sends PDUs (corked per
+ * event-loop turn, with backpressure), and carries out what the handlers decide (dispose). The handlers live
+ * beside it: dispatch.ts routes each opcode, command.ts is the data path, nop.ts, text.ts, tmf.ts, logout.ts
+ * and snack.ts the other requests.
  */
 import type { Socket } from 'node:net';
 import { PduParser, PduParseError } from '../pdu/parser';
 import type { Pdu } from '../pdu/pdu';
-import { decodeNopOut, decodeTextRequest } from '../pdu/pdu';
-import {
-  frame,
-  encodeLoginResponse,
-  encodeReject,
-  encodeNopIn,
-  encodeTextResponse,
-  encodeAsyncMessage,
-} from '../pdu/serializer';
+import { frame, encodeLoginResponse, encodeReject, encodeNopIn, encodeAsyncMessage } from '../pdu/serializer';
 import { Opcode, RejectReason, LoginStatus, RESERVED_TAG } from '../pdu/opcodes';
 import { crc32c } from '../native';
 import { LoginHandler, type LoginOutcome } from '../login/login';
-import { parseTextData, encodeTextData } from '../login/text';
 import { log } from '../util/log';
 import type { ConnectionHost } from './host';
 import { Session } from './session';
 import { snAdd } from './serial';
 import { CommandEngine } from './command';
-import { onTaskManagement } from './tmf';
-import { handleLogout } from './logout';
 import { countLoginRefusal } from './mcs';
 import { RecoveryLog } from './recovery';
-import { onSnack } from './snack';
 import { holdForReassignment } from './erl2';
 import { STOP_SEND_QUEUE } from './backpressure';
+import { Keepalive } from './nop';
+import { TextExchange } from './text';
+import { dispatchFfp, afterLogout } from './dispatch';
+import { type Disposition, fatal, reject } from './disposition';
 
 export interface ConnectionMeta {
   remoteAddress: string;
@@ -66,11 +60,10 @@ export class Connection {
   readonly tmfsInFlight = new Set<Promise<void>>();
   private readonly login: LoginHandler;
   private loginTimer: NodeJS.Timeout | null;
-  private nopTimer: NodeJS.Timeout | null = null;
-  private nopOutstanding: { ttt: number; sentAt: number } | null = null;
-  private nextNopTtt = 1;
-  private lastRx = Date.now();
-  private textState: { itt: number; ttt: number; rest: Buffer } | null = null;
+  readonly keepalive: Keepalive;
+  readonly text: TextExchange;
+  /** Target Transfer Tags of NOP-In pings and long text answers. */
+  private nextTtt = 1;
   /**
    * Backpressure: set while the socket holds more than config.sendHighWater unsent bytes. The connection then
    * reads nothing (TCP pushes back), starts no new command and holds the session's CmdSN window, until 'drain'.
@@ -102,6 +95,8 @@ export class Connection {
     });
     this.commands = new CommandEngine(this);
     this.login = new LoginHandler(ctx.loginEnvironment(meta.remoteAddress));
+    this.keepalive = new Keepalive(this);
+    this.text = new TextExchange(this, () => this.login.negotiator!);
     this.loginTimer = setTimeout(
       () => {
         log.warn('login timed out', { peer: this.peer });
@@ -141,7 +136,7 @@ export class Connection {
   }
 
   private onData(chunk: Buffer): void {
-    this.lastRx = Date.now();
+    this.keepalive.lastRx = Date.now();
     if (this.phase === 'closed') return;
     const parser = this.parser;
     const copied = parser.copiedBytes;
@@ -314,6 +309,11 @@ export class Connection {
     return true;
   }
 
+  /** A Target Transfer Tag for a NOP-In ping or a long text answer. */
+  nextTargetTag(): number {
+    return this.nextTtt++ & 0x7fffffff;
+  }
+
   /** StatSN for a PDU that carries status: assigned, then advanced. */
   nextStatSN(): number {
     const s = this.statSN;
@@ -328,8 +328,27 @@ export class Connection {
     return this.session ? this.session.maxCmdSN : 0;
   }
 
+  /**
+   * The one place where what a handler decided about a PDU (`bhs`, its header) is carried out: the Reject sent
+   * with the offending header, the error counted and logged, the connection closed on a fatal error.
+   */
+  dispose(bhs: Buffer, d: Disposition): void {
+    if (d.kind === 'ok') return;
+    if (d.formatError) this.ctx.counters.inc('instSsnFormatErrors');
+    const fields = { ...this.who(), opcode: `0x${(bhs[0] & 0x3f).toString(16)}`, ...d.detail };
+    if (d.level === 'warn') log.warn(d.why, fields);
+    else log.debug(d.why, fields);
+    if (d.kind === 'reject') this.sendReject(d.reason, bhs, d.dataSN);
+    else if (d.kind === 'fatal') {
+      if (d.reject === undefined) return this.close(d.why);
+      this.sendReject(d.reject, bhs);
+      // Error recovery level 0: the connection ends once the Reject is on its way.
+      setImmediate(() => this.close(d.why));
+    }
+  }
+
   /** `dataSN`: for a Data/R2T SNACK rejected as a protocol error, the next DataSN/R2TSN (RFC 7143 11.17.3). */
-  reject(reason: number, bhs: Buffer, dataSN = 0): void {
+  private sendReject(reason: number, bhs: Buffer, dataSN = 0): void {
     this.ctx.counters.inc('rejectsSent');
     this.send(
       encodeReject({
@@ -379,32 +398,31 @@ export class Connection {
   // ---- receiving ---------------------------------------------------------------------------------
 
   private onParseError(e: PduParseError): void {
-    const c = this.ctx.counters;
     if (e.kind === 'data-too-long') {
-      c.inc('instSsnFormatErrors');
-      log.warn('data segment longer than MaxRecvDataSegmentLength', { peer: this.peer, detail: e.message });
-      if (this.phase === 'login') {
-        this.close('oversized login PDU');
-        return;
-      }
-      this.reject(RejectReason.ProtocolError, e.bhs);
+      const why = 'data segment longer than MaxRecvDataSegmentLength';
+      const detail = { detail: e.message };
+      this.dispose(
+        e.bhs,
+        this.phase === 'login' ? fatal(why, { detail }) : reject(RejectReason.ProtocolError, why, { detail }),
+      );
       return;
     }
-    c.inc('instSsnDigestErrors');
+    this.ctx.counters.inc('instSsnDigestErrors');
     this.session?.stats?.digestError();
     if (e.kind === 'data-digest' && this.phase === 'ffp') {
-      log.warn('data digest error', this.who());
-      this.reject(RejectReason.DataDigestError, e.bhs);
+      this.dispose(
+        e.bhs,
+        reject(RejectReason.DataDigestError, 'data digest error', { formatError: false, level: 'warn' }),
+      );
       // RFC 7143 sec. 7.8: the data PDU is discarded. At ERL 0 its task ends with CHECK CONDITION once the
       // rest of its data has arrived; at ERL 1 a recovery R2T asks for it again. A SCSI Command with bad
       // immediate data is discarded whole at either level (the Reject tells the initiator to retry it).
-      if (e.pdu && e.pdu.opcode === Opcode.DataOut) this.commands.onDataOut(e.pdu, true);
+      if (e.pdu && e.pdu.opcode === Opcode.DataOut) this.dispose(e.bhs, this.commands.onDataOut(e.pdu, true));
       return;
     }
     // A header that fails its digest cannot be trusted for its lengths, and without markers (RFC 7143 has
     // none) the next PDU boundary cannot be found: the connection goes, at ERL 1 too (RFC 7143 sec. 7.8).
-    log.warn('header digest error: dropping the connection', this.who());
-    this.close('header digest error');
+    this.dispose(e.bhs, fatal('header digest error: dropping the connection', { formatError: false }));
   }
 
   private onPdu(pdu: Pdu): void {
@@ -417,8 +435,8 @@ export class Connection {
     this.session?.stats?.rx(pdu.dataLength);
     try {
       if (this.phase === 'login') this.onLoginPdu(pdu);
-      else if (this.phase === 'logout') this.afterLogout(pdu);
-      else this.onFfpPdu(pdu);
+      else if (this.phase === 'logout') this.dispose(pdu.bhs, afterLogout(pdu));
+      else this.dispose(pdu.bhs, dispatchFfp(this, pdu));
     } catch (e) {
       // A bug or a malformed field we did not anticipate: this connection goes, the worker stays.
       this.ctx.counters.inc('instSsnFormatErrors');
@@ -552,186 +570,7 @@ export class Connection {
       cid: outcome.cid,
       digests: `${p.headerDigest ? 'H' : '-'}${p.dataDigest ? 'D' : '-'}`,
     });
-    this.armNop();
-  }
-
-  private onFfpPdu(pdu: Pdu): void {
-    const session = this.session!;
-    const bhs = pdu.bhs;
-    // ExpStatSN acknowledges our responses: what ERL 1 kept for them goes.
-    if (pdu.opcode !== Opcode.DataOut || pdu.final) {
-      this.expStatSN = bhs.readUInt32BE(28);
-      this.recovery?.acknowledge(this.expStatSN);
-    }
-    switch (pdu.opcode) {
-      case Opcode.ScsiCommand:
-        if (session.type !== 'Normal') {
-          this.reject(RejectReason.ProtocolError, bhs);
-          return;
-        }
-        this.commands.onCommand(pdu);
-        return;
-      case Opcode.DataOut:
-        this.commands.onDataOut(pdu);
-        return;
-      case Opcode.NopOut:
-        this.onNopOut(pdu);
-        return;
-      case Opcode.TextRequest:
-        this.onText(pdu);
-        return;
-      case Opcode.TaskMgmtRequest:
-        onTaskManagement(this, pdu);
-        return;
-      case Opcode.LogoutRequest:
-        handleLogout(this, pdu);
-        return;
-      case Opcode.Snack:
-        if (this.recovery) onSnack(this, pdu);
-        else this.reject(RejectReason.CommandNotSupported, bhs); // ERL 0: SNACK is not supported
-        return;
-      case Opcode.LoginRequest:
-        this.reject(RejectReason.ProtocolError, bhs);
-        return;
-      default:
-        this.ctx.counters.inc('instSsnFormatErrors');
-        log.warn('unknown opcode', { peer: this.peer, opcode: `0x${pdu.opcode.toString(16)}` });
-        this.reject(RejectReason.CommandNotSupported, bhs);
-    }
-  }
-
-  private onNopOut(pdu: Pdu): void {
-    const req = decodeNopOut(pdu);
-    const session = this.session!;
-    if (req.itt === RESERVED_TAG) {
-      // An answer to our NOP-In ping (or an unsolicited NOP-Out that wants no answer).
-      if (this.nopOutstanding && req.ttt === this.nopOutstanding.ttt) this.nopOutstanding = null;
-      return;
-    }
-    const data = pdu.data.length ? Buffer.from(pdu.data.subarray(0, this.maxSendDataSegment)) : null;
-    const ok = session.deliver(req.cmdSN, req.immediate, () =>
-      this.send(
-        encodeNopIn({
-          lun: req.lun,
-          itt: req.itt,
-          ttt: RESERVED_TAG,
-          statSN: this.nextStatSN(),
-          expCmdSN: session.expCmdSN,
-          maxCmdSN: session.maxCmdSN,
-        }),
-        data,
-      ),
-    );
-    if (!ok) log.debug('NOP-Out outside the CmdSN window ignored', { peer: this.peer });
-  }
-
-  private onText(pdu: Pdu): void {
-    const req = decodeTextRequest(pdu);
-    const session = this.session!;
-    session.deliver(req.cmdSN, req.immediate, () => {
-      let body: Buffer;
-      if (this.textState && req.ttt === this.textState.ttt && req.itt === this.textState.itt) {
-        body = this.textState.rest; // continuation of a long answer
-      } else {
-        this.textState = null;
-        const parsed = parseTextData(pdu.data);
-        if (parsed.error) {
-          this.reject(RejectReason.ProtocolError, pdu.bhs);
-          return;
-        }
-        const answer: Array<[string, string]> = [];
-        const others: Array<[string, string]> = [];
-        for (const [k, v] of parsed.pairs) {
-          if (k === 'SendTargets') answer.push(...this.ctx.sendTargets(v, session, this));
-          else others.push([k, v]);
-        }
-        if (others.length) {
-          // Renegotiation in full feature phase goes through the login's negotiator (RFC 7143 sec. 6.6).
-          const r = this.login.negotiator!.process(others, 'ffp');
-          if (r.failure) {
-            this.reject(RejectReason.ProtocolError, pdu.bhs);
-            return;
-          }
-          answer.push(...r.response);
-          const np = this.login.negotiator!.result();
-          this.maxSendDataSegment = np.initiatorMaxRecvDataSegmentLength;
-        }
-        body = encodeTextData(answer);
-      }
-      const max = this.maxSendDataSegment;
-      const more = body.length > max;
-      const ttt = more ? this.nextNopTtt++ & 0x7fffffff : RESERVED_TAG;
-      this.textState = more ? { itt: req.itt, ttt, rest: body.subarray(max) } : null;
-      this.send(
-        encodeTextResponse({
-          final: !more,
-          continue: more,
-          lun: req.lun,
-          itt: req.itt,
-          ttt,
-          statSN: this.nextStatSN(),
-          expCmdSN: session.expCmdSN,
-          maxCmdSN: session.maxCmdSN,
-        }),
-        more ? body.subarray(0, max) : body.length ? body : null,
-      );
-    });
-  }
-
-  /**
-   * RFC 7143 11.14: nothing may follow a Logout Request on the connection it closes. What does is dropped
-   * unanswered, never dispatched (its task would be terminated by the logout anyway), and counted.
-   */
-  private afterLogout(pdu: Pdu): void {
-    this.ctx.counters.inc('instSsnFormatErrors');
-    log.warn('PDU after the Logout Request dropped', { peer: this.peer, opcode: pdu.opcode, itt: pdu.itt });
-  }
-
-  // ---- keepalive -------------------------------------------------------------------------------
-
-  /** The target's keepalive (its own or the global one); a discovery session has the global one. */
-  private keepalive(): { nopInInterval: number; nopInTimeout: number } {
-    return this.session?.target?.config ?? this.ctx.config;
-  }
-
-  private armNop(): void {
-    const interval = this.keepalive().nopInInterval * 1000;
-    if (interval <= 0) return;
-    const tick = Math.min(interval, 1000);
-    this.nopTimer = setInterval(() => this.nopTick(interval), tick);
-    this.nopTimer.unref();
-  }
-
-  private nopTick(interval: number): void {
-    if (this.phase !== 'ffp' || !this.session) return;
-    const now = Date.now();
-    if (this.readStops !== 0) {
-      // Not reading: an answer may be waiting unread, and no ping is needed to know the peer is busy.
-      if (this.nopOutstanding) this.nopOutstanding.sentAt = now;
-      return;
-    }
-    if (this.nopOutstanding) {
-      if (now - this.nopOutstanding.sentAt > this.keepalive().nopInTimeout * 1000) {
-        this.ctx.counters.inc('instSsnCxnTimeoutErrors');
-        this.session?.stats?.timeoutError();
-        log.warn('no answer to NOP-In: dropping the connection', this.who());
-        this.close('nop timeout');
-      }
-      return;
-    }
-    if (now - this.lastRx < interval) return;
-    const ttt = this.nextNopTtt++ & 0x7fffffff;
-    this.nopOutstanding = { ttt, sentAt: now };
-    this.ctx.counters.inc('nopInPings');
-    this.send(
-      encodeNopIn({
-        itt: RESERVED_TAG,
-        ttt,
-        statSN: this.statSN,
-        expCmdSN: this.session.expCmdSN,
-        maxCmdSN: this.session.maxCmdSN,
-      }),
-    );
+    this.keepalive.arm();
   }
 
   // ---- teardown --------------------------------------------------------------------------------
@@ -759,7 +598,7 @@ export class Connection {
     this.phase = 'closed';
     if (this.loginTimer) clearTimeout(this.loginTimer);
     this.endLogin();
-    if (this.nopTimer) clearInterval(this.nopTimer);
+    this.keepalive.stop();
     if (this.stallTimer) clearInterval(this.stallTimer);
     for (const t of this.gapTimers) clearTimeout(t);
     this.gapTimers.clear();
@@ -769,6 +608,7 @@ export class Connection {
     }
     this.ctx.backpressure.forget(this);
     if (!holdForReassignment(this)) this.commands.abortAll();
+    this.commands.releaseDataWaits();
     this.ctx.counters.inc('cxnActive', -1);
     this.ctx.connectionClosed(this);
     this.closedResolve();

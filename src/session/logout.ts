@@ -8,6 +8,7 @@ import { encodeLogoutResponse } from '../pdu/serializer';
 import { LogoutReason, LogoutResponseCode, RejectReason } from '../pdu/opcodes';
 import { log } from '../util/log';
 import type { Connection } from './connection';
+import { type Disposition, OK, refuse } from './disposition';
 import type { Session } from './session';
 import { markLoggedOut } from './mcs';
 import { settled } from './command';
@@ -65,7 +66,7 @@ export function decideLogout(
  * commands of the connections it ends are terminated and their backstore I/O awaited, and the task management
  * functions that arrived before it are answered, before the Logout Response goes (RFC 7143 11.14).
  */
-export function handleLogout(conn: Connection, pdu: Pdu): void {
+export function handleLogout(conn: Connection, pdu: Pdu): Disposition {
   const req = decodeLogoutRequest(pdu);
   const session = conn.session!;
   const closesThis =
@@ -75,15 +76,24 @@ export function handleLogout(conn: Connection, pdu: Pdu): void {
         (req.reasonCode === LogoutReason.RemoveConnectionForRecovery &&
           session.params.errorRecoveryLevel >= 2)));
   if (closesThis) conn.phase = 'logout';
-  session.deliver(req.cmdSN, req.immediate, () => void logout(conn, session, req, pdu.bhs));
+  session.deliver(req.cmdSN, req.immediate, () => {
+    const d = decideLogout(session, conn, req.reasonCode, req.cid);
+    if (d === null)
+      conn.dispose(
+        pdu.bhs,
+        refuse(RejectReason.InvalidPduField, 'unknown logout reason code', { reason: req.reasonCode }),
+      );
+    else void logout(conn, session, req, d);
+  });
+  return OK;
 }
 
-async function logout(conn: Connection, session: Session, req: LogoutRequest, bhs: Buffer): Promise<void> {
-  const d = decideLogout(session, conn, req.reasonCode, req.cid);
-  if (d === null) {
-    conn.reject(RejectReason.InvalidPduField, bhs);
-    return;
-  }
+async function logout(
+  conn: Connection,
+  session: Session,
+  req: LogoutRequest,
+  d: LogoutDecision,
+): Promise<void> {
   const c = conn.ctx.counters;
   c.inc(d.response === LogoutResponseCode.Success ? 'tgtLogoutNormals' : 'tgtLogoutOthers');
   if (d.response === LogoutResponseCode.CidNotFound) c.inc('cxnLogoutCidNotFound');
@@ -94,6 +104,8 @@ async function logout(conn: Connection, session: Session, req: LogoutRequest, bh
     markLoggedOut(session);
   // Removed for recovery: the tasks are kept (the connection's close hands them to erl2.ts), not ended.
   const ended = d.recovery ? [] : d.ending.flatMap((e) => e.commands.abortAll());
+  // No Data-Out is awaited from a connection going away: a TMF waiting for it answers now.
+  for (const e of d.ending) e.commands.releaseDataWaits();
   // ERL 0: the tasks of a connection logged out from another one are terminated, not reassigned.
   for (const e of d.ending) if (e !== conn) e.close(`logged out by CID ${conn.cid}`);
   await settled(ended);

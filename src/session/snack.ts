@@ -11,11 +11,11 @@
 import type { Pdu } from '../pdu/pdu';
 import { decodeSnackRequest, decodeDataIn, type SnackRequest } from '../pdu/pdu';
 import { encodeDataIn, encodeScsiResponse, replicaBhs } from '../pdu/serializer';
-import { Opcode, RejectReason, SnackType, RESERVED_TAG } from '../pdu/opcodes';
-import { log } from '../util/log';
+import { Opcode, RejectReason, SnackType, RESERVED_TAG, type RejectReasonValue } from '../pdu/opcodes';
 import type { Connection } from './connection';
 import type { DataInLog, SentPdu } from './recovery';
 import { snAdd, snLt } from './serial';
+import { type Disposition, OK, reject } from './disposition';
 
 /** The numbers a run names, begRun..end (exclusive); RunLength 0 runs to `sent`, BegRun 0 too: from `first`. */
 function run(req: SnackRequest, first: number, sent: number): { begin: number; end: number } | null {
@@ -26,15 +26,12 @@ function run(req: SnackRequest, first: number, sent: number): { begin: number; e
   return { begin, end };
 }
 
-export function onSnack(conn: Connection, pdu: Pdu): void {
+export function onSnack(conn: Connection, pdu: Pdu): Disposition {
   const recovery = conn.recovery!;
   const req = decodeSnackRequest(pdu);
   conn.ctx.counters.inc('snackRequests');
-  const refuse = (reason: number, why: string, next = 0): void => {
-    log.warn('SNACK refused', { peer: conn.peer, type: req.type, itt: req.itt, why });
-    conn.ctx.counters.inc('instSsnFormatErrors');
-    conn.reject(reason, pdu.bhs, next);
-  };
+  const refuse = (reason: RejectReasonValue, why: string, next = 0): Disposition =>
+    reject(reason, 'SNACK refused', { dataSN: next, detail: { type: req.type, itt: req.itt, why } });
   const resend = (p: SentPdu, snackTag?: number): void =>
     conn.send(replicaBhs(p.bhs, conn.expCmdSN, conn.maxCmdSN, snackTag), p.data, undefined, true);
 
@@ -49,7 +46,7 @@ export function onSnack(conn: Connection, pdu: Pdu): void {
         pdus.push(p);
       }
       for (const p of pdus) resend(p);
-      return;
+      return OK;
     }
     case SnackType.DataR2T: {
       const kept = recovery.reads.get(req.itt);
@@ -58,7 +55,7 @@ export function onSnack(conn: Connection, pdu: Pdu): void {
         const r = run(req, kept.firstDataSN, sent);
         if (!r) return refuse(RejectReason.ProtocolError, 'DataSN run not sent or acknowledged', sent);
         for (let sn = r.begin; sn !== r.end; sn = snAdd(sn, 1)) resend(kept.pdus[sn - kept.firstDataSN]!);
-        return;
+        return OK;
       }
       const r2ts = recovery.r2ts.get(req.itt);
       if (r2ts) {
@@ -69,7 +66,7 @@ export function onSnack(conn: Connection, pdu: Pdu): void {
           const bhs = r2ts.get(sn);
           if (bhs) resend({ bhs, data: null });
         }
-        return;
+        return OK;
       }
       if (recovery.wasEvicted(req.itt)) return refuse(RejectReason.SnackReject, 'Data-In no longer kept');
       return refuse(RejectReason.ProtocolError, 'no Data-In or R2T sent for this task');
@@ -80,7 +77,7 @@ export function onSnack(conn: Connection, pdu: Pdu): void {
       if (!kept || req.runLength !== 0 || snLt(req.begRun, kept.firstDataSN) || snLt(sent, req.begRun))
         return refuse(RejectReason.InvalidDataAck, 'DataACK for Data-In not sent or acknowledged');
       recovery.acknowledgeData(kept, req.begRun);
-      return;
+      return OK;
     }
     case SnackType.RData: {
       const kept = recovery.reads.get(req.itt);
@@ -89,7 +86,7 @@ export function onSnack(conn: Connection, pdu: Pdu): void {
         return refuse(RejectReason.ProtocolError, 'R-Data SNACK for no completed READ');
       }
       resegment(conn, kept, req.ttt);
-      return;
+      return OK;
     }
     default:
       return refuse(RejectReason.InvalidPduField, 'unknown SNACK type');

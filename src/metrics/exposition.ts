@@ -369,9 +369,4 @@ export class Exposition {
     const body = await registry.metrics();
     return { contentType: registry.contentType, body };
   }
-
-  /** A target slot taken by a new target starts its totals from zero (src/portal/apply.ts). */
-  resetTarget(slot: number): void {
-    this.reader.resetTarget(slot);
-  }
 }

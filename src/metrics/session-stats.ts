@@ -174,10 +174,14 @@ export class SessionStatsReader {
       number
     >;
   }
+}
 
-  /** A target slot used before by a removed target starts from zero. */
-  resetTarget(targetSlot: number): void {
-    const t = new BigInt64Array(this.shared.targets, targetSlot * NF * 8, NF);
-    for (let i = 0; i < NF; i++) Atomics.store(t, i, 0n);
-  }
+/**
+ * A target row taken by a target added live starts from zero: the row may have been a removed target's, whose
+ * ended sessions' totals it still holds (src/portal/apply.ts calls this before any worker serves the new
+ * target, and a removed target's sessions have given their totals back by the time its removal is answered).
+ */
+export function resetTargetTotals(shared: SessionStatsShared, targetSlot: number): void {
+  const t = new BigInt64Array(shared.targets, targetSlot * NF * 8, NF);
+  for (let i = 0; i < NF; i++) Atomics.store(t, i, 0n);
 }

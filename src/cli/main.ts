@@ -397,6 +397,9 @@ export function main(argv: string[]): void {
     return;
   }
   for (const w of accessWarnings(args, config)) log.warn(w);
+  // SIGUSR1 is Node's inspector signal: the log level cycles on SIGUSR2. Taken before the start, whose log lines
+  // ("portal listening") come before it resolves: a SIGUSR2 sent on seeing them must not kill the target.
+  process.on('SIGUSR2', () => cycleLogLevel('SIGUSR2'));
   startTarget(config, { source: configSource(args) }).then(
     (running) => {
       for (const t of config.targets)
@@ -428,8 +431,6 @@ export function main(argv: string[]): void {
       process.on('SIGINT', () => stop('SIGINT'));
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGHUP', () => void reloadConfig(running, args));
-      // SIGUSR1 is Node's inspector signal: the log level cycles on SIGUSR2.
-      process.on('SIGUSR2', () => cycleLogLevel('SIGUSR2'));
     },
     (e: Error) => {
       process.stderr.write(`nodetgt: ${e.message}\n`);

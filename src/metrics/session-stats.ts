@@ -53,11 +53,12 @@ export function createSessionStatsShared(): SessionStatsShared {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-export interface SessionLabels {
+/** A type, not an interface: it is a label set as prom-client takes one (a string index signature). */
+export type SessionLabels = {
   target: string;
   initiator: string;
   isid: string;
-}
+};
 
 /** A session's writer; made by claimSessionStats at login, released once at logout. */
 export class SessionStats {
@@ -128,7 +129,9 @@ export function claimSessionStats(
   return null;
 }
 
-export interface SessionRow extends SessionLabels {
+export interface SessionRow {
+  /** The same object at every scrape while the session lives (decoded once): the labels of its series. */
+  labels: SessionLabels;
   values: Record<SsnField, number>;
 }
 
@@ -158,10 +161,11 @@ export class SessionStatsReader {
         this.cache.set(slot, c);
       }
       const o = slot * NF;
-      const v = Object.fromEntries(SSN_FIELDS.map((f, i) => [f, values[o + i]])) as Record<SsnField, number>;
+      const v = {} as Record<SsnField, number>;
+      for (let i = 0; i < NF; i++) v[SSN_FIELDS[i]] = values[o + i];
       // Freed or reused while being read: leave it for the next scrape.
       if (Atomics.load(state, slot + 1) !== gen) continue;
-      out.push({ ...c.labels, values: v });
+      out.push({ labels: c.labels, values: v });
     }
     return out;
   }

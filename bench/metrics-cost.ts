@@ -13,7 +13,9 @@
  *  3. A/B: 4K QD32 IOPS in alternating rounds without and with a scrape every second; medians and spread.
  *     Wall clock, so noisy on a shared machine: the load average is printed with each round.
  *
- *   node dist/bench/metrics-cost.js [--rounds 5] [--seconds 5] [--sessions 1000] [--scrapes 20]
+ *   node dist/bench/metrics-cost.js [--rounds 5] [--seconds 5] [--sessions 1000] [--scrapes 20] [--ab 0|1]
+ *
+ * --ab 0 runs only the rounds without scrapes (CPU per I/O), for a machine too loaded for a wall-clock A/B.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -207,6 +209,7 @@ async function main(): Promise<void> {
   const seconds = arg('seconds', 5);
   const sessions = arg('sessions', 1000);
   const scrapes = arg('scrapes', 20);
+  const ab = arg('ab', 1) !== 0;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-metrics-cost-'));
   const clock = await new CpuClock().open();
   const c = await startTarget(sessions, dir);
@@ -262,25 +265,31 @@ async function main(): Promise<void> {
       const c1 = await cpu(clock, pid);
       a.push(ios / seconds);
       perIo.push((c1.proc - c0.proc) / ios);
+      const first = `round ${r + 1}: no scrape ${a[r].toFixed(0)} IOPS (load ${la}, target CPU ${perIo[r].toFixed(1)} µs/IO)`;
+      if (!ab) {
+        console.log(first);
+        continue;
+      }
       const timer = setInterval(() => void scrape(c.metricsPort), 1000);
       const lb = load();
       b.push((await iops(ini, seconds, 32)) / seconds);
       clearInterval(timer);
-      console.log(
-        `round ${r + 1}: no scrape ${a[r].toFixed(0)} IOPS (load ${la}, target CPU ${perIo[r].toFixed(1)} µs/IO), ` +
-          `scrape 1/s ${b[r].toFixed(0)} IOPS (load ${lb})`,
-      );
+      console.log(`${first}, scrape 1/s ${b[r].toFixed(0)} IOPS (load ${lb})`);
     }
     await ini.logout();
     ini.close();
     if (rounds > 0) {
-      const [ma, mb] = [median(a), median(b)];
+      const ma = median(a);
       const spread = (xs: number[]) => `${Math.min(...xs).toFixed(0)}..${Math.max(...xs).toFixed(0)}`;
-      console.log(
-        `A/B medians: no scrape ${ma.toFixed(0)} IOPS (${spread(a)}), scrape 1/s ${mb.toFixed(0)} IOPS ` +
-          `(${spread(b)}), B-A ${(((mb - ma) / ma) * 100).toFixed(2)}%`,
-      );
+      if (ab) {
+        const mb = median(b);
+        console.log(
+          `A/B medians: no scrape ${ma.toFixed(0)} IOPS (${spread(a)}), scrape 1/s ${mb.toFixed(0)} IOPS ` +
+            `(${spread(b)}), B-A ${(((mb - ma) / ma) * 100).toFixed(2)}%`,
+        );
+      }
       const io = median(perIo);
+      console.log(`target CPU per 4K read at QD32: median ${io.toFixed(1)} µs (${spread(perIo)})`);
       for (const k of costs) {
         const displaced = k.procUs / io;
         console.log(

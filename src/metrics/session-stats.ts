@@ -62,7 +62,7 @@ export type SessionLabels = {
 
 /** A session's writer; made by claimSessionStats at login, released once at logout. */
 export class SessionStats {
-  private readonly v: Float64Array;
+  private v: Float64Array;
   private released = false;
   constructor(
     private readonly shared: SessionStatsShared,
@@ -100,6 +100,8 @@ export class SessionStats {
       for (let i = 0; i < NF; i++) if (!LEVELS.has(i)) Atomics.add(t, i, BigInt(this.v[i]));
     }
     this.v.fill(0);
+    // A late add (a response sent after the end) must not land in the slot once another session has it.
+    this.v = new Float64Array(NF);
     Atomics.store(state, this.slot + 1, FREE);
   }
 }

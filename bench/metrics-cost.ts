@@ -175,6 +175,8 @@ interface ScrapeCost {
 
 async function scrapeCost(c: Child, clock: CpuClock, n: number, scrapes: number): Promise<ScrapeCost> {
   const pid = c.proc.pid!;
+  // Warm-up: the first scrapes of a process (or of new label sets) compile and allocate what later ones reuse.
+  for (let i = 0; i < 3; i++) await scrape(c.metricsPort);
   // Idle: what the target spends with nobody scraping (event-loop sampling, timers), per second.
   const i0 = await cpu(clock, pid);
   await sleep(2000);

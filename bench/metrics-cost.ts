@@ -1,31 +1,122 @@
 /**
- * What metrics cost. A/B: 4K random reads at QD32 from the TypeScript initiator against a null LU, in
- * alternating rounds without and with a scrape of /metrics every second; then the time one scrape takes with N
- * sessions open. Everything runs in this process (target workers are threads), so compare the rounds with each
- * other, not with other benchmarks.
+ * What metrics cost, on a real `nodetgt serve` (a child process: 2 workers, a null LU, /metrics on loopback)
+ * driven from this process by the TypeScript initiator over loopback.
  *
- *   node dist/bench/metrics-cost.js [--rounds 3] [--seconds 5] [--sessions 200]
+ *  1. Sessions: N sessions really open (default 0, 500 and 1000; limits and the descriptor limit raised to fit),
+ *     then 20 scrapes of /metrics one after the other: median and max time, the series count checked (seven per
+ *     session), and the target's CPU time per scrape (whole process and its portal thread, the process's idle
+ *     CPU over the same time subtracted). Then every session logs out and the session series must be gone.
+ *  2. CPU per I/O: the target's CPU time per 4K read at QD32. CPU per scrape / CPU per I/O is the number of
+ *     reads one scrape displaces when the target is CPU-bound; over the IOPS measured, the share of 4K QD32 I/O
+ *     capacity a 1 s scrape takes. CPU time is read from the kernel's clock (bench/lib/cpuclock.ts), so other
+ *     users of the machine slow it less than they slow wall-clock IOPS.
+ *  3. A/B: 4K QD32 IOPS in alternating rounds without and with a scrape every second; medians and spread.
+ *     Wall clock, so noisy on a shared machine: the load average is printed with each round.
+ *
+ *   node dist/bench/metrics-cost.js [--rounds 5] [--seconds 5] [--sessions 1000] [--scrapes 20] [--ab 0|1]
+ *
+ * --ab 0 runs only the rounds without scrapes (CPU per I/O), for a machine too loaded for a wall-clock A/B.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
-import { startTestTarget, TEST_TARGET } from '../test/helpers/target';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { TestInitiator } from '../test/helpers/initiator';
+import { CpuClock } from './lib/cpuclock';
+
+const IQN = 'iqn.2026-11.io.nodetgt.bench:metrics';
+const BIN = path.resolve(__dirname, '../../bin/nodetgt.js');
+/** The per-session metrics (iscsiSsnStatsTable and iscsiSsnCxnErrorStatsTable columns). */
+const PER_SESSION = 7;
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? Number(process.argv[i + 1]) : def;
 }
 
-function scrape(port: number): Promise<number> {
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const load = () => os.loadavg()[0].toFixed(2);
+
+interface Child {
+  proc: ChildProcess;
+  port: number;
+  metricsPort: number;
+  stop(): Promise<void>;
+}
+
+/** `nodetgt serve` sized for `sessions` sessions: connection limits and descriptors to match. */
+async function startTarget(sessions: number, dir: string): Promise<Child> {
+  const file = path.join(dir, 'config.json');
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      portals: ['127.0.0.1:0'],
+      metrics: '127.0.0.1:0',
+      workers: 2,
+      nopInInterval: 0,
+      queueDepth: 64,
+      stateDir: path.join(dir, 'state'),
+      limits: {
+        maxConnections: sessions + 64,
+        maxSessions: sessions + 64,
+        maxPendingLogins: 64,
+        maxPendingLoginsPerAddress: 64,
+      },
+      targets: [{ name: IQN, luns: [{ lun: 0, backstore: 'null', size: '1G' }] }],
+    }),
+  );
+  const nofile = 2 * sessions + 1024;
+  const proc = spawn(
+    'prlimit',
+    [`--nofile=${nofile}:${nofile}`, process.execPath, BIN, 'serve', '--config', file],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NODETGT_LOG: 'info' },
+    },
+  );
+  let out = '';
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    await exited;
+  };
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  // The ports come from the start-up lines (info); nothing is logged at info while the bench measures.
+  for (let i = 0; i < 600 && !/portal listening/.test(out); i++) {
+    if (proc.exitCode !== null) throw new Error(`nodetgt exited: ${out}`);
+    await sleep(50);
+  }
+  const grab = (what: string) =>
+    Number(new RegExp(`${what} listening address=\\S*?:(\\d+)\\s`).exec(out)?.[1]);
+  const port = grab('portal');
+  const metricsPort = grab('metrics');
+  if (!port || !metricsPort) {
+    await stop();
+    throw new Error(`nodetgt did not report its ports: ${out}`);
+  }
+  return { proc, port, metricsPort, stop };
+}
+
+function scrape(port: number): Promise<{ ms: number; body: string }> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
     http
       .get({ host: '127.0.0.1', port, path: '/metrics' }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(performance.now() - t0));
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ ms: performance.now() - t0, body }));
       })
       .on('error', reject);
   });
 }
+
+const count = (body: string, re: RegExp) => (body.match(re) ?? []).length;
+const sessionSeries = (body: string) => count(body, /^nodetgt_session_\w+\{/gm);
+const allSeries = (body: string) => count(body, /^nodetgt_\S+ \S+$/gm);
 
 async function iops(ini: TestInitiator, seconds: number, qd: number): Promise<number> {
   const end = performance.now() + seconds * 1000;
@@ -41,57 +132,184 @@ async function iops(ini: TestInitiator, seconds: number, qd: number): Promise<nu
     }
   };
   await Promise.all(Array.from({ length: qd }, (_, k) => loop(k)));
-  return done / seconds;
+  return done;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-async function main(): Promise<void> {
-  const rounds = arg('rounds', 3);
-  const seconds = arg('seconds', 5);
-  const sessions = arg('sessions', 200);
-  const tt = await startTestTarget({
-    workers: 1,
-    luns: [{ lun: 0, path: 'null', size: '1G' }],
-    extra: { metrics: '127.0.0.1:0', queueDepth: 64 },
-  });
-  const port = tt.target.metricsPort;
-  try {
-    const ini = await TestInitiator.connect(tt.port);
-    await ini.login({ targetName: TEST_TARGET });
-    await iops(ini, 1, 32); // warm-up
-    const a: number[] = [];
-    const b: number[] = [];
-    for (let r = 0; r < rounds; r++) {
-      a.push(await iops(ini, seconds, 32));
-      const timer = setInterval(() => void scrape(port), 1000);
-      b.push(await iops(ini, seconds, 32));
-      clearInterval(timer);
-      console.log(`round ${r + 1}: no scrape ${a[r].toFixed(0)} IOPS, scrape 1/s ${b[r].toFixed(0)} IOPS`);
-    }
-    const d = ((median(b) - median(a)) / median(a)) * 100;
-    console.log(
-      `median: A ${median(a).toFixed(0)} IOPS, B ${median(b).toFixed(0)} IOPS, B-A ${d.toFixed(2)}%`,
+async function openSessions(port: number, open: TestInitiator[], n: number): Promise<void> {
+  while (open.length < n) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(32, n - open.length) }, async () => {
+        const s = await TestInitiator.connect(port);
+        const r = await s.login({ targetName: IQN });
+        if (r.status !== 0) throw new Error(`login ${open.length}: status 0x${r.status.toString(16)}`);
+        return s;
+      }),
     );
-    ini.close();
-
-    const open: TestInitiator[] = [];
-    for (const n of [0, Math.floor(sessions / 2), sessions]) {
-      while (open.length < n) {
-        const s = await TestInitiator.connect(tt.port);
-        await s.login({ targetName: TEST_TARGET });
-        open.push(s);
-      }
-      const times: number[] = [];
-      for (let i = 0; i < 10; i++) times.push(await scrape(port));
-      console.log(
-        `${n} sessions: scrape median ${median(times).toFixed(1)} ms, max ${Math.max(...times).toFixed(1)} ms`,
-      );
-    }
-    for (const s of open) s.close();
-  } finally {
-    await tt.close();
+    open.push(...batch);
   }
 }
 
-void main();
+/**
+ * CPU time of the target in µs: the whole process from its CPU clock, and its portal thread (the main thread,
+ * tid = pid, which serves /metrics) from the scheduler's run time of that thread in /proc (ns).
+ */
+async function cpu(clock: CpuClock, pid: number): Promise<{ t: number; proc: number; portal: number }> {
+  const r = await clock.read([pid]);
+  let portal = NaN;
+  try {
+    portal = Number(fs.readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1000;
+  } catch {
+    /* no schedstat: the portal figure stays NaN */
+  }
+  return { t: r.mono, proc: r.cpu[0] ?? NaN, portal };
+}
+
+interface ScrapeCost {
+  sessions: number;
+  medianMs: number;
+  maxMs: number;
+  series: number;
+  procUs: number;
+  portalUs: number;
+}
+
+async function scrapeCost(c: Child, clock: CpuClock, n: number, scrapes: number): Promise<ScrapeCost> {
+  const pid = c.proc.pid!;
+  // Warm-up: the first scrapes of a process (or of new label sets) compile and allocate what later ones reuse.
+  for (let i = 0; i < 3; i++) await scrape(c.metricsPort);
+  // Idle: what the target spends with nobody scraping (event-loop sampling, timers), per second.
+  const i0 = await cpu(clock, pid);
+  await sleep(2000);
+  const i1 = await cpu(clock, pid);
+  const idleProc = (i1.proc - i0.proc) / (i1.t - i0.t);
+  const idlePortal = (i1.portal - i0.portal) / (i1.t - i0.t);
+  const times: number[] = [];
+  let body = '';
+  const c0 = await cpu(clock, pid);
+  for (let i = 0; i < scrapes; i++) {
+    const s = await scrape(c.metricsPort);
+    times.push(s.ms);
+    body = s.body;
+  }
+  const c1 = await cpu(clock, pid);
+  const secs = c1.t - c0.t;
+  const got = sessionSeries(body);
+  if (got !== n * PER_SESSION)
+    throw new Error(`${n} sessions open: ${got} session series, expected ${n * PER_SESSION}`);
+  return {
+    sessions: n,
+    medianMs: median(times),
+    maxMs: Math.max(...times),
+    series: allSeries(body),
+    procUs: (c1.proc - c0.proc - idleProc * secs) / scrapes,
+    portalUs: (c1.portal - c0.portal - idlePortal * secs) / scrapes,
+  };
+}
+
+async function main(): Promise<void> {
+  const rounds = arg('rounds', 5);
+  const seconds = arg('seconds', 5);
+  const sessions = arg('sessions', 1000);
+  const scrapes = arg('scrapes', 20);
+  const ab = arg('ab', 1) !== 0;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-metrics-cost-'));
+  const clock = await new CpuClock().open();
+  const c = await startTarget(sessions, dir);
+  const pid = c.proc.pid!;
+  const open: TestInitiator[] = [];
+  console.log(
+    `${new Date().toISOString()} ${os.cpus().length} CPUs, load ${load()}; CPU clock: ${clock.method}`,
+  );
+  try {
+    // 1. Scrape time and CPU by sessions open.
+    const costs: ScrapeCost[] = [];
+    for (const n of [0, Math.floor(sessions / 2), sessions]) {
+      const t0 = performance.now();
+      await openSessions(c.port, open, n);
+      const opened = ((performance.now() - t0) / 1000).toFixed(1);
+      const k = await scrapeCost(c, clock, n, scrapes);
+      costs.push(k);
+      console.log(
+        `${n} sessions open (opened in ${opened} s, load ${load()}): ${scrapes} scrapes, median ${k.medianMs.toFixed(1)} ms, ` +
+          `max ${k.maxMs.toFixed(1)} ms; ${k.series} series (${n * PER_SESSION} of sessions); target CPU per scrape ` +
+          `${(k.procUs / 1000).toFixed(2)} ms (portal thread ${(k.portalUs / 1000).toFixed(2)} ms)`,
+      );
+    }
+    const t0 = performance.now();
+    for (let i = 0; i < open.length; i += 64)
+      await Promise.all(
+        open.slice(i, i + 64).map(async (s) => {
+          await s.logout();
+          s.close();
+        }),
+      );
+    let left = -1;
+    for (let i = 0; i < 200 && left !== 0; i++) {
+      left = sessionSeries((await scrape(c.metricsPort)).body);
+      if (left) await sleep(50);
+    }
+    console.log(
+      `all ${open.length} logged out in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${left} session series left`,
+    );
+    open.length = 0;
+
+    // 2 and 3. CPU per I/O (from the rounds without scrapes) and the A/B.
+    const ini = await TestInitiator.connect(c.port);
+    await ini.login({ targetName: IQN });
+    await iops(ini, 1, 32); // warm-up
+    const a: number[] = [];
+    const b: number[] = [];
+    const perIo: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const la = load();
+      const c0 = await cpu(clock, pid);
+      const ios = await iops(ini, seconds, 32);
+      const c1 = await cpu(clock, pid);
+      a.push(ios / seconds);
+      perIo.push((c1.proc - c0.proc) / ios);
+      const first = `round ${r + 1}: no scrape ${a[r].toFixed(0)} IOPS (load ${la}, target CPU ${perIo[r].toFixed(1)} µs/IO)`;
+      if (!ab) {
+        console.log(first);
+        continue;
+      }
+      const timer = setInterval(() => void scrape(c.metricsPort), 1000);
+      const lb = load();
+      b.push((await iops(ini, seconds, 32)) / seconds);
+      clearInterval(timer);
+      console.log(`${first}, scrape 1/s ${b[r].toFixed(0)} IOPS (load ${lb})`);
+    }
+    await ini.logout();
+    ini.close();
+    if (rounds > 0) {
+      const ma = median(a);
+      const spread = (xs: number[]) => `${Math.min(...xs).toFixed(0)}..${Math.max(...xs).toFixed(0)}`;
+      if (ab) {
+        const mb = median(b);
+        console.log(
+          `A/B medians: no scrape ${ma.toFixed(0)} IOPS (${spread(a)}), scrape 1/s ${mb.toFixed(0)} IOPS ` +
+            `(${spread(b)}), B-A ${(((mb - ma) / ma) * 100).toFixed(2)}%`,
+        );
+      }
+      const io = median(perIo);
+      console.log(`target CPU per 4K read at QD32: median ${io.toFixed(1)} µs (${spread(perIo)})`);
+      for (const k of costs) {
+        const displaced = k.procUs / io;
+        console.log(
+          `${k.sessions} sessions: a scrape costs ${(k.procUs / 1000).toFixed(2)} ms CPU = ${displaced.toFixed(0)} ` +
+            `reads at ${io.toFixed(1)} µs CPU each; scraping every second at ${ma.toFixed(0)} IOPS takes ` +
+            `${((displaced / ma) * 100).toFixed(2)}% of the I/O capacity`,
+        );
+      }
+    }
+  } finally {
+    for (const s of open) s.close();
+    await c.stop();
+    clock.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: Error) => {
+  console.error(e.stack ?? e.message);
+  process.exitCode = 1;
+});

@@ -1,6 +1,6 @@
 /**
- * The control socket's protocol (`nodetgt show sessions|targets|luns|accounts`, `nodetgt session close`, and
- * the changes `nodetgt target|lun|acl|account ...`): one JSON request per line
+ * The control socket's protocol (`nodetgt show sessions|targets|luns|accounts`, `nodetgt session close`,
+ * `nodetgt log-level`, and the changes `nodetgt target|lun|acl|account ...`): one JSON request per line
  * from the CLI, one JSON answer per line from the portal. Shared by the portal (src/portal/control.ts), the
  * workers (src/worker/admin.ts) and the CLI, so all three read the same shapes.
  */
@@ -8,7 +8,11 @@
 export type ShowWhat = 'sessions' | 'targets' | 'luns' | 'accounts';
 
 export type ControlRequest =
-  { op: 'show'; what: ShowWhat } | { op: 'session-close'; tsih: number } | ChangeRequest;
+  | { op: 'show'; what: ShowWhat }
+  | { op: 'session-close'; tsih: number }
+  /** `nodetgt log-level LEVEL`: the level of every thread from now on; without a level, only the answer. */
+  | { op: 'log-level'; level?: string }
+  | ChangeRequest;
 
 /**
  * A change to the configuration: edited into the config file as the operator wrote it, validated, applied
@@ -78,6 +82,8 @@ export type ControlAnswer =
       accounts?: AccountInfo[];
       closed?: number;
       change?: ChangeOutcome;
+      /** The level before a `log-level` request and the level now. */
+      logLevel?: { was: string; now: string };
     }
   | { ok: false; error: string };
 

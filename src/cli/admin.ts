@@ -1,5 +1,6 @@
 /**
- * `nodetgt show sessions|targets|luns|accounts` and `nodetgt session close TSIH`: the CLI side of the control socket
+ * `nodetgt show sessions|targets|luns|accounts`, `nodetgt session close TSIH` and `nodetgt log-level [LEVEL]`: the
+ * CLI side of the control socket
  * (src/portal/control.ts). The socket is found from --socket, else from --config (its controlSocket, or its
  * state directory's), else from --state-dir, else ./.nodetgt/control.sock.
  */
@@ -18,7 +19,8 @@ import {
 const SHOW: readonly ShowWhat[] = ['sessions', 'targets', 'luns', 'accounts'];
 
 export const ADMIN_USAGE = `       nodetgt show sessions|targets|luns|accounts [--json] [--socket PATH | --config FILE | --state-dir DIR]
-       nodetgt session close TSIH [--socket PATH | --config FILE | --state-dir DIR]`;
+       nodetgt session close TSIH [--socket PATH | --config FILE | --state-dir DIR]
+       nodetgt log-level [error|warn|info|debug] [--socket PATH | --config FILE | --state-dir DIR]`;
 
 interface AdminArgs {
   words: string[];
@@ -172,8 +174,8 @@ function answerTable(what: ShowWhat, a: Extract<ControlAnswer, { ok: true }>): s
   );
 }
 
-/** Runs `show ...` / `session ...`; resolves to the exit status. */
-export async function adminCommand(cmd: 'show' | 'session', argv: string[]): Promise<number> {
+/** Runs `show ...` / `session ...` / `log-level ...`; resolves to the exit status. */
+export async function adminCommand(cmd: 'show' | 'session' | 'log-level', argv: string[]): Promise<number> {
   let args: AdminArgs;
   try {
     args = parseAdminArgs(argv);
@@ -191,6 +193,8 @@ export async function adminCommand(cmd: 'show' | 'session', argv: string[]): Pro
     args.words.length === 2
   )
     req = { op: 'session-close', tsih: Number(args.words[1]) };
+  else if (cmd === 'log-level' && args.words.length <= 1)
+    req = args.words.length ? { op: 'log-level', level: args.words[0] } : { op: 'log-level' };
   else {
     process.stderr.write(
       `nodetgt: ${[cmd, ...args.words].join(' ')}: not a command\nusage:\n${ADMIN_USAGE}\n`,
@@ -206,7 +210,12 @@ export async function adminCommand(cmd: 'show' | 'session', argv: string[]): Pro
     if (req.op === 'show') {
       const rows = a[req.what] ?? [];
       process.stdout.write(args.json ? `${JSON.stringify(rows, null, 1)}\n` : answerTable(req.what, a));
-    } else process.stdout.write(`closed session ${req.tsih}\n`);
+    } else if (req.op === 'log-level') {
+      const l = a.logLevel;
+      process.stdout.write(
+        l && l.was !== l.now ? `log level ${l.was} -> ${l.now}\n` : `log level ${l?.now}\n`,
+      );
+    } else if (req.op === 'session-close') process.stdout.write(`closed session ${req.tsih}\n`);
     return 0;
   } catch (e) {
     process.stderr.write(`nodetgt: ${(e as Error).message}\n`);

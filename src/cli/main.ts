@@ -87,6 +87,8 @@ ${TUNE_USAGE}
                         its targets (ACL, auth, sessions), LUs (size, mode, identity, online or why not),
                         CHAP accounts (user names only, never a secret)
   session close TSIH    end a session of a running target (all its connections)
+  log-level [LEVEL]     set the log level of a running target (portal and every worker) until it stops, or
+                        without LEVEL print it
   target add|remove     add a target (no LUNs yet), or remove one (--force: even with sessions logged in)
   lun add|remove|resize add a LUN (file or block device, or null; LUN N defaults to the lowest free),
                         remove one, or resize one (shrinking or removing one in use needs --force)
@@ -118,7 +120,7 @@ ${TUNE_USAGE}
   --workers N           worker threads (default: number of cores)
   --metrics HOST:PORT   Prometheus endpoint (default: none)
   --log-level LEVEL     error, warn, info or debug (default: NODETGT_LOG, else info); at run time,
-                        SIGUSR2 cycles error > warn > info > debug > error
+                        nodetgt log-level LEVEL, or SIGUSR2 cycles error > warn > info > debug > error
   --log-format FORMAT   text (one line per event, key=value) or json (one object per line); default text
   --state-dir DIR       where the LUs' provisioning records (their identity) are kept
                         (default: .nodetgt beside the config file, or in the current directory)
@@ -358,7 +360,7 @@ export function main(argv: string[]): void {
     process.exitCode = cmd === undefined ? 2 : 0;
     return;
   }
-  if (cmd === 'show' || cmd === 'session') {
+  if (cmd === 'show' || cmd === 'session' || cmd === 'log-level') {
     void adminCommand(cmd, rest).then((code) => (process.exitCode = code));
     return;
   }
@@ -395,6 +397,9 @@ export function main(argv: string[]): void {
     return;
   }
   for (const w of accessWarnings(args, config)) log.warn(w);
+  // SIGUSR1 is Node's inspector signal: the log level cycles on SIGUSR2. Taken before the start, whose log lines
+  // ("portal listening") come before it resolves: a SIGUSR2 sent on seeing them must not kill the target.
+  process.on('SIGUSR2', () => cycleLogLevel('SIGUSR2'));
   startTarget(config, { source: configSource(args) }).then(
     (running) => {
       for (const t of config.targets)
@@ -426,8 +431,6 @@ export function main(argv: string[]): void {
       process.on('SIGINT', () => stop('SIGINT'));
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGHUP', () => void reloadConfig(running, args));
-      // SIGUSR1 is Node's inspector signal: the log level cycles on SIGUSR2.
-      process.on('SIGUSR2', () => cycleLogLevel());
     },
     (e: Error) => {
       process.stderr.write(`nodetgt: ${e.message}\n`);

@@ -45,7 +45,17 @@ export interface MetricsSource {
 /** prom-client's MetricType is an enum of these strings; the Registry only formats the string. */
 type MetricType = 'counter' | 'gauge' | 'histogram';
 type Labels = Record<string, string | number>;
-type Values = Array<MetricValue<string> & { metricName?: string }>;
+type Values = Array<MetricValue<string> & { metricName?: string; sharedLabels?: Labels }>;
+
+/**
+ * prom-client's Registry formats a value's `sharedLabels` once per object (a WeakMap cache keyed by it) and
+ * its `labels` again at every scrape, and defaults a missing sharedLabels to a new {} (a WeakMap entry per
+ * series per scrape). With 1,000 sessions (7,000 session series) that formatting and its garbage were most of
+ * a scrape. So a session's labels, one object for the session's life (src/metrics/session-stats.ts), go in
+ * sharedLabels, formatted once for its seven series and every scrape; every other value gets this constant.
+ * The text is the same either way; the output tests (test/metrics*.test.ts) read it.
+ */
+const NO_LABELS: Labels = Object.freeze({});
 
 interface Snapshot {
   counters: ReturnType<typeof readCounters>;
@@ -119,7 +129,9 @@ class SnapshotMetric {
   ) {}
   get(): Promise<{ name: string; help: string; type: MetricType; aggregator: 'sum'; values: Values }> {
     const { name, help, type, aggregator } = this;
-    return Promise.resolve({ name, help, type, aggregator, values: this.values(this.snap()) });
+    const values = this.values(this.snap());
+    for (const v of values) v.sharedLabels ??= NO_LABELS;
+    return Promise.resolve({ name, help, type, aggregator, values });
   }
   reset(): void {}
 }
@@ -268,11 +280,7 @@ function defs(src: MetricsSource, reader: SessionStatsReader): Def[] {
       `nodetgt_session_${suffix}`,
       `${help}, per session`,
       type,
-      (s) =>
-        s.sessions.map((r) => ({
-          labels: { target: r.target, initiator: r.initiator, isid: r.isid },
-          value: r.values[f],
-        })),
+      (s) => s.sessions.map((r) => ({ labels: NO_LABELS, sharedLabels: r.labels, value: r.values[f] })),
     ]);
     out.push([
       `nodetgt_target_${suffix}`,
@@ -329,6 +337,11 @@ export class Exposition {
       // say little about a target anyway (connections and sessions have their own series).
       for (const n of ['active_handles', 'active_requests', 'active_resources'])
         registry.removeSingleMetric(`nodetgt_nodejs_${n}_total`);
+      // The portal thread's event-loop delay is nodetgt_worker_event_loop_lag_*{thread="portal"} (runtime.ts),
+      // as every worker's is. prom-client's own set computed a standard deviation over the whole delay
+      // histogram at each scrape, the largest single cost of a scrape with no sessions.
+      for (const n of ['', '_min', '_max', '_mean', '_stddev', '_p50', '_p90', '_p99'])
+        registry.removeSingleMetric(`nodetgt_nodejs_eventloop_lag${n}_seconds`);
     }
   }
 
@@ -349,9 +362,9 @@ export class Exposition {
     );
     const byTarget = new Map<string, SessionRow[]>();
     for (const r of sessions) {
-      const list = byTarget.get(r.target);
+      const list = byTarget.get(r.labels.target);
       if (list) list.push(r);
-      else byTarget.set(r.target, [r]);
+      else byTarget.set(r.labels.target, [r]);
     }
     const targets = config.targets.map((t) => ({
       labels: { target: t.name },
@@ -368,10 +381,5 @@ export class Exposition {
     this.snapshot = this.take();
     const body = await registry.metrics();
     return { contentType: registry.contentType, body };
-  }
-
-  /** A target slot taken by a new target starts its totals from zero (src/portal/apply.ts). */
-  resetTarget(slot: number): void {
-    this.reader.resetTarget(slot);
   }
 }

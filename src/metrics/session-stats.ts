@@ -53,15 +53,16 @@ export function createSessionStatsShared(): SessionStatsShared {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-export interface SessionLabels {
+/** A type, not an interface: it is a label set as prom-client takes one (a string index signature). */
+export type SessionLabels = {
   target: string;
   initiator: string;
   isid: string;
-}
+};
 
 /** A session's writer; made by claimSessionStats at login, released once at logout. */
 export class SessionStats {
-  private readonly v: Float64Array;
+  private v: Float64Array;
   private released = false;
   constructor(
     private readonly shared: SessionStatsShared,
@@ -99,6 +100,8 @@ export class SessionStats {
       for (let i = 0; i < NF; i++) if (!LEVELS.has(i)) Atomics.add(t, i, BigInt(this.v[i]));
     }
     this.v.fill(0);
+    // A late add (a response sent after the end) must not land in the slot once another session has it.
+    this.v = new Float64Array(NF);
     Atomics.store(state, this.slot + 1, FREE);
   }
 }
@@ -128,7 +131,9 @@ export function claimSessionStats(
   return null;
 }
 
-export interface SessionRow extends SessionLabels {
+export interface SessionRow {
+  /** The same object at every scrape while the session lives (decoded once): the labels of its series. */
+  labels: SessionLabels;
   values: Record<SsnField, number>;
 }
 
@@ -158,10 +163,11 @@ export class SessionStatsReader {
         this.cache.set(slot, c);
       }
       const o = slot * NF;
-      const v = Object.fromEntries(SSN_FIELDS.map((f, i) => [f, values[o + i]])) as Record<SsnField, number>;
+      const v = {} as Record<SsnField, number>;
+      for (let i = 0; i < NF; i++) v[SSN_FIELDS[i]] = values[o + i];
       // Freed or reused while being read: leave it for the next scrape.
       if (Atomics.load(state, slot + 1) !== gen) continue;
-      out.push({ ...c.labels, values: v });
+      out.push({ labels: c.labels, values: v });
     }
     return out;
   }
@@ -174,10 +180,14 @@ export class SessionStatsReader {
       number
     >;
   }
+}
 
-  /** A target slot used before by a removed target starts from zero. */
-  resetTarget(targetSlot: number): void {
-    const t = new BigInt64Array(this.shared.targets, targetSlot * NF * 8, NF);
-    for (let i = 0; i < NF; i++) Atomics.store(t, i, 0n);
-  }
+/**
+ * A target row taken by a target added live starts from zero: the row may have been a removed target's, whose
+ * ended sessions' totals it still holds (src/portal/apply.ts calls this before any worker serves the new
+ * target, and a removed target's sessions have given their totals back by the time its removal is answered).
+ */
+export function resetTargetTotals(shared: SessionStatsShared, targetSlot: number): void {
+  const t = new BigInt64Array(shared.targets, targetSlot * NF * 8, NF);
+  for (let i = 0; i < NF; i++) Atomics.store(t, i, 0n);
 }

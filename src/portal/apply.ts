@@ -19,6 +19,7 @@ import type { AuthConfig, Config, LunConfig, TargetConfig } from '../config/sche
 import { prepareBackingFiles } from '../backstore/prepare';
 import { recoverAtomicJournals } from '../backstore/atomic-journal';
 import { LU_FAULTS, LuFaultCounters, type CounterShared } from '../metrics/counters';
+import { resetTargetTotals } from '../metrics/session-stats';
 import { blockDeviceSize } from '../native';
 import { loadPrState, seedPr } from '../scsi/pr-aptpl';
 import { allocateLuShared, luInFlight, LuShared, UA, type LuSharedMemory } from '../scsi/lu-shared';
@@ -135,7 +136,7 @@ export class ConfigApplier {
   }
 
   private async applyNow(next: Config, opts: ApplyOptions): Promise<ApplyReport> {
-    const { config, lus } = this.deps;
+    const { config, lus, counters } = this.deps;
     const plan = planChange(config, next, {
       force: opts.force === true,
       inFlight: (slot) => {
@@ -179,6 +180,8 @@ export class ConfigApplier {
       memory.push({ slot: l.slot, memory: m });
       this.freshSlot = Math.max(this.freshSlot, l.slot + 1);
     }
+    // A new target's row of session totals may be a removed target's: its series start from zero.
+    for (const t of plan.addTargets) resetTargetTotals(counters.sessions, t.slot);
     config.targets = plan.targets;
     if (plan.discoveryAuth) setDiscoveryAuth(config, plan.discoveryAuth.value);
     // The account store only feeds the auth above: it follows the file once what it feeds is live.

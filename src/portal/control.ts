@@ -1,6 +1,7 @@
 /**
  * The control socket: a Unix socket (mode 0600, owned by the user running the target) on which
- * `nodetgt show sessions` and `nodetgt session close` talk to a running target, in the spirit of tgtadm.
+ * `nodetgt show sessions`, `nodetgt session close` and `nodetgt log-level` talk to a running target, in the
+ * spirit of tgtadm.
  *
  * Two locks on the door: the file's mode keeps other users from connecting at all, and each connection's
  * peer credentials (SO_PEERCRED) are checked, so that a socket whose mode was loosened by hand still
@@ -13,7 +14,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { peerCredentials } from '../native';
-import { log } from '../util/log';
+import { changeLogLevel, log, logLevel, parseLogLevel } from '../util/log';
 import { socketFd } from '../util/socket-fd';
 import type {
   AccountInfo,
@@ -149,12 +150,24 @@ async function handle(line: string, deps: Handlers): Promise<ControlAnswer> {
       return closed ? { ok: true, closed } : { ok: false, error: `no session with TSIH ${req.tsih}` };
     }
     if (req.op === 'change') return await deps.change(req);
+    if (req.op === 'log-level') return logLevelRequest(req.level);
     // Echoed for the operator's sake, but never a secret a malformed change may carry.
     const echo = JSON.stringify(req, (k, v: unknown) => (k === 'secret' ? '(hidden)' : v));
     return { ok: false, error: `unknown request ${echo.slice(0, 200)}` };
   } catch (e) {
     return { ok: false, error: (e as Error).message };
   }
+}
+
+/**
+ * The log level lives in shared memory every worker reads (src/util/log.ts): setting it here is the change for
+ * the portal and every worker, present and future, with no message to any of them.
+ */
+function logLevelRequest(level: string | undefined): ControlAnswer {
+  const now = logLevel();
+  if (level === undefined) return { ok: true, logLevel: { was: now, now } };
+  const to = parseLogLevel(level, 'the log level');
+  return { ok: true, logLevel: { was: changeLogLevel(to, 'control socket'), now: to } };
 }
 
 /** targets, luns, accounts: from the running configuration, with what the workers report (sizes, sessions). */

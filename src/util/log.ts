@@ -60,13 +60,21 @@ export function setLogFormat(format: LogFormat): void {
 const enabled = (level: Level) => ORDER[level] <= Atomics.load(settings, 0);
 
 /**
- * The next level in error > warn > info > debug > error (a signal cycles through them). The change itself is
- * always logged, whatever the new level, so that the operator sees where the cycle stands.
+ * A change of level at run time (the control socket's `nodetgt log-level`, SIGUSR2), for every thread at once.
+ * The change itself is always logged, whatever the new level, so that the log shows when and by what its
+ * verbosity changed.
  */
-export function cycleLogLevel(): Level {
+export function changeLogLevel(to: Level, by: string): Level {
+  const was = logLevel();
+  setLogLevel(to);
+  write('info', 'log level changed', { from: was, to, by });
+  return was;
+}
+
+/** The next level in error > warn > info > debug > error (a signal cycles through them). */
+export function cycleLogLevel(by: string): Level {
   const next = LEVELS[(Atomics.load(settings, 0) + 1) % LEVELS.length];
-  setLogLevel(next);
-  write('info', 'log level changed', { to: next });
+  changeLogLevel(next, by);
   return next;
 }
 

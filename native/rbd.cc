@@ -67,6 +67,8 @@ int AcquireCluster(const std::string& conf, const std::string& client, bool cach
   // The librbd cache is off unless asked for: a write then is on the OSDs when it completes.
   if (rc == 0) rc = rados_conf_set(c, "rbd_cache", cache ? "true" : "false");
   // Bounded waits: an unreachable cluster fails the open, a lost OSD fails I/O instead of hanging it.
+  // A discard that covers part of an object zeroes it rather than leaving it: UNMAP promises zeros (LBPRZ).
+  if (rc == 0) rc = rados_conf_set(c, "rbd_skip_partial_discard", "false");
   if (rc == 0) rc = rados_conf_set(c, "client_mount_timeout", t.c_str());
   if (rc == 0) rc = rados_conf_set(c, "rados_mon_op_timeout", t.c_str());
   if (rc == 0) rc = rados_conf_set(c, "rados_osd_op_timeout", t.c_str());

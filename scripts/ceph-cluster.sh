@@ -6,6 +6,9 @@
 #   scripts/ceph-cluster.sh start [DIR]   start a cluster in DIR (default: a new mktemp -d); prints its env
 #   scripts/ceph-cluster.sh env DIR       print the env of a running cluster
 #   scripts/ceph-cluster.sh stop DIR      stop its daemons (TERM, then KILL after 5 s) and remove DIR
+#   scripts/ceph-cluster.sh pause-osd DIR / resume-osd DIR
+#                                         SIGSTOP / SIGCONT the OSD: a storage node that stops answering
+#                                         (memstore keeps its data in the stopped process)
 #
 # The env lines: CEPH_DIR, CEPH_CONF (config path), CEPH_KEYRING (client.admin's keyring), CEPH_POOL (a
 # replicated pool of size 1 with the rbd application enabled), CEPH_MON (the mon's address).
@@ -135,6 +138,10 @@ osd max object namespace len = 64
 osd heartbeat grace = 5
 mon osd report timeout = 15
 mgr initial modules =
+[client]
+# Clients (the CLI, every gateway process) run several at once: no admin socket for them, one log each.
+admin socket =
+log file = $DIR/log/client.\$pid.log
 EOF
   ceph-authtool --create-keyring "$DIR/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
   ceph-authtool "$DIR/keyring" --gen-key -n client.admin \
@@ -172,8 +179,14 @@ stop)
   stop_cluster
   rm -rf "$DIR"
   ;;
+pause-osd | resume-osd)
+  DIR="${2:?usage: $0 $CMD DIR}"
+  p="$(cat "$DIR/run/osd.0.pid")"
+  tr '\0' ' ' <"/proc/$p/cmdline" | grep -qF "$DIR/ceph.conf" || die "pid $p is not this cluster's OSD"
+  if [ "$CMD" = pause-osd ]; then kill -STOP "$p"; else kill -CONT "$p"; fi
+  ;;
 *)
-  echo "usage: $0 start [DIR] | env DIR | stop DIR" >&2
+  echo "usage: $0 start [DIR] | env DIR | stop DIR | pause-osd DIR | resume-osd DIR" >&2
   exit 2
   ;;
 esac

@@ -49,7 +49,13 @@ interface RbdBinding {
   rbdFlush(h: number, tag: number): number;
   rbdDiscard(h: number, tag: number, offset: number, length: number, zeroes: boolean): number;
   rbdWriteSame(h: number, tag: number, offset: number, length: number, pattern: ArrayBufferView): number;
-  rbdCompareAndWrite(h: number, tag: number, offset: number, cmp: ArrayBufferView, data: ArrayBufferView): number;
+  rbdCompareAndWrite(
+    h: number,
+    tag: number,
+    offset: number,
+    cmp: ArrayBufferView,
+    data: ArrayBufferView,
+  ): number;
   rbdPrRead(h: number, cb: JobCb<{ gen: string; doc: string } | undefined>): void;
   rbdPrWrite(h: number, expectedGen: string, newGen: string, doc: string, cb: JobCb<undefined>): void;
   rbdPrNotify(h: number, timeoutMs: number, cb: JobCb<undefined>): void;
@@ -198,7 +204,9 @@ export class RbdImage {
   }
 
   writev(offset: number, bufs: readonly Buffer[]): Promise<void> {
-    return this.op('rbd_aio_writev', bufs, (tag) => this.b.rbdWritev(this.h, tag, bufs, offset)).then(() => {});
+    return this.op('rbd_aio_writev', bufs, (tag) => this.b.rbdWritev(this.h, tag, bufs, offset)).then(
+      () => {},
+    );
   }
 
   flush(): Promise<void> {
@@ -208,7 +216,9 @@ export class RbdImage {
   /** zeroes: write_zeroes (reads return zeros afterwards whatever the object size); else discard. */
   discard(offset: number, length: number, zeroes: boolean): Promise<void> {
     const what = zeroes ? 'rbd_aio_write_zeroes' : 'rbd_aio_discard';
-    return this.op(what, undefined, (tag) => this.b.rbdDiscard(this.h, tag, offset, length, zeroes)).then(() => {});
+    return this.op(what, undefined, (tag) => this.b.rbdDiscard(this.h, tag, offset, length, zeroes)).then(
+      () => {},
+    );
   }
 
   writeSame(offset: number, length: number, pattern: Buffer): Promise<void> {
@@ -277,13 +287,7 @@ export class RbdImage {
 
   private op(what: string, hold: unknown, submit: (tag: number) => number): Promise<number> {
     return new Promise((resolve, reject) =>
-      this.start(
-        what,
-        hold,
-        submit,
-        (res) => (res < 0 ? reject(rbdError(res, what)) : resolve(res)),
-        reject,
-      ),
+      this.start(what, hold, submit, (res) => (res < 0 ? reject(rbdError(res, what)) : resolve(res)), reject),
     );
   }
 

@@ -317,6 +317,71 @@ function suite(): void {
   );
 
   test.serial(
+    'missing pool, missing image, unreachable cluster: those LUNs offline and named, the others serve',
+    async (t) => {
+      t.timeout(120_000);
+      const dead = path.join(tmp, 'dead.conf');
+      // A mon nobody listens on.
+      fs.writeFileSync(
+        dead,
+        fs.readFileSync(cl.conf, 'utf8').replace(/^mon host = .*$/m, 'mon host = [v2:127.0.0.1:9]'),
+      );
+      const rbdLun = (lun: number, o: Record<string, unknown>) => ({
+        lun,
+        backstore: 'rbd',
+        pool: cl.pool,
+        image: 'lun0',
+        cephConf: cl.conf,
+        opTimeout: 3,
+        ...o,
+      });
+      const g = await startChildTargetWithConfig(
+        {
+          workers: 1,
+          stateDir: path.join(tmp, 'state-bad'),
+          targets: [
+            {
+              name: TARGET,
+              luns: [
+                rbdLun(0, { pool: 'nopool' }),
+                rbdLun(1, { image: 'nosuchimage' }),
+                rbdLun(2, { cephConf: dead }),
+                { lun: 3, backstore: 'null', size: '1M' },
+              ],
+            },
+          ],
+        },
+        { timeoutMs: 60_000 },
+      );
+      gw.push(g);
+      const ini = await TestInitiator.connect(g.port);
+      sessions.push(ini);
+      t.is(
+        (await ini.login({ targetName: TARGET, initiatorName: 'iqn.2026-11.io.nodetgt.test:bad' })).status,
+        0,
+      );
+      const rl = await ini.scsi(Buffer.from([0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]), {
+        edtl: 256,
+        read: true,
+      });
+      good(t, rl, 'REPORT LUNS');
+      t.is(rl.data.readUInt32BE(0), 8, 'one LUN reported');
+      t.is(rl.data.readUInt16BE(8) & 0x3fff, 3, 'the null LUN serves');
+      const log = g.log();
+      t.log(
+        log
+          .split('\n')
+          .filter((l) => l.includes('LU offline'))
+          .join('\n'),
+      );
+      t.regex(log, /LU offline[^\n]*lun=0[^\n]*opening pool nopool/);
+      t.regex(log, /LU offline[^\n]*lun=1[^\n]*nosuchimage[^\n]*ENOENT/);
+      t.regex(log, /LU offline[^\n]*lun=2[^\n]*connecting to the cluster/);
+      await g.stop();
+    },
+  );
+
+  test.serial(
     'an OSD that stops answering: I/O ends in CHECK CONDITION, the gateway lives, and I/O resumes',
     async (t) => {
       t.timeout(180_000);

@@ -84,7 +84,9 @@ export async function openRbdBackstore(opts: RbdBackstoreOptions): Promise<RbdBa
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     const hint =
-      err.code === 'ENOENT' && opts.createSize === undefined ? " (set 'create' and a size to create it)" : '';
+      err.code === 'ENOENT' && opts.createSize === undefined && err.message.startsWith('opening image')
+        ? " (set 'create' and a size to create it)"
+        : '';
     const out: NodeJS.ErrnoException = new Error(`backstore rbd:${spec}: ${err.message}${hint}`);
     out.code = err.code;
     throw out;

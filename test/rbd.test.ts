@@ -46,6 +46,34 @@ function suite(): void {
   const ceph = (...args: string[]) =>
     exec('timeout', ['30', 'ceph', '-c', cl.conf, ...args], { timeout: 40_000 });
 
+  const startGateway = (i: number): Promise<ChildTarget> =>
+    startChildTargetWithConfig(
+      {
+        workers: 2,
+        stateDir: path.join(tmp, `state${i}`),
+        targets: [
+          {
+            name: TARGET,
+            luns: [
+              {
+                lun: 0,
+                backstore: 'rbd',
+                pool: cl.pool,
+                image: 'lun0',
+                cephConf: cl.conf,
+                size: '1G',
+                create: true,
+                opTimeout: 5,
+                serial: 'RBDTEST0001',
+                naa: '3000000000000abc',
+              },
+            ],
+          },
+        ],
+      },
+      { timeoutMs: 60_000 },
+    );
+
   test.before(async (t) => {
     t.timeout(180_000);
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-rbd-'));
@@ -61,35 +89,7 @@ function suite(): void {
     t.log(`cluster up in ${Date.now() - t0} ms`);
     // Two gateways of one target on one image; the first creates it (1 GiB). Same identity on both, as a
     // multipath initiator needs; reservations and COMPARE AND WRITE are shared through the cluster.
-    for (let i = 0; i < 2; i++)
-      gw.push(
-        await startChildTargetWithConfig(
-          {
-            workers: 2,
-            stateDir: path.join(tmp, `state${i}`),
-            targets: [
-              {
-                name: TARGET,
-                luns: [
-                  {
-                    lun: 0,
-                    backstore: 'rbd',
-                    pool: cl.pool,
-                    image: 'lun0',
-                    cephConf: cl.conf,
-                    size: '1G',
-                    create: true,
-                    opTimeout: 5,
-                    serial: 'RBDTEST0001',
-                    naa: '3000000000000abc',
-                  },
-                ],
-              },
-            ],
-          },
-          { timeoutMs: 60_000 },
-        ),
-      );
+    for (let i = 0; i < 2; i++) gw.push(await startGateway(i));
   });
 
   test.after.always(async (t) => {
@@ -317,6 +317,50 @@ function suite(): void {
   );
 
   test.serial(
+    'registrations made at once through both gateways all land (compare-and-swap retries)',
+    async (t) => {
+      t.timeout(120_000);
+      const N = 6;
+      const inis = await Promise.all(Array.from({ length: 2 * N }, (_, i) => login(i % 2, `reg-${i}`)));
+      const register = (i: TestInitiator, key: bigint) => {
+        const cdb = Buffer.alloc(10);
+        cdb[0] = 0x5f;
+        cdb.writeUInt32BE(24, 5);
+        const d = Buffer.alloc(24);
+        d.writeBigUInt64BE(key, 8);
+        return i.scsi(cdb, { edtl: 24, write: true, data: d });
+      };
+      const rs = await Promise.all(inis.map((i, n) => register(i, 0x1000n + BigInt(n))));
+      for (const r of rs) good(t, r, 'REGISTER');
+      for (const g of [0, 1]) {
+        const keys = Buffer.alloc(10);
+        keys[0] = 0x5e;
+        keys.writeUInt16BE(1024, 7);
+        const r = await inis[g].scsi(keys, { edtl: 1024, read: true });
+        good(t, r, 'READ KEYS');
+        const n = r.data.readUInt32BE(4) / 8;
+        const got = Array.from({ length: n }, (_, k) => r.data.readBigUInt64BE(8 + 8 * k)).sort();
+        t.deepEqual(
+          got,
+          Array.from({ length: 2 * N }, (_, k) => 0x1000n + BigInt(k)),
+          `every key, through gateway ${g}`,
+        );
+      }
+      // Unregister them all again (key 0 as the new key), so later tests meet no registrations.
+      const un = (i: TestInitiator, key: bigint) => {
+        const cdb = Buffer.alloc(10);
+        cdb[0] = 0x5f;
+        cdb.writeUInt32BE(24, 5);
+        const d = Buffer.alloc(24);
+        d.writeBigUInt64BE(key, 0);
+        return i.scsi(cdb, { edtl: 24, write: true, data: d });
+      };
+      for (const r of await Promise.all(inis.map((i, n) => un(i, 0x1000n + BigInt(n)))))
+        good(t, r, 'unregister');
+    },
+  );
+
+  test.serial(
     'missing pool, missing image, unreachable cluster: those LUNs offline and named, the others serve',
     async (t) => {
       t.timeout(120_000);
@@ -407,6 +451,51 @@ function suite(): void {
       }
       good(t, last!, 'WRITE after the OSD resumed');
       t.true((await read(a, 60000, 1)).data.equals(pattern(BS, 3)));
+    },
+  );
+
+  test.serial(
+    'gateway A killed with kill -9 in a stream of FUA writes: every acknowledged write reads back through B',
+    async (t) => {
+      t.timeout(120_000);
+      const a = await login(0, 'stream-a');
+      const acked: number[] = [];
+      let stop = false;
+      const stream = (async () => {
+        for (let n = 0; !stop; n++) {
+          const r = await write(a, 100_000 + n, pattern(BS, 50_000 + n), true).catch(() => null);
+          if (r === null || r.status !== 0) break;
+          acked.push(n);
+        }
+      })();
+      while (acked.length < 200) await new Promise((res) => setTimeout(res, 5));
+      await gw[0].stop('SIGKILL');
+      stop = true;
+      await stream;
+      t.log(`${acked.length} FUA writes acknowledged before the kill`);
+      const b = await login(1, 'stream-b');
+      const back = await read(b, 100_000, acked.length);
+      good(t, back, 'READ through B');
+      let bad = -1;
+      for (const n of acked)
+        if (!back.data.subarray(n * BS, (n + 1) * BS).equals(pattern(BS, 50_000 + n))) {
+          bad = n;
+          break;
+        }
+      t.is(bad, -1, 'every acknowledged write is in the image');
+      // B shuts down cleanly: every backstore flushed, the image closed, exit 0.
+      for (const s of sessions.splice(0)) s.close();
+      gw[1].proc.kill('SIGTERM');
+      const code = await new Promise<number | null>((res) => gw[1].proc.once('exit', (c) => res(c)));
+      t.is(code, 0, `gateway B exits 0 after SIGTERM: ${gw[1].log().split('\n').slice(-3).join(' | ')}`);
+      await gw[1].stop(); // removes its config directory
+      // Both gateways again, for what follows; the restarted A serves what it wrote before it was killed.
+      for (let i = 0; i < 2; i++) gw[i] = await startGateway(i);
+      const again = await login(0, 'stream-again');
+      t.true(
+        (await read(again, 100_000, 1)).data.equals(pattern(BS, 50_000)),
+        'restarted A reads the stream',
+      );
     },
   );
 

@@ -117,6 +117,21 @@ function suite(): void {
   const read = (i: TestInitiator, lba: number, blocks: number) =>
     i.scsi(cdb10(0x28, lba, blocks), { edtl: blocks * BS, read: true });
 
+  /** PERSISTENT RESERVE OUT (service action, type, RESERVATION KEY, SERVICE ACTION RESERVATION KEY). */
+  const prOut = (sa: number, type: number, k: bigint, saKey: bigint): [Buffer, Buffer] => {
+    const cdb = Buffer.alloc(10);
+    cdb[0] = 0x5f;
+    cdb[1] = sa;
+    cdb[2] = type;
+    cdb.writeUInt32BE(24, 5);
+    const d = Buffer.alloc(24);
+    d.writeBigUInt64BE(k, 0);
+    d.writeBigUInt64BE(saKey, 8);
+    return [cdb, d];
+  };
+  const send = (i: TestInitiator, [cdb, data]: [Buffer, Buffer]) =>
+    i.scsi(cdb, { edtl: 24, write: true, data });
+
   function good(t: ExecutionContext, r: ScsiResult, what: string): void {
     t.is(r.status, 0, `${what}: status ${r.status} sense ${r.sense?.toString('hex')}`);
   }
@@ -282,19 +297,6 @@ function suite(): void {
     async (t) => {
       const holder = await login(0, 'pr-holder');
       const other = await login(1, 'pr-other');
-      const prOut = (sa: number, type: number, k: bigint, saKey: bigint): [Buffer, Buffer] => {
-        const cdb = Buffer.alloc(10);
-        cdb[0] = 0x5f;
-        cdb[1] = sa;
-        cdb[2] = type;
-        cdb.writeUInt32BE(24, 5);
-        const d = Buffer.alloc(24);
-        d.writeBigUInt64BE(k, 0);
-        d.writeBigUInt64BE(saKey, 8);
-        return [cdb, d];
-      };
-      const send = (i: TestInitiator, [cdb, data]: [Buffer, Buffer]) =>
-        i.scsi(cdb, { edtl: 24, write: true, data });
       const WRITE_EXCLUSIVE = 1;
       good(t, await send(holder, prOut(0, 0, 0n, 0xabcn)), 'REGISTER through A');
       good(t, await send(holder, prOut(1, WRITE_EXCLUSIVE, 0xabcn, 0n)), 'RESERVE through A');
@@ -322,15 +324,7 @@ function suite(): void {
       t.timeout(120_000);
       const N = 6;
       const inis = await Promise.all(Array.from({ length: 2 * N }, (_, i) => login(i % 2, `reg-${i}`)));
-      const register = (i: TestInitiator, key: bigint) => {
-        const cdb = Buffer.alloc(10);
-        cdb[0] = 0x5f;
-        cdb.writeUInt32BE(24, 5);
-        const d = Buffer.alloc(24);
-        d.writeBigUInt64BE(key, 8);
-        return i.scsi(cdb, { edtl: 24, write: true, data: d });
-      };
-      const rs = await Promise.all(inis.map((i, n) => register(i, 0x1000n + BigInt(n))));
+      const rs = await Promise.all(inis.map((i, n) => send(i, prOut(0, 0, 0n, 0x1000n + BigInt(n)))));
       for (const r of rs) good(t, r, 'REGISTER');
       for (const g of [0, 1]) {
         const keys = Buffer.alloc(10);
@@ -347,15 +341,7 @@ function suite(): void {
         );
       }
       // Unregister them all again (key 0 as the new key), so later tests meet no registrations.
-      const un = (i: TestInitiator, key: bigint) => {
-        const cdb = Buffer.alloc(10);
-        cdb[0] = 0x5f;
-        cdb.writeUInt32BE(24, 5);
-        const d = Buffer.alloc(24);
-        d.writeBigUInt64BE(key, 0);
-        return i.scsi(cdb, { edtl: 24, write: true, data: d });
-      };
-      for (const r of await Promise.all(inis.map((i, n) => un(i, 0x1000n + BigInt(n)))))
+      for (const r of await Promise.all(inis.map((i, n) => send(i, prOut(0, 0, 0x1000n + BigInt(n), 0n)))))
         good(t, r, 'unregister');
     },
   );

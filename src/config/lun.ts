@@ -151,14 +151,15 @@ const LUN_KEYS = [
 function normalizeRbd(o: Record<string, unknown>, where: string, storageDir: string): RbdLunConfig {
   const name = (key: string, required: boolean): string | undefined => {
     const v = o[key];
-    if (v === undefined && !required) return undefined;
+    if (v === undefined) {
+      if (required) fail(where, `'${key}' is required for an rbd backstore`);
+      return undefined;
+    }
     if (typeof v !== 'string' || !RBD_NAME_RE.test(v))
-      fail(
-        where,
-        `'${key}' ${required ? 'is required for an rbd backstore and ' : ''}must be a name without '/', '@' or spaces`,
-      );
+      fail(where, `'${key}' must be a name without '/', '@' or spaces`);
     return v;
   };
+
   if (o.path !== undefined) fail(where, "an rbd backstore has no 'path' (it has 'pool' and 'image')");
   if (o.direct !== undefined) fail(where, "'direct' is for a file backstore");
   if (o.cephConf !== undefined && (typeof o.cephConf !== 'string' || o.cephConf === ''))

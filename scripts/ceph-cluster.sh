@@ -164,7 +164,13 @@ EOF
   cephc osd pool create "$POOL" 8 8 replicated >/dev/null 2>&1
   cephc osd pool set "$POOL" size 1 --yes-i-really-mean-it >/dev/null 2>&1
   cephc osd pool application enable "$POOL" rbd >/dev/null 2>&1
-  wait_for 60 "the pool's PGs to be active" bash -c "timeout $T ceph -c '$DIR/ceph.conf' pg stat | grep -Eq ' 8 active\+clean|: [0-9]+ active\+clean;'"
+  # Every PG active+clean, and the new pool's 8 among them ("N pgs: N active+clean; ..."): right after the
+  # pool is created, pg stat may not count its PGs yet.
+  wait_for 60 "the pool's PGs to be active" bash -c \
+    "timeout $T ceph -c '$DIR/ceph.conf' pg stat | grep -Eq '^(9|[1-9][0-9]+) pgs: \\1 active\+clean;'"
+  # And an object can be written and read back through the pool.
+  wait_for 30 "a write to the pool" bash -c \
+    "echo ok | timeout $T rados -c '$DIR/ceph.conf' -p '$POOL' put nodetgt.ready - && timeout $T rados -c '$DIR/ceph.conf' -p '$POOL' rm nodetgt.ready"
   trap - ERR
   print_env
   ;;

@@ -90,6 +90,10 @@ function suite(): void {
     // Two gateways of one target on one image; the first creates it (1 GiB). Same identity on both, as a
     // multipath initiator needs; reservations and COMPARE AND WRITE are shared through the cluster.
     for (let i = 0; i < 2; i++) gw.push(await startGateway(i));
+    // Every worker of both gateways must have opened the image: a worker without it would answer LOGICAL UNIT
+    // NOT SUPPORTED to the sessions it happens to serve.
+    for (const g of gw)
+      if (/LU offline/.test(g.log())) throw new Error(`a gateway could not open the image:\n${g.log()}`);
   });
 
   test.after.always(async (t) => {
@@ -477,6 +481,7 @@ function suite(): void {
       await gw[1].stop(); // removes its config directory
       // Both gateways again, for what follows; the restarted A serves what it wrote before it was killed.
       for (let i = 0; i < 2; i++) gw[i] = await startGateway(i);
+      for (const g of gw.slice(0, 2)) t.notRegex(g.log(), /LU offline/);
       const again = await login(0, 'stream-again');
       t.true(
         (await read(again, 100_000, 1)).data.equals(pattern(BS, 50_000)),

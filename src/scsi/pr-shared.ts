@@ -102,12 +102,7 @@ export class SharedPrStore {
   onNotify(id: bigint, err: number): void {
     if (err < 0) {
       log.warn('reservation object watch lost; watching again', { ...this.what, err });
-      this.obj
-        .prRewatch()
-        .then(() => this.refresh())
-        .catch((e: Error) =>
-          log.error('reservation object: cannot watch again', { ...this.what, error: e.message }),
-        );
+      this.rewatch(0);
       return;
     }
     this.refresh()
@@ -121,6 +116,27 @@ export class SharedPrStore {
             log.warn('reservation object: acknowledgement failed', { ...this.what, error: e.message }),
           ),
       );
+  }
+
+  /**
+   * Watch again until it works (the cluster may still be unreachable): a gateway that no longer watches would
+   * miss other gateways' changes. Each attempt waits up to the op timeout; then 1 s between attempts.
+   */
+  private rewatch(attempt: number): void {
+    this.obj
+      .prRewatch()
+      .then(() => this.refresh())
+      .then(() => {
+        if (attempt > 0)
+          log.info('reservation object watched again', { ...this.what, attempts: attempt + 1 });
+      })
+      .catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'ERR_RBD_CLOSED') return; // the LU closed meanwhile: nothing left to watch for
+        if (attempt === 0)
+          log.error('reservation object: cannot watch again yet', { ...this.what, error: e.message });
+        const timer = setTimeout(() => this.rewatch(attempt + 1), 1000);
+        timer.unref();
+      });
   }
 
   /** Install the document at `gen` in the mirror, unless the mirror already holds that one or a later one. */

@@ -19,6 +19,12 @@
 #include "ring.h"
 #include "tcpinfo.h"
 
+#ifdef NODETGT_HAVE_RBD
+namespace nodetgt {
+void RegisterRbd(napi_env env, napi_value exports);
+}
+#endif
+
 namespace nodetgt {
 namespace {
 
@@ -275,6 +281,12 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterRing(e, ex);
   RegisterCopy(env, exports);
   RegisterTcpInfo(e, ex);
+#ifdef NODETGT_HAVE_RBD
+  RegisterRbd(e, ex);
+  exports.Set("rbdAvailable", Napi::Boolean::New(env, true));
+#else
+  exports.Set("rbdAvailable", Napi::Boolean::New(env, false));
+#endif
   return exports;
 }
 

@@ -16,6 +16,7 @@ struct Ring;
 // Per-addon-instance (so per-thread) state, held with napi_set_instance_data.
 struct Instance {
   Ring* ring = nullptr;
+  void* rbd = nullptr;  // the thread's RBD hub (native/rbd.cc), when built with librbd
 };
 
 inline Instance* GetInstance(napi_env env) {

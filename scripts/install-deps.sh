@@ -8,6 +8,9 @@ pkgs=(build-essential python3 liburing-dev)
 if [ "${1:-}" = "--test" ]; then
   # prometheus: the binary and promtool for test/prometheus.test.ts (the tests start their own instance).
   pkgs+=(libiscsi-bin qemu-utils qemu-block-extra tgt procps iproute2 ethtool prometheus)
+  # Ceph (16.2 on Debian 12): the one-node cluster test/rbd.test.ts starts (scripts/ceph-cluster.sh), and
+  # librbd/librados headers so that the addon is built with the RBD backstore (scripts/check-librbd.js).
+  pkgs+=(ceph-mon ceph-osd ceph-mgr ceph-common librbd-dev librados-dev)
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq

@@ -18,14 +18,17 @@ import * as path from 'node:path';
 import type { Config, LunConfig } from '../config/schema';
 import { ConfigError } from '../config/schema';
 import { makeParents } from './file';
+import { rbdAvailable } from '../native/rbd';
 
 export interface LunRecord {
   version: 1;
   target: string;
   lun: number;
-  backstore: 'file' | 'null';
+  backstore: 'file' | 'null' | 'rbd';
   /** The backing file (absent for a null backstore). */
   path?: string;
+  /** An rbd LUN's pool[/namespace]/image. */
+  rbd?: string;
   serial: string;
   naa: string;
   /** When the identity was created (ISO 8601). */
@@ -55,9 +58,15 @@ export function generateIdentity(): { serial: string; naa: string } {
   return { serial: randomBytes(8).toString('hex').toUpperCase(), naa: naa.toString('hex') };
 }
 
+function rbdName(l: LunConfig): string {
+  const r = l.rbd!;
+  return `${r.pool}/${r.namespace ? `${r.namespace}/` : ''}${r.image}`;
+}
+
 function recordFile(stateDir: string, target: string, l: LunConfig): string {
+  const where = l.backstore === 'file' ? l.path : l.backstore === 'rbd' ? `rbd:${rbdName(l)}` : '';
   const key = createHash('sha256')
-    .update(`${target}\0${l.lun}\0${l.backstore}\0${l.backstore === 'file' ? l.path : ''}`)
+    .update(`${target}\0${l.lun}\0${l.backstore}\0${where}`)
     .digest('hex')
     .slice(0, 32);
   return path.join(stateDir, 'luns', `${key}.json`);
@@ -173,10 +182,21 @@ async function planLun(
   opts: PrepareOptions,
 ): Promise<LunPlan> {
   const where =
-    l.backstore === 'file' ? `target ${target} LUN ${l.lun} (${l.path})` : `target ${target} LUN ${l.lun}`;
+    l.backstore === 'file'
+      ? `target ${target} LUN ${l.lun} (${l.path})`
+      : l.backstore === 'rbd'
+        ? `target ${target} LUN ${l.lun} (rbd ${rbdName(l)})`
+        : `target ${target} LUN ${l.lun}`;
   const recFile = recordFile(stateDir, target, l);
   const rec = await readRecord(recFile);
   const plan: LunPlan = { target, l, where, recFile, rec, create: false, state: 'ready', origin: 'adopted' };
+  // The image itself is opened (and created, with `create`) by the workers: a cluster that cannot be reached
+  // leaves that LU offline, named, while the others serve.
+  if (l.backstore === 'rbd' && !rbdAvailable())
+    throw new ConfigError(
+      `${where}: this nodetgt was built without RBD support; install librbd-dev and librados-dev ` +
+        "(apt-get install librbd-dev librados-dev) and rebuild the addon ('npx node-gyp rebuild')",
+    );
   if (l.backstore !== 'file') {
     if (rec === null) Object.assign(plan, { state: 'created', origin: 'created' });
     return plan;
@@ -240,6 +260,7 @@ async function applyPlan(p: LunPlan, made: Created): Promise<LunReport> {
       lun: l.lun,
       backstore: l.backstore,
       ...(l.backstore === 'file' ? { path: l.path } : {}),
+      ...(l.backstore === 'rbd' ? { rbd: rbdName(l) } : {}),
       serial: wanted.serial ?? fresh.serial,
       naa: wanted.naa ?? fresh.naa,
       provisioned: rec?.provisioned ?? new Date().toISOString(),

@@ -43,6 +43,20 @@ export interface Backstore {
    * Optional: without it a copy goes through memory (read + write, src/backstore/copy.ts).
    */
   copyFrom?(src: Backstore, srcOffset: number, offset: number, length: number): Promise<void>;
+  /**
+   * Write `block` (one logical block) into every block of [offset, offset + length) (WRITE SAME), in one
+   * request to a store that can (librbd's writesame). Optional: without it the SCSI layer writes chunks.
+   */
+  writeSame?(offset: number, length: number, block: Buffer, fua: boolean): Promise<void>;
+  /**
+   * COMPARE AND WRITE done by the store itself, atomically against every other client of the medium (other
+   * gateways of a shared image, not only this process): null when `verify` matched and `data` was written,
+   * else the offset (from `offset`) of the first differing byte, nothing written. Optional: without it the SCSI
+   * layer reads, compares and writes under its own range lock (atomic within this process).
+   */
+  compareAndWrite?(offset: number, verify: Buffer, data: Buffer, fua: boolean): Promise<number | null>;
+  /** The longest range compareAndWrite() takes, in bytes (librbd: one 512-byte sector). Absent: no limit. */
+  readonly compareAndWriteMax?: number;
   /** Deallocate a range (punch hole); later reads return zeros. */
   unmap(offset: number, length: number): Promise<void>;
   /**

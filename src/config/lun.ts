@@ -15,8 +15,13 @@ export interface LunConfig {
   type: 'disk' | 'cd';
   /** A disk whose medium can be ejected and loaded (INQUIRY RMB = 1); always true for a cd. */
   removable: boolean;
-  /** 'file' (regular file or block device) or 'null' (reads zeros, discards writes: benchmarks). */
-  backstore: 'file' | 'null';
+  /**
+   * 'file' (regular file or block device), 'null' (reads zeros, discards writes: benchmarks) or 'rbd' (a Ceph
+   * RBD image through librbd, src/backstore/rbd.ts; its settings in `rbd`).
+   */
+  backstore: 'file' | 'null' | 'rbd';
+  /** Where an 'rbd' LUN's image is and how to reach it. */
+  rbd?: RbdLunConfig;
   /** Backing file or block device (absolute after validation). Unused for 'null'. */
   path: string;
   /** Size in bytes when the file must be created (sparse), or the null backstore's size. */
@@ -52,6 +57,25 @@ export interface LunConfig {
   /** Why the LU is not served (its backing file disappeared), filled in at start-up; absent when served. */
   offline?: string;
 }
+
+export interface RbdLunConfig {
+  pool: string;
+  image: string;
+  namespace?: string;
+  /** ceph.conf path (default: librados' own search, /etc/ceph/ceph.conf); resolved under storageDir. */
+  cephConf?: string;
+  /** cephx client id, without "client." (default admin). */
+  clientId?: string;
+  /** librbd's write-back cache (rbd_cache); off by default. */
+  cache: boolean;
+  /** Seconds before a cluster operation fails with an error (default 30). */
+  opTimeout: number;
+  /** Create the image (of the LUN's `size`) when it does not exist; otherwise a missing image is an error. */
+  create: boolean;
+}
+
+/** RADOS pool, namespace and image names: no slash (it separates them), printable, not empty. */
+const RBD_NAME_RE = /^[^/@\s]{1,250}$/;
 
 const SERIAL_RE = /^[\x21-\x7e]{1,20}$/;
 // NAA 3h (locally assigned) and 5h (IEEE registered): 8 bytes; 6h (IEEE registered extended): 16 bytes.
@@ -113,7 +137,46 @@ const LUN_KEYS = [
   'vendor',
   'product',
   'revision',
+  'pool',
+  'image',
+  'namespace',
+  'cephConf',
+  'clientId',
+  'rbdCache',
+  'opTimeout',
+  'create',
 ];
+
+/** The settings of an 'rbd' LUN (pool, image, namespace?, cephConf?, clientId?, rbdCache?, opTimeout?). */
+function normalizeRbd(o: Record<string, unknown>, where: string, storageDir: string): RbdLunConfig {
+  const name = (key: string, required: boolean): string | undefined => {
+    const v = o[key];
+    if (v === undefined) {
+      if (required) fail(where, `'${key}' is required for an rbd backstore`);
+      return undefined;
+    }
+    if (typeof v !== 'string' || !RBD_NAME_RE.test(v))
+      fail(where, `'${key}' must be a name without '/', '@' or spaces`);
+    return v;
+  };
+
+  if (o.path !== undefined) fail(where, "an rbd backstore has no 'path' (it has 'pool' and 'image')");
+  if (o.direct !== undefined) fail(where, "'direct' is for a file backstore");
+  if (o.cephConf !== undefined && (typeof o.cephConf !== 'string' || o.cephConf === ''))
+    fail(where, "'cephConf' must be the path of a ceph.conf");
+  const clientId = name('clientId', false);
+  if (clientId?.startsWith('client.')) fail(where, "'clientId' is the id without 'client.' (e.g. 'admin')");
+  return {
+    pool: name('pool', true)!,
+    image: name('image', true)!,
+    namespace: name('namespace', false),
+    cephConf: o.cephConf === undefined ? undefined : path.resolve(storageDir, o.cephConf as string),
+    clientId,
+    cache: optBool(o, 'rbdCache', where),
+    opTimeout: optInt(o, 'opTimeout', 30, 1, 3600, where),
+    create: optBool(o, 'create', where),
+  };
+}
 
 /** One `luns[]` entry; a relative `path` resolves under `storageDir`. */
 export function normalizeLun(raw: unknown, where: string, storageDir: string, slot = 0): LunConfig {
@@ -126,14 +189,22 @@ export function normalizeLun(raw: unknown, where: string, storageDir: string, sl
   const lun = optInt(o, 'lun', -1, 0, 16383, where);
   if (lun < 0) fail(where, "'lun' is required");
   const backstore = o.backstore ?? 'file';
-  if (backstore !== 'file' && backstore !== 'null') fail(where, "'backstore' must be 'file' or 'null'");
+  if (backstore !== 'file' && backstore !== 'null' && backstore !== 'rbd')
+    fail(where, "'backstore' must be 'file', 'null' or 'rbd'");
+  const rbdOnly = ['pool', 'image', 'namespace', 'cephConf', 'clientId', 'rbdCache', 'opTimeout', 'create'];
+  for (const k of rbdOnly)
+    if (backstore !== 'rbd' && o[k] !== undefined) fail(where, `'${k}' is for an rbd backstore`);
   const size = o.size === undefined ? undefined : normalizeSize(o.size, where, 'size');
   const blockSize = optInt(o, 'blockSize', 512, 512, 4096, where);
   if (blockSize !== 512 && blockSize !== 4096) fail(where, "'blockSize' must be 512 or 4096");
   if (size !== undefined && size % blockSize !== 0)
     fail(where, `'size' must be a multiple of the block size ${blockSize}`);
   let p = '';
-  if (backstore === 'file') {
+  let rbd: RbdLunConfig | undefined;
+  if (backstore === 'rbd') {
+    rbd = normalizeRbd(o, where, storageDir);
+    if (rbd.create && size === undefined) fail(where, "'create' needs the 'size' of the image to create");
+  } else if (backstore === 'file') {
     if (typeof o.path !== 'string' || o.path === '') fail(where, "'path' is required for a file backstore");
     p = path.resolve(storageDir, o.path);
   } else if (size === undefined) fail(where, "'size' is required for a null backstore");
@@ -143,6 +214,7 @@ export function normalizeLun(raw: unknown, where: string, storageDir: string, sl
     removable: optBool(o, 'removable', where),
     backstore,
     path: p,
+    ...(rbd ? { rbd } : {}),
     size,
     readOnly: optBool(o, 'readOnly', where),
     direct: optBool(o, 'direct', where),

@@ -273,6 +273,10 @@ function checkUnique(targets: TargetConfig[]): void {
     t.luns.forEach((l, j) => {
       const at = `${where}.luns[${j}]`;
       if (l.backstore === 'file') claim(`path:${l.path}`, at, `'path' ${l.path}`, t, l.lun);
+      if (l.rbd !== undefined) {
+        const spec = `${l.rbd.pool}/${l.rbd.namespace ? `${l.rbd.namespace}/` : ''}${l.rbd.image}`;
+        claim(`rbd:${l.rbd.cephConf ?? ''}:${spec}`, at, `rbd image ${spec}`, t, l.lun);
+      }
       if (l.serial !== undefined) claim(`serial:${l.serial}`, at, `'serial' ${l.serial}`, t, l.lun);
       if (l.naa !== undefined) claim(`naa:${l.naa}`, at, `'naa' ${l.naa}`, t, l.lun);
     });

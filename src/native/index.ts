@@ -552,3 +552,8 @@ export class Ring {
     }
   }
 }
+
+/** The addon's exports as loaded, for the optional parts typed in their own modules (src/native/rbd.ts). */
+export function addonExports(): Readonly<Record<string, unknown>> {
+  return binding as unknown as Readonly<Record<string, unknown>>;
+}

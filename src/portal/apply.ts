@@ -77,7 +77,7 @@ function statSize(l: LunConfig): { bytes: number; device: boolean } {
 
 /** The capacity an LU serves now: its configured size, or what its file or device holds (whole blocks). */
 function capacityOf(l: LunConfig): number {
-  if (l.size !== undefined || l.backstore === 'null' || l.offline !== undefined) return l.size ?? 0;
+  if (l.size !== undefined || l.backstore !== 'file' || l.offline !== undefined) return l.size ?? 0;
   try {
     const { bytes } = statSize(l);
     return bytes - (bytes % l.blockSize);
@@ -94,6 +94,8 @@ function planGrowth(plan: ChangePlan): Growth[] | string {
   const out: Growth[] = [];
   for (const { target, lun: l, from, to } of plan.resizeLuns) {
     const where = `LUN ${l.lun} of ${target}`;
+    if (l.backstore === 'rbd' && l.offline === undefined)
+      return `${where}: an rbd LUN is not resized live (resize the image with 'rbd resize', then restart)`;
     if (l.backstore === 'null' || l.offline !== undefined) {
       out.push({ l, from, to, how: 'none' });
       continue;

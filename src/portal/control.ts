@@ -213,7 +213,12 @@ async function show(what: Exclude<ShowWhat, 'sessions'>, deps: ControlDeps): Pro
   const luns: LunInfo[] = [];
   for (const t of config.targets)
     for (const l of t.luns) {
-      const backing = l.backstore === 'null' ? 'null' : l.path;
+      const backing =
+        l.backstore === 'null'
+          ? 'null'
+          : l.backstore === 'rbd'
+            ? `rbd:${l.rbd!.pool}/${l.rbd!.namespace ? `${l.rbd!.namespace}/` : ''}${l.rbd!.image}`
+            : l.path;
       const r = reported.find((x) => x.target === t.name && x.lun === l.lun);
       if (r) luns.push({ ...r, backing });
       else

@@ -15,6 +15,7 @@ import { BufferPool } from './bufpool';
 import { TargetPortGroups } from './port-groups';
 import { CopyResults } from './copy-results';
 import { releaseSpc2 } from './reserve';
+import type { SharedPrStore } from './pr-shared';
 
 export interface LuIdentity {
   targetName: string;
@@ -99,6 +100,8 @@ export interface LogicalUnitOptions {
   removable?: boolean;
   /** Where the persistent reservation state is kept while APTPL is in effect (src/scsi/pr-aptpl.ts); none: not kept. */
   prFile?: string;
+  /** Reservations kept in the storage cluster for every gateway (src/scsi/pr-shared.ts), instead of prFile. */
+  prStore?: SharedPrStore;
   /**
    * The WRITE ATOMIC(16) journal directory (src/backstore/atomic-journal.ts). Given: the command is offered,
    * journaled. Not given: offered only on the null backstore (nothing is stored, so nothing can be torn).
@@ -157,6 +160,8 @@ export class LogicalUnit {
   readonly removable: boolean;
   /** The APTPL file of this LU (LogicalUnitOptions.prFile). */
   readonly prFile?: string;
+  /** LogicalUnitOptions.prStore: set for an LU whose reservations several gateways share. */
+  readonly prStore?: SharedPrStore;
   /**
    * How WRITE ATOMIC(16) is offered: through the journal in atomicJournalDir; 'trivial' on the null backstore,
    * which stores nothing (every read returns zeros, so no reader can see part of a write); null: not offered.
@@ -186,7 +191,13 @@ export class LogicalUnit {
       granularityBlocks: physicalBlocks(bs, backstore.physicalBlockSize),
       // At most 128 KiB compared (255 blocks of 512 bytes, 32 of 4096): the compare buffer and the write are
       // held under the range lock, which stops every other write to the stripes it covers.
-      maxCompareAndWriteBlocks: Math.min(255, blocks(128 * 1024)),
+      // A store that compares and writes by itself may take less (librbd: 512 bytes, so 0 for 4096-byte blocks,
+      // and then every COMPARE AND WRITE is refused rather than made non-atomic across gateways).
+      maxCompareAndWriteBlocks: Math.min(
+        255,
+        blocks(128 * 1024),
+        backstore.compareAndWriteMax === undefined ? 255 : Math.floor(backstore.compareAndWriteMax / bs),
+      ),
       maxAtomicTransferBlocks: 0,
       atomicUnitBlocks: 0,
       maxUnmapBlocks: opts.maxUnmapBlocks ?? 1024 * 1024,
@@ -204,6 +215,7 @@ export class LogicalUnit {
     this.removable = this.type === 'cd' || opts.removable === true;
     if (this.type === 'cd' && !backstore.readOnly) throw new Error('a cd LU needs a read-only backstore');
     this.prFile = opts.prFile;
+    this.prStore = opts.prStore;
     this.atomicJournalDir = opts.atomicJournalDir;
     const nullStore = backstore instanceof NullBackstore;
     this.atomicWrites =

@@ -164,6 +164,8 @@ export function loadPrState(config: Config): PrLoadReport[] {
   for (const t of config.targets)
     for (const l of t.luns) {
       if (l.offline !== undefined || l.identity === undefined) continue;
+      // An rbd LU keeps its reservations in the cluster (src/scsi/pr-shared.ts), for every gateway.
+      if (l.backstore === 'rbd') continue;
       const file = aptplPath(config.stateDir, l.identity.serial);
       (l as LunConfig).prFile = file;
       try {

@@ -41,6 +41,7 @@ import {
   invalidFieldInParameterList,
   parameterListLengthError,
 } from './sense';
+import type { SharedPrStore } from './pr-shared';
 import type { CommandContext, ScsiResult } from './types';
 
 export const CONFLICT: ScsiResult = Object.freeze({ status: Status.RESERVATION_CONFLICT });
@@ -72,12 +73,28 @@ function bump(d: PrDoc): void {
   d.generation = (d.generation + 1) >>> 0;
 }
 
+/** Why a change failed, as the sense the command ends in. */
+function prFailure(lu: LogicalUnit, e: unknown): ScsiError {
+  if (e instanceof ScsiError) return e;
+  if (e instanceof PrCapacityError)
+    return new ScsiError(SenseKey.ILLEGAL_REQUEST, AscQ.INSUFFICIENT_REGISTRATION_RESOURCES);
+  lu.ioFault('write', e);
+  return internalFailure();
+}
+
+/** The unit attentions a change establishes, before its command completes. */
+function establishUas(lu: LogicalUnit, uas: Ua[], result: ScsiResult): ScsiResult {
+  for (const [cond, only] of uas) if (only.length > 0) lu.shared.establish(cond, { only });
+  return result;
+}
+
 /**
  * Change the LU's reservation state: `fn` decides from the current document (synchronously, under the lock).
  * The new document is persisted first when APTPL is (or was) in effect, so it is durable before any nexus
  * sees it; an I/O error there leaves the state as it was and fails the command.
  */
-export function changePr(lu: LogicalUnit, fn: (d: PrDoc) => PrChange): ScsiResult {
+export function changePr(lu: LogicalUnit, fn: (d: PrDoc) => PrChange): ScsiResult | Promise<ScsiResult> {
+  if (lu.prStore !== undefined) return changeSharedPr(lu, lu.prStore, fn);
   let uas: Ua[] = [];
   let result: ScsiResult;
   try {
@@ -90,14 +107,34 @@ export function changePr(lu: LogicalUnit, fn: (d: PrDoc) => PrChange): ScsiResul
       return { doc: out.doc, active: docActive(out.doc), result: out.result };
     });
   } catch (e) {
-    if (e instanceof ScsiError) throw e;
-    if (e instanceof PrCapacityError)
-      throw new ScsiError(SenseKey.ILLEGAL_REQUEST, AscQ.INSUFFICIENT_REGISTRATION_RESOURCES);
-    lu.ioFault('write', e);
-    throw internalFailure();
+    throw prFailure(lu, e);
   }
-  for (const [cond, only] of uas) if (only.length > 0) lu.shared.establish(cond, { only });
-  return result;
+  return establishUas(lu, uas, result);
+}
+
+/**
+ * The same change where the state is shared by gateways (src/scsi/pr-shared.ts): decided against the stored
+ * document, compare-and-swapped into the store, mirrored here; the unit attentions go to this gateway's nexuses.
+ */
+async function changeSharedPr(
+  lu: LogicalUnit,
+  store: SharedPrStore,
+  fn: (d: PrDoc) => PrChange,
+): Promise<ScsiResult> {
+  let uas: Ua[] = [];
+  let result: ScsiResult;
+  try {
+    result = await store.change((cur) => {
+      const out = fn(cur ?? emptyDoc());
+      uas = out.uas ?? [];
+      if (out.doc !== undefined && Buffer.byteLength(JSON.stringify(out.doc)) > PR_CAPACITY - 64)
+        throw new PrCapacityError();
+      return { doc: out.doc, result: out.result };
+    });
+  } catch (e) {
+    throw prFailure(lu, e);
+  }
+  return establishUas(lu, uas, result);
 }
 
 interface Params {
@@ -296,7 +333,7 @@ function registerAndMove(lu: LogicalUnit, d: PrDoc, nexus: string, p: Params, da
   return { result: GOOD, doc: n };
 }
 
-export function persistentReserveOut(ctx: CommandContext): ScsiResult {
+export function persistentReserveOut(ctx: CommandContext): ScsiResult | Promise<ScsiResult> {
   const { cdb, lu, task } = ctx;
   const sa = cdb[1] & 0x1f;
   const usesType =

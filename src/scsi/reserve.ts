@@ -33,7 +33,7 @@ export function reservationConflict(lu: LogicalUnit, spec: CommandSpec, cdb: Buf
 }
 
 /** RESERVE(6) / RESERVE(10) of the whole LU; third-party and extent reservations are not offered. */
-export function reserveUnit(ctx: CommandContext): ScsiResult {
+export function reserveUnit(ctx: CommandContext): ScsiResult | Promise<ScsiResult> {
   const nexus = ctx.task.nexus;
   return changePr(ctx.lu, (d) => {
     if (d.registrations.length > 0 || d.reservation !== null) return { result: CONFLICT };
@@ -43,7 +43,7 @@ export function reserveUnit(ctx: CommandContext): ScsiResult {
 }
 
 /** RELEASE(6) / RELEASE(10): ends the nexus's own reservation; from any other nexus it does nothing. */
-export function releaseUnit(ctx: CommandContext): ScsiResult {
+export function releaseUnit(ctx: CommandContext): ScsiResult | Promise<ScsiResult> {
   const { lu, task } = ctx;
   if (!lu.shared.prActive) return GOOD;
   return changePr(lu, (d) => {
@@ -61,16 +61,19 @@ export function releaseSpc2(lu: LogicalUnit, nexus?: string): void {
   if (!lu.shared.prActive) return;
   const held = lu.shared.prDocument<PrDoc>()?.spc2 ?? null;
   if (held === null || (nexus !== undefined && held !== nexus)) return;
-  try {
-    changePr(lu, (d) => {
-      if (d.spc2 === null || (nexus !== undefined && d.spc2 !== nexus)) return { result: GOOD };
-      return { result: GOOD, doc: { ...cloneDoc(d), spc2: null } };
-    });
-  } catch (e) {
+  const failed = (e: unknown): void =>
     log.error('could not release the SPC-2 reservation', {
       target: lu.identity.targetName,
       lun: lu.identity.lun,
       error: (e as Error).message,
     });
+  try {
+    const done = changePr(lu, (d) => {
+      if (d.spc2 === null || (nexus !== undefined && d.spc2 !== nexus)) return { result: GOOD };
+      return { result: GOOD, doc: { ...cloneDoc(d), spc2: null } };
+    });
+    if (done instanceof Promise) done.catch(failed);
+  } catch (e) {
+    failed(e);
   }
 }

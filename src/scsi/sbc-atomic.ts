@@ -6,10 +6,18 @@
  * range, so two COMPARE AND WRITEs racing on one block never both succeed, and a WRITE never lands between a
  * compare and its write. Inside the lock the commands write with writeMedium(..., guarded = false).
  */
-import { decodeBlockRange, firstDifference, readU64, takeBytes, totalLength, SliceCursor } from './cdb';
+import {
+  decodeBlockRange,
+  firstDifference,
+  gatherBytes,
+  readU64,
+  takeBytes,
+  totalLength,
+  SliceCursor,
+} from './cdb';
 import { AscQ, SenseKey } from './constants';
 import type { LogicalUnit } from './lu';
-import { GOOD, checkBlockTransfer, readMedium, requireWritable, writeMedium } from './sbc';
+import { GOOD, checkBlockTransfer, ioError, readMedium, requireWritable, writeMedium } from './sbc';
 import { ScsiError, invalidFieldInCdb, lbaOutOfRange, miscompare } from './sense';
 import type { CommandContext, ScsiResult } from './types';
 
@@ -65,6 +73,28 @@ export async function compareAndWrite(ctx: CommandContext): Promise<ScsiResult> 
   const writeData = cursor.take(len);
   const fua = (cdb[1] & FUA) !== 0;
   const bs = lu.blockSize;
+  const store = lu.backstore;
+  if (store.compareAndWrite) {
+    // The store compares and writes in one operation (Ceph RBD: one RADOS op on the OSD), atomic against other
+    // gateways too; the range lock still orders it with this process's own writes.
+    const verify = gatherBytes(verifyData, len);
+    const write = gatherBytes(writeData, len);
+    let mismatch: number | null;
+    try {
+      mismatch = await lu.shared.exclusive(lba * bs, len, () =>
+        store.compareAndWrite!(lba * bs, verify, write, fua),
+      );
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EINVAL') {
+        // A range the store cannot compare and write in one operation (beyond compareAndWriteMax).
+        lu.badRequest('COMPARE AND WRITE the backstore cannot do atomically', { lba, blocks });
+        throw invalidFieldInCdb(13, 7);
+      }
+      throw ioError(lu, 'write', e, lba);
+    }
+    if (mismatch !== null) throw miscompare(mismatch);
+    return GOOD;
+  }
   await lu.shared.exclusive(lba * bs, len, async () => {
     const medium = lu.pool.acquire(len);
     try {

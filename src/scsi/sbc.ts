@@ -39,15 +39,37 @@ const CHUNK_BYTES = 1024 * 1024;
 
 // ---- backstore calls with SCSI error mapping ---------------------------------------------------------
 
+/**
+ * Errors of a store reached over a network (Ceph RBD): the storage cannot be talked to, so the medium is not
+ * what failed. ESHUTDOWN is Ceph's EBLOCKLISTED (this client was fenced); ETIMEDOUT an OSD or mon that did
+ * not answer within the op timeout.
+ */
+const COMMUNICATION_ERRORS: ReadonlySet<unknown> = new Set([
+  'ESHUTDOWN',
+  'ENOTCONN',
+  'ECONNREFUSED',
+  'ECONNRESET',
+]);
+
 /** A backstore failure as the sense it ends in; every one is counted and logged by the LU. */
 export function ioError(lu: LogicalUnit, op: IoOp, e: unknown, lba: number): ScsiError {
   if (e instanceof ScsiError) return e;
   lu.ioFault(op, e);
   const write = op !== 'read';
-  const code = (e as { code?: unknown } | null)?.code;
-  if (write && code === 'ENOSPC') {
+  const err = e as { code?: unknown; errno?: unknown } | null;
+  const code = err?.code;
+  // EDQUOT (122) has no name in Node's error map: a pool quota reached is a full pool to the initiator.
+  if (write && (code === 'ENOSPC' || code === 'EDQUOT' || err?.errno === -122)) {
     return new ScsiError(SenseKey.DATA_PROTECT, AscQ.SPACE_ALLOCATION_FAILED_WRITE_PROTECT);
   }
+  if (code === 'ETIMEDOUT')
+    return new ScsiError(SenseKey.HARDWARE_ERROR, AscQ.LOGICAL_UNIT_COMMUNICATION_TIMEOUT, {
+      information: lba,
+    });
+  if (COMMUNICATION_ERRORS.has(code))
+    return new ScsiError(SenseKey.HARDWARE_ERROR, AscQ.LOGICAL_UNIT_COMMUNICATION_FAILURE, {
+      information: lba,
+    });
   return new ScsiError(SenseKey.MEDIUM_ERROR, write ? AscQ.WRITE_ERROR : AscQ.UNRECOVERED_READ_ERROR, {
     information: lba,
   });
@@ -352,7 +374,20 @@ export async function writeSame(ctx: CommandContext): Promise<ScsiResult> {
     await unmapMedium(lu, lba, blocks);
     return GOOD;
   }
-  await fillMedium(lu, lba, blocks, ndob ? Buffer.alloc(bs) : gatherBytes(task.dataOut, bs), false);
+  const block = ndob ? Buffer.alloc(bs) : gatherBytes(task.dataOut, bs);
+  const store = lu.backstore;
+  if (store.writeSame) {
+    // One request to a store that repeats the block itself (librbd): no chunks cross the network.
+    try {
+      await lu.shared.guardWrite(lba * bs, blocks * bs, () =>
+        store.writeSame!(lba * bs, blocks * bs, block, false),
+      );
+    } catch (e) {
+      throw ioError(lu, 'write', e, lba);
+    }
+    return GOOD;
+  }
+  await fillMedium(lu, lba, blocks, block, false);
   return GOOD;
 }
 

@@ -6,6 +6,8 @@ import type { Config, LunConfig, TargetConfig } from '../config/schema';
 import type { Backstore } from '../backstore/types';
 import { openFileBackstore } from '../backstore/file';
 import { openNullBackstore } from '../backstore/null';
+import { openRbdBackstore, RbdBackstore } from '../backstore/rbd';
+import { SharedPrStore } from '../scsi/pr-shared';
 import { LogicalUnit, identityOf } from '../scsi/lu';
 import { ScsiDispatcher } from '../scsi/dispatcher';
 import { aclAllows } from '../config/acl';
@@ -78,8 +80,29 @@ export class TargetNode {
 }
 
 // A file is opened as it is: creating it is provisioning's work (src/backstore/prepare.ts), done once at
-// start-up, so that a file gone since is never re-created blank here.
-async function openBackstore(l: LunConfig): Promise<Backstore> {
+// start-up, so that a file gone since is never re-created blank here. An RBD image is created here, by
+// whichever worker comes first, when the config says `create` (librbd refuses a second creation).
+async function openBackstore(
+  l: LunConfig,
+  onPrNotify?: (id: bigint, err: number) => void,
+): Promise<Backstore> {
+  if (l.backstore === 'rbd') {
+    const r = l.rbd!;
+    return openRbdBackstore({
+      pool: r.pool,
+      image: r.image,
+      namespace: r.namespace,
+      cephConf: r.cephConf,
+      clientId: r.clientId,
+      createSize: r.create ? l.size : undefined,
+      size: l.size,
+      readOnly: l.readOnly,
+      blockSize: l.blockSize === 4096 ? 4096 : 512,
+      cache: r.cache,
+      opTimeout: r.opTimeout,
+      onPrNotify,
+    });
+  }
   // A null backstore is never a cd (the config refuses it), so its block size is 512 or 4096.
   if (l.backstore === 'null')
     return openNullBackstore({ size: l.size!, blockSize: l.blockSize === 4096 ? 4096 : 512 });
@@ -101,8 +124,15 @@ export async function openLu(
   if (l.offline !== undefined) return null;
   if (l.identity === undefined) throw new Error(`target ${t.name} LUN ${l.lun} was not provisioned`);
   let bs: Backstore;
+  // The reservation store of an rbd LU hears the notifies of its object through the backstore's watch.
+  let prStore: SharedPrStore | undefined;
+  const pending: Array<[bigint, number]> = [];
+  const onPrNotify = (id: bigint, err: number): void => {
+    if (prStore) prStore.onNotify(id, err);
+    else pending.push([id, err]);
+  };
   try {
-    bs = await openBackstore(l);
+    bs = await openBackstore(l, onPrNotify);
   } catch (e) {
     const error = (e as Error).message;
     log.error('LU offline: cannot open its backing store', { target: t.name, lun: l.lun, error });
@@ -111,9 +141,23 @@ export async function openLu(
   }
   const faults = counters ? new LuFaultCounters(counters, l.slot) : undefined;
   const mem = shared?.memory[l.slot];
-  const luShared = mem ? new LuShared(mem, shared!.lane) : undefined;
+  const luShared = mem ? new LuShared(mem, shared!.lane) : new LuShared();
   const stats = mem?.stats ? new LuStats(mem.stats, shared!.lane) : undefined;
   if (stats) timeBackstore(bs, stats);
+  if (bs instanceof RbdBackstore) {
+    const store = new SharedPrStore(luShared, bs.image, { target: t.name, lun: l.lun });
+    try {
+      await store.refresh();
+    } catch (e) {
+      const error = (e as Error).message;
+      log.error('LU offline: cannot read its reservation state', { target: t.name, lun: l.lun, error });
+      problems.push(`target ${t.name} LUN ${l.lun}: cannot read its reservation state: ${error}`);
+      await bs.close().catch(() => undefined);
+      return null;
+    }
+    prStore = store;
+    for (const [id, err] of pending.splice(0)) store.onNotify(id, err);
+  }
   return new LogicalUnit(bs, identityOf(t.name, l.lun, l.identity, l.type, l), {
     faults,
     stats,
@@ -121,6 +165,7 @@ export async function openLu(
     type: l.type,
     removable: l.removable,
     prFile: l.prFile,
+    prStore,
     atomicJournalDir: l.atomicJournalDir,
     ports,
   });

@@ -1,0 +1,204 @@
+/**
+ * A LUN stored in a Ceph RBD image, through librbd (src/native/rbd.ts): what tgt's rbd backing store and
+ * SPDK's RBD bdev do, so that several gateway nodes can serve one image.
+ *
+ * - write(fua) is an aio write followed by an aio flush; flush() is rbd_aio_flush. librbd's cache is off unless
+ *   `cache` is set, so a completed write is on the OSDs already and writeCacheEnabled reports the cache.
+ * - unmap() is rbd_aio_discard, with rbd_skip_partial_discard off (set on the cluster handle) so that a range
+ *   that covers only part of an object reads back as zeros too (LBPRZ).
+ * - writeSame() is rbd_aio_writesame, or rbd_aio_write_zeroes for a block of zeros.
+ * - compareAndWrite() is rbd_aio_compare_and_write: the compare and the write are one RADOS operation on the
+ *   OSD, so it is atomic against every gateway, not only this process. librbd 16 takes one 512-byte sector at
+ *   most (EINVAL for more, found by trying: 1024 bytes at a 4 KiB-aligned offset fail): compareAndWriteMax,
+ *   which the LU reports as MAXIMUM COMPARE AND WRITE LENGTH (1 block of 512; none with 4096-byte blocks).
+ * - Errors keep librbd's errno (ESHUTDOWN for a blocklisted client, ETIMEDOUT for an OSD or mon that does not
+ *   answer within opTimeout, ENOSPC/EDQUOT for a full pool): src/scsi/sbc.ts maps them to sense data.
+ */
+import { RbdImage, rbdAvailable, type RbdOpenOptions } from '../native/rbd';
+import type { Backstore } from './types';
+
+export interface RbdBackstoreOptions {
+  pool: string;
+  image: string;
+  namespace?: string;
+  /** ceph.conf path (default: librados' search, /etc/ceph/ceph.conf). */
+  cephConf?: string;
+  /** cephx client id (default admin). */
+  clientId?: string;
+  /** Bytes: create the image of this size when it does not exist. */
+  createSize?: number;
+  /** Bytes served (default: the image's size); the image must be at least this big. */
+  size?: number;
+  readOnly?: boolean;
+  blockSize?: 512 | 4096;
+  /** librbd write-back cache (rbd_cache). */
+  cache?: boolean;
+  /** Seconds before a cluster operation fails (default 30). */
+  opTimeout?: number;
+  /** Watch the reservation object (src/scsi/pr-store-rbd.ts) and hear its notifies. */
+  onPrNotify?: (id: bigint, err: number) => void;
+}
+
+const EROFS = -30;
+const EINVAL = -22;
+
+function errno(res: number, what: string): NodeJS.ErrnoException {
+  const e: NodeJS.ErrnoException = new Error(what);
+  e.errno = res;
+  e.code = res === EROFS ? 'EROFS' : 'EINVAL';
+  return e;
+}
+
+/** The RADOS object beside an image that holds its reservation state. */
+export function prObjectName(image: string): string {
+  return `nodetgt.pr.${image}`;
+}
+
+/** Where an RBD LU lives, for messages: pool[/namespace]/image. */
+export function rbdSpec(o: Pick<RbdBackstoreOptions, 'pool' | 'namespace' | 'image'>): string {
+  return `${o.pool}/${o.namespace ? `${o.namespace}/` : ''}${o.image}`;
+}
+
+export async function openRbdBackstore(opts: RbdBackstoreOptions): Promise<RbdBackstore> {
+  const spec = rbdSpec(opts);
+  if (!rbdAvailable())
+    throw new Error(
+      `backstore rbd:${spec}: this nodetgt was built without librbd; install librbd-dev and librados-dev ` +
+        "(apt-get install librbd-dev librados-dev) and rebuild the addon ('npx node-gyp rebuild')",
+    );
+  const blockSize = opts.blockSize ?? 512;
+  const o: RbdOpenOptions = {
+    conf: opts.cephConf,
+    client: opts.clientId,
+    pool: opts.pool,
+    namespace: opts.namespace,
+    image: opts.image,
+    createSize: opts.readOnly ? undefined : opts.createSize,
+    cache: opts.cache,
+    opTimeout: opts.opTimeout,
+    prObject: opts.onPrNotify ? prObjectName(opts.image) : undefined,
+  };
+  let img: RbdImage;
+  try {
+    img = await RbdImage.open(o, opts.onPrNotify);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const hint =
+      err.code === 'ENOENT' && opts.createSize === undefined && err.message.startsWith('opening image')
+        ? " (set 'create' and a size to create it)"
+        : '';
+    const out: NodeJS.ErrnoException = new Error(`backstore rbd:${spec}: ${err.message}${hint}`);
+    out.code = err.code;
+    throw out;
+  }
+  try {
+    const st = img.stat();
+    if (opts.size !== undefined && st.size < opts.size)
+      throw new Error(
+        `backstore rbd:${spec}: image is ${st.size} bytes, smaller than the configured ${opts.size}`,
+      );
+    const bytes = opts.size ?? st.size;
+    const sizeBytes = bytes - (bytes % blockSize);
+    if (sizeBytes === 0) throw new Error(`backstore rbd:${spec}: smaller than one ${blockSize}-byte block`);
+    return new RbdBackstore(img, spec, blockSize, sizeBytes, st.objectSize, opts);
+  } catch (e) {
+    await img.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+export class RbdBackstore implements Backstore {
+  readonly readOnly: boolean;
+  readonly writeCacheEnabled: boolean;
+  readonly thinProvisioned = true;
+  /** Writes aligned to 4 KiB never make librbd read-modify-write a partial sector of an object. */
+  readonly physicalBlockSize = 4096;
+  readonly compareAndWriteMax = 512;
+  private closing: Promise<void> | null = null;
+  onFault?: (e: Error) => void;
+
+  constructor(
+    readonly image: RbdImage,
+    readonly spec: string,
+    readonly blockSize: number,
+    public sizeBytes: number,
+    readonly objectSize: number,
+    opts: RbdBackstoreOptions,
+  ) {
+    this.readOnly = opts.readOnly ?? false;
+    this.writeCacheEnabled = opts.cache ?? false;
+  }
+
+  read(offset: number, into: Buffer): Promise<void> {
+    const bad = this.check(offset, into.length, false);
+    if (bad) return Promise.reject(bad);
+    if (into.length === 0) return Promise.resolve();
+    return this.image.read(offset, into);
+  }
+
+  async write(offset: number, data: readonly Buffer[], fua: boolean): Promise<void> {
+    let length = 0;
+    for (const b of data) length += b.length;
+    const bad = this.check(offset, length, true);
+    if (bad) throw bad;
+    if (length === 0) return;
+    await this.image.writev(offset, data as Buffer[]);
+    if (fua) await this.image.flush();
+  }
+
+  flush(): Promise<void> {
+    if (this.closing) return Promise.reject(new Error(`backstore rbd:${this.spec}: closed`));
+    return this.image.flush();
+  }
+
+  async unmap(offset: number, length: number): Promise<void> {
+    const bad = this.check(offset, length, true);
+    if (bad) throw bad;
+    if (length === 0) return;
+    await this.image.discard(offset, length, false);
+  }
+
+  /** Every block of the range becomes `block` (one logical block). */
+  async writeSame(offset: number, length: number, block: Buffer, fua: boolean): Promise<void> {
+    const bad = this.check(offset, length, true);
+    if (bad) throw bad;
+    if (length === 0) return;
+    if (block.every((b) => b === 0)) await this.image.discard(offset, length, true);
+    else await this.image.writeSame(offset, length, block);
+    if (fua) await this.image.flush();
+  }
+
+  /**
+   * Atomic on the OSD: null when `verify` matched and `data` was written, or the offset (from `offset`) of the
+   * first byte that differs (nothing written).
+   */
+  async compareAndWrite(offset: number, verify: Buffer, data: Buffer, fua: boolean): Promise<number | null> {
+    const bad = this.check(offset, verify.length, true);
+    if (bad) throw bad;
+    if (verify.length > this.compareAndWriteMax)
+      throw errno(
+        EINVAL,
+        `backstore rbd:${this.spec}: compare-and-write of more than ${this.compareAndWriteMax} bytes`,
+      );
+    const mismatch = await this.image.compareAndWrite(offset, verify, data);
+    if (mismatch === null && fua) await this.image.flush();
+    return mismatch;
+  }
+
+  close(): Promise<void> {
+    if (this.closing === null) this.closing = this.image.close();
+    return this.closing;
+  }
+
+  private check(offset: number, length: number, write: boolean): Error | undefined {
+    if (this.closing) return new Error(`backstore rbd:${this.spec}: closed`);
+    if (write && this.readOnly) return errno(EROFS, 'write: read-only');
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0)
+      return new RangeError(`backstore rbd:${this.spec}: bad range ${offset}+${length}`);
+    if (offset + length > this.sizeBytes)
+      return new RangeError(
+        `backstore rbd:${this.spec}: range ${offset}+${length} beyond ${this.sizeBytes} bytes`,
+      );
+    return undefined;
+  }
+}

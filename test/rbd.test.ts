@@ -1,0 +1,521 @@
+/**
+ * The Ceph RBD backstore against a real one-node cluster (scripts/ceph-cluster.sh: mon, mgr, memstore OSD on
+ * 127.0.0.1), started once for this file. Two `nodetgt serve` processes (two gateways on two ports) export the
+ * same target and the same image, created through the config's `create`.
+ *
+ * Skipped, and reported as skipped with the reason, only when the Ceph binaries are not installed. When they
+ * are and the addon was built without librbd, the tests fail: CI installs both.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { startChildTargetWithConfig, type ChildTarget } from './helpers/child-target';
+import { TestInitiator, type ScsiResult } from './helpers/initiator';
+import { iscsiImageOpts, runQemu, sha256File, writeRandomFile } from './helpers/qemu';
+import { cdb10, cdbCaw, pattern } from './scsi-helpers';
+
+const exec = promisify(execFile);
+const SCRIPT = path.resolve(__dirname, '../../scripts/ceph-cluster.sh');
+const TARGET = 'iqn.2026-11.io.nodetgt.test:rbd';
+const BS = 512;
+const MISSING = ['ceph', 'ceph-mon', 'ceph-osd', 'ceph-mgr'].filter(
+  (b) => !process.env.PATH!.split(':').some((d) => fs.existsSync(path.join(d, b))),
+);
+
+if (MISSING.length > 0) {
+  test.skip(`RBD backstore: Ceph not installed (${MISSING.join(', ')} missing: apt-get install ceph-mon ceph-osd ceph-mgr ceph-common librbd-dev librados-dev)`, () => {});
+} else {
+  suite();
+}
+
+interface Cluster {
+  dir: string;
+  conf: string;
+  pool: string;
+}
+
+function suite(): void {
+  const cl: Cluster = { dir: '', conf: '', pool: '' };
+  const gw: ChildTarget[] = [];
+  const sessions: TestInitiator[] = [];
+  let tmp = '';
+
+  const ceph = (...args: string[]) =>
+    exec('timeout', ['30', 'ceph', '-c', cl.conf, ...args], { timeout: 40_000 });
+
+  const startGateway = (i: number): Promise<ChildTarget> =>
+    startChildTargetWithConfig(
+      {
+        workers: 2,
+        stateDir: path.join(tmp, `state${i}`),
+        targets: [
+          {
+            name: TARGET,
+            luns: [
+              {
+                lun: 0,
+                backstore: 'rbd',
+                pool: cl.pool,
+                image: 'lun0',
+                cephConf: cl.conf,
+                size: '1G',
+                create: true,
+                opTimeout: 5,
+                serial: 'RBDTEST0001',
+                naa: '3000000000000abc',
+              },
+            ],
+          },
+        ],
+      },
+      { timeoutMs: 60_000 },
+    );
+
+  test.before(async (t) => {
+    t.timeout(180_000);
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-rbd-'));
+    const t0 = Date.now();
+    const { stdout } = await exec(SCRIPT, ['start', path.join(tmp, 'ceph')], { timeout: 150_000 });
+    const env = Object.fromEntries(
+      stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split('=', 2) as [string, string]),
+    );
+    Object.assign(cl, { dir: env.CEPH_DIR, conf: env.CEPH_CONF, pool: env.CEPH_POOL });
+    t.log(`cluster up in ${Date.now() - t0} ms`);
+    // Two gateways of one target on one image; the first creates it (1 GiB). Same identity on both, as a
+    // multipath initiator needs; reservations and COMPARE AND WRITE are shared through the cluster.
+    for (let i = 0; i < 2; i++) gw.push(await startGateway(i));
+    // Every worker of both gateways must have opened the image: a worker without it would answer LOGICAL UNIT
+    // NOT SUPPORTED to the sessions it happens to serve.
+    for (const g of gw)
+      if (/LU offline/.test(g.log())) throw new Error(`a gateway could not open the image:\n${g.log()}`);
+  });
+
+  test.after.always(async (t) => {
+    for (const s of sessions) s.close();
+    for (const g of gw) await g.stop();
+    if (cl.dir) {
+      await exec(SCRIPT, ['resume-osd', cl.dir]).catch(() => undefined);
+      const t0 = Date.now();
+      await exec(SCRIPT, ['stop', cl.dir], { timeout: 60_000 }).catch((e: Error) => t.log(e.message));
+      t.log(`cluster down in ${Date.now() - t0} ms`);
+    }
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  async function login(g: number, name: string): Promise<TestInitiator> {
+    const ini = await TestInitiator.connect(gw[g].port);
+    const r = await ini.login({ targetName: TARGET, initiatorName: `iqn.2026-11.io.nodetgt.test:${name}` });
+    if (r.status !== 0) throw new Error(`login to gateway ${g} as ${name}: ${r.status}`);
+    sessions.push(ini);
+    return ini;
+  }
+
+  const write = (i: TestInitiator, lba: number, data: Buffer, fua = false) =>
+    i.scsi(cdb10(0x2a, lba, data.length / BS, fua ? 0x08 : 0), { edtl: data.length, write: true, data });
+  const read = (i: TestInitiator, lba: number, blocks: number) =>
+    i.scsi(cdb10(0x28, lba, blocks), { edtl: blocks * BS, read: true });
+
+  /** PERSISTENT RESERVE OUT (service action, type, RESERVATION KEY, SERVICE ACTION RESERVATION KEY). */
+  const prOut = (sa: number, type: number, k: bigint, saKey: bigint): [Buffer, Buffer] => {
+    const cdb = Buffer.alloc(10);
+    cdb[0] = 0x5f;
+    cdb[1] = sa;
+    cdb[2] = type;
+    cdb.writeUInt32BE(24, 5);
+    const d = Buffer.alloc(24);
+    d.writeBigUInt64BE(k, 0);
+    d.writeBigUInt64BE(saKey, 8);
+    return [cdb, d];
+  };
+  const send = (i: TestInitiator, [cdb, data]: [Buffer, Buffer]) =>
+    i.scsi(cdb, { edtl: 24, write: true, data });
+
+  function good(t: ExecutionContext, r: ScsiResult, what: string): void {
+    t.is(r.status, 0, `${what}: status ${r.status} sense ${r.sense?.toString('hex')}`);
+  }
+
+  function senseOf(r: ScsiResult): { key: number; asc: number; ascq: number; info: number } | null {
+    if (r.status !== 2 || r.sense === null) return null;
+    return { key: r.sense[2] & 0x0f, asc: r.sense[12], ascq: r.sense[13], info: r.sense.readUInt32BE(3) };
+  }
+
+  test.serial(
+    'the image is created through the config, and qemu-img copies 32 MiB in and out unchanged',
+    async (t) => {
+      t.timeout(180_000);
+      const src = path.join(tmp, 'in.raw');
+      const back = path.join(tmp, 'out.raw');
+      writeRandomFile(src, 32 << 20);
+      const opts = { port: gw[0].port, target: TARGET, lun: 0 };
+      await runQemu(
+        'qemu-img',
+        ['convert', '-n', '-f', 'raw', '--target-image-opts', src, iscsiImageOpts(opts)],
+        120_000,
+      );
+      // Read back through the other gateway.
+      const from = iscsiImageOpts({ ...opts, port: gw[1].port });
+      await runQemu(
+        'qemu-img',
+        ['dd', '--image-opts', '-O', 'raw', 'bs=1M', 'count=32', `if=${from}`, `of=${back}`],
+        120_000,
+      );
+      t.is(await sha256File(back), await sha256File(src));
+      const info = await exec('timeout', [
+        '30',
+        'rbd',
+        '-c',
+        cl.conf,
+        'info',
+        '--format',
+        'json',
+        `${cl.pool}/lun0`,
+      ]);
+      const img = JSON.parse(info.stdout) as { size: number; features: string[] };
+      t.is(img.size, 1 << 30);
+      t.false(img.features.includes('exclusive-lock'), 'created without exclusive-lock');
+    },
+  );
+
+  test.serial('WRITE with FUA, SYNCHRONIZE CACHE, UNMAP and WRITE SAME through librbd', async (t) => {
+    const a = await login(0, 'ops');
+    const data = pattern(8 * BS, 7);
+    good(t, await write(a, 1000, data, true), 'WRITE FUA');
+    const r = await read(a, 1000, 8);
+    good(t, r, 'READ');
+    t.true(r.data.equals(data));
+    good(t, await a.scsi(cdb10(0x35, 0, 0), { edtl: 0 }), 'SYNCHRONIZE CACHE');
+    // UNMAP two blocks in the middle (a partial object: still zeros when read back).
+    const list = Buffer.alloc(24);
+    list.writeUInt16BE(22, 0);
+    list.writeUInt16BE(16, 2);
+    list.writeBigUInt64BE(1002n, 8);
+    list.writeUInt32BE(2, 16);
+    const unmap = Buffer.alloc(10);
+    unmap[0] = 0x42;
+    unmap.writeUInt16BE(24, 7);
+    good(t, await a.scsi(unmap, { edtl: 24, write: true, data: list }), 'UNMAP');
+    const after = (await read(a, 1000, 8)).data;
+    t.true(
+      after.subarray(2 * BS, 4 * BS).every((b) => b === 0),
+      'unmapped blocks read as zeros',
+    );
+    t.true(after.subarray(0, 2 * BS).equals(data.subarray(0, 2 * BS)), 'blocks before kept');
+    t.true(after.subarray(4 * BS).equals(data.subarray(4 * BS)), 'blocks after kept');
+    // WRITE SAME(10): a block repeated over 64 blocks, then zeros (write_zeroes).
+    const block = pattern(BS, 3);
+    const ws = cdb10(0x41, 5000, 64);
+    good(t, await a.scsi(ws, { edtl: BS, write: true, data: block }), 'WRITE SAME');
+    const same = (await read(a, 5000, 64)).data;
+    let all = true;
+    for (let i = 0; i < 64; i++) all &&= same.subarray(i * BS, (i + 1) * BS).equals(block);
+    t.true(all, 'every block is the pattern');
+    good(t, await a.scsi(ws, { edtl: BS, write: true, data: Buffer.alloc(BS) }), 'WRITE SAME zeros');
+    t.true((await read(a, 5000, 64)).data.every((b) => b === 0));
+  });
+
+  test.serial(
+    'COMPARE AND WRITE: a match writes, a miscompare reports the offset, longer than librbd takes is refused',
+    async (t) => {
+      const a = await login(0, 'caw');
+      const old = pattern(BS, 11);
+      good(t, await write(a, 3000, old), 'WRITE');
+      const next = pattern(BS, 12);
+      good(
+        t,
+        await a.scsi(cdbCaw(3000, 1), { edtl: 2 * BS, write: true, data: Buffer.concat([old, next]) }),
+        'CAW',
+      );
+      t.true((await read(a, 3000, 1)).data.equals(next));
+      const wrong = Buffer.from(next);
+      wrong[77] ^= 0xff;
+      const mis = await a.scsi(cdbCaw(3000, 1), {
+        edtl: 2 * BS,
+        write: true,
+        data: Buffer.concat([wrong, old]),
+      });
+      t.deepEqual(senseOf(mis), { key: 0x0e, asc: 0x1d, ascq: 0, info: 77 }, 'MISCOMPARE at byte 77');
+      t.true((await read(a, 3000, 1)).data.equals(next), 'nothing written');
+      // librbd compares one 512-byte sector at most: the Block Limits VPD page says 1, and 2 blocks are refused.
+      const vpd = await a.scsi(Buffer.from([0x12, 0x01, 0xb0, 0x00, 0x40, 0x00]), { edtl: 64, read: true });
+      good(t, vpd, 'INQUIRY Block Limits');
+      t.is(vpd.data[5], 1, 'MAXIMUM COMPARE AND WRITE LENGTH 1');
+      const two = await a.scsi(cdbCaw(3000, 2), { edtl: 4 * BS, write: true, data: Buffer.alloc(4 * BS) });
+      t.deepEqual(
+        senseOf(two) && [senseOf(two)!.key, senseOf(two)!.asc],
+        [0x05, 0x24],
+        'INVALID FIELD IN CDB',
+      );
+    },
+  );
+
+  test.serial(
+    "two gateways: each sees the other one's writes, and COMPARE AND WRITE races have one winner",
+    async (t) => {
+      t.timeout(120_000);
+      const a = await login(0, 'race-a');
+      const b = await login(1, 'race-b');
+      const data = pattern(16 * BS, 21);
+      good(t, await write(a, 20000, data), 'WRITE through A');
+      t.true((await read(b, 20000, 16)).data.equals(data), 'B reads what A wrote');
+      good(t, await write(b, 20000, data.subarray(0, BS)), 'WRITE through B');
+      const lba = 40000;
+      let current = pattern(BS, 100);
+      good(t, await write(a, lba, current), 'seed');
+      const ROUNDS = 100;
+      let wins = 0;
+      for (let round = 1; round <= ROUNDS; round++) {
+        const mine = [pattern(BS, 1000 + round), pattern(BS, 2000 + round)];
+        const rs = await Promise.all(
+          [a, b].map((s, i) =>
+            s.scsi(cdbCaw(lba, 1), { edtl: 2 * BS, write: true, data: Buffer.concat([current, mine[i]]) }),
+          ),
+        );
+        const winners = rs.map((r, i) => (r.status === 0 ? i : -1)).filter((i) => i >= 0);
+        if (winners.length !== 1 || rs.some((r) => r.status !== 0 && senseOf(r)?.key !== 0x0e)) {
+          t.fail(
+            `round ${round}: statuses ${rs.map((r) => r.status)} sense ${rs.map((r) => r.sense?.toString('hex'))}`,
+          );
+          return;
+        }
+        const now = (await read(round % 2 ? a : b, lba, 1)).data;
+        if (!now.equals(mine[winners[0]])) {
+          t.fail(`round ${round}: the block is not what the winner wrote`);
+          return;
+        }
+        wins += winners[0];
+        current = now;
+      }
+      t.log(`gateway B won ${wins} of ${ROUNDS} rounds`);
+      t.pass();
+    },
+  );
+
+  test.serial(
+    'a reservation made through gateway A keeps another initiator out through gateway B',
+    async (t) => {
+      const holder = await login(0, 'pr-holder');
+      const other = await login(1, 'pr-other');
+      const WRITE_EXCLUSIVE = 1;
+      good(t, await send(holder, prOut(0, 0, 0n, 0xabcn)), 'REGISTER through A');
+      good(t, await send(holder, prOut(1, WRITE_EXCLUSIVE, 0xabcn, 0n)), 'RESERVE through A');
+      const blocked = await write(other, 100, pattern(BS, 5));
+      t.is(blocked.status, 0x18, 'RESERVATION CONFLICT through B');
+      good(t, await read(other, 100, 1), 'READ through B is allowed under WRITE EXCLUSIVE');
+      // PERSISTENT RESERVE IN READ RESERVATION through B shows A's reservation.
+      const prIn = Buffer.alloc(10);
+      prIn[0] = 0x5e;
+      prIn[1] = 1;
+      prIn.writeUInt16BE(64, 7);
+      const res = await other.scsi(prIn, { edtl: 64, read: true });
+      good(t, res, 'READ RESERVATION');
+      t.is(res.data.readUInt32BE(4), 16, 'one reservation reported');
+      t.is(res.data.readBigUInt64BE(8), 0xabcn);
+      good(t, await write(holder, 100, pattern(BS, 6)), 'the holder writes through A');
+      good(t, await send(holder, prOut(3, 0, 0xabcn, 0n)), 'CLEAR through A');
+      good(t, await write(other, 100, pattern(BS, 7)), 'B writes again after CLEAR');
+    },
+  );
+
+  test.serial(
+    'registrations made at once through both gateways all land (compare-and-swap retries)',
+    async (t) => {
+      t.timeout(120_000);
+      const N = 6;
+      const inis = await Promise.all(Array.from({ length: 2 * N }, (_, i) => login(i % 2, `reg-${i}`)));
+      const rs = await Promise.all(inis.map((i, n) => send(i, prOut(0, 0, 0n, 0x1000n + BigInt(n)))));
+      for (const r of rs) good(t, r, 'REGISTER');
+      for (const g of [0, 1]) {
+        const keys = Buffer.alloc(10);
+        keys[0] = 0x5e;
+        keys.writeUInt16BE(1024, 7);
+        const r = await inis[g].scsi(keys, { edtl: 1024, read: true });
+        good(t, r, 'READ KEYS');
+        const n = r.data.readUInt32BE(4) / 8;
+        const got = Array.from({ length: n }, (_, k) => r.data.readBigUInt64BE(8 + 8 * k)).sort();
+        t.deepEqual(
+          got,
+          Array.from({ length: 2 * N }, (_, k) => 0x1000n + BigInt(k)),
+          `every key, through gateway ${g}`,
+        );
+      }
+      // Unregister them all again (key 0 as the new key), so later tests meet no registrations.
+      for (const r of await Promise.all(inis.map((i, n) => send(i, prOut(0, 0, 0x1000n + BigInt(n), 0n)))))
+        good(t, r, 'unregister');
+    },
+  );
+
+  test.serial(
+    'missing pool, missing image, unreachable cluster: those LUNs offline and named, the others serve',
+    async (t) => {
+      t.timeout(120_000);
+      const dead = path.join(tmp, 'dead.conf');
+      // A mon nobody listens on.
+      fs.writeFileSync(
+        dead,
+        fs.readFileSync(cl.conf, 'utf8').replace(/^mon host = .*$/m, 'mon host = [v2:127.0.0.1:9]'),
+      );
+      const rbdLun = (lun: number, o: Record<string, unknown>) => ({
+        lun,
+        backstore: 'rbd',
+        pool: cl.pool,
+        image: 'lun0',
+        cephConf: cl.conf,
+        opTimeout: 3,
+        ...o,
+      });
+      const g = await startChildTargetWithConfig(
+        {
+          workers: 1,
+          stateDir: path.join(tmp, 'state-bad'),
+          targets: [
+            {
+              name: TARGET,
+              luns: [
+                rbdLun(0, { pool: 'nopool' }),
+                rbdLun(1, { image: 'nosuchimage' }),
+                rbdLun(2, { cephConf: dead }),
+                { lun: 3, backstore: 'null', size: '1M' },
+              ],
+            },
+          ],
+        },
+        { timeoutMs: 60_000 },
+      );
+      gw.push(g);
+      const ini = await TestInitiator.connect(g.port);
+      sessions.push(ini);
+      t.is(
+        (await ini.login({ targetName: TARGET, initiatorName: 'iqn.2026-11.io.nodetgt.test:bad' })).status,
+        0,
+      );
+      const rl = await ini.scsi(Buffer.from([0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]), {
+        edtl: 256,
+        read: true,
+      });
+      good(t, rl, 'REPORT LUNS');
+      t.is(rl.data.readUInt32BE(0), 8, 'one LUN reported');
+      t.is(rl.data.readUInt16BE(8) & 0x3fff, 3, 'the null LUN serves');
+      const log = g.log();
+      t.log(
+        log
+          .split('\n')
+          .filter((l) => l.includes('LU offline'))
+          .join('\n'),
+      );
+      t.regex(log, /LU offline[^\n]*lun=0[^\n]*opening pool nopool/);
+      t.regex(log, /LU offline[^\n]*lun=1[^\n]*nosuchimage[^\n]*ENOENT/);
+      t.regex(log, /LU offline[^\n]*lun=2[^\n]*connecting to the cluster/);
+      await g.stop();
+    },
+  );
+
+  test.serial(
+    'an OSD that stops answering: I/O ends in CHECK CONDITION, the gateway lives, and I/O resumes',
+    async (t) => {
+      t.timeout(180_000);
+      const a = await login(0, 'fault');
+      good(t, await write(a, 60000, pattern(BS, 1)), 'WRITE before');
+      await exec(SCRIPT, ['pause-osd', cl.dir]);
+      let r: ScsiResult;
+      try {
+        r = await write(a, 60000, pattern(BS, 2));
+      } finally {
+        await exec(SCRIPT, ['resume-osd', cl.dir]);
+      }
+      t.not(r.status, 0, 'never GOOD');
+      t.deepEqual(senseOf(r) && [senseOf(r)!.key, senseOf(r)!.asc, senseOf(r)!.ascq], [0x04, 0x08, 0x01]);
+      t.true(gw[0].alive(), 'gateway A still runs');
+      // The OSD answers again (it may first have to be marked up again): I/O resumes.
+      const until = Date.now() + 90_000;
+      let last: ScsiResult | null = null;
+      while (Date.now() < until) {
+        last = await write(a, 60000, pattern(BS, 3));
+        if (last.status === 0) break;
+        await new Promise((res) => setTimeout(res, 1000));
+      }
+      good(t, last!, 'WRITE after the OSD resumed');
+      t.true((await read(a, 60000, 1)).data.equals(pattern(BS, 3)));
+    },
+  );
+
+  test.serial(
+    'gateway A killed with kill -9 in a stream of FUA writes: every acknowledged write reads back through B',
+    async (t) => {
+      t.timeout(120_000);
+      const a = await login(0, 'stream-a');
+      const acked: number[] = [];
+      let stop = false;
+      const stream = (async () => {
+        for (let n = 0; !stop; n++) {
+          const r = await write(a, 100_000 + n, pattern(BS, 50_000 + n), true).catch(() => null);
+          if (r === null || r.status !== 0) break;
+          acked.push(n);
+        }
+      })();
+      while (acked.length < 200) await new Promise((res) => setTimeout(res, 5));
+      await gw[0].stop('SIGKILL');
+      stop = true;
+      await stream;
+      t.log(`${acked.length} FUA writes acknowledged before the kill`);
+      const b = await login(1, 'stream-b');
+      const back = await read(b, 100_000, acked.length);
+      good(t, back, 'READ through B');
+      let bad = -1;
+      for (const n of acked)
+        if (!back.data.subarray(n * BS, (n + 1) * BS).equals(pattern(BS, 50_000 + n))) {
+          bad = n;
+          break;
+        }
+      t.is(bad, -1, 'every acknowledged write is in the image');
+      // B shuts down cleanly: every backstore flushed, the image closed, exit 0.
+      for (const s of sessions.splice(0)) s.close();
+      gw[1].proc.kill('SIGTERM');
+      const code = await new Promise<number | null>((res) => gw[1].proc.once('exit', (c) => res(c)));
+      t.is(code, 0, `gateway B exits 0 after SIGTERM: ${gw[1].log().split('\n').slice(-3).join(' | ')}`);
+      await gw[1].stop(); // removes its config directory
+      // Both gateways again, for what follows; the restarted A serves what it wrote before it was killed.
+      for (let i = 0; i < 2; i++) gw[i] = await startGateway(i);
+      for (const g of gw.slice(0, 2)) t.notRegex(g.log(), /LU offline/);
+      const again = await login(0, 'stream-again');
+      t.true(
+        (await read(again, 100_000, 1)).data.equals(pattern(BS, 50_000)),
+        'restarted A reads the stream',
+      );
+    },
+  );
+
+  test.serial('blocklisted gateways answer CHECK CONDITION, never GOOD, and stay up', async (t) => {
+    t.timeout(120_000);
+    const a = await login(0, 'fenced-a');
+    const b = await login(1, 'fenced-b');
+    good(t, await write(a, 70000, pattern(BS, 1)), 'WRITE before');
+    // Every client on 127.0.0.1 (both gateways; the CLI talks to the mon, which a blocklist does not fence).
+    await ceph('osd', 'blocklist', 'add', '127.0.0.1:0/0');
+    try {
+      for (const [name, s] of [
+        ['A', a],
+        ['B', b],
+      ] as const) {
+        let r = await write(s, 70000, pattern(BS, 2));
+        // The first op may race the new OSD map; the gateway's client learns it is fenced within a few ops.
+        for (let i = 0; i < 20 && r.status === 0; i++) {
+          await new Promise((res) => setTimeout(res, 500));
+          r = await write(s, 70000, pattern(BS, 2));
+        }
+        t.is(r.status, 2, `gateway ${name}: CHECK CONDITION`);
+        t.log(`gateway ${name} sense: ${r.sense?.subarray(0, 18).toString('hex')}`);
+        t.is(senseOf(r)?.key, 0x04, 'HARDWARE ERROR');
+        t.is(senseOf(r)?.asc, 0x08, 'LOGICAL UNIT COMMUNICATION FAILURE/TIME-OUT');
+      }
+      t.true(gw[0].alive() && gw[1].alive(), 'both gateways still run');
+    } finally {
+      await ceph('osd', 'blocklist', 'rm', '127.0.0.1:0/0').catch(() => undefined);
+    }
+  });
+}

@@ -11,8 +11,7 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BIN, diskWorkspace, startChildTarget, type ChildTarget } from './helpers/child-target';
-import { TestInitiator } from './helpers/initiator';
+import { BIN, diskWorkspace } from './helpers/child-target';
 import {
   AO,
   identityOf83,
@@ -20,91 +19,46 @@ import {
   parseRtpg,
   rtpgCdb,
   STANDBY,
+  STANDBY_SENSE,
+  STATE_CHANGED,
   tpgsOf,
   UNAVAILABLE,
 } from './helpers/alua';
+import {
+  chunksDifferingIn,
+  chunksDifferingThrough,
+  gatewaySession,
+  missingFailoverSteps,
+  reportedGroups,
+  setAluaState,
+  startGateway,
+  writeThroughFailover,
+  type Gateway,
+} from './helpers/gateways';
 import { drainUnitAttentions, read, senseOf, TUR } from './helpers/live';
 import { MultipathClient } from './helpers/multipath';
 import { sharedNaa } from '../src/config/alua';
 import { run } from './helpers/run';
-import { pattern } from './scsi-helpers';
+import { cdb10 } from './scsi-helpers';
 
 const IQN = 'iqn.2026-11.io.nodetgt.test:alua';
 const HOST = 'iqn.2026-11.io.nodetgt.test:host';
 const SERIAL = 'ALUA-IMG-0001';
 const IMAGE_BYTES = 8 * 1024 * 1024;
 const CHUNK = 64 * 1024;
-const BLOCKS = CHUNK / 512;
-const STANDBY_SENSE = '02/04/0b';
-const STATE_CHANGED = '06/2a/06';
 
 const ws = diskWorkspace('nodetgt-alua-');
 
-interface Gateway {
-  c: ChildTarget;
-  file: string;
-}
-
-/** One gateway: its own config file and state directory, the shared image, this gateway's group. */
+/** One gateway: its own config file and state directory, the shared image file, this gateway's group. */
 async function gateway(name: string, group: number, states: [string, string]): Promise<Gateway> {
-  const file = path.join(ws.dir, `${name}.json`);
-  const config = {
-    portals: ['127.0.0.1:0'],
-    nopInInterval: 0,
-    workers: 2,
-    portalGroupTag: group, // each gateway is its own target port: its own portal group tag
-    stateDir: path.join(ws.dir, `state-${name}`),
-    targets: [
-      {
-        name: IQN,
-        luns: [{ lun: 0, path: path.join(ws.dir, 'image.img'), serial: SERIAL }],
-        alua: {
-          localGroup: group,
-          groups: [
-            { id: 1, state: states[0] },
-            { id: 2, state: states[1] },
-          ],
-        },
-      },
-    ],
-  };
-  fs.writeFileSync(file, JSON.stringify(config, null, 2));
-  const c = await startChildTarget(['--config', file]);
-  ws.children.push(c);
-  return { c, file };
+  const luns = [{ lun: 0, path: path.join(ws.dir, 'image.img'), serial: SERIAL }];
+  const g = await startGateway({ dir: ws.dir, name, iqn: IQN, group, states, luns });
+  ws.children.push(g.c);
+  return g;
 }
 
-async function session(port: number, initiatorName = HOST): Promise<TestInitiator> {
-  const ini = await TestInitiator.connect(port);
-  const r = await ini.login({ targetName: IQN, initiatorName });
-  if (r.status !== 0) throw new Error(`login: 0x${r.status.toString(16)}`);
-  return ini;
-}
-
-/** `nodetgt alua state IQN GROUP STATE` against a gateway's control socket (found through its config file). */
-async function setState(g: Gateway, group: number, state: string): Promise<string> {
-  const r = await run(process.execPath, [
-    BIN,
-    'alua',
-    'state',
-    IQN,
-    String(group),
-    state,
-    '--config',
-    g.file,
-  ]);
-  if (r.code !== 0) throw new Error(`alua state: exit ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
-
-function writeFua(lba: number, data: Buffer): Buffer {
-  const c = Buffer.alloc(10);
-  c[0] = 0x2a;
-  c[1] = 0x08; // FUA: acknowledged means on the medium
-  c.writeUInt32BE(lba, 2);
-  c.writeUInt16BE(data.length / 512, 7);
-  return c;
-}
+const session = (port: number, initiatorName = HOST) => gatewaySession(port, IQN, initiatorName);
+const setState = (g: Gateway, group: number, state: string) => setAluaState(g, IQN, group, state);
 
 test.serial(
   'two gateways: INQUIRY, VPD 83h, RTPG consistent; standby refuses I/O; SIGKILL of A, B flipped live, multipath fails over with the data intact',
@@ -146,12 +100,7 @@ test.serial(
 
       // ---- REPORT TARGET PORT GROUPS: both gateways report both groups, the same way, in both formats
       for (const extended of [false, true]) {
-        const answers = [];
-        for (const s of [sa, sb]) {
-          const r = await s.scsi(rtpgCdb(extended), { edtl: 1024, read: true });
-          t.is(r.status, 0, senseOf(r));
-          answers.push(parseRtpg(r.data, extended).groups.map((g) => [g.id, g.state, g.ports]));
-        }
+        const answers = [await reportedGroups(sa, extended), await reportedGroups(sb, extended)];
         t.deepEqual(answers[0], [
           [1, AO, [1]],
           [2, STANDBY, [2]],
@@ -165,7 +114,7 @@ test.serial(
         STANDBY_SENSE,
         'READ through B: NOT READY, TARGET PORT IN STANDBY STATE',
       );
-      const wb = await sb.scsi(writeFua(0, Buffer.alloc(512, 0xee)), {
+      const wb = await sb.scsi(cdb10(0x2a, 0, 1, 0x08), {
         edtl: 512,
         write: true,
         data: Buffer.alloc(512, 0xee),
@@ -189,40 +138,28 @@ test.serial(
       );
       t.is(mp.current?.name, 'A', 'the client uses the optimized path');
       t.is(mp.naa, ids[0].naa);
-      const written: number[] = [];
-      const put = async (i: number) => {
-        const data = pattern(CHUNK, 100 + i);
-        const r = await mp.scsi(writeFua(i * BLOCKS, data), { edtl: CHUNK, write: true, data });
-        if (r.status !== 0) throw new Error(`write ${i}: ${senseOf(r)}`);
-        written.push(i);
-      };
-      for (let i = 0; i < 32; i++) await put(i);
-      t.is(mp.current?.name, 'A');
-
+      const chunks = { count: 96, chunkBytes: CHUNK, seed: 100 };
       // A write stream; A dies under it (SIGKILL), and B is made active/optimized live while the client waits.
-      let killed: Promise<void> | null = null;
-      const stream = (async () => {
-        for (let i = 32; i < 96; i++) {
-          if (i === 40) killed = a.c.stop('SIGKILL');
-          await put(i);
-        }
-      })();
-      await new Promise<void>((resolve) => {
-        const check = () => (killed ? resolve() : setTimeout(check, 20));
-        check();
+      const written = await writeThroughFailover(mp, {
+        ...chunks,
+        killAt: 40,
+        kill: () => {
+          t.is(mp.current?.name, 'A');
+          return a.c.stop('SIGKILL');
+        },
+        failover: async () => {
+          t.false(a.c.alive(), 'gateway A is gone');
+          // The cluster manager's move: A's group unavailable, B's active/optimized (B's own configuration).
+          t.regex(
+            await setState(b, 1, 'unavailable'),
+            /target port group 1 of .*: active-optimized -> unavailable/,
+          );
+          t.regex(
+            await setState(b, 2, 'active-optimized'),
+            /target port group 2 of .*: standby -> active-optimized/,
+          );
+        },
       });
-      await killed;
-      t.false(a.c.alive(), 'gateway A is gone');
-      // The cluster manager's move: A's group unavailable, B's active/optimized (B's own configuration).
-      t.regex(
-        await setState(b, 1, 'unavailable'),
-        /target port group 1 of .*: active-optimized -> unavailable/,
-      );
-      t.regex(
-        await setState(b, 2, 'active-optimized'),
-        /target port group 2 of .*: standby -> active-optimized/,
-      );
-      await stream;
       t.log(mp.events.join('\n'));
       t.is(mp.current?.name, 'B', 'the client moved to B');
       t.deepEqual(
@@ -230,38 +167,12 @@ test.serial(
         Array.from({ length: 96 }, (_, i) => i),
         'every write was acknowledged once',
       );
-      t.true(
-        mp.events.some((e) => e.startsWith('A failed')),
-        mp.events.join('; '),
-      );
-      t.true(
-        mp.events.some((e) => /RTPG via B .*no active path/.test(e)),
-        'B was asked while still standby',
-      );
-      t.true(
-        mp.events.some((e) => /RTPG via B .*using B/.test(e)),
-        mp.events.join('; '),
-      );
+      t.deepEqual(missingFailoverSteps(mp, 'A', 'B'), [], mp.events.join('; '));
 
       // ---- the data written before and after the failover, read through B and straight from the image
-      for (let i = 0; i < 96; i++) {
-        const r = await mp.scsi(
-          (() => {
-            const c = Buffer.alloc(10);
-            c[0] = 0x28;
-            c.writeUInt32BE(i * BLOCKS, 2);
-            c.writeUInt16BE(BLOCKS, 7);
-            return c;
-          })(),
-          { edtl: CHUNK, read: true },
-        );
-        if (!r.data.equals(pattern(CHUNK, 100 + i))) t.fail(`chunk ${i} read through B differs`);
-      }
+      t.deepEqual(await chunksDifferingThrough(mp, chunks), [], 'every chunk reads back through B');
       const image = fs.readFileSync(path.join(ws.dir, 'image.img'));
-      let intact = 0;
-      for (let i = 0; i < 96; i++)
-        if (image.subarray(i * CHUNK, (i + 1) * CHUNK).equals(pattern(CHUNK, 100 + i))) intact++;
-      t.is(intact, 96, 'all 96 chunks are in the image');
+      t.deepEqual(chunksDifferingIn(image, chunks), [], 'all 96 chunks are in the image');
 
       // ---- the probe session on B hears of the change once, then B serves it
       t.deepEqual(await drainUnitAttentions(sb, 0), [STATE_CHANGED], 'ASYMMETRIC ACCESS STATE CHANGED, once');

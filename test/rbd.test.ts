@@ -7,50 +7,34 @@
  * are and the addon was built without librbd, the tests fail: CI installs both.
  */
 import test, { type ExecutionContext } from 'ava';
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
+import { ceph as cephCli, clusterForFile, clusterScript, ifCeph, rbd } from './helpers/ceph';
 import { startChildTargetWithConfig, type ChildTarget } from './helpers/child-target';
 import { TestInitiator, type ScsiResult } from './helpers/initiator';
 import { iscsiImageOpts, runQemu, sha256File, writeRandomFile } from './helpers/qemu';
 import { cdb10, cdbCaw, pattern } from './scsi-helpers';
 
-const exec = promisify(execFile);
-const SCRIPT = path.resolve(__dirname, '../../scripts/ceph-cluster.sh');
 const TARGET = 'iqn.2026-11.io.nodetgt.test:rbd';
 const BS = 512;
-const MISSING = ['ceph', 'ceph-mon', 'ceph-osd', 'ceph-mgr'].filter(
-  (b) => !process.env.PATH!.split(':').some((d) => fs.existsSync(path.join(d, b))),
-);
 
-if (MISSING.length > 0) {
-  test.skip(`RBD backstore: Ceph not installed (${MISSING.join(', ')} missing: apt-get install ceph-mon ceph-osd ceph-mgr ceph-common librbd-dev librados-dev)`, () => {});
-} else {
-  suite();
-}
-
-interface Cluster {
-  dir: string;
-  conf: string;
-  pool: string;
-}
+ifCeph('RBD backstore', suite);
 
 function suite(): void {
-  const cl: Cluster = { dir: '', conf: '', pool: '' };
   const gw: ChildTarget[] = [];
   const sessions: TestInitiator[] = [];
-  let tmp = '';
+  const cl = clusterForFile('nodetgt-rbd-', async () => {
+    for (const s of sessions) s.close();
+    for (const g of gw) await g.stop();
+  });
 
-  const ceph = (...args: string[]) =>
-    exec('timeout', ['30', 'ceph', '-c', cl.conf, ...args], { timeout: 40_000 });
+  const ceph = (...args: string[]) => cephCli(cl, ...args);
 
   const startGateway = (i: number): Promise<ChildTarget> =>
     startChildTargetWithConfig(
       {
         workers: 2,
-        stateDir: path.join(tmp, `state${i}`),
+        stateDir: path.join(cl.tmp, `state${i}`),
         targets: [
           {
             name: TARGET,
@@ -74,19 +58,8 @@ function suite(): void {
       { timeoutMs: 60_000 },
     );
 
-  test.before(async (t) => {
+  test.serial.before(async (t) => {
     t.timeout(180_000);
-    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-rbd-'));
-    const t0 = Date.now();
-    const { stdout } = await exec(SCRIPT, ['start', path.join(tmp, 'ceph')], { timeout: 150_000 });
-    const env = Object.fromEntries(
-      stdout
-        .trim()
-        .split('\n')
-        .map((l) => l.split('=', 2) as [string, string]),
-    );
-    Object.assign(cl, { dir: env.CEPH_DIR, conf: env.CEPH_CONF, pool: env.CEPH_POOL });
-    t.log(`cluster up in ${Date.now() - t0} ms`);
     // Two gateways of one target on one image; the first creates it (1 GiB). Same identity on both, as a
     // multipath initiator needs; reservations and COMPARE AND WRITE are shared through the cluster.
     for (let i = 0; i < 2; i++) gw.push(await startGateway(i));
@@ -94,18 +67,6 @@ function suite(): void {
     // NOT SUPPORTED to the sessions it happens to serve.
     for (const g of gw)
       if (/LU offline/.test(g.log())) throw new Error(`a gateway could not open the image:\n${g.log()}`);
-  });
-
-  test.after.always(async (t) => {
-    for (const s of sessions) s.close();
-    for (const g of gw) await g.stop();
-    if (cl.dir) {
-      await exec(SCRIPT, ['resume-osd', cl.dir]).catch(() => undefined);
-      const t0 = Date.now();
-      await exec(SCRIPT, ['stop', cl.dir], { timeout: 60_000 }).catch((e: Error) => t.log(e.message));
-      t.log(`cluster down in ${Date.now() - t0} ms`);
-    }
-    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
   });
 
   async function login(g: number, name: string): Promise<TestInitiator> {
@@ -149,8 +110,8 @@ function suite(): void {
     'the image is created through the config, and qemu-img copies 32 MiB in and out unchanged',
     async (t) => {
       t.timeout(180_000);
-      const src = path.join(tmp, 'in.raw');
-      const back = path.join(tmp, 'out.raw');
+      const src = path.join(cl.tmp, 'in.raw');
+      const back = path.join(cl.tmp, 'out.raw');
       writeRandomFile(src, 32 << 20);
       const opts = { port: gw[0].port, target: TARGET, lun: 0 };
       await runQemu(
@@ -166,17 +127,8 @@ function suite(): void {
         120_000,
       );
       t.is(await sha256File(back), await sha256File(src));
-      const info = await exec('timeout', [
-        '30',
-        'rbd',
-        '-c',
-        cl.conf,
-        'info',
-        '--format',
-        'json',
-        `${cl.pool}/lun0`,
-      ]);
-      const img = JSON.parse(info.stdout) as { size: number; features: string[] };
+      const info = await rbd(cl, 'info', '--format', 'json', `${cl.pool}/lun0`);
+      const img = JSON.parse(info) as { size: number; features: string[] };
       t.is(img.size, 1 << 30);
       t.false(img.features.includes('exclusive-lock'), 'created without exclusive-lock');
     },
@@ -354,7 +306,7 @@ function suite(): void {
     'missing pool, missing image, unreachable cluster: those LUNs offline and named, the others serve',
     async (t) => {
       t.timeout(120_000);
-      const dead = path.join(tmp, 'dead.conf');
+      const dead = path.join(cl.tmp, 'dead.conf');
       // A mon nobody listens on.
       fs.writeFileSync(
         dead,
@@ -372,7 +324,7 @@ function suite(): void {
       const g = await startChildTargetWithConfig(
         {
           workers: 1,
-          stateDir: path.join(tmp, 'state-bad'),
+          stateDir: path.join(cl.tmp, 'state-bad'),
           targets: [
             {
               name: TARGET,
@@ -421,12 +373,12 @@ function suite(): void {
       t.timeout(180_000);
       const a = await login(0, 'fault');
       good(t, await write(a, 60000, pattern(BS, 1)), 'WRITE before');
-      await exec(SCRIPT, ['pause-osd', cl.dir]);
+      await clusterScript(cl, 'pause-osd');
       let r: ScsiResult;
       try {
         r = await write(a, 60000, pattern(BS, 2));
       } finally {
-        await exec(SCRIPT, ['resume-osd', cl.dir]);
+        await clusterScript(cl, 'resume-osd');
       }
       t.not(r.status, 0, 'never GOOD');
       t.deepEqual(senseOf(r) && [senseOf(r)!.key, senseOf(r)!.asc, senseOf(r)!.ascq], [0x04, 0x08, 0x01]);

@@ -109,3 +109,7 @@ export const ANO = 0x1;
 export const STANDBY = 0x2;
 export const UNAVAILABLE = 0x3;
 export const TRANSITIONING = 0xf;
+
+/** The senses (as helpers/live's senseOf prints them) an ALUA initiator reacts to. */
+export const STANDBY_SENSE = '02/04/0b'; // NOT READY, LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE
+export const STATE_CHANGED = '06/2a/06'; // UNIT ATTENTION, ASYMMETRIC ACCESS STATE CHANGED

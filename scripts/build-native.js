@@ -4,9 +4,7 @@
 //
 //   /path/to/node24/bin/node scripts/build-native.js
 //
-// The headers come from the running Node's own install, never from the network: an official tarball
-// or a distribution package has them at <prefix>/include/node; the `node` package from the npm
-// registry (npm install node@24) ships them in its platform package node-<os>-<arch>/include/node.
+// The headers come from the running Node's own install, never from the network (scripts/node-headers.js).
 // src/native/index.ts loads the newest of build/abi-<ABI> and build/Release.
 const { spawnSync } = require('child_process');
 const fs = require('fs');
@@ -16,25 +14,12 @@ const repo = path.resolve(__dirname, '..');
 const abi = process.versions.modules;
 const major = process.versions.node.split('.')[0];
 
-/** A directory with include/node/node_version.h of this very Node version, or undefined. */
-function headersOf(dir) {
-  const header = path.join(dir, 'include', 'node', 'node_version.h');
-  if (!fs.existsSync(header)) return undefined;
-  const text = fs.readFileSync(header, 'utf8');
-  const v = ['MAJOR', 'MINOR', 'PATCH'].map(
-    (k) => new RegExp(`#define NODE_${k}_VERSION (\\d+)`).exec(text)?.[1],
-  );
-  return v.join('.') === process.versions.node ? dir : undefined;
-}
+const { findNodedir: find, candidates } = require('./node-headers');
 
 function findNodedir() {
-  // process.execPath is <prefix>/bin/node, or for the npm package node_modules/node/bin/node (a hard
-  // link to node_modules/node/node_modules/node-<platform>-<arch>/bin/node).
-  const prefix = path.dirname(path.dirname(process.execPath));
-  const platformPkg = path.join(prefix, 'node_modules', `node-${process.platform}-${process.arch}`);
-  const candidates = [prefix, platformPkg];
-  for (const c of candidates) if (headersOf(c)) return c;
-  console.error(`nodetgt: no headers for Node ${process.versions.node} in ${candidates.join(' or ')}`);
+  const dir = find();
+  if (dir) return dir;
+  console.error(`nodetgt: no headers for Node ${process.versions.node} in ${candidates().join(' or ')}`);
   process.exit(1);
 }
 

@@ -5,12 +5,17 @@
  */
 import test from 'ava';
 import { execFile } from 'node:child_process';
+import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 
 const exec = promisify(execFile);
+
+interface NodeHeaders {
+  findNodedir(): string | undefined;
+}
 const ROOT = path.resolve(__dirname, '../..');
 
 test('without librbd the addon builds, and an rbd LUN is refused naming librbd-dev', async (t) => {
@@ -21,7 +26,11 @@ test('without librbd the addon builds, and an rbd LUN is refused naming librbd-d
       fs.cpSync(path.join(ROOT, f), path.join(dir, f), { recursive: true });
     fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
     const gyp = path.join(ROOT, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
-    await exec(process.execPath, [gyp, 'rebuild', '-j', '2'], {
+    // This Node's own headers when it has them (Node 24 from the npm registry in CI): never the network.
+    const nodedir = (
+      createRequire(__filename)(path.join(ROOT, 'scripts', 'node-headers.js')) as NodeHeaders
+    ).findNodedir();
+    await exec(process.execPath, [gyp, 'rebuild', '-j', '2', ...(nodedir ? [`--nodedir=${nodedir}`] : [])], {
       cwd: dir,
       env: { ...process.env, NODETGT_NO_RBD: '1' },
       timeout: 540_000,

@@ -404,7 +404,7 @@ async function runMatrix(): Promise<void> {
           process.stderr.write(
             `[bench] ${b.kind.padEnd(5)} ${f.label.padEnd(25)} ${t.name.padEnd(7)} rep ${rep}: ` +
               `${fmt(out.value)} ${unit(f)}, ${fmt(out.cpuUsPerIo, 1)} us CPU/IO, ` +
-              `qemu ${fmt(out.qemuUsPerIo, 1)} us/IO, others ${fmt(out.othersPct)}% ` +
+              `qemu ${fmt(out.qemuUsPerIo, 1)} us/IO, kernel ${fmt(out.kernelPct)}%, others ${fmt(out.othersPct)}% ` +
               `(${out.count} in ${fmt(out.seconds, 2)} s${attempts > 1 ? `, ${attempts} runs` : ''})` +
               `${out.invalid ? ' INVALID' : ''}${out.busy ? ' BUSY' : ''}${out.coarse ? ` coarse: ${out.coarse}` : ''}\n`,
           );

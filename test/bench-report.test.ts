@@ -15,6 +15,7 @@ import { type ReportInput, type Sample } from '../bench/lib/report';
 import { chartData, latencyPercentiles, resultsDir, writeResults } from '../bench/lib/results';
 import { rows } from '../bench/lib/report';
 import { type Kind } from '../bench/lib/targets';
+import { kernelJiffiesOf, kernelThreadJiffies } from '../bench/lib/sys';
 
 const BOUNDS = [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3];
 
@@ -226,4 +227,14 @@ test('chart data and charts leave out what has no valid run', async (t) => {
       FIGURES.find((f) => f.id === 'rr-qd32')!.label.split(' ')[0]!,
     ),
   );
+});
+
+test('kernel threads are told apart by PF_KTHREAD in /proc/PID/stat, whatever their name holds', (t) => {
+  // flags 0x04208040 has PF_KTHREAD (0x00200000); 0x00400100 (a user process) has not.
+  const kthread = '97 (kworker/u8:3-events (unbound)) I 2 0 0 0 -1 69238848 0 0 0 0 7 5 0 0 20 0 1 0 412 0 0';
+  const user = '4242 (node (worker)) S 1 4242 4242 0 -1 4194560 900 0 0 0 350 120 0 0 20 0 11 0 5000 0 0';
+  t.is(kernelJiffiesOf(kthread), 12);
+  t.is(kernelJiffiesOf(user), 0);
+  const now = kernelThreadJiffies();
+  t.true(Number.isFinite(now) && now >= 0);
 });

@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import { type CpuClock, type ClockReading } from './cpuclock';
 import { type Hist } from './latency';
 import { fmtRate, RANDOM_STEP, type Figure } from './figures';
-import { CLK_TCK, killGroup, loopbackTxBytes, machineJiffies, track } from './sys';
+import { CLK_TCK, killGroup, loopbackTxBytes, kernelThreadJiffies, machineJiffies, track } from './sys';
 import { type Kind, type Target } from './targets';
 
 export interface RunOut {
@@ -44,7 +44,9 @@ export interface RunOut {
   loBytes: number;
   /** Whole machine, all cores: share of time not idle during the phase. */
   machineBusyPct: number;
-  /** The same, less the target's and qemu-img's own CPU: what everything else on the machine used. */
+  /** Kernel threads (writeback, ksoftirqd, ...), share of all cores during the phase: mostly work for this I/O. */
+  kernelPct: number;
+  /** The same as machineBusyPct, less the target's, qemu-img's and kernel threads' CPU: what everything else used. */
   othersPct: number;
   /** Why the run does not count; undefined for a valid run. */
   invalid?: string;
@@ -93,6 +95,7 @@ export function emptyRun(cmdline: string, count: number, invalid?: string): RunO
     endLagMs: NaN,
     loBytes: NaN,
     machineBusyPct: NaN,
+    kernelPct: NaN,
     othersPct: NaN,
     invalid,
   };
@@ -105,6 +108,8 @@ interface Mark extends ClockReading {
   qemu: number;
   lo: number;
   jiffies: [number, number];
+  /** kernelThreadJiffies() at the reading. */
+  kthreads: number;
 }
 
 /**
@@ -152,7 +157,8 @@ export async function qemuBench(
     const qemu = mainThreadCpu(qpid);
     const lo = loopbackTxBytes();
     const jiffies = machineJiffies();
-    return { ...(await clock.read([t.pid])), arrived, qemu, lo, jiffies };
+    const kthreads = kernelThreadJiffies();
+    return { ...(await clock.read([t.pid])), arrived, qemu, lo, jiffies, kthreads };
   };
   let stdout = '';
   let stderr = '';
@@ -195,6 +201,9 @@ export async function qemuBench(
   const qemuUs = e.qemu - s.qemu;
   const busyUs = ((e.jiffies[0] - s.jiffies[0]) * 1e6) / CLK_TCK;
   const totalUs = ((e.jiffies[1] - s.jiffies[1]) * 1e6) / CLK_TCK;
+  // Kernel threads only: irq and softirq time is also charged to the task it interrupted (the target's own
+  // CPU clock counts it), so taking /proc/stat's irq and softirq columns out too would count it twice.
+  const kernelUs = ((e.kthreads - s.kthreads) * 1e6) / CLK_TCK;
   Object.assign(out, {
     seconds,
     opsPerSec: count / seconds,
@@ -208,7 +217,8 @@ export async function qemuBench(
     endLagMs: 1000 * (e.mono - e.arrived),
     loBytes: e.lo - s.lo,
     machineBusyPct: (100 * busyUs) / Math.max(1, totalUs),
-    othersPct: (100 * (busyUs - cpuUs - qemuUs)) / Math.max(1, totalUs),
+    kernelPct: (100 * kernelUs) / Math.max(1, totalUs),
+    othersPct: (100 * (busyUs - cpuUs - qemuUs - kernelUs)) / Math.max(1, totalUs),
   });
 
   const mb = (x: number) => `${(x / 1e6).toFixed(0)} MB`;

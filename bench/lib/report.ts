@@ -279,7 +279,8 @@ export function renderMarkdown(r: ReportInput): string {
   L.push('');
   L.push(
     'Medians of the valid runs, (min–max) when they differ. "others % max": the most that processes ' +
-      "other than the target and qemu-img used of the machine (all cores, /proc/stat less the two's own CPU) " +
+      'other than the target, qemu-img and kernel threads used of the machine (all cores, /proc/stat less ' +
+      'their own CPU; kernel threads are left out because their work, page-cache writeback and softirqs, is mostly for the I/O under test) ' +
       'during a valid run of the row.',
     '',
   );

@@ -152,6 +152,35 @@ export function machineJiffies(): [number, number] {
   return [total - f[3]! - f[4]!, total];
 }
 
+const PF_KTHREAD = 0x00200000;
+
+/**
+ * CPU jiffies (user + system) that kernel threads have used so far: writeback workers, ksoftirqd and the
+ * like. Much of it is the kernel working for the I/O under test (the page cache flushed to an O_DIRECT-less
+ * disk file, softirqs of our own loopback traffic), so it is not another process's load. A kernel thread
+ * that starts and exits within a phase is missed (its time stays with the others).
+ */
+export function kernelThreadJiffies(): number {
+  let sum = 0;
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      sum += kernelJiffiesOf(fs.readFileSync(`/proc/${name}/stat`, 'utf8'));
+    } catch {
+      /* process gone */
+    }
+  }
+  return sum;
+}
+
+/** utime + stime of one /proc/PID/stat line if it is a kernel thread's (PF_KTHREAD), else 0. */
+export function kernelJiffiesOf(stat: string): number {
+  // After "pid (comm) ": [0] state ... [6] flags ... [11] utime, [12] stime (proc(5) fields 3, 9, 14, 15);
+  // comm may hold spaces and parentheses, so the fields start after the last ')'.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(f[6]) & PF_KTHREAD ? Number(f[11]) + Number(f[12]) : 0;
+}
+
 /** Bytes sent on the loopback interface so far (all traffic on lo, ours and anyone else's). */
 export function loopbackTxBytes(): number {
   const line = fs

@@ -13,6 +13,9 @@
 // Reservation state shared by gateways lives in a RADOS object beside the image (prObject): read, replaced
 // with a compare-and-swap on its "gen" xattr, watched (a notify reaches every gateway's JS, which answers
 // with rbdPrAck once it has refreshed), and notified after each change.
+//
+// A full pool (its quota reached, or an OSD past the full ratio) fails writes at once instead of holding them:
+// the pool's I/O context carries librados' full-try flag (RbdOpen says why and what it means for the data).
 #include <fcntl.h>
 #include <rados/librados.h>
 #include <rbd/librbd.h>
@@ -262,12 +265,20 @@ void JobDone(napi_env env, napi_status, void* data) {
   napi_close_handle_scope(env, scope);
 }
 
-bool Queue(napi_env env, napi_value cb, Job* j) {
+// Every entry point that waits for the cluster ends here: exec runs on the thread pool, then done (its value,
+// when given, is the second argument) and cb(rc, value, why) on the JS thread. Returns undefined, the entry
+// point's own result.
+napi_value QueueJob(napi_env env, napi_value cb, std::function<void(Job&)> exec,
+                    std::function<napi_value(napi_env, Job&)> done = nullptr) {
+  Job* j = new Job();
+  j->exec = std::move(exec);
+  j->done = std::move(done);
   napi_value name;
   napi_create_string_utf8(env, "nodetgt:rbd", NAPI_AUTO_LENGTH, &name);
   napi_create_reference(env, cb, 1, &j->cb);
   napi_create_async_work(env, nullptr, name, JobExec, JobDone, j, &j->work);
-  return napi_queue_async_work(env, j->work) == napi_ok;
+  napi_queue_async_work(env, j->work);
+  return Undefined(env);
 }
 
 // ---- watch / notify ------------------------------------------------------------------------------------------
@@ -370,6 +381,14 @@ void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) {
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr); \
   for (size_t i_ = argc; i_ < (n); i_++) argv[i_] = Undefined(env)
 
+// An entry point whose first argument is an image handle: argv and `im`, or return with the exception pending.
+#define IMAGE_ARGS(n)                 \
+  ARGS(n);                            \
+  Image* im = ImageArg(env, argv[0]); \
+  if (im == nullptr) return nullptr
+
+Image* ImageArg(napi_env env, napi_value v);
+
 // rbdInit(tags: Int32Array, results: Float64Array (2 per tag), onBatch(count))
 napi_value RbdInit(napi_env env, napi_callback_info info) {
   ARGS(3);
@@ -444,9 +463,8 @@ napi_value RbdOpen(napi_env env, napi_callback_info info) {
                                     &im->notifyFn);
     napi_unref_threadsafe_function(env, im->notifyFn);
   }
-  Job* j = new Job();
   const uint64_t size = static_cast<uint64_t>(createSize);
-  j->exec = [im, conf, client, pool, ns, name, size, cache, opTimeout](Job& job) {
+  auto exec = [im, conf, client, pool, ns, name, size, cache, opTimeout](Job& job) {
     rados_t c = nullptr;
     int rc = AcquireCluster(conf, client, cache != 0, static_cast<int>(opTimeout), &im->clusterKey, &c, &job.why);
     if (rc < 0) {
@@ -462,6 +480,18 @@ napi_value RbdOpen(napi_env env, napi_callback_info info) {
       return;
     }
     rados_ioctx_set_namespace(im->io, ns.c_str());
+    // A pool that is full (its quota reached, or an OSD past the full ratio) must fail a write, not hold it.
+    // Without this flag librados pauses every write to a pool flagged full until the flag goes, so a WRITE
+    // would hang until the initiator gives up. With it the write goes to the OSD, which refuses what would
+    // take more space (EDQUOT for a quota, ENOSPC for a full cluster: DATA PROTECT, SPACE ALLOCATION FAILED
+    // WRITE PROTECT in src/scsi/sbc.ts) and still applies what takes none: an overwrite of written space, a
+    // discard (UNMAP frees space on a full pool). librbd copies the flag into the image's I/O contexts when it
+    // opens the image (checked with librbd 16.2.15), so it is set before rbd_open; opening needs it too (the
+    // header watch is a write: without the flag an open on a full cluster times out). The op itself completes
+    // with the error, so nothing is left in flight to land after the answer. A write over two objects may land
+    // in one and be refused in the other: SCSI allows a partly written range for a command that ends in
+    // CHECK CONDITION, and nothing is acknowledged GOOD that the OSD did not take.
+    rados_set_pool_full_try(im->io);
     rc = rbd_open(im->io, name.c_str(), &im->img, nullptr);
     if (rc == -ENOENT && size > 0) {
       // Layering only: no exclusive-lock, so that several gateways (and workers) write without lock
@@ -512,7 +542,7 @@ napi_value RbdOpen(napi_env env, napi_callback_info info) {
       im->watching = true;
     }
   };
-  j->done = [im, hub](napi_env e, Job& job) -> napi_value {
+  auto done = [im, hub](napi_env e, Job& job) -> napi_value {
     if (job.rc < 0) {
       Detach(im);
       CloseBlocking(im);
@@ -535,8 +565,7 @@ napi_value RbdOpen(napi_env env, napi_callback_info info) {
     napi_create_int32(e, im->handle, &h);
     return h;
   };
-  Queue(env, argv[2], j);
-  return Undefined(env);
+  return QueueJob(env, argv[2], exec, done);
 }
 
 Image* ImageArg(napi_env env, napi_value v) {
@@ -552,9 +581,7 @@ Image* ImageArg(napi_env env, napi_value v) {
 
 // rbdClose(handle, cb(rc)): JS waits for its ops first.
 napi_value RbdClose(napi_env env, napi_callback_info info) {
-  ARGS(2);
-  Image* im = ImageArg(env, argv[0]);
-  if (im == nullptr) return nullptr;
+  IMAGE_ARGS(2);
   if (im->inflight > 0) {
     ThrowErrno(env, EBUSY, "rbd_close");
     return nullptr;
@@ -562,22 +589,18 @@ napi_value RbdClose(napi_env env, napi_callback_info info) {
   Detach(im);
   napi_remove_async_cleanup_hook(im->cleanupHook);
   im->cleanupHook = nullptr;
-  Job* j = new Job();
-  j->exec = [im](Job&) { CloseBlocking(im); };
-  j->done = [im](napi_env e, Job&) -> napi_value {
+  auto exec = [im](Job&) { CloseBlocking(im); };
+  auto done = [im](napi_env e, Job&) -> napi_value {
     ReleaseNotify(im);
     uv_close(reinterpret_cast<uv_handle_t*>(&im->poll), OnPollClosed);
     return Undefined(e);
   };
-  Queue(env, argv[1], j);
-  return Undefined(env);
+  return QueueJob(env, argv[1], exec, done);
 }
 
 // rbdStat(handle) -> { size, objectSize, features }
 napi_value RbdStat(napi_env env, napi_callback_info info) {
-  ARGS(1);
-  Image* im = ImageArg(env, argv[0]);
-  if (im == nullptr) return nullptr;
+  IMAGE_ARGS(1);
   rbd_image_info_t st{};
   int rc = rbd_stat(im->img, &st, sizeof st);
   uint64_t features = 0;
@@ -637,9 +660,7 @@ napi_value Start(napi_env env, Image* im, int32_t tag, Op* op, const std::functi
 
 // rbdRead(handle, tag, buf, offset) -> 0 | -errno (started or not)
 napi_value RbdRead(napi_env env, napi_callback_info info) {
-  ARGS(4);
-  Image* im = ImageArg(env, argv[0]);
-  if (im == nullptr) return nullptr;
+  IMAGE_ARGS(4);
   int32_t tag;
   int64_t off;
   uint8_t* data;
@@ -653,9 +674,7 @@ napi_value RbdRead(napi_env env, napi_callback_info info) {
 
 // rbdWritev(handle, tag, buffers[], offset)
 napi_value RbdWritev(napi_env env, napi_callback_info info) {
-  ARGS(4);
-  Image* im = ImageArg(env, argv[0]);
-  if (im == nullptr) return nullptr;
+  IMAGE_ARGS(4);
   int32_t tag;
   int64_t off;
   uint32_t count = 0;
@@ -681,9 +700,7 @@ napi_value RbdWritev(napi_env env, napi_callback_info info) {
 
 // rbdFlush(handle, tag)
 napi_value RbdFlush(napi_env env, napi_callback_info info) {
-  ARGS(2);
-  Image* im = ImageArg(env, argv[0]);
-  if (im == nullptr) return nullptr;
+  IMAGE_ARGS(2);
   int32_t tag;
   if (!GetInt32(env, argv[1], &tag)) return TypeErr(env, "rbdFlush: expected (handle, tag)");
   return Start(env, im, tag, new Op(), [&](rbd_completion_t c) { return rbd_aio_flush(im->img, c); });
@@ -691,9 +708,7 @@ napi_value RbdFlush(napi_env env, napi_callback_info info) {
 
 // rbdDiscard(handle, tag, offset, length, zeroes: boolean): discard, or write_zeroes (reads as zeros after)
 napi_value RbdDiscard(napi_env env, napi_callback_info info) {
-  ARGS(5);
-  Image* im = ImageArg(env, argv[0]);
-  if (im == nullptr) return nullptr;
+  IMAGE_ARGS(5);
   int32_t tag;
   int64_t off, len;
   bool zeroes = false;
@@ -709,9 +724,7 @@ napi_value RbdDiscard(napi_env env, napi_callback_info info) {
 
 // rbdWriteSame(handle, tag, offset, length, pattern)
 napi_value RbdWriteSame(napi_env env, napi_callback_info info) {
-  ARGS(5);
-  Image* im = ImageArg(env, argv[0]);
-  if (im == nullptr) return nullptr;
+  IMAGE_ARGS(5);
   int32_t tag;
   int64_t off, len;
   uint8_t* data;
@@ -727,9 +740,7 @@ napi_value RbdWriteSame(napi_env env, napi_callback_info info) {
 
 // rbdCompareAndWrite(handle, tag, offset, cmp, data): result -EILSEQ with the mismatch offset on a miscompare
 napi_value RbdCompareAndWrite(napi_env env, napi_callback_info info) {
-  ARGS(5);
-  Image* im = ImageArg(env, argv[0]);
-  if (im == nullptr) return nullptr;
+  IMAGE_ARGS(5);
   int32_t tag;
   int64_t off;
   uint8_t *cmp, *data;
@@ -749,15 +760,12 @@ napi_value RbdCompareAndWrite(napi_env env, napi_callback_info info) {
 
 // rbdPrRead(handle, cb(rc, {gen, doc}|undefined)): rc -ENOENT when never written.
 napi_value RbdPrRead(napi_env env, napi_callback_info info) {
-  ARGS(2);
-  Image* im = ImageArg(env, argv[0]);
-  if (im == nullptr) return nullptr;
+  IMAGE_ARGS(2);
   rados_ioctx_t io = im->io;
   std::string obj = im->prObject;
   auto* gen = new std::string();
   auto* body = new std::string();
-  Job* j = new Job();
-  j->exec = [io, obj, gen, body](Job& job) {
+  auto exec = [io, obj, gen, body](Job& job) {
     char g[32] = {0};
     int rc = rados_getxattr(io, obj.c_str(), "gen", g, sizeof g - 1);
     if (rc < 0) {
@@ -773,7 +781,7 @@ napi_value RbdPrRead(napi_env env, napi_callback_info info) {
     }
     body->assign(buf.data(), rc);
   };
-  j->done = [gen, body](napi_env e, Job& job) -> napi_value {
+  auto done = [gen, body](napi_env e, Job& job) -> napi_value {
     napi_value out = Undefined(e), v;
     if (job.rc >= 0) {
       napi_create_object(e, &out);
@@ -786,22 +794,18 @@ napi_value RbdPrRead(napi_env env, napi_callback_info info) {
     delete body;
     return out;
   };
-  Queue(env, argv[1], j);
-  return Undefined(env);
+  return QueueJob(env, argv[1], exec, done);
 }
 
 // rbdPrWrite(handle, expectedGen, newGen, doc, cb(rc)): -ECANCELED when "gen" is no longer expectedGen.
 napi_value RbdPrWrite(napi_env env, napi_callback_info info) {
-  ARGS(5);
-  Image* im = ImageArg(env, argv[0]);
-  if (im == nullptr) return nullptr;
+  IMAGE_ARGS(5);
   std::string expected, next, doc;
   if (!GetString(env, argv[1], &expected) || !GetString(env, argv[2], &next) || !GetString(env, argv[3], &doc))
     return TypeErr(env, "rbdPrWrite: expected (handle, expectedGen, newGen, doc, cb)");
   rados_ioctx_t io = im->io;
   std::string obj = im->prObject;
-  Job* j = new Job();
-  j->exec = [io, obj, expected, next, doc](Job& job) {
+  auto exec = [io, obj, expected, next, doc](Job& job) {
     rados_write_op_t op = rados_create_write_op();
     rados_write_op_cmpxattr(op, "gen", LIBRADOS_CMPXATTR_OP_EQ, expected.c_str(), expected.size());
     rados_write_op_setxattr(op, "gen", next.c_str(), next.size());
@@ -809,35 +813,28 @@ napi_value RbdPrWrite(napi_env env, napi_callback_info info) {
     job.rc = rados_write_op_operate(op, io, obj.c_str(), nullptr, 0);
     rados_release_write_op(op);
   };
-  Queue(env, argv[4], j);
-  return Undefined(env);
+  return QueueJob(env, argv[4], exec);
 }
 
 // rbdPrNotify(handle, timeoutMs, cb(rc)): every watcher (every gateway's workers) has acknowledged, or -ETIMEDOUT.
 napi_value RbdPrNotify(napi_env env, napi_callback_info info) {
-  ARGS(3);
-  Image* im = ImageArg(env, argv[0]);
-  if (im == nullptr) return nullptr;
+  IMAGE_ARGS(3);
   int32_t timeoutMs;
   if (!GetInt32(env, argv[1], &timeoutMs)) return TypeErr(env, "rbdPrNotify: expected (handle, timeoutMs, cb)");
   rados_ioctx_t io = im->io;
   std::string obj = im->prObject;
-  Job* j = new Job();
-  j->exec = [io, obj, timeoutMs](Job& job) {
+  auto exec = [io, obj, timeoutMs](Job& job) {
     char* reply = nullptr;
     size_t replyLen = 0;
     job.rc = rados_notify2(io, obj.c_str(), "pr", 2, static_cast<uint64_t>(timeoutMs), &reply, &replyLen);
     if (reply != nullptr) rados_buffer_free(reply);
   };
-  Queue(env, argv[2], j);
-  return Undefined(env);
+  return QueueJob(env, argv[2], exec);
 }
 
 // rbdPrAck(handle, notifyId: bigint, cb(rc))
 napi_value RbdPrAck(napi_env env, napi_callback_info info) {
-  ARGS(3);
-  Image* im = ImageArg(env, argv[0]);
-  if (im == nullptr) return nullptr;
+  IMAGE_ARGS(3);
   uint64_t id;
   bool lossless;
   if (napi_get_value_bigint_uint64(env, argv[1], &id, &lossless) != napi_ok)
@@ -845,46 +842,44 @@ napi_value RbdPrAck(napi_env env, napi_callback_info info) {
   rados_ioctx_t io = im->io;
   std::string obj = im->prObject;
   uint64_t cookie = im->watchCookie;
-  Job* j = new Job();
-  j->exec = [io, obj, id, cookie](Job& job) { job.rc = rados_notify_ack(io, obj.c_str(), id, cookie, nullptr, 0); };
-  Queue(env, argv[2], j);
-  return Undefined(env);
+  return QueueJob(env, argv[2], [io, obj, id, cookie](Job& job) {
+    job.rc = rados_notify_ack(io, obj.c_str(), id, cookie, nullptr, 0);
+  });
 }
 
 // rbdPrRewatch(handle, cb(rc)): after a watch error (the OSD lost it), watch again.
 napi_value RbdPrRewatch(napi_env env, napi_callback_info info) {
-  ARGS(2);
-  Image* im = ImageArg(env, argv[0]);
-  if (im == nullptr) return nullptr;
-  Job* j = new Job();
-  j->exec = [im](Job& job) {
+  IMAGE_ARGS(2);
+  auto exec = [im](Job& job) {
     if (im->watching) rados_unwatch2(im->io, im->watchCookie);
     im->watching = false;
     job.rc = rados_watch2(im->io, im->prObject.c_str(), &im->watchCookie, WatchCb, WatchErrCb, im);
     if (job.rc == 0) im->watching = true;
   };
-  Queue(env, argv[1], j);
-  return Undefined(env);
+  return QueueJob(env, argv[1], exec);
 }
 
 }  // namespace
 
 void RegisterRbd(napi_env env, napi_value exports) {
-  SetFunction(env, exports, "rbdInit", RbdInit);
-  SetFunction(env, exports, "rbdOpen", RbdOpen);
-  SetFunction(env, exports, "rbdClose", RbdClose);
-  SetFunction(env, exports, "rbdStat", RbdStat);
-  SetFunction(env, exports, "rbdRead", RbdRead);
-  SetFunction(env, exports, "rbdWritev", RbdWritev);
-  SetFunction(env, exports, "rbdFlush", RbdFlush);
-  SetFunction(env, exports, "rbdDiscard", RbdDiscard);
-  SetFunction(env, exports, "rbdWriteSame", RbdWriteSame);
-  SetFunction(env, exports, "rbdCompareAndWrite", RbdCompareAndWrite);
-  SetFunction(env, exports, "rbdPrRead", RbdPrRead);
-  SetFunction(env, exports, "rbdPrWrite", RbdPrWrite);
-  SetFunction(env, exports, "rbdPrNotify", RbdPrNotify);
-  SetFunction(env, exports, "rbdPrAck", RbdPrAck);
-  SetFunction(env, exports, "rbdPrRewatch", RbdPrRewatch);
+  static const std::pair<const char*, napi_callback> kFunctions[] = {
+      {"rbdInit", RbdInit},
+      {"rbdOpen", RbdOpen},
+      {"rbdClose", RbdClose},
+      {"rbdStat", RbdStat},
+      {"rbdRead", RbdRead},
+      {"rbdWritev", RbdWritev},
+      {"rbdFlush", RbdFlush},
+      {"rbdDiscard", RbdDiscard},
+      {"rbdWriteSame", RbdWriteSame},
+      {"rbdCompareAndWrite", RbdCompareAndWrite},
+      {"rbdPrRead", RbdPrRead},
+      {"rbdPrWrite", RbdPrWrite},
+      {"rbdPrNotify", RbdPrNotify},
+      {"rbdPrAck", RbdPrAck},
+      {"rbdPrRewatch", RbdPrRewatch},
+  };
+  for (const auto& [name, fn] : kFunctions) SetFunction(env, exports, name, fn);
 }
 
 }  // namespace nodetgt

@@ -13,6 +13,11 @@
  *   which the LU reports as MAXIMUM COMPARE AND WRITE LENGTH (1 block of 512; none with 4096-byte blocks).
  * - Errors keep librbd's errno (ESHUTDOWN for a blocklisted client, ETIMEDOUT for an OSD or mon that does not
  *   answer within opTimeout, ENOSPC/EDQUOT for a full pool): src/scsi/sbc.ts maps them to sense data.
+ * - A full pool (quota reached, or an OSD past its full ratio) refuses a write that needs space at once, with
+ *   EDQUOT or ENOSPC (DATA PROTECT, SPACE ALLOCATION FAILED WRITE PROTECT), instead of librados holding it until
+ *   opTimeout: the image is opened with librados' full-try flag (native/rbd.cc). What takes no new space still
+ *   works on a full pool, as on a thin-provisioned LU out of space: reads, overwrites of written blocks, UNMAP
+ *   (which gives space back). Once the pool is no longer flagged full, writes succeed again.
  */
 import { RbdImage, rbdAvailable, type RbdOpenOptions } from '../native/rbd';
 import type { Backstore } from './types';

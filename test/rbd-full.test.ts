@@ -132,6 +132,12 @@ function suite(): void {
       : `status ${r.status}`;
   const SPACE_ALLOCATION_FAILED = '07/27/07';
 
+  /** A per-LU counter of LUN 0 in the Prometheus text. */
+  const luCounter = (text: string, name: string): number => {
+    const m = new RegExp(`^${name}\\{target="${TARGET}",lun="0"\\} (\\d+)$`, 'm').exec(text);
+    return m ? Number(m[1]) : 0;
+  };
+
   function good(t: ExecutionContext, r: ScsiResult, what: string): void {
     t.is(r.status, 0, `${what}: ${senseOf(r)}`);
   }
@@ -182,6 +188,10 @@ function suite(): void {
       );
       t.is(senseOf(caw.r), SPACE_ALLOCATION_FAILED, `COMPARE AND WRITE (${caw.ms} ms)`);
       t.true(caw.ms < FAST_MS, `COMPARE AND WRITE answered in ${caw.ms} ms`);
+      // Counted as refusals for lack of space (EDQUOT like ENOSPC), not as write errors.
+      const m = await (await fetch(`http://127.0.0.1:${gw!.metricsPort}/metrics`)).text();
+      t.is(luCounter(m, 'nodetgt_lu_no_space_errors_total'), refusedWhileFilling + 3, 'no-space refusals');
+      t.is(luCounter(m, 'nodetgt_lu_write_errors_total'), 0, 'no write errors');
       // Nothing of the refused writes landed.
       const none = await timed('READ the refused range', read(a, fresh, 8));
       good(t, none.r, 'READ of the refused range');
@@ -227,6 +237,7 @@ function suite(): void {
       const data = pattern(8 * BS, 5);
       const again = await timed('WRITE after the quota was raised', write(a, fresh, data));
       good(t, again.r, 'WRITE after the quota was raised');
+      t.log(`WRITE after the quota was raised: GOOD in ${again.ms} ms`);
       t.true((await read(a, fresh, 8)).data.equals(data), 'and it reads back');
       t.true(gw!.alive(), 'the gateway never went down');
       t.notRegex(gw!.log(), /uncaught|FATAL|Segmentation/i);
@@ -271,7 +282,9 @@ function suite(): void {
       }
       await waitForFull(t, false, 60_000);
       const data = pattern(8 * BS, 7);
-      good(t, (await timed('WRITE below the ratio', write(a, lba, data))).r, 'WRITE below the full ratio');
+      const below = await timed('WRITE below the ratio', write(a, lba, data));
+      good(t, below.r, 'WRITE below the full ratio');
+      t.log(`WRITE below the full ratio: GOOD in ${below.ms} ms`);
       t.true((await read(a, lba, 8)).data.equals(data), 'and it reads back');
       t.true(gw!.alive(), 'the gateway never went down');
     },

@@ -101,14 +101,14 @@ export const LU_HELP: Record<LuFault, [string, string, 'counter' | 'gauge']> = {
   readErrors: ['nodetgt_lu_read_errors_total', 'Backstore read errors per LU', 'counter'],
   writeErrors: [
     'nodetgt_lu_write_errors_total',
-    'Backstore write errors per LU (ENOSPC excluded)',
+    'Backstore write errors per LU (ENOSPC and EDQUOT excluded)',
     'counter',
   ],
   flushErrors: ['nodetgt_lu_flush_errors_total', 'Backstore flush (fdatasync) errors per LU', 'counter'],
   unmapErrors: ['nodetgt_lu_unmap_errors_total', 'Backstore unmap (punch hole) errors per LU', 'counter'],
   noSpace: [
     'nodetgt_lu_no_space_errors_total',
-    'Writes refused for lack of space (ENOSPC) per LU',
+    'Writes refused for lack of space (ENOSPC, EDQUOT) per LU',
     'counter',
   ],
   shrunk: ['nodetgt_lu_backing_shrunk', '1 once the backing file was found smaller than the LU', 'gauge'],

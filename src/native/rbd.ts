@@ -77,9 +77,18 @@ function binding(): RbdBinding {
   return addonExports() as unknown as RbdBinding;
 }
 
+const EDQUOT = -122;
+
 /** An Error for a negative librbd/librados result, named after the call, with the errno code. */
 export function rbdError(res: number, what: string): NodeJS.ErrnoException {
-  return errnoError(res, what);
+  const e = errnoError(res, what);
+  // Node's error map has no name for EDQUOT, which a Ceph pool past its quota returns: give it one (the logs,
+  // src/scsi/sbc.ts and the LU's no-space counter read the code).
+  if (res === EDQUOT) {
+    e.code = 'EDQUOT';
+    e.message = `${what}: EDQUOT (disk quota exceeded)`;
+  }
+  return e;
 }
 
 const MAX_BATCH = 1024;

@@ -266,12 +266,12 @@ export class LogicalUnit {
 
   /**
    * A backstore operation failed (op), or the backstore found a fault by itself (op null): count it for this LU
-   * and log it (the logger rate-limits repeated lines). ENOSPC counts as noSpace instead of an error of the operation; a backing
-   * file that shrank ('ESHRUNK') also sets the shrunk gauge.
+   * and log it (the logger rate-limits repeated lines). ENOSPC, and EDQUOT (a Ceph pool's quota reached), count as
+   * noSpace instead of an error of the operation; a backing file that shrank ('ESHRUNK') also sets the shrunk gauge.
    */
   ioFault(op: IoOp | null, e: unknown): void {
     const code = (e as { code?: unknown } | null)?.code;
-    if (code === 'ENOSPC') this.faults?.inc('noSpace');
+    if (code === 'ENOSPC' || code === 'EDQUOT') this.faults?.inc('noSpace');
     else if (op !== null) this.faults?.inc(`${op}Errors`);
     if (code === 'ESHRUNK') this.faults?.set('shrunk', 1);
     log.error(code === 'ESHRUNK' ? 'backing file shrank under the LU' : 'backstore I/O error', {

@@ -256,11 +256,16 @@ function suite(): void {
       const kept = (200 * MIB) / BS;
       const keptData = pattern(8 * BS, 8);
       good(t, (await timed('WRITE before', write(a, kept, keptData))).r, 'WRITE before the cluster is full');
-      // The OSD holds a few MiB of a 3 GiB memstore: ratios far below that make it full (nearfull <= backfillfull
-      // <= full, or the mon warns about their order), and the mon flags every pool on it full (not full_quota).
-      await ceph('osd', 'set-nearfull-ratio', '0.0001');
-      await ceph('osd', 'set-backfillfull-ratio', '0.0002');
-      await ceph('osd', 'set-full-ratio', '0.0003');
+      // The OSD holds a few MiB of a 3 GiB memstore: ratios far below that make it full, and the mon flags every
+      // pool on it full (not full_quota). All three are set, at once: the OSD takes the largest of them as its full
+      // ratio, so the order they land in does not matter (nearfull <= backfillfull <= full once all are in).
+      const ratios = (r: [string, string, string]) =>
+        Promise.all(
+          ['set-nearfull-ratio', 'set-backfillfull-ratio', 'set-full-ratio'].map((c, i) =>
+            ceph('osd', c, r[i]),
+          ),
+        );
+      await ratios(['0.0001', '0.0002', '0.0003']);
       try {
         await waitForFull(t, true, 60_000);
         t.false((await poolFlags()).includes('full_quota'), 'full from the OSD, not from a quota');
@@ -276,9 +281,7 @@ function suite(): void {
         good(t, r.r, 'READ on a full cluster');
         t.true(r.r.data.equals(keptData), 'READ returns what was written');
       } finally {
-        await ceph('osd', 'set-full-ratio', '0.95');
-        await ceph('osd', 'set-backfillfull-ratio', '0.9');
-        await ceph('osd', 'set-nearfull-ratio', '0.85');
+        await ratios(['0.85', '0.9', '0.95']);
       }
       await waitForFull(t, false, 60_000);
       const data = pattern(8 * BS, 7);

@@ -278,8 +278,7 @@ export async function rbdSection(o: RbdBenchOptions): Promise<RbdSection> {
     let tgtd: Tgtd | undefined;
     let tgtdNote = '';
     if (!fs.existsSync('/usr/lib/tgt/backing-store/bs_rbd.so'))
-      tgtdNote =
-        "tgtd: this tgt has no rbd backing store (tgtadm's system show lists none; apt-get install tgt-rbd).";
+      tgtdNote = 'tgtd: not run, this tgt has no rbd backing store (no bs_rbd.so: apt-get install tgt-rbd).';
     else {
       tgtd = new Tgtd('iqn.2026-11.bench.tgtd:rbd', path.join(o.work, `tgtd-rbd-${process.pid}.log`));
       targets.push(tgtd);
@@ -345,10 +344,11 @@ export async function rbdSection(o: RbdBenchOptions): Promise<RbdSection> {
       ...(tgtd ? (['tgtd rbd'] as Column[]) : []),
       'rbd bench',
     ];
+    const cpuCols: Column[] = ['nodetgt file', 'nodetgt rbd', 'rbd bench'];
     L.push(
-      `| figure | ${cols.join(' | ')} | nodetgt rbd / rbd bench | CPU µs/IO nodetgt rbd | CPU µs/IO rbd bench |`,
+      `| figure | ${cols.join(' | ')} | nodetgt rbd / rbd bench | ${cpuCols.map((c) => `CPU µs/IO ${c}`).join(' | ')} |`,
     );
-    L.push(`|---|${cols.map(() => '--:').join('|')}|--:|--:|--:|`);
+    L.push(`|---|${cols.map(() => '--:').join('|')}|--:|${cpuCols.map(() => '--:').join('|')}|`);
     for (const f of RBD_FIGURES) {
       const c = json[f.id] as Record<Column, Measured[]>;
       const ok = (col: Column) => c[col].filter((m) => !m.invalid && Number.isFinite(m.value));
@@ -356,13 +356,14 @@ export async function rbdSection(o: RbdBenchOptions): Promise<RbdSection> {
       const ratio = median(v('nodetgt rbd')) / median(v('rbd bench'));
       L.push(
         `| ${f.label} (${unit(f)}) | ${cols.map((col) => spread(v(col))).join(' | ')} | ${fmt(ratio, 2)} | ` +
-          `${spread(
-            ok('nodetgt rbd').map((m) => m.cpuUsPerIo),
-            1,
-          )} | ${spread(
-            ok('rbd bench').map((m) => m.cpuUsPerIo),
-            1,
-          )} |`,
+          `${cpuCols
+            .map((col) =>
+              spread(
+                ok(col).map((m) => m.cpuUsPerIo),
+                1,
+              ),
+            )
+            .join(' | ')} |`,
       );
     }
   } catch (e) {

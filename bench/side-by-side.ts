@@ -9,6 +9,7 @@
  *   npm run bench -- --only tmpfs|disk|null[,..]   --reps N   --secs S   --workers N
  *   npm run bench -- --no-fio --no-profile --keep (keep the backing files)
  *   npm run bench -- --max-others PCT   --allow-busy   --note TEXT
+ *   npm run bench -- --rbd | --no-rbd   the Ceph RBD section (bench/lib/rbd.ts; default: on when Ceph is installed)
  *
  * Method (bench/lib/measure.ts has the details; the markdown repeats them):
  * - CPU per I/O is charged over the I/O phase only. qemu-img's stdout is line-buffered (stdbuf -oL)
@@ -55,6 +56,7 @@ import { histDelta, LATENCY_METRIC, parseHistogram, scrape, type Hist } from './
 import { busyReason, COARSE_PCT, emptyRun, MAX_OTHERS_PCT, qemuBench, type RunOut } from './lib/measure';
 import { summariseProfile, type ProfileSummary } from './lib/profile';
 import { fmt, renderMarkdown, type ReportInput, type Sample } from './lib/report';
+import { cephMissing, rbdSection, type RbdSection } from './lib/rbd';
 import { resultsDir, writeResults } from './lib/results';
 import {
   freePort,
@@ -82,7 +84,7 @@ if (flag('-h') || flag('--help')) {
   process.stdout.write(
     'usage: node dist/bench/side-by-side.js [--quick] [--only tmpfs|disk|null[,...]] [--reps N] [--secs S]\n' +
       '       [--workers N] [--no-fio] [--no-profile] [--profile] [--keep]\n' +
-      '       [--max-others PCT] [--allow-busy] [--note TEXT]\n',
+      '       [--max-others PCT] [--allow-busy] [--note TEXT] [--rbd | --no-rbd]\n',
   );
   process.exit(0);
 }
@@ -104,6 +106,7 @@ if (!(reps >= 1 && minSecs > 0 && workers >= 1)) {
 const doFio = !flag('--no-fio');
 const doProfile = !flag('--no-profile') && (!quick || flag('--profile')) && kinds.includes('tmpfs');
 const keep = flag('--keep');
+const doRbd = flag('--rbd') || (!flag('--no-rbd') && cephMissing().length === 0);
 /** Other processes' share of the machine (%) above which a run counts as taken on a busy machine. */
 const maxOthers = Number(opt('--max-others') ?? MAX_OTHERS_PCT);
 const allowBusy = flag('--allow-busy');
@@ -155,6 +158,7 @@ let aborted = false;
 let targets: Target[] = [];
 const clock = new CpuClock();
 let guardian: ChildProcess | undefined;
+let rbd: RbdSection | undefined;
 
 function note(msg: string): void {
   events.push(msg);
@@ -564,6 +568,7 @@ async function report(): Promise<void> {
     aborted,
     busy: { maxOthersPct: maxOthers, allow: allowBusy },
     note: runNote || undefined,
+    sections: rbd ? [rbd.markdown] : undefined,
   };
   const json = {
     info,
@@ -579,6 +584,7 @@ async function report(): Promise<void> {
     ceilings,
     events,
     profiles: profile?.profiles ?? [],
+    rbd: rbd?.json,
   };
   fs.writeFileSync(path.join(WORK, `results-${STAMP}.json`), JSON.stringify(json, null, 1));
   let md = renderMarkdown(input);
@@ -627,6 +633,17 @@ async function main(): Promise<void> {
   if (aborted) return; // the signal handler cleans up and reports
   for (const t of [...targets]) await t.stop();
   if (doProfile && !aborted) await profileRun();
+  if (doRbd && !aborted)
+    rbd = await rbdSection({
+      repo: REPO,
+      work: WORK,
+      workers,
+      clock,
+      reps,
+      secs: minSecs,
+      note,
+      aborted: () => aborted,
+    });
   note(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   if (!aborted) await report();
 }

@@ -13,7 +13,7 @@ import { ceph as cephCli, clusterForFile, clusterScript, ifCeph, rbd } from './h
 import { startChildTargetWithConfig, type ChildTarget } from './helpers/child-target';
 import { TestInitiator, type ScsiResult } from './helpers/initiator';
 import { iscsiImageOpts, runQemu, sha256File, writeRandomFile } from './helpers/qemu';
-import { cdb10, cdbCaw, pattern } from './scsi-helpers';
+import { cdb10, cdb16, cdbCaw, pattern } from './scsi-helpers';
 
 const TARGET = 'iqn.2026-11.io.nodetgt.test:rbd';
 const BS = 512;
@@ -203,6 +203,81 @@ function suite(): void {
         [0x05, 0x24],
         'INVALID FIELD IN CDB',
       );
+    },
+  );
+
+  test.serial(
+    'GET LBA STATUS reports what librbd stores: a written object mapped, others and a discarded one deallocated',
+    async (t) => {
+      const a = await login(0, 'lba-status');
+      // 4 MiB objects of 512-byte blocks: object 128 starts at LBA 1048576; nothing else writes near it.
+      const OBJ = 8192;
+      const first = 128 * OBJ;
+      const status = async (lba: number) => {
+        const cdb = cdb16(0x9e, lba, 0, 0x12);
+        cdb.writeUInt32BE(8 + 16 * 4, 10); // ALLOCATION LENGTH: 4 descriptors
+        const r = await a.scsi(cdb, { edtl: 8 + 16 * 4, read: true });
+        good(t, r, 'GET LBA STATUS');
+        const n = (r.data.readUInt32BE(0) - 4) / 16;
+        return Array.from({ length: n }, (_, i) => {
+          const d = r.data.subarray(8 + 16 * i);
+          return {
+            lba: Number(d.readBigUInt64BE(0)),
+            blocks: d.readUInt32BE(8),
+            mapped: (d[12] & 0x0f) === 0,
+          };
+        });
+      };
+      good(t, await write(a, first + 16, pattern(8 * BS, 31)), 'WRITE in object 128');
+      const before = await status(first - OBJ);
+      t.log(JSON.stringify(before));
+      t.is(before[0].mapped, false, 'object 127, never written: deallocated');
+      t.true(before[0].lba === first - OBJ && before[0].blocks >= OBJ, 'the whole of object 127');
+      const m = before[1];
+      t.true(m.mapped && m.lba <= first + 16 && m.lba + m.blocks >= first + 24, 'the written blocks mapped');
+      // UNMAP the whole object: librbd removes it, and it reads as deallocated again.
+      const list = Buffer.alloc(24);
+      list.writeUInt16BE(22, 0);
+      list.writeUInt16BE(16, 2);
+      list.writeBigUInt64BE(BigInt(first), 8);
+      list.writeUInt32BE(OBJ, 16);
+      const unmap = Buffer.alloc(10);
+      unmap[0] = 0x42;
+      unmap.writeUInt16BE(24, 7);
+      good(t, await a.scsi(unmap, { edtl: 24, write: true, data: list }), 'UNMAP object 128');
+      const after = await status(first);
+      t.is(after[0].mapped, false, 'deallocated after UNMAP');
+      t.true(after[0].blocks >= OBJ, `the whole object (${after[0].blocks} blocks)`);
+    },
+  );
+
+  test.serial(
+    'WRITE ATOMIC(16) of 4 KiB aligned: offered by RBD itself (one RADOS op), longer or unaligned refused',
+    async (t) => {
+      const a = await login(0, 'atomic');
+      const vpd = await a.scsi(Buffer.from([0x12, 0x01, 0xb0, 0x00, 0x40, 0x00]), { edtl: 64, read: true });
+      good(t, vpd, 'INQUIRY Block Limits');
+      t.deepEqual(
+        [vpd.data.readUInt32BE(44), vpd.data.readUInt32BE(48), vpd.data.readUInt32BE(52)],
+        [8, 8, 8],
+        'MAXIMUM ATOMIC TRANSFER LENGTH, ATOMIC ALIGNMENT, ATOMIC TRANSFER LENGTH GRANULARITY: 8 blocks',
+      );
+      const atomic = (lba: number, blocks: number, data: Buffer) =>
+        a.scsi(cdb16(0x9c, lba, blocks), { edtl: data.length, write: true, data });
+      const data = pattern(8 * BS, 41);
+      // The last 8 blocks of an object: still inside it.
+      good(t, await atomic(8192 * 3 - 8, 8, data), 'WRITE ATOMIC 8 blocks');
+      t.true((await read(a, 8192 * 3 - 8, 8)).data.equals(data), 'written');
+      const refused = async (lba: number, blocks: number, what: string) => {
+        const r = await atomic(lba, blocks, Buffer.alloc(blocks * BS));
+        t.deepEqual(
+          senseOf(r) && [senseOf(r)!.key, senseOf(r)!.asc],
+          [0x05, 0x24],
+          `${what}: INVALID FIELD IN CDB`,
+        );
+      };
+      await refused(8192 * 3 - 8, 16, '16 blocks (across an object boundary)');
+      await refused(8192 * 3 - 4, 8, 'unaligned');
     },
   );
 

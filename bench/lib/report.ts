@@ -42,6 +42,8 @@ export interface ReportInput {
   charts?: { file: string; title: string }[];
   /** Latency percentiles of nodetgt per backing/figure id, µs, from its histograms. */
   latency?: Map<string, Record<string, number>>;
+  /** Whole markdown sections appended at the end (the RBD section, bench/lib/rbd.ts). */
+  sections?: string[];
 }
 
 export const fmt = (x: number, digits = 0) => (Number.isFinite(x) ? x.toFixed(digits) : '—');
@@ -390,5 +392,6 @@ export function renderMarkdown(r: ReportInput): string {
       L.push('');
     }
   }
+  for (const sec of r.sections ?? []) L.push(sec.trimEnd(), '');
   return L.join('\n');
 }

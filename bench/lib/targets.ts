@@ -8,7 +8,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { probe, freePort, listeningAddresses, run, runSync, sleep, track, waitFor } from './sys';
 
-export type Kind = 'tmpfs' | 'disk' | 'null';
+export type Kind = 'tmpfs' | 'disk' | 'null' | 'rbd';
+
+/** A Ceph RBD image (bench/lib/rbd.ts): where it is and how to reach its cluster. */
+export interface RbdSpec {
+  pool: string;
+  image: string;
+  conf: string;
+}
 
 export interface Backing {
   kind: Kind;
@@ -16,6 +23,8 @@ export interface Backing {
   file?: string;
   /** Open with O_DIRECT on both targets. */
   direct: boolean;
+  /** The image of an 'rbd' backing. */
+  rbd?: RbdSpec;
 }
 
 export abstract class Target {
@@ -183,7 +192,10 @@ export class Tgtd extends Target {
         String(lun),
       ];
       if (b.kind === 'null') args.push('-b', 'null', '--bstype', 'null');
-      else args.push('-b', b.file!, ...(b.direct ? ['--bsoflags', 'direct'] : []));
+      else if (b.rbd) {
+        // tgt's bs_rbd (package tgt-rbd): conf= and id= in --bsopts, the image as pool/image.
+        args.push('-b', `${b.rbd.pool}/${b.rbd.image}`, '--bstype', 'rbd', '--bsopts', `conf=${b.rbd.conf}`);
+      } else args.push('-b', b.file!, ...(b.direct ? ['--bsoflags', 'direct'] : []));
       await this.adm(args);
       this.luns.set(b.kind, lun++);
     }
@@ -266,6 +278,10 @@ export class Nodetgt extends Target {
     this.metricsPort = await freePort();
     const luns = backings.map((b, i) => {
       this.luns.set(b.kind, i);
+      if (b.rbd) {
+        const { pool, image, conf } = b.rbd;
+        return { lun: i, backstore: 'rbd', pool, image, cephConf: conf };
+      }
       return b.kind === 'null'
         ? { lun: i, backstore: 'null', size: '1G' }
         : { lun: i, path: b.file, direct: b.direct };

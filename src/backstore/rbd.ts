@@ -11,6 +11,12 @@
  *   OSD, so it is atomic against every gateway, not only this process. librbd 16 takes one 512-byte sector at
  *   most (EINVAL for more, found by trying: 1024 bytes at a 4 KiB-aligned offset fail): compareAndWriteMax,
  *   which the LU reports as MAXIMUM COMPARE AND WRITE LENGTH (1 block of 512; none with 4096-byte blocks).
+ * - mapping() (GET LBA STATUS) is rbd_diff_iterate2: an object that was never written, or was discarded whole,
+ *   is deallocated; one that exists counts as mapped over the extents librbd reports (librbd 16 without
+ *   fast-diff reports an object's whole written size). At most MAPPING_OBJECTS objects per call: librbd asks the
+ *   OSD about each, so a 1 TiB image would take minutes; the initiator asks again from where the answer ends.
+ * - WRITE ATOMIC(16): a write that stays inside one RADOS object is one OSD operation, applied whole or not at
+ *   all, against every gateway and across a crash of this one (atomicWriteMax, aligned to itself).
  * - Errors keep librbd's errno (ESHUTDOWN for a blocklisted client, ETIMEDOUT for an OSD or mon that does not
  *   answer within opTimeout, ENOSPC/EDQUOT for a full pool): src/scsi/sbc.ts maps them to sense data.
  * - A full pool (quota reached, or an OSD past its full ratio) refuses a write that needs space at once, with
@@ -20,7 +26,7 @@
  *   (which gives space back). Once the pool is no longer flagged full, writes succeed again.
  */
 import { RbdImage, rbdAvailable, type RbdOpenOptions } from '../native/rbd';
-import type { Backstore } from './types';
+import { appendExtent, type Backstore, type MappingExtent } from './types';
 
 export interface RbdBackstoreOptions {
   pool: string;
@@ -43,6 +49,14 @@ export interface RbdBackstoreOptions {
   /** Watch the reservation object (src/scsi/pr-store-rbd.ts) and hear its notifies. */
   onPrNotify?: (id: bigint, err: number) => void;
 }
+
+/** Objects of the image one mapping() call looks at, at most. */
+const MAPPING_OBJECTS = 64;
+/**
+ * WRITE ATOMIC(16)'s limit, alignment and granularity: 4 KiB, the physical block. Aligned to itself, it never
+ * crosses an object boundary (objects are 4 KiB multiples, 4 MiB by default), so librbd sends one op.
+ */
+const ATOMIC_WRITE_BYTES = 4096;
 
 const EROFS = -30;
 const EINVAL = -22;
@@ -119,6 +133,7 @@ export class RbdBackstore implements Backstore {
   /** Writes aligned to 4 KiB never make librbd read-modify-write a partial sector of an object. */
   readonly physicalBlockSize = 4096;
   readonly compareAndWriteMax = 512;
+  readonly atomicWriteMax = ATOMIC_WRITE_BYTES;
   private closing: Promise<void> | null = null;
   onFault?: (e: Error) => void;
 
@@ -188,6 +203,30 @@ export class RbdBackstore implements Backstore {
     const mismatch = await this.image.compareAndWrite(offset, verify, data);
     if (mismatch === null && fua) await this.image.flush();
     return mismatch;
+  }
+
+  async mapping(offset: number, length: number, maxExtents = Infinity): Promise<MappingExtent[]> {
+    const bad = this.check(offset, length, false);
+    if (bad) throw bad;
+    const out: MappingExtent[] = [];
+    if (length === 0 || maxExtents < 1) return out;
+    // Up to the end of the MAPPING_OBJECTS-th object from offset: the answer is then a prefix of the range.
+    const os = this.objectSize;
+    const end = Math.min(offset + length, (Math.floor(offset / os) + MAPPING_OBJECTS) * os);
+    const data = await this.image.dataExtents(offset, end - offset);
+    const bs = this.blockSize;
+    let pos = offset;
+    for (let i = 0; i < data.length; i += 2) {
+      // A block only partly holding data counts as mapped: round the data extent out to blocks.
+      const start = Math.max(pos, Math.floor(data[i] / bs) * bs);
+      const stop = Math.min(end, Math.ceil((data[i] + data[i + 1]) / bs) * bs);
+      if (stop <= pos) continue;
+      if (!appendExtent(out, maxExtents, pos, start - pos, false)) return out;
+      if (!appendExtent(out, maxExtents, start, stop - start, true)) return out;
+      pos = stop;
+    }
+    appendExtent(out, maxExtents, pos, end - pos, false);
+    return out;
   }
 
   close(): Promise<void> {

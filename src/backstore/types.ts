@@ -57,6 +57,13 @@ export interface Backstore {
   compareAndWrite?(offset: number, verify: Buffer, data: Buffer, fua: boolean): Promise<number | null>;
   /** The longest range compareAndWrite() takes, in bytes (librbd: one 512-byte sector). Absent: no limit. */
   readonly compareAndWriteMax?: number;
+  /**
+   * The longest write the store itself applies whole or not at all (to every reader, and across a crash of this
+   * process), provided it is aligned to that length: WRITE ATOMIC(16) is then offered without the journal, with
+   * this as MAXIMUM ATOMIC TRANSFER LENGTH, ATOMIC ALIGNMENT and GRANULARITY (librbd: inside one RADOS object).
+   * Optional: absent, atomic writes need the journal (file) or are not offered.
+   */
+  readonly atomicWriteMax?: number;
   /** Deallocate a range (punch hole); later reads return zeros. */
   unmap(offset: number, length: number): Promise<void>;
   /**

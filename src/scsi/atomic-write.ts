@@ -102,7 +102,8 @@ export async function writeAtomic16(ctx: CommandContext): Promise<ScsiResult> {
   const data = takeBytes(task.dataOut, len);
   const dir = lu.atomicJournalDir;
   if (lu.atomicWrites !== 'journal' || dir === undefined) {
-    // The null backstore: nothing is stored, so the write is whole by construction.
+    // The null backstore: nothing is stored, so the write is whole by construction. A store that applies it
+    // whole by itself (RBD, 'store'): one write, inside the range lock against this process's other commands.
     await lu.shared.exclusive(lba * bs, len, () => writeMedium(lu, lba, data, (cdb[1] & FUA) !== 0, false));
     return GOOD;
   }

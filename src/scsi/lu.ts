@@ -164,9 +164,10 @@ export class LogicalUnit {
   readonly prStore?: SharedPrStore;
   /**
    * How WRITE ATOMIC(16) is offered: through the journal in atomicJournalDir; 'trivial' on the null backstore,
-   * which stores nothing (every read returns zeros, so no reader can see part of a write); null: not offered.
+   * which stores nothing (every read returns zeros, so no reader can see part of a write); 'store' where the
+   * backstore applies a write of up to atomicWriteMax whole by itself (RBD: one RADOS op); null: not offered.
    */
-  readonly atomicWrites: 'journal' | 'trivial' | null;
+  readonly atomicWrites: 'journal' | 'trivial' | 'store' | null;
   readonly atomicJournalDir?: string;
   private readonly faults?: LuFaultCounters;
   /** Commands, bytes, sense keys and latency of this LU, written by the session layer as commands end. */
@@ -225,9 +226,16 @@ export class LogicalUnit {
           ? 'journal'
           : nullStore
             ? 'trivial'
-            : null;
+            : backstore.atomicWriteMax !== undefined && backstore.atomicWriteMax >= bs
+              ? 'store'
+              : null;
     // 1 MiB per atomic write: the record is written twice (journal, then in place) and held in the range lock.
-    if (this.atomicWrites !== null) {
+    if (this.atomicWrites === 'store') {
+      // Aligned to its own length, a write of at most atomicWriteMax stays inside what the store applies whole.
+      const unit = blocks(backstore.atomicWriteMax!);
+      this.limits.atomicUnitBlocks = unit;
+      this.limits.maxAtomicTransferBlocks = unit;
+    } else if (this.atomicWrites !== null) {
       const unit = this.limits.granularityBlocks;
       const max = Math.min(this.limits.maxTransferBlocks, blocks(1024 * 1024));
       this.limits.atomicUnitBlocks = unit;

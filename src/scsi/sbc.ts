@@ -443,7 +443,16 @@ export async function unmap(ctx: CommandContext): Promise<ScsiResult> {
     if (total > lu.limits.maxUnmapBlocks) throw invalidFieldInParameterList(off + 8, 7);
     if (n > 0) ranges.push([start, n]);
   }
-  for (const [start, n] of ranges) await unmapMedium(lu, start, n);
+  // Descriptors that touch or overlap become one range: on RBD each backstore unmap is a round trip to the
+  // cluster, and initiators (libiscsi's Unmap tests among them) send runs of one-block descriptors.
+  ranges.sort((a, b) => a[0] - b[0]);
+  const merged: Array<[number, number]> = [];
+  for (const [start, n] of ranges) {
+    const last = merged[merged.length - 1];
+    if (last !== undefined && start <= last[0] + last[1]) last[1] = Math.max(last[1], start + n - last[0]);
+    else merged.push([start, n]);
+  }
+  for (const [start, n] of merged) await unmapMedium(lu, start, n);
   return GOOD;
 }
 

@@ -66,6 +66,8 @@ interface R2tState {
  * read, emptied or deleted from: nothing is set in it.
  */
 const NO_R2TS: Map<number, R2tState> = new Map();
+/** The same for the Data-Out pieces of a task that has none yet (every READ): onDataOut gives it its own. */
+const NO_DATA: Buffer[] = [];
 
 export interface Task {
   itt: number;
@@ -173,7 +175,7 @@ export class CommandEngine {
     if (!pdu.final && (p.initialR2T || !cmd.write))
       return this.protocolError('unsolicited Data-Out announced but not allowed');
     const edtl = cmd.expectedDataTransferLength;
-    const lun = decodeLun(pdu.bhs.subarray(8, 16));
+    const lun = decodeLun(pdu.bhs, 8);
     let failure: ScsiResult | null = null;
     let wantData = 0;
     let reserved = 0;
@@ -211,7 +213,7 @@ export class CommandEngine {
       immediate: cmd.immediate,
       wantData,
       received: imm,
-      data: imm > 0 && wantData > 0 ? [imm > wantData ? pdu.data.subarray(0, wantData) : pdu.data] : [],
+      data: imm > 0 && wantData > 0 ? [imm > wantData ? pdu.data.subarray(0, wantData) : pdu.data] : NO_DATA,
       unsolicitedDone: pdu.final,
       unsolicitedLimit,
       unsolicitedDataSN: 0,
@@ -314,6 +316,7 @@ export class CommandEngine {
     } else {
       if (len && d.bufferOffset < task.wantData && !task.failure) {
         const keep = Math.min(len, task.wantData - d.bufferOffset);
+        if (task.data === NO_DATA) task.data = [];
         task.data.push(keep === len ? pdu.data : pdu.data.subarray(0, keep));
         this.conn.ctx.slabs.retain(pdu.data);
         rec?.offsets.push(d.bufferOffset);
@@ -554,7 +557,8 @@ export class CommandEngine {
           dataSN: dataSN++,
           bufferOffset: off,
         });
-        const piece = data.subarray(off, end);
+        // A READ answered in one PDU sends its buffer as it is: no view to make.
+        const piece = off === 0 && end === data.length ? data : data.subarray(off, end);
         if (kept) {
           conn.recovery!.addDataIn(kept, { bhs, data: piece });
           if (status) kept.statSN = statSN;

@@ -25,6 +25,13 @@ test('LUN encoding: peripheral below 256, flat space up to 16383; decode round-t
   t.is(decodeLun(Buffer.from('0105000000000000', 'hex')), -1); // bus 1
   t.is(decodeLun(Buffer.from('0005000100000000', 'hex')), -1); // second level
   t.is(decodeLun(Buffer.from('c000000000000000', 'hex')), -1); // extended
+  // At an offset (a BHS's LUN field at byte 8), the bytes around it do not matter; a field cut short is -1.
+  const bhs = Buffer.alloc(48, 0xff);
+  encodeLun(1000).copy(bhs, 8);
+  t.is(decodeLun(bhs, 8), 1000);
+  bhs[15] = 1;
+  t.is(decodeLun(bhs, 8), -1);
+  t.is(decodeLun(encodeLun(3), 1), -1);
   t.throws(() => encodeLun(16384));
   t.throws(() => encodeLun(-1));
 });

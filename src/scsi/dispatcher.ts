@@ -221,10 +221,8 @@ export class ScsiDispatcher {
 
   /** Return a pooled Data-In buffer (ScsiResult.pooled) once it has been sent. */
   releaseDataIn(buf: Buffer): void {
-    const seen = new Set<unknown>();
+    // Once per READ: no Set of the pools seen (LUs mostly share one pool; asking it again costs a WeakSet lookup).
     for (const lu of this.luns.values()) {
-      if (seen.has(lu.pool)) continue;
-      seen.add(lu.pool);
       if (lu.pool.owns(buf)) {
         lu.pool.release(buf);
         return;
@@ -232,6 +230,10 @@ export class ScsiDispatcher {
     }
   }
 
+  /**
+   * One async function for the whole command (not an outer one awaiting an inner one): every await and async
+   * frame is a promise per command on the hot path.
+   */
   async execute(task: ScsiTask): Promise<ScsiResult> {
     const view = task.view ?? this.everything;
     try {
@@ -244,8 +246,32 @@ export class ScsiDispatcher {
       // and never runs; the unit attention stays for the next command.
       const epoch = task.epoch ?? lu.shared.resetEpoch;
       if (!lu.shared.beginExec(epoch)) return TASK_ABORTED;
+      // From here the command counts as executing in its epoch (LuShared.beginExec) until endExec.
       try {
-        return await this.run(task, lu, access, view, epoch);
+        const cdb = task.cdb;
+        lu.noteNexus(task.nexus);
+        const spec = this.specFor(lu, cdb);
+        if (!spec.ignoresUnitAttention) {
+          const ua = lu.takeUnitAttention(task.nexus);
+          if (ua) return { status: Status.CHECK_CONDITION, sense: fixedSense(SenseKey.UNIT_ATTENTION, ua) };
+        }
+        // The target port's asymmetric access state (alua.ts), after the unit attention (so a host hears of a
+        // state change first) and before reservations, as LIO orders them.
+        const inaccessible = aluaRefusal(lu.ports.localState, spec);
+        if (inaccessible) throw inaccessible;
+        // After the unit attention (SPC-4 5.14: a pending one ends every command but INQUIRY, REPORT LUNS and
+        // REQUEST SENSE, so a preempted nexus hears of it before meeting the reservation), before the command
+        // is processed.
+        if (lu.shared.prActive && reservationConflict(lu, spec, cdb, task.nexus)) return RESERVATION_CONFLICT;
+        const sanitizing = sanitizeGate(lu, spec);
+        if (sanitizing) throw sanitizing;
+        checkCdbBits(spec, lu, cdb);
+        if (lu.removable && !spec.withoutMedium && !lu.mediumPresent) throw mediumNotPresent();
+        const result = await spec.exec(new Context(task, access, view, this));
+        if (lu.shared.resetEpoch === epoch) return result;
+        // A reset came while the command ran: TAS = 1, it ends TASK ABORTED.
+        if (result.pooled && result.dataIn) lu.pool.release(result.dataIn);
+        return TASK_ABORTED;
       } finally {
         lu.shared.endExec(epoch);
       }
@@ -254,39 +280,6 @@ export class ScsiDispatcher {
       this.onInternalError(e, task);
       return checkCondition(internalFailure());
     }
-  }
-
-  /** The command inside the device server, counted as executing in its epoch (LuShared.beginExec). */
-  private async run(
-    task: ScsiTask,
-    lu: LogicalUnit,
-    access: LunAccess,
-    view: LunView,
-    epoch: number,
-  ): Promise<ScsiResult> {
-    const cdb = task.cdb;
-    lu.noteNexus(task.nexus);
-    const spec = this.specFor(lu, cdb);
-    if (!spec.ignoresUnitAttention) {
-      const ua = lu.takeUnitAttention(task.nexus);
-      if (ua) return { status: Status.CHECK_CONDITION, sense: fixedSense(SenseKey.UNIT_ATTENTION, ua) };
-    }
-    // The target port's asymmetric access state (alua.ts), after the unit attention (so a host hears of a state
-    // change first) and before reservations, as LIO orders them.
-    const inaccessible = aluaRefusal(lu.ports.localState, spec);
-    if (inaccessible) throw inaccessible;
-    // After the unit attention (SPC-4 5.14: a pending one ends every command but INQUIRY, REPORT LUNS and REQUEST
-    // SENSE, so a preempted nexus hears of it before meeting the reservation), before the command is processed.
-    if (lu.shared.prActive && reservationConflict(lu, spec, cdb, task.nexus)) return RESERVATION_CONFLICT;
-    const sanitizing = sanitizeGate(lu, spec);
-    if (sanitizing) throw sanitizing;
-    checkCdbBits(spec, lu, cdb);
-    if (lu.removable && !spec.withoutMedium && !lu.mediumPresent) throw mediumNotPresent();
-    const result = await spec.exec(new Context(task, access, view, this));
-    if (lu.shared.resetEpoch === epoch) return result;
-    // A reset came while the command ran: TAS = 1, it ends TASK ABORTED.
-    if (result.pooled && result.dataIn) lu.pool.release(result.dataIn);
-    return TASK_ABORTED;
   }
 
   /**

@@ -19,13 +19,16 @@ export function encodeLun(n: number): Buffer {
   return b;
 }
 
-/** LUN number, or -1 for an addressing this target does not use (reported as LOGICAL UNIT NOT SUPPORTED). */
-export function decodeLun(bytes8: Buffer): number {
-  if (bytes8.length < 8) return -1;
-  for (let i = 2; i < 8; i++) if (bytes8[i] !== 0) return -1;
-  const method = bytes8[0] >> 6;
-  if (method === 0) return (bytes8[0] & 0x3f) === 0 ? bytes8[1] : -1;
-  if (method === 1) return ((bytes8[0] & 0x3f) << 8) | bytes8[1];
+/**
+ * LUN number of the 8 bytes at `at`, or -1 for an addressing this target does not use (reported as LOGICAL UNIT
+ * NOT SUPPORTED). An offset rather than a subarray: every SCSI command decodes its BHS's LUN field.
+ */
+export function decodeLun(bytes: Buffer, at = 0): number {
+  if (bytes.length < at + 8) return -1;
+  for (let i = at + 2; i < at + 8; i++) if (bytes[i] !== 0) return -1;
+  const method = bytes[at] >> 6;
+  if (method === 0) return (bytes[at] & 0x3f) === 0 ? bytes[at + 1] : -1;
+  if (method === 1) return ((bytes[at] & 0x3f) << 8) | bytes[at + 1];
   return -1;
 }
 

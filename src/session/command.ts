@@ -60,6 +60,15 @@ interface R2tState {
   nextDataSN: number;
 }
 
+/**
+ * The R2T table of every task until its first R2T (sendR2t gives it its own): most commands (READs, writes
+ * with all their data immediate) never solicit any, and a Map per command is garbage on the hot path. Only ever
+ * read, emptied or deleted from: nothing is set in it.
+ */
+const NO_R2TS: Map<number, R2tState> = new Map();
+/** The same for the Data-Out pieces of a task that has none yet (every READ): onDataOut gives it its own. */
+const NO_DATA: Buffer[] = [];
+
 export interface Task {
   itt: number;
   lunRaw: bigint;
@@ -144,7 +153,13 @@ export class CommandEngine {
       if (e instanceof PduFormatError) return refuse(RejectReason.InvalidPduField, e.message);
       throw e;
     }
-    if (session.taskInProgress(cmd.itt)) {
+    // The ITT is unique per session (taskInProgress looks at every connection); with this connection alone in
+    // the session, as is usual, its own table is the session's.
+    const alone =
+      session.connections.size === 1 &&
+      session.allegiancePending.size === 0 &&
+      session.connections.get(conn.cid) === conn;
+    if (alone ? this.tasks.has(cmd.itt) : session.taskInProgress(cmd.itt)) {
       // RFC 7143 11.2.1.8: the ITT names a task of the session that is still in progress.
       return reject(RejectReason.TaskInProgress, 'command with the ITT of a task in progress', {
         detail: { itt: cmd.itt },
@@ -160,7 +175,7 @@ export class CommandEngine {
     if (!pdu.final && (p.initialR2T || !cmd.write))
       return this.protocolError('unsolicited Data-Out announced but not allowed');
     const edtl = cmd.expectedDataTransferLength;
-    const lun = decodeLun(pdu.bhs.subarray(8, 16));
+    const lun = decodeLun(pdu.bhs, 8);
     let failure: ScsiResult | null = null;
     let wantData = 0;
     let reserved = 0;
@@ -198,12 +213,12 @@ export class CommandEngine {
       immediate: cmd.immediate,
       wantData,
       received: imm,
-      data: imm > 0 && wantData > 0 ? [imm > wantData ? pdu.data.subarray(0, wantData) : pdu.data] : [],
+      data: imm > 0 && wantData > 0 ? [imm > wantData ? pdu.data.subarray(0, wantData) : pdu.data] : NO_DATA,
       unsolicitedDone: pdu.final,
       unsolicitedLimit,
       unsolicitedDataSN: 0,
       nextR2tOffset: 0,
-      r2ts: new Map(),
+      r2ts: NO_R2TS,
       r2tSN: 0,
       state: 'queued',
       execution: null,
@@ -301,6 +316,7 @@ export class CommandEngine {
     } else {
       if (len && d.bufferOffset < task.wantData && !task.failure) {
         const keep = Math.min(len, task.wantData - d.bufferOffset);
+        if (task.data === NO_DATA) task.data = [];
         task.data.push(keep === len ? pdu.data : pdu.data.subarray(0, keep));
         this.conn.ctx.slabs.retain(pdu.data);
         rec?.offsets.push(d.bufferOffset);
@@ -345,6 +361,7 @@ export class CommandEngine {
     const session = conn.session!;
     const ttt = this.nextTtt;
     this.nextTtt = this.nextTtt >= 0x7fffffff ? 1 : this.nextTtt + 1;
+    if (task.r2ts === NO_R2TS) task.r2ts = new Map();
     task.r2ts.set(ttt, { offset, length, received: 0, nextDataSN: 0 });
     const r2tSN = task.r2tSN++;
     const bhs = encodeR2T({
@@ -409,7 +426,7 @@ export class CommandEngine {
     }
     const scsi = session.dispatcher!;
     conn.ctx.counters.inc('scsiCommands');
-    const execution = scsi
+    task.execution = scsi
       .execute({
         lun: task.lun,
         cdb: task.cdb,
@@ -423,21 +440,26 @@ export class CommandEngine {
         lu: task.lu,
       })
       .then(
-        (result) => task.owner.respond(task, result),
-        (err: Error) => {
-          log.error('SCSI command failed', { peer: conn.peer, error: err.stack ?? String(err) });
-          this.finish(task);
-          conn.close('internal error');
-        },
-      )
-      .catch((err: unknown) => {
-        // A throw while answering: the connection goes; the execution itself has settled.
-        log.error('answering a SCSI command failed', { peer: conn.peer, error: String(err) });
-        this.finish(task);
-        conn.close('internal error');
-      });
-    task.execution = execution;
-    session.track(execution);
+        (result) => this.settled(task, result),
+        (err: Error) => this.failed(task, 'SCSI command failed', err.stack ?? String(err)),
+      );
+    session.track(task);
+  }
+
+  /** The execution settled: answer through the engine the task is allegiant to now (ERL 2 may have moved it). */
+  private settled(task: Task, result: ScsiResult): void {
+    try {
+      task.owner.respond(task, result);
+    } catch (err) {
+      // A throw while answering: the connection goes; the execution itself has settled.
+      this.failed(task, 'answering a SCSI command failed', String(err));
+    }
+  }
+
+  private failed(task: Task, what: string, error: string): void {
+    log.error(what, { peer: this.conn.peer, error });
+    this.finish(task);
+    this.conn.close('internal error');
   }
 
   private respond(task: Task, result: ScsiResult): void {
@@ -535,7 +557,8 @@ export class CommandEngine {
           dataSN: dataSN++,
           bufferOffset: off,
         });
-        const piece = data.subarray(off, end);
+        // A READ answered in one PDU sends its buffer as it is: no view to make.
+        const piece = off === 0 && end === data.length ? data : data.subarray(off, end);
         if (kept) {
           conn.recovery!.addDataIn(kept, { bhs, data: piece });
           if (status) kept.statSN = statSN;
@@ -603,9 +626,10 @@ export class CommandEngine {
     }
     this.deferred.delete(task);
     this.unreserve(task);
-    if (inWindow(task)) {
-      const session = this.conn.session;
-      if (session && session.inFlight > 0) session.inFlight--;
+    const session = this.conn.session;
+    if (session) {
+      if (task.execution !== null) session.untrack(task);
+      if (inWindow(task) && session.inFlight > 0) session.inFlight--;
     }
     task.state = 'done';
   }

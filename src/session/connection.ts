@@ -183,7 +183,7 @@ export class Connection {
     for (let i = 0; i < last; i++) s.write(iov[i]);
     // The kernel has the bytes once the last write completes (writes complete in order): only then may a
     // pooled data buffer be reused.
-    if (onSent) s.write(iov[last], () => onSent());
+    if (onSent) s.write(iov[last], onSent);
     else s.write(iov[last]);
     if (!this.sendBlocked && s.writableLength > this.ctx.config.sendHighWater) this.blockSending();
     const c = this.ctx.counters;

@@ -12,6 +12,11 @@ import { snAdd, snLe, snLt } from './serial';
 
 export type SessionType = 'Normal' | 'Discovery';
 
+/** A command as Session.track() sees it: its execution, which settles (never rejects) once its I/O is over. */
+export interface RunningCommand {
+  execution: Promise<void> | null;
+}
+
 export class Session {
   readonly connections = new Map<number, Connection>();
   expCmdSN: number;
@@ -36,7 +41,7 @@ export class Session {
    * Executions of this session's commands (their backstore I/O) not yet settled, aborted ones included:
    * what a reinstatement of the session must wait for (RFC 7143 6.3.5).
    */
-  private readonly running = new Set<Promise<void>>();
+  private readonly running = new Set<RunningCommand>();
   /**
    * Set while this session reinstated one whose commands are still executing: no command of this session
    * starts until it resolves, so a write of the old session never lands after one of the new session.
@@ -64,16 +69,23 @@ export class Session {
     this.expCmdSN = initialCmdSN >>> 0;
   }
 
-  /** Count an execution (one that never rejects) until it settles. */
-  track(execution: Promise<void>): void {
-    this.running.add(execution);
-    void execution.then(() => this.running.delete(execution));
+  /**
+   * Count a command from the start of its execution (one that never rejects) until untrack(), which its engine
+   * calls once the execution has settled (CommandEngine.finish): a Set add and delete per command, with no
+   * promise reaction of its own.
+   */
+  track(command: RunningCommand): void {
+    this.running.add(command);
+  }
+
+  untrack(command: RunningCommand): void {
+    this.running.delete(command);
   }
 
   /** Resolves once every execution tracked so far has settled; null when none is pending. */
   quiesce(): Promise<void> | null {
     if (this.running.size === 0) return null;
-    return Promise.all([...this.running]).then(() => undefined);
+    return Promise.all(Array.from(this.running, (c) => c.execution)).then(() => undefined);
   }
 
   /** Start no command until `done` resolves (session reinstatement). */

@@ -1,5 +1,5 @@
-// nodetgt_native: CRC32C, the per-thread io_uring ring, kernel range copies, and a few fd helpers
-// (TCP_INFO in tcpinfo.cc).
+// nodetgt_native: CRC32C, the per-thread io_uring ring, inline page-cache I/O (inline-io.cc), kernel range
+// copies, and a few fd helpers (TCP_INFO in tcpinfo.cc).
 //
 // Context-aware: every JS thread (main, each worker) loads its own instance with its own ring.
 // The hot functions use the N-API C interface directly so a call costs one crossing and no allocation.
@@ -15,6 +15,7 @@
 
 #include "copy.h"
 #include "crc32c.h"
+#include "inline-io.h"
 #include "napi_util.h"
 #include "ring.h"
 #include "tcpinfo.h"
@@ -279,6 +280,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   SetFunction(e, ex, "isAligned", IsAligned);
   SetFunction(e, ex, "peerCredentials", PeerCredentials);
   RegisterRing(e, ex);
+  RegisterInlineIo(e, ex);
   RegisterCopy(env, exports);
   RegisterTcpInfo(e, ex);
 #ifdef NODETGT_HAVE_RBD

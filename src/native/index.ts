@@ -65,6 +65,14 @@ interface Binding {
   ringNop(tag: number): void;
   ringSubmit(): number;
   ringStats(): RingStatsRaw;
+  preadInline(fd: number, buf: ArrayBufferView, offset: number, rwFlags: number): number;
+  pwriteInline(
+    fd: number,
+    bufs: ArrayBufferView | readonly ArrayBufferView[],
+    offset: number,
+    rwFlags: number,
+  ): number;
+  fsMagic(fd: number): number;
 }
 
 /**
@@ -213,6 +221,41 @@ export function allocAligned(size: number, alignment = 4096): Buffer {
 /** True when the view's address and length are both multiples of `alignment`. */
 export function isAligned(view: ArrayBufferView, alignment: number): boolean {
   return binding.isAligned(view, alignment);
+}
+
+// ---- inline file I/O ------------------------------------------------------------------------------
+
+/** RWF_NOWAIT: fail with EAGAIN rather than wait for the device or a lock (data not in the page cache). */
+export const RWF_NOWAIT = 0x8;
+/** Most buffers pwriteInline() takes at once; more go through the ring. */
+export const INLINE_MAX_BUFFERS = 64;
+/** statfs f_type of memory file systems, whose reads and writes never wait for a device. */
+export const TMPFS_MAGIC = 0x01021994;
+export const RAMFS_MAGIC = 0x858458f6;
+
+/**
+ * preadv2(fd, [buf], offset, rwFlags) on this thread: bytes read or -errno. For page-cache data, where it costs
+ * less than the trip through io_uring (see native/inline-io.cc); with RWF_NOWAIT it never blocks on the device.
+ */
+export function preadInline(fd: number, buf: ArrayBufferView, offset: number, rwFlags: number): number {
+  checkOffset(offset);
+  return binding.preadInline(fd, buf, offset, rwFlags);
+}
+
+/** pwritev2 on this thread (at most INLINE_MAX_BUFFERS buffers): bytes written or -errno. */
+export function pwriteInline(
+  fd: number,
+  bufs: ArrayBufferView | readonly ArrayBufferView[],
+  offset: number,
+  rwFlags: number,
+): number {
+  checkOffset(offset);
+  return binding.pwriteInline(fd, bufs, offset, rwFlags);
+}
+
+/** The file system type (statfs f_type, e.g. TMPFS_MAGIC) of an open file, or -errno. */
+export function fsMagic(fd: number): number {
+  return binding.fsMagic(fd);
 }
 
 // ---- copy_file_range -------------------------------------------------------------------------------

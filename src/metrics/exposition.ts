@@ -293,7 +293,9 @@ export class Exposition {
   /** The exposition in the format the Accept header asks for. */
   async render(accept?: string): Promise<{ contentType: string; body: string }> {
     const registry = wantsOpenMetrics(accept) ? this.open : this.prom;
-    // Registry.metrics() calls every metric's get() before its first await: they all see this snapshot.
+    // Registry.metrics() calls every metric's get() before its first await: they all see this snapshot. The next
+    // scrape overwrites the same series objects, but this one is written out in microtasks, before any other
+    // request is read, so two scrapes never mix.
     this.snapshot = this.scraper.take();
     const body = await registry.metrics();
     return { contentType: registry.contentType, body };

@@ -5,15 +5,22 @@
  *  1. Sessions: N sessions really open (default 0, 500 and 1000; limits and the descriptor limit raised to fit),
  *     then 20 scrapes of /metrics one after the other: median and max time, the series count checked (seven per
  *     session), and the target's CPU time per scrape (whole process and its portal thread, the process's idle
- *     CPU over the same time subtracted). Then every session logs out and the session series must be gone.
+ *     CPU over the same time subtracted: the lower of 2 s before and 2 s after). Then every session logs out
+ *     and the session series must be gone.
  *  2. CPU per I/O: the target's CPU time per 4K read at QD32. CPU per scrape / CPU per I/O is the number of
  *     reads one scrape displaces when the target is CPU-bound; over the IOPS measured, the share of 4K QD32 I/O
  *     capacity a 1 s scrape takes. CPU time is read from the kernel's clock (bench/lib/cpuclock.ts), so other
  *     users of the machine slow it less than they slow wall-clock IOPS.
- *  3. A/B: 4K QD32 IOPS in alternating rounds without and with a scrape every second; medians and spread.
- *     Wall clock, so noisy on a shared machine: the load average is printed with each round.
+ *  3. A/B: one session, 4K QD32 reads for `seconds` without scrapes (A) and with a scrape every second (B), in
+ *     `rounds` rounds whose order alternates (A B, then B A: a drift of the machine during a round weighs on
+ *     both sides, not always on the second). Per side: IOPS, the target's CPU per I/O split by thread (portal,
+ *     the worker serving the session, the rest: V8's GC helpers, libuv's pool), and this process's (the
+ *     initiator's) CPU per I/O; medians with min .. max. Then the B/A ratios of each round's pair, and a RESULT
+ *     line with the median IOPS and CPU-per-I/O change against the 2% bound. --control 1 runs the same rounds
+ *     with no scrape in B either: the A/A spread it prints is the noise floor of that machine at that time.
  *
- *   node dist/bench/metrics-cost.js [--rounds 5] [--seconds 5] [--sessions 1000] [--scrapes 20] [--ab 0|1]
+ *   node dist/bench/metrics-cost.js [--rounds 6] [--seconds 5] [--sessions 1000] [--scrapes 20] [--ab 0|1]
+ *                                   [--control 0|1]
  *
  * --ab 0 runs only the rounds without scrapes (CPU per I/O), for a machine too loaded for a wall-clock A/B.
  */
@@ -24,6 +31,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { TestInitiator } from '../test/helpers/initiator';
 import { CpuClock } from './lib/cpuclock';
+import { threadRunTime } from './lib/sys';
 
 const IQN = 'iqn.2026-11.io.nodetgt.bench:metrics';
 const BIN = path.resolve(__dirname, '../../bin/nodetgt.js');
@@ -177,12 +185,17 @@ async function scrapeCost(c: Child, clock: CpuClock, n: number, scrapes: number)
   const pid = c.proc.pid!;
   // Warm-up: the first scrapes of a process (or of new label sets) compile and allocate what later ones reuse.
   for (let i = 0; i < 3; i++) await scrape(c.metricsPort);
-  // Idle: what the target spends with nobody scraping (event-loop sampling, timers), per second.
-  const i0 = await cpu(clock, pid);
-  await sleep(2000);
-  const i1 = await cpu(clock, pid);
-  const idleProc = (i1.proc - i0.proc) / (i1.t - i0.t);
-  const idlePortal = (i1.portal - i0.portal) / (i1.t - i0.t);
+  // Idle: what the target spends with nobody scraping (event-loop sampling, timers), per second, over 2 s before
+  // and 2 s after the scrapes. The lower of the two is subtracted: the first window after start-up or after
+  // logins still holds their compilation and garbage collection, which would otherwise be taken off the scrapes
+  // (it made the figure negative on a loaded machine).
+  const idle = async () => {
+    const i0 = await cpu(clock, pid);
+    await sleep(2000);
+    const i1 = await cpu(clock, pid);
+    return { proc: (i1.proc - i0.proc) / (i1.t - i0.t), portal: (i1.portal - i0.portal) / (i1.t - i0.t) };
+  };
+  const before = await idle();
   const times: number[] = [];
   let body = '';
   const c0 = await cpu(clock, pid);
@@ -193,6 +206,9 @@ async function scrapeCost(c: Child, clock: CpuClock, n: number, scrapes: number)
   }
   const c1 = await cpu(clock, pid);
   const secs = c1.t - c0.t;
+  const after = await idle();
+  const idleProc = Math.min(before.proc, after.proc);
+  const idlePortal = Math.min(before.portal, after.portal);
   const got = sessionSeries(body);
   if (got !== n * PER_SESSION)
     throw new Error(`${n} sessions open: ${got} session series, expected ${n * PER_SESSION}`);
@@ -206,12 +222,149 @@ async function scrapeCost(c: Child, clock: CpuClock, n: number, scrapes: number)
   };
 }
 
+const delta = (a: Map<number, number>, b: Map<number, number>, tid: number) =>
+  (b.get(tid) ?? 0) - (a.get(tid) ?? 0);
+
+/** The thread other than the portal that ran most between two readings: the worker serving the I/O. */
+function busiest(a: Map<number, number>, b: Map<number, number>, pid: number): number {
+  let best = 0;
+  for (const tid of b.keys()) if (tid !== pid && delta(a, b, tid) > delta(a, b, best)) best = tid;
+  return best;
+}
+
+/** One timed run of 4K QD32 reads, with or without a scrape each second. CPU figures are µs per I/O. */
+interface Phase {
+  scraping: boolean;
+  iops: number;
+  load: string;
+  scrapes: number;
+  /** The whole target process. */
+  cpuPerIo: number;
+  /** Its portal thread (serves /metrics). */
+  portalPerIo: number;
+  /** The worker thread serving the session. */
+  workerPerIo: number;
+  /** Every other thread of the target: V8's GC helpers, libuv's pool, the idle worker. */
+  otherPerIo: number;
+  /** This process: the TypeScript initiator and the scrape client. */
+  benchPerIo: number;
+}
+
+async function phase(
+  ini: TestInitiator,
+  c: Child,
+  clock: CpuClock,
+  worker: number,
+  seconds: number,
+  scraping: boolean,
+  control: boolean,
+): Promise<Phase> {
+  const pid = c.proc.pid!;
+  const la = load();
+  let scrapes = 0;
+  let pending: Promise<unknown> = Promise.resolve();
+  const once = () => (pending = scrape(c.metricsPort).then(() => scrapes++));
+  // The first scrape half a second in, then one a second: `seconds` scrapes in the phase.
+  let timer: NodeJS.Timeout | undefined;
+  const first =
+    scraping && !control
+      ? setTimeout(() => {
+          once();
+          timer = setInterval(once, 1000);
+        }, 500)
+      : undefined;
+  const t0 = threadRunTime(pid);
+  const c0 = await cpu(clock, pid);
+  const b0 = process.cpuUsage();
+  const ios = await iops(ini, seconds, 32);
+  clearTimeout(first);
+  clearInterval(timer);
+  // A scrape still running is the phase's: its CPU is counted here even though no I/O is left to slow.
+  await pending;
+  const b1 = process.cpuUsage(b0);
+  const c1 = await cpu(clock, pid);
+  const t1 = threadRunTime(pid);
+  const proc = c1.proc - c0.proc;
+  const portal = delta(t0, t1, pid);
+  const work = delta(t0, t1, worker);
+  return {
+    scraping,
+    iops: ios / seconds,
+    load: la,
+    scrapes,
+    cpuPerIo: proc / ios,
+    portalPerIo: portal / ios,
+    workerPerIo: work / ios,
+    otherPerIo: (proc - portal - work) / ios,
+    benchPerIo: (b1.user + b1.system) / ios,
+  };
+}
+
+const pct = (x: number) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(2)}%`;
+const range = (xs: number[], f: (x: number) => string) =>
+  `${f(median(xs))} (${f(Math.min(...xs))} .. ${f(Math.max(...xs))})`;
+
+/** The A/B summary: medians with min..max per side, the paired per-round differences, and one result line. */
+function report(phases: Phase[], costs: ScrapeCost[], ab: boolean, control: boolean, seconds: number): void {
+  const A = phases.filter((p) => !p.scraping);
+  const B = phases.filter((p) => p.scraping);
+  const rows: Array<[string, (p: Phase) => number, (x: number) => string]> = [
+    ['IOPS', (p) => p.iops, (x) => x.toFixed(0)],
+    ['target CPU µs/IO', (p) => p.cpuPerIo, (x) => x.toFixed(2)],
+    ['  portal thread', (p) => p.portalPerIo, (x) => x.toFixed(2)],
+    ['  serving worker', (p) => p.workerPerIo, (x) => x.toFixed(2)],
+    ['  other threads', (p) => p.otherPerIo, (x) => x.toFixed(2)],
+    ['bench (initiator) CPU µs/IO', (p) => p.benchPerIo, (x) => x.toFixed(2)],
+  ];
+  const bName = control ? 'B = A again (control)' : 'B: scrape 1/s';
+  console.log(`\n${A.length} rounds of ${seconds} s, medians (min .. max); A: no scrape; ${ab ? bName : ''}`);
+  for (const [name, f, fmt] of rows) {
+    const a = range(A.map(f), fmt);
+    console.log(`${name.padEnd(28)} A ${a.padEnd(30)}${ab ? ` B ${range(B.map(f), fmt)}` : ''}`);
+  }
+  const cpuIo = median(A.map((p) => p.cpuPerIo));
+  const ma = median(A.map((p) => p.iops));
+  if (ab) {
+    // Paired: A and B of one round ran back to back, so their ratio is less exposed to the machine's drift
+    // than the ratio of the two medians.
+    const pairs = A.map((a, i) => ({ a, b: B[i] }));
+    const dIops = pairs.map(({ a, b }) => b.iops / a.iops - 1);
+    const dCpu = pairs.map(({ a, b }) => b.cpuPerIo / a.cpuPerIo - 1);
+    const dUs = pairs.map(({ a, b }) => b.cpuPerIo - a.cpuPerIo);
+    console.log(
+      `B-A per round, median (min .. max): IOPS ${range(dIops, pct)}; target CPU per I/O ${range(dCpu, pct)}`,
+    );
+    const perScrape = (median(dUs) * ma) / 1000;
+    console.log(
+      `RESULT${control ? ' (control: B did not scrape)' : ''}: scraping every second moved 4K QD32 IOPS by ` +
+        `${pct(median(dIops))} (median of ${pairs.length} paired rounds; ${pct(Math.min(...dIops))} .. ` +
+        `${pct(Math.max(...dIops))}) and the target's CPU per I/O by ${pct(median(dCpu))} ` +
+        `(${pct(Math.min(...dCpu))} .. ${pct(Math.max(...dCpu))}; ${median(dUs).toFixed(2)} µs/IO, about ` +
+        `${perScrape.toFixed(1)} ms per scrape at ${ma.toFixed(0)} IOPS). Bound: 2%. IOPS median ` +
+        `${Math.abs(median(dIops)) <= 0.02 ? 'within' : 'OUTSIDE'} it, CPU per I/O median ` +
+        `${Math.abs(median(dCpu)) <= 0.02 ? 'within' : 'OUTSIDE'} it.` +
+        (Math.max(...dIops) - Math.min(...dIops) > 0.04
+          ? ' The rounds spread wider than the bound: not resolved at this noise (idle machine, more rounds, --control 1).'
+          : ''),
+    );
+  }
+  for (const k of costs) {
+    const displaced = k.procUs / cpuIo;
+    console.log(
+      `${k.sessions} sessions: a scrape costs ${(k.procUs / 1000).toFixed(2)} ms CPU = ${displaced.toFixed(0)} ` +
+        `reads at ${cpuIo.toFixed(1)} µs CPU each; scraping every second at ${ma.toFixed(0)} IOPS takes ` +
+        `${((displaced / ma) * 100).toFixed(2)}% of the I/O capacity`,
+    );
+  }
+}
+
 async function main(): Promise<void> {
-  const rounds = arg('rounds', 5);
+  const rounds = arg('rounds', 6);
   const seconds = arg('seconds', 5);
   const sessions = arg('sessions', 1000);
   const scrapes = arg('scrapes', 20);
   const ab = arg('ab', 1) !== 0;
+  const aa = arg('control', 0) !== 0;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-metrics-cost-'));
   const clock = await new CpuClock().open();
   const c = await startTarget(sessions, dir);
@@ -253,54 +406,32 @@ async function main(): Promise<void> {
     );
     open.length = 0;
 
-    // 2 and 3. CPU per I/O (from the rounds without scrapes) and the A/B.
+    // 2 and 3. CPU per I/O and the A/B.
     const ini = await TestInitiator.connect(c.port);
     await ini.login({ targetName: IQN });
-    await iops(ini, 1, 32); // warm-up
-    const a: number[] = [];
-    const b: number[] = [];
-    const perIo: number[] = [];
+    // Warm-up; the thread that served it is the worker that owns the session.
+    const w0 = threadRunTime(pid);
+    await iops(ini, 1, 32);
+    const worker = busiest(w0, threadRunTime(pid), pid);
+    const phases: Phase[] = [];
     for (let r = 0; r < rounds; r++) {
-      const la = load();
-      const c0 = await cpu(clock, pid);
-      const ios = await iops(ini, seconds, 32);
-      const c1 = await cpu(clock, pid);
-      a.push(ios / seconds);
-      perIo.push((c1.proc - c0.proc) / ios);
-      const first = `round ${r + 1}: no scrape ${a[r].toFixed(0)} IOPS (load ${la}, target CPU ${perIo[r].toFixed(1)} µs/IO)`;
-      if (!ab) {
-        console.log(first);
-        continue;
+      // A then B in odd rounds, B then A in even ones: a drift of the machine during a round (load arriving,
+      // heaps growing) then weighs on both sides instead of always on the second.
+      const order = !ab ? [false] : r % 2 === 0 ? [false, true] : [true, false];
+      const line: string[] = [];
+      for (const scraping of order) {
+        const p = await phase(ini, c, clock, worker, seconds, scraping, ab && aa);
+        phases.push(p);
+        line.push(
+          `${p.scraping ? 'B' : 'A'} ${p.iops.toFixed(0)} IOPS, ${p.cpuPerIo.toFixed(1)} µs/IO ` +
+            `(load ${p.load}${p.scrapes ? `, ${p.scrapes} scrapes` : ''})`,
+        );
       }
-      const timer = setInterval(() => void scrape(c.metricsPort), 1000);
-      const lb = load();
-      b.push((await iops(ini, seconds, 32)) / seconds);
-      clearInterval(timer);
-      console.log(`${first}, scrape 1/s ${b[r].toFixed(0)} IOPS (load ${lb})`);
+      console.log(`round ${r + 1}: ${line.join('; ')}`);
     }
     await ini.logout();
     ini.close();
-    if (rounds > 0) {
-      const ma = median(a);
-      const spread = (xs: number[]) => `${Math.min(...xs).toFixed(0)}..${Math.max(...xs).toFixed(0)}`;
-      if (ab) {
-        const mb = median(b);
-        console.log(
-          `A/B medians: no scrape ${ma.toFixed(0)} IOPS (${spread(a)}), scrape 1/s ${mb.toFixed(0)} IOPS ` +
-            `(${spread(b)}), B-A ${(((mb - ma) / ma) * 100).toFixed(2)}%`,
-        );
-      }
-      const io = median(perIo);
-      console.log(`target CPU per 4K read at QD32: median ${io.toFixed(1)} µs (${spread(perIo)})`);
-      for (const k of costs) {
-        const displaced = k.procUs / io;
-        console.log(
-          `${k.sessions} sessions: a scrape costs ${(k.procUs / 1000).toFixed(2)} ms CPU = ${displaced.toFixed(0)} ` +
-            `reads at ${io.toFixed(1)} µs CPU each; scraping every second at ${ma.toFixed(0)} IOPS takes ` +
-            `${((displaced / ma) * 100).toFixed(2)}% of the I/O capacity`,
-        );
-      }
-    }
+    if (rounds > 0) report(phases, costs, ab, aa, seconds);
   } finally {
     for (const s of open) s.close();
     await c.stop();

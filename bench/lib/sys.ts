@@ -123,9 +123,9 @@ export function cpuMicros(pid: number): number | undefined {
   return ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK;
 }
 
-/** utime+stime per thread of a process, in microseconds, with the thread names. */
-export function threadCpu(pid: number): Map<number, { comm: string; us: number }> {
-  const out = new Map<number, { comm: string; us: number }>();
+/** One value per thread of a process, parsed from its file /proc/PID/task/TID/<file>; threads that end meanwhile are left out. */
+function perThread<T>(pid: number, file: string, parse: (text: string) => T): Map<number, T> {
+  const out = new Map<number, T>();
   let tids: string[] = [];
   try {
     tids = fs.readdirSync(`/proc/${pid}/task`);
@@ -134,15 +134,26 @@ export function threadCpu(pid: number): Map<number, { comm: string; us: number }
   }
   for (const tid of tids) {
     try {
-      const text = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const comm = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
-      const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-      out.set(Number(tid), { comm, us: ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK });
+      out.set(Number(tid), parse(fs.readFileSync(`/proc/${pid}/task/${tid}/${file}`, 'utf8')));
     } catch {
       /* thread gone */
     }
   }
   return out;
+}
+
+/** utime+stime per thread of a process, in microseconds, with the thread names. */
+export function threadCpu(pid: number): Map<number, { comm: string; us: number }> {
+  return perThread(pid, 'stat', (text) => {
+    const comm = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return { comm, us: ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK };
+  });
+}
+
+/** Run time per thread of a process in µs, from the scheduler's clock (schedstat, ns; stat counts ticks). */
+export function threadRunTime(pid: number): Map<number, number> {
+  return perThread(pid, 'schedstat', (text) => Number(text.split(' ')[0]) / 1000);
 }
 
 /** Whole-machine [busy, total] jiffies from /proc/stat (busy excludes idle and iowait). */

@@ -1,87 +1,42 @@
 /**
  * The exposition: prom-client registries (Prometheus text and OpenMetrics) whose metrics are collectors over
  * shared memory. Nothing is counted here; a scrape takes one snapshot of the rows (instance counters, LU
- * statistics, session slots, event-loop figures) and every metric formats its part of it.
+ * statistics, session slots, event-loop figures) into series objects kept from scrape to scrape
+ * (src/metrics/series.ts), and every metric hands its part of them to prom-client, which writes the text.
  *
  * The metrics are objects with the shape prom-client's Registry reads from a registered metric (name, help,
  * type, aggregator and get() resolving to the values, as typed by MetricObjectWithValues): prom-client's own
  * Histogram can only observe(), and ours are bucket counts already summed in shared memory. One set of objects
  * per registry, because the OpenMetrics registry rewrites a counter's name in place.
  */
+import * as fs from 'node:fs';
 import {
+  Gauge,
   Registry,
   collectDefaultMetrics,
   type Metric,
-  type MetricValue,
   type OpenMetricsContentType,
   type RegistryContentType,
 } from 'prom-client';
-import type { Config } from '../config/schema';
-import { COUNTERS, LU_FAULTS, readCounters, readLuFaults, type CounterShared } from './counters';
-import {
-  HIST_OPS,
-  LATENCY_BOUNDS,
-  LU_OPS,
-  readLuStats,
-  type Histogram,
-  type LuStatsTotals,
-} from './lu-stats';
+import { COUNTERS, LU_FAULTS } from './counters';
+import { HIST_OPS } from './lu-stats';
 import { HELP, LU_HELP, snake } from './names';
-import { readRuntime, RUNTIME_FIELDS, type RuntimeField } from './runtime';
-import { SSN_FIELDS, SessionStatsReader, type SessionRow, type SsnField } from './session-stats';
+import { RUNTIME_FIELDS, type RuntimeField } from './runtime';
+import {
+  BACKSTORE_METRIC,
+  LATENCY_METRIC,
+  Scraper,
+  type LuSeries,
+  type MetricsSource,
+  type Series,
+  type Snapshot,
+} from './series';
+import { SSN_FIELDS, type SsnField } from './session-stats';
 
-/** What the exposition reads: the shared rows and the live configuration (LUs and targets come and go). */
-export interface MetricsSource {
-  counters: CounterShared;
-  config: () => Config;
-  /** LU shared memory by LU slot (the portal's live array). */
-  lus: ReadonlyArray<{ stats?: SharedArrayBuffer } | undefined>;
-  /** Commands in flight on the LU of a slot, all workers (the portal reads the LU shared memory). */
-  inFlight: (slot: number) => number;
-  /** The tuning checks' gauge (src/tuning/monitor.ts): one value per check and subject. */
-  tuning?: () => Array<{ labels: { check: string; subject: string }; value: number }>;
-}
+export type { MetricsSource } from './series';
 
 /** prom-client's MetricType is an enum of these strings; the Registry only formats the string. */
 type MetricType = 'counter' | 'gauge' | 'histogram';
-type Labels = Record<string, string | number>;
-type Values = Array<MetricValue<string> & { metricName?: string; sharedLabels?: Labels }>;
-
-/**
- * prom-client's Registry formats a value's `sharedLabels` once per object (a WeakMap cache keyed by it) and
- * its `labels` again at every scrape, and defaults a missing sharedLabels to a new {} (a WeakMap entry per
- * series per scrape). With 1,000 sessions (7,000 session series) that formatting and its garbage were most of
- * a scrape. So a session's labels, one object for the session's life (src/metrics/session-stats.ts), go in
- * sharedLabels, formatted once for its seven series and every scrape; every other value gets this constant.
- * The text is the same either way; the output tests (test/metrics*.test.ts) read it.
- */
-const NO_LABELS: Labels = Object.freeze({});
-
-interface Snapshot {
-  counters: ReturnType<typeof readCounters>;
-  lus: Array<{ labels: Labels; offline: boolean; slot: number; stats?: LuStatsTotals; inFlight: number }>;
-  sessions: SessionRow[];
-  targets: Array<{ labels: Labels; slot: number; sessions: SessionRow[] }>;
-}
-
-const SENSE_KEYS = [
-  'no_sense',
-  'recovered_error',
-  'not_ready',
-  'medium_error',
-  'hardware_error',
-  'illegal_request',
-  'unit_attention',
-  'data_protect',
-  'blank_check',
-  'vendor_specific',
-  'copy_aborted',
-  'aborted_command',
-  'reserved_0c',
-  'volume_overflow',
-  'miscompare',
-  'completed',
-];
 
 /** iscsiSsnStatsTable / iscsiSsnCxnErrorStatsTable names, help and type of the session and target series. */
 const SSN_METRICS: Record<SsnField, [string, string, MetricType]> = {
@@ -124,84 +79,67 @@ class SnapshotMetric {
     public name: string,
     readonly help: string,
     readonly type: MetricType,
-    private readonly values: (s: Snapshot) => Values,
+    private readonly values: (s: Snapshot) => Series[],
     private readonly snap: () => Snapshot,
   ) {}
-  get(): Promise<{ name: string; help: string; type: MetricType; aggregator: 'sum'; values: Values }> {
+  get(): Promise<{ name: string; help: string; type: MetricType; aggregator: 'sum'; values: Series[] }> {
     const { name, help, type, aggregator } = this;
-    const values = this.values(this.snap());
-    for (const v of values) v.sharedLabels ??= NO_LABELS;
-    return Promise.resolve({ name, help, type, aggregator, values });
+    return Promise.resolve({ name, help, type, aggregator, values: this.values(this.snap()) });
   }
   reset(): void {}
 }
 
-function histogramValues(name: string, labels: Labels, h: Histogram): Values {
-  const out: Values = LATENCY_BOUNDS.map((le, i) => ({
-    metricName: `${name}_bucket`,
-    labels: { ...labels, le },
-    value: h.cumulative[i],
-  }));
-  out.push({ metricName: `${name}_bucket`, labels: { ...labels, le: '+Inf' }, value: h.count });
-  out.push({ metricName: `${name}_sum`, labels, value: h.sum });
-  out.push({ metricName: `${name}_count`, labels, value: h.count });
-  return out;
-}
+type Def = [string, string, MetricType, (s: Snapshot) => Series[]];
 
-type Def = [string, string, MetricType, (s: Snapshot) => Values];
-
-function luDefs(src: MetricsSource): Def[] {
+function luDefs(): Def[] {
   const perLu =
-    (f: (l: Snapshot['lus'][number]) => number): ((s: Snapshot) => Values) =>
+    (f: (l: LuSeries) => Series): ((s: Snapshot) => Series[]) =>
     (s) =>
-      s.lus.map((l) => ({ labels: l.labels, value: f(l) }));
-  const live = (s: Snapshot) => s.lus.filter((l) => l.stats !== undefined);
+      s.lus.map(f);
+  const live =
+    (f: (l: LuSeries) => Series[]): ((s: Snapshot) => Series[]) =>
+    (s) =>
+      s.lus.filter((l) => l.live).flatMap(f);
   const defs: Def[] = [
     [
       'nodetgt_lu_offline',
       '1 for a configured LU that is not served (its backing file disappeared)',
       'gauge',
-      perLu((l) => (l.offline ? 1 : 0)),
+      perLu((l) => l.offline),
     ],
-    ...LU_FAULTS.map((f): Def => {
+    ...LU_FAULTS.map((f, i): Def => {
       const [name, help, type] = LU_HELP[f];
-      return [name, help, type, perLu((l) => readLuFaults(src.counters, l.slot)[f])];
+      return [name, help, type, perLu((l) => l.faults[i])];
     }),
     [
       'nodetgt_lu_commands_total',
       'SCSI commands answered per LU and operation (SCSI-MIB scsiLuInCommands)',
       'counter',
-      (s) =>
-        live(s).flatMap((l) =>
-          LU_OPS.map((op) => ({ labels: { ...l.labels, op }, value: l.stats!.commands[op] })),
-        ),
+      live((l) => l.commands),
     ],
     [
       'nodetgt_lu_read_bytes_total',
       'Bytes read from the LU by initiators (SCSI-MIB scsiLuReadMegaBytes)',
       'counter',
-      (s) => live(s).map((l) => ({ labels: l.labels, value: l.stats!.bytesRead })),
+      live((l) => [l.readBytes]),
     ],
     [
       'nodetgt_lu_written_bytes_total',
       'Bytes written to the LU by initiators (SCSI-MIB scsiLuWrittenMegaBytes)',
       'counter',
-      (s) => live(s).map((l) => ({ labels: l.labels, value: l.stats!.bytesWritten })),
+      live((l) => [l.writtenBytes]),
     ],
     [
       'nodetgt_lu_check_conditions_total',
       'Commands ended in CHECK CONDITION per LU and sense key',
       'counter',
-      (s) =>
-        live(s).flatMap((l) =>
-          SENSE_KEYS.map((k, i) => ({ labels: { ...l.labels, sense_key: k }, value: l.stats!.senseKeys[i] })),
-        ),
+      live((l) => l.senseKeys),
     ],
     [
       'nodetgt_lu_reservation_conflicts_total',
       'Commands ended in RESERVATION CONFLICT per LU',
       'counter',
-      (s) => live(s).map((l) => ({ labels: l.labels, value: l.stats!.reservationConflicts })),
+      live((l) => [l.conflicts]),
     ],
     [
       'nodetgt_lu_commands_in_flight',
@@ -209,100 +147,90 @@ function luDefs(src: MetricsSource): Def[] {
       'gauge',
       perLu((l) => l.inFlight),
     ],
-  ];
-  for (const [name, help, pick] of [
     [
-      'nodetgt_lu_latency_seconds',
+      LATENCY_METRIC,
       'Command latency per LU and operation, from arrival to status',
-      (t: LuStatsTotals) => t.latency,
+      'histogram',
+      live((l) => HIST_OPS.flatMap((_, i) => l.latency[i].all)),
     ],
     [
-      'nodetgt_lu_backstore_latency_seconds',
+      BACKSTORE_METRIC,
       "The backstore's share per LU and operation: I/O submitted to completed",
-      (t: LuStatsTotals) => t.backstore,
-    ],
-  ] as const)
-    defs.push([
-      name,
-      help,
       'histogram',
-      (s) =>
-        live(s).flatMap((l) =>
-          HIST_OPS.flatMap((op, i) => histogramValues(name, { ...l.labels, op }, pick(l.stats!)[i])),
-        ),
-    ]);
+      live((l) => HIST_OPS.flatMap((_, i) => l.backstore[i].all)),
+    ],
+  ];
   return defs;
 }
 
-function defs(src: MetricsSource, reader: SessionStatsReader): Def[] {
-  const out: Def[] = COUNTERS.map((n): Def => {
+function defs(): Def[] {
+  const out: Def[] = COUNTERS.map((n, i): Def => {
     const [help, type] = HELP[n];
-    return [
-      `nodetgt_${snake(n)}${type === 'counter' ? '_total' : ''}`,
-      help,
-      type,
-      (s) => [{ labels: {}, value: s.counters.total[n] }],
-    ];
+    return [`nodetgt_${snake(n)}${type === 'counter' ? '_total' : ''}`, help, type, (s) => [s.counters[i]]];
   });
   out.push([
     'nodetgt_tuning_check',
     'Host and path tuning checks (nodetgt tune): 0 ok, 1 warn, 2 fail, -1 unknown',
     'gauge',
-    () => src.tuning?.() ?? [],
+    (s) => s.tuning,
   ]);
-  const threadLabel = (r: { row: number; threadId: number }) => (r.row === 0 ? 'portal' : String(r.threadId));
   out.push([
     'nodetgt_worker_connections',
     'Connections served per worker thread',
     'gauge',
-    (s) =>
-      s.counters.rows
-        .filter((r) => r.row > 0)
-        .map((r) => ({ labels: { thread: threadLabel(r) }, value: r.values.cxnActive })),
+    (s) => s.threads.filter((t) => t.row > 0).map((t) => t.connections),
   ]);
-  for (const f of RUNTIME_FIELDS) {
+  RUNTIME_FIELDS.forEach((f, i) => {
     const [name, help] = RUNTIME_METRICS[f];
-    out.push([
-      name,
-      help,
-      'gauge',
-      (s) =>
-        s.counters.rows.map((r) => ({
-          labels: { thread: threadLabel(r) },
-          value: readRuntime(src.counters.runtime, r.row)[f],
-        })),
-    ]);
-  }
-  out.push(...luDefs(src));
-  for (const f of SSN_FIELDS) {
+    out.push([name, help, 'gauge', (s) => s.threads.map((t) => t.runtime[i])]);
+  });
+  out.push(...luDefs());
+  SSN_FIELDS.forEach((f, i) => {
     const [suffix, help, type] = SSN_METRICS[f];
-    out.push([
-      `nodetgt_session_${suffix}`,
-      `${help}, per session`,
-      type,
-      (s) => s.sessions.map((r) => ({ labels: NO_LABELS, sharedLabels: r.labels, value: r.values[f] })),
-    ]);
+    out.push([`nodetgt_session_${suffix}`, `${help}, per session`, type, (s) => s.sessions.map((r) => r[i])]);
     out.push([
       `nodetgt_target_${suffix}`,
       `${help}, per target (sessions ended included)`,
       type,
-      (s) =>
-        s.targets.map((t) => ({
-          labels: t.labels,
-          value: t.sessions.reduce(
-            (a, r) => a + r.values[f],
-            type === 'counter' ? reader.ended(t.slot)[f] : 0,
-          ),
-        })),
+      (s) => s.targets.map((t) => t.ssn[i]),
     ]);
-  }
+  });
   out.push([
     'nodetgt_target_sessions',
     'Sessions logged in per target (iscsiTgtPortalSessions)',
     'gauge',
-    (s) => s.targets.map((t) => ({ labels: t.labels, value: t.sessions.length })),
+    (s) => s.targets.map((t) => t.sessions),
   ]);
   return out;
+}
+
+/**
+ * prom-client's process_open_fds lists /proc/self/fd at every scrape: with 1,000 sessions (two descriptors
+ * each) that directory read was the largest single cost of a scrape after the text itself. The count is read at
+ * most once per OPEN_FDS_MAX_AGE_MS here; Prometheus scrapes every 15 s by default, so it is fresh there, and
+ * a scrape each second lists the directory a fifth as often.
+ */
+export const OPEN_FDS_MAX_AGE_MS = 5000;
+
+const UNUSED_LAG_PRECISION_MS = 3_600_000;
+
+class OpenFds {
+  private at = -Infinity;
+  private count = 0;
+  constructor(private readonly now: () => number = () => performance.now()) {}
+  read(): number {
+    const t = this.now();
+    if (t - this.at >= OPEN_FDS_MAX_AGE_MS) {
+      this.at = t;
+      try {
+        // Less the descriptor the listing itself had open.
+        this.count = fs.readdirSync('/proc/self/fd').length - 1;
+      } catch {
+        /* no /proc: the last count stays, as with prom-client's collector */
+      }
+    }
+    return this.count;
+  }
 }
 
 export const PROMETHEUS_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
@@ -321,18 +249,25 @@ export function wantsOpenMetrics(accept: string | undefined): boolean {
 export class Exposition {
   private readonly prom = new Registry();
   private readonly open = new Registry<OpenMetricsContentType>();
-  private readonly reader: SessionStatsReader;
+  private readonly scraper: Scraper;
   private snapshot: Snapshot | null = null;
 
-  constructor(private readonly source: MetricsSource) {
-    this.reader = new SessionStatsReader(source.counters.sessions);
+  constructor(source: MetricsSource, now?: () => number) {
+    this.scraper = new Scraper(source);
     const snap = () => this.snapshot!;
+    const fds = new OpenFds(now);
     this.open.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
     for (const registry of [this.prom, this.open] as Array<Registry<RegistryContentType>>) {
-      for (const [name, help, type, values] of defs(source, this.reader))
+      for (const [name, help, type, values] of defs())
         registry.registerMetric(new SnapshotMetric(name, help, type, values, snap) as unknown as Metric);
-      // Process and runtime of the portal thread: CPU, RSS, heap, GC, the main event loop.
-      collectDefaultMetrics({ register: registry, prefix: 'nodetgt_' });
+      // Process and runtime of the portal thread: CPU, RSS, heap, GC. Its event-loop lag set is removed below,
+      // but prom-client starts that set's delay histogram anyway, one per registry, never stopped: its timer
+      // (and the callback each turn of it costs) is put at an hour instead of 10 ms.
+      collectDefaultMetrics({
+        register: registry,
+        prefix: 'nodetgt_',
+        eventLoopMonitoringPrecision: UNUSED_LAG_PRECISION_MS,
+      });
       // These three are gauges named like counters, which `promtool check metrics` refuses; handles and requests
       // say little about a target anyway (connections and sessions have their own series).
       for (const n of ['active_handles', 'active_requests', 'active_resources'])
@@ -342,43 +277,26 @@ export class Exposition {
       // histogram at each scrape, the largest single cost of a scrape with no sessions.
       for (const n of ['', '_min', '_max', '_mean', '_stddev', '_p50', '_p90', '_p99'])
         registry.removeSingleMetric(`nodetgt_nodejs_eventloop_lag${n}_seconds`);
+      // The same name and help as prom-client's, read at most every OPEN_FDS_MAX_AGE_MS (OpenFds).
+      registry.removeSingleMetric('nodetgt_process_open_fds');
+      new Gauge({
+        name: 'nodetgt_process_open_fds',
+        help: 'Number of open file descriptors.',
+        registers: [registry],
+        collect() {
+          this.set(fds.read());
+        },
+      });
     }
-  }
-
-  private take(): Snapshot {
-    const config = this.source.config();
-    const sessions = this.reader.sessions();
-    const lus = config.targets.flatMap((t) =>
-      t.luns.map((l) => {
-        const m = this.source.lus[l.slot];
-        return {
-          labels: { target: t.name, lun: l.lun },
-          offline: l.offline !== undefined,
-          slot: l.slot,
-          stats: m?.stats ? readLuStats(m.stats) : undefined,
-          inFlight: m ? this.source.inFlight(l.slot) : 0,
-        };
-      }),
-    );
-    const byTarget = new Map<string, SessionRow[]>();
-    for (const r of sessions) {
-      const list = byTarget.get(r.labels.target);
-      if (list) list.push(r);
-      else byTarget.set(r.labels.target, [r]);
-    }
-    const targets = config.targets.map((t) => ({
-      labels: { target: t.name },
-      slot: t.slot,
-      sessions: byTarget.get(t.name) ?? [],
-    }));
-    return { counters: readCounters(this.source.counters), lus, sessions, targets };
   }
 
   /** The exposition in the format the Accept header asks for. */
   async render(accept?: string): Promise<{ contentType: string; body: string }> {
     const registry = wantsOpenMetrics(accept) ? this.open : this.prom;
-    // Registry.metrics() calls every metric's get() before its first await: they all see this snapshot.
-    this.snapshot = this.take();
+    // Registry.metrics() calls every metric's get() before its first await: they all see this snapshot. The next
+    // scrape overwrites the same series objects, but this one is written out in microtasks, before any other
+    // request is read, so two scrapes never mix.
+    this.snapshot = this.scraper.take();
     const body = await registry.metrics();
     return { contentType: registry.contentType, body };
   }

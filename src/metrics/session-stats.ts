@@ -134,12 +134,18 @@ export function claimSessionStats(
 export interface SessionRow {
   /** The same object at every scrape while the session lives (decoded once): the labels of its series. */
   labels: SessionLabels;
-  values: Record<SsnField, number>;
+  /** SSN_FIELDS order; the same array at every scrape while the session lives, overwritten by each read. */
+  values: Float64Array;
 }
 
-/** The portal's reader: decodes each session's labels once (by slot and generation). */
+/**
+ * The portal's reader: decodes each session's labels once (by slot and generation). The scan of the slot table
+ * touches only two arrays per free slot (no map lookup): with 1,000 sessions in 4,096 slots most are free.
+ */
 export class SessionStatsReader {
-  private readonly cache = new Map<number, { gen: number; labels: SessionLabels }>();
+  /** The generation each row below was made for; 0: none. */
+  private readonly gens = new Int32Array(MAX_SESSION_SLOTS);
+  private readonly rows: Array<SessionRow | undefined> = new Array<SessionRow | undefined>(MAX_SESSION_SLOTS);
   constructor(private readonly shared: SessionStatsShared) {}
 
   sessions(): SessionRow[] {
@@ -149,25 +155,28 @@ export class SessionStatsReader {
     for (let slot = 0; slot < MAX_SESSION_SLOTS; slot++) {
       const gen = Atomics.load(state, slot + 1);
       if (gen <= 0) {
-        if (gen === FREE) this.cache.delete(slot);
+        if (gen === FREE && this.gens[slot] !== 0) {
+          this.gens[slot] = 0;
+          this.rows[slot] = undefined;
+        }
         continue;
       }
-      let c = this.cache.get(slot);
-      if (!c || c.gen !== gen) {
+      let row = this.rows[slot];
+      if (!row || this.gens[slot] !== gen) {
         const bytes = new Uint8Array(this.shared.labels, slot * LABEL_BYTES, LABEL_BYTES);
         const end = bytes.indexOf(0);
         const [target = '', initiator = '', isid = ''] = decoder
           .decode(bytes.slice(0, end < 0 ? LABEL_BYTES : end))
           .split('\n');
-        c = { gen, labels: { target, initiator, isid } };
-        this.cache.set(slot, c);
+        row = { labels: Object.freeze({ target, initiator, isid }), values: new Float64Array(NF) };
+        this.rows[slot] = row;
+        this.gens[slot] = gen;
       }
       const o = slot * NF;
-      const v = {} as Record<SsnField, number>;
-      for (let i = 0; i < NF; i++) v[SSN_FIELDS[i]] = values[o + i];
+      for (let i = 0; i < NF; i++) row.values[i] = values[o + i];
       // Freed or reused while being read: leave it for the next scrape.
       if (Atomics.load(state, slot + 1) !== gen) continue;
-      out.push({ labels: c.labels, values: v });
+      out.push(row);
     }
     return out;
   }

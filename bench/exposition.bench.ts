@@ -1,0 +1,87 @@
+// Micro-benchmark: one /metrics render in this process (no HTTP, no sockets), with 0 and 1,000 sessions open in
+// the shared slots, 4 LUs with traffic in their latency histograms and 2 worker rows. It prints CPU time per render
+// (this thread's), wall time and the size, so a change to src/metrics/exposition.ts can be weighed without the
+// noise of a real target and an initiator on a busy machine. bench/metrics-cost.ts measures the real thing.
+// Run: npx tsc -p tsconfig.json && node dist/bench/exposition.bench.js [--renders 200] [--openmetrics] [--dump FILE]
+// (--dump writes the last exposition, with 1,000 sessions, to FILE).
+
+import * as fs from 'node:fs';
+
+import { normalizeConfig } from '../src/config/schema';
+import { claimRow, createCounterShared } from '../src/metrics/counters';
+import { Exposition, OPENMETRICS_TYPE } from '../src/metrics/exposition';
+import { LuStats, allocateLuStats } from '../src/metrics/lu-stats';
+import { claimSessionStats } from '../src/metrics/session-stats';
+
+function arg(name: string, def: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : def;
+}
+
+const TARGET = 'iqn.2026-11.io.nodetgt.bench:exposition';
+const config = normalizeConfig({
+  portals: ['127.0.0.1:3260'],
+  targets: [
+    {
+      name: TARGET,
+      luns: [0, 1, 2, 3].map((lun) => ({ lun, backstore: 'null', size: '1G' })),
+    },
+  ],
+});
+const counters = createCounterShared();
+const rows = [claimRow(counters, 101), claimRow(counters, 102)];
+const lus = config.targets[0]!.luns.map(() => ({ stats: allocateLuStats() }));
+// Traffic in every LU's histograms from both workers: spread over the buckets as a real run would.
+for (const [w, row] of rows.entries())
+  for (const lu of lus) {
+    const s = new LuStats(lu.stats, row.row);
+    for (let i = 0; i < 2000; i++)
+      s.command(
+        i % 3 === 0 ? 0x2a : 0x28,
+        0,
+        undefined,
+        4096,
+        0,
+        performance.now() - ((i % 40) * 0.05 + 0.02) * (w + 1),
+      );
+  }
+const exposition = new Exposition({ counters, config: () => config, lus, inFlight: () => 0 });
+const accept = process.argv.includes('--openmetrics') ? OPENMETRICS_TYPE : undefined;
+
+async function measure(label: string, renders: number): Promise<void> {
+  for (let i = 0; i < 5; i++) await exposition.render(accept); // warm-up
+  let size = 0;
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  for (let i = 0; i < renders; i++) size = (await exposition.render(accept)).body.length;
+  const wall = (performance.now() - t0) / renders;
+  const c = process.cpuUsage(c0);
+  const cpu = (c.user + c.system) / renders / 1000;
+  console.log(`${label}: ${cpu.toFixed(2)} ms CPU, ${wall.toFixed(2)} ms wall per render; ${size} bytes`);
+}
+
+async function main(): Promise<void> {
+  const renders = arg('renders', 200);
+  await measure('0 sessions', renders);
+  const open = [];
+  for (let i = 0; i < 1000; i++) {
+    const s = claimSessionStats(
+      counters.sessions,
+      {
+        target: TARGET,
+        initiator: `iqn.2026-11.io.nodetgt.bench:host${i % 50}`,
+        isid: (0x400000000000 + i).toString(16),
+      },
+      config.targets[0]!.slot,
+    )!;
+    s.setConnections(1);
+    for (let k = 0; k < i; k++) s.rx(4096);
+    open.push(s);
+  }
+  await measure('1000 sessions', Math.max(1, Math.floor(renders / 4)));
+  const dump = process.argv.indexOf('--dump');
+  if (dump > 0) fs.writeFileSync(process.argv[dump + 1]!, (await exposition.render(accept)).body);
+  for (const s of open) s.release();
+}
+
+void main();

@@ -1,0 +1,300 @@
+/**
+ * The series a scrape fills, kept from one scrape to the next. Every label set is one frozen object for the life
+ * of what it names (an LU, a session, a worker thread, a target, a tuning check), and every series one object
+ * whose value each scrape overwrites.
+ *
+ * Why: prom-client's Registry formats a value's `sharedLabels` once per object (a WeakMap cache keyed by it) and
+ * its `labels` again at every scrape. So every label set here goes in sharedLabels and `labels` is one constant
+ * empty object: a scrape formats no label and allocates no object per series, and what is left per series is
+ * prom-client writing its line. Before, each scrape built a label object per series (a histogram bucket: the
+ * LU's labels, op and le), which prom-client then formatted and escaped, and the garbage of it all was
+ * collected on the portal thread; the output text is the same (test/metrics-exposition.test.ts).
+ *
+ * A scrape reads the shared memory once into these objects (take()); the metrics of src/metrics/exposition.ts
+ * hand the objects to prom-client.
+ */
+import type { Config } from '../config/schema';
+import { COUNTERS, LU_FAULTS, MAX_ROWS, readLuFaults, type CounterShared } from './counters';
+import { HIST_OPS, LATENCY_BOUNDS, LU_OPS, readLuStats, type Histogram } from './lu-stats';
+import { readRuntime, RUNTIME_FIELDS } from './runtime';
+import { SSN_FIELDS, SessionStatsReader, type SessionLabels } from './session-stats';
+
+/** What the exposition reads: the shared rows and the live configuration (LUs and targets come and go). */
+export interface MetricsSource {
+  counters: CounterShared;
+  config: () => Config;
+  /** LU shared memory by LU slot (the portal's live array). */
+  lus: ReadonlyArray<{ stats?: SharedArrayBuffer } | undefined>;
+  /** Commands in flight on the LU of a slot, all workers (the portal reads the LU shared memory). */
+  inFlight: (slot: number) => number;
+  /** The tuning checks' gauge (src/tuning/monitor.ts): one value per check and subject. */
+  tuning?: () => Array<{ labels: { check: string; subject: string }; value: number }>;
+}
+
+export type Labels = Readonly<Record<string, string | number>>;
+
+/** The `labels` of every series: prom-client formats them at each scrape, so there are none. */
+export const NO_LABELS: Labels = Object.freeze({});
+
+/** One series as prom-client's Registry reads a metric's values (MetricValue, metricName and sharedLabels). */
+export interface Series {
+  metricName: string | undefined;
+  labels: Labels;
+  sharedLabels: Labels;
+  value: number;
+}
+
+function series(labels: Labels, metricName?: string): Series {
+  return { metricName, labels: NO_LABELS, sharedLabels: labels, value: 0 };
+}
+
+const frozen = (o: Record<string, string | number>): Labels => Object.freeze(o);
+
+export const SENSE_KEYS = [
+  'no_sense',
+  'recovered_error',
+  'not_ready',
+  'medium_error',
+  'hardware_error',
+  'illegal_request',
+  'unit_attention',
+  'data_protect',
+  'blank_check',
+  'vendor_specific',
+  'copy_aborted',
+  'aborted_command',
+  'reserved_0c',
+  'volume_overflow',
+  'miscompare',
+  'completed',
+];
+
+export const LATENCY_METRIC = 'nodetgt_lu_latency_seconds';
+export const BACKSTORE_METRIC = 'nodetgt_lu_backstore_latency_seconds';
+
+/** One histogram: a bucket per bound, +Inf, then _sum and _count. */
+export class HistogramSeries {
+  readonly all: Series[];
+  constructor(name: string, labels: Labels) {
+    const bucket = `${name}_bucket`;
+    this.all = [
+      ...LATENCY_BOUNDS.map((le) => series(frozen({ ...labels, le }), bucket)),
+      series(frozen({ ...labels, le: '+Inf' }), bucket),
+      series(labels, `${name}_sum`),
+      series(labels, `${name}_count`),
+    ];
+  }
+  set(h: Histogram): void {
+    const a = this.all;
+    const n = LATENCY_BOUNDS.length;
+    for (let i = 0; i < n; i++) a[i].value = h.cumulative[i];
+    a[n].value = h.count;
+    a[n + 1].value = h.sum;
+    a[n + 2].value = h.count;
+  }
+}
+
+/** The series of one LU (labels target, lun). */
+export class LuSeries {
+  readonly offline: Series;
+  readonly faults: Series[];
+  readonly inFlight: Series;
+  readonly commands: Series[];
+  readonly readBytes: Series;
+  readonly writtenBytes: Series;
+  readonly senseKeys: Series[];
+  readonly conflicts: Series;
+  readonly latency: HistogramSeries[];
+  readonly backstore: HistogramSeries[];
+  /** Its statistics were read at the last scrape (the LU is served: it has shared memory with statistics). */
+  live = false;
+  constructor(target: string, lun: number) {
+    const labels = frozen({ target, lun });
+    const one = () => series(labels);
+    this.offline = one();
+    this.faults = LU_FAULTS.map(one);
+    this.inFlight = one();
+    this.commands = LU_OPS.map((op) => series(frozen({ ...labels, op })));
+    this.readBytes = one();
+    this.writtenBytes = one();
+    this.senseKeys = SENSE_KEYS.map((k) => series(frozen({ ...labels, sense_key: k })));
+    this.conflicts = one();
+    const byOp = HIST_OPS.map((op) => frozen({ ...labels, op }));
+    this.latency = byOp.map((l) => new HistogramSeries(LATENCY_METRIC, l));
+    this.backstore = byOp.map((l) => new HistogramSeries(BACKSTORE_METRIC, l));
+  }
+}
+
+/** The series of one thread's counter row (label thread: "portal" or the worker's thread id). */
+export class ThreadSeries {
+  readonly connections: Series;
+  readonly runtime: Series[];
+  constructor(
+    readonly row: number,
+    thread: string,
+  ) {
+    const labels = frozen({ thread });
+    this.connections = series(labels);
+    this.runtime = RUNTIME_FIELDS.map(() => series(labels));
+  }
+}
+
+/** The series of one target (label target): its sessions' sums and its session count. */
+export class TargetSeries {
+  readonly ssn: Series[];
+  readonly sessions: Series;
+  constructor(target: string) {
+    const labels = frozen({ target });
+    this.ssn = SSN_FIELDS.map(() => series(labels));
+    this.sessions = series(labels);
+  }
+}
+
+/** Everything one scrape shows, in the order of the exposition. */
+export interface Snapshot {
+  /** Instance counters, COUNTERS order, summed over every thread. */
+  counters: Series[];
+  /** Threads with a counter row, by row; row 0 is the portal. */
+  threads: ThreadSeries[];
+  /** Configured LUs, in configuration order. */
+  lus: LuSeries[];
+  /** Sessions logged in: SSN_FIELDS order each. */
+  sessions: Series[][];
+  /** Configured targets, in configuration order. */
+  targets: TargetSeries[];
+  tuning: Series[];
+}
+
+/** Level fields of a session (not added to the target's totals of ended sessions). */
+const SSN_LEVEL = SSN_FIELDS.map((f) => f === 'connections');
+
+/** Keep the objects of what is still there and make the new ones; what is gone is dropped with the old map. */
+function carry<K, V>(old: Map<K, V>, next: Map<K, V>, key: K, make: () => V): V {
+  let v = old.get(key);
+  if (v === undefined) v = make();
+  next.set(key, v);
+  return v;
+}
+
+export class Scraper {
+  private readonly counters: Series[] = COUNTERS.map(() => series(NO_LABELS));
+  private threads = new Map<number, ThreadSeries>();
+  private lus = new Map<string, LuSeries>();
+  private targets = new Map<string, TargetSeries>();
+  /** By the session's labels object, which the reader keeps for the session's life. */
+  private readonly sessions = new WeakMap<SessionLabels, Series[]>();
+  /** By the tuning gauge's labels object (src/tuning/monitor.ts keeps them while the checks are the same). */
+  private readonly tuning = new WeakMap<object, Series>();
+  private readonly reader: SessionStatsReader;
+  private readonly totals = new Float64Array(COUNTERS.length);
+
+  constructor(private readonly source: MetricsSource) {
+    this.reader = new SessionStatsReader(source.counters.sessions);
+  }
+
+  /** Read the shared memory once into the series. */
+  take(): Snapshot {
+    const config = this.source.config();
+    return {
+      counters: this.readCounters(),
+      threads: this.readThreads(),
+      lus: this.readLus(config),
+      ...this.readSessions(config),
+      tuning: (this.source.tuning?.() ?? []).map((t) => {
+        let s = this.tuning.get(t.labels);
+        if (!s) this.tuning.set(t.labels, (s = series(t.labels)));
+        s.value = t.value;
+        return s;
+      }),
+    };
+  }
+
+  private readCounters(): Series[] {
+    const claims = new Int32Array(this.source.counters.claims);
+    const all = new Float64Array(this.source.counters.values);
+    const n = COUNTERS.length;
+    const totals = this.totals.fill(0);
+    for (let r = 0; r < MAX_ROWS; r++) {
+      if (r > 0 && Atomics.load(claims, r) === 0) continue;
+      for (let i = 0, o = r * n; i < n; i++) totals[i] += all[o + i];
+    }
+    for (let i = 0; i < n; i++) this.counters[i].value = totals[i];
+    return this.counters;
+  }
+
+  private readThreads(): ThreadSeries[] {
+    const { claims, values, runtime } = this.source.counters;
+    const ids = new Int32Array(claims);
+    const all = new Float64Array(values);
+    const cxn = COUNTERS.indexOf('cxnActive');
+    const next = new Map<number, ThreadSeries>();
+    const out: ThreadSeries[] = [];
+    for (let r = 0; r < MAX_ROWS; r++) {
+      const id = Atomics.load(ids, r);
+      if (r > 0 && id === 0) continue;
+      // A row taken by a new thread gets new series (its label is the thread id).
+      const key = r * 2 ** 32 + (id >>> 0);
+      const t = carry(this.threads, next, key, () => new ThreadSeries(r, r === 0 ? 'portal' : String(id)));
+      t.connections.value = all[r * COUNTERS.length + cxn];
+      const rt = readRuntime(runtime, r);
+      RUNTIME_FIELDS.forEach((f, i) => (t.runtime[i].value = rt[f]));
+      out.push(t);
+    }
+    this.threads = next;
+    return out;
+  }
+
+  private readLus(config: Config): LuSeries[] {
+    const next = new Map<string, LuSeries>();
+    const out: LuSeries[] = [];
+    for (const t of config.targets)
+      for (const l of t.luns) {
+        const s = carry(this.lus, next, `${t.name}\n${l.lun}`, () => new LuSeries(t.name, l.lun));
+        const m = this.source.lus[l.slot];
+        s.offline.value = l.offline !== undefined ? 1 : 0;
+        const faults = readLuFaults(this.source.counters, l.slot);
+        LU_FAULTS.forEach((f, i) => (s.faults[i].value = faults[f]));
+        s.inFlight.value = m ? this.source.inFlight(l.slot) : 0;
+        s.live = m?.stats !== undefined;
+        if (m?.stats) {
+          const st = readLuStats(m.stats);
+          LU_OPS.forEach((op, i) => (s.commands[i].value = st.commands[op]));
+          s.readBytes.value = st.bytesRead;
+          s.writtenBytes.value = st.bytesWritten;
+          s.conflicts.value = st.reservationConflicts;
+          for (let k = 0; k < SENSE_KEYS.length; k++) s.senseKeys[k].value = st.senseKeys[k];
+          for (let h = 0; h < HIST_OPS.length; h++) {
+            s.latency[h].set(st.latency[h]);
+            s.backstore[h].set(st.backstore[h]);
+          }
+        }
+        out.push(s);
+      }
+    this.lus = next;
+    return out;
+  }
+
+  private readSessions(config: Config): { sessions: Series[][]; targets: TargetSeries[] } {
+    const next = new Map<string, TargetSeries>();
+    const targets = config.targets.map((t) => {
+      const s = carry(this.targets, next, t.name, () => new TargetSeries(t.name));
+      const ended = this.reader.ended(t.slot);
+      SSN_FIELDS.forEach((f, i) => (s.ssn[i].value = SSN_LEVEL[i] ? 0 : ended[f]));
+      s.sessions.value = 0;
+      return s;
+    });
+    this.targets = next;
+    const sessions = this.reader.sessions().map((row) => {
+      let s = this.sessions.get(row.labels);
+      if (!s) this.sessions.set(row.labels, (s = SSN_FIELDS.map(() => series(row.labels))));
+      const t = next.get(row.labels.target);
+      for (let i = 0; i < s.length; i++) {
+        s[i].value = row.values[i];
+        if (t) t.ssn[i].value += row.values[i];
+      }
+      if (t) t.sessions.value++;
+      return s;
+    });
+    return { sessions, targets };
+  }
+}

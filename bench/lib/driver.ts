@@ -9,7 +9,7 @@
  * per I/O is reported beside the target's so one can see it is not the bottleneck.
  */
 import * as net from 'node:net';
-import { crc32c } from '../../src/native';
+import { crc32c, pduCheck, pduSeal } from '../../src/native';
 import { PduParser, type PduParseError } from '../../src/pdu/parser';
 import { decodeLoginResponse, type Pdu } from '../../src/pdu/pdu';
 import { Opcode } from '../../src/pdu/opcodes';
@@ -66,7 +66,7 @@ interface Slot {
 
 export class BenchDriver {
   private readonly parser: PduParser;
-  private readonly fo: FrameOptions = { headerDigest: false, dataDigest: false, crc32c };
+  private readonly fo: FrameOptions = { headerDigest: false, dataDigest: false, crc32c, seal: pduSeal };
   private cmdSN = 1;
   private maxCmdSN = 1;
   private expStatSN = 0;
@@ -97,6 +97,7 @@ export class BenchDriver {
       onPdu: (p) => this.onPdu(p),
       onError: (e: PduParseError) => this.fail(new Error(`parse: ${e.message}`)),
       crc32c,
+      pduCheck,
       maxDataSegmentLength: OUR_MAX_RECV,
       retainChunks: true, // each 'data' chunk is a fresh buffer
     });

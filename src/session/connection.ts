@@ -7,9 +7,16 @@
 import type { Socket } from 'node:net';
 import { PduParser, PduParseError } from '../pdu/parser';
 import type { Pdu } from '../pdu/pdu';
-import { frame, encodeLoginResponse, encodeReject, encodeNopIn, encodeAsyncMessage } from '../pdu/serializer';
+import {
+  frame,
+  type FrameOptions,
+  encodeLoginResponse,
+  encodeReject,
+  encodeNopIn,
+  encodeAsyncMessage,
+} from '../pdu/serializer';
 import { Opcode, RejectReason, LoginStatus, RESERVED_TAG } from '../pdu/opcodes';
-import { crc32c } from '../native';
+import { crc32c, pduCheck, pduSeal } from '../native';
 import { LoginHandler, type LoginOutcome } from '../login/login';
 import { log } from '../util/log';
 import type { ConnectionHost } from './host';
@@ -51,6 +58,13 @@ export class Connection {
   departure: 'dropped' | 'logged-out' | 'replaced' | 'recovery' = 'dropped';
   headerDigest = false;
   dataDigest = false;
+  /** How send() frames PDUs: the digests in force, computed a PDU per native call. */
+  private readonly frameOpts: FrameOptions = {
+    headerDigest: false,
+    dataDigest: false,
+    crc32c,
+    seal: pduSeal,
+  };
   /** Largest data segment we may send (the initiator's MaxRecvDataSegmentLength). */
   maxSendDataSegment = 8192;
   readonly commands: CommandEngine;
@@ -90,6 +104,7 @@ export class Connection {
       onPdu: (p) => this.onPdu(p),
       onError: (e) => this.onParseError(e),
       crc32c,
+      pduCheck,
       maxDataSegmentLength: 8192,
       retainChunks: true,
     });
@@ -176,7 +191,7 @@ export class Connection {
       return;
     }
     if (this.recovery && !replay) this.recovery.sent(bhs, data);
-    const iov = frame(bhs, data, { headerDigest: this.headerDigest, dataDigest: this.dataDigest, crc32c });
+    const iov = frame(bhs, data, this.frameOpts);
     const s = this.socket;
     this.corkForTurn();
     const last = iov.length - 1;
@@ -492,8 +507,8 @@ export class Connection {
       // Digests apply from the first PDU after the final login response.
       this.headerDigest = reply.outcome.params.headerDigest;
       this.dataDigest = reply.outcome.params.dataDigest;
-      this.parser.headerDigest = this.headerDigest;
-      this.parser.dataDigest = this.dataDigest;
+      this.parser.headerDigest = this.frameOpts.headerDigest = this.headerDigest;
+      this.parser.dataDigest = this.frameOpts.dataDigest = this.dataDigest;
     }
   }
 

@@ -53,6 +53,8 @@ export interface JobResult {
 }
 
 const OUR_MAX_RECV = 262144;
+/** The one buffer every socket read lands in. */
+const READ_BUFFER = 1 << 20;
 const ISID = Buffer.from([0x80, 0x12, 0x34, 0x56, 0x00, 0x00]);
 
 interface Slot {
@@ -99,28 +101,42 @@ export class BenchDriver {
       crc32c,
       pduCheck,
       maxDataSegmentLength: OUR_MAX_RECV,
-      retainChunks: true, // each 'data' chunk is a fresh buffer
+      // Reads land in one reused buffer (connect()'s onread): the parser keeps nothing across pushes, and a
+      // segment split across reads is assembled by one copy, not by allocating every read and concatenating.
+      retainChunks: false,
     });
     sock.setNoDelay(true);
-    sock.on('data', (c: Buffer) => {
-      this.corkTurn();
-      this.parser.push(c);
-    });
     sock.on('error', (e) => this.fail(e));
     sock.on('close', () => this.fail(new Error('connection closed')));
   }
 
   /** Connect, log in (digests as asked) and read the LU's capacity. */
   static async connect(o: DriverOptions): Promise<BenchDriver> {
-    const sock = net.connect({ host: o.host, port: o.port });
+    const box: { d?: BenchDriver } = {}; // reads begin after connect, once the driver exists
+    const sock = net.connect({
+      host: o.host,
+      port: o.port,
+      onread: {
+        buffer: Buffer.allocUnsafe(READ_BUFFER),
+        callback: (n: number, buf: Uint8Array) => {
+          box.d!.received(buf as Buffer, n);
+          return true; // keep reading
+        },
+      },
+    });
     await new Promise<void>((res, rej) => {
       sock.once('connect', res);
       sock.once('error', rej);
     });
-    const d = new BenchDriver(sock, o);
+    const d = (box.d = new BenchDriver(sock, o));
     await d.login();
     await d.readCapacity();
     return d;
+  }
+
+  private received(buf: Buffer, n: number): void {
+    this.corkTurn();
+    this.parser.push(buf.subarray(0, n));
   }
 
   private fail(e: Error): void {
@@ -235,7 +251,7 @@ export class BenchDriver {
     for (;;) {
       const p = await this.next();
       if (p.opcode === Opcode.DataIn && p.itt === itt) {
-        data = Buffer.from(p.data);
+        data = p.data;
         if (p.bhs[1]! & 0x01) break;
       } else if (p.opcode === Opcode.ScsiResponse && p.itt === itt) {
         this.expStatSN = (p.bhs.readUInt32BE(24) + 1) >>> 0;
@@ -267,7 +283,13 @@ export class BenchDriver {
 
   private onPdu(p: Pdu): void {
     if (!this.job) {
-      this.waiting.push(p);
+      // Kept past this read: copy out of the reused read buffer.
+      this.waiting.push({
+        ...p,
+        bhs: Buffer.from(p.bhs),
+        ahs: p.ahs && Buffer.from(p.ahs),
+        data: Buffer.from(p.data),
+      });
       this.wake?.();
       return;
     }

@@ -194,6 +194,15 @@ export class Connection {
     const iov = frame(bhs, data, this.frameOpts);
     const s = this.socket;
     this.corkForTurn();
+    // A data digest (with its pad) waiting from the previous PDU of this turn rides in front of this header,
+    // and this PDU's waits in turn: one write fewer per data PDU (writes cost more than these 4-7 bytes).
+    const tail = this.tail;
+    if (tail !== null) {
+      iov[0] = Buffer.concat([tail, iov[0]!], tail.length + iov[0]!.length);
+      this.tail = null;
+    }
+    if (this.frameOpts.dataDigest && iov.length > 2 && iov[iov.length - 1]!.length <= 7)
+      this.tail = iov.pop()!;
     const last = iov.length - 1;
     for (let i = 0; i < last; i++) s.write(iov[i]);
     // The kernel has the bytes once the last write completes (writes complete in order): only then may a
@@ -208,10 +217,21 @@ export class Connection {
   }
 
   private corked = false;
+  /** The last data PDU's digest (and pad), not written yet: the next send() or the end of the turn writes it. */
+  private tail: Buffer | null = null;
   private readonly uncork = () => {
     this.corked = false;
+    this.flushTail();
     this.socket.uncork();
   };
+
+  /** Write a held data digest now: before the turn ends, and before anything ends the socket. */
+  flushTail(): void {
+    const tail = this.tail;
+    if (tail === null) return;
+    this.tail = null;
+    if (!this.socket.writableEnded) this.socket.write(tail);
+  }
 
   /**
    * Everything sent during one event-loop turn (e.g. the responses to a batch of io_uring completions) leaves

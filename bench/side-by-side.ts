@@ -10,6 +10,7 @@
  *   npm run bench -- --no-fio --no-profile --keep (keep the backing files)
  *   npm run bench -- --max-others PCT   --allow-busy   --note TEXT
  *   npm run bench -- --rbd | --no-rbd   the Ceph RBD section (bench/lib/rbd.ts; default: on when Ceph is installed)
+ *   npm run bench -- --no-digests | --digests-only (the CRC32C digest section, bench/lib/digests.ts)
  *
  * Method (bench/lib/measure.ts has the details; the markdown repeats them):
  * - CPU per I/O is charged over the I/O phase only. qemu-img's stdout is line-buffered (stdbuf -oL)
@@ -53,6 +54,7 @@ import { CpuClock } from './lib/cpuclock';
 import { FIGURES, M1, fmtRate, unit, type Figure } from './lib/figures';
 import { procRef, type GuardState } from './lib/guardian';
 import { histDelta, LATENCY_METRIC, parseHistogram, scrape, type Hist } from './lib/latency';
+import { runDigests, type DigestSection } from './lib/digests';
 import { busyReason, COARSE_PCT, emptyRun, MAX_OTHERS_PCT, qemuBench, type RunOut } from './lib/measure';
 import { summariseProfile, type ProfileSummary } from './lib/profile';
 import { fmt, renderMarkdown, type ReportInput, type Sample } from './lib/report';
@@ -84,7 +86,7 @@ if (flag('-h') || flag('--help')) {
   process.stdout.write(
     'usage: node dist/bench/side-by-side.js [--quick] [--only tmpfs|disk|null[,...]] [--reps N] [--secs S]\n' +
       '       [--workers N] [--no-fio] [--no-profile] [--profile] [--keep]\n' +
-      '       [--max-others PCT] [--allow-busy] [--note TEXT] [--rbd | --no-rbd]\n',
+      '       [--max-others PCT] [--allow-busy] [--note TEXT] [--rbd | --no-rbd] [--no-digests] [--digests-only]\n',
   );
   process.exit(0);
 }
@@ -103,10 +105,14 @@ if (!(reps >= 1 && minSecs > 0 && workers >= 1)) {
   process.stderr.write('--reps, --secs and --workers must be positive\n');
   process.exit(2);
 }
-const doFio = !flag('--no-fio');
-const doProfile = !flag('--no-profile') && (!quick || flag('--profile')) && kinds.includes('tmpfs');
+/** Only the digest section (bench/lib/digests.ts): no qemu-img matrix, fio or profile. */
+const digestsOnly = flag('--digests-only');
+const doFio = !flag('--no-fio') && !digestsOnly;
+const doDigests = !flag('--no-digests');
+const doProfile =
+  !flag('--no-profile') && !digestsOnly && (!quick || flag('--profile')) && kinds.includes('tmpfs');
 const keep = flag('--keep');
-const doRbd = flag('--rbd') || (!flag('--no-rbd') && cephMissing().length === 0);
+const doRbd = flag('--rbd') || (!flag('--no-rbd') && !digestsOnly && cephMissing().length === 0);
 /** Other processes' share of the machine (%) above which a run counts as taken on a busy machine. */
 const maxOthers = Number(opt('--max-others') ?? MAX_OTHERS_PCT);
 const allowBusy = flag('--allow-busy');
@@ -153,6 +159,7 @@ const samples: Sample[] = [];
 const events: string[] = [];
 const ceilings: { what: string; value: string }[] = [];
 const fioValue = new Map<string, number>();
+let digests: DigestSection | undefined;
 let profile: { note: string; threadNote: string; profiles: ProfileSummary[] } | undefined;
 let aborted = false;
 let targets: Target[] = [];
@@ -371,7 +378,7 @@ async function runMatrix(): Promise<void> {
         if (!t.alive) t.died = `restart failed: ${t.died}`;
         reported.delete(t);
       }
-    for (const f of FIGURES) {
+    for (const f of digestsOnly ? [] : FIGURES) {
       if (aborted) return;
       if (f.pinned) for (const t of targets) await pin(t, true);
       for (let rep = 0; rep < reps; rep++) {
@@ -565,6 +572,7 @@ async function report(): Promise<void> {
     problems,
     logs: targets.map((t) => ({ name: t.name, lines: t.logTail(15) })),
     profile,
+    digests,
     aborted,
     busy: { maxOthersPct: maxOthers, allow: allowBusy },
     note: runNote || undefined,
@@ -585,6 +593,7 @@ async function report(): Promise<void> {
     events,
     profiles: profile?.profiles ?? [],
     rbd: rbd?.json,
+    digests,
   };
   fs.writeFileSync(path.join(WORK, `results-${STAMP}.json`), JSON.stringify(json, null, 1));
   let md = renderMarkdown(input);
@@ -630,6 +639,17 @@ async function main(): Promise<void> {
     // fio wrote over the files; that is fine (random data either way, all blocks allocated).
   }
   if (!aborted) await runMatrix();
+  if (doDigests && !aborted)
+    digests = await runDigests({
+      clock,
+      targets,
+      kind: kinds.includes('tmpfs') ? 'tmpfs' : kinds[0]!,
+      reps,
+      secs: minSecs,
+      log: note,
+      aborted: () => aborted,
+      qemu: true,
+    });
   if (aborted) return; // the signal handler cleans up and reports
   for (const t of [...targets]) await t.stop();
   if (doProfile && !aborted) await profileRun();

@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <napi.h>
 
 #include "copy.h"
@@ -106,6 +107,101 @@ napi_value Crc32cImpls(napi_env env, napi_callback_info) {
     napi_set_element(env, arr, i++, s);
   }
   return arr;
+}
+
+// ---- PDU digests: one crossing per PDU, the CRC run over the bytes where they lie ----------------
+
+inline void StoreLe32(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v);
+  p[1] = static_cast<uint8_t>(v >> 8);
+  p[2] = static_cast<uint8_t>(v >> 16);
+  p[3] = static_cast<uint8_t>(v >> 24);
+}
+
+inline uint32_t LoadLe32(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 | static_cast<uint32_t>(p[2]) << 16 |
+         static_cast<uint32_t>(p[3]) << 24;
+}
+
+// An optional byte argument: false for null/undefined (and *data = nullptr), false after throwing otherwise.
+inline bool OptBytes(napi_env env, napi_value v, uint8_t** data, size_t* len, bool* threw) {
+  *data = nullptr;
+  *len = 0;
+  if (GetBytes(env, v, data, len)) return true;
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t != napi_null && t != napi_undefined) {
+    ThrowType(env, "pduSeal: expected a Uint8Array/Buffer or null");
+    *threw = true;
+  }
+  return false;
+}
+
+// pduSeal(bhs, hdr, data, trailer): the digests of one outgoing PDU for writev (src/pdu/digests.ts).
+//   hdr (bhs.length + 4 bytes, or null): receives a copy of bhs followed by CRC32C(bhs), LE.
+//   trailer (4..7 bytes, or null): trailer.length - 4 pad bytes (zeroed), then CRC32C(data ++ pad), LE.
+napi_value PduSeal(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (argc < 4) return ThrowType(env, "pduSeal: expected (bhs, hdr, data, trailer)");
+  uint8_t *bhs, *hdr, *data, *tr;
+  size_t bl, hl, dl, tl;
+  bool threw = false;
+  if (!GetBytes(env, argv[0], &bhs, &bl)) return ThrowType(env, "pduSeal: bhs must be a Buffer");
+  if (OptBytes(env, argv[1], &hdr, &hl, &threw)) {
+    if (hl != bl + 4) return ThrowType(env, "pduSeal: hdr must be 4 bytes longer than bhs");
+    std::memmove(hdr, bhs, bl);
+    StoreLe32(hdr + bl, ~g_crcAuto(~0u, hdr, bl));
+  }
+  if (threw) return nullptr;
+  OptBytes(env, argv[2], &data, &dl, &threw);
+  if (threw) return nullptr;
+  if (OptBytes(env, argv[3], &tr, &tl, &threw)) {
+    if (tl < 4 || tl > 7) return ThrowType(env, "pduSeal: trailer must be 4 to 7 bytes");
+    const size_t pad = tl - 4;
+    std::memset(tr, 0, pad);
+    uint32_t reg = g_crcAuto(~0u, data, dl);
+    reg = g_crcAuto(reg, tr, pad);
+    StoreLe32(tr + pad, ~reg);
+  }
+  return nullptr;  // undefined, or the pending exception
+}
+
+// pduCheck(buf, at, headerLen, dataLen, flags): checks the digests of a whole PDU lying in buf from `at`
+// (flags: 1 header digest present, 2 data digest present). headerLen: BHS + AHS bytes. Returns 0 when all
+// match, else bit 1 (header) and/or bit 2 (data) for the ones that do not.
+napi_value PduCheck(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  uint8_t* buf;
+  size_t len;
+  int32_t at, hlen, dlen, flags;
+  if (argc < 5 || !GetBytes(env, argv[0], &buf, &len) || !GetInt32(env, argv[1], &at) ||
+      !GetInt32(env, argv[2], &hlen) || !GetInt32(env, argv[3], &dlen) || !GetInt32(env, argv[4], &flags) || at < 0 ||
+      hlen < 0 || dlen < 0)
+    return ThrowType(env, "pduCheck: expected (buf, at, headerLen, dataLen, flags)");
+  const size_t pad = (4 - (static_cast<size_t>(dlen) & 3)) & 3;
+  const bool hd = (flags & 1) != 0;
+  const bool dd = (flags & 2) != 0 && dlen > 0;
+  const size_t total = static_cast<size_t>(hlen) + (hd ? 4 : 0) + static_cast<size_t>(dlen) + pad + (dd ? 4 : 0);
+  if (static_cast<size_t>(at) + total > len) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "pduCheck: the PDU runs past the buffer");
+    return nullptr;
+  }
+  const uint8_t* p = buf + at;
+  int32_t bad = 0;
+  if (hd) {
+    if (~g_crcAuto(~0u, p, hlen) != LoadLe32(p + hlen)) bad |= 1;
+    p += hlen + 4;
+  } else {
+    p += hlen;
+  }
+  if (dd && ~g_crcAuto(~0u, p, dlen + pad) != LoadLe32(p + dlen + pad)) bad |= 2;
+  napi_value out;
+  napi_create_int32(env, bad, &out);
+  return out;
 }
 
 bool ArgFd(napi_env env, napi_callback_info info, int32_t* fd) {
@@ -270,6 +366,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   SetFunction(e, ex, "crc32cPortable", Crc32cPortable);
   SetFunction(e, ex, "crc32cVariant", Crc32cVariant);
   SetFunction(e, ex, "crc32cImpls", Crc32cImpls);
+  SetFunction(e, ex, "pduSeal", PduSeal);
+  SetFunction(e, ex, "pduCheck", PduCheck);
   exports.Set("crc32cImpl", Napi::String::New(env, crc32c::ImplName(crc32c::Best())));
   SetFunction(e, ex, "dup", Dup);
   SetFunction(e, ex, "blockDeviceSize", BlockDeviceSize);

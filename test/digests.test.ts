@@ -176,3 +176,29 @@ test('a corrupted header digest: the PDU cannot be trusted, the connection is dr
     await tt.close();
   }
 });
+
+test('data digest held over to the next PDU of a turn: many Data-In in one turn, odd lengths, then logout', async (t) => {
+  // The target writes a data PDU's digest in front of the next PDU's header (or at the turn's end, or
+  // before a logout ends the socket): every digest must still arrive right after its data, in order.
+  const tt = await startTestTarget({ workers: 1 });
+  try {
+    const ini = await login(t, tt, 'held-digests', true, true);
+    const pattern = Buffer.alloc(8 * 512);
+    for (let i = 0; i < pattern.length; i++) pattern[i] = (i * 7 + 3) & 0xff;
+    const w = await ini.scsi(cdb10(0x2a, 40, 8), { edtl: pattern.length, write: true, data: pattern });
+    t.is(w.status, 0);
+    // 16 reads at once: their Data-In leave in one corked turn. A 3-byte EDTL (underflow) gives a padded segment.
+    const reads = Array.from({ length: 16 }, (_, i) =>
+      ini.start(cdb10(0x28, 40, 8), { edtl: i % 4 === 3 ? 3 : pattern.length, read: true }),
+    );
+    const results = await Promise.all(reads.map((r) => r.done));
+    results.forEach((r, i) => {
+      t.is(r.status, 0, `read ${i}`);
+      t.deepEqual(r.data, pattern.subarray(0, i % 4 === 3 ? 3 : pattern.length), `read ${i} data`);
+    });
+    await ini.logout();
+    ini.close();
+  } finally {
+    await tt.close();
+  }
+});

@@ -16,6 +16,8 @@ import {
   type FrameOptions,
 } from '../src/pdu/serializer';
 import { crc32c } from './helpers/crc32c-table';
+import { pduDigestFns, type PduCheckFn } from '../src/pdu/digests';
+import { pduCheck as nativeCheck, pduSeal as nativeSeal } from '../src/native';
 import { rng } from './helpers/rng';
 
 function bytes(n: number, seed: number): Buffer {
@@ -113,12 +115,16 @@ interface Harness {
   pdus: Pdu[];
 }
 
+/** Frame options, and the whole-PDU digest check the parser is given (none: the piecewise path only). */
+type Config = FrameOptions & { pduCheck?: PduCheckFn };
+
 function harness(
-  opts: Partial<FrameOptions> & { max?: number; onPdu?: (p: Pdu, h: Harness) => void } = {},
+  opts: Partial<Config> & { max?: number; onPdu?: (p: Pdu, h: Harness) => void } = {},
 ): Harness {
   const h: Harness = { parser: undefined as unknown as PduParser, events: [], pdus: [] };
   h.parser = new PduParser({
     crc32c,
+    pduCheck: opts.pduCheck,
     maxDataSegmentLength: opts.max ?? 1 << 20,
     onPdu: (p) => {
       // Copy at delivery: the test overwrites chunks after each push.
@@ -169,11 +175,25 @@ function feed(h: Harness, pieces: Buffer[]): void {
   }
 }
 
-const CONFIGS: Array<[string, FrameOptions]> = [
+const ref = pduDigestFns(crc32c);
+const CONFIGS: Array<[string, Config]> = [
   ['no digests', { headerDigest: false, dataDigest: false }],
   ['header digest', { headerDigest: true, dataDigest: false, crc32c }],
   ['data digest', { headerDigest: false, dataDigest: true, crc32c }],
   ['both digests', { headerDigest: true, dataDigest: true, crc32c }],
+  // Framed a PDU per seal() call, parsed through the whole-PDU check where a PDU lies whole in a chunk.
+  [
+    'header digest, sealed, whole-PDU check',
+    { headerDigest: true, dataDigest: false, crc32c, seal: ref.seal, pduCheck: ref.check },
+  ],
+  [
+    'data digest, sealed, whole-PDU check',
+    { headerDigest: false, dataDigest: true, crc32c, seal: ref.seal, pduCheck: ref.check },
+  ],
+  [
+    'both digests, native seal and check',
+    { headerDigest: true, dataDigest: true, crc32c, seal: nativeSeal, pduCheck: nativeCheck },
+  ],
 ];
 
 for (const [label, opts] of CONFIGS) {
@@ -349,62 +369,91 @@ test('never allocates from an unchecked length (data-too-long, 1-byte feeding)',
   );
 });
 
-test('corrupted header digest is fatal: nothing further is delivered', (t) => {
-  const opts: FrameOptions = { headerDigest: true, dataDigest: true, crc32c };
-  const srcs = sources();
-  const parts = srcs.map((s) => frameToBuffer(s.bhs, s.data.length ? s.data : null, opts, s.ahs));
-  for (const where of ['bhs', 'ahs', 'digest'] as const) {
-    const bad = Buffer.from(parts[1]!); // the SCSI Command with AHS
-    if (where === 'bhs') bad[20] ^= 0x01;
-    else if (where === 'ahs') bad[48 + 5] ^= 0x80;
-    else bad[48 + srcs[1]!.ahs!.length + 2] ^= 0x10;
-    const w = Buffer.concat([parts[0]!, bad, ...parts.slice(2)]);
-    for (let i = 0; i <= w.length; i += 3) {
-      const h = harness(opts);
-      feed(h, [w.subarray(0, i), w.subarray(i)]);
-      h.parser.push(Buffer.concat(parts)); // ignored after the fatal error
-      const kinds = h.events.map((e) => (e.t === 'err' ? e.kind : 'pdu'));
-      if (kinds.join() !== 'pdu,header-digest' || !h.parser.failed) {
-        t.fail(`${where} split ${i}: ${kinds.join()}`);
-        return;
+for (const [how, check] of [
+  ['piecewise', undefined],
+  ['whole-PDU check', nativeCheck],
+] as const) {
+  test(`corrupted header digest is fatal: nothing further is delivered (${how})`, (t) => {
+    const opts: Config = { headerDigest: true, dataDigest: true, crc32c, pduCheck: check };
+    const srcs = sources();
+    const parts = srcs.map((s) => frameToBuffer(s.bhs, s.data.length ? s.data : null, opts, s.ahs));
+    for (const where of ['bhs', 'ahs', 'digest'] as const) {
+      const bad = Buffer.from(parts[1]!); // the SCSI Command with AHS
+      if (where === 'bhs') bad[20] ^= 0x01;
+      else if (where === 'ahs') bad[48 + 5] ^= 0x80;
+      else bad[48 + srcs[1]!.ahs!.length + 2] ^= 0x10;
+      const w = Buffer.concat([parts[0]!, bad, ...parts.slice(2)]);
+      for (let i = 0; i <= w.length; i += 3) {
+        const h = harness(opts);
+        feed(h, [w.subarray(0, i), w.subarray(i)]);
+        h.parser.push(Buffer.concat(parts)); // ignored after the fatal error
+        const kinds = h.events.map((e) => (e.t === 'err' ? e.kind : 'pdu'));
+        if (kinds.join() !== 'pdu,header-digest' || !h.parser.failed) {
+          t.fail(`${where} split ${i}: ${kinds.join()}`);
+          return;
+        }
       }
+      // The error carries the offending BHS and is marked fatal.
+      let err: PduParseError | undefined;
+      const p = new PduParser({ crc32c, onPdu: () => undefined, onError: (e) => (err = e) });
+      p.headerDigest = true;
+      p.push(bad);
+      t.truthy(err);
+      t.true(err instanceof PduParseError && err.fatal && err.kind === 'header-digest');
+      t.deepEqual(err!.bhs, bad.subarray(0, 48));
+      t.not(err!.received, err!.computed);
     }
-    // The error carries the offending BHS and is marked fatal.
-    let err: PduParseError | undefined;
-    const p = new PduParser({ crc32c, onPdu: () => undefined, onError: (e) => (err = e) });
-    p.headerDigest = true;
-    p.push(bad);
-    t.truthy(err);
-    t.true(err instanceof PduParseError && err.fatal && err.kind === 'header-digest');
-    t.deepEqual(err!.bhs, bad.subarray(0, 48));
-    t.not(err!.received, err!.computed);
-  }
-});
+  });
 
-test('corrupted data digest: error with the PDU, next PDU fine (data, pad, digest bytes)', (t) => {
-  const opts: FrameOptions = { headerDigest: true, dataDigest: true, crc32c };
-  const srcs = sources();
-  const parts = srcs.map((s) => frameToBuffer(s.bhs, s.data.length ? s.data : null, opts, s.ahs));
-  // Login Request: 48 BHS + 4 HD + 49 data + 3 pad + 4 DD.
-  for (const off of [52, 52 + 48, 52 + 49, 52 + 51, 52 + 52 + 3]) {
-    const bad = Buffer.from(parts[0]!);
-    bad[off] ^= 0x04;
-    const w = Buffer.concat([bad, ...parts.slice(1)]);
-    const badData = bad.subarray(52, 52 + 49);
-    const exp: Event[] = [
-      { t: 'err', kind: 'data-digest', bhs: srcs[0]!.bhs, data: Buffer.from(badData) },
-      ...expectedEvents(srcs.slice(1)),
-    ];
-    for (let i = 0; i <= w.length; i += 5) {
-      const h = harness(opts);
-      feed(h, [w.subarray(0, i), w.subarray(i)]);
-      if (!sameEvents(h.events, exp) || h.parser.failed) {
-        t.fail(`offset ${off} split ${i}`);
-        return;
+  test(`corrupted data digest: error with the PDU, next PDU fine (data, pad, digest bytes) (${how})`, (t) => {
+    const opts: Config = { headerDigest: true, dataDigest: true, crc32c, pduCheck: check };
+    const srcs = sources();
+    const parts = srcs.map((s) => frameToBuffer(s.bhs, s.data.length ? s.data : null, opts, s.ahs));
+    // Login Request: 48 BHS + 4 HD + 49 data + 3 pad + 4 DD.
+    for (const off of [52, 52 + 48, 52 + 49, 52 + 51, 52 + 52 + 3]) {
+      const bad = Buffer.from(parts[0]!);
+      bad[off] ^= 0x04;
+      const w = Buffer.concat([bad, ...parts.slice(1)]);
+      const badData = bad.subarray(52, 52 + 49);
+      const exp: Event[] = [
+        { t: 'err', kind: 'data-digest', bhs: srcs[0]!.bhs, data: Buffer.from(badData) },
+        ...expectedEvents(srcs.slice(1)),
+      ];
+      for (let i = 0; i <= w.length; i += 5) {
+        const h = harness(opts);
+        feed(h, [w.subarray(0, i), w.subarray(i)]);
+        if (!sameEvents(h.events, exp) || h.parser.failed) {
+          t.fail(`offset ${off} split ${i}`);
+          return;
+        }
       }
     }
-  }
-  t.pass();
+    t.pass();
+  });
+}
+
+test('whole-PDU check: one call per PDU lying whole in a chunk, views into the chunk, digests counted', (t) => {
+  const opts: FrameOptions = { headerDigest: true, dataDigest: true, crc32c };
+  const srcs = sources();
+  const w = wire(srcs, opts);
+  let calls = 0;
+  const counting: PduCheckFn = (...a) => (calls++, nativeCheck(...a));
+  const h = harness({ ...opts, pduCheck: counting });
+  h.parser.push(w);
+  t.true(sameEvents(h.events, expectedEvents(srcs)));
+  t.is(calls, srcs.length);
+  t.is(h.parser.headerDigestsVerified, srcs.length);
+  t.is(h.parser.dataDigestsVerified, srcs.filter((s) => s.data.length > 0).length);
+  const dataOut = h.pdus.find((p) => p.opcode === Opcode.DataOut)!;
+  t.is(dataOut.data.buffer, w.buffer, 'data is a view of the pushed chunk');
+  // A PDU cut by the chunk's end takes the piecewise path: no call for it.
+  calls = 0;
+  const h2 = harness({ ...opts, pduCheck: counting });
+  const first = frameToBuffer(srcs[0]!.bhs, srcs[0]!.data, opts, null);
+  h2.parser.push(w.subarray(0, first.length + 60));
+  h2.parser.push(w.subarray(first.length + 60));
+  t.true(sameEvents(h2.events, expectedEvents(srcs)));
+  t.is(calls, srcs.length - 1);
 });
 
 test('digest flags switch at the PDU boundary, set from inside onPdu', (t) => {

@@ -140,10 +140,21 @@ export async function qemuBench(
   count: number,
   timeoutMs: number,
   minSecs: number,
+  /** Instead of `-f raw URL`: e.g. ['--image-opts', 'driver=iscsi,...,header-digest=crc32c']. */
+  image?: string[],
 ): Promise<RunOut> {
-  const args = ['bench', '-f', 'raw', '-t', 'none', '-s', String(f.bs), '-d', String(f.qd)];
+  const args = [
+    'bench',
+    ...(image ? [] : ['-f', 'raw']),
+    '-t',
+    'none',
+    '-s',
+    String(f.bs),
+    '-d',
+    String(f.qd),
+  ];
   args.push('-c', String(count), ...(f.write ? ['-w'] : []));
-  args.push('-S', String(f.random ? RANDOM_STEP : f.bs), t.url(kind));
+  args.push('-S', String(f.random ? RANDOM_STEP : f.bs), ...(image ?? [t.url(kind)]));
   const cmd = [...(f.pinned ? ['taskset', '-c', '0'] : []), 'stdbuf', '-oL', 'qemu-img', ...args];
   const cmdline = cmd.join(' ');
   const out = emptyRun(cmdline, count);

@@ -5,6 +5,7 @@
  */
 import { COARSE_PCT, type RunOut } from './measure';
 import { FIGURES, GROUPS, unit, type Figure } from './figures';
+import { digestLines, type DigestSection } from './digests';
 import { type ProfileSummary } from './profile';
 import { median } from './sys';
 import { type Kind } from './targets';
@@ -44,6 +45,8 @@ export interface ReportInput {
   latency?: Map<string, Record<string, number>>;
   /** Whole markdown sections appended at the end (the RBD section, bench/lib/rbd.ts). */
   sections?: string[];
+  /** CRC32C digests on vs off through the project's own initiator (bench/lib/digests.ts). */
+  digests?: DigestSection;
 }
 
 export const fmt = (x: number, digits = 0) => (Number.isFinite(x) ? x.toFixed(digits) : '—');
@@ -292,6 +295,7 @@ export function renderMarkdown(r: ReportInput): string {
     L.push(`† CPU not precise to ${COARSE_PCT}% in at least one run (see Raw samples).`, '');
   if (r.ceilings.length) L.push(...r.ceilings.map((c) => `- ${c.what}: ${c.value}`), '');
   L.push(...latencyLines(rs, r.latency));
+  if (r.digests) L.push(...digestLines(r.digests));
   if (r.charts?.length) {
     L.push('### Charts', '');
     for (const c of r.charts) L.push(`![${c.title}](${c.file})`, '');

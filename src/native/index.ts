@@ -30,6 +30,8 @@ interface Binding {
   crc32cVariant(impl: number, buf: ArrayBufferView, prev?: number): number;
   crc32cImpls(): Crc32cImpl[];
   crc32cImpl: Crc32cImpl;
+  pduSeal(bhs: Uint8Array, hdr: Uint8Array | null, data: Uint8Array | null, trailer: Uint8Array | null): void;
+  pduCheck(buf: Uint8Array, at: number, headerLen: number, dataLen: number, flags: number): number;
   dup(fd: number): number;
   peerCredentials(fd: number): [number, number, number];
   tcpInfo(fd: number): TcpInfo;
@@ -116,6 +118,25 @@ export const addonFile: string = loaded.file;
 export const crc32c: (buf: ArrayBufferView, prev?: number) => number = binding.crc32c;
 /** The same through the portable slicing-by-8 code, whatever the CPU. */
 export const crc32cPortable: (buf: ArrayBufferView, prev?: number) => number = binding.crc32cPortable;
+
+/**
+ * An outgoing PDU's digests in one call (src/pdu/digests.ts has the contract): `hdr` gets bhs and CRC32C(bhs),
+ * `trailer` the zero pad and CRC32C(data ++ pad); either may be null.
+ */
+export const pduSeal: (
+  bhs: Uint8Array,
+  hdr: Uint8Array | null,
+  data: Uint8Array | null,
+  trailer: Uint8Array | null,
+) => void = binding.pduSeal;
+/** An incoming whole PDU's digests checked where it lies: 0 when they match (src/pdu/digests.ts). */
+export const pduCheck: (
+  buf: Uint8Array,
+  at: number,
+  headerLen: number,
+  dataLen: number,
+  flags: number,
+) => number = binding.pduCheck;
 
 /** The implementation crc32c() uses on this CPU. */
 export function crc32cImpl(): Crc32cImpl {

@@ -11,6 +11,7 @@
 // at its exact size after the length has been checked against the limit.
 
 import { BHS_LENGTH, type Crc32cFn, type Pdu } from './pdu';
+import { CHECK_DATA, CHECK_HEADER, type PduCheckFn } from './digests';
 
 export type PduParseErrorKind = 'header-digest' | 'data-digest' | 'data-too-long';
 
@@ -40,6 +41,11 @@ export interface PduParserOptions {
   onError(err: PduParseError): void;
   /** Required before enabling either digest. */
   crc32c?: Crc32cFn;
+  /**
+   * Checks a whole PDU's digests in one call (digests.ts): with it, a PDU that lies whole in one pushed chunk
+   * is verified and delivered in one step. A PDU that fails it takes the piecewise path, which reports the error.
+   */
+  pduCheck?: PduCheckFn;
   /** Largest DataSegmentLength accepted; default 8192 (the RFC default MaxRecvDataSegmentLength). */
   maxDataSegmentLength?: number;
   /**
@@ -80,6 +86,7 @@ export class PduParser {
   private readonly onPdu: (pdu: Pdu) => void;
   private readonly onError: (err: PduParseError) => void;
   private readonly crc: Crc32cFn | undefined;
+  private readonly check: PduCheckFn | undefined;
   private hdOn = false;
   private ddOn = false;
 
@@ -108,6 +115,7 @@ export class PduParser {
     this.onPdu = opts.onPdu;
     this.onError = opts.onError;
     this.crc = opts.crc32c;
+    this.check = opts.pduCheck;
     this.maxDataSegmentLength = opts.maxDataSegmentLength ?? 8192;
     this.retain = opts.retainChunks === true;
   }
@@ -217,6 +225,13 @@ export class PduParser {
       switch (this.state) {
         case S_BHS: {
           if (this.fill === 0 && avail >= BHS_LENGTH) {
+            if (this.check !== undefined && (this.hdOn || this.ddOn)) {
+              const n = this.wholePdu(chunk, pos, avail);
+              if (n > 0) {
+                pos += n;
+                break;
+              }
+            }
             this.bhs = chunk.subarray(pos, pos + BHS_LENGTH);
             this.bhsView = true;
             pos += BHS_LENGTH;
@@ -379,6 +394,32 @@ export class PduParser {
       if (this.state === S_DEAD || this.epoch !== epoch) return pos;
     }
     return end;
+  }
+
+  /**
+   * A PDU lying whole in the chunk from `pos`, digests on: check them in one call and deliver it. Returns the
+   * bytes it took, or 0 (not whole, too long, or a digest wrong) to leave it to the piecewise states.
+   */
+  private wholePdu(chunk: Buffer, pos: number, avail: number): number {
+    const ahsLen = chunk[pos + 4]! * 4;
+    const dataLen = (chunk[pos + 5]! << 16) | (chunk[pos + 6]! << 8) | chunk[pos + 7]!;
+    if (dataLen > this.maxDataSegmentLength) return 0;
+    const hd = this.hdOn;
+    const dd = this.ddOn && dataLen > 0;
+    const headerLen = BHS_LENGTH + ahsLen;
+    const pad = (4 - (dataLen & 3)) & 3;
+    const total = headerLen + (hd ? 4 : 0) + dataLen + pad + (dd ? 4 : 0);
+    if (avail < total || !(hd || dd)) return 0;
+    if (this.check!(chunk, pos, headerLen, dataLen, (hd ? CHECK_HEADER : 0) | (dd ? CHECK_DATA : 0)) !== 0)
+      return 0;
+    this.bhs = chunk.subarray(pos, pos + BHS_LENGTH);
+    this.ahs = ahsLen > 0 ? chunk.subarray(pos + BHS_LENGTH, pos + headerLen) : null;
+    this.dataLen = dataLen;
+    if (hd) this.headerDigestsVerified++;
+    if (dd) this.dataDigestsVerified++;
+    const at = pos + headerLen + (hd ? 4 : 0);
+    this.deliver(dataLen > 0 ? chunk.subarray(at, at + dataLen) : EMPTY);
+    return total;
   }
 
   private beginPdu(): void {

@@ -4,6 +4,7 @@
 // without copying the data.
 
 import { AhsType, Opcode, RESERVED_TAG } from './opcodes';
+import type { PduSealFn } from './digests';
 import {
   BHS_LENGTH,
   MAX_AHS_LENGTH,
@@ -406,6 +407,11 @@ export interface FrameOptions {
   dataDigest: boolean;
   /** Required when either digest is on. */
   crc32c?: Crc32cFn;
+  /**
+   * Both digests of a PDU in one call (digests.ts): the header digest then goes out in one buffer with a copy
+   * of the BHS, and the data digest with the padding, so digests add one writev entry at most.
+   */
+  seal?: PduSealFn;
 }
 
 // Shared, never written: padding for writev.
@@ -448,6 +454,8 @@ export function frame(
   if ((opts.headerDigest || opts.dataDigest) && crc === undefined) {
     throw new TypeError('frame: digests need a crc32c function');
   }
+  if (opts.seal !== undefined && ahsLen === 0 && (data === null || Buffer.isBuffer(data)))
+    return sealed(bhs, data, dataLen, opts);
   const out: Buffer[] = [bhs];
   if (ahsLen > 0) out.push(ahs!);
   if (opts.headerDigest) {
@@ -479,6 +487,20 @@ export function frame(
     if (opts.dataDigest) d = crc!(PAD[pad]!, d);
   }
   if (opts.dataDigest) out.push(digestBuffer(d));
+  return out;
+}
+
+/** frame() with opts.seal: [bhs + header digest | bhs, data?, pad + data digest | pad?]. */
+function sealed(bhs: Buffer, data: Buffer | null, dataLen: number, opts: FrameOptions): Buffer[] {
+  const pad = (4 - (dataLen & 3)) & 3;
+  const hdr = opts.headerDigest ? Buffer.allocUnsafe(BHS_LENGTH + 4) : null;
+  const trailer = opts.dataDigest && dataLen > 0 ? Buffer.allocUnsafe(4 + pad) : null;
+  if (hdr !== null || trailer !== null) opts.seal!(bhs, hdr, dataLen > 0 ? data : null, trailer);
+  const out: Buffer[] = [hdr ?? bhs];
+  if (dataLen === 0) return out;
+  out.push(data!);
+  if (trailer !== null) out.push(trailer);
+  else if (pad > 0) out.push(PAD[pad]!);
   return out;
 }
 

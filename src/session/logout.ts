@@ -131,6 +131,7 @@ async function logout(
   if (d.ending.includes(conn)) {
     // The response goes out first: the initiator closes its side once it has it.
     conn.phase = 'logout';
+    conn.flushTail();
     conn.socket.end();
     setTimeout(() => conn.close('logout'), 2000).unref();
   }

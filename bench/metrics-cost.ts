@@ -20,7 +20,9 @@
  *     with no scrape in B either: the A/A spread it prints is the noise floor of that machine at that time.
  *
  *   node dist/bench/metrics-cost.js [--rounds 6] [--seconds 5] [--sessions 1000] [--scrapes 20] [--ab 0|1]
- *                                   [--control 0|1]
+ *                                   [--control 0|1] [--ab-open 0|1]
+ *
+ * --ab-open 1 keeps the sessions of step 1 open, idle, through the A/B: each scrape then carries their series.
  *
  * --ab 0 runs only the rounds without scrapes (CPU per I/O), for a machine too loaded for a wall-clock A/B.
  */
@@ -358,6 +360,27 @@ function report(phases: Phase[], costs: ScrapeCost[], ab: boolean, control: bool
   }
 }
 
+/** Log every open session out and check that their series are gone. */
+async function logoutAll(c: Child, open: TestInitiator[]): Promise<void> {
+  const t0 = performance.now();
+  for (let i = 0; i < open.length; i += 64)
+    await Promise.all(
+      open.slice(i, i + 64).map(async (s) => {
+        await s.logout();
+        s.close();
+      }),
+    );
+  let left = -1;
+  for (let i = 0; i < 200 && left !== 0; i++) {
+    left = sessionSeries((await scrape(c.metricsPort)).body);
+    if (left) await sleep(50);
+  }
+  console.log(
+    `all ${open.length} logged out in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${left} session series left`,
+  );
+  open.length = 0;
+}
+
 async function main(): Promise<void> {
   const rounds = arg('rounds', 6);
   const seconds = arg('seconds', 5);
@@ -365,6 +388,8 @@ async function main(): Promise<void> {
   const scrapes = arg('scrapes', 20);
   const ab = arg('ab', 1) !== 0;
   const aa = arg('control', 0) !== 0;
+  // --ab-open 1: the sessions of step 1 stay open (idle) through the A/B, so each scrape carries their series.
+  const abOpen = arg('ab-open', 0) !== 0;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-metrics-cost-'));
   const clock = await new CpuClock().open();
   const c = await startTarget(sessions, dir);
@@ -388,23 +413,7 @@ async function main(): Promise<void> {
           `${(k.procUs / 1000).toFixed(2)} ms (portal thread ${(k.portalUs / 1000).toFixed(2)} ms)`,
       );
     }
-    const t0 = performance.now();
-    for (let i = 0; i < open.length; i += 64)
-      await Promise.all(
-        open.slice(i, i + 64).map(async (s) => {
-          await s.logout();
-          s.close();
-        }),
-      );
-    let left = -1;
-    for (let i = 0; i < 200 && left !== 0; i++) {
-      left = sessionSeries((await scrape(c.metricsPort)).body);
-      if (left) await sleep(50);
-    }
-    console.log(
-      `all ${open.length} logged out in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${left} session series left`,
-    );
-    open.length = 0;
+    if (!abOpen) await logoutAll(c, open);
 
     // 2 and 3. CPU per I/O and the A/B.
     const ini = await TestInitiator.connect(c.port);
@@ -431,6 +440,7 @@ async function main(): Promise<void> {
     }
     await ini.logout();
     ini.close();
+    if (abOpen) await logoutAll(c, open);
     if (rounds > 0) report(phases, costs, ab, aa, seconds);
   } finally {
     for (const s of open) s.close();

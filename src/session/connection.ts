@@ -59,8 +59,6 @@ export class Connection {
    * connection ends its session; at 2 any but a logged-out one leaves its tasks for reassignment (erl2.ts).
    */
   departure: 'dropped' | 'logged-out' | 'replaced' | 'recovery' = 'dropped';
-  headerDigest = false;
-  dataDigest = false;
   /** How send() frames PDUs: the digests in force, computed a PDU per native call. */
   private readonly frameOpts: FrameOptions = {
     headerDigest: false,
@@ -68,6 +66,13 @@ export class Connection {
     crc32c,
     seal: pduSeal,
   };
+  /** The digests negotiated at login, in force from the first PDU after the final login response. */
+  get headerDigest(): boolean {
+    return this.frameOpts.headerDigest;
+  }
+  get dataDigest(): boolean {
+    return this.frameOpts.dataDigest;
+  }
   /** Largest data segment we may send (the initiator's MaxRecvDataSegmentLength). */
   maxSendDataSegment = 8192;
   readonly commands: CommandEngine;
@@ -242,7 +247,7 @@ export class Connection {
   private sendAlone(iov: Buffer[], onSent?: () => void): boolean {
     const s = this.socket;
     if (iov.length === 1) {
-      if (onSent) s.write(iov[0], () => onSent());
+      if (onSent) s.write(iov[0], onSent);
       else s.write(iov[0]);
       return true;
     }
@@ -568,10 +573,8 @@ export class Connection {
     this.loginReply(pdu, 0, reply, reply.data, tsih);
     if (reply.outcome) {
       // Digests apply from the first PDU after the final login response.
-      this.headerDigest = reply.outcome.params.headerDigest;
-      this.dataDigest = reply.outcome.params.dataDigest;
-      this.parser.headerDigest = this.frameOpts.headerDigest = this.headerDigest;
-      this.parser.dataDigest = this.frameOpts.dataDigest = this.dataDigest;
+      this.parser.headerDigest = this.frameOpts.headerDigest = reply.outcome.params.headerDigest;
+      this.parser.dataDigest = this.frameOpts.dataDigest = reply.outcome.params.dataDigest;
     }
   }
 

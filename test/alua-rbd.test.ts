@@ -14,7 +14,7 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as alua from './helpers/alua';
-import { ceph, clusterForFile, ifCeph, rbd, imageWatchers } from './helpers/ceph';
+import { ceph, clusterForFile, ifCeph, rbd, rbdLun, imageWatchers } from './helpers/ceph';
 import * as gw from './helpers/gateways';
 import type { TestInitiator } from './helpers/initiator';
 import { drainUnitAttentions, read, senseOf, TUR } from './helpers/live';
@@ -46,17 +46,12 @@ function suite(): void {
 
   /** Gateway A creates the image (`create: true`); B only opens it. Same identity on both. */
   async function gateway(name: string, group: number, create: boolean): Promise<gw.Gateway> {
-    const lun = {
-      lun: 0,
-      backstore: 'rbd',
-      pool: cl.pool,
-      image: IMAGE,
-      cephConf: cl.conf,
+    const lun = rbdLun(cl, 0, IMAGE, {
       ...(create ? { size: '64M', create: true } : {}),
       opTimeout: 5,
       serial: SERIAL,
       naa: NAA,
-    };
+    });
     const states = ['active-optimized', 'standby'];
     const g = await gw.startGateway({
       dir: cl.tmp,

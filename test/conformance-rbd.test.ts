@@ -16,7 +16,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { clusterForFile, ifCeph, rbd } from './helpers/ceph';
+import { clusterForFile, ifCeph, rbd, rbdLun } from './helpers/ceph';
 import { startChildTargetWithConfig, type ChildTarget } from './helpers/child-target';
 import { RUNS, registerConformance, type TargetUnderTest } from './helpers/conformance-runs';
 
@@ -34,16 +34,8 @@ ifCeph('iscsi-test-cu ALL on RBD LUNs', () => {
     await rbd(cl, 'create', '--size', LUN_SIZE, '--image-feature', 'layering', `${cl.pool}/cu-ro`);
     const iso = join(cl.tmp, 'conformance.iso');
     writeFileSync(iso, Buffer.alloc(4 * 1024 * 1024, 0x5a));
-    const image = (lun: number, name: string, more: Record<string, unknown> = {}) => ({
-      lun,
-      backstore: 'rbd',
-      pool: cl.pool,
-      image: name,
-      cephConf: cl.conf,
-      size: LUN_SIZE,
-      ...(more.readOnly ? {} : { create: true }),
-      ...more,
-    });
+    const image = (lun: number, name: string, more: Record<string, unknown> = {}) =>
+      rbdLun(cl, lun, name, { size: LUN_SIZE, ...(more.readOnly ? {} : { create: true }), ...more });
     child = await startChildTargetWithConfig(
       {
         workers: 2,

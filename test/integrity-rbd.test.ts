@@ -8,7 +8,7 @@
  */
 import test from 'ava';
 import * as path from 'node:path';
-import { clusterForFile, ifCeph, rbd } from './helpers/ceph';
+import { clusterForFile, ifCeph, rbd, rbdLun } from './helpers/ceph';
 import { startChildTargetWithConfig, type ChildTarget } from './helpers/child-target';
 import { describeDifference, runQemu, sha256File, writeRandomFile } from './helpers/qemu';
 
@@ -35,17 +35,7 @@ ifCeph('integrity through an RBD LUN', () => {
           targets: [
             {
               name: TARGET,
-              luns: [
-                {
-                  lun: 0,
-                  backstore: 'rbd',
-                  pool: cl.pool,
-                  image: 'integrity',
-                  cephConf: cl.conf,
-                  size: '256M',
-                  create: true,
-                },
-              ],
+              luns: [rbdLun(cl, 0, 'integrity', { size: '256M', create: true })],
             },
           ],
         },

@@ -10,7 +10,7 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import * as path from 'node:path';
-import { ceph as cephCli, clusterForFile, ifCeph } from './helpers/ceph';
+import { ceph as cephCli, clusterForFile, ifCeph, rbdLun } from './helpers/ceph';
 import { startChildTargetWithConfig, type ChildTarget } from './helpers/child-target';
 import { TestInitiator, type ScsiResult } from './helpers/initiator';
 import { cdb10, cdbCaw, pattern } from './scsi-helpers';
@@ -76,16 +76,7 @@ function suite(): void {
           {
             name: TARGET,
             luns: [
-              {
-                lun: 0,
-                backstore: 'rbd',
-                pool: POOL,
-                image: 'full0',
-                cephConf: cl.conf,
-                size: '256M',
-                create: true,
-                opTimeout: OP_TIMEOUT_S,
-              },
+              rbdLun(cl, 0, 'full0', { pool: POOL, size: '256M', create: true, opTimeout: OP_TIMEOUT_S }),
             ],
           },
         ],

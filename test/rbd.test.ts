@@ -9,7 +9,7 @@
 import test, { type ExecutionContext } from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ceph as cephCli, clusterForFile, clusterScript, ifCeph, rbd } from './helpers/ceph';
+import { ceph as cephCli, clusterForFile, clusterScript, ifCeph, rbd, rbdLun } from './helpers/ceph';
 import { startChildTargetWithConfig, type ChildTarget } from './helpers/child-target';
 import { TestInitiator, type ScsiResult } from './helpers/initiator';
 import { iscsiImageOpts, runQemu, sha256File, writeRandomFile } from './helpers/qemu';
@@ -39,18 +39,13 @@ function suite(): void {
           {
             name: TARGET,
             luns: [
-              {
-                lun: 0,
-                backstore: 'rbd',
-                pool: cl.pool,
-                image: 'lun0',
-                cephConf: cl.conf,
+              rbdLun(cl, 0, 'lun0', {
                 size: '1G',
                 create: true,
                 opTimeout: 5,
                 serial: 'RBDTEST0001',
                 naa: '3000000000000abc',
-              },
+              }),
             ],
           },
         ],
@@ -387,15 +382,8 @@ function suite(): void {
         dead,
         fs.readFileSync(cl.conf, 'utf8').replace(/^mon host = .*$/m, 'mon host = [v2:127.0.0.1:9]'),
       );
-      const rbdLun = (lun: number, o: Record<string, unknown>) => ({
-        lun,
-        backstore: 'rbd',
-        pool: cl.pool,
-        image: 'lun0',
-        cephConf: cl.conf,
-        opTimeout: 3,
-        ...o,
-      });
+      const lunOf = (lun: number, o: Record<string, unknown>) =>
+        rbdLun(cl, lun, 'lun0', { opTimeout: 3, ...o });
       const g = await startChildTargetWithConfig(
         {
           workers: 1,
@@ -404,9 +392,9 @@ function suite(): void {
             {
               name: TARGET,
               luns: [
-                rbdLun(0, { pool: 'nopool' }),
-                rbdLun(1, { image: 'nosuchimage' }),
-                rbdLun(2, { cephConf: dead }),
+                lunOf(0, { pool: 'nopool' }),
+                lunOf(1, { image: 'nosuchimage' }),
+                lunOf(2, { cephConf: dead }),
                 { lun: 3, backstore: 'null', size: '1M' },
               ],
             },

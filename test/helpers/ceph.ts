@@ -35,6 +35,16 @@ export interface TestCluster {
   pool: string;
 }
 
+/** A LUN of a test configuration on an RBD image of this cluster (its pool unless `more` names another). */
+export function rbdLun(
+  cl: TestCluster,
+  lun: number,
+  image: string,
+  more: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return { lun, backstore: 'rbd', pool: cl.pool, image, cephConf: cl.conf, ...more };
+}
+
 /** A test file's cluster, and the file's temporary directory (the cluster lives in its `ceph` folder). */
 export interface FileCluster extends TestCluster {
   tmp: string;

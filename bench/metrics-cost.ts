@@ -11,7 +11,8 @@
  *     reads one scrape displaces when the target is CPU-bound; over the IOPS measured, the share of 4K QD32 I/O
  *     capacity a 1 s scrape takes. CPU time is read from the kernel's clock (bench/lib/cpuclock.ts), so other
  *     users of the machine slow it less than they slow wall-clock IOPS.
- *  3. A/B: one session, 4K QD32 reads for `seconds` without scrapes (A) and with a scrape every second (B), in
+ *  3. A/B: one session, 4K QD32 reads for `seconds` without scrapes (A) and with a scrape every second (B) made
+ *     from a process of its own (bench/lib/scraper.ts, as Prometheus scrapes from its own process), in
  *     `rounds` rounds whose order alternates (A B, then B A: a drift of the machine during a round weighs on
  *     both sides, not always on the second). Per side: IOPS, the target's CPU per I/O split by thread (portal,
  *     the worker serving the session, the rest: V8's GC helpers, libuv's pool), and this process's (the
@@ -33,6 +34,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { TestInitiator } from '../test/helpers/initiator';
 import { CpuClock } from './lib/cpuclock';
+import { Scraper } from './lib/scraper';
 import { threadRunTime } from './lib/sys';
 
 const IQN = 'iqn.2026-11.io.nodetgt.bench:metrics';
@@ -248,13 +250,18 @@ interface Phase {
   workerPerIo: number;
   /** Every other thread of the target: V8's GC helpers, libuv's pool, the idle worker. */
   otherPerIo: number;
-  /** This process: the TypeScript initiator and the scrape client. */
+  /** This process: the TypeScript initiator. */
   benchPerIo: number;
+  /** The scrape client's process (bench/lib/scraper.ts), ms of CPU per scrape (NaN without scrapes). */
+  scraperMsPerScrape: number;
+  /** Bytes of the last scrape. */
+  scrapeBytes: number;
 }
 
 async function phase(
   ini: TestInitiator,
   c: Child,
+  scraper: Scraper,
   clock: CpuClock,
   worker: number,
   seconds: number,
@@ -264,8 +271,16 @@ async function phase(
   const pid = c.proc.pid!;
   const la = load();
   let scrapes = 0;
+  let scrapeBytes = 0;
   let pending: Promise<unknown> = Promise.resolve();
-  const once = () => (pending = scrape(c.metricsPort).then(() => scrapes++));
+  // The scrape runs in the scraper's process, as Prometheus does in its own: this process's event loop (the
+  // initiator's) only sends it a message.
+  const once = () =>
+    (pending = scraper.scrape(c.metricsPort).then((r) => {
+      if (r.status !== 200) throw new Error(`scrape: HTTP ${r.status}`);
+      scrapeBytes = r.bytes;
+      scrapes++;
+    }));
   // The first scrape half a second in, then one a second: `seconds` scrapes in the phase.
   let timer: NodeJS.Timeout | undefined;
   const first =
@@ -278,12 +293,14 @@ async function phase(
   const t0 = threadRunTime(pid);
   const c0 = await cpu(clock, pid);
   const b0 = process.cpuUsage();
+  const s0 = scraper.cpuMicros();
   const ios = await iops(ini, seconds, 32);
   clearTimeout(first);
   clearInterval(timer);
   // A scrape still running is the phase's: its CPU is counted here even though no I/O is left to slow.
   await pending;
   const b1 = process.cpuUsage(b0);
+  const s1 = scraper.cpuMicros();
   const c1 = await cpu(clock, pid);
   const t1 = threadRunTime(pid);
   const proc = c1.proc - c0.proc;
@@ -299,6 +316,8 @@ async function phase(
     workerPerIo: work / ios,
     otherPerIo: (proc - portal - work) / ios,
     benchPerIo: (b1.user + b1.system) / ios,
+    scraperMsPerScrape: scrapes ? (s1 - s0) / scrapes / 1000 : NaN,
+    scrapeBytes,
   };
 }
 
@@ -318,7 +337,7 @@ function report(phases: Phase[], costs: ScrapeCost[], ab: boolean, control: bool
     ['  other threads', (p) => p.otherPerIo, (x) => x.toFixed(2)],
     ['bench (initiator) CPU µs/IO', (p) => p.benchPerIo, (x) => x.toFixed(2)],
   ];
-  const bName = control ? 'B = A again (control)' : 'B: scrape 1/s';
+  const bName = control ? 'B = A again (control)' : 'B: scrape 1/s from another process';
   console.log(`\n${A.length} rounds of ${seconds} s, medians (min .. max); A: no scrape; ${ab ? bName : ''}`);
   for (const [name, f, fmt] of rows) {
     const a = range(A.map(f), fmt);
@@ -330,6 +349,11 @@ function report(phases: Phase[], costs: ScrapeCost[], ab: boolean, control: bool
     // Paired: A and B of one round ran back to back, so their ratio is less exposed to the machine's drift
     // than the ratio of the two medians.
     const pairs = A.map((a, i) => ({ a, b: B[i] }));
+    if (!control)
+      console.log(
+        `scrape client (its own process, body discarded): ${range(B.map((p) => p.scraperMsPerScrape), (x) => x.toFixed(2))} ms CPU per scrape, ` +
+          `${(median(B.map((p) => p.scrapeBytes)) / 1024).toFixed(0)} KiB per scrape`,
+      );
     const dIops = pairs.map(({ a, b }) => b.iops / a.iops - 1);
     const dCpu = pairs.map(({ a, b }) => b.cpuPerIo / a.cpuPerIo - 1);
     const dUs = pairs.map(({ a, b }) => b.cpuPerIo - a.cpuPerIo);
@@ -392,6 +416,7 @@ async function main(): Promise<void> {
   const abOpen = arg('ab-open', 0) !== 0;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-metrics-cost-'));
   const clock = await new CpuClock().open();
+  const scraper = await Scraper.start();
   const c = await startTarget(sessions, dir);
   const pid = c.proc.pid!;
   const open: TestInitiator[] = [];
@@ -429,7 +454,7 @@ async function main(): Promise<void> {
       const order = !ab ? [false] : r % 2 === 0 ? [false, true] : [true, false];
       const line: string[] = [];
       for (const scraping of order) {
-        const p = await phase(ini, c, clock, worker, seconds, scraping, ab && aa);
+        const p = await phase(ini, c, scraper, clock, worker, seconds, scraping, ab && aa);
         phases.push(p);
         line.push(
           `${p.scraping ? 'B' : 'A'} ${p.iops.toFixed(0)} IOPS, ${p.cpuPerIo.toFixed(1)} µs/IO ` +
@@ -445,6 +470,7 @@ async function main(): Promise<void> {
   } finally {
     for (const s of open) s.close();
     await c.stop();
+    scraper.stop();
     clock.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -35,6 +35,7 @@ import * as path from 'node:path';
 import { TestInitiator } from '../test/helpers/initiator';
 import { CpuClock } from './lib/cpuclock';
 import { Scraper } from './lib/scraper';
+import { medianCi } from './lib/stats';
 import { threadRunTime } from './lib/sys';
 
 const IQN = 'iqn.2026-11.io.nodetgt.bench:metrics';
@@ -351,8 +352,10 @@ function report(phases: Phase[], costs: ScrapeCost[], ab: boolean, control: bool
     const pairs = A.map((a, i) => ({ a, b: B[i] }));
     if (!control)
       console.log(
-        `scrape client (its own process, body discarded): ${range(B.map((p) => p.scraperMsPerScrape), (x) => x.toFixed(2))} ms CPU per scrape, ` +
-          `${(median(B.map((p) => p.scrapeBytes)) / 1024).toFixed(0)} KiB per scrape`,
+        `scrape client (its own process, body discarded): ${range(
+          B.map((p) => p.scraperMsPerScrape),
+          (x) => x.toFixed(2),
+        )} ms CPU per scrape, ` + `${(median(B.map((p) => p.scrapeBytes)) / 1024).toFixed(0)} KiB per scrape`,
       );
     const dIops = pairs.map(({ a, b }) => b.iops / a.iops - 1);
     const dCpu = pairs.map(({ a, b }) => b.cpuPerIo / a.cpuPerIo - 1);
@@ -361,17 +364,25 @@ function report(phases: Phase[], costs: ScrapeCost[], ab: boolean, control: bool
       `B-A per round, median (min .. max): IOPS ${range(dIops, pct)}; target CPU per I/O ${range(dCpu, pct)}`,
     );
     const perScrape = (median(dUs) * ma) / 1000;
+    const ci = medianCi(dIops);
+    const ciText = ci
+      ? `95% confidence interval of the median ${pct(ci[0])} .. ${pct(ci[1])}`
+      : 'too few rounds for an interval';
+    // Shown only when the whole interval lies within the bound: a median inside it with an interval reaching
+    // past it is noise, not a result.
+    const verdict = !ci
+      ? 'NOT RESOLVED (run at least 6 rounds)'
+      : ci[0] >= -0.02 && ci[1] <= 0.02
+        ? 'WITHIN the 2% bound'
+        : Math.abs(median(dIops)) > 0.02 && (ci[1] < -0.02 || ci[0] > 0.02)
+          ? 'OUTSIDE the 2% bound'
+          : 'NOT RESOLVED at this noise (idle machine, more rounds, --control 1)';
     console.log(
       `RESULT${control ? ' (control: B did not scrape)' : ''}: scraping every second moved 4K QD32 IOPS by ` +
-        `${pct(median(dIops))} (median of ${pairs.length} paired rounds; ${pct(Math.min(...dIops))} .. ` +
-        `${pct(Math.max(...dIops))}) and the target's CPU per I/O by ${pct(median(dCpu))} ` +
-        `(${pct(Math.min(...dCpu))} .. ${pct(Math.max(...dCpu))}; ${median(dUs).toFixed(2)} µs/IO, about ` +
-        `${perScrape.toFixed(1)} ms per scrape at ${ma.toFixed(0)} IOPS). Bound: 2%. IOPS median ` +
-        `${Math.abs(median(dIops)) <= 0.02 ? 'within' : 'OUTSIDE'} it, CPU per I/O median ` +
-        `${Math.abs(median(dCpu)) <= 0.02 ? 'within' : 'OUTSIDE'} it.` +
-        (Math.max(...dIops) - Math.min(...dIops) > 0.04
-          ? ' The rounds spread wider than the bound: not resolved at this noise (idle machine, more rounds, --control 1).'
-          : ''),
+        `${pct(median(dIops))} (median of ${pairs.length} paired rounds, ${ciText}; rounds ` +
+        `${pct(Math.min(...dIops))} .. ${pct(Math.max(...dIops))}) and the target's CPU per I/O by ` +
+        `${pct(median(dCpu))} (${pct(Math.min(...dCpu))} .. ${pct(Math.max(...dCpu))}; ${median(dUs).toFixed(2)} ` +
+        `µs/IO, about ${perScrape.toFixed(1)} ms per scrape at ${ma.toFixed(0)} IOPS): ${verdict}.`,
     );
   }
   for (const k of costs) {

@@ -25,7 +25,10 @@ type Reply = { id: number } & ({ ok: ScrapeResult } | { error: string });
 
 export class Scraper {
   private next = 1;
-  private readonly waiting = new Map<number, { resolve: (r: ScrapeResult) => void; reject: (e: Error) => void }>();
+  private readonly waiting = new Map<
+    number,
+    { resolve: (r: ScrapeResult) => void; reject: (e: Error) => void }
+  >();
 
   private constructor(private readonly child: ChildProcess) {
     child.on('message', (m: Reply) => {
@@ -83,7 +86,9 @@ function childMain(): void {
       .get({ host: '127.0.0.1', port: m.port, path: '/metrics', agent }, (res) => {
         let bytes = 0;
         res.on('data', (d: Buffer) => (bytes += d.length));
-        res.on('end', () => reply({ id: m.id, ok: { ms: performance.now() - t0, bytes, status: res.statusCode ?? 0 } }));
+        res.on('end', () =>
+          reply({ id: m.id, ok: { ms: performance.now() - t0, bytes, status: res.statusCode ?? 0 } }),
+        );
         res.on('error', (e) => reply({ id: m.id, error: e.message }));
       })
       .on('error', (e) => reply({ id: m.id, error: e.message }));

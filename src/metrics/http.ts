@@ -24,7 +24,11 @@ export function startMetricsServer(
       return;
     }
     exposition.render(req.headers.accept).then(
-      ({ contentType, body }) => res.writeHead(200, { 'content-type': contentType }).end(body),
+      ({ contentType, body }) => {
+        // Encoded once: given the string, Node scans it for its byte length and then encodes it again to write.
+        const bytes = Buffer.from(body);
+        res.writeHead(200, { 'content-type': contentType, 'content-length': bytes.length }).end(bytes);
+      },
       (e: Error) => {
         log.error('metrics exposition failed', { error: e.stack ?? e.message });
         res.writeHead(500).end('exposition failed\n');

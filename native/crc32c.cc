@@ -2,6 +2,10 @@
 // streams (the instruction has a latency of 3 cycles and a throughput of 1, so three chains keep it busy).
 // The three partial CRCs are merged by multiplying by x^(8*len) mod P: with PCLMULQDQ when present,
 // otherwise with per-byte lookup tables for two fixed stream lengths.
+// Where the CPU has AVX2 and VPCLMULQDQ, long buffers are folded instead: 128 bytes per step in four 256-bit
+// accumulators, each 128-bit lane carried forward by two carry-less products, and the one 128-bit remainder
+// reduced by the crc32 instruction (Gopal et al., "Fast CRC Computation for Generic Polynomials Using PCLMULQDQ",
+// Intel, 2009, describes the folding; the constants here come from XPow at start-up).
 //
 // Representation: a 32-bit value is a polynomial of degree < 32 in reflected order (bit 31 is x^0,
 // bit 0 is x^31), which is how the crc32 instruction and the usual tables see the register.
@@ -16,6 +20,8 @@
 #include <wmmintrin.h>
 #define TGT_SSE42 __attribute__((target("sse4.2")))
 #define TGT_CLMUL __attribute__((target("sse4.2,pclmul")))
+#define TGT_VCLMUL __attribute__((target("sse4.2,pclmul,avx2,vpclmulqdq")))
+#include <immintrin.h>
 #endif
 
 namespace nodetgt {
@@ -30,6 +36,7 @@ uint32_t g_table[8][256];  // g_table[k][b]: register after byte b followed by k
 uint32_t g_x2n[64];        // x^(2^k) mod P
 std::once_flag g_once;
 Impl g_best = Impl::Portable;
+unsigned g_supported = 1u << static_cast<int>(Impl::Portable);
 
 // a*b mod P.
 uint32_t MulMod(uint32_t a, uint32_t b) {
@@ -165,6 +172,65 @@ TGT_CLMUL uint32_t Sse42Clmul(uint32_t reg, const uint8_t* p, size_t n) {
   }
   return HwSerial(reg, p, n);
 }
+
+// ---- Folding with VPCLMULQDQ -------------------------------------------------------------------------------
+// A 16-byte lane loaded from memory holds, in the reflected view, the polynomial whose x^127 coefficient is bit 0
+// of its first byte: its low qword is the leading (higher-degree) half. Moving a lane forward by D bits, i.e.
+// multiplying it by x^D mod P, is lo*x^(D+64) ^ hi*x^D; each carry-less product of a qword by a 32-bit constant k
+// (zero-extended) is the product times x^33 in that view, hence constants x^(D+64-33) and x^(D-33). The result has
+// at most 128 bits, ready to be xored into the lane D bits further on.
+struct FoldK {
+  uint32_t lo, hi;
+};
+FoldK g_fold1024, g_fold256, g_fold128;  // 128 bytes (main loop), 32 bytes (ymm to ymm), 16 bytes (lane to lane)
+
+FoldK MakeFold(uint64_t bits) { return {XPow(bits + 64 - 33), XPow(bits - 33)}; }
+
+TGT_VCLMUL inline __m256i Fold256(__m256i x, __m256i k) {
+  return _mm256_xor_si256(_mm256_clmulepi64_epi128(x, k, 0x00), _mm256_clmulepi64_epi128(x, k, 0x11));
+}
+
+TGT_VCLMUL inline __m128i Fold128(__m128i x, __m128i k) {
+  return _mm_xor_si128(_mm_clmulepi64_si128(x, k, 0x00), _mm_clmulepi64_si128(x, k, 0x11));
+}
+
+TGT_VCLMUL inline __m256i Both(FoldK k) {
+  return _mm256_set_epi64x(k.hi, k.lo, k.hi, k.lo);
+}
+
+TGT_VCLMUL inline __m256i Load256(const uint8_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+constexpr size_t kFoldMin = 256;
+
+TGT_VCLMUL uint32_t Vpclmul(uint32_t reg, const uint8_t* p, size_t n) {
+  if (n < kFoldMin) return Sse42Clmul(reg, p, n);
+  // The register enters as the first 32 bits of the message: (M + reg*x^(len-32))*x^32 = reg*x^len + M*x^32.
+  __m256i x0 = _mm256_xor_si256(Load256(p), _mm256_zextsi128_si256(_mm_cvtsi32_si128(static_cast<int>(reg))));
+  __m256i x1 = Load256(p + 32), x2 = Load256(p + 64), x3 = Load256(p + 96);
+  p += 128;
+  n -= 128;
+  const __m256i k1024 = Both(g_fold1024);
+  for (; n >= 128; p += 128, n -= 128) {
+    x0 = _mm256_xor_si256(Fold256(x0, k1024), Load256(p));
+    x1 = _mm256_xor_si256(Fold256(x1, k1024), Load256(p + 32));
+    x2 = _mm256_xor_si256(Fold256(x2, k1024), Load256(p + 64));
+    x3 = _mm256_xor_si256(Fold256(x3, k1024), Load256(p + 96));
+  }
+  const __m256i k256 = Both(g_fold256);
+  x1 = _mm256_xor_si256(Fold256(x0, k256), x1);
+  x2 = _mm256_xor_si256(Fold256(x1, k256), x2);
+  x3 = _mm256_xor_si256(Fold256(x2, k256), x3);
+  const __m128i k128 = _mm256_castsi256_si128(Both(g_fold128));
+  __m128i f = _mm_xor_si128(Fold128(_mm256_castsi256_si128(x3), k128), _mm256_extracti128_si256(x3, 1));
+  for (; n >= 16; p += 16, n -= 16)
+    f = _mm_xor_si128(Fold128(f, k128), _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  // f is congruent to everything so far, aligned to its end: its CRC from a zero register is the register.
+  uint64_t r = _mm_crc32_u64(0, static_cast<uint64_t>(_mm_cvtsi128_si64(f)));
+  r = _mm_crc32_u64(r, static_cast<uint64_t>(_mm_extract_epi64(f, 1)));
+  return HwSerial(static_cast<uint32_t>(r), p, n);
+}
 #endif  // NODETGT_X86_64
 
 void InitOnce() {
@@ -186,6 +252,7 @@ void InitOnce() {
     FillShiftTable(g_shiftLong, kLong);
     FillShiftTable(g_shiftShort, kShort);
     g_best = Impl::Sse42;
+    g_supported |= 1u << static_cast<int>(Impl::Sse42);
   }
   if (clmul) {
     for (size_t w = 1; w <= kMaxWords; w++) {
@@ -193,6 +260,15 @@ void InitOnce() {
       g_k2[w] = XPow(128 * w - 33);
     }
     g_best = Impl::Sse42Clmul;
+    g_supported |= 1u << static_cast<int>(Impl::Sse42Clmul);
+  }
+  // __builtin_cpu_supports("avx2") also checks that the OS saves the YMM state.
+  if (clmul && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("vpclmulqdq")) {
+    g_fold1024 = MakeFold(1024);
+    g_fold256 = MakeFold(256);
+    g_fold128 = MakeFold(128);
+    g_best = Impl::Vpclmul;
+    g_supported |= 1u << static_cast<int>(Impl::Vpclmul);
   }
 #endif
 }
@@ -217,12 +293,12 @@ void Init() { std::call_once(g_once, InitOnce); }
 
 Impl Best() { return g_best; }
 
-bool Supported(Impl impl) {
-  return impl == Impl::Portable || (impl == Impl::Sse42 && g_best != Impl::Portable) || impl == g_best;
-}
+bool Supported(Impl impl) { return (g_supported >> static_cast<int>(impl)) & 1u; }
 
 const char* ImplName(Impl impl) {
   switch (impl) {
+    case Impl::Vpclmul:
+      return "avx2+vpclmulqdq";
     case Impl::Sse42Clmul:
       return "sse4.2+pclmul";
     case Impl::Sse42:
@@ -235,6 +311,7 @@ const char* ImplName(Impl impl) {
 Fn Get(Impl impl) {
 #ifdef NODETGT_X86_64
   if (Supported(impl)) {
+    if (impl == Impl::Vpclmul) return Vpclmul;
     if (impl == Impl::Sse42Clmul) return Sse42Clmul;
     if (impl == Impl::Sse42) return Sse42;
   }

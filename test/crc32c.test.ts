@@ -39,9 +39,20 @@ const hw: Record<Exclude<Crc32cImpl, 'portable'>, string | null> = {
         : !flags.has('pclmulqdq')
           ? 'CPU does not report pclmulqdq in /proc/cpuinfo'
           : null,
+  'avx2+vpclmulqdq':
+    process.arch !== 'x64'
+      ? `no x86-64 CPU (${process.arch})`
+      : !flags.has('sse4_2') || !flags.has('pclmulqdq')
+        ? 'CPU does not report sse4_2 and pclmulqdq in /proc/cpuinfo'
+        : !flags.has('avx2')
+          ? 'CPU does not report avx2 in /proc/cpuinfo'
+          : !flags.has('vpclmulqdq')
+            ? 'CPU does not report vpclmulqdq in /proc/cpuinfo'
+            : null,
 };
 /** What the addon should offer on this CPU, best first. */
 const expectedImpls: Crc32cImpl[] = [
+  ...(hw['avx2+vpclmulqdq'] === null ? (['avx2+vpclmulqdq'] as const) : []),
   ...(hw['sse4.2+pclmul'] === null ? (['sse4.2+pclmul'] as const) : []),
   ...(hw['sse4.2'] === null ? (['sse4.2'] as const) : []),
   'portable',
@@ -62,7 +73,7 @@ const impls: Impl[] = [
   { name: `native auto (${crc32cImpl()})`, fn: crc32c, skip: null },
   { name: 'ts reference', fn: crc32cRef, skip: null },
   // Hardware paths: only where the CPU has them.
-  ...(['sse4.2', 'sse4.2+pclmul'] as const).map((impl): Impl => ({
+  ...(['sse4.2', 'sse4.2+pclmul', 'avx2+vpclmulqdq'] as const).map((impl): Impl => ({
     name: `native forced ${impl}`,
     fn: (b, p) => crc32cWith(impl, b, p),
     skip: hw[impl],
@@ -105,7 +116,7 @@ test('picks the best implementation the CPU reports; portable is always there', 
   t.is(crc32cWith('portable', buf), crc32cRef(buf));
 });
 
-for (const impl of ['sse4.2', 'sse4.2+pclmul'] as const) {
+for (const impl of ['sse4.2', 'sse4.2+pclmul', 'avx2+vpclmulqdq'] as const) {
   const reason = hw[impl];
   const title = `forcing ${impl} where the CPU lacks it throws instead of computing`;
   if (reason === null) test.skip(`${title} (skipped: this CPU has ${impl})`, () => undefined);

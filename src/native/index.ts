@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as util from 'node:util';
 
-export type Crc32cImpl = 'sse4.2+pclmul' | 'sse4.2' | 'portable';
+export type Crc32cImpl = 'avx2+vpclmulqdq' | 'sse4.2+pclmul' | 'sse4.2' | 'portable';
 /** res >= 0: bytes transferred (or 0); res < 0: -errno. */
 export type IoCallback = (res: number) => void;
 
@@ -148,7 +148,12 @@ export function crc32cImpls(): Crc32cImpl[] {
   return binding.crc32cImpls();
 }
 
-const IMPL_INDEX: Record<Crc32cImpl, number> = { portable: 0, 'sse4.2': 1, 'sse4.2+pclmul': 2 };
+const IMPL_INDEX: Record<Crc32cImpl, number> = {
+  portable: 0,
+  'sse4.2': 1,
+  'sse4.2+pclmul': 2,
+  'avx2+vpclmulqdq': 3,
+};
 
 /** CRC32C through a given implementation (tests); throws when the CPU cannot run it. */
 export function crc32cWith(impl: Crc32cImpl, buf: ArrayBufferView, prev = 0): number {

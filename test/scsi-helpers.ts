@@ -34,23 +34,23 @@ export function fixture(
   const store = new MemoryBackstore({ sizeBytes: 1024 * 512, ...storeOpts });
   const lu = new LogicalUnit(store, testIdentity(TARGET, lunNumber), luOpts);
   const disp = new ScsiDispatcher(new Map([[lunNumber, lu]]));
-  return {
-    store,
-    lu,
-    disp,
-    run: (cdb, opts = {}) => {
-      const dataOut = opts.data === undefined ? [] : Array.isArray(opts.data) ? opts.data : [opts.data];
-      const buf = Buffer.isBuffer(cdb) ? cdb : Buffer.from(cdb);
-      return disp.execute({
-        lun: opts.lun ?? lunNumber,
-        cdb: buf,
-        expectedLength: opts.expectedLength ?? dataOut.reduce((n, d) => n + d.length, 0),
-        readFlag: dataOut.length === 0,
-        writeFlag: dataOut.length > 0,
-        dataOut,
-        nexus: opts.nexus ?? 'iqn.initiator,isid=1,tpgt=1',
-      });
-    },
+  return { store, lu, disp, run: runOn(disp, lunNumber) };
+}
+
+/** Fixture.run over any dispatcher: `data` makes it a write, none a read. */
+export function runOn(disp: ScsiDispatcher, lunNumber = 0): Fixture['run'] {
+  return (cdb, opts = {}) => {
+    const dataOut = opts.data === undefined ? [] : Array.isArray(opts.data) ? opts.data : [opts.data];
+    const buf = Buffer.isBuffer(cdb) ? cdb : Buffer.from(cdb);
+    return disp.execute({
+      lun: opts.lun ?? lunNumber,
+      cdb: buf,
+      expectedLength: opts.expectedLength ?? dataOut.reduce((n, d) => n + d.length, 0),
+      readFlag: dataOut.length === 0,
+      writeFlag: dataOut.length > 0,
+      dataOut,
+      nexus: opts.nexus ?? 'iqn.initiator,isid=1,tpgt=1',
+    });
   };
 }
 

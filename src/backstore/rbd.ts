@@ -26,7 +26,8 @@
  *   (which gives space back). Once the pool is no longer flagged full, writes succeed again.
  */
 import { RbdImage, rbdAvailable, type RbdOpenOptions } from '../native/rbd';
-import { appendExtent, type Backstore, type MappingExtent } from './types';
+import { atomicObjectName, RBD_JOURNAL_LANES, RbdAtomicJournal } from './rbd-atomic';
+import { appendExtent, type Backstore, type MappingExtent, type RedoJournal } from './types';
 
 export interface RbdBackstoreOptions {
   pool: string;
@@ -134,8 +135,12 @@ export class RbdBackstore implements Backstore {
   readonly physicalBlockSize = 4096;
   readonly compareAndWriteMax = 512;
   readonly atomicWriteMax = ATOMIC_WRITE_BYTES;
+  /** The image's name in its pool and namespace (the journal objects are named after it). */
+  readonly imageName: string;
   private closing: Promise<void> | null = null;
   onFault?: (e: Error) => void;
+  /** This thread's redo journals, by relative target port and lane. */
+  private readonly journals = new Map<string, RbdAtomicJournal>();
 
   constructor(
     readonly image: RbdImage,
@@ -146,6 +151,7 @@ export class RbdBackstore implements Backstore {
     opts: RbdBackstoreOptions,
   ) {
     this.readOnly = opts.readOnly ?? false;
+    this.imageName = opts.image;
     this.writeCacheEnabled = opts.cache ?? false;
   }
 
@@ -203,6 +209,27 @@ export class RbdBackstore implements Backstore {
     const mismatch = await this.image.compareAndWrite(offset, verify, data);
     if (mismatch === null && fua) await this.image.flush();
     return mismatch;
+  }
+
+  /** A write inside one RADOS object is one OSD op: applied whole or not at all, for every gateway. */
+  appliesWhole(offset: number, length: number): boolean {
+    return (
+      length > 0 &&
+      Math.floor(offset / this.objectSize) === Math.floor((offset + length - 1) / this.objectSize)
+    );
+  }
+
+  /** The lane's slot in the gateway's journal object beside the image (src/backstore/rbd-atomic.ts). */
+  redoJournal(port: number, lane: number): RedoJournal | undefined {
+    if (this.readOnly || lane < 1 || lane > RBD_JOURNAL_LANES) return undefined;
+    const key = `${port}/${lane}`;
+    let j = this.journals.get(key);
+    if (!j)
+      this.journals.set(
+        key,
+        (j = new RbdAtomicJournal(this.image, atomicObjectName(this.imageName, port), lane)),
+      );
+    return j;
   }
 
   async mapping(offset: number, length: number, maxExtents = Infinity): Promise<MappingExtent[]> {

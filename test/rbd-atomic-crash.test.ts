@@ -19,7 +19,7 @@ import { startChildTargetWithConfig, type ChildTarget } from './helpers/child-ta
 import * as gw from './helpers/gateways';
 import type { TestInitiator } from './helpers/initiator';
 import { drainUnitAttentions } from './helpers/live';
-import { cdb16, pattern } from './scsi-helpers';
+import { cdb16, pattern, cdbAtomic } from './scsi-helpers';
 
 const IQN = 'iqn.2026-11.io.nodetgt.test:rbd-atomic';
 const BS = 512;
@@ -34,14 +34,6 @@ const SLOT = RBD_RECORD_MAX + 4096;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 ifCeph('WRITE ATOMIC on RBD', suite);
-
-function cdbAtomic(lba: number, blocks: number): Buffer {
-  const c = Buffer.alloc(16);
-  c[0] = 0x9c;
-  c.writeBigUInt64BE(BigInt(lba), 2);
-  c.writeUInt16BE(blocks, 12);
-  return c;
-}
 
 function suite(): void {
   const children: ChildTarget[] = [];

@@ -21,7 +21,7 @@ import type { RbdImage } from '../src/native/rbd';
 import { ScsiDispatcher } from '../src/scsi/dispatcher';
 import { LogicalUnit } from '../src/scsi/lu';
 import { TargetPortGroups } from '../src/scsi/port-groups';
-import { ILLEGAL, cdb10, good, pattern, runOn, sense, testIdentity } from './scsi-helpers';
+import { ILLEGAL, cdb10, good, pattern, runOn, sense, testIdentity, cdbAtomic } from './scsi-helpers';
 
 const BS = 512;
 const OBJECT = 64 * 1024;
@@ -82,14 +82,6 @@ function alua(states: AluaState[], localGroup: number, ports?: number[][]): Alua
     port: ports ? ports[localGroup - 1][0] : localGroup,
     groups: states.map((state, i) => ({ id: i + 1, state, ports: ports?.[i] ?? [i + 1], preferred: false })),
   };
-}
-
-function cdbAtomic(lba: number, blocks: number): Buffer {
-  const c = Buffer.alloc(16);
-  c[0] = 0x9c;
-  c.writeBigUInt64BE(BigInt(lba), 2);
-  c.writeUInt16BE(blocks, 12);
-  return c;
 }
 
 function rig(settings?: AluaConfig) {

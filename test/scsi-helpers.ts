@@ -112,6 +112,17 @@ export function cdb16(op: number, lba: bigint | number, len: number, byte1 = 0):
   return b;
 }
 
+/** WRITE ATOMIC(16): LBA 2-9, ATOMIC BOUNDARY 10-11, TRANSFER LENGTH 12-13. */
+export function cdbAtomic(lba: number, blocks: number, byte1 = 0, boundary = 0): Buffer {
+  const c = Buffer.alloc(16);
+  c[0] = 0x9c;
+  c[1] = byte1;
+  c.writeBigUInt64BE(BigInt(lba), 2);
+  c.writeUInt16BE(boundary, 10);
+  c.writeUInt16BE(blocks, 12);
+  return c;
+}
+
 /** COMPARE AND WRITE: LBA 2-9, NUMBER OF LOGICAL BLOCKS byte 13. */
 export function cdbCaw(lba: number, blocks: number, byte1 = 0): Buffer {
   const c = Buffer.alloc(16);

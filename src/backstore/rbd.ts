@@ -16,7 +16,10 @@
  *   fast-diff reports an object's whole written size). At most MAPPING_OBJECTS objects per call: librbd asks the
  *   OSD about each, so a 1 TiB image would take minutes; the initiator asks again from where the answer ends.
  * - WRITE ATOMIC(16): a write that stays inside one RADOS object is one OSD operation, applied whole or not at
- *   all, against every gateway and across a crash of this one (atomicWriteMax, aligned to itself).
+ *   all, against every gateway and across a crash of this one (appliesWhole). One that crosses an object boundary
+ *   goes through the redo journal in the cluster (redoJournal, src/backstore/rbd-atomic.ts), offered only while
+ *   this gateway is the target's sole writer (LogicalUnit.clusterJournal); otherwise the LU offers atomicWriteMax,
+ *   4 KiB aligned to itself, which never crosses an object.
  * - Errors keep librbd's errno (ESHUTDOWN for a blocklisted client, ETIMEDOUT for an OSD or mon that does not
  *   answer within opTimeout, ENOSPC/EDQUOT for a full pool): src/scsi/sbc.ts maps them to sense data.
  * - A full pool (quota reached, or an OSD past its full ratio) refuses a write that needs space at once, with
@@ -54,8 +57,8 @@ export interface RbdBackstoreOptions {
 /** Objects of the image one mapping() call looks at, at most. */
 const MAPPING_OBJECTS = 64;
 /**
- * WRITE ATOMIC(16)'s limit, alignment and granularity: 4 KiB, the physical block. Aligned to itself, it never
- * crosses an object boundary (objects are 4 KiB multiples, 4 MiB by default), so librbd sends one op.
+ * WRITE ATOMIC(16)'s limit, alignment and granularity without the journal: 4 KiB, the physical block. Aligned to
+ * itself, it never crosses an object boundary (objects are 4 KiB multiples, 4 MiB by default): librbd sends one op.
  */
 const ATOMIC_WRITE_BYTES = 4096;
 

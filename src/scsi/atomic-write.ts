@@ -11,6 +11,11 @@
  *   a time (the journal holds one record); the journal is taken before the range, so that two atomic writes
  *   of one worker never wait on each other's ranges while holding the journal.
  *
+ * - On an RBD LU ('cluster'): a write inside one RADOS object is one OSD op and needs no journal; one across
+ *   objects takes the same steps with the lane's slot of the journal object in the cluster
+ *   (src/backstore/rbd-atomic.ts), offered only while this gateway is the target's sole writer; the portal
+ *   replays (or, where another gateway may have written since, discards) records before this gateway serves.
+ *
  * Limits (Block Limits VPD): MAXIMUM ATOMIC TRANSFER LENGTH 1 MiB of blocks; ATOMIC ALIGNMENT and ATOMIC
  * TRANSFER LENGTH GRANULARITY the physical block (LuLimits.atomicUnitBlocks says why); no atomic boundaries:
  * a non-zero ATOMIC BOUNDARY is outside the usage map and refused by the dispatcher with INVALID FIELD IN CDB.
@@ -165,7 +170,8 @@ async function journaled(
     // FUA: the data in place is durable before the record that could replay it is cleared.
     await writeMedium(lu, lba, data, true, false);
   } catch (e) {
-    // The record stays valid and is replayed at the next start; this lane's journal is not reused before that.
+    // The record stays valid and is replayed at the next start (an RBD LU's: also when another gateway takes
+    // over); this lane's journal is not reused before that.
     journal.broken = `in-place write failed, record kept for replay at start-up: ${(e as Error).message}`;
     throw e;
   }

@@ -156,8 +156,10 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
       });
   // WRITE ATOMIC journals: a write cut short by a crash is completed or discarded before any worker serves.
   logAtomicRecovery(recoverAtomicJournals(config));
-  // The same for RBD LUs of targets this gateway alone writes: their journals are in the cluster.
-  logAtomicRecovery(await recoverRbdAtomicJournals(config, { offlineOnError: true }));
+  // The same for RBD LUs, whose journals are in the cluster; one that cannot be brought to rest is not served.
+  for (const r of await recoverRbdAtomicJournals(config, { offlineOnError: true }))
+    if (r.error !== undefined) log.error('LU offline', { target: r.target, lun: r.lun, reason: r.error });
+    else logAtomicRecovery([r]);
   const counters = createCounterShared();
   const portalRow = new CounterRow(counters, 0);
   const stopSampling = sampleEventLoop(counters.runtime, 0);

@@ -10,6 +10,7 @@ import test from 'ava';
 import { decodeJournal, HEADER_BYTES } from '../src/backstore/atomic-journal';
 import { MemoryBackstore } from '../src/backstore/memory';
 import {
+  atomicLimitsShrink,
   atomicObjectName,
   journalAction,
   RbdAtomicJournal,
@@ -130,6 +131,10 @@ test('journalAction: replay when beginning to serve as the sole writer, discard 
   t.is(journalAction(both, bAfterFlip), 'discard', 'was serving beside the other one: records may be stale');
   t.is(journalAction(aActive, aActive), null);
   t.is(journalAction(bAfterFlip, bNothing), null, 'stops serving');
+  // INQUIRY DATA HAS CHANGED only where the limits shrink under a gateway that keeps serving.
+  t.true(atomicLimitsShrink(aActive, alua(['active-optimized', 'active-optimized'], 1)));
+  t.false(atomicLimitsShrink(bStandby, bAfterFlip), 'a failover: they grow');
+  t.false(atomicLimitsShrink(aActive, alua(['standby', 'active-optimized'], 1)), 'A stops serving');
 });
 
 test('sole writer: Block Limits as a file LU; a write inside one object goes straight, a crossing one through the journal', async (t) => {

@@ -199,6 +199,17 @@ export function journalAction(
   return !soleWriter(before) && soleWriter(after) ? 'discard' : null;
 }
 
+/**
+ * True when atomic writes across objects stop being offered on a gateway that keeps serving (the sole writer
+ * gets company): Block Limits shrink to 4 KiB under a host that may have read 1 MiB, so the portal raises
+ * INQUIRY DATA HAS CHANGED. Limits that grow (a failover to this gateway) are not announced beyond the
+ * ASYMMETRIC ACCESS STATE CHANGED the change raises anyway: the old, smaller limits stay valid; and a gateway that
+ * stops serving refuses media commands whatever its limits.
+ */
+export function atomicLimitsShrink(before: AluaConfig | undefined, after: AluaConfig | undefined): boolean {
+  return serving(after) && soleWriter(before) && !soleWriter(after);
+}
+
 // ---- every RBD LU of a configuration (the portal thread) -------------------------------------------------------
 
 export interface RbdRecoveryReport {

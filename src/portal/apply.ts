@@ -20,8 +20,7 @@ import * as fs from 'node:fs';
 import type { AuthConfig, Config, LunConfig, TargetConfig } from '../config/schema';
 import { prepareBackingFiles } from '../backstore/prepare';
 import { logAtomicRecovery, recoverAtomicJournals } from '../backstore/atomic-journal';
-import { journalAction, rbdLuns, recoverRbdLu } from '../backstore/rbd-atomic';
-import { soleWriter } from '../config/alua';
+import { atomicLimitsShrink, journalAction, rbdLuns, recoverRbdLu } from '../backstore/rbd-atomic';
 import { LU_FAULTS, LuFaultCounters, type CounterShared } from '../metrics/counters';
 import { resetTargetTotals } from '../metrics/session-stats';
 import { blockDeviceSize } from '../native';
@@ -249,7 +248,7 @@ export class ConfigApplier {
     };
     everyLu(plan.accessStatesChanged, UA.ASYMMETRIC_ACCESS_STATE_CHANGED);
     everyLu(plan.portGroupsChanged, UA.INQUIRY_DATA_CHANGED);
-    // Block Limits of their RBD LUs changed with it: atomic writes across objects are offered or no longer.
+    // Block Limits of their RBD LUs shrank with it: atomic writes across objects are no longer offered.
     for (const l of journals.limitsChanged) {
       const m = lus[l.slot];
       if (m) new LuShared(m, 0).establish(UA.INQUIRY_DATA_CHANGED);
@@ -269,7 +268,7 @@ export class ConfigApplier {
    * Step 3 for RBD LUs (src/backstore/rbd-atomic.ts), before anything changes: where the change makes this
    * gateway begin to serve a target (or its added RBD LUs), or its sole writer, bring every port's WRITE ATOMIC
    * records of them to rest as journalAction says, before a worker serves in the new state; a record that
-   * cannot be applied refuses the change. Returns the RBD LUs whose atomic limits follow the change.
+   * cannot be applied refuses the change. Returns the RBD LUs whose atomic limits shrink with the change.
    */
   private async replayForSoleWriter(plan: ChangePlan): Promise<{ limitsChanged: LunConfig[] } | string> {
     const before = new Map(this.deps.config.targets.map((t) => [t.name, t]));
@@ -279,7 +278,7 @@ export class ConfigApplier {
       const was = before.get(t.name);
       const changed = journalAction(was === undefined ? null : was.alua, t.alua);
       const fresh = journalAction(null, t.alua);
-      if (was !== undefined && soleWriter(was.alua) !== soleWriter(t.alua))
+      if (was !== undefined && atomicLimitsShrink(was.alua, t.alua))
         limitsChanged.push(...rbdLuns(t).filter((l) => !added.has(l)));
       for (const l of rbdLuns(t)) {
         const action = added.has(l) ? fresh : changed;

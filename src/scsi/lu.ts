@@ -253,7 +253,7 @@ export class LogicalUnit {
   /**
    * ATOMIC limits (Block Limits VPD) for the way atomic writes are offered now. Called at construction and after
    * a live change of the target's port groups (src/worker/targets.ts), which may turn a 'cluster' store's
-   * journal on or off: the portal then raises INQUIRY DATA HAS CHANGED (src/portal/apply.ts).
+   * journal on or off: the portal raises INQUIRY DATA HAS CHANGED when they shrink (atomicLimitsShrink).
    */
   refreshAtomicLimits(): void {
     const l = this.limits;

@@ -13,7 +13,16 @@ import test, { type ExecutionContext } from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { decodeJournal, type Decoded } from '../src/backstore/atomic-journal';
-import { atomicObjectName, RBD_RECORD_MAX } from '../src/backstore/rbd-atomic';
+import {
+  atomicObjectName,
+  RbdAtomicJournal,
+  RBD_RECORD_MAX,
+  recoverRbdAtomicJournals,
+} from '../src/backstore/rbd-atomic';
+import { normalizeLun } from '../src/config/lun';
+import type { AluaConfig } from '../src/config/alua';
+import type { Config } from '../src/config/schema';
+import { RbdImage } from '../src/native/rbd';
 import { ceph, clusterForFile, ifCeph, imageWatchers, radosGet, rbd, rbdLun } from './helpers/ceph';
 import { startChildTargetWithConfig, type ChildTarget } from './helpers/child-target';
 import * as gw from './helpers/gateways';
@@ -248,6 +257,62 @@ function suite(): void {
         "A's record cleared",
       );
       t.deepEqual(await limits(sb), [2048, 8, 8], 'B, now the sole writer, journals');
+    },
+  );
+  test.serial(
+    "the portal's replay: one dead worker's lane alone; at start-up every lane, or none applied beside another active gateway",
+    async (t) => {
+      t.timeout(120_000);
+      const image = 'lanes';
+      const l = normalizeLun(lun(image), 'luns[0]', cl.tmp);
+      const config = (alua?: AluaConfig) =>
+        ({ targets: [{ name: IQN, alua, luns: [l] }] }) as unknown as Config;
+      // This test process plays the gateway whose workers wrote records on lanes 1 and 2 of port 1, then died.
+      const img = await RbdImage.open({ conf: cl.conf, pool: cl.pool, image, createSize: 16 << 20 });
+      t.teardown(() => img.close());
+      const record = (lane: number, lba: number) =>
+        new RbdAtomicJournal(img, atomicObjectName(image, 1), lane).append(lba, BLOCKS, BS, [NEW]);
+      const range = async (lba: number) => {
+        const b = Buffer.alloc(BLOCKS * BS);
+        await img.read(lba * BS, b);
+        return b;
+      };
+      await record(1, LBA);
+      await record(2, LBA + 4 * BLOCKS);
+      // Worker on lane 2 died: only its slot.
+      const dead = await recoverRbdAtomicJournals(config(), { lane: 2 });
+      t.deepEqual(
+        dead.flatMap((r) => r.actions.map((a) => [a.outcome, a.record?.lba])),
+        [['applied', LBA + 4 * BLOCKS]],
+      );
+      t.true((await range(LBA + 4 * BLOCKS)).equals(NEW));
+      t.deepEqual(await slots(image), ['complete', 'idle'], "lane 1's record left to its own replay");
+      // With two active groups this gateway replays no lane: nothing it journaled can be pending.
+      const both: AluaConfig = {
+        localGroup: 1,
+        port: 1,
+        groups: [
+          { id: 1, state: 'active-optimized', ports: [1], preferred: false },
+          { id: 2, state: 'active-optimized', ports: [2], preferred: false },
+        ],
+      };
+      t.deepEqual(await recoverRbdAtomicJournals(config(both), { lane: 1 }), []);
+      // Start-up beside another active gateway: the record is cleared, not applied (it may be stale).
+      const stale = await recoverRbdAtomicJournals(config(both));
+      t.deepEqual(
+        stale.flatMap((r) => r.actions.map((a) => [a.outcome, a.record?.lba])),
+        [['discarded', LBA]],
+      );
+      t.true((await range(LBA)).equals(Buffer.alloc(BLOCKS * BS)), 'not applied');
+      t.deepEqual(await slots(image), ['idle', 'idle']);
+      // Start-up as the sole writer: applied.
+      await record(1, LBA);
+      const start = await recoverRbdAtomicJournals(config());
+      t.deepEqual(
+        start.flatMap((r) => r.actions.map((a) => [a.outcome, a.record?.lba])),
+        [['applied', LBA]],
+      );
+      t.true((await range(LBA)).equals(NEW));
     },
   );
 }

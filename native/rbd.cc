@@ -897,6 +897,82 @@ napi_value RbdPrRewatch(napi_env env, napi_callback_info info) {
   return QueueJob(env, argv[1], exec);
 }
 
+
+// ---- plain RADOS objects beside the image (the WRITE ATOMIC redo journal, src/backstore/rbd-atomic.ts) --------
+// Each call is one librados op on the image's pool and namespace, on the thread pool. A write is one OSD op: the
+// OSD applies all of its bytes or none (what makes a journal record whole without a checksum's help).
+
+// rbdObjWrite(handle, object, offset, bufs[], cb(rc)): the buffers back to back at offset (copied first).
+napi_value RbdObjWrite(napi_env env, napi_callback_info info) {
+  IMAGE_ARGS(5);
+  std::string obj;
+  int64_t off;
+  uint32_t count = 0;
+  if (!GetString(env, argv[1], &obj) || obj.empty() || !GetInt64(env, argv[2], &off) || off < 0 ||
+      napi_get_array_length(env, argv[3], &count) != napi_ok)
+    return TypeErr(env, "rbdObjWrite: expected (handle, object, offset, buffers, cb)");
+  auto data = std::make_shared<std::string>();
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value el;
+    uint8_t* p;
+    size_t len;
+    if (napi_get_element(env, argv[3], i, &el) != napi_ok || !GetBytes(env, el, &p, &len))
+      return TypeErr(env, "rbdObjWrite: buffers must be ArrayBufferViews");
+    data->append(reinterpret_cast<const char*>(p), len);
+  }
+  rados_ioctx_t io = im->io;
+  return QueueJob(env, argv[4], [io, obj, off, data](Job& job) {
+    job.rc = rados_write(io, obj.c_str(), data->data(), data->size(), static_cast<uint64_t>(off));
+    if (job.rc < 0) job.why = "rados_write " + obj;
+  });
+}
+
+// rbdObjRead(handle, object, offset, length, cb(rc, Buffer|undefined)): rc the bytes read (short at the object's
+// end), -ENOENT when the object does not exist.
+napi_value RbdObjRead(napi_env env, napi_callback_info info) {
+  IMAGE_ARGS(5);
+  std::string obj;
+  int64_t off, len;
+  if (!GetString(env, argv[1], &obj) || obj.empty() || !GetInt64(env, argv[2], &off) || off < 0 ||
+      !GetInt64(env, argv[3], &len) || len < 0 || len > (int64_t{1} << 30))
+    return TypeErr(env, "rbdObjRead: expected (handle, object, offset, length, cb)");
+  rados_ioctx_t io = im->io;
+  auto buf = std::make_shared<std::vector<char>>(static_cast<size_t>(len));
+  auto exec = [io, obj, off, buf](Job& job) {
+    job.rc = rados_read(io, obj.c_str(), buf->data(), buf->size(), static_cast<uint64_t>(off));
+    if (job.rc < 0 && job.rc != -ENOENT) job.why = "rados_read " + obj;
+  };
+  auto done = [buf](napi_env e, Job& job) -> napi_value {
+    if (job.rc < 0) return nullptr;
+    napi_value out;
+    void* copy = nullptr;
+    napi_create_buffer_copy(e, static_cast<size_t>(job.rc), buf->data(), &copy, &out);
+    return out;
+  };
+  return QueueJob(env, argv[4], exec, done);
+}
+
+// rbdObjStat(handle, object, cb(rc, size)): -ENOENT when the object does not exist.
+napi_value RbdObjStat(napi_env env, napi_callback_info info) {
+  IMAGE_ARGS(3);
+  std::string obj;
+  if (!GetString(env, argv[1], &obj) || obj.empty())
+    return TypeErr(env, "rbdObjStat: expected (handle, object, cb)");
+  rados_ioctx_t io = im->io;
+  auto size = std::make_shared<uint64_t>(0);
+  auto exec = [io, obj, size](Job& job) {
+    time_t mtime;
+    job.rc = rados_stat(io, obj.c_str(), size.get(), &mtime);
+    if (job.rc < 0 && job.rc != -ENOENT) job.why = "rados_stat " + obj;
+  };
+  auto done = [size](napi_env e, Job&) -> napi_value {
+    napi_value out;
+    napi_create_double(e, static_cast<double>(*size), &out);
+    return out;
+  };
+  return QueueJob(env, argv[2], exec, done);
+}
+
 }  // namespace
 
 void RegisterRbd(napi_env env, napi_value exports) {
@@ -917,6 +993,9 @@ void RegisterRbd(napi_env env, napi_value exports) {
       {"rbdPrNotify", RbdPrNotify},
       {"rbdPrAck", RbdPrAck},
       {"rbdPrRewatch", RbdPrRewatch},
+      {"rbdObjWrite", RbdObjWrite},
+      {"rbdObjRead", RbdObjRead},
+      {"rbdObjStat", RbdObjStat},
   };
   for (const auto& [name, fn] : kFunctions) SetFunction(env, exports, name, fn);
 }

@@ -3,8 +3,9 @@
  * runs, one process per suite, and the same nodetgt declarations), against LUNs stored in RBD images on a
  * one-node test cluster. Every suite must meet the file LUN's declarations exactly (no other skip or failure,
  * no declared one missing), so each test of ALL has the same outcome on both, except where a run declares an
- * RBD difference ('nodetgt-rbd' in helpers/conformance-runs.ts, with why): WriteAtomic16.Simple, because RADOS
- * applies a write whole only within one object. The totals check that every test not declared passes.
+ * RBD difference ('nodetgt-rbd' in helpers/conformance-runs.ts, with why); none does today (WRITE ATOMIC across
+ * RADOS objects goes through the redo journal in the cluster, src/backstore/rbd-atomic.ts). The totals check that
+ * every test not declared passes.
  *
  * The LUNs mirror the file run's, 64 MiB each, 512-byte blocks: LUN 0 an image created through the config,
  * LUN 1 an image opened read-only (created here with `rbd create`: a read-only LU never creates its image),

@@ -247,22 +247,26 @@ function suite(): void {
   );
 
   test.serial(
-    'WRITE ATOMIC(16) of 4 KiB aligned: offered by RBD itself (one RADOS op), longer or unaligned refused',
+    'WRITE ATOMIC(16): the file LU limits (no ALUA: the journal in the cluster is on); across an object boundary too',
     async (t) => {
       const a = await login(0, 'atomic');
       const vpd = await a.scsi(Buffer.from([0x12, 0x01, 0xb0, 0x00, 0x40, 0x00]), { edtl: 64, read: true });
       good(t, vpd, 'INQUIRY Block Limits');
       t.deepEqual(
         [vpd.data.readUInt32BE(44), vpd.data.readUInt32BE(48), vpd.data.readUInt32BE(52)],
-        [8, 8, 8],
-        'MAXIMUM ATOMIC TRANSFER LENGTH, ATOMIC ALIGNMENT, ATOMIC TRANSFER LENGTH GRANULARITY: 8 blocks',
+        [2048, 8, 8],
+        'MAXIMUM ATOMIC TRANSFER LENGTH 1 MiB; ATOMIC ALIGNMENT and TRANSFER LENGTH GRANULARITY 4 KiB',
       );
       const atomic = (lba: number, blocks: number, data: Buffer) =>
         a.scsi(cdb16(0x9c, lba, blocks), { edtl: data.length, write: true, data });
       const data = pattern(8 * BS, 41);
-      // The last 8 blocks of an object: still inside it.
+      // The last 8 blocks of an object: inside it, one RADOS op.
       good(t, await atomic(8192 * 3 - 8, 8, data), 'WRITE ATOMIC 8 blocks');
       t.true((await read(a, 8192 * 3 - 8, 8)).data.equals(data), 'written');
+      // Across the boundary of objects 2 and 3: through the journal.
+      const across = pattern(16 * BS, 42);
+      good(t, await atomic(8192 * 3 - 8, 16, across), 'WRITE ATOMIC 16 blocks across an object boundary');
+      t.true((await read(a, 8192 * 3 - 8, 16)).data.equals(across), 'written whole');
       const refused = async (lba: number, blocks: number, what: string) => {
         const r = await atomic(lba, blocks, Buffer.alloc(blocks * BS));
         t.deepEqual(
@@ -271,8 +275,8 @@ function suite(): void {
           `${what}: INVALID FIELD IN CDB`,
         );
       };
-      await refused(8192 * 3 - 8, 16, '16 blocks (across an object boundary)');
       await refused(8192 * 3 - 4, 8, 'unaligned');
+      await refused(0, 2056, 'over the maximum');
     },
   );
 

@@ -34,23 +34,23 @@ export function fixture(
   const store = new MemoryBackstore({ sizeBytes: 1024 * 512, ...storeOpts });
   const lu = new LogicalUnit(store, testIdentity(TARGET, lunNumber), luOpts);
   const disp = new ScsiDispatcher(new Map([[lunNumber, lu]]));
-  return {
-    store,
-    lu,
-    disp,
-    run: (cdb, opts = {}) => {
-      const dataOut = opts.data === undefined ? [] : Array.isArray(opts.data) ? opts.data : [opts.data];
-      const buf = Buffer.isBuffer(cdb) ? cdb : Buffer.from(cdb);
-      return disp.execute({
-        lun: opts.lun ?? lunNumber,
-        cdb: buf,
-        expectedLength: opts.expectedLength ?? dataOut.reduce((n, d) => n + d.length, 0),
-        readFlag: dataOut.length === 0,
-        writeFlag: dataOut.length > 0,
-        dataOut,
-        nexus: opts.nexus ?? 'iqn.initiator,isid=1,tpgt=1',
-      });
-    },
+  return { store, lu, disp, run: runOn(disp, lunNumber) };
+}
+
+/** Fixture.run over any dispatcher: `data` makes it a write, none a read. */
+export function runOn(disp: ScsiDispatcher, lunNumber = 0): Fixture['run'] {
+  return (cdb, opts = {}) => {
+    const dataOut = opts.data === undefined ? [] : Array.isArray(opts.data) ? opts.data : [opts.data];
+    const buf = Buffer.isBuffer(cdb) ? cdb : Buffer.from(cdb);
+    return disp.execute({
+      lun: opts.lun ?? lunNumber,
+      cdb: buf,
+      expectedLength: opts.expectedLength ?? dataOut.reduce((n, d) => n + d.length, 0),
+      readFlag: dataOut.length === 0,
+      writeFlag: dataOut.length > 0,
+      dataOut,
+      nexus: opts.nexus ?? 'iqn.initiator,isid=1,tpgt=1',
+    });
   };
 }
 
@@ -110,6 +110,17 @@ export function cdb16(op: number, lba: bigint | number, len: number, byte1 = 0):
   u64(b, BigInt(lba), 2);
   b.writeUInt32BE(len, 10);
   return b;
+}
+
+/** WRITE ATOMIC(16): LBA 2-9, ATOMIC BOUNDARY 10-11, TRANSFER LENGTH 12-13. */
+export function cdbAtomic(lba: number, blocks: number, byte1 = 0, boundary = 0): Buffer {
+  const c = Buffer.alloc(16);
+  c[0] = 0x9c;
+  c[1] = byte1;
+  c.writeBigUInt64BE(BigInt(lba), 2);
+  c.writeUInt16BE(boundary, 10);
+  c.writeUInt16BE(blocks, 12);
+  return c;
 }
 
 /** COMPARE AND WRITE: LBA 2-9, NUMBER OF LOGICAL BLOCKS byte 13. */

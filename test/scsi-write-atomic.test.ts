@@ -12,7 +12,17 @@ import { MemoryBackstore } from '../src/backstore/memory';
 import { NullBackstore } from '../src/backstore/null';
 import { ScsiDispatcher } from '../src/scsi/dispatcher';
 import { LogicalUnit } from '../src/scsi/lu';
-import { ILLEGAL, cdb10, fieldPointer, fixture, good, pattern, sense, testIdentity } from './scsi-helpers';
+import {
+  ILLEGAL,
+  cdb10,
+  fieldPointer,
+  fixture,
+  good,
+  pattern,
+  sense,
+  testIdentity,
+  cdbAtomic,
+} from './scsi-helpers';
 
 const BS = 512;
 /** More blocks than MAXIMUM ATOMIC TRANSFER LENGTH (2048), so that the limit is reached before the end. */
@@ -21,16 +31,6 @@ const BLOCKS = 4096;
 /** A memory store reporting 4 KiB physical blocks, as a file on most file systems does. */
 class PhysicalStore extends MemoryBackstore {
   readonly physicalBlockSize = 4096;
-}
-
-function cdbAtomic(lba: number, blocks: number, byte1 = 0, boundary = 0): Buffer {
-  const c = Buffer.alloc(16);
-  c[0] = 0x9c;
-  c[1] = byte1;
-  c.writeBigUInt64BE(BigInt(lba), 2);
-  c.writeUInt16BE(boundary, 10);
-  c.writeUInt16BE(blocks, 12);
-  return c;
 }
 
 function journalDir(t: { teardown(fn: () => void): void }): string {

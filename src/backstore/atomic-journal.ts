@@ -25,7 +25,9 @@ import * as path from 'node:path';
 import type { Config, LunConfig } from '../config/schema';
 import { blockDeviceSize, crc32c } from '../native';
 import { serialFileName } from '../scsi/pr-aptpl';
+import { log } from '../util/log';
 import { makeParents } from './file';
+import type { RedoJournal } from './types';
 
 export const JOURNAL_MAGIC = Buffer.from('NTGTATW1', 'latin1');
 export const HEADER_BYTES = 64;
@@ -125,7 +127,7 @@ async function writeAll(
  * One lane's journal of one LU. Callers serialize their use of it (src/scsi/atomic-write.ts): one record at a
  * time, and stop using it once `broken` is set (a record kept for replay, or a file in an unknown state).
  */
-export class AtomicJournal {
+export class AtomicJournal implements RedoJournal {
   private fh: fs.promises.FileHandle | null = null;
   private seq = 0n;
   broken: string | null = null;
@@ -338,4 +340,41 @@ export function recoverAtomicJournals(config: Config, lane?: number): AtomicReco
       }
     }
   return out;
+}
+
+/** The log lines of a recovery (start-up, a dead worker's lane, a live change). */
+export function logAtomicRecovery(reports: AtomicRecoveryReport[]): void {
+  for (const r of reports) {
+    if (r.error !== undefined)
+      log.error('WRITE ATOMIC journal recovery failed', { target: r.target, lun: r.lun, reason: r.error });
+    for (const a of r.actions)
+      if (a.outcome === 'applied')
+        log.warn(
+          'WRITE ATOMIC journal: a complete record was written in place (the write had been cut short)',
+          {
+            target: r.target,
+            lun: r.lun,
+            journal: a.file,
+            seq: String(a.record!.seq),
+            lba: a.record!.lba,
+            blocks: a.record!.blocks,
+          },
+        );
+      else if (a.record !== undefined)
+        log.error('WRITE ATOMIC journal: a complete record was discarded, its write may be left torn', {
+          target: r.target,
+          lun: r.lun,
+          journal: a.file,
+          why: a.why,
+          lba: a.record.lba,
+          blocks: a.record.blocks,
+        });
+      else
+        log.warn('WRITE ATOMIC journal: a torn record was discarded (its write never began in place)', {
+          target: r.target,
+          lun: r.lun,
+          journal: a.file,
+          why: a.why,
+        });
+  }
 }

@@ -16,7 +16,10 @@
  *   fast-diff reports an object's whole written size). At most MAPPING_OBJECTS objects per call: librbd asks the
  *   OSD about each, so a 1 TiB image would take minutes; the initiator asks again from where the answer ends.
  * - WRITE ATOMIC(16): a write that stays inside one RADOS object is one OSD operation, applied whole or not at
- *   all, against every gateway and across a crash of this one (atomicWriteMax, aligned to itself).
+ *   all, against every gateway and across a crash of this one (appliesWhole). One that crosses an object boundary
+ *   goes through the redo journal in the cluster (redoJournal, src/backstore/rbd-atomic.ts), offered only while
+ *   this gateway is the target's sole writer (LogicalUnit.clusterJournal); otherwise the LU offers atomicWriteMax,
+ *   4 KiB aligned to itself, which never crosses an object.
  * - Errors keep librbd's errno (ESHUTDOWN for a blocklisted client, ETIMEDOUT for an OSD or mon that does not
  *   answer within opTimeout, ENOSPC/EDQUOT for a full pool): src/scsi/sbc.ts maps them to sense data.
  * - A full pool (quota reached, or an OSD past its full ratio) refuses a write that needs space at once, with
@@ -26,7 +29,8 @@
  *   (which gives space back). Once the pool is no longer flagged full, writes succeed again.
  */
 import { RbdImage, rbdAvailable, type RbdOpenOptions } from '../native/rbd';
-import { appendExtent, type Backstore, type MappingExtent } from './types';
+import { atomicObjectName, RBD_JOURNAL_LANES, RbdAtomicJournal } from './rbd-atomic';
+import { appendExtent, type Backstore, type MappingExtent, type RedoJournal } from './types';
 
 export interface RbdBackstoreOptions {
   pool: string;
@@ -53,8 +57,8 @@ export interface RbdBackstoreOptions {
 /** Objects of the image one mapping() call looks at, at most. */
 const MAPPING_OBJECTS = 64;
 /**
- * WRITE ATOMIC(16)'s limit, alignment and granularity: 4 KiB, the physical block. Aligned to itself, it never
- * crosses an object boundary (objects are 4 KiB multiples, 4 MiB by default), so librbd sends one op.
+ * WRITE ATOMIC(16)'s limit, alignment and granularity without the journal: 4 KiB, the physical block. Aligned to
+ * itself, it never crosses an object boundary (objects are 4 KiB multiples, 4 MiB by default): librbd sends one op.
  */
 const ATOMIC_WRITE_BYTES = 4096;
 
@@ -134,8 +138,12 @@ export class RbdBackstore implements Backstore {
   readonly physicalBlockSize = 4096;
   readonly compareAndWriteMax = 512;
   readonly atomicWriteMax = ATOMIC_WRITE_BYTES;
+  /** The image's name in its pool and namespace (the journal objects are named after it). */
+  readonly imageName: string;
   private closing: Promise<void> | null = null;
   onFault?: (e: Error) => void;
+  /** This thread's redo journals, by relative target port and lane. */
+  private readonly journals = new Map<string, RbdAtomicJournal>();
 
   constructor(
     readonly image: RbdImage,
@@ -146,6 +154,7 @@ export class RbdBackstore implements Backstore {
     opts: RbdBackstoreOptions,
   ) {
     this.readOnly = opts.readOnly ?? false;
+    this.imageName = opts.image;
     this.writeCacheEnabled = opts.cache ?? false;
   }
 
@@ -203,6 +212,27 @@ export class RbdBackstore implements Backstore {
     const mismatch = await this.image.compareAndWrite(offset, verify, data);
     if (mismatch === null && fua) await this.image.flush();
     return mismatch;
+  }
+
+  /** A write inside one RADOS object is one OSD op: applied whole or not at all, for every gateway. */
+  appliesWhole(offset: number, length: number): boolean {
+    return (
+      length > 0 &&
+      Math.floor(offset / this.objectSize) === Math.floor((offset + length - 1) / this.objectSize)
+    );
+  }
+
+  /** The lane's slot in the gateway's journal object beside the image (src/backstore/rbd-atomic.ts). */
+  redoJournal(port: number, lane: number): RedoJournal | undefined {
+    if (this.readOnly || lane < 1 || lane > RBD_JOURNAL_LANES) return undefined;
+    const key = `${port}/${lane}`;
+    let j = this.journals.get(key);
+    if (!j)
+      this.journals.set(
+        key,
+        (j = new RbdAtomicJournal(this.image, atomicObjectName(this.imageName, port), lane)),
+      );
+    return j;
   }
 
   async mapping(offset: number, length: number, maxExtents = Infinity): Promise<MappingExtent[]> {

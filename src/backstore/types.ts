@@ -7,6 +7,20 @@ export interface MappingExtent {
 }
 
 /**
+ * A lane's redo journal of WRITE ATOMIC(16) as src/scsi/atomic-write.ts uses it: a file's
+ * (src/backstore/atomic-journal.ts), or the cluster's for an RBD LU (src/backstore/rbd-atomic.ts). One record at
+ * a time; `file` names it in messages; `broken` stops its use (a record kept for replay, or an unknown state).
+ */
+export interface RedoJournal {
+  readonly file: string;
+  broken: string | null;
+  /** Step (a): the record, durable on return. */
+  append(lba: number, blocks: number, blockSize: number, data: readonly Buffer[]): Promise<bigint>;
+  /** Step (c): the record no longer counts, durably. */
+  invalidate(): Promise<void>;
+}
+
+/**
  * The contract between the SCSI layer (src/scsi) and whatever stores the blocks.
  * Offsets and lengths are in bytes; callers keep them block-aligned and within sizeBytes.
  */
@@ -64,6 +78,17 @@ export interface Backstore {
    * Optional: absent, atomic writes need the journal (file) or are not offered.
    */
   readonly atomicWriteMax?: number;
+  /**
+   * A store that applies some longer writes whole by itself (RBD: any write inside one RADOS object): true for
+   * such a write, which then needs no journal. Optional: absent, only atomicWriteMax-aligned ones are.
+   */
+  appliesWhole?(offset: number, length: number): boolean;
+  /**
+   * The redo journal of a lane (worker) of the gateway with this relative target port, kept by the store itself
+   * (RBD: in the cluster, src/backstore/rbd-atomic.ts), for atomic writes appliesWhole() does not cover; undefined
+   * where the lane has none. Optional: absent, the store keeps no journal.
+   */
+  redoJournal?(port: number, lane: number): RedoJournal | undefined;
   /** Deallocate a range (punch hole); later reads return zeros. */
   unmap(offset: number, length: number): Promise<void>;
   /**

@@ -107,6 +107,30 @@ export function normalizeAlua(raw: unknown, where: string): AluaConfig | undefin
   return { localGroup, port, groups };
 }
 
+/** Relative target port of a target without `alua`: its one port. */
+export const SINGLE_PORT = 1;
+
+/** The asymmetric access states in which a gateway serves media commands (reads and writes). */
+export function isActive(state: AluaState): boolean {
+  return state === 'active-optimized' || state === 'active-non-optimized';
+}
+
+/**
+ * True when this gateway is the only one that may write the target's LUs: no `alua` (one port), or the active
+ * groups' ports are exactly this gateway's port. What makes replaying a WRITE ATOMIC redo record kept in the
+ * cluster sound (src/backstore/rbd-atomic.ts): nobody else can have written its range since it was recorded.
+ */
+export function soleWriter(alua: AluaConfig | undefined): boolean {
+  if (alua === undefined) return true;
+  const active = alua.groups.filter((g) => isActive(g.state)).flatMap((g) => g.ports);
+  return active.length === 1 && active[0] === alua.port;
+}
+
+/** Every relative target port of the target (its gateways): each may have left a redo record. */
+export function allPorts(alua: AluaConfig | undefined): number[] {
+  return alua === undefined ? [SINGLE_PORT] : alua.groups.flatMap((g) => g.ports);
+}
+
 /**
  * The NAA designator of a LU that several gateways serve: NAA 3h (locally assigned; nodetgt owns no IEEE
  * company_id) and 60 bits of SHA-256 over the target name and the LU's serial, so that every gateway with the

@@ -62,6 +62,15 @@ interface RbdBinding {
   rbdPrNotify(h: number, timeoutMs: number, cb: JobCb<undefined>): void;
   rbdPrAck(h: number, notifyId: bigint, cb: JobCb<undefined>): void;
   rbdPrRewatch(h: number, cb: JobCb<undefined>): void;
+  rbdObjWrite(
+    h: number,
+    obj: string,
+    offset: number,
+    bufs: readonly ArrayBufferView[],
+    cb: JobCb<undefined>,
+  ): void;
+  rbdObjRead(h: number, obj: string, offset: number, length: number, cb: JobCb<Buffer | undefined>): void;
+  rbdObjStat(h: number, obj: string, cb: JobCb<number>): void;
 }
 
 /** True when the addon was built with librbd. */
@@ -303,6 +312,46 @@ export class RbdImage {
 
   prRewatch(): Promise<void> {
     return job<undefined>((cb) => this.b.rbdPrRewatch(this.h, cb), 'rados_watch2').then(() => {});
+  }
+
+  /**
+   * One write op on a RADOS object beside the image (its pool and namespace): the OSD applies all of the bytes or
+   * none. Counted as an op in flight, so that close() waits for it.
+   */
+  objWrite(obj: string, offset: number, bufs: readonly Buffer[]): Promise<void> {
+    return this.objJob((cb) => this.b.rbdObjWrite(this.h, obj, offset, bufs, cb), 'rados_write').then(
+      () => {},
+    );
+  }
+
+  /** Up to `length` bytes of a RADOS object from offset (fewer at its end); null when the object does not exist. */
+  objRead(obj: string, offset: number, length: number): Promise<Buffer | null> {
+    return this.objJob<Buffer | undefined>(
+      (cb) => this.b.rbdObjRead(this.h, obj, offset, length, cb),
+      'rados_read',
+    ).then((b) => b ?? null);
+  }
+
+  /** A RADOS object's size in bytes; null when it does not exist. */
+  objSize(obj: string): Promise<number | null> {
+    return this.objJob<number>((cb) => this.b.rbdObjStat(this.h, obj, cb), 'rados_stat').then((n) => n);
+  }
+
+  /** A thread-pool job on an object (ENOENT resolves undefined), counted in flight. */
+  private async objJob<T>(start: (cb: JobCb<T>) => void, what: string): Promise<T | null> {
+    if (this.closed) throw new Error('rbd image is closed');
+    this.inflightOps++;
+    try {
+      return await new Promise<T | null>((resolve, reject) =>
+        start((rc, value, why) => {
+          if (rc === -2) return resolve(null);
+          if (rc < 0) return reject(rbdError(rc, why || what));
+          resolve(value);
+        }),
+      );
+    } finally {
+      this.finished();
+    }
   }
 
   /** Waits for the ops in flight, then closes the image (before its eventfd) and releases the cluster. */

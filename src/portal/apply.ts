@@ -5,8 +5,10 @@
  * The order keeps every failure before the point of no return and every initiator behind the workers:
  *  1. plan (src/portal/reload.ts): refused as a whole, or what changes;
  *  2. check and grow backing files of LUNs that grow (undone if a later step of this list fails);
- *  3. provision new LUs as start-up does (src/backstore/prepare.ts: sparse file, identity record; undone on
- *     failure), read their APTPL state, bring their WRITE ATOMIC journals to rest, give each its shared memory;
+ *  3. replay the cluster's WRITE ATOMIC records of RBD LUs whose target this gateway becomes the sole writer of
+ *     (src/backstore/rbd-atomic.ts; refused if one cannot be applied); provision new LUs as start-up does
+ *     (src/backstore/prepare.ts: sparse file, identity record; undone on failure), read their APTPL state, bring
+ *     their WRITE ATOMIC journals to rest, give each its shared memory;
  *  4. the running configuration takes the change (a worker started from now on starts with it);
  *  5. every worker applies it (src/worker/live.ts) and answers;
  *  6. unit attentions: REPORTED LUNS DATA HAS CHANGED for the targets whose LUNs changed, CAPACITY DATA HAS
@@ -17,7 +19,8 @@
 import * as fs from 'node:fs';
 import type { AuthConfig, Config, LunConfig, TargetConfig } from '../config/schema';
 import { prepareBackingFiles } from '../backstore/prepare';
-import { recoverAtomicJournals } from '../backstore/atomic-journal';
+import { logAtomicRecovery, recoverAtomicJournals } from '../backstore/atomic-journal';
+import { atomicLimitsShrink, journalAction, rbdLuns, recoverRbdLu } from '../backstore/rbd-atomic';
 import { LU_FAULTS, LuFaultCounters, type CounterShared } from '../metrics/counters';
 import { resetTargetTotals } from '../metrics/session-stats';
 import { blockDeviceSize } from '../native';
@@ -155,6 +158,8 @@ export class ConfigApplier {
 
     const growth = planGrowth(plan);
     if (typeof growth === 'string') return { applied: [], needsRestart, refused: growth };
+    const journals = await this.replayForSoleWriter(plan);
+    if (typeof journals === 'string') return { applied: [], needsRestart, refused: journals };
     const grown: Growth[] = [];
     const undoGrowth = async () => {
       for (const g of grown) await fs.promises.truncate(g.l.path, g.from).catch(() => undefined);
@@ -243,6 +248,11 @@ export class ConfigApplier {
     };
     everyLu(plan.accessStatesChanged, UA.ASYMMETRIC_ACCESS_STATE_CHANGED);
     everyLu(plan.portGroupsChanged, UA.INQUIRY_DATA_CHANGED);
+    // Block Limits of their RBD LUs shrank with it: atomic writes across objects are no longer offered.
+    for (const l of journals.limitsChanged) {
+      const m = lus[l.slot];
+      if (m) new LuShared(m, 0).establish(UA.INQUIRY_DATA_CHANGED);
+    }
     for (const g of growth)
       if (g.how === 'file' && g.to < g.from)
         await fs.promises.truncate(g.l.path, g.to).catch((e: Error) => {
@@ -252,6 +262,36 @@ export class ConfigApplier {
           );
         });
     return { applied, needsRestart };
+  }
+
+  /**
+   * Step 3 for RBD LUs (src/backstore/rbd-atomic.ts), before anything changes: where the change makes this
+   * gateway begin to serve a target (or its added RBD LUs), or its sole writer, bring every port's WRITE ATOMIC
+   * records of them to rest as journalAction says, before a worker serves in the new state; a record that
+   * cannot be applied refuses the change. Returns the RBD LUs whose atomic limits shrink with the change.
+   */
+  private async replayForSoleWriter(plan: ChangePlan): Promise<{ limitsChanged: LunConfig[] } | string> {
+    const before = new Map(this.deps.config.targets.map((t) => [t.name, t]));
+    const added = new Set([...plan.addTargets.flatMap((t) => t.luns), ...plan.addLuns.map((c) => c.lun)]);
+    const limitsChanged: LunConfig[] = [];
+    for (const t of plan.targets) {
+      const was = before.get(t.name);
+      const changed = journalAction(was === undefined ? null : was.alua, t.alua);
+      const fresh = journalAction(null, t.alua);
+      if (was !== undefined && atomicLimitsShrink(was.alua, t.alua))
+        limitsChanged.push(...rbdLuns(t).filter((l) => !added.has(l)));
+      for (const l of rbdLuns(t)) {
+        const action = added.has(l) ? fresh : changed;
+        if (action === null) continue;
+        try {
+          const actions = await recoverRbdLu(t, l, { discard: action === 'discard' });
+          logAtomicRecovery([{ target: t.name, lun: l.lun, actions }]);
+        } catch (e) {
+          return `target ${t.name} LUN ${l.lun}: WRITE ATOMIC journal replay (cluster) failed: ${(e as Error).message}`;
+        }
+      }
+    }
+    return { limitsChanged };
   }
 
   /** The LUs this change adds (new targets' and new LUNs'), each with new shared memory. */

@@ -27,7 +27,9 @@ import { ConfigApplier, type ApplyOptions, type ApplyReport } from './apply';
 import type { ConfigSource } from '../config/source';
 import { allocateLuShared, luInFlight, releaseLane, type LuSharedMemory } from '../scsi/lu-shared';
 import { loadPrState, seedPr } from '../scsi/pr-aptpl';
-import { recoverAtomicJournals, type AtomicRecoveryReport } from '../backstore/atomic-journal';
+import { logAtomicRecovery, recoverAtomicJournals } from '../backstore/atomic-journal';
+import { rbdLuns, recoverRbdAtomicJournals } from '../backstore/rbd-atomic';
+import { soleWriter } from '../config/alua';
 import { loginRefusal, readFirstLogin, type FirstLogin } from './first-login';
 import { Admission, FdReserve, isFdExhaustion, openFileLimit } from './admission';
 import { createAdmissionShared, type Ticket } from '../worker/pending-logins';
@@ -133,33 +135,6 @@ function listen(server: net.Server, p: PortalConfig): Promise<net.AddressInfo> {
   });
 }
 
-function logAtomicRecovery(reports: AtomicRecoveryReport[]): void {
-  for (const r of reports) {
-    if (r.error !== undefined)
-      log.error('WRITE ATOMIC journal recovery failed', { target: r.target, lun: r.lun, reason: r.error });
-    for (const a of r.actions)
-      if (a.outcome === 'applied')
-        log.warn(
-          'WRITE ATOMIC journal: a complete record was written in place (the write had been cut short)',
-          {
-            target: r.target,
-            lun: r.lun,
-            journal: a.file,
-            seq: String(a.record!.seq),
-            lba: a.record!.lba,
-            blocks: a.record!.blocks,
-          },
-        );
-      else
-        log.warn('WRITE ATOMIC journal: a torn record was discarded (its write never began in place)', {
-          target: r.target,
-          lun: r.lun,
-          journal: a.file,
-          why: a.why,
-        });
-  }
-}
-
 export async function startTarget(config: Config, opts: StartOptions = {}): Promise<RunningTarget> {
   setLogLevel(config.logLevel);
   setLogFormat(config.logFormat);
@@ -181,6 +156,10 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
       });
   // WRITE ATOMIC journals: a write cut short by a crash is completed or discarded before any worker serves.
   logAtomicRecovery(recoverAtomicJournals(config));
+  // The same for RBD LUs, whose journals are in the cluster; one that cannot be brought to rest is not served.
+  for (const r of await recoverRbdAtomicJournals(config, { offlineOnError: true }))
+    if (r.error !== undefined) log.error('LU offline', { target: r.target, lun: r.lun, reason: r.error });
+    else logAtomicRecovery([r]);
   const counters = createCounterShared();
   const portalRow = new CounterRow(counters, 0);
   const stopSampling = sampleEventLoop(counters.runtime, 0);
@@ -512,16 +491,26 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
       const lane = new Int32Array(counters.claims).indexOf(threadId);
       // The dead lane still holds the ranges of its atomic writes: finish or discard them before releasing it.
       if (lane > 0) logAtomicRecovery(recoverAtomicJournals(config, lane));
-      if (lane > 0) for (const m of lus) if (m) releaseLane(m, lane);
-      const row = releaseRow(counters, threadId, portalRow, GAUGES);
-      for (const [k, a] of affinity) if (a.threadId === threadId) affinity.delete(k);
-      reserve.refill();
-      log.error('worker thread exited: its sessions are closed and a new worker takes its place', {
-        threadId,
-        code,
-        tsihsReleased: freed,
-        counterRow: row,
-      });
+      const release = () => {
+        if (lane > 0) for (const m of lus) if (m) releaseLane(m, lane);
+        const row = releaseRow(counters, threadId, portalRow, GAUGES);
+        for (const [k, a] of affinity) if (a.threadId === threadId) affinity.delete(k);
+        reserve.refill();
+        log.error('worker thread exited: its sessions are closed and a new worker takes its place', {
+          threadId,
+          code,
+          tsihsReleased: freed,
+          counterRow: row,
+        });
+      };
+      // RBD LUs keep that lane's records in the cluster: replaying them waits for it, the lane meanwhile held.
+      if (lane > 0 && config.targets.some((t) => soleWriter(t.alua) && rbdLuns(t).length > 0))
+        void recoverRbdAtomicJournals(config, { lane })
+          .then(logAtomicRecovery, (e: Error) =>
+            log.error('WRITE ATOMIC journal replay (cluster) failed', { lane, error: e.message }),
+          )
+          .finally(release);
+      else release();
     });
   };
   pool.on('workerCreate', (w: PoolWorker) => watchWorker(w.id));

@@ -11,6 +11,11 @@
  *   a time (the journal holds one record); the journal is taken before the range, so that two atomic writes
  *   of one worker never wait on each other's ranges while holding the journal.
  *
+ * - On an RBD LU ('cluster'): a write inside one RADOS object is one OSD op and needs no journal; one across
+ *   objects takes the same steps with the lane's slot of the journal object in the cluster
+ *   (src/backstore/rbd-atomic.ts), offered only while this gateway is the target's sole writer; the portal
+ *   replays (or, where another gateway may have written since, discards) records before this gateway serves.
+ *
  * Limits (Block Limits VPD): MAXIMUM ATOMIC TRANSFER LENGTH 1 MiB of blocks; ATOMIC ALIGNMENT and ATOMIC
  * TRANSFER LENGTH GRANULARITY the physical block (LuLimits.atomicUnitBlocks says why); no atomic boundaries:
  * a non-zero ATOMIC BOUNDARY is outside the usage map and refused by the dispatcher with INVALID FIELD IN CDB.
@@ -18,6 +23,7 @@
 import { AtomicJournal, crashNow, crashPoint, halfOf, laneJournalPath } from '../backstore/atomic-journal';
 import { checkRange, readU64, takeBytes, totalLength } from './cdb';
 import { AscQ, SenseKey } from './constants';
+import type { RedoJournal } from '../backstore/types';
 import type { LogicalUnit } from './lu';
 import { GOOD, ioError, requireWritable, writeMedium } from './sbc';
 import { ScsiError, invalidFieldInCdb } from './sense';
@@ -58,18 +64,20 @@ export function checkWriteAtomic(cdb: Buffer, lu: LogicalUnit): void {
 
 /** A worker's journal of one LU and the queue its atomic writes take turns in. */
 interface Lane {
-  journal: AtomicJournal;
+  journal: RedoJournal;
   tail: Promise<void>;
 }
 const lanes = new WeakMap<LogicalUnit, Lane>();
 
-function laneOf(lu: LogicalUnit, dir: string): Lane {
+/**
+ * The lane of `journal` (this worker's on the LU). A cluster journal may change at a live ALUA change (another
+ * relative target port): the new one takes its turn after the old one's last write.
+ */
+function laneOf(lu: LogicalUnit, journal: () => RedoJournal, cluster?: RedoJournal): Lane {
   let l = lanes.get(lu);
-  if (!l)
-    lanes.set(
-      lu,
-      (l = { journal: new AtomicJournal(laneJournalPath(dir, lu.shared.lane)), tail: Promise.resolve() }),
-    );
+  if (!l) lanes.set(lu, (l = { journal: cluster ?? journal(), tail: Promise.resolve() }));
+  else if (cluster !== undefined && l.journal !== cluster)
+    lanes.set(lu, (l = { journal: cluster, tail: l.tail }));
   return l;
 }
 
@@ -101,21 +109,35 @@ export async function writeAtomic16(ctx: CommandContext): Promise<ScsiResult> {
   }
   const data = takeBytes(task.dataOut, len);
   const dir = lu.atomicJournalDir;
-  if (lu.atomicWrites !== 'journal' || dir === undefined) {
+  let lane: Lane | undefined;
+  if (lu.atomicWrites === 'journal' && dir !== undefined)
+    lane = laneOf(lu, () => new AtomicJournal(laneJournalPath(dir, lu.shared.lane)));
+  else if (lu.atomicWrites === 'cluster' && !lu.backstore.appliesWhole!(lba * bs, len)) {
+    const journal = lu.clusterJournal;
+    // Not reached while the limits follow clusterJournal (checkWriteAtomic above refuses such a write first);
+    // kept so that a crossing write is never sent unjournaled.
+    if (journal === undefined) {
+      lu.badRequest('WRITE ATOMIC across objects while another gateway may write the LU', { lba, blocks });
+      throw invalidFieldInCdb(12, 7);
+    }
+    lane = laneOf(lu, () => journal, journal);
+  }
+  if (lane === undefined) {
     // The null backstore: nothing is stored, so the write is whole by construction. A store that applies it
-    // whole by itself (RBD, 'store'): one write, inside the range lock against this process's other commands.
+    // whole by itself (RBD inside one object): one write, inside the range lock against this process's other
+    // commands.
     await lu.shared.exclusive(lba * bs, len, () => writeMedium(lu, lba, data, (cdb[1] & FUA) !== 0, false));
     return GOOD;
   }
-  const lane = laneOf(lu, dir);
-  await inTurn(lane, () => lu.shared.exclusive(lba * bs, len, () => journaled(lu, lane.journal, lba, data)));
+  const l = lane;
+  await inTurn(l, () => lu.shared.exclusive(lba * bs, len, () => journaled(lu, l.journal, lba, data)));
   return GOOD;
 }
 
 /** Steps (a) to (c) of the journal protocol, inside the range lock. */
 async function journaled(
   lu: LogicalUnit,
-  journal: AtomicJournal,
+  journal: RedoJournal,
   lba: number,
   data: readonly Buffer[],
 ): Promise<void> {
@@ -148,7 +170,8 @@ async function journaled(
     // FUA: the data in place is durable before the record that could replay it is cleared.
     await writeMedium(lu, lba, data, true, false);
   } catch (e) {
-    // The record stays valid and is replayed at the next start; this lane's journal is not reused before that.
+    // The record stays valid and is replayed at the next start (an RBD LU's: also when another gateway takes
+    // over); this lane's journal is not reused before that.
     journal.broken = `in-place write failed, record kept for replay at start-up: ${(e as Error).message}`;
     throw e;
   }

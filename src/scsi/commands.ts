@@ -17,8 +17,9 @@
  * before the in-place write begins and cleared only after that write is durable; start-up replays a complete
  * record and discards a torn one before any worker serves, so after a crash the blocks hold all of the new data
  * or all of the old. The range is held exclusively meanwhile. Offered on file-backed disk LUs (they always have
- * a state directory) and on the null backstore, where it is trivially atomic: nothing is stored, every read
- * returns zeros. Not offered (INVALID COMMAND OPERATION CODE, zero ATOMIC fields in Block Limits) elsewhere:
+ * a state directory), on RBD LUs (one RADOS op inside an object; across objects a journal kept in the cluster,
+ * src/backstore/rbd-atomic.ts) and on the null backstore, where it is trivially atomic: nothing is stored, every
+ * read returns zeros. Not offered (INVALID COMMAND OPERATION CODE, zero ATOMIC fields in Block Limits) elsewhere:
  * a memory LU in unit tests without a journal, a cd.
  */
 import {

@@ -4,7 +4,7 @@
  * (LuShared, src/scsi/lu-shared.ts: software write protect, prevent-removal and pending unit attentions per
  * I_T nexus, reservations, range locks, the reset epoch).
  */
-import type { Backstore } from '../backstore/types';
+import type { Backstore, RedoJournal } from '../backstore/types';
 import { NullBackstore } from '../backstore/null';
 import type { LuFaultCounters } from '../metrics/counters';
 import type { LuStats } from '../metrics/lu-stats';
@@ -165,9 +165,12 @@ export class LogicalUnit {
   /**
    * How WRITE ATOMIC(16) is offered: through the journal in atomicJournalDir; 'trivial' on the null backstore,
    * which stores nothing (every read returns zeros, so no reader can see part of a write); 'store' where the
-   * backstore applies a write of up to atomicWriteMax whole by itself (RBD: one RADOS op); null: not offered.
+   * backstore applies a write of up to atomicWriteMax whole by itself; 'cluster' where it also applies longer
+   * writes whole when they fit one of its objects (appliesWhole) and keeps a redo journal for the others
+   * (redoJournal; RBD: one RADOS op, and the journal in the cluster), which is used only while this gateway is
+   * the target's sole writer (clusterJournal), else it is offered as 'store'; null: not offered.
    */
-  readonly atomicWrites: 'journal' | 'trivial' | 'store' | null;
+  readonly atomicWrites: 'journal' | 'trivial' | 'store' | 'cluster' | null;
   readonly atomicJournalDir?: string;
   private readonly faults?: LuFaultCounters;
   /** Commands, bytes, sense keys and latency of this LU, written by the session layer as commands end. */
@@ -219,6 +222,7 @@ export class LogicalUnit {
     this.prStore = opts.prStore;
     this.atomicJournalDir = opts.atomicJournalDir;
     const nullStore = backstore instanceof NullBackstore;
+    const whole = backstore.atomicWriteMax !== undefined && backstore.atomicWriteMax >= bs;
     this.atomicWrites =
       this.type !== 'disk'
         ? null
@@ -226,22 +230,46 @@ export class LogicalUnit {
           ? 'journal'
           : nullStore
             ? 'trivial'
-            : backstore.atomicWriteMax !== undefined && backstore.atomicWriteMax >= bs
-              ? 'store'
-              : null;
-    // 1 MiB per atomic write: the record is written twice (journal, then in place) and held in the range lock.
-    if (this.atomicWrites === 'store') {
-      // Aligned to its own length, a write of at most atomicWriteMax stays inside what the store applies whole.
-      const unit = blocks(backstore.atomicWriteMax!);
-      this.limits.atomicUnitBlocks = unit;
-      this.limits.maxAtomicTransferBlocks = unit;
-    } else if (this.atomicWrites !== null) {
-      const unit = this.limits.granularityBlocks;
-      const max = Math.min(this.limits.maxTransferBlocks, blocks(1024 * 1024));
-      this.limits.atomicUnitBlocks = unit;
-      this.limits.maxAtomicTransferBlocks = max - (max % unit);
-    }
+            : whole && backstore.redoJournal !== undefined && backstore.appliesWhole !== undefined
+              ? 'cluster'
+              : whole
+                ? 'store'
+                : null;
+    this.refreshAtomicLimits();
     backstore.onFault = (e) => this.ioFault(null, e);
+  }
+
+  /**
+   * The redo journal of this worker's lane for atomic writes of a 'cluster' store that cross its objects, or
+   * undefined when they are not offered now: another gateway may write the LU too (two active port groups, or
+   * a group with several ports), so replaying a record after a crash could overwrite newer data (see
+   * src/backstore/rbd-atomic.ts), or the lane has no slot.
+   */
+  get clusterJournal(): RedoJournal | undefined {
+    if (this.atomicWrites !== 'cluster' || !this.ports.soleWriter) return undefined;
+    return this.backstore.redoJournal!(this.relativeTargetPort, this.shared.lane);
+  }
+
+  /**
+   * ATOMIC limits (Block Limits VPD) for the way atomic writes are offered now. Called at construction and after
+   * a live change of the target's port groups (src/worker/targets.ts), which may turn a 'cluster' store's
+   * journal on or off: the portal raises INQUIRY DATA HAS CHANGED when they shrink (atomicLimitsShrink).
+   */
+  refreshAtomicLimits(): void {
+    const l = this.limits;
+    const blocks = (bytes: number) => Math.max(1, Math.floor(bytes / this.blockSize));
+    if (this.atomicWrites === null) {
+      l.atomicUnitBlocks = l.maxAtomicTransferBlocks = 0;
+    } else if (this.atomicWrites === 'store' || (this.atomicWrites === 'cluster' && !this.clusterJournal)) {
+      // Aligned to its own length, a write of at most atomicWriteMax stays inside what the store applies whole.
+      l.atomicUnitBlocks = l.maxAtomicTransferBlocks = blocks(this.backstore.atomicWriteMax!);
+    } else {
+      // 1 MiB per atomic write: the record is written twice (journal, then in place) and held in the range lock.
+      const unit = l.granularityBlocks;
+      const max = Math.min(l.maxTransferBlocks, blocks(1024 * 1024));
+      l.atomicUnitBlocks = unit;
+      l.maxAtomicTransferBlocks = max - (max % unit);
+    }
   }
 
   /**

@@ -8,7 +8,7 @@
  * receives the same change, and the unit attention ASYMMETRIC ACCESS STATE CHANGED is raised by the portal only
  * once every worker has it (src/portal/apply.ts).
  */
-import type { AluaConfig, AluaGroupConfig, AluaState } from '../config/alua';
+import { soleWriter, type AluaConfig, type AluaGroupConfig, type AluaState } from '../config/alua';
 
 /** ASYMMETRIC ACCESS STATE codes (SPC-4 6.37, REPORT TARGET PORT GROUPS). */
 export const ACCESS_STATE_CODE: Readonly<Record<AluaState, number>> = {
@@ -64,6 +64,11 @@ export class TargetPortGroups {
   /** This gateway's relative target port identifier, or undefined without ALUA. */
   get relativePort(): number | undefined {
     return this.settings?.port;
+  }
+
+  /** This gateway is the only one that may write the target's LUs (no ALUA, or the only active port). */
+  get soleWriter(): boolean {
+    return soleWriter(this.settings ?? undefined);
   }
 
   /** Every group, in configuration order (empty without ALUA). */

@@ -42,6 +42,9 @@ export class TargetNode {
   setConfig(config: TargetConfig): void {
     this.config = config;
     this.ports.update(config.alua);
+    // Whether an RBD LU journals atomic writes across its objects follows the states (LogicalUnit.clusterJournal).
+    if (this.scsi)
+      for (const n of this.scsi.allLuns.numbers()) this.scsi.allLuns.get(n)!.lu.refreshAtomicLimits();
   }
 
   get name(): string {

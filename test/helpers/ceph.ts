@@ -109,6 +109,22 @@ export async function rbd(cl: TestCluster, ...args: string[]): Promise<string> {
   return (await exec('timeout', ['60', 'rbd', '-c', cl.conf, ...args], { timeout: 70_000 })).stdout;
 }
 
+/** The bytes of a RADOS object of the cluster's pool (`rados get`); null when it does not exist. */
+export async function radosGet(cl: TestCluster, object: string): Promise<Buffer | null> {
+  const out = path.join(cl.dir, `get-${process.pid}-${Date.now()}`);
+  try {
+    await exec('timeout', ['30', 'rados', '-c', cl.conf, '-p', cl.pool, 'get', object, out], {
+      timeout: 40_000,
+    });
+    return fs.readFileSync(out);
+  } catch (e) {
+    if (/No such file or directory/.test((e as { stderr?: string }).stderr ?? '')) return null;
+    throw e;
+  } finally {
+    fs.rmSync(out, { force: true });
+  }
+}
+
 /**
  * The clients watching an image's header (`rbd status`), as address -> number of watches: one address per
  * gateway process that has the image open (its workers share one cluster connection), one watch per worker that

@@ -32,6 +32,8 @@ export interface GatewaySpec {
   luns: unknown[];
   /** How long to wait for the portal (opening an RBD image takes longer than a file). */
   timeoutMs?: number;
+  /** Extra environment (the test hooks). */
+  env?: Record<string, string>;
 }
 
 /** Start one gateway; resolves once its portal listens. */
@@ -52,7 +54,7 @@ export async function startGateway(g: GatewaySpec): Promise<Gateway> {
     ],
   };
   fs.writeFileSync(file, JSON.stringify(config, null, 2));
-  const c = await startChildTarget(['--config', file], { timeoutMs: g.timeoutMs });
+  const c = await startChildTarget(['--config', file], { timeoutMs: g.timeoutMs, env: g.env });
   return { c, file };
 }
 

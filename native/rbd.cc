@@ -136,6 +136,9 @@ struct Image {
   int efd = -1;
   uv_poll_t poll{};
   bool polling = false;
+  // Set by Detach (rbdClose, env teardown): a close may run on the thread pool from then on, so nothing on the
+  // loop thread may call into librbd for this image any more.
+  bool detached = false;
   uint32_t inflight = 0;
   std::string prObject;
   uint64_t watchCookie = 0;
@@ -220,6 +223,9 @@ void Drain(Image* im) {
     im->inflight = n > im->inflight ? 0 : im->inflight - n;
     if (im->inflight == 0 && im->polling) uv_unref(reinterpret_cast<uv_handle_t*>(&im->poll));
     CallBatch(hub, n);
+    // The batch's JavaScript (its microtasks included) may have closed this image: rbd_close may be running on
+    // the thread pool already, and polling it again raced with it (a SIGSEGV in rbd_poll_io_events).
+    if (im->detached) break;
   }
   napi_close_handle_scope(hub->env, scope);
 }
@@ -229,7 +235,7 @@ void OnPoll(uv_poll_t* h, int /*status*/, int /*events*/) {
   uint64_t value;
   ssize_t ignored = read(im->efd, &value, sizeof value);  // non-blocking; EAGAIN: drained already
   (void)ignored;
-  if (im->img != nullptr) Drain(im);
+  if (im->img != nullptr && !im->detached) Drain(im);
 }
 
 // ---- jobs on the thread pool ---------------------------------------------------------------------------------
@@ -346,6 +352,7 @@ void OnPollClosed(uv_handle_t* h) {
 }
 
 void Detach(Image* im) {
+  im->detached = true;
   if (im->hub != nullptr && im->handle >= 0 && static_cast<size_t>(im->handle) < im->hub->images.size())
     im->hub->images[im->handle] = nullptr;
   if (im->polling) uv_poll_stop(&im->poll);

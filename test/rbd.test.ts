@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { ceph as cephCli, clusterForFile, clusterScript, ifCeph, rbd, rbdLun } from './helpers/ceph';
 import { startChildTargetWithConfig, type ChildTarget } from './helpers/child-target';
 import { TestInitiator, type ScsiResult } from './helpers/initiator';
+import { RbdImage } from '../src/native/rbd';
 import { iscsiImageOpts, runQemu, sha256File, writeRandomFile } from './helpers/qemu';
 import { cdb10, cdb16, cdbCaw, pattern } from './scsi-helpers';
 
@@ -537,4 +538,35 @@ function suite(): void {
       await ceph('osd', 'blocklist', 'rm', '127.0.0.1:0/0').catch(() => undefined);
     }
   });
+
+  // Regression: the addon's completion loop polled librbd again after the batch's JavaScript had closed the image,
+  // while rbd_close ran on the thread pool (SIGSEGV in rbd_poll_io_events, seen in rbd-atomic-crash.test.ts).
+  test.serial(
+    'an image closed from a completion handler is not polled again (in-process, 100 rounds)',
+    async (t) => {
+      t.timeout(120_000);
+      const opts = { conf: cl.conf, pool: cl.pool, image: 'close-race', createSize: 4 << 20 };
+      await (await RbdImage.open(opts)).close();
+      let rounds = 0;
+      for (let i = 0; i < 100; i++) {
+        const img = await RbdImage.open(opts);
+        let closing: Promise<void> | undefined;
+        // Two reads in flight: the first handler to run closes the image inside the batch's callback scope, then
+        // holds the loop thread long enough for rbd_close to finish on the thread pool: a poll after that
+        // touches a destroyed image.
+        const reads = [0, 4096].map((at) =>
+          img.read(at, Buffer.alloc(4096)).then(() => {
+            if (closing) return;
+            closing = img.close();
+            const until = Date.now() + 20;
+            while (Date.now() < until);
+          }),
+        );
+        await Promise.all(reads);
+        await closing;
+        rounds++;
+      }
+      t.is(rounds, 100);
+    },
+  );
 }

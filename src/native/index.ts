@@ -35,6 +35,7 @@ interface Binding {
   dup(fd: number): number;
   peerCredentials(fd: number): [number, number, number];
   tcpInfo(fd: number): TcpInfo;
+  socketWrite(fd: number, buf: Uint8Array): number;
   blockDeviceSize(fd: number): number;
   logicalBlockSize(fd: number): number;
   lseekData(fd: number, offset: number): number;
@@ -197,6 +198,12 @@ export const TCPI_OPT_TIMESTAMPS = 1;
 export function tcpInfo(fd: number): TcpInfo {
   return binding.tcpInfo(fd);
 }
+
+/**
+ * One write(2) of `buf` on a (non-blocking) socket: the bytes the kernel took, or -errno (-EAGAIN when its buffer
+ * is full, -EPIPE, ...). Never throws for a failed write; throws TypeError for bad arguments.
+ */
+export const socketWrite: (fd: number, buf: Uint8Array) => number = binding.socketWrite;
 
 /** Size in bytes of a block device (ioctl BLKGETSIZE64). */
 export function blockDeviceSize(fd: number): number {

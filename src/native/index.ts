@@ -9,6 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as util from 'node:util';
+import { constants } from 'node:os';
 
 export type Crc32cImpl = 'avx2+vpclmulqdq' | 'sse4.2+pclmul' | 'sse4.2' | 'portable';
 /** res >= 0: bytes transferred (or 0); res < 0: -errno. */
@@ -35,6 +36,8 @@ interface Binding {
   dup(fd: number): number;
   peerCredentials(fd: number): [number, number, number];
   tcpInfo(fd: number): TcpInfo;
+  /** Absent from an addon built before it existed. */
+  socketWrite?(fd: number, buf: Uint8Array): number;
   blockDeviceSize(fd: number): number;
   logicalBlockSize(fd: number): number;
   lseekData(fd: number, offset: number): number;
@@ -202,6 +205,15 @@ export const TCPI_OPT_TIMESTAMPS = 1;
 export function tcpInfo(fd: number): TcpInfo {
   return binding.tcpInfo(fd);
 }
+
+/**
+ * One write(2) of `buf` on a (non-blocking) socket: the bytes the kernel took, or -errno (-EAGAIN when its buffer
+ * is full, -EPIPE, ...). Never throws for a failed write; throws TypeError for bad arguments.
+ */
+export const socketWrite: (fd: number, buf: Uint8Array) => number =
+  // An addon built before socketWrite existed (a stale per-ABI build): every write is "would block", so the
+  // caller hands it to the socket's stream as it did before.
+  binding.socketWrite ?? (() => -constants.errno.EAGAIN);
 
 /** Size in bytes of a block device (ioctl BLKGETSIZE64). */
 export function blockDeviceSize(fd: number): number {

@@ -13,13 +13,22 @@ export interface BufferPoolOptions {
   maxFreePerClass?: number;
 }
 
+/** What the pool knows of one buffer it made: whether it sits in a free list now. */
+interface Slot {
+  idle: boolean;
+}
+
 export class BufferPool {
   private readonly minShift: number;
   private readonly maxShift: number;
   private readonly maxFree: number;
   private readonly free: ArrayBuffer[][] = [];
-  private readonly owned = new WeakSet<ArrayBuffer>();
-  private readonly idle = new WeakSet<ArrayBuffer>();
+  /**
+   * The buffers this pool made, each with its state in one entry: a READ's release is then one lookup, where
+   * separate "owned" and "idle" WeakSets cost a lookup for each and an ephemeron insert per release (about 3% of
+   * the worker's CPU per QD1 READ, perf on bench/qd1.ts --kinds null).
+   */
+  private readonly slots = new WeakMap<ArrayBuffer, Slot>();
   /** Counters for tests and metrics. */
   readonly stats = { acquired: 0, reused: 0, released: 0, unpooled: 0 };
 
@@ -41,28 +50,39 @@ export class BufferPool {
     const list = this.free[shift - this.minShift];
     let ab = list.pop();
     if (ab) {
-      this.idle.delete(ab);
+      this.slots.get(ab)!.idle = false;
       this.stats.reused++;
     } else {
       ab = new ArrayBuffer(2 ** shift);
-      this.owned.add(ab);
+      this.slots.set(ab, { idle: false });
     }
     return Buffer.from(ab, 0, length);
   }
 
   /** Give a buffer from acquire() back. Safe to call with any buffer. */
   release(buf: Buffer): void {
+    this.releaseIfOwned(buf);
+  }
+
+  /**
+   * release() that says whether `buf` is this pool's (returned now, or already idle): one lookup for "whose
+   * buffer is this?" and the return together.
+   */
+  releaseIfOwned(buf: Buffer): boolean {
     const ab = buf.buffer;
-    if (!(ab instanceof ArrayBuffer) || !this.owned.has(ab) || this.idle.has(ab)) return;
-    const list = this.free[Math.log2(ab.byteLength) - this.minShift];
+    const slot = ab instanceof ArrayBuffer ? this.slots.get(ab) : undefined;
+    if (slot === undefined) return false;
+    if (slot.idle) return true;
     this.stats.released++;
-    if (list.length >= this.maxFree) return;
-    this.idle.add(ab);
-    list.push(ab);
+    const list = this.free[Math.log2(ab.byteLength) - this.minShift];
+    if (list.length >= this.maxFree) return true;
+    slot.idle = true;
+    list.push(ab as ArrayBuffer);
+    return true;
   }
 
   /** True when `buf` is a view of a buffer this pool handed out. */
   owns(buf: Buffer): boolean {
-    return buf.buffer instanceof ArrayBuffer && this.owned.has(buf.buffer);
+    return buf.buffer instanceof ArrayBuffer && this.slots.has(buf.buffer);
   }
 }

@@ -223,10 +223,7 @@ export class ScsiDispatcher {
   releaseDataIn(buf: Buffer): void {
     // Once per READ: no Set of the pools seen (LUs mostly share one pool; asking it again costs a WeakSet lookup).
     for (const lu of this.luns.values()) {
-      if (lu.pool.owns(buf)) {
-        lu.pool.release(buf);
-        return;
-      }
+      if (lu.pool.releaseIfOwned(buf)) return;
     }
   }
 

@@ -23,6 +23,7 @@ import {
 } from './dataout-recovery';
 import { AbandonedTransfers } from './abandoned';
 import { type Disposition, OK, fatal, refuse, reject } from './disposition';
+import { StableMap } from '../util/stable-collections';
 
 const GOOD = 0x00;
 const CHECK_CONDITION = 0x02;
@@ -123,7 +124,7 @@ export interface Task {
 }
 
 export class CommandEngine {
-  readonly tasks = new Map<number, Task>();
+  readonly tasks = new StableMap<number, Task>();
   private nextTtt = 1;
   /** Tasks ready to execute while the connection's socket is not draining (see Connection.sendBlocked). */
   private readonly deferred = new Set<Task>();

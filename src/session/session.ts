@@ -9,6 +9,7 @@ import type { ScsiDispatcher } from '../scsi/dispatcher';
 import type { LunView } from '../scsi/lun-view';
 import type { Connection } from './connection';
 import { snAdd, snLe, snLt } from './serial';
+import { StableSet } from '../util/stable-collections';
 
 export type SessionType = 'Normal' | 'Discovery';
 
@@ -41,7 +42,7 @@ export class Session {
    * Executions of this session's commands (their backstore I/O) not yet settled, aborted ones included:
    * what a reinstatement of the session must wait for (RFC 7143 6.3.5).
    */
-  private readonly running = new Set<RunningCommand>();
+  private readonly running = new StableSet<RunningCommand>();
   /**
    * Set while this session reinstated one whose commands are still executing: no command of this session
    * starts until it resolves, so a write of the old session never lands after one of the new session.

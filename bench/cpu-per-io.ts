@@ -3,7 +3,8 @@
  * bisecting a CPU regression and for showing a fix.
  *
  *   node dist/bench/cpu-per-io.js [--reps N] [--secs S] [--figures rr-qd32,rw-qd32,sr-qd16]
- *                                  [--workers N] [--size MiB] [--pin] [--cpu-prof DIR] [--counts DIR] label=/path/to/checkout ...
+ *                                  [--workers N] [--size MiB] [--pin] [--cpu-prof DIR] [--counts DIR]
+ *                                  [--dir DIR [--direct]] label=/path/to/checkout ...
  *
  * Each build (a checkout with dist/ and the addon built; this checkout when none is named) serves the
  * same tmpfs file. Every build's target runs for the whole session, idle while another is measured,
@@ -33,6 +34,12 @@ const opt = (name: string): string | undefined => {
   argv.splice(i, 2);
   return v;
 };
+/** --dir DIR [--direct]: the file on a real file system (opened O_DIRECT with --direct, as the bench's disk LUN). */
+const dirOpt = opt('--dir');
+const directAt = argv.indexOf('--direct');
+const direct = directAt >= 0;
+if (direct) argv.splice(directAt, 1);
+const KIND = dirOpt !== undefined ? 'disk' : 'tmpfs';
 const reps = Number(opt('--reps') ?? 3);
 const secs = Number(opt('--secs') ?? 2);
 const workers = Number(opt('--workers') ?? os.cpus().length);
@@ -65,7 +72,7 @@ if (!(reps >= 1 && secs > 0 && workers >= 1 && sizeMiB >= 16 && (sizeMiB & (size
   );
 
 const WORK = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-cpu-'));
-const FILE = `/dev/shm/nodetgt-cpu-${process.pid}.img`;
+const FILE = path.join(dirOpt ?? '/dev/shm', `nodetgt-cpu-${process.pid}.img`);
 const targets: Nodetgt[] = [];
 
 function fill(): void {
@@ -106,7 +113,7 @@ async function main(): Promise<void> {
     const log = path.join(WORK, `nodetgt-${i}.log`);
     const t = new Nodetgt(`iqn.2026-11.bench.cpu:b${i}`, log, b.repo, WORK, workers, prof);
     targets.push(t);
-    await t.start([{ kind: 'tmpfs', file: FILE, direct: false }]);
+    await t.start([{ kind: KIND, file: FILE, direct }]);
     if (pin && (await run('taskset', ['-a', '-p', '-c', '0', String(t.pid)], 5000)).code !== 0)
       throw new Error(`taskset could not pin ${b.label}`);
   }
@@ -120,7 +127,7 @@ async function main(): Promise<void> {
   for (const f of figures) {
     // One unmeasured warm-up run per build: page cache, JIT, the first slabs.
     for (const [i, t] of targets.entries()) {
-      const out = await qemuBench(clock, t, 'tmpfs', f, countFor(f, undefined) >> 2, 60_000, 0);
+      const out = await qemuBench(clock, t, KIND, f, countFor(f, undefined) >> 2, 60_000, 0);
       ios[i] += out.count;
       if (!out.invalid) rate.set(f.id, Math.max(rate.get(f.id) ?? 0, out.opsPerSec));
     }
@@ -129,7 +136,7 @@ async function main(): Promise<void> {
       if (r % 2) order.reverse();
       for (const i of order) {
         const t = targets[i]!;
-        const out = await qemuBench(clock, t, 'tmpfs', f, countFor(f, rate.get(f.id)), 120_000, 0);
+        const out = await qemuBench(clock, t, KIND, f, countFor(f, rate.get(f.id)), 120_000, 0);
         ios[i] += out.count;
         const key = `${f.id}\t${i}`;
         results.set(key, [...(results.get(key) ?? []), out]);

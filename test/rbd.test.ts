@@ -378,7 +378,7 @@ function suite(): void {
   );
 
   test.serial(
-    'missing pool, missing image, unreachable cluster: those LUNs offline and named, the others serve',
+    'missing pool, missing image, wrong credentials, unreachable cluster: those LUNs offline and named, the others serve',
     async (t) => {
       t.timeout(120_000);
       const dead = path.join(cl.tmp, 'dead.conf');
@@ -386,6 +386,17 @@ function suite(): void {
       fs.writeFileSync(
         dead,
         fs.readFileSync(cl.conf, 'utf8').replace(/^mon host = .*$/m, 'mon host = [v2:127.0.0.1:9]'),
+      );
+      // Wrong credentials: client.admin with a key the cluster never issued (a keyring of its own).
+      const badKeyring = path.join(cl.tmp, 'bad.keyring');
+      fs.writeFileSync(badKeyring, '[client.admin]\n\tkey = AQBvrytnAAAAABAAyc0v1HNs9y1Fm8PBgWtrzA==\n');
+      const badKey = path.join(cl.tmp, 'badkey.conf');
+      const conf = fs.readFileSync(cl.conf, 'utf8');
+      fs.writeFileSync(
+        badKey,
+        /^\s*keyring\s*=.*$/m.test(conf)
+          ? conf.replace(/^\s*keyring\s*=.*$/m, `keyring = ${badKeyring}`)
+          : conf.replace(/^\[global\]$/m, `[global]\nkeyring = ${badKeyring}`),
       );
       const lunOf = (lun: number, o: Record<string, unknown>) =>
         rbdLun(cl, lun, 'lun0', { opTimeout: 3, ...o });
@@ -401,6 +412,9 @@ function suite(): void {
                 lunOf(1, { image: 'nosuchimage' }),
                 lunOf(2, { cephConf: dead }),
                 { lun: 3, backstore: 'null', size: '1M' },
+                // Wrong credentials: an entity without a key, and client.admin with a wrong key.
+                lunOf(4, { clientId: 'nobody', image: 'cred4' }),
+                lunOf(5, { cephConf: badKey, image: 'cred5' }),
               ],
             },
           ],
@@ -431,6 +445,8 @@ function suite(): void {
       t.regex(log, /LU offline[^\n]*lun=0[^\n]*opening pool nopool/);
       t.regex(log, /LU offline[^\n]*lun=1[^\n]*nosuchimage[^\n]*ENOENT/);
       t.regex(log, /LU offline[^\n]*lun=2[^\n]*connecting to the cluster/);
+      t.regex(log, /LU offline[^\n]*lun=4[^\n]*connecting to the cluster as client\.nobody: EACCES/);
+      t.regex(log, /LU offline[^\n]*lun=5[^\n]*connecting to the cluster as client\.admin: EACCES/);
       await g.stop();
     },
   );

@@ -64,6 +64,24 @@ export type Decoded =
   | { kind: 'torn'; why: string }
   | { kind: 'complete'; record: JournalRecord; data: Buffer };
 
+/** Data bytes a record's header announces (blocks × block size); 0 for a header cut short. */
+export function recordDataBytes(head: Buffer): number {
+  return head.length < HEADER_BYTES ? 0 : head.readUInt32LE(24) * head.readUInt32LE(28);
+}
+
+/** Throws when a complete record does not fit the LU it is to be written to (it is then kept, not applied). */
+export function checkRecordFits(
+  file: string,
+  r: JournalRecord,
+  lu: { blockSize: number; numBlocks: number },
+): void {
+  if (r.blockSize !== lu.blockSize || r.lba + r.blocks > lu.numBlocks)
+    throw new Error(
+      `atomic write journal ${file} holds a complete record (LBA ${r.lba}, ${r.blocks} blocks of ${r.blockSize} bytes) ` +
+        `that does not fit this LU (${lu.numBlocks} blocks of ${lu.blockSize} bytes)`,
+    );
+}
+
 /** What a journal file's content holds: nothing pending, a torn record, or a complete one. */
 export function decodeJournal(buf: Buffer): Decoded {
   if (buf.length === 0) return { kind: 'idle' };
@@ -73,7 +91,7 @@ export function decodeJournal(buf: Buffer): Decoded {
   if (!buf.subarray(0, 8).equals(JOURNAL_MAGIC)) return { kind: 'torn', why: 'bad magic' };
   const blocks = buf.readUInt32LE(24);
   const blockSize = buf.readUInt32LE(28);
-  const len = blocks * blockSize;
+  const len = recordDataBytes(buf);
   if (buf.length < HEADER_BYTES + len) return { kind: 'torn', why: 'short data' };
   const h = Buffer.from(buf.subarray(0, HEADER_BYTES));
   const stored = h.readUInt32LE(CRC_AT);
@@ -252,11 +270,7 @@ export function recoverJournal(file: string, buf: Buffer, lu: RecoveryTarget): R
     return { file, outcome: 'discarded', why: d.why };
   }
   const r = d.record;
-  if (r.blockSize !== lu.blockSize || r.lba + r.blocks > lu.numBlocks)
-    throw new Error(
-      `atomic write journal ${file} holds a complete record (LBA ${r.lba}, ${r.blocks} blocks of ${r.blockSize} bytes) ` +
-        `that does not fit this LU (${lu.numBlocks} blocks of ${lu.blockSize} bytes)`,
-    );
+  checkRecordFits(file, r, lu);
   applyRecord(lu.backing, r, d.data);
   clearRecord(file);
   return { file, outcome: 'applied', record: r };

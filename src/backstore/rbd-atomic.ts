@@ -20,15 +20,17 @@
  * reads every port's object of the image, so that a new active gateway completes the old one's write.
  */
 import type { Config, LunConfig, TargetConfig } from '../config/schema';
-import { allPorts, isActive, SINGLE_PORT, soleWriter, type AluaConfig } from '../config/alua';
+import { allPorts, isActive, localState, SINGLE_PORT, soleWriter, type AluaConfig } from '../config/alua';
 import { RbdImage } from '../native/rbd';
 import {
+  checkRecordFits,
   crashNow,
   crashPoint,
   decodeJournal,
   encodeHeader,
   halfOf,
   HEADER_BYTES,
+  recordDataBytes,
   type JournalRecord,
   type RecoveryAction,
 } from './atomic-journal';
@@ -106,8 +108,7 @@ async function replaySlot(
   const file = `rados object ${object} slot ${lane}`;
   const head = await image.objRead(object, off, HEADER_BYTES);
   if (head === null || head.length === 0 || head.subarray(0, 8).every((b) => b === 0)) return null;
-  let len = 0;
-  if (head.length === HEADER_BYTES) len = head.readUInt32LE(24) * head.readUInt32LE(28);
+  const len = recordDataBytes(head);
   const buf =
     len > 0 && len <= RBD_RECORD_MAX
       ? ((await image.objRead(object, off, HEADER_BYTES + len)) ?? head)
@@ -124,11 +125,7 @@ async function replaySlot(
     await clear();
     return { file, outcome: 'discarded', why: STALE, record: r };
   }
-  if (r.blockSize !== lu.blockSize || r.lba + r.blocks > lu.numBlocks)
-    throw new Error(
-      `atomic write journal ${file} holds a complete record (LBA ${r.lba}, ${r.blocks} blocks of ${r.blockSize} ` +
-        `bytes) that does not fit this LU (${lu.numBlocks} blocks of ${lu.blockSize} bytes)`,
-    );
+  checkRecordFits(file, r, lu);
   await image.writev(r.lba * r.blockSize, [d.data]);
   await image.flush();
   await clear();
@@ -175,7 +172,7 @@ export async function replayRbdJournals(
 
 /** Whether this gateway serves media commands under `alua` (always without ALUA). */
 function serving(alua: AluaConfig | undefined): boolean {
-  return alua === undefined || isActive(alua.groups.find((g) => g.id === alua.localGroup)!.state);
+  return isActive(localState(alua));
 }
 
 /**

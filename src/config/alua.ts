@@ -110,6 +110,11 @@ export function normalizeAlua(raw: unknown, where: string): AluaConfig | undefin
 /** Relative target port of a target without `alua`: its one port. */
 export const SINGLE_PORT = 1;
 
+/** This gateway's asymmetric access state (its local group's); active/optimized for a target without `alua`. */
+export function localState(alua: AluaConfig | undefined): AluaState {
+  return alua ? alua.groups.find((g) => g.id === alua.localGroup)!.state : 'active-optimized';
+}
+
 /** The asymmetric access states in which a gateway serves media commands (reads and writes). */
 export function isActive(state: AluaState): boolean {
   return state === 'active-optimized' || state === 'active-non-optimized';

@@ -14,7 +14,7 @@
  * holds, preferring slots never handed out before, so that a removed LU still draining on a worker never
  * shares its fault counters with a new one until all MAX_LUS slots have been used once.
  */
-import type { AluaConfig } from '../config/alua';
+import { localState, type AluaConfig } from '../config/alua';
 import {
   MAX_LUS,
   MAX_TARGETS,
@@ -153,13 +153,12 @@ function aluaChange(
   a: AluaConfig | undefined,
   b: AluaConfig | undefined,
 ): { states: boolean; layout: boolean } {
-  const local = (c: AluaConfig | undefined) =>
-    c ? c.groups.find((g) => g.id === c.localGroup)!.state : 'active-optimized';
   const states = (c: AluaConfig | undefined) => (c?.groups ?? []).map((g) => [g.id, g.state]);
   const layout = (c: AluaConfig | undefined) =>
     c && [c.localGroup, c.port, c.groups.map((g) => [g.id, g.ports, g.preferred])];
   return {
-    states: local(a) !== local(b) || (a !== undefined && b !== undefined && !same(states(a), states(b))),
+    states:
+      localState(a) !== localState(b) || (a !== undefined && b !== undefined && !same(states(a), states(b))),
     layout: !same(layout(a), layout(b)),
   };
 }

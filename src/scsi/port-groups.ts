@@ -8,7 +8,13 @@
  * receives the same change, and the unit attention ASYMMETRIC ACCESS STATE CHANGED is raised by the portal only
  * once every worker has it (src/portal/apply.ts).
  */
-import { soleWriter, type AluaConfig, type AluaGroupConfig, type AluaState } from '../config/alua';
+import {
+  localState,
+  soleWriter,
+  type AluaConfig,
+  type AluaGroupConfig,
+  type AluaState,
+} from '../config/alua';
 
 /** ASYMMETRIC ACCESS STATE codes (SPC-4 6.37, REPORT TARGET PORT GROUPS). */
 export const ACCESS_STATE_CODE: Readonly<Record<AluaState, number>> = {
@@ -43,7 +49,7 @@ export class TargetPortGroups {
         if (was && was.state !== g.state) this.altered.add(g.id);
       }
     this.settings = next ?? null;
-    this.state = next ? next.groups.find((g) => g.id === next.localGroup)!.state : 'active-optimized';
+    this.state = localState(next);
   }
 
   /** ALUA is configured: INQUIRY reports TPGS = 01b and REPORT TARGET PORT GROUPS is offered. */

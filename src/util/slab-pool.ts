@@ -9,8 +9,9 @@
  * another socket while the kernel may still read it.
  *
  * Two sizes: a connection doing small I/O (QD1 4 KiB) reads into small slabs, so that a thousand idle or
- * lightly used connections cost little; one that moves bulk data (a read filled all it was offered) gets
- * large slabs, so that data segments seldom straddle two slabs (a straddling segment is copied).
+ * lightly used connections cost little; one that moves bulk data (a read filled all it was offered, or brought
+ * more than a small slab takes) gets large slabs, so that data segments seldom straddle two slabs (a
+ * straddling segment is copied).
  * Free slabs are kept up to a cap in bytes; past it, released slabs are left to the garbage collector.
  */
 
@@ -19,7 +20,7 @@ export const SMALL_SLAB = 64 * 1024;
 const SMALL_MIN_READ = 16 * 1024;
 export const LARGE_SLAB = 4 * 1024 * 1024;
 /** A large slab is left once fewer bytes than this remain (two 256 KiB data segments with their headers). */
-const LARGE_MIN_READ = 512 * 1024 + 4096;
+export const LARGE_MIN_READ = 512 * 1024 + 4096;
 
 /** What a closed reader hands out (nothing is read into it). */
 const CLOSED = Buffer.alloc(64);
@@ -121,7 +122,12 @@ export class SlabPool implements SlabPoolStats {
 export class SlabReader {
   private cur: Slab | null = null;
   private used = 0;
-  /** A read filled everything it was offered: more was waiting, the next slab is a large one. */
+  /**
+   * A read in this slab filled everything it was offered (more was waiting), or brought more than a small slab
+   * takes: the connection moves bulk data, the next slab is a large one. The second keeps a stream on large
+   * slabs from one to the next (a read seldom fills the rest of a 4 MiB slab), so that it does not drop to a
+   * small slab, where every 256 KiB segment would straddle and be copied.
+   */
   private filled = false;
   /** Slabs read before `cur`, held until the parser is between PDUs (one, unless a segment spans several). */
   private readonly retired: Slab[] = [];
@@ -155,7 +161,7 @@ export class SlabReader {
 
   /** `n` bytes were read into `buf` (the last buffer next() gave): the chunk to parse. */
   chunk(n: number, buf: Uint8Array): Buffer {
-    if (n === buf.length) this.filled = true;
+    if (n === buf.length || n > SMALL_SLAB - SMALL_MIN_READ) this.filled = true;
     this.used += n;
     return Buffer.from(buf.buffer, buf.byteOffset, n);
   }

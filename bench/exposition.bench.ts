@@ -1,5 +1,5 @@
 // Micro-benchmark: one /metrics render in this process (no HTTP, no sockets), with 0 and 1,000 sessions open in
-// the shared slots, 4 LUs with traffic in their latency histograms and 2 worker rows. It prints CPU time per render
+// the shared slots (idle, then 1, 10 and all 1,000 of them counting between renders), 4 LUs with traffic in their latency histograms and 2 worker rows. It prints CPU time per render
 // (this thread's), wall time and the size, so a change to src/metrics/exposition.ts can be weighed without the
 // noise of a real target and an initiator on a busy machine. bench/metrics-cost.ts measures the real thing.
 // Run: npx tsc -p tsconfig.json && node dist/bench/exposition.bench.js [--renders 200] [--openmetrics] [--dump FILE]
@@ -48,12 +48,15 @@ for (const [w, row] of rows.entries())
 const exposition = new Exposition({ counters, config: () => config, lus, inFlight: () => 0 });
 const accept = process.argv.includes('--openmetrics') ? OPENMETRICS_TYPE : undefined;
 
-async function measure(label: string, renders: number): Promise<void> {
+async function measure(label: string, renders: number, between = () => {}): Promise<void> {
   for (let i = 0; i < 5; i++) await exposition.render(accept); // warm-up
   let size = 0;
   const c0 = process.cpuUsage();
   const t0 = performance.now();
-  for (let i = 0; i < renders; i++) size = (await exposition.render(accept)).body.length;
+  for (let i = 0; i < renders; i++) {
+    between();
+    size = (await exposition.render(accept)).body.length;
+  }
   const wall = (performance.now() - t0) / renders;
   const c = process.cpuUsage(c0);
   const cpu = (c.user + c.system) / renders / 1000;
@@ -79,6 +82,16 @@ async function main(): Promise<void> {
     open.push(s);
   }
   await measure('1000 sessions', Math.max(1, Math.floor(renders / 4)));
+  // Sessions doing I/O between scrapes: their lines (and the metrics that hold them) are written again.
+  for (const active of [1, 10, 1000]) {
+    const busy = open.slice(0, active);
+    await measure(`1000 sessions, ${active} active`, Math.max(1, Math.floor(renders / 4)), () => {
+      for (const s of busy) {
+        s.rx(4096);
+        s.tx(4096);
+      }
+    });
+  }
   const dump = process.argv.indexOf('--dump');
   if (dump > 0) fs.writeFileSync(process.argv[dump + 1]!, (await exposition.render(accept)).body);
   for (const s of open) s.release();

@@ -162,6 +162,42 @@ test('a line is what prom-client writes for the same labels and value, escapes i
   }
 });
 
+test('lines kept from scrape to scrape: every scrape is what a first scrape (every line written) shows', async (t) => {
+  const w = world([{ name: A, luns: [0, 1] }]);
+  const e = new Exposition(w.source);
+  const row = claimRow(w.counters, 111);
+  const lu = new LuStats(w.lus[0]!.stats, row.row);
+  const open = [1, 2, 3].map((i) =>
+    claimSessionStats(w.counters.sessions, { target: A, initiator: INI, isid: `40000000000${i}` }, 0)!,
+  );
+  // The process and Node.js collectors are prom-client's own, and their values move between any two scrapes.
+  const ours = (body: string) =>
+    body.split('\n').filter((l) => !/^(# (HELP|TYPE) )?nodetgt_(process|nodejs)_/.test(l));
+  const check = async (what: string) => {
+    for (const accept of [undefined, OPENMETRICS_TYPE]) {
+      const kept = ours((await e.render(accept)).body);
+      const fresh = ours((await new Exposition(w.source).render(accept)).body);
+      t.deepEqual(kept, fresh, `${what} (${accept ?? 'text'})`);
+    }
+  };
+  await check('first');
+  await check('nothing changed');
+  // One session counts, one ends, one begins; an LU answers; an instance counter moves; LU 1 goes.
+  open[0].rx(512);
+  open[0].tx(4096);
+  open[1].release();
+  open.push(claimSessionStats(w.counters.sessions, { target: A, initiator: INI, isid: '400000000009' }, 0)!);
+  lu.command(READ, 0, undefined, 4096, 0, performance.now() - 0.2);
+  row.inc('scsiCommands');
+  await check('values changed, a session gone and one new');
+  w.state.config = configOf([{ name: A, luns: [0] }]);
+  await check('an LU removed');
+  open[0].rx(1);
+  await check('one line changed');
+  for (const s of [open[0], open[2], open[3]]) s.release();
+  await check('every session gone');
+});
+
 test('the open descriptor count is read again only once it is OPEN_FDS_MAX_AGE_MS old', async (t) => {
   let now = 1000;
   const e = new Exposition(world([{ name: A, luns: [0] }]).source, () => now);

@@ -42,10 +42,24 @@ export interface Series {
   labels: Labels;
   sharedLabels: Labels;
   value: number;
+  /**
+   * The line prom-client wrote for this series at an earlier scrape, per format (0 Prometheus text,
+   * 1 OpenMetrics), and the value it was written for (src/metrics/exposition.ts writes a line again only when
+   * the value changed). prom-client reads none of these.
+   */
+  lines: [string | undefined, string | undefined];
+  lineValues: [number, number];
 }
 
 function series(labels: Labels, metricName?: string): Series {
-  return { metricName, labels: NO_LABELS, sharedLabels: labels, value: 0 };
+  return {
+    metricName,
+    labels: NO_LABELS,
+    sharedLabels: labels,
+    value: 0,
+    lines: [undefined, undefined],
+    lineValues: [0, 0],
+  };
 }
 
 const frozen = (o: Record<string, string | number>): Labels => Object.freeze(o);

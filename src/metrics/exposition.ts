@@ -81,13 +81,20 @@ type WriteMetric = (metric: object) => Promise<string>;
 const registryWrite = (Registry.prototype as unknown as { getMetricsAsString?: WriteMetric })
   .getMetricsAsString;
 
+/** Lines per block of a metric's kept text (SnapshotMetric.text). */
+const BLOCK = 64;
+
+/** A string of its own (not a slice of a larger one, which it would keep alive). */
+const flat = (line: string): string => (' ' + line).slice(1);
+
 class SnapshotMetric {
   readonly aggregator = 'sum' as const;
   /** The HELP and TYPE lines per format, as prom-client wrote them. */
   private readonly head: [string | undefined, string | undefined] = [undefined, undefined];
-  /** The last text per format, and the series it shows in their order. */
-  private readonly last: [string | undefined, string | undefined] = [undefined, undefined];
+  /** The last scrape's series per format, in their order, its text, and that text in blocks of BLOCK lines. */
   private readonly lastValues: [Series[], Series[]] = [[], []];
+  private readonly last: [string | undefined, string | undefined] = [undefined, undefined];
+  private readonly blocks: [string[], string[]] = [[], []];
   constructor(
     public name: string,
     readonly help: string,
@@ -120,8 +127,15 @@ class SnapshotMetric {
   async text(format: Format, write: WriteMetric): Promise<string> {
     const values = this.values(this.snap());
     const stale: Series[] = [];
-    for (const v of values)
-      if (v.lines[format] === undefined || !Object.is(v.lineValues[format], v.value)) stale.push(v);
+    // Blocks of BLOCK series with a line written again: only those are joined again.
+    const dirty: boolean[] = [];
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      if (v.lines[format] === undefined || !Object.is(v.lineValues[format], v.value)) {
+        stale.push(v);
+        dirty[(i / BLOCK) | 0] = true;
+      }
+    }
     if (stale.length > 0 || this.head[format] === undefined) {
       // The registry may have renamed the metric (an OpenMetrics counter loses `_total`): `this` is read now.
       const text = await write(this.part(stale));
@@ -131,21 +145,37 @@ class SnapshotMetric {
       if (lines.length !== stale.length + 2) return write(this.part(values));
       this.head[format] = `${lines[0]}\n${lines[1]}`;
       for (let i = 0; i < stale.length; i++) {
-        stale[i].lines[format] = lines[i + 2];
+        // Flattened: a line split out of the text would keep all of that text alive while it is cached.
+        stale[i].lines[format] = flat(lines[i + 2]);
         stale[i].lineValues[format] = stale[i].value;
       }
     }
-    // Nothing written again and the same series in the same order: the same text (no join of 1,000 lines).
+    // A block is joined again when a line of it was written again or its series are not those of the last
+    // scrape (a session came or went); with one session of 1,000 doing I/O, one block of each metric is.
     const before = this.lastValues[format];
-    if (stale.length === 0 && before.length === values.length && this.last[format] !== undefined) {
-      let same = true;
-      for (let i = 0; i < values.length && same; i++) same = values[i] === before[i];
-      if (same) return this.last[format];
+    const blocks = this.blocks[format];
+    const n = Math.ceil(values.length / BLOCK);
+    let changed = before.length !== values.length || this.last[format] === undefined;
+    for (let b = 0; b < n; b++) {
+      const end = Math.min(values.length, (b + 1) * BLOCK);
+      // The block's text holds the lines of the same places of the last scrape's series, and they are these.
+      let same = !dirty[b] && blocks[b] !== undefined && Math.min(before.length, (b + 1) * BLOCK) === end;
+      for (let i = b * BLOCK; i < end && same; i++) same = values[i] === before[i];
+      if (same) continue;
+      changed = true;
+      const out: string[] = [];
+      for (let i = b * BLOCK; i < end; i++) out.push(values[i].lines[format]!);
+      blocks[b] = out.join('\n');
     }
-    const out: string[] = [this.head[format]!];
-    for (const v of values) out.push(v.lines[format]!);
+    blocks.length = n;
     this.lastValues[format] = values;
-    return (this.last[format] = out.join('\n'));
+    // Nothing changed: the last text itself (no join of the blocks either).
+    if (!changed) return this.last[format]!;
+    // Concatenated, not joined: V8 keeps the result as a rope of the blocks, and the registry's join of every
+    // metric's text then copies the characters once (a join here would copy the whole text one time more).
+    let text = this.head[format]!;
+    for (const b of blocks) text += '\n' + b;
+    return (this.last[format] = text);
   }
 }
 

@@ -45,7 +45,7 @@ export interface Series {
   /**
    * The line prom-client wrote for this series at an earlier scrape, per format (0 Prometheus text,
    * 1 OpenMetrics), and the value it was written for (src/metrics/exposition.ts writes a line again only when
-   * the value changed). prom-client reads none of these.
+   * the value changed). prom-client reads none of these. So a series belongs to one metric only.
    */
   lines: [string | undefined, string | undefined];
   lineValues: [number, number];

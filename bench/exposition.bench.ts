@@ -49,13 +49,13 @@ const exposition = new Exposition({ counters, config: () => config, lus, inFligh
 const accept = process.argv.includes('--openmetrics') ? OPENMETRICS_TYPE : undefined;
 
 async function measure(label: string, renders: number, between = () => {}): Promise<void> {
-  for (let i = 0; i < 5; i++) await exposition.render(accept); // warm-up
+  for (let i = 0; i < 5; i++) await exposition.renderBytes(accept); // warm-up
   let size = 0;
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   for (let i = 0; i < renders; i++) {
     between();
-    size = (await exposition.render(accept)).body.length;
+    size = (await exposition.renderBytes(accept)).body.length;
   }
   const wall = (performance.now() - t0) / renders;
   const c = process.cpuUsage(c0);

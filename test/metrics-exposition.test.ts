@@ -173,11 +173,17 @@ test('lines kept from scrape to scrape: every scrape is what a first scrape (eve
   // The process and Node.js collectors are prom-client's own, and their values move between any two scrapes.
   const ours = (body: string) =>
     body.split('\n').filter((l) => !/^(# (HELP|TYPE) )?nodetgt_(process|nodejs)_/.test(l));
+  // The text (admin socket) and the bytes (HTTP) of one exposition, in turns: they keep their parts together.
+  let turn = 0;
   const check = async (what: string) => {
     for (const accept of [undefined, OPENMETRICS_TYPE]) {
-      const kept = ours((await e.render(accept)).body);
-      const fresh = ours((await new Exposition(w.source).render(accept)).body);
-      t.deepEqual(kept, fresh, `${what} (${accept ?? 'text'})`);
+      for (const bytes of turn++ % 2 ? [true, false] : [false, true]) {
+        const kept = bytes ? (await e.renderBytes(accept)).body.toString() : (await e.render(accept)).body;
+        const fresh = ours((await new Exposition(w.source).render(accept)).body);
+        t.deepEqual(ours(kept), fresh, `${what} (${accept ?? 'text'}, ${bytes ? 'bytes' : 'string'})`);
+        if (accept) t.true(kept.endsWith('\n# EOF\n'));
+        else t.true(kept.endsWith('\n') && !kept.endsWith('\n\n'));
+      }
     }
   };
   await check('first');

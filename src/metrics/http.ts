@@ -23,11 +23,9 @@ export function startMetricsServer(
       res.writeHead(404).end('not found\n');
       return;
     }
-    exposition.render(req.headers.accept).then(
+    exposition.renderBytes(req.headers.accept).then(
       ({ contentType, body }) => {
-        // Encoded once: given the string, Node scans it for its byte length and then encodes it again to write.
-        const bytes = Buffer.from(body);
-        res.writeHead(200, { 'content-type': contentType, 'content-length': bytes.length }).end(bytes);
+        res.writeHead(200, { 'content-type': contentType, 'content-length': body.length }).end(body);
       },
       (e: Error) => {
         log.error('metrics exposition failed', { error: e.stack ?? e.message });

@@ -139,7 +139,7 @@ class SnapshotMetric {
     const dirty: boolean[] = [];
     for (let i = 0; i < values.length; i++) {
       const v = values[i];
-      if (v.lines[format] === undefined || !Object.is(v.lineValues[format], v.value)) {
+      if ((format === 0 ? v.lineValue0 : v.lineValue1) !== v.value) {
         stale.push(v);
         dirty[(i / BLOCK) | 0] = true;
       }
@@ -159,8 +159,10 @@ class SnapshotMetric {
       }
       for (let i = 0; i < stale.length; i++) {
         // Flattened: a line split out of the text would keep all of that text alive while it is cached.
-        stale[i].lines[format] = flat(lines[i + 2]);
-        stale[i].lineValues[format] = stale[i].value;
+        const v = stale[i];
+        v.lines[format] = flat(lines[i + 2]);
+        if (format === 0) v.lineValue0 = v.value;
+        else v.lineValue1 = v.value;
       }
     }
     // A block is joined again when a line of it was written again or its series are not those of the last
@@ -363,7 +365,7 @@ function defs(): Def[] {
   out.push(...luDefs());
   SSN_FIELDS.forEach((f, i) => {
     const [suffix, help, type] = SSN_METRICS[f];
-    out.push([`nodetgt_session_${suffix}`, `${help}, per session`, type, (s) => s.sessions.map((r) => r[i])]);
+    out.push([`nodetgt_session_${suffix}`, `${help}, per session`, type, (s) => s.sessions[i]]);
     out.push([
       `nodetgt_target_${suffix}`,
       `${help}, per target (sessions ended included)`,

@@ -17,7 +17,7 @@ import type { Config } from '../config/schema';
 import { COUNTERS, LU_FAULTS, MAX_ROWS, readLuFaults, type CounterShared } from './counters';
 import { HIST_OPS, LATENCY_BOUNDS, LU_OPS, readLuStats, type Histogram } from './lu-stats';
 import { readRuntime, RUNTIME_FIELDS } from './runtime';
-import { SSN_FIELDS, SessionStatsReader, type SessionLabels } from './session-stats';
+import { SSN_FIELDS, SessionStatsReader } from './session-stats';
 
 /** What the exposition reads: the shared rows and the live configuration (LUs and targets come and go). */
 export interface MetricsSource {
@@ -45,10 +45,14 @@ export interface Series {
   /**
    * The line prom-client wrote for this series at an earlier scrape, per format (0 Prometheus text,
    * 1 OpenMetrics), and the value it was written for (src/metrics/exposition.ts writes a line again only when
-   * the value changed). prom-client reads none of these. So a series belongs to one metric only.
+   * the value changed; NaN until one is written, and a NaN value is always written again). The values are
+   * fields of the series itself, so that the check at each scrape reads this object and nothing else (a scrape
+   * each second finds all of this out of the CPU caches). prom-client reads none of these. So a series belongs
+   * to one metric only.
    */
   lines: [string | undefined, string | undefined];
-  lineValues: [number, number];
+  lineValue0: number;
+  lineValue1: number;
 }
 
 function series(labels: Labels, metricName?: string): Series {
@@ -58,7 +62,8 @@ function series(labels: Labels, metricName?: string): Series {
     sharedLabels: labels,
     value: 0,
     lines: [undefined, undefined],
-    lineValues: [0, 0],
+    lineValue0: NaN,
+    lineValue1: NaN,
   };
 }
 
@@ -172,7 +177,7 @@ export interface Snapshot {
   threads: ThreadSeries[];
   /** Configured LUs, in configuration order. */
   lus: LuSeries[];
-  /** Sessions logged in: SSN_FIELDS order each. */
+  /** Sessions logged in, by field: SSN_FIELDS order, each the series of every session in the same order. */
   sessions: Series[][];
   /** Configured targets, in configuration order. */
   targets: TargetSeries[];
@@ -195,8 +200,6 @@ export class Scraper {
   private threads = new Map<number, ThreadSeries>();
   private lus = new Map<string, LuSeries>();
   private targets = new Map<string, TargetSeries>();
-  /** By the session's labels object, which the reader keeps for the session's life. */
-  private readonly sessions = new WeakMap<SessionLabels, Series[]>();
   /** By the tuning gauge's labels object (src/tuning/monitor.ts keeps them while the checks are the same). */
   private readonly tuning = new WeakMap<object, Series>();
   private readonly reader: SessionStatsReader;
@@ -298,17 +301,20 @@ export class Scraper {
       return s;
     });
     this.targets = next;
-    const sessions = this.reader.sessions().map((row) => {
-      let s = this.sessions.get(row.labels);
-      if (!s) this.sessions.set(row.labels, (s = SSN_FIELDS.map(() => series(row.labels))));
+    // By field: each per-session metric hands its array to prom-client as it is.
+    const sessions: Series[][] = SSN_FIELDS.map(() => []);
+    for (const row of this.reader.sessions()) {
+      // The row is the same object for the session's life: its series live on it.
+      let s = row.series as Series[] | undefined;
+      if (s === undefined) row.series = s = SSN_FIELDS.map(() => series(row.labels));
       const t = next.get(row.labels.target);
       for (let i = 0; i < s.length; i++) {
         s[i].value = row.values[i];
+        sessions[i].push(s[i]);
         if (t) t.ssn[i].value += row.values[i];
       }
       if (t) t.sessions.value++;
-      return s;
-    });
+    }
     return { sessions, targets };
   }
 }

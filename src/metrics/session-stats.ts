@@ -136,6 +136,8 @@ export interface SessionRow {
   labels: SessionLabels;
   /** SSN_FIELDS order; the same array at every scrape while the session lives, overwritten by each read. */
   values: Float64Array;
+  /** The exposition's series of the session (src/metrics/series.ts), kept here for the session's life. */
+  series?: unknown;
 }
 
 /**

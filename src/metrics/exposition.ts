@@ -467,21 +467,27 @@ export class Exposition {
     }
   }
 
+  /**
+   * The registry of the format the Accept header asks for, after taking this scrape's snapshot. Its metrics()
+   * (and metricsBytes()) call every metric's get() (or values) before their first await: they all see this
+   * snapshot. The next scrape overwrites the same series objects, but this one is written out in microtasks,
+   * before any other request is read, so two scrapes never mix.
+   */
+  private begin(accept: string | undefined): Registry<RegistryContentType> {
+    const registry = wantsOpenMetrics(accept) ? this.open : this.prom;
+    this.snapshot = this.scraper.take();
+    return registry as Registry<RegistryContentType>;
+  }
+
   /** The exposition in the format the Accept header asks for. */
   async render(accept?: string): Promise<{ contentType: string; body: string }> {
-    const registry = wantsOpenMetrics(accept) ? this.open : this.prom;
-    // Registry.metrics() calls every metric's get() before its first await: they all see this snapshot. The next
-    // scrape overwrites the same series objects, but this one is written out in microtasks, before any other
-    // request is read, so two scrapes never mix.
-    this.snapshot = this.scraper.take();
-    const body = await registry.metrics();
-    return { contentType: registry.contentType, body };
+    const registry = this.begin(accept);
+    return { contentType: registry.contentType, body: await registry.metrics() };
   }
 
   /** The same as bytes, for the HTTP response (SnapshotRegistry.metricsBytes; encoded whole otherwise). */
   async renderBytes(accept?: string): Promise<{ contentType: string; body: Buffer }> {
-    const registry = wantsOpenMetrics(accept) ? this.open : this.prom;
-    this.snapshot = this.scraper.take();
+    const registry = this.begin(accept);
     const body =
       registry instanceof SnapshotRegistry
         ? await registry.metricsBytes()

@@ -96,7 +96,7 @@ test('a read that fills its buffer moves the connection to large slabs, small re
   };
   // Bulk reads that never fill the rest of a large slab (more than a small slab takes): the next is large too.
   t.is(untilNext(100 * 1024), LARGE_SLAB);
-  // Small reads only (4 KiB PDUs) until the large slab is left: the one after is small again.
+  // Small reads only (a few 4 KiB PDUs each) until the large slab is left: the one after is small again.
   t.is(untilNext(16 * 1024), SMALL_SLAB);
   reader.close();
 });

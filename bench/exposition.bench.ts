@@ -2,7 +2,9 @@
 // the shared slots (idle, then 1, 10 and all 1,000 of them counting between renders), 4 LUs with traffic in their latency histograms and 2 worker rows. It prints CPU time per render
 // (this thread's), wall time and the size, so a change to src/metrics/exposition.ts can be weighed without the
 // noise of a real target and an initiator on a busy machine. bench/metrics-cost.ts measures the real thing.
-// Run: npx tsc -p tsconfig.json && node dist/bench/exposition.bench.js [--renders 200] [--openmetrics] [--dump FILE]
+// Run: npx tsc -p tsconfig.json && node --expose-gc --max-semi-space-size=64 dist/bench/exposition.bench.js
+//      [--renders 200] [--openmetrics] [--dump FILE]
+// (without the two V8 flags it does not measure the bytes allocated per render).
 // (--dump writes the last exposition, with 1,000 sessions, to FILE).
 
 import * as fs from 'node:fs';
@@ -49,18 +51,52 @@ const exposition = new Exposition({ counters, config: () => config, lus, inFligh
 const accept = process.argv.includes('--openmetrics') ? OPENMETRICS_TYPE : undefined;
 
 async function measure(label: string, renders: number, between = () => {}): Promise<void> {
-  for (let i = 0; i < 5; i++) await exposition.renderBytes(accept); // warm-up
+  for (let i = 0; i < 5; i++) await exposition.renderParts(accept); // warm-up
   let size = 0;
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   for (let i = 0; i < renders; i++) {
     between();
-    size = (await exposition.renderBytes(accept)).body.length;
+    size = (await exposition.renderParts(accept)).length;
   }
   const wall = (performance.now() - t0) / renders;
   const c = process.cpuUsage(c0);
   const cpu = (c.user + c.system) / renders / 1000;
-  console.log(`${label}: ${cpu.toFixed(2)} ms CPU, ${wall.toFixed(2)} ms wall per render; ${size} bytes`);
+  console.log(
+    `${label}: ${cpu.toFixed(2)} ms CPU, ${wall.toFixed(2)} ms wall per render; ${size} bytes; ${await allocated(between)}`,
+  );
+}
+
+/**
+ * Bytes allocated on the V8 heap per render: the heap's growth over renders with no garbage collection between
+ * them. Needs `node --expose-gc --max-semi-space-size=64` (a young generation large enough for a few renders).
+ */
+async function allocated(between: () => void): Promise<string> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) return 'allocation: run with --expose-gc --max-semi-space-size=64';
+  let gcs = 0;
+  const obs = new PerformanceObserver((l) => (gcs += l.getEntries().length));
+  obs.observe({ entryTypes: ['gc'] });
+  const k = 5;
+  let best = Infinity;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    gc();
+    // The forced collection's entry is delivered later: let it arrive before counting.
+    await new Promise((r) => setTimeout(r, 20));
+    gcs = 0;
+    const h0 = process.memoryUsage().heapUsed;
+    for (let i = 0; i < k; i++) {
+      between();
+      await exposition.renderParts(accept);
+    }
+    const h1 = process.memoryUsage().heapUsed;
+    await new Promise((r) => setTimeout(r, 20));
+    if (gcs === 0) best = Math.min(best, (h1 - h0) / k);
+  }
+  obs.disconnect();
+  return best === Infinity
+    ? 'allocation: a GC ran in every attempt'
+    : `${(best / 1024).toFixed(0)} KiB allocated per render`;
 }
 
 async function main(): Promise<void> {

@@ -21,11 +21,14 @@
  *     with no scrape in B either: the A/A spread it prints is the noise floor of that machine at that time.
  *
  *   node dist/bench/metrics-cost.js [--rounds 6] [--seconds 5] [--sessions 1000] [--scrapes 20] [--ab 0|1]
- *                                   [--control 0|1] [--ab-open 0|1]
+ *                                   [--control 0|1] [--ab-open 0|1] [--profile DIR]
  *
  * --ab-open 1 keeps the sessions of step 1 open, idle, through the A/B: each scrape then carries their series.
  *
  * --ab 0 runs only the rounds without scrapes (CPU per I/O), for a machine too loaded for a wall-clock A/B.
+ *
+ * --profile DIR runs the target with --cpu-prof into DIR (one .cpuprofile per thread; the portal thread's is the
+ * one whose name holds the target's pid and thread 0) and stops it with SIGTERM, so that the profiles are written.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -40,6 +43,8 @@ import { threadRunTime } from './lib/sys';
 
 const IQN = 'iqn.2026-11.io.nodetgt.bench:metrics';
 const BIN = path.resolve(__dirname, '../../bin/nodetgt.js');
+/** Scrapes before the measured ones, at each number of sessions (see scrapeCost). */
+const WARM_UP_SCRAPES = 200;
 /** The per-session metrics (iscsiSsnStatsTable and iscsiSsnCxnErrorStatsTable columns). */
 const PER_SESSION = 7;
 
@@ -60,7 +65,7 @@ interface Child {
 }
 
 /** `nodetgt serve` sized for `sessions` sessions: connection limits and descriptors to match. */
-async function startTarget(sessions: number, dir: string): Promise<Child> {
+async function startTarget(sessions: number, dir: string, profile?: string): Promise<Child> {
   const file = path.join(dir, 'config.json');
   fs.writeFileSync(
     file,
@@ -83,7 +88,15 @@ async function startTarget(sessions: number, dir: string): Promise<Child> {
   const nofile = 2 * sessions + 1024;
   const proc = spawn(
     'prlimit',
-    [`--nofile=${nofile}:${nofile}`, process.execPath, BIN, 'serve', '--config', file],
+    [
+      `--nofile=${nofile}:${nofile}`,
+      process.execPath,
+      ...(profile ? ['--cpu-prof', '--cpu-prof-dir', profile] : []),
+      BIN,
+      'serve',
+      '--config',
+      file,
+    ],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, NODETGT_LOG: 'info' },
@@ -91,8 +104,14 @@ async function startTarget(sessions: number, dir: string): Promise<Child> {
   );
   let out = '';
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  // With --profile, SIGTERM: the target shuts down and its threads write their profiles (SIGKILL after 30 s).
   const stop = async () => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill(profile ? 'SIGTERM' : 'SIGKILL');
+      const late = setTimeout(() => proc.kill('SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(late);
+    }
     await exited;
   };
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -189,7 +208,9 @@ interface ScrapeCost {
 async function scrapeCost(c: Child, clock: CpuClock, n: number, scrapes: number): Promise<ScrapeCost> {
   const pid = c.proc.pid!;
   // Warm-up: the first scrapes of a process (or of new label sets) compile and allocate what later ones reuse.
-  for (let i = 0; i < 3; i++) await scrape(c.metricsPort);
+  // V8 compiles the scrape's code on its own threads for the first few dozen scrapes (about 5 ms of CPU per
+  // scrape at first, 0.2 ms after 300), which is not what a scrape of a running target costs.
+  for (let i = 0; i < WARM_UP_SCRAPES; i++) await scrape(c.metricsPort);
   // Idle: what the target spends with nobody scraping (event-loop sampling, timers), per second, over 2 s before
   // and 2 s after the scrapes. The lower of the two is subtracted: the first window after start-up or after
   // logins still holds their compilation and garbage collection, which would otherwise be taken off the scrapes
@@ -428,7 +449,9 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodetgt-metrics-cost-'));
   const clock = await new CpuClock().open();
   const scraper = await Scraper.start();
-  const c = await startTarget(sessions, dir);
+  const pi = process.argv.indexOf('--profile');
+  const profile = pi > 0 ? path.resolve(process.argv[pi + 1]) : undefined;
+  const c = await startTarget(sessions, dir, profile);
   const pid = c.proc.pid!;
   const open: TestInitiator[] = [];
   console.log(

@@ -17,7 +17,7 @@ import {
 } from '../src/metrics/exposition';
 import { LuStats, allocateLuStats } from '../src/metrics/lu-stats';
 import { GAUGES } from '../src/metrics/names';
-import { claimSessionStats } from '../src/metrics/session-stats';
+import { MAX_SESSION_SLOTS, claimSessionStats } from '../src/metrics/session-stats';
 
 const A = 'iqn.2026-11.io.nodetgt.test:a';
 const B = 'iqn.2026-11.io.nodetgt.test:b';
@@ -196,6 +196,36 @@ test('lines kept from scrape to scrape: every scrape is what a first scrape (eve
   lu.command(READ, 0, undefined, 4096, 0, performance.now() - 0.2);
   row.inc('scsiCommands');
   await check('values changed, a session gone and one new');
+  // Sessions in slots over several blocks of 64 lines: one in the middle counts, one goes.
+  const many = Array.from({ length: 150 }, (_, i) =>
+    claimSessionStats(
+      w.counters.sessions,
+      { target: A, initiator: `${INI}${i}`, isid: (0x400000001000 + i).toString(16) },
+      0,
+    )!,
+  );
+  many.forEach((s, i) => s.rx(i));
+  await check('150 sessions more');
+  many[70].tx(1);
+  many[64].release();
+  await check('one of them counts and one goes');
+  // The slot of a session gone, taken by another with the same values: its lines carry the new labels.
+  const gone = many[100];
+  gone.release();
+  const state = new Int32Array(w.counters.sessions.state);
+  // A claim searches from the generation counter (modulo the slots): move it to the freed slot.
+  while (Atomics.load(state, 0) % MAX_SESSION_SLOTS !== gone.slot)
+    claimSessionStats(w.counters.sessions, { target: A, initiator: INI, isid: '4000000fffff' }, 0)!.release();
+  const taker = claimSessionStats(
+    w.counters.sessions,
+    { target: A, initiator: `${INI}-other`, isid: '400000002000' },
+    0,
+  )!;
+  t.is(taker.slot, gone.slot);
+  taker.rx(100);
+  await check('a slot taken by another session');
+  for (const s of many) s.release();
+  taker.release();
   w.state.config = configOf([{ name: A, luns: [0] }]);
   await check('an LU removed');
   open[0].rx(1);

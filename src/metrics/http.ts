@@ -23,9 +23,14 @@ export function startMetricsServer(
       res.writeHead(404).end('not found\n');
       return;
     }
-    exposition.renderBytes(req.headers.accept).then(
-      ({ contentType, body }) => {
-        res.writeHead(200, { 'content-type': contentType, 'content-length': body.length }).end(body);
+    exposition.renderParts(req.headers.accept).then(
+      ({ contentType, parts, length }) => {
+        res.writeHead(200, { 'content-type': contentType, 'content-length': length });
+        // Corked: the head and every part go to the socket in one writev, without being copied together first.
+        res.cork();
+        for (const p of parts) res.write(p);
+        res.end();
+        res.uncork();
       },
       (e: Error) => {
         log.error('metrics exposition failed', { error: e.stack ?? e.message });

@@ -37,8 +37,14 @@ const LATENCY = SENSE + 16;
 const BACKSTORE = LATENCY + HIST_OPS.length * HIST;
 export const LU_STAT_FIELDS = BACKSTORE + HIST_OPS.length * HIST;
 
+/**
+ * The lanes' rows, then one Int32 per lane set once a writer took the lane: a scrape sums only those (a lane
+ * is a thread's counter row, and a few of the 64 are ever used), instead of reading 69 KB per LU.
+ */
+const LANES_BYTES = STAT_LANES * LU_STAT_FIELDS * 8;
+
 export function allocateLuStats(): SharedArrayBuffer {
-  return new SharedArrayBuffer(STAT_LANES * LU_STAT_FIELDS * 8);
+  return new SharedArrayBuffer(LANES_BYTES + STAT_LANES * 4);
 }
 
 /** SCSI operation code -> index in LU_OPS. */
@@ -62,6 +68,9 @@ export class LuStats {
   constructor(sab: SharedArrayBuffer, lane: number) {
     const l = lane < STAT_LANES ? lane : 1 + (lane % (STAT_LANES - 1));
     this.v = new Float64Array(sab, l * LU_STAT_FIELDS * 8, LU_STAT_FIELDS);
+    // Before any value is written: a lane is summed from the first scrape that sees this flag, and its values
+    // never go back to zero (a thread taking the row later adds to them).
+    Atomics.store(new Int32Array(sab, LANES_BYTES, STAT_LANES), l, 1);
   }
 
   /**
@@ -149,11 +158,13 @@ function histogram(sum: Float64Array, base: number): Histogram {
   return { cumulative, sum: sum[base + NB], count: n };
 }
 
-/** The LU's statistics summed over every lane (read at scrape time by the portal thread). */
+/** The LU's statistics summed over every lane a writer took (read at scrape time by the portal thread). */
 export function readLuStats(sab: SharedArrayBuffer): LuStatsTotals {
-  const all = new Float64Array(sab);
+  const all = new Float64Array(sab, 0, STAT_LANES * LU_STAT_FIELDS);
+  const used = new Int32Array(sab, LANES_BYTES, STAT_LANES);
   const sum = new Float64Array(LU_STAT_FIELDS);
   for (let l = 0; l < STAT_LANES; l++) {
+    if (Atomics.load(used, l) === 0) continue;
     const o = l * LU_STAT_FIELDS;
     for (let i = 0; i < LU_STAT_FIELDS; i++) sum[i] += all[o + i];
   }

@@ -39,8 +39,3 @@ export function sampleEventLoop(sab: SharedArrayBuffer, row: number, intervalMs 
     h.disable();
   };
 }
-
-export function readRuntime(sab: SharedArrayBuffer, row: number): Record<RuntimeField, number> {
-  const v = new Float64Array(sab, row * NF * 8, NF);
-  return Object.fromEntries(RUNTIME_FIELDS.map((f, i) => [f, v[i]])) as Record<RuntimeField, number>;
-}

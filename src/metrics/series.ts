@@ -11,13 +11,14 @@
  * collected on the portal thread; the output text is the same (test/metrics-exposition.test.ts).
  *
  * A scrape reads the shared memory once into these objects (take()); the metrics of src/metrics/exposition.ts
- * hand the objects to prom-client.
+ * hand the objects to prom-client. Sessions are the exception: there can be thousands, so a scrape reads them
+ * into typed arrays by slot (SessionSlots), and an object for prom-client is made only for a line written again.
  */
 import type { Config } from '../config/schema';
 import { COUNTERS, LU_FAULTS, MAX_ROWS, readLuFaults, type CounterShared } from './counters';
 import { HIST_OPS, LATENCY_BOUNDS, LU_OPS, readLuStats, type Histogram } from './lu-stats';
-import { readRuntime, RUNTIME_FIELDS } from './runtime';
-import { SSN_FIELDS, SessionStatsReader } from './session-stats';
+import { RUNTIME_FIELDS } from './runtime';
+import { MAX_SESSION_SLOTS, SSN_FIELDS, SessionStatsReader, type SessionSlots } from './session-stats';
 
 /** What the exposition reads: the shared rows and the live configuration (LUs and targets come and go). */
 export interface MetricsSource {
@@ -162,8 +163,8 @@ export class ThreadSeries {
 export class TargetSeries {
   readonly ssn: Series[];
   readonly sessions: Series;
-  constructor(target: string) {
-    const labels = frozen({ target });
+  constructor(readonly name: string) {
+    const labels = frozen({ target: name });
     this.ssn = SSN_FIELDS.map(() => series(labels));
     this.sessions = series(labels);
   }
@@ -171,14 +172,20 @@ export class TargetSeries {
 
 /** Everything one scrape shows, in the order of the exposition. */
 export interface Snapshot {
+  /**
+   * Changes when a list below (other than sessions) is not the list of the last scrape: a thread, LU, target or
+   * tuning check came or went, or an LU's statistics appeared or went. While it stays the same, every list is
+   * the same array of the same series, so a metric can keep what it made of them.
+   */
+  version: number;
   /** Instance counters, COUNTERS order, summed over every thread. */
   counters: Series[];
   /** Threads with a counter row, by row; row 0 is the portal. */
   threads: ThreadSeries[];
   /** Configured LUs, in configuration order. */
   lus: LuSeries[];
-  /** Sessions logged in, by field: SSN_FIELDS order, each the series of every session in the same order. */
-  sessions: Series[][];
+  /** Sessions logged in, by slot (overwritten by the next scrape). */
+  sessions: SessionSlots;
   /** Configured targets, in configuration order. */
   targets: TargetSeries[];
   tuning: Series[];
@@ -195,15 +202,30 @@ function carry<K, V>(old: Map<K, V>, next: Map<K, V>, key: K, make: () => V): V 
   return v;
 }
 
+/** `next` if its items are not those of `last` (by identity), else `last` itself: a list kept while the same. */
+function same<T>(last: T[], next: T[]): T[] {
+  if (last.length !== next.length) return next;
+  for (let i = 0; i < next.length; i++) if (last[i] !== next[i]) return next;
+  return last;
+}
+
 export class Scraper {
   private readonly counters: Series[] = COUNTERS.map(() => series(NO_LABELS));
   private threads = new Map<number, ThreadSeries>();
   private lus = new Map<string, LuSeries>();
   private targets = new Map<string, TargetSeries>();
-  /** By the tuning gauge's labels object (src/tuning/monitor.ts keeps them while the checks are the same). */
-  private readonly tuning = new WeakMap<object, Series>();
+  /** By check and subject (src/tuning/run.ts makes new label objects at every call). */
+  private tuning = new Map<string, Series>();
   private readonly reader: SessionStatsReader;
   private readonly totals = new Float64Array(COUNTERS.length);
+  private readonly ended = new Float64Array(SSN_FIELDS.length);
+  /** Per slot: the index in slotTargetsOf of its session's target (-1: none), for the generation beside it. */
+  private readonly slotTarget = new Int32Array(MAX_SESSION_SLOTS);
+  private readonly slotTargetGen = new Int32Array(MAX_SESSION_SLOTS);
+  private slotTargetsOf: TargetSeries[] = [];
+  /** The sessions' sums per target, SSN_FIELDS order. */
+  private sums = new Float64Array(0);
+  private last: Snapshot | undefined;
 
   constructor(private readonly source: MetricsSource) {
     this.reader = new SessionStatsReader(source.counters.sessions);
@@ -212,18 +234,47 @@ export class Scraper {
   /** Read the shared memory once into the series. */
   take(): Snapshot {
     const config = this.source.config();
-    return {
+    const last = this.last;
+    const threads = this.readThreads();
+    const lus = this.readLus(config);
+    const live = lus.map((l) => l.live);
+    const { sessions, targets } = this.readSessions(config);
+    const tuning = this.readTuning();
+    const snap: Snapshot = {
+      version: 0,
       counters: this.readCounters(),
-      threads: this.readThreads(),
-      lus: this.readLus(config),
-      ...this.readSessions(config),
-      tuning: (this.source.tuning?.() ?? []).map((t) => {
-        let s = this.tuning.get(t.labels);
-        if (!s) this.tuning.set(t.labels, (s = series(t.labels)));
-        s.value = t.value;
-        return s;
-      }),
+      threads: last ? same(last.threads, threads) : threads,
+      lus: last ? same(last.lus, lus) : lus,
+      sessions,
+      targets: last ? same(last.targets, targets) : targets,
+      tuning: last ? same(last.tuning, tuning) : tuning,
     };
+    const kept =
+      last !== undefined &&
+      snap.threads === last.threads &&
+      snap.lus === last.lus &&
+      snap.targets === last.targets &&
+      snap.tuning === last.tuning &&
+      live.every((l, i) => l === this.live[i]);
+    snap.version = kept ? last.version : (last?.version ?? 0) + 1;
+    this.live = live;
+    return (this.last = snap);
+  }
+
+  /** The live flags of the last scrape's LUs (a metric of live LUs only changes its list with them). */
+  private live: boolean[] = [];
+
+  private readTuning(): Series[] {
+    const next = new Map<string, Series>();
+    const out = (this.source.tuning?.() ?? []).map((t) => {
+      const s = carry(this.tuning, next, `${t.labels.check}\u0000${t.labels.subject}`, () =>
+        series(frozen({ check: t.labels.check, subject: t.labels.subject })),
+      );
+      s.value = t.value;
+      return s;
+    });
+    this.tuning = next;
+    return out;
   }
 
   private readCounters(): Series[] {
@@ -243,7 +294,9 @@ export class Scraper {
     const { claims, values, runtime } = this.source.counters;
     const ids = new Int32Array(claims);
     const all = new Float64Array(values);
+    const rt = new Float64Array(runtime);
     const cxn = COUNTERS.indexOf('cxnActive');
+    const nf = RUNTIME_FIELDS.length;
     const next = new Map<number, ThreadSeries>();
     const out: ThreadSeries[] = [];
     for (let r = 0; r < MAX_ROWS; r++) {
@@ -253,8 +306,7 @@ export class Scraper {
       const key = r * 2 ** 32 + (id >>> 0);
       const t = carry(this.threads, next, key, () => new ThreadSeries(r, r === 0 ? 'portal' : String(id)));
       t.connections.value = all[r * COUNTERS.length + cxn];
-      const rt = readRuntime(runtime, r);
-      RUNTIME_FIELDS.forEach((f, i) => (t.runtime[i].value = rt[f]));
+      for (let i = 0; i < nf; i++) t.runtime[i].value = rt[r * nf + i];
       out.push(t);
     }
     this.threads = next;
@@ -291,30 +343,42 @@ export class Scraper {
     return out;
   }
 
-  private readSessions(config: Config): { sessions: Series[][]; targets: TargetSeries[] } {
+  private readSessions(config: Config): { sessions: SessionSlots; targets: TargetSeries[] } {
     const next = new Map<string, TargetSeries>();
+    const ended = this.ended;
     const targets = config.targets.map((t) => {
       const s = carry(this.targets, next, t.name, () => new TargetSeries(t.name));
-      const ended = this.reader.ended(t.slot);
-      SSN_FIELDS.forEach((f, i) => (s.ssn[i].value = SSN_LEVEL[i] ? 0 : ended[f]));
+      this.reader.ended(t.slot, ended);
+      for (let i = 0; i < s.ssn.length; i++) s.ssn[i].value = SSN_LEVEL[i] ? 0 : ended[i];
       s.sessions.value = 0;
       return s;
     });
     this.targets = next;
-    // By field: each per-session metric hands its array to prom-client as it is.
-    const sessions: Series[][] = SSN_FIELDS.map(() => []);
-    for (const row of this.reader.sessions()) {
-      // The row is the same object for the session's life: its series live on it.
-      let s = row.series as Series[] | undefined;
-      if (s === undefined) row.series = s = SSN_FIELDS.map(() => series(row.labels));
-      const t = next.get(row.labels.target);
-      for (let i = 0; i < s.length; i++) {
-        s[i].value = row.values[i];
-        sessions[i].push(s[i]);
-        if (t) t.ssn[i].value += row.values[i];
+    const sessions = this.reader.read();
+    // Each slot's target, by index in `targets`, found once per session (and again when the targets change).
+    if (same(this.slotTargetsOf, targets) !== this.slotTargetsOf) this.slotTargetGen.fill(0);
+    this.slotTargetsOf = targets;
+    const nf = SSN_FIELDS.length;
+    if (this.sums.length < targets.length * nf) this.sums = new Float64Array(targets.length * nf);
+    const sums = this.sums.fill(0);
+    const counts = new Int32Array(targets.length);
+    for (let slot = 0; slot < sessions.end; slot++) {
+      const gen = sessions.gen[slot];
+      if (gen === 0) continue;
+      if (this.slotTargetGen[slot] !== gen) {
+        const name = sessions.labels[slot]!.target;
+        this.slotTarget[slot] = targets.findIndex((t) => t.name === name);
+        this.slotTargetGen[slot] = gen;
       }
-      if (t) t.sessions.value++;
+      const t = this.slotTarget[slot];
+      if (t < 0) continue;
+      for (let i = 0, o = slot * nf; i < nf; i++) sums[t * nf + i] += sessions.values[o + i];
+      counts[t]++;
     }
+    targets.forEach((t, k) => {
+      for (let i = 0; i < nf; i++) t.ssn[i].value += sums[k * nf + i];
+      t.sessions.value = counts[k];
+    });
     return { sessions, targets };
   }
 }

@@ -131,65 +131,81 @@ export function claimSessionStats(
   return null;
 }
 
-export interface SessionRow {
-  /** The same object at every scrape while the session lives (decoded once): the labels of its series. */
-  labels: SessionLabels;
-  /** SSN_FIELDS order; the same array at every scrape while the session lives, overwritten by each read. */
-  values: Float64Array;
-  /** The exposition's series of the session (src/metrics/series.ts), kept here for the session's life. */
-  series?: unknown;
+/**
+ * What a scrape read of the session table, slot by slot, in arrays the reader overwrites at each read: the
+ * exposition walks these (src/metrics/exposition.ts SessionMetric) instead of an object per session, so that a
+ * scrape each second, which finds everything out of the CPU caches, reads a few contiguous arrays.
+ */
+export interface SessionSlots {
+  /** The generation of the session shown in each slot; 0: none (free, being claimed, or changed while read). */
+  readonly gen: Int32Array;
+  /** The values read, SSN_FIELDS order, NF per slot (meaningful where gen is not 0). */
+  readonly values: Float64Array;
+  /** The labels of each slot's session: one frozen object for the session's life (decoded once). */
+  readonly labels: ReadonlyArray<SessionLabels | undefined>;
+  /** One past the last slot shown. */
+  readonly end: number;
 }
 
 /**
  * The portal's reader: decodes each session's labels once (by slot and generation). The scan of the slot table
- * touches only two arrays per free slot (no map lookup): with 1,000 sessions in 4,096 slots most are free.
+ * reads typed arrays only, except for a slot whose session is new.
  */
 export class SessionStatsReader {
-  /** The generation each row below was made for; 0: none. */
-  private readonly gens = new Int32Array(MAX_SESSION_SLOTS);
-  private readonly rows: Array<SessionRow | undefined> = new Array<SessionRow | undefined>(MAX_SESSION_SLOTS);
+  /** The generation each slot's labels below were decoded for; 0: none. */
+  private readonly decoded = new Int32Array(MAX_SESSION_SLOTS);
+  private readonly out = {
+    gen: new Int32Array(MAX_SESSION_SLOTS),
+    values: new Float64Array(MAX_SESSION_SLOTS * NF),
+    labels: new Array<SessionLabels | undefined>(MAX_SESSION_SLOTS).fill(undefined),
+    end: 0,
+  };
   constructor(private readonly shared: SessionStatsShared) {}
 
-  sessions(): SessionRow[] {
+  read(): SessionSlots {
     const state = new Int32Array(this.shared.state);
     const values = new Float64Array(this.shared.values);
-    const out: SessionRow[] = [];
+    const { gen: shown, values: out, labels } = this.out;
+    let end = 0;
     for (let slot = 0; slot < MAX_SESSION_SLOTS; slot++) {
-      const gen = Atomics.load(state, slot + 1);
+      // A plain read (most slots are free): the generation is read again with Atomics once the values are.
+      const gen = state[slot + 1];
+      shown[slot] = 0;
       if (gen <= 0) {
-        if (gen === FREE && this.gens[slot] !== 0) {
-          this.gens[slot] = 0;
-          this.rows[slot] = undefined;
+        if (gen === FREE && this.decoded[slot] !== 0) {
+          this.decoded[slot] = 0;
+          labels[slot] = undefined;
         }
         continue;
       }
-      let row = this.rows[slot];
-      if (!row || this.gens[slot] !== gen) {
+      if (this.decoded[slot] !== gen) {
         const bytes = new Uint8Array(this.shared.labels, slot * LABEL_BYTES, LABEL_BYTES);
-        const end = bytes.indexOf(0);
+        const stop = bytes.indexOf(0);
         const [target = '', initiator = '', isid = ''] = decoder
-          .decode(bytes.slice(0, end < 0 ? LABEL_BYTES : end))
+          .decode(bytes.slice(0, stop < 0 ? LABEL_BYTES : stop))
           .split('\n');
-        row = { labels: Object.freeze({ target, initiator, isid }), values: new Float64Array(NF) };
-        this.rows[slot] = row;
-        this.gens[slot] = gen;
+        labels[slot] = Object.freeze({ target, initiator, isid });
+        this.decoded[slot] = gen;
       }
       const o = slot * NF;
-      for (let i = 0; i < NF; i++) row.values[i] = values[o + i];
-      // Freed or reused while being read: leave it for the next scrape.
-      if (Atomics.load(state, slot + 1) !== gen) continue;
-      out.push(row);
+      for (let i = 0; i < NF; i++) out[o + i] = values[o + i];
+      // Freed or reused while being read: left for the next scrape (its labels are decoded again then).
+      if (Atomics.load(state, slot + 1) !== gen) {
+        this.decoded[slot] = 0;
+        continue;
+      }
+      shown[slot] = gen;
+      end = slot + 1;
     }
-    return out;
+    this.out.end = end;
+    return this.out;
   }
 
-  /** Totals of the sessions that ended, for a target slot. */
-  ended(targetSlot: number): Record<SsnField, number> {
+  /** Totals of the sessions that ended, for a target slot, into `into` (SSN_FIELDS order). */
+  ended(targetSlot: number, into: Float64Array): Float64Array {
     const t = new BigInt64Array(this.shared.targets, targetSlot * NF * 8, NF);
-    return Object.fromEntries(SSN_FIELDS.map((f, i) => [f, Number(Atomics.load(t, i))])) as Record<
-      SsnField,
-      number
-    >;
+    for (let i = 0; i < NF; i++) into[i] = Number(Atomics.load(t, i));
+    return into;
   }
 }
 

@@ -3,7 +3,8 @@
 // (this thread's), wall time and the size, so a change to src/metrics/exposition.ts can be weighed without the
 // noise of a real target and an initiator on a busy machine. bench/metrics-cost.ts measures the real thing.
 // Run: npx tsc -p tsconfig.json && node --expose-gc --max-semi-space-size=64 dist/bench/exposition.bench.js
-//      [--renders 200] [--openmetrics] [--dump FILE]
+//      [--renders 200] [--openmetrics] [--cold] [--dump FILE]
+// (--cold: also each render with the CPU caches emptied first, as a scrape each second finds them).
 // (without the two V8 flags it does not measure the bytes allocated per render).
 // (--dump writes the last exposition, with 1,000 sessions, to FILE).
 
@@ -49,6 +50,8 @@ for (const [w, row] of rows.entries())
   }
 const exposition = new Exposition({ counters, config: () => config, lus, inFlight: () => 0 });
 const accept = process.argv.includes('--openmetrics') ? OPENMETRICS_TYPE : undefined;
+const cold = process.argv.includes('--cold');
+const COLD = new Uint8Array(cold ? 64 << 20 : 0);
 
 async function measure(label: string, renders: number, between = () => {}): Promise<void> {
   for (let i = 0; i < 5; i++) await exposition.renderParts(accept); // warm-up
@@ -65,6 +68,20 @@ async function measure(label: string, renders: number, between = () => {}): Prom
   console.log(
     `${label}: ${cpu.toFixed(2)} ms CPU, ${wall.toFixed(2)} ms wall per render; ${size} bytes; ${await allocated(between)}`,
   );
+  if (cold) {
+    // Each render after 64 MiB of other memory was written: the caches hold nothing of the exposition, as
+    // in a target whose workers and initiator run between two scrapes a second apart.
+    const times: number[] = [];
+    for (let i = 0; i < Math.min(renders, 40); i++) {
+      between();
+      COLD.fill(i);
+      const t = performance.now();
+      await exposition.renderParts(accept);
+      times.push(performance.now() - t);
+    }
+    times.sort((a, b) => a - b);
+    console.log(`${label}, cold caches: ${times[times.length >> 1].toFixed(2)} ms wall per render (median)`);
+  }
 }
 
 /**

@@ -680,10 +680,12 @@ export class Exposition {
         prefix: 'nodetgt_',
         eventLoopMonitoringPrecision: UNUSED_LAG_PRECISION_MS,
       });
-      // These three are gauges named like counters, which `promtool check metrics` refuses; handles and requests
-      // say little about a target anyway (connections and sessions have their own series).
+      // Active handles, requests and resources: the `_total` three are gauges named like counters, which
+      // `promtool check metrics` refuses, and the others list every handle at each scrape (with 1,000 sessions,
+      // arrays of 2,000 sockets and their class names). They say little about a target: connections and sessions
+      // have their own series.
       for (const n of ['active_handles', 'active_requests', 'active_resources'])
-        registry.removeSingleMetric(`nodetgt_nodejs_${n}_total`);
+        for (const suffix of ['', '_total']) registry.removeSingleMetric(`nodetgt_nodejs_${n}${suffix}`);
       // The portal thread's event-loop delay is nodetgt_worker_event_loop_lag_*{thread="portal"} (runtime.ts),
       // as every worker's is. prom-client's own set computed a standard deviation over the whole delay
       // histogram at each scrape, the largest single cost of a scrape with no sessions.

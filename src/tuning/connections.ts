@@ -35,7 +35,22 @@ export async function connectionChecks(
   const check = 'connection.mss';
   if ('error' in sessions) return [unknown(check, 'target', sessions.error)];
   if (sessions.length === 0) return [unknown(check, 'target', 'no live iSCSI connection to measure')];
-  return Promise.all(sessions.map((s) => one(probe, s)));
+  // One listing of the addresses and one read of each interface's MTU for the whole pass, not per connection
+  // (1,000 connections made 1,000 of each, once a minute).
+  let addresses: ReturnType<Probe['addresses']> | undefined;
+  const reads = new Map<string, ReturnType<Probe['read']>>();
+  const pass: Probe = {
+    list: (dir) => probe.list(dir),
+    run: (cmd, args) => probe.run(cmd, args),
+    cpuCount: () => probe.cpuCount(),
+    addresses: () => (addresses ??= probe.addresses()),
+    read: (file) => {
+      let r = reads.get(file);
+      if (r === undefined) reads.set(file, (r = probe.read(file)));
+      return r;
+    },
+  };
+  return Promise.all(sessions.map((s) => one(pass, s)));
 }
 
 async function one(probe: Probe, s: SessionInfo): Promise<TuningCheck> {

@@ -48,10 +48,20 @@ export class TuningMonitor {
     }
   }
 
-  /** The nodetgt_tuning_check series of the last pass, for the metrics endpoint. */
+  /**
+   * The nodetgt_tuning_check series of the last pass, for the metrics endpoint: the same array (and label
+   * objects) at every scrape until the next pass (with 1,000 connections, one check each, building it again at
+   * each scrape was most of a scrape's snapshot).
+   */
   series(): ReturnType<typeof tuningSeries> {
-    return tuningSeries(this.checks);
+    if (this.seriesOf !== this.checks) {
+      this.seriesOf = this.checks;
+      this.seriesMemo = tuningSeries(this.checks);
+    }
+    return this.seriesMemo;
   }
+  private seriesOf: readonly TuningCheck[] | undefined;
+  private seriesMemo: ReturnType<typeof tuningSeries> = [];
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);

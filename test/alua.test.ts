@@ -11,7 +11,8 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BIN, diskWorkspace } from './helpers/child-target';
+import { BIN } from './helpers/child-target';
+import { diskWorkspace } from './helpers/disk-workspace';
 import {
   AO,
   identityOf83,

@@ -19,7 +19,8 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { freePort, runQemu } from './helpers/qemu';
-import { diskWorkspace, startChildTarget, type ChildTarget } from './helpers/child-target';
+import { startChildTarget, type ChildTarget } from './helpers/child-target';
+import { diskWorkspace } from './helpers/disk-workspace';
 
 const IQN = 'iqn.2026-11.io.nodetgt.test:durability';
 const KiB = 1024;

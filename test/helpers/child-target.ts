@@ -1,8 +1,8 @@
 /**
  * `nodetgt serve` as a child process: the real target process, for tests that need its own descriptor limit, its
- * stderr, its survival, or that restart, kill or starve it.
+ * stderr, its survival, or that restart, kill or starve it. It imports no test runner, so that the benches
+ * (bench/jumbo.ts) can start a target with it too; a test file's disk workspace is ./disk-workspace.ts.
  */
-import test from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -10,24 +10,6 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 export const BIN = path.resolve(__dirname, '../../../bin/nodetgt.js');
-
-/**
- * A directory on disk for a test file's LUN files and state (/var/tmp is normally on the root file system;
- * os.tmpdir() may be tmpfs, where fdatasync proves nothing), made before its tests and removed after them,
- * once the child targets pushed to `children` are stopped.
- */
-export function diskWorkspace(prefix: string): { readonly dir: string; children: ChildTarget[] } {
-  const ws = { dir: '', children: [] as ChildTarget[] };
-  test.before(() => {
-    const base = fs.existsSync('/var/tmp') ? '/var/tmp' : os.tmpdir();
-    ws.dir = fs.mkdtempSync(path.join(base, prefix));
-  });
-  test.after.always(async () => {
-    for (const c of ws.children) await c.stop();
-    if (ws.dir) fs.rmSync(ws.dir, { recursive: true, force: true });
-  });
-  return ws;
-}
 
 export interface ChildTarget {
   proc: ChildProcess;

@@ -214,7 +214,10 @@ export class Scraper {
   private threads = new Map<number, ThreadSeries>();
   private lus = new Map<string, LuSeries>();
   private targets = new Map<string, TargetSeries>();
-  /** By check and subject (src/tuning/run.ts makes new label objects at every call). */
+  /**
+   * By check and subject: each pass of the checks (src/tuning/monitor.ts, once a minute) hands new label
+   * objects, and a check that is still there keeps its series.
+   */
   private tuning = new Map<string, Series>();
   private readonly reader: SessionStatsReader;
   private readonly totals = new Float64Array(COUNTERS.length);

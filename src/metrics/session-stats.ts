@@ -202,10 +202,9 @@ export class SessionStatsReader {
   }
 
   /** Totals of the sessions that ended, for a target slot, into `into` (SSN_FIELDS order). */
-  ended(targetSlot: number, into: Float64Array): Float64Array {
+  ended(targetSlot: number, into: Float64Array): void {
     const t = new BigInt64Array(this.shared.targets, targetSlot * NF * 8, NF);
     for (let i = 0; i < NF; i++) into[i] = Number(Atomics.load(t, i));
-    return into;
   }
 }
 

@@ -20,6 +20,7 @@
 #include "napi_util.h"
 #include "ring.h"
 #include "tcpinfo.h"
+#include "memmap.h"
 #include "sockwrite.h"
 
 #ifdef NODETGT_HAVE_RBD
@@ -383,6 +384,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterCopy(env, exports);
   RegisterTcpInfo(e, ex);
   RegisterSocketWrite(e, ex);
+  RegisterMemMap(e, ex);
 #ifdef NODETGT_HAVE_RBD
   RegisterRbd(e, ex);
   exports.Set("rbdAvailable", Napi::Boolean::New(env, true));

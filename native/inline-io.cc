@@ -23,17 +23,6 @@ namespace {
 // Vectors longer than this are not worth doing inline (the caller sends them to the ring).
 constexpr uint32_t kMaxInlineIov = 64;
 
-napi_value Result(napi_env env, double v) {
-  napi_value out;
-  napi_create_double(env, v, &out);
-  return out;
-}
-
-napi_value ThrowType(napi_env env, const char* msg) {
-  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
-  return nullptr;
-}
-
 ssize_t Retry(ssize_t (*fn)(int, const iovec*, int, off_t, int), int fd, const iovec* iov, int n, off_t off,
               int flags) {
   ssize_t res;
@@ -60,9 +49,9 @@ napi_value PreadInline(napi_env env, napi_callback_info info) {
   iovec iov;
   uint8_t* data;
   if (!PositionalArgs(env, info, &buf, &fd, &offset, &flags) || !GetBytes(env, buf, &data, &iov.iov_len))
-    return ThrowType(env, "preadInline: expected (fd, buffer, offset, rwFlags)");
+    return ThrowArgType(env, "preadInline: expected (fd, buffer, offset, rwFlags)");
   iov.iov_base = data;
-  return Result(env, static_cast<double>(Retry(preadv2, fd, &iov, 1, offset, flags)));
+  return NumberValue(env, static_cast<double>(Retry(preadv2, fd, &iov, 1, offset, flags)));
 }
 
 napi_value PwriteInline(napi_env env, napi_callback_info info) {
@@ -71,27 +60,11 @@ napi_value PwriteInline(napi_env env, napi_callback_info info) {
   int64_t offset;
   iovec iov[kMaxInlineIov];
   uint32_t n = 0;
-  bool isArray = false;
   if (!PositionalArgs(env, info, &bufs, &fd, &offset, &flags))
-    return ThrowType(env, "pwriteInline: expected (fd, buffer | buffers[], offset, rwFlags)");
-  napi_is_array(env, bufs, &isArray);
-  if (!isArray) {
-    uint8_t* data;
-    if (!GetBytes(env, bufs, &data, &iov[0].iov_len)) return ThrowType(env, "pwriteInline: bad buffer");
-    iov[0].iov_base = data;
-    n = 1;
-  } else {
-    napi_get_array_length(env, bufs, &n);
-    if (n == 0 || n > kMaxInlineIov) return ThrowType(env, "pwriteInline: 1..64 buffers");
-    for (uint32_t i = 0; i < n; i++) {
-      napi_value el;
-      uint8_t* data;
-      if (napi_get_element(env, bufs, i, &el) != napi_ok || !GetBytes(env, el, &data, &iov[i].iov_len))
-        return ThrowType(env, "pwriteInline: buffers must be ArrayBufferViews");
-      iov[i].iov_base = data;
-    }
-  }
-  return Result(env, static_cast<double>(Retry(pwritev2, fd, iov, static_cast<int>(n), offset, flags)));
+    return ThrowArgType(env, "pwriteInline: expected (fd, buffer | buffers[], offset, rwFlags)");
+  if (!GetIovecs(env, bufs, iov, kMaxInlineIov, &n))
+    return ThrowArgType(env, "pwriteInline: a buffer or 1..64 ArrayBufferViews");
+  return NumberValue(env, static_cast<double>(Retry(pwritev2, fd, iov, static_cast<int>(n), offset, flags)));
 }
 
 napi_value FsMagic(napi_env env, napi_callback_info info) {
@@ -99,10 +72,10 @@ napi_value FsMagic(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   int32_t fd;
-  if (argc < 1 || !GetInt32(env, argv[0], &fd)) return ThrowType(env, "fsMagic: expected (fd)");
+  if (argc < 1 || !GetInt32(env, argv[0], &fd)) return ThrowArgType(env, "fsMagic: expected (fd)");
   struct statfs st;
-  if (fstatfs(fd, &st) < 0) return Result(env, -static_cast<double>(errno));
-  return Result(env, static_cast<double>(static_cast<unsigned long>(st.f_type)));
+  if (fstatfs(fd, &st) < 0) return NumberValue(env, -static_cast<double>(errno));
+  return NumberValue(env, static_cast<double>(static_cast<unsigned long>(st.f_type)));
 }
 
 }  // namespace

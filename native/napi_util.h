@@ -3,6 +3,7 @@
 #pragma once
 
 #include <node_api.h>
+#include <sys/uio.h>
 #include <uv.h>
 
 #include <cstddef>
@@ -74,6 +75,39 @@ inline bool GetBytes(napi_env env, napi_value v, uint8_t** data, size_t* len) {
     return true;
   }
   return false;
+}
+
+inline napi_value NumberValue(napi_env env, double v) {
+  napi_value out;
+  napi_create_double(env, v, &out);
+  return out;
+}
+
+// Throws TypeError(msg) with code ERR_INVALID_ARG_TYPE; returns nullptr for the caller to return.
+inline napi_value ThrowArgType(napi_env env, const char* msg) {
+  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+  return nullptr;
+}
+
+// One ArrayBufferView or an array of 1..max of them, as iovecs: false (nothing thrown) when it is neither.
+inline bool GetIovecs(napi_env env, napi_value bufs, iovec* iov, uint32_t max, uint32_t* n) {
+  bool isArray = false;
+  napi_is_array(env, bufs, &isArray);
+  uint8_t* data;
+  if (!isArray) {
+    if (!GetBytes(env, bufs, &data, &iov[0].iov_len)) return false;
+    iov[0].iov_base = data;
+    *n = 1;
+    return true;
+  }
+  napi_get_array_length(env, bufs, n);
+  if (*n == 0 || *n > max) return false;
+  for (uint32_t i = 0; i < *n; i++) {
+    napi_value el;
+    if (napi_get_element(env, bufs, i, &el) != napi_ok || !GetBytes(env, el, &data, &iov[i].iov_len)) return false;
+    iov[i].iov_base = data;
+  }
+  return true;
 }
 
 inline bool GetInt32(napi_env env, napi_value v, int32_t* out) { return napi_get_value_int32(env, v, out) == napi_ok; }

@@ -26,6 +26,16 @@
  *   through the ring as before. Where the kernel cannot try without blocking (EOPNOTSUPP: buffered writes on
  *   most file systems) inline writes are switched off for the file. Larger transfers stay on the ring, so
  *   their copies run on io-wq threads beside the event loop rather than in it.
+ * - Mapped copies (tmpfs): the file is also mapped shared (native/memmap.cc), and transfers up to
+ *   INLINE_MAX_BYTES are a memcpy to or from the mapping, with no system call: the inline preadv2/pwritev2 was
+ *   the one call left per 4 KiB command at QD32. A read through a mapping of a hole in a tmpfs file would
+ *   allocate the page (read(2) copies zeros without), so reads go through the mapping only in MAP_CHUNK-sized
+ *   chunks the file holds whole, as lseek(SEEK_HOLE) says once per chunk; a chunk with a hole is asked again
+ *   after MAP_RECHECK reads, and UNMAP (a punched hole) or a sparse copy into a chunk makes it ask again. A hole
+ *   another thread's descriptor punches (another worker's LU, another process) is not seen: a read there then
+ *   allocates the page, as a write would, and returns the same zeros. A copy that meets a page past the end of
+ *   the file (it shrank under us) or one tmpfs cannot allocate (full) is cut short by SIGBUS, caught, and the
+ *   command goes the inline or ring way, which answers with the real error.
  * - writeCacheEnabled is true: with or without O_DIRECT, a completed write may sit in a volatile cache
  *   (page cache, the disk's own cache, unwritten file system metadata) until flush().
  */
@@ -49,6 +59,12 @@ import {
   lseekData,
   lseekHole,
   fsMagic,
+  memMap,
+  memPopulate,
+  memRead,
+  memUnmap,
+  memWrite,
+  type MemMapping,
   INLINE_MAX_BUFFERS,
   preadInline,
   pwriteInline,
@@ -83,6 +99,12 @@ const ZERO_CHUNK = 1 << 20;
 const SEEKS_PER_TURN = 1024;
 /** Largest transfer tried inline: bigger copies are better spent on io-wq threads than in the event loop. */
 export const INLINE_MAX_BYTES = 128 * 1024;
+/** Mapped copies (tmpfs): the unit whose allocation is asked with lseek(SEEK_HOLE), and its states. */
+export const MAP_CHUNK = 2 * 1024 * 1024;
+/** Reads of a chunk with a hole that go the system call way before it is asked again. */
+export const MAP_RECHECK = 64;
+/** A chunk the file holds whole: reads of it go through the mapping. 0: not asked yet. */
+const CHUNK_WHOLE = 255;
 /** How often a regular file's size is compared with the LU's. */
 const SIZE_CHECK_MS = 5000;
 
@@ -223,6 +245,7 @@ export async function openFileBackstore(opts: FileBackstoreOptions): Promise<Fil
       isDevice,
       align: Math.max(DIRECT_ALIGN, sector),
       inline,
+      mapped: magic === TMPFS_MAGIC,
       // st_blksize: the file system's block for a file (what a hole is punched in), the device's for a device.
       physicalBlockSize: Math.max(blockSize, st.blksize),
     });
@@ -244,6 +267,8 @@ interface Geometry {
   align: number;
   physicalBlockSize: number;
   inline: InlineMode;
+  /** Mapped copies (tmpfs only). */
+  mapped: boolean;
 }
 
 export class FileBackstore implements Backstore {
@@ -265,6 +290,13 @@ export class FileBackstore implements Backstore {
   private inlineReads: boolean;
   private inlineWrites: boolean;
   private readonly inlineFlags: number;
+  /** Mapped copies (see above): the mapping of [0, memBytes), and each MAP_CHUNK's state; null when not mapped. */
+  private mem: MemMapping | null = null;
+  private memBytes = 0;
+  private chunks: Uint8Array = new Uint8Array(0);
+  /** Reads and writes done as copies through the mapping (tests; the bench's notes). */
+  mappedReads = 0;
+  mappedWrites = 0;
   private inflight = 0;
   private idle: (() => void) | null = null;
   private closing: Promise<void> | null = null;
@@ -291,6 +323,7 @@ export class FileBackstore implements Backstore {
     this.inline = g.inline;
     this.inlineReads = this.inlineWrites = g.inline !== 'off';
     this.inlineFlags = g.inline === 'memory' ? 0 : RWF_NOWAIT;
+    if (g.mapped) this.mapFile(g.sizeBytes);
     // A file truncated under the target is noticed within SIZE_CHECK_MS even when nobody reads past its end.
     if (!g.isDevice) {
       this.sizeTimer = setInterval(() => this.checkSize(), SIZE_CHECK_MS);
@@ -325,6 +358,15 @@ export class FileBackstore implements Backstore {
       const bounce = allocAligned(into.length, this.align);
       return this.read(offset, bounce).then(() => void bounce.copy(into));
     }
+    if (
+      this.mem !== null &&
+      into.length <= INLINE_MAX_BYTES &&
+      this.whole(offset, into.length) &&
+      memRead(this.mem, into, offset) === into.length
+    ) {
+      this.mappedReads++;
+      return Promise.resolve();
+    }
     let done = 0;
     if (this.inlineReads && into.length <= INLINE_MAX_BYTES) {
       const res = preadInline(this.fd, into, offset, this.inlineFlags);
@@ -349,6 +391,15 @@ export class FileBackstore implements Backstore {
       data = [bounce];
     }
     const slow = slowWriteDelay(offset);
+    // Through the mapping: a page of a hole is allocated by the write, as pwrite would (FUA: tmpfs has no
+    // cache to write through). A chunk not asked yet is asked first, so that a whole one is populated.
+    if (slow === 0 && this.mem !== null && length <= INLINE_MAX_BYTES && data.length <= INLINE_MAX_BUFFERS) {
+      if (this.chunks[Math.floor(offset / MAP_CHUNK)] === 0) this.whole(offset, length);
+      if (memWrite(this.mem, data.length === 1 ? data[0] : data, offset) === length) {
+        this.mappedWrites++;
+        return Promise.resolve();
+      }
+    }
     if (
       slow === 0 &&
       this.inlineWrites &&
@@ -396,6 +447,8 @@ export class FileBackstore implements Backstore {
       const r = await copyFileRange(src.fd, srcOffset, this.fd, offset, length, {
         sparse: this.thinProvisioned && this.unmapMode === 'punch',
       });
+      // A sparse copy leaves holes where the source had them.
+      this.holesIn(offset, length);
       if (r.bytes < length) {
         // The source file ended inside the LU: it shrank behind our back (see readFrom).
         src.checkSize();
@@ -417,7 +470,10 @@ export class FileBackstore implements Backstore {
           ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
           : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
       const res = await this.op<number>((cb) => this.ring.fallocate(this.fd, mode, offset, length, cb));
-      if (res === 0) return;
+      if (res === 0) {
+        this.holesIn(offset, length);
+        return;
+      }
       if (res !== EOPNOTSUPP && res !== EINVAL) throw errnoError(res, 'fallocate');
       // Not supported here: degrade once, for good.
       this.unmapMode = this.unmapMode === 'punch' ? 'zero-range' : 'write';
@@ -492,6 +548,56 @@ export class FileBackstore implements Backstore {
     if (bytes < sizeBytes) throw fail(this.path, `holds ${bytes} bytes, less than the new size ${sizeBytes}`);
     this.sizeBytes = sizeBytes;
     this.shrunkTo = null;
+    if (this.mem !== null && sizeBytes !== this.memBytes) {
+      const old = this.chunks;
+      memUnmap(this.mem);
+      this.mapFile(sizeBytes);
+      this.chunks.set(old.subarray(0, Math.min(old.length, this.chunks.length)));
+    }
+  }
+
+  /** Whether small transfers are memcpys to and from a mapping of the file (tmpfs). */
+  get mapped(): boolean {
+    return this.mem !== null;
+  }
+
+  /** Map the file for mapped copies; if it can't be (address space), the LU simply goes without. */
+  private mapFile(bytes: number): void {
+    const m = memMap(this.fd, bytes, !this.readOnly);
+    this.mem = typeof m === 'number' ? null : m;
+    this.memBytes = this.mem === null ? 0 : bytes;
+    this.chunks = new Uint8Array(Math.ceil(this.memBytes / MAP_CHUNK));
+  }
+
+  /** Whether the file holds [offset, offset+length) whole, so that a read through the mapping allocates nothing. */
+  private whole(offset: number, length: number): boolean {
+    const last = Math.floor((offset + length - 1) / MAP_CHUNK);
+    for (let c = Math.floor(offset / MAP_CHUNK); c <= last; c++) {
+      const state = this.chunks[c];
+      if (state === CHUNK_WHOLE) continue;
+      if (state > 1) {
+        this.chunks[c] = state - 1;
+        return false;
+      }
+      // Not asked yet, or due to be asked again. -ENXIO (past the end: the file shrank) counts as a hole.
+      const start = c * MAP_CHUNK;
+      const hole = lseekHole(this.fd, start);
+      if (hole < Math.min(start + MAP_CHUNK, this.memBytes)) {
+        this.chunks[c] = MAP_RECHECK;
+        return false;
+      }
+      this.chunks[c] = CHUNK_WHOLE;
+      // Its pages mapped in one call, not a page fault each at its first copy (dear on a virtual machine).
+      memPopulate(this.mem!, start, Math.min(MAP_CHUNK, this.memBytes - start));
+    }
+    return true;
+  }
+
+  /** [offset, offset+length) may hold holes now: its chunks are asked again before a mapped read. */
+  private holesIn(offset: number, length: number): void {
+    if (this.mem === null || length === 0) return;
+    const last = Math.min(Math.floor((offset + length - 1) / MAP_CHUNK), this.chunks.length - 1);
+    for (let c = Math.floor(offset / MAP_CHUNK); c <= last; c++) this.chunks[c] = 0;
   }
 
   /** Waits for operations in flight, then closes the descriptor. */
@@ -500,6 +606,8 @@ export class FileBackstore implements Backstore {
       if (this.sizeTimer !== null) clearInterval(this.sizeTimer);
       this.closing = (async () => {
         while (this.inflight > 0) await new Promise<void>((resolve) => (this.idle = resolve));
+        if (this.mem !== null) memUnmap(this.mem);
+        this.mem = null;
         await this.fh.close();
       })();
     }

@@ -78,6 +78,12 @@ interface Binding {
     rwFlags: number,
   ): number;
   fsMagic(fd: number): number;
+  /** Absent from an addon built before it existed. */
+  memMap?(fd: number, length: number, writable: boolean): MemMapping | number;
+  memUnmap(m: MemMapping): void;
+  memRead(m: MemMapping, buf: ArrayBufferView, offset: number): number;
+  memWrite(m: MemMapping, bufs: ArrayBufferView | readonly ArrayBufferView[], offset: number): number;
+  memPopulate(m: MemMapping, offset: number, length: number): number;
 }
 
 /**
@@ -294,6 +300,56 @@ export function pwriteInline(
 /** The file system type (statfs f_type, e.g. TMPFS_MAGIC) of an open file, or -errno. */
 export function fsMagic(fd: number): number {
   return binding.fsMagic(fd);
+}
+
+// ---- memory-mapped copies (tmpfs) -------------------------------------------------------------------
+
+/** A shared mapping of a backing file (native/memmap.cc); owned by the thread that made it. */
+export interface MemMapping {
+  readonly __memMapping: unique symbol;
+}
+
+/**
+ * Map [0, length) of `fd` shared (MAP_NORESERVE), for memRead/memWrite: the mapping, or -errno (also -ENOSYS
+ * from an addon built before these existed). A read through it of a hole in a tmpfs file allocates the page:
+ * see native/memmap.cc for what the caller must check.
+ */
+export function memMap(fd: number, length: number, writable: boolean): MemMapping | number {
+  if (binding.memMap === undefined) return -constants.errno.ENOSYS;
+  return binding.memMap(fd, length, writable);
+}
+
+/** Unmap at once (later copies answer -EBADF); a mapping dropped without this is unmapped when collected. */
+export function memUnmap(m: MemMapping): void {
+  binding.memUnmap(m);
+}
+
+/**
+ * Copy buf.length bytes at `offset` of the mapping into buf: bytes, or -errno (-EFAULT: SIGBUS, the page is past
+ * the end of the file or cannot be had; -ERANGE: outside the mapping; -EBADF: unmapped).
+ */
+export function memRead(m: MemMapping, buf: ArrayBufferView, offset: number): number {
+  checkOffset(offset);
+  return binding.memRead(m, buf, offset);
+}
+
+/** Copy the buffers (at most INLINE_MAX_BUFFERS) to `offset` of the mapping: bytes, or -errno as memRead (-EROFS). */
+export function memWrite(
+  m: MemMapping,
+  bufs: ArrayBufferView | readonly ArrayBufferView[],
+  offset: number,
+): number {
+  checkOffset(offset);
+  return binding.memWrite(m, bufs, offset);
+}
+
+/**
+ * Map the pages of [offset, offset+length) now (MADV_POPULATE_READ) rather than by a page fault at each first
+ * copy: 0 or -errno. Only for a range the file holds whole (a fault on a tmpfs hole allocates a page).
+ */
+export function memPopulate(m: MemMapping, offset: number, length: number): number {
+  checkOffset(offset);
+  return binding.memPopulate(m, offset, length);
 }
 
 // ---- copy_file_range -------------------------------------------------------------------------------

@@ -286,7 +286,10 @@ export function renderMarkdown(r: ReportInput): string {
     'Medians of the valid runs, (min–max) when they differ. "others % max": the most that processes ' +
       'other than the target, qemu-img and kernel threads used of the machine (all cores, /proc/stat less ' +
       'their own CPU; kernel threads are left out because their work, page-cache writeback and softirqs, is mostly for the I/O under test) ' +
-      'during a valid run of the row.',
+      'during a valid run of the row. Before the first figure of a backing, each target reads the whole ' +
+      'LU once (64 KiB sequential, QD8, not measured), so that every run finds a server in its steady state: ' +
+      "the page cache, nodetgt's mapping of a tmpfs LU (on this paravirtualized machine a page of a mapping " +
+      'costs a hidden fault at its first touches), both JITs.',
     '',
   );
   if (rs.some((x) => x.tgtd.busy || x.nodetgt.busy))

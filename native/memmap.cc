@@ -19,7 +19,8 @@
 // memMap(fd, length, writable) -> mapping | -errno; memUnmap(mapping);
 // memRead(mapping, buf, offset) / memWrite(mapping, buf | bufs[], offset) -> bytes copied, or -errno:
 // -EFAULT after a SIGBUS, -ERANGE outside the mapping, -EBADF once unmapped, -EROFS for a write to a read-only
-// mapping. memPopulate(mapping, offset, length) -> 0 | -errno maps a range's pages ahead of its copies.
+// mapping. memPopulate(mapping, offset, length) -> 0 | -errno maps a range's pages ahead of its copies;
+// memResident(mapping, offset, length) -> 1 | 0 | -errno tells whether the file holds every page of a range.
 // Every mapping belongs to the JS thread that made it (its FileBackstore).
 #include "memmap.h"
 
@@ -33,6 +34,7 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <vector>
 
 #include "napi_util.h"
 
@@ -232,6 +234,32 @@ napi_value MemPopulate(napi_env env, napi_callback_info info) {
   return NumberValue(env, 0);
 }
 
+// (mapping, offset, length): 1 when every page of the range is in the file's page cache, which on tmpfs means
+// allocated (a hole has no page), else 0; or -errno. mincore(2): bounded by the range, where lseek(SEEK_HOLE)
+// walks on to the next hole, to the end of a fully allocated file.
+napi_value MemResident(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  int64_t offset, length;
+  Mapping* m = argc >= 3 ? GetMapping(env, argv[0]) : nullptr;
+  if (m == nullptr || !GetInt64(env, argv[1], &offset) || !GetInt64(env, argv[2], &length) || offset < 0 ||
+      length <= 0)
+    return ThrowArgType(env, "memResident: expected (mapping, offset, length > 0)");
+  if (m->base == nullptr) return NumberValue(env, -EBADF);
+  const uint64_t off = static_cast<uint64_t>(offset), len = static_cast<uint64_t>(length);
+  if (off > m->length || len > m->length - off) return NumberValue(env, -ERANGE);
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const uint64_t start = off & ~(page - 1);
+  const uint64_t span = len + (off - start);
+  const size_t pages = static_cast<size_t>((span + page - 1) / page);
+  std::vector<unsigned char> vec(pages);
+  if (mincore(m->base + start, span, vec.data()) != 0) return NumberValue(env, -errno);
+  for (unsigned char v : vec)
+    if ((v & 1) == 0) return NumberValue(env, 0);
+  return NumberValue(env, 1);
+}
+
 }  // namespace
 
 void RegisterMemMap(napi_env env, napi_value exports) {
@@ -240,6 +268,7 @@ void RegisterMemMap(napi_env env, napi_value exports) {
   SetFunction(env, exports, "memRead", MemRead);
   SetFunction(env, exports, "memWrite", MemWrite);
   SetFunction(env, exports, "memPopulate", MemPopulate);
+  SetFunction(env, exports, "memResident", MemResident);
 }
 
 }  // namespace nodetgt

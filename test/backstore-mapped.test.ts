@@ -12,7 +12,15 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { MAP_CHUNK, MAP_RECHECK, openFileBackstore, type FileBackstore } from '../src/backstore/file';
-import { memMap, memPopulate, memRead, memUnmap, memWrite, type MemMapping } from '../src/native';
+import {
+  memMap,
+  memPopulate,
+  memRead,
+  memResident,
+  memUnmap,
+  memWrite,
+  type MemMapping,
+} from '../src/native';
 
 const MiB = 1 << 20;
 const shm = fs.mkdtempSync('/dev/shm/nodetgt-mapped-');
@@ -51,6 +59,7 @@ test.serial('native: memRead/memWrite copy, and answer -errno out of range, read
   t.is(memRead(m, back, 8192), 100);
   t.true(back.equals(Buffer.alloc(100, 9)), 'and the mapping what write(2) put there');
   t.is(memPopulate(m, 0, 3 * 4096), 0);
+  t.is(memResident(m, 0, 3 * 4096), 1, 'every page of a written file is there');
   t.is(memRead(m, back, 3 * 4096 - 99), -34, 'ERANGE past the mapping');
   t.is(memWrite(m, back, 3 * 4096), -34);
   t.throws(
@@ -68,6 +77,22 @@ test.serial('native: memRead/memWrite copy, and answer -errno out of range, read
   t.is(memWrite(ro, back, 0), -30, 'EROFS');
   t.is(memRead(ro, back, 0), 100);
   memUnmap(ro);
+  fs.closeSync(fd);
+});
+
+test.serial('native: memResident tells a tmpfs hole from data, within the range asked only', (t) => {
+  const file = path.join(shm, 'holes.img');
+  const fd = fs.openSync(file, 'w+');
+  fs.ftruncateSync(fd, 64 * 4096);
+  fs.writeSync(fd, Buffer.alloc(8 * 4096, 1), 0, 8 * 4096, 8 * 4096);
+  const m = memMap(fd, 64 * 4096, true) as MemMapping;
+  t.is(memResident(m, 8 * 4096, 8 * 4096), 1);
+  t.is(memResident(m, 9 * 4096 + 100, 4096), 1, 'unaligned inside the data');
+  t.is(memResident(m, 4 * 4096, 8 * 4096), 0, 'a hole before the data');
+  t.is(memResident(m, 12 * 4096, 8 * 4096), 0, 'a hole after it');
+  t.is(allocated(file), 8 * 4096, 'asking allocated nothing');
+  t.is(memResident(m, 60 * 4096, 8 * 4096), -34, 'ERANGE');
+  memUnmap(m);
   fs.closeSync(fd);
 });
 

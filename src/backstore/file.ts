@@ -30,7 +30,8 @@
  *   INLINE_MAX_BYTES are a memcpy to or from the mapping, with no system call: the inline preadv2/pwritev2 was
  *   the one call left per 4 KiB command at QD32. A read through a mapping of a hole in a tmpfs file would
  *   allocate the page (read(2) copies zeros without), so reads go through the mapping only in MAP_CHUNK-sized
- *   chunks the file holds whole, as lseek(SEEK_HOLE) says once per chunk; a chunk with a hole is asked again
+ *   chunks the file holds whole, as mincore(2) says once per chunk (lseek SEEK_HOLE would walk on to the next
+ *   hole: the whole rest of a fully allocated file, at each chunk); a chunk with a hole is asked again
  *   after MAP_RECHECK reads, and UNMAP (a punched hole) or a sparse copy into a chunk makes it ask again. A hole
  *   another thread's descriptor punches (another worker's LU, another process) is not seen: a read there then
  *   allocates the page, as a write would, and returns the same zeros. A copy that meets a page past the end of
@@ -62,6 +63,7 @@ import {
   memMap,
   memPopulate,
   memRead,
+  memResident,
   memUnmap,
   memWrite,
   type MemMapping,
@@ -99,7 +101,7 @@ const ZERO_CHUNK = 1 << 20;
 const SEEKS_PER_TURN = 1024;
 /** Largest transfer tried inline: bigger copies are better spent on io-wq threads than in the event loop. */
 export const INLINE_MAX_BYTES = 128 * 1024;
-/** Mapped copies (tmpfs): the unit whose allocation is asked with lseek(SEEK_HOLE), and its states. */
+/** Mapped copies (tmpfs): the unit whose allocation is asked with mincore(2), and its states. */
 export const MAP_CHUNK = 2 * 1024 * 1024;
 /** Reads of a chunk with a hole that go the system call way before it is asked again. */
 export const MAP_RECHECK = 64;
@@ -579,10 +581,9 @@ export class FileBackstore implements Backstore {
         this.chunks[c] = state - 1;
         return false;
       }
-      // Not asked yet, or due to be asked again. -ENXIO (past the end: the file shrank) counts as a hole.
+      // Not asked yet, or due to be asked again. An error (the file shrank) counts as a hole.
       const start = c * MAP_CHUNK;
-      const hole = lseekHole(this.fd, start);
-      if (hole < Math.min(start + MAP_CHUNK, this.memBytes)) {
+      if (memResident(this.mem!, start, Math.min(MAP_CHUNK, this.memBytes - start)) !== 1) {
         this.chunks[c] = MAP_RECHECK;
         return false;
       }

@@ -84,6 +84,7 @@ interface Binding {
   memRead(m: MemMapping, buf: ArrayBufferView, offset: number): number;
   memWrite(m: MemMapping, bufs: ArrayBufferView | readonly ArrayBufferView[], offset: number): number;
   memPopulate(m: MemMapping, offset: number, length: number): number;
+  memResident(m: MemMapping, offset: number, length: number): number;
 }
 
 /**
@@ -350,6 +351,15 @@ export function memWrite(
 export function memPopulate(m: MemMapping, offset: number, length: number): number {
   checkOffset(offset);
   return binding.memPopulate(m, offset, length);
+}
+
+/**
+ * 1 when the file holds every page of [offset, offset+length) in memory (mincore: on tmpfs, no hole in it), else
+ * 0, or -errno. Its cost is bounded by the range (lseek SEEK_HOLE walks on to the next hole).
+ */
+export function memResident(m: MemMapping, offset: number, length: number): number {
+  checkOffset(offset);
+  return binding.memResident(m, offset, length);
 }
 
 // ---- copy_file_range -------------------------------------------------------------------------------

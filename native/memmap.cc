@@ -210,27 +210,44 @@ napi_value MemWrite(napi_env env, napi_callback_info info) {
   return NumberValue(env, static_cast<double>(total));
 }
 
-// (mapping, offset, length): map the range's pages now (MADV_POPULATE_READ), where each would otherwise cost a
-// page fault at its first copy. Only for ranges the file holds whole: a read fault on a tmpfs hole allocates.
-// 0 or -errno (-EINVAL from a kernel before 5.14: the pages then come by faults as before).
-napi_value MemPopulate(napi_env env, napi_callback_info info) {
+// The pages of (mapping, offset, length > 0): a page-aligned address and span. Answers false with *out set to
+// what the call returns: a thrown TypeError (nullptr) or -EBADF / -ERANGE.
+bool PageRange(napi_env env, napi_callback_info info, const char* usage, uint8_t** addr, uint64_t* span,
+               napi_value* out) {
   size_t argc = 3;
   napi_value argv[3];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   int64_t offset, length;
   Mapping* m = argc >= 3 ? GetMapping(env, argv[0]) : nullptr;
   if (m == nullptr || !GetInt64(env, argv[1], &offset) || !GetInt64(env, argv[2], &length) || offset < 0 ||
-      length < 0)
-    return ThrowArgType(env, "memPopulate: expected (mapping, offset, length)");
-  if (m->base == nullptr) return NumberValue(env, -EBADF);
+      length <= 0) {
+    *out = ThrowArgType(env, usage);
+    return false;
+  }
   const uint64_t off = static_cast<uint64_t>(offset), len = static_cast<uint64_t>(length);
-  if (off > m->length || len > m->length - off) return NumberValue(env, -ERANGE);
+  if (m->base == nullptr || off > m->length || len > m->length - off) {
+    *out = NumberValue(env, m->base == nullptr ? -EBADF : -ERANGE);
+    return false;
+  }
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   const uint64_t start = off & ~(page - 1);
+  *addr = m->base + start;
+  *span = len + (off - start);
+  return true;
+}
+
+// (mapping, offset, length): map the range's pages now (MADV_POPULATE_READ), where each would otherwise cost a
+// page fault at its first copy. Only for ranges the file holds whole: a read fault on a tmpfs hole allocates.
+// 0 or -errno (-EINVAL from a kernel before 5.14: the pages then come by faults as before).
+napi_value MemPopulate(napi_env env, napi_callback_info info) {
+  uint8_t* addr;
+  uint64_t span;
+  napi_value out;
+  if (!PageRange(env, info, "memPopulate: expected (mapping, offset, length > 0)", &addr, &span, &out)) return out;
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
 #endif
-  if (madvise(m->base + start, len + (off - start), MADV_POPULATE_READ) != 0) return NumberValue(env, -errno);
+  if (madvise(addr, span, MADV_POPULATE_READ) != 0) return NumberValue(env, -errno);
   return NumberValue(env, 0);
 }
 
@@ -238,23 +255,13 @@ napi_value MemPopulate(napi_env env, napi_callback_info info) {
 // allocated (a hole has no page), else 0; or -errno. mincore(2): bounded by the range, where lseek(SEEK_HOLE)
 // walks on to the next hole, to the end of a fully allocated file.
 napi_value MemResident(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  int64_t offset, length;
-  Mapping* m = argc >= 3 ? GetMapping(env, argv[0]) : nullptr;
-  if (m == nullptr || !GetInt64(env, argv[1], &offset) || !GetInt64(env, argv[2], &length) || offset < 0 ||
-      length <= 0)
-    return ThrowArgType(env, "memResident: expected (mapping, offset, length > 0)");
-  if (m->base == nullptr) return NumberValue(env, -EBADF);
-  const uint64_t off = static_cast<uint64_t>(offset), len = static_cast<uint64_t>(length);
-  if (off > m->length || len > m->length - off) return NumberValue(env, -ERANGE);
+  uint8_t* addr;
+  uint64_t span;
+  napi_value out;
+  if (!PageRange(env, info, "memResident: expected (mapping, offset, length > 0)", &addr, &span, &out)) return out;
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-  const uint64_t start = off & ~(page - 1);
-  const uint64_t span = len + (off - start);
-  const size_t pages = static_cast<size_t>((span + page - 1) / page);
-  std::vector<unsigned char> vec(pages);
-  if (mincore(m->base + start, span, vec.data()) != 0) return NumberValue(env, -errno);
+  std::vector<unsigned char> vec(static_cast<size_t>((span + page - 1) / page));
+  if (mincore(addr, span, vec.data()) != 0) return NumberValue(env, -errno);
   for (unsigned char v : vec)
     if ((v & 1) == 0) return NumberValue(env, 0);
   return NumberValue(env, 1);

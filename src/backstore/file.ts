@@ -35,8 +35,10 @@
  *   after MAP_RECHECK reads, and UNMAP (a punched hole) or a sparse copy into a chunk makes it ask again. A hole
  *   another thread's descriptor punches (another worker's LU, another process) is not seen: a read there then
  *   allocates the page, as a write would, and returns the same zeros. A copy that meets a page past the end of
- *   the file (it shrank under us) or one tmpfs cannot allocate (full) is cut short by SIGBUS, caught, and the
- *   command goes the inline or ring way, which answers with the real error.
+ *   the file (it shrank under us) or one tmpfs cannot allocate (full) is cut short by SIGBUS and caught. The
+ *   file's size is then checked at once: a command past a new end fails as after the periodic check (ESHRUNK;
+ *   a write never extends the file again over a hole, which pwrite would), and anything else goes the inline or
+ *   ring way, which answers with the real error (ENOSPC).
  * - writeCacheEnabled is true: with or without O_DIRECT, a completed write may sit in a volatile cache
  *   (page cache, the disk's own cache, unwritten file system metadata) until flush().
  */
@@ -93,6 +95,7 @@ export type InlineMode = 'memory' | 'nowait' | 'off';
 
 const EROFS = -30;
 const EIO = -5;
+const EFAULT = -14;
 const EINVAL = -22;
 const EOPNOTSUPP = -95;
 const DIRECT_ALIGN = 4096;
@@ -360,14 +363,13 @@ export class FileBackstore implements Backstore {
       const bounce = allocAligned(into.length, this.align);
       return this.read(offset, bounce).then(() => void bounce.copy(into));
     }
-    if (
-      this.mem !== null &&
-      into.length <= INLINE_MAX_BYTES &&
-      this.whole(offset, into.length) &&
-      memRead(this.mem, into, offset) === into.length
-    ) {
-      this.mappedReads++;
-      return Promise.resolve();
+    if (this.mem !== null && into.length <= INLINE_MAX_BYTES && this.whole(offset, into.length)) {
+      const res = memRead(this.mem, into, offset);
+      if (res === into.length) {
+        this.mappedReads++;
+        return Promise.resolve();
+      }
+      if (res === EFAULT && this.shrankUnder(offset + into.length)) return Promise.reject(this.shrunkError());
     }
     let done = 0;
     if (this.inlineReads && into.length <= INLINE_MAX_BYTES) {
@@ -397,10 +399,13 @@ export class FileBackstore implements Backstore {
     // cache to write through). A chunk not asked yet is asked first, so that a whole one is populated.
     if (slow === 0 && this.mem !== null && length <= INLINE_MAX_BYTES && data.length <= INLINE_MAX_BUFFERS) {
       if (this.chunks[Math.floor(offset / MAP_CHUNK)] === 0) this.whole(offset, length);
-      if (memWrite(this.mem, data.length === 1 ? data[0] : data, offset) === length) {
+      const res = memWrite(this.mem, data.length === 1 ? data[0] : data, offset);
+      if (res === length) {
         this.mappedWrites++;
         return Promise.resolve();
       }
+      // Truncated under us: fail now, where pwrite would silently extend the file again over a hole.
+      if (res === EFAULT && this.shrankUnder(offset + length)) return Promise.reject(this.shrunkError());
     }
     if (
       slow === 0 &&
@@ -556,6 +561,12 @@ export class FileBackstore implements Backstore {
       this.mapFile(sizeBytes);
       this.chunks.set(old.subarray(0, Math.min(old.length, this.chunks.length)));
     }
+  }
+
+  /** After a mapped copy met SIGBUS (-EFAULT): whether the file now ends before `end` (checkSize() records it). */
+  private shrankUnder(end: number): boolean {
+    const to = this.checkSize();
+    return to !== null && end > to;
   }
 
   /** Whether small transfers are memcpys to and from a mapping of the file (tmpfs). */

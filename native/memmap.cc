@@ -87,18 +87,6 @@ void Install() {
   if (sigaction(SIGBUS, &sa, &g_previous) != 0) g_installError = errno;
 }
 
-// The copies, each under the guard. noinline: nothing the compiler keeps in registers across sigsetjmp matters.
-__attribute__((noinline)) bool GuardedCopy(uint8_t* dst, const uint8_t* src, size_t n) {
-  sigjmp_buf jb;
-  if (sigsetjmp(jb, 0) != 0) return false;
-  t_guard = &jb;
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  memcpy(dst, src, n);
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  t_guard = nullptr;
-  return true;
-}
-
 __attribute__((noinline)) void Gather(uint8_t* dst, const iovec* iov, uint32_t n) {
   for (uint32_t i = 0; i < n; i++) {
     memcpy(dst, iov[i].iov_base, iov[i].iov_len);
@@ -106,6 +94,8 @@ __attribute__((noinline)) void Gather(uint8_t* dst, const iovec* iov, uint32_t n
   }
 }
 
+// The copy under the guard (a read is a gather of one). noinline: nothing the compiler keeps in registers across
+// sigsetjmp matters.
 __attribute__((noinline)) bool GuardedGather(uint8_t* dst, const iovec* iov, uint32_t n) {
   sigjmp_buf jb;
   if (sigsetjmp(jb, 0) != 0) return false;
@@ -188,7 +178,8 @@ napi_value MemRead(napi_env env, napi_callback_info info) {
     return ThrowArgType(env, "memRead: expected (mapping, buffer, offset)");
   if (m->base == nullptr) return NumberValue(env, -EBADF);
   if (offset > m->length || len > m->length - offset) return NumberValue(env, -ERANGE);
-  if (!GuardedCopy(data, m->base + offset, len)) return NumberValue(env, -EFAULT);
+  const iovec from = {m->base + offset, len};
+  if (!GuardedGather(data, &from, 1)) return NumberValue(env, -EFAULT);
   return NumberValue(env, static_cast<double>(len));
 }
 

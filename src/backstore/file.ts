@@ -594,13 +594,14 @@ export class FileBackstore implements Backstore {
       }
       // Not asked yet, or due to be asked again. An error (the file shrank) counts as a hole.
       const start = c * MAP_CHUNK;
-      if (memResident(this.mem!, start, Math.min(MAP_CHUNK, this.memBytes - start)) !== 1) {
+      const size = Math.min(MAP_CHUNK, this.memBytes - start);
+      if (memResident(this.mem!, start, size) !== 1) {
         this.chunks[c] = MAP_RECHECK;
         return false;
       }
       this.chunks[c] = CHUNK_WHOLE;
       // Its pages mapped in one call, not a page fault each at its first copy (dear on a virtual machine).
-      memPopulate(this.mem!, start, Math.min(MAP_CHUNK, this.memBytes - start));
+      memPopulate(this.mem!, start, size);
     }
     return true;
   }

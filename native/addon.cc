@@ -81,14 +81,14 @@ napi_value Crc32cPortable(napi_env env, napi_callback_info info) {
   return CrcWith(env, crc32c::Portable, argv[0], argc > 1 ? argv[1] : nullptr, argc > 1);
 }
 
-// crc32cVariant(impl: 0 portable | 1 sse4.2 | 2 sse4.2+pclmul | 3 avx2+vpclmulqdq, buf, prev): tests of every path.
+// crc32cVariant(impl: 0 portable | 1 sse4.2 | 2 sse4.2+pclmul | 3 avx2+vpclmulqdq | 4 avx512+vpclmulqdq, buf, prev): tests of every path.
 napi_value Crc32cVariant(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   int32_t which = -1;
   if (argc < 2 || !GetInt32(env, argv[0], &which) || which < 0 || which >= crc32c::kImplCount)
-    return ThrowType(env, "crc32cVariant: expected (impl 0..3, buf, prev?)");
+    return ThrowType(env, "crc32cVariant: expected (impl 0..4, buf, prev?)");
   const auto impl = static_cast<crc32c::Impl>(which);
   if (!crc32c::Supported(impl)) {
     napi_throw_error(env, "ERR_UNSUPPORTED", "this CPU cannot run that crc32c implementation");

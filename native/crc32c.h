@@ -1,4 +1,4 @@
-// CRC32C (Castagnoli, reflected polynomial 0x82F63B78) in four flavours, chosen at run time.
+// CRC32C (Castagnoli, reflected polynomial 0x82F63B78) in five flavours, chosen at run time.
 //
 // Every function here works on the raw CRC register: callers pass ~crc in and complement the result,
 // so that crc32c(b, crc32c(a)) == crc32c(a || b) holds at the JavaScript level.
@@ -10,8 +10,8 @@
 namespace nodetgt {
 namespace crc32c {
 
-enum class Impl { Portable = 0, Sse42 = 1, Sse42Clmul = 2, Vpclmul = 3 };
-constexpr int kImplCount = 4;
+enum class Impl { Portable = 0, Sse42 = 1, Sse42Clmul = 2, Vpclmul = 3, Vpclmul512 = 4 };
+constexpr int kImplCount = 5;
 
 using Fn = uint32_t (*)(uint32_t reg, const uint8_t* p, size_t n);
 

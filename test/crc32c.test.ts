@@ -49,9 +49,20 @@ const hw: Record<Exclude<Crc32cImpl, 'portable'>, string | null> = {
           : !flags.has('vpclmulqdq')
             ? 'CPU does not report vpclmulqdq in /proc/cpuinfo'
             : null,
+  'avx512+vpclmulqdq':
+    process.arch !== 'x64'
+      ? `no x86-64 CPU (${process.arch})`
+      : !flags.has('sse4_2') || !flags.has('pclmulqdq') || !flags.has('avx2')
+        ? 'CPU does not report sse4_2, pclmulqdq and avx2 in /proc/cpuinfo'
+        : !flags.has('avx512f') || !flags.has('avx512vl')
+          ? 'CPU does not report avx512f and avx512vl in /proc/cpuinfo'
+          : !flags.has('vpclmulqdq')
+            ? 'CPU does not report vpclmulqdq in /proc/cpuinfo'
+            : null,
 };
 /** What the addon should offer on this CPU, best first. */
 const expectedImpls: Crc32cImpl[] = [
+  ...(hw['avx512+vpclmulqdq'] === null ? (['avx512+vpclmulqdq'] as const) : []),
   ...(hw['avx2+vpclmulqdq'] === null ? (['avx2+vpclmulqdq'] as const) : []),
   ...(hw['sse4.2+pclmul'] === null ? (['sse4.2+pclmul'] as const) : []),
   ...(hw['sse4.2'] === null ? (['sse4.2'] as const) : []),
@@ -73,7 +84,7 @@ const impls: Impl[] = [
   { name: `native auto (${crc32cImpl()})`, fn: crc32c, skip: null },
   { name: 'ts reference', fn: crc32cRef, skip: null },
   // Hardware paths: only where the CPU has them.
-  ...(['sse4.2', 'sse4.2+pclmul', 'avx2+vpclmulqdq'] as const).map((impl): Impl => ({
+  ...(['sse4.2', 'sse4.2+pclmul', 'avx2+vpclmulqdq', 'avx512+vpclmulqdq'] as const).map((impl): Impl => ({
     name: `native forced ${impl}`,
     fn: (b, p) => crc32cWith(impl, b, p),
     skip: hw[impl],
@@ -116,7 +127,7 @@ test('picks the best implementation the CPU reports; portable is always there', 
   t.is(crc32cWith('portable', buf), crc32cRef(buf));
 });
 
-for (const impl of ['sse4.2', 'sse4.2+pclmul', 'avx2+vpclmulqdq'] as const) {
+for (const impl of ['sse4.2', 'sse4.2+pclmul', 'avx2+vpclmulqdq', 'avx512+vpclmulqdq'] as const) {
   const reason = hw[impl];
   const title = `forcing ${impl} where the CPU lacks it throws instead of computing`;
   if (reason === null) test.skip(`${title} (skipped: this CPU has ${impl})`, () => undefined);

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import * as util from 'node:util';
 import { constants } from 'node:os';
 
-export type Crc32cImpl = 'avx2+vpclmulqdq' | 'sse4.2+pclmul' | 'sse4.2' | 'portable';
+export type Crc32cImpl = 'avx512+vpclmulqdq' | 'avx2+vpclmulqdq' | 'sse4.2+pclmul' | 'sse4.2' | 'portable';
 /** res >= 0: bytes transferred (or 0); res < 0: -errno. */
 export type IoCallback = (res: number) => void;
 
@@ -163,6 +163,7 @@ const IMPL_INDEX: Record<Crc32cImpl, number> = {
   'sse4.2': 1,
   'sse4.2+pclmul': 2,
   'avx2+vpclmulqdq': 3,
+  'avx512+vpclmulqdq': 4,
 };
 
 /** CRC32C through a given implementation (tests); throws when the CPU cannot run it. */

@@ -208,16 +208,18 @@ function exec(
   view?: LunView,
   data?: Buffer,
 ): Promise<ScsiResult> {
-  return disp.execute({
-    lun,
-    cdb: Buffer.from(cdb),
-    expectedLength: data?.length ?? 255,
-    readFlag: !data,
-    writeFlag: !!data,
-    dataOut: data ? [data] : [],
-    nexus: NEXUS,
-    view,
-  });
+  return Promise.resolve(
+    disp.execute({
+      lun,
+      cdb: Buffer.from(cdb),
+      expectedLength: data?.length ?? 255,
+      readFlag: !data,
+      writeFlag: !!data,
+      dataOut: data ? [data] : [],
+      nexus: NEXUS,
+      view,
+    }),
+  );
 }
 
 const REPORT_LUNS = [0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];

@@ -42,15 +42,17 @@ export function runOn(disp: ScsiDispatcher, lunNumber = 0): Fixture['run'] {
   return (cdb, opts = {}) => {
     const dataOut = opts.data === undefined ? [] : Array.isArray(opts.data) ? opts.data : [opts.data];
     const buf = Buffer.isBuffer(cdb) ? cdb : Buffer.from(cdb);
-    return disp.execute({
-      lun: opts.lun ?? lunNumber,
-      cdb: buf,
-      expectedLength: opts.expectedLength ?? dataOut.reduce((n, d) => n + d.length, 0),
-      readFlag: dataOut.length === 0,
-      writeFlag: dataOut.length > 0,
-      dataOut,
-      nexus: opts.nexus ?? 'iqn.initiator,isid=1,tpgt=1',
-    });
+    return Promise.resolve(
+      disp.execute({
+        lun: opts.lun ?? lunNumber,
+        cdb: buf,
+        expectedLength: opts.expectedLength ?? dataOut.reduce((n, d) => n + d.length, 0),
+        readFlag: dataOut.length === 0,
+        writeFlag: dataOut.length > 0,
+        dataOut,
+        nexus: opts.nexus ?? 'iqn.initiator,isid=1,tpgt=1',
+      }),
+    );
   };
 }
 

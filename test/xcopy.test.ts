@@ -81,15 +81,17 @@ function twoLus(blocks = 1024): Two {
   for (const lu of lus) lu.badRequest = (what) => void bad.push(what);
   const disp = new ScsiDispatcher(new Map(lus.map((lu, i) => [i, lu])));
   const run = (cdb: Buffer, data?: Buffer, lun = 0) =>
-    disp.execute({
-      lun,
-      cdb,
-      expectedLength: data?.length ?? 0,
-      readFlag: data === undefined,
-      writeFlag: data !== undefined,
-      dataOut: data ? [data] : [],
-      nexus: NEXUS,
-    });
+    Promise.resolve(
+      disp.execute({
+        lun,
+        cdb,
+        expectedLength: data?.length ?? 0,
+        readFlag: data === undefined,
+        writeFlag: data !== undefined,
+        dataOut: data ? [data] : [],
+        nexus: NEXUS,
+      }),
+    );
   return { lus, stores, disp, bad, run };
 }
 

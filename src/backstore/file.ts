@@ -112,6 +112,8 @@ export const MAP_RECHECK = 64;
 const CHUNK_WHOLE = 255;
 /** How often a regular file's size is compared with the LU's. */
 const SIZE_CHECK_MS = 5000;
+/** What read() and write() return when readNow() and writeNow() finished at once. */
+const DONE: Promise<void> = Promise.resolve();
 
 function fail(file: string, what: string, cause?: unknown): Error {
   const reason = cause instanceof Error ? `: ${cause.message}` : '';
@@ -356,9 +358,13 @@ export class FileBackstore implements Backstore {
   }
 
   read(offset: number, into: Buffer): Promise<void> {
+    return this.readNow(offset, into) ?? DONE;
+  }
+
+  readNow(offset: number, into: Buffer): Promise<void> | undefined {
     const bad = this.check(offset, into.length, false);
     if (bad) return Promise.reject(bad);
-    if (into.length === 0) return Promise.resolve();
+    if (into.length === 0) return undefined;
     if (this.direct && !isAligned(into, this.align)) {
       const bounce = allocAligned(into.length, this.align);
       return this.read(offset, bounce).then(() => void bounce.copy(into));
@@ -367,14 +373,14 @@ export class FileBackstore implements Backstore {
       const res = memRead(this.mem, into, offset);
       if (res === into.length) {
         this.mappedReads++;
-        return Promise.resolve();
+        return undefined;
       }
       if (res === EFAULT && this.shrankUnder(offset + into.length)) return Promise.reject(this.shrunkError());
     }
     let done = 0;
     if (this.inlineReads && into.length <= INLINE_MAX_BYTES) {
       const res = preadInline(this.fd, into, offset, this.inlineFlags);
-      if (res === into.length) return Promise.resolve();
+      if (res === into.length) return undefined;
       if (res > 0) done = res;
       else if (res === EOPNOTSUPP || res === EINVAL) this.inlineReads = false;
       // Anything else (EAGAIN: not cached; 0: past the end; an error) goes to the ring, which reports it.
@@ -383,11 +389,15 @@ export class FileBackstore implements Backstore {
   }
 
   write(offset: number, data: readonly Buffer[], fua: boolean): Promise<void> {
+    return this.writeNow(offset, data, fua) ?? DONE;
+  }
+
+  writeNow(offset: number, data: readonly Buffer[], fua: boolean): Promise<void> | undefined {
     let length = 0;
     for (let i = 0; i < data.length; i++) length += data[i].length;
     const bad = this.check(offset, length, true);
     if (bad) return Promise.reject(bad);
-    if (length === 0) return Promise.resolve();
+    if (length === 0) return undefined;
     if (this.direct && !data.every((b) => isAligned(b, this.align))) {
       const bounce = allocAligned(length, this.align);
       let at = 0;
@@ -402,7 +412,7 @@ export class FileBackstore implements Backstore {
       const res = memWrite(this.mem, data.length === 1 ? data[0] : data, offset);
       if (res === length) {
         this.mappedWrites++;
-        return Promise.resolve();
+        return undefined;
       }
       // Truncated under us: fail now, where pwrite would silently extend the file again over a hole.
       if (res === EFAULT && this.shrankUnder(offset + length)) return Promise.reject(this.shrunkError());
@@ -416,7 +426,7 @@ export class FileBackstore implements Backstore {
     ) {
       const flags = this.inlineFlags | (fua ? RWF_DSYNC : 0);
       const res = pwriteInline(this.fd, data.length === 1 ? data[0] : data, offset, flags);
-      if (res === length) return Promise.resolve();
+      if (res === length) return undefined;
       if (res > 0) {
         const rest = skip(data, res);
         return new Promise((resolve, reject) =>

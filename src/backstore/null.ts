@@ -46,17 +46,25 @@ export class NullBackstore implements Backstore {
   }
 
   read(offset: number, into: Buffer): Promise<void> {
+    return this.readNow(offset, into) ?? done;
+  }
+
+  readNow(offset: number, into: Buffer): Promise<void> | undefined {
     const bad = this.check(offset, into.length, false);
     if (bad) return Promise.reject(bad);
     into.fill(0);
-    return done;
+    return undefined;
   }
 
-  write(offset: number, data: readonly Buffer[], _fua: boolean): Promise<void> {
+  write(offset: number, data: readonly Buffer[], fua: boolean): Promise<void> {
+    return this.writeNow(offset, data, fua) ?? done;
+  }
+
+  writeNow(offset: number, data: readonly Buffer[], _fua: boolean): Promise<void> | undefined {
     let length = 0;
     for (const b of data) length += b.length;
     const bad = this.check(offset, length, true);
-    return bad ? Promise.reject(bad) : done;
+    return bad ? Promise.reject(bad) : undefined;
   }
 
   flush(): Promise<void> {

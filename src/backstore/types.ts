@@ -48,6 +48,14 @@ export interface Backstore {
   read(offset: number, into: Buffer): Promise<void>;
   /** Write the buffers back to back starting at `offset` (vectored, no concatenation). fua: durable on return. */
   write(offset: number, data: readonly Buffer[], fua: boolean): Promise<void>;
+  /**
+   * read() where it can finish on this thread at once (a copy from memory or from the page cache): undefined
+   * when `into` is filled already, else the promise read() would have given. Optional; a READ whose data is
+   * there is then answered in the event-loop turn its command came in, with no promise.
+   */
+  readNow?(offset: number, into: Buffer): Promise<void> | undefined;
+  /** write() in the same way: undefined when the data is written (durable if fua) already. Optional. */
+  writeNow?(offset: number, data: readonly Buffer[], fua: boolean): Promise<void> | undefined;
   /** Make every completed write durable (fdatasync). */
   flush(): Promise<void>;
   /**

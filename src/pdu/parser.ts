@@ -143,6 +143,12 @@ export class PduParser {
     return this.state === S_DEAD;
   }
 
+  /**
+   * While onPdu runs: true when more bytes of the same chunk follow the PDU (another PDU, or a part of one),
+   * so that an answer given at once can wait to go out with the answers to those. False outside push().
+   */
+  pduFollows = false;
+
   /** True when no PDU is partially received. */
   get idle(): boolean {
     return this.state === S_BHS && this.fill === 0;
@@ -172,6 +178,8 @@ export class PduParser {
       this.clear();
       this.state = S_DEAD;
       throw err;
+    } finally {
+      this.pduFollows = false;
     }
     if (this.retain) return consumed;
     // Keep nothing that points into the caller's chunk.
@@ -244,6 +252,7 @@ export class PduParser {
             if (this.fill < BHS_LENGTH) return end;
             this.fill = 0;
           }
+          this.pduFollows = pos < end;
           this.beginPdu();
           break;
         }
@@ -263,7 +272,10 @@ export class PduParser {
             this.fill = 0;
           }
           if (this.hd) this.state = S_HDIGEST;
-          else this.headerDone();
+          else {
+            this.pduFollows = pos < end;
+            this.headerDone();
+          }
           break;
         }
         case S_HDIGEST: {
@@ -299,6 +311,7 @@ export class PduParser {
             return pos;
           }
           this.headerDigestsVerified++;
+          this.pduFollows = pos < end;
           this.headerDone();
           break;
         }
@@ -327,6 +340,7 @@ export class PduParser {
             this.fill = 0;
           }
           if (this.pad === 0 && !this.dd) {
+            this.pduFollows = pos < end;
             this.deliver(this.data!);
             if (this.epoch !== epoch) return pos;
           } else {
@@ -356,6 +370,7 @@ export class PduParser {
             at = 0;
           }
           const data = this.data!;
+          this.pduFollows = pos < end;
           if (!this.dd) {
             this.deliver(data);
             if (this.epoch !== epoch) return pos;
@@ -418,6 +433,7 @@ export class PduParser {
     if (hd) this.headerDigestsVerified++;
     if (dd) this.dataDigestsVerified++;
     const at = pos + headerLen + (hd ? 4 : 0);
+    this.pduFollows = total < avail;
     this.deliver(dataLen > 0 ? chunk.subarray(at, at + dataLen) : EMPTY);
     return total;
   }

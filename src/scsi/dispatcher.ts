@@ -231,7 +231,12 @@ export class ScsiDispatcher {
    * One async function for the whole command (not an outer one awaiting an inner one): every await and async
    * frame is a promise per command on the hot path.
    */
-  async execute(task: ScsiTask): Promise<ScsiResult> {
+  /**
+   * Run a command. The result comes as a value, with no promise and no event-loop turn, when the command
+   * finished at once (a READ or WRITE the backstore served from memory, most commands that touch no medium),
+   * else as a promise. Never throws, never rejects: failures are answered with CHECK CONDITION.
+   */
+  execute(task: ScsiTask): ScsiResult | Promise<ScsiResult> {
     const view = task.view ?? this.everything;
     try {
       // The one lookup a command makes: the nexus's view holds the LU and this nexus's access to it. An LU
@@ -244,39 +249,64 @@ export class ScsiDispatcher {
       const epoch = task.epoch ?? lu.shared.resetEpoch;
       if (!lu.shared.beginExec(epoch)) return TASK_ABORTED;
       // From here the command counts as executing in its epoch (LuShared.beginExec) until endExec.
+      let out: ScsiResult | Promise<ScsiResult>;
       try {
-        const cdb = task.cdb;
-        lu.noteNexus(task.nexus);
-        const spec = this.specFor(lu, cdb);
-        if (!spec.ignoresUnitAttention) {
-          const ua = lu.takeUnitAttention(task.nexus);
-          if (ua) return { status: Status.CHECK_CONDITION, sense: fixedSense(SenseKey.UNIT_ATTENTION, ua) };
-        }
-        // The target port's asymmetric access state (alua.ts), after the unit attention (so a host hears of a
-        // state change first) and before reservations, as LIO orders them.
-        const inaccessible = aluaRefusal(lu.ports.localState, spec);
-        if (inaccessible) throw inaccessible;
-        // After the unit attention (SPC-4 5.14: a pending one ends every command but INQUIRY, REPORT LUNS and
-        // REQUEST SENSE, so a preempted nexus hears of it before meeting the reservation), before the command
-        // is processed.
-        if (lu.shared.prActive && reservationConflict(lu, spec, cdb, task.nexus)) return RESERVATION_CONFLICT;
-        const sanitizing = sanitizeGate(lu, spec);
-        if (sanitizing) throw sanitizing;
-        checkCdbBits(spec, lu, cdb);
-        if (lu.removable && !spec.withoutMedium && !lu.mediumPresent) throw mediumNotPresent();
-        const result = await spec.exec(new Context(task, access, view, this));
-        if (lu.shared.resetEpoch === epoch) return result;
-        // A reset came while the command ran: TAS = 1, it ends TASK ABORTED.
-        if (result.pooled && result.dataIn) lu.pool.release(result.dataIn);
-        return TASK_ABORTED;
-      } finally {
+        out = this.run(task, access, view);
+      } catch (e) {
         lu.shared.endExec(epoch);
+        throw e;
       }
+      if (!(out instanceof Promise)) return this.ended(lu, epoch, out);
+      return out.then(
+        (result) => this.ended(lu, epoch, result),
+        (e: unknown) => {
+          lu.shared.endExec(epoch);
+          return this.caught(e, task);
+        },
+      );
     } catch (e) {
-      if (e instanceof ScsiError) return checkCondition(e);
-      this.onInternalError(e, task);
-      return checkCondition(internalFailure());
+      return this.caught(e, task);
     }
+  }
+
+  /** The checks before a command runs, in SPC-4's order, then its own exec. */
+  private run(task: ScsiTask, access: LunAccess, view: LunView): ScsiResult | Promise<ScsiResult> {
+    const lu = access.lu;
+    const cdb = task.cdb;
+    lu.noteNexus(task.nexus);
+    const spec = this.specFor(lu, cdb);
+    if (!spec.ignoresUnitAttention) {
+      const ua = lu.takeUnitAttention(task.nexus);
+      if (ua) return { status: Status.CHECK_CONDITION, sense: fixedSense(SenseKey.UNIT_ATTENTION, ua) };
+    }
+    // The target port's asymmetric access state (alua.ts), after the unit attention (so a host hears of a
+    // state change first) and before reservations, as LIO orders them.
+    const inaccessible = aluaRefusal(lu.ports.localState, spec);
+    if (inaccessible) throw inaccessible;
+    // After the unit attention (SPC-4 5.14: a pending one ends every command but INQUIRY, REPORT LUNS and
+    // REQUEST SENSE, so a preempted nexus hears of it before meeting the reservation), before the command
+    // is processed.
+    if (lu.shared.prActive && reservationConflict(lu, spec, cdb, task.nexus)) return RESERVATION_CONFLICT;
+    const sanitizing = sanitizeGate(lu, spec);
+    if (sanitizing) throw sanitizing;
+    checkCdbBits(spec, lu, cdb);
+    if (lu.removable && !spec.withoutMedium && !lu.mediumPresent) throw mediumNotPresent();
+    return spec.exec(new Context(task, access, view, this));
+  }
+
+  /** The command's exec is over: its result, unless a reset came while it ran (TAS = 1: TASK ABORTED). */
+  private ended(lu: LogicalUnit, epoch: number, result: ScsiResult): ScsiResult {
+    const reset = lu.shared.resetEpoch !== epoch;
+    lu.shared.endExec(epoch);
+    if (!reset) return result;
+    if (result.pooled && result.dataIn) lu.pool.release(result.dataIn);
+    return TASK_ABORTED;
+  }
+
+  private caught(e: unknown, task: ScsiTask): ScsiResult {
+    if (e instanceof ScsiError) return checkCondition(e);
+    this.onInternalError(e, task);
+    return checkCondition(internalFailure());
   }
 
   /**

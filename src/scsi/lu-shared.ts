@@ -415,6 +415,14 @@ export class LuShared {
    * the same range (see the invariants above). Waits only while such a command holds one of its stripes.
    */
   guardWrite<T>(offset: number, length: number, fn: () => Promise<T>): Promise<T> {
+    return this.guardWriteNow(offset, length, fn) as Promise<T>;
+  }
+
+  /**
+   * guardWrite for a write that may finish at once (Backstore.writeNow): undefined when fn returned undefined
+   * (done, the guard let go already), else a promise that settles once fn's has and the guard is let go.
+   */
+  guardWriteNow<T>(offset: number, length: number, fn: () => Promise<T> | undefined): Promise<T> | undefined {
     // Hot path: a write inside one stripe with no atomic command on it: two atomics and no extra promise.
     const first = Math.floor(offset / STRIPE_BYTES);
     if (first === Math.floor((offset + Math.max(1, length) - 1) / STRIPE_BYTES)) {
@@ -422,12 +430,16 @@ export class LuShared {
       const at = this.writerAt(this.lane, s);
       Atomics.add(this.w, at, 1);
       if (Atomics.load(this.w, EXCL_BASE + s) === 0) {
-        let p: Promise<T>;
+        let p: Promise<T> | undefined;
         try {
           p = fn();
         } catch (e) {
           Atomics.sub(this.w, at, 1);
           throw e;
+        }
+        if (p === undefined) {
+          Atomics.sub(this.w, at, 1);
+          return undefined;
         }
         return p.then(
           (r) => {
@@ -445,7 +457,11 @@ export class LuShared {
     return this.guardWriteSlow(offset, length, fn);
   }
 
-  private async guardWriteSlow<T>(offset: number, length: number, fn: () => Promise<T>): Promise<T> {
+  private async guardWriteSlow<T>(
+    offset: number,
+    length: number,
+    fn: () => Promise<T> | undefined,
+  ): Promise<T> {
     const stripes = this.stripes(offset, length);
     for (;;) {
       for (const s of stripes) Atomics.add(this.w, this.writerAt(this.lane, s), 1);
@@ -460,7 +476,7 @@ export class LuShared {
       await this.waitWhile(EXCL_BASE + blocked, (v) => v !== 0);
     }
     try {
-      return await fn();
+      return (await fn()) as T; // undefined: fn finished at once (T is void then)
     } finally {
       for (const s of stripes) Atomics.sub(this.w, this.writerAt(this.lane, s), 1);
     }

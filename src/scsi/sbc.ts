@@ -78,20 +78,45 @@ export function ioError(lu: LogicalUnit, op: IoOp, e: unknown, lba: number): Scs
 
 /*
  * readMedium and writeMedium time the backstore's own share of a READ or WRITE into the LU's backstore histogram
- * (lu-stats.ts) here, around the await they make anyway: a wrapper around the backstore's method would add a
- * promise reaction to every I/O (timeBackstore wraps only the rarer flush and unmap).
+ * (lu-stats.ts) here, around the wait they make anyway: a wrapper around the backstore's method would add a
+ * promise reaction to every I/O (timeBackstore wraps only the rarer flush and unmap). The ...Now forms finish
+ * at once where the backstore can (Backstore.readNow, writeNow), answering undefined, with no promise made.
  */
 
-export async function readMedium(lu: LogicalUnit, lba: number, into: Buffer): Promise<void> {
+const DONE: Promise<void> = Promise.resolve();
+
+export function readMedium(lu: LogicalUnit, lba: number, into: Buffer): Promise<void> {
+  try {
+    return readMediumNow(lu, lba, into) ?? DONE;
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+export function readMediumNow(lu: LogicalUnit, lba: number, into: Buffer): Promise<void> | undefined {
   const stats = lu.stats;
   const t0 = stats ? performance.now() : 0;
+  const store = lu.backstore;
+  let p: Promise<void> | undefined;
   try {
-    await lu.backstore.read(lba * lu.blockSize, into);
+    p = store.readNow ? store.readNow(lba * lu.blockSize, into) : store.read(lba * lu.blockSize, into);
   } catch (e) {
-    throw ioError(lu, 'read', e, lba);
-  } finally {
     if (stats) stats.backstore(HIST_READ, performance.now() - t0);
+    throw ioError(lu, 'read', e, lba);
   }
+  if (p === undefined) {
+    if (stats) stats.backstore(HIST_READ, performance.now() - t0);
+    return undefined;
+  }
+  return p.then(
+    () => {
+      if (stats) stats.backstore(HIST_READ, performance.now() - t0);
+    },
+    (e: unknown) => {
+      if (stats) stats.backstore(HIST_READ, performance.now() - t0);
+      throw ioError(lu, 'read', e, lba);
+    },
+  );
 }
 
 /**
@@ -99,29 +124,54 @@ export async function readMedium(lu: LogicalUnit, lba: number, into: Buffer): Pr
  * command (COMPARE AND WRITE, ...) on any worker; an atomic command, which holds the range exclusively
  * already, passes guarded = false.
  */
-export async function writeMedium(
+export function writeMedium(
   lu: LogicalUnit,
   lba: number,
   data: readonly Buffer[],
   fua: boolean,
   guarded = true,
 ): Promise<void> {
+  try {
+    return writeMediumNow(lu, lba, data, fua, guarded) ?? DONE;
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+export function writeMediumNow(
+  lu: LogicalUnit,
+  lba: number,
+  data: readonly Buffer[],
+  fua: boolean,
+  guarded = true,
+): Promise<void> | undefined {
   const offset = lba * lu.blockSize;
   const stats = lu.stats;
+  const store = lu.backstore;
   // From the backstore call, after any wait for the range guard.
   let t0 = -1;
-  const submit = () => {
+  const submit = (): Promise<void> | undefined => {
     if (stats) t0 = performance.now();
-    return lu.backstore.write(offset, data, fua);
+    return store.writeNow ? store.writeNow(offset, data, fua) : store.write(offset, data, fua);
   };
-  try {
-    if (!guarded) await submit();
-    else await lu.shared.guardWrite(offset, totalLength(data), submit);
-  } catch (e) {
-    throw ioError(lu, 'write', e, lba);
-  } finally {
+  const timed = (): void => {
     if (stats && t0 >= 0) stats.backstore(HIST_WRITE, performance.now() - t0);
+  };
+  let p: Promise<void> | undefined;
+  try {
+    p = guarded ? lu.shared.guardWriteNow(offset, totalLength(data), submit) : submit();
+  } catch (e) {
+    timed();
+    throw ioError(lu, 'write', e, lba);
   }
+  if (p === undefined) {
+    timed();
+    return undefined;
+  }
+  return p.then(timed, (e: unknown) => {
+    timed();
+    throw ioError(lu, 'write', e, lba);
+  });
 }
 
 /** Deallocate blocks (UNMAP, WRITE SAME with UNMAP): a write as far as the range guard is concerned. */
@@ -196,7 +246,8 @@ export function readCapacity16(ctx: CommandContext): ScsiResult {
 
 // ---- READ ----------------------------------------------------------------------------------------------
 
-export async function read(ctx: CommandContext): Promise<ScsiResult> {
+/** READ (6, 10, 12, 16): answered at once, with no promise, where the backstore has the data at hand. */
+export function read(ctx: CommandContext): ScsiResult | Promise<ScsiResult> {
   const { cdb, lu } = ctx;
   const { lba, blocks, lengthByte } = decodeBlockRange(cdb);
   checkRange(lu.numBlocks, lba, blocks);
@@ -204,18 +255,27 @@ export async function read(ctx: CommandContext): Promise<ScsiResult> {
   if (blocks === 0) return GOOD;
   // DPO, FUA, RARC, FUA_NV are accepted and need no action: reads always see the latest written data.
   const buf = lu.pool.acquire(blocks * lu.blockSize);
+  let p: Promise<void> | undefined;
   try {
-    await readMedium(lu, lba, buf);
+    p = readMediumNow(lu, lba, buf);
   } catch (e) {
     lu.pool.release(buf);
     throw e;
   }
-  return { status: Status.GOOD, dataIn: buf, pooled: true };
+  if (p === undefined) return { status: Status.GOOD, dataIn: buf, pooled: true };
+  return p.then(
+    (): ScsiResult => ({ status: Status.GOOD, dataIn: buf, pooled: true }),
+    (e: unknown) => {
+      lu.pool.release(buf);
+      throw e;
+    },
+  );
 }
 
 // ---- WRITE ---------------------------------------------------------------------------------------------
 
-export async function write(ctx: CommandContext): Promise<ScsiResult> {
+/** WRITE (6, 10, 12, 16): answered at once, with no promise, where the backstore writes at once. */
+export function write(ctx: CommandContext): ScsiResult | Promise<ScsiResult> {
   const { cdb, lu, task } = ctx;
   const { lba, blocks, lengthByte } = decodeBlockRange(cdb);
   const six = lengthByte === 4;
@@ -225,8 +285,8 @@ export async function write(ctx: CommandContext): Promise<ScsiResult> {
   const n = receivedBlocks(lu, task.dataOut, blocks);
   if (n === 0) return GOOD;
   const fua = !six && (cdb[1] & 0x08) !== 0;
-  await writeMedium(lu, lba, takeBytes(task.dataOut, n * lu.blockSize), fua);
-  return GOOD;
+  const p = writeMediumNow(lu, lba, takeBytes(task.dataOut, n * lu.blockSize), fua);
+  return p === undefined ? GOOD : p.then(() => GOOD);
 }
 
 // ---- VERIFY / WRITE AND VERIFY -------------------------------------------------------------------------

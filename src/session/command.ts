@@ -69,6 +69,8 @@ interface R2tState {
 const NO_R2TS: Map<number, R2tState> = new Map();
 /** The same for the Data-Out pieces of a task that has none yet (every READ): onDataOut gives it its own. */
 const NO_DATA: Buffer[] = [];
+/** The execution of a command that finished at once (answered in the turn it started). */
+const SETTLED: Promise<void> = Promise.resolve();
 
 export interface Task {
   itt: number;
@@ -427,8 +429,9 @@ export class CommandEngine {
     }
     const scsi = session.dispatcher!;
     conn.ctx.counters.inc('scsiCommands');
-    task.execution = scsi
-      .execute({
+    let out: ScsiResult | Promise<ScsiResult>;
+    try {
+      out = scsi.execute({
         lun: task.lun,
         cdb: task.cdb,
         expectedLength: task.edtl,
@@ -439,11 +442,20 @@ export class CommandEngine {
         epoch: task.epoch,
         view: session.luns,
         lu: task.lu,
-      })
-      .then(
-        (result) => this.settled(task, result),
-        (err: Error) => this.failed(task, 'SCSI command failed', err.stack ?? String(err)),
-      );
+      });
+    } catch (err) {
+      out = Promise.reject(err as Error);
+    }
+    if (!(out instanceof Promise)) {
+      // Finished at once (a READ or WRITE served from memory): answered in this turn, with no promise.
+      task.execution = SETTLED;
+      this.settled(task, out);
+      return;
+    }
+    task.execution = out.then(
+      (result) => this.settled(task, result),
+      (err: Error) => this.failed(task, 'SCSI command failed', err.stack ?? String(err)),
+    );
     session.track(task);
   }
 

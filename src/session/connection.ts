@@ -161,16 +161,33 @@ export class Connection {
   private onData(chunk: Buffer): void {
     this.keepalive.lastRx = Date.now();
     if (this.phase === 'closed') return;
+    this.parser.push(chunk);
+    this.countParser();
+  }
+
+  /** The parser's counts taken into the counters so far (countParser). */
+  private parsed = { copied: 0, headerDigests: 0, dataDigests: 0 };
+
+  /**
+   * Count what the parser did since the last call: bytes it copied, digests it verified. Called for each PDU
+   * before it is handled (its answer may go out before push() returns) and after each chunk.
+   */
+  private countParser(): void {
     const parser = this.parser;
-    const copied = parser.copiedBytes;
-    const hd = parser.headerDigestsVerified;
-    const dd = parser.dataDigestsVerified;
-    parser.push(chunk);
+    const seen = this.parsed;
     const c = this.ctx.counters;
-    if (parser.copiedBytes !== copied) c.inc('pduDataCopiedBytes', parser.copiedBytes - copied);
-    if (parser.headerDigestsVerified !== hd)
-      c.inc('pduHeaderDigestsVerified', parser.headerDigestsVerified - hd);
-    if (parser.dataDigestsVerified !== dd) c.inc('pduDataDigestsVerified', parser.dataDigestsVerified - dd);
+    if (parser.copiedBytes !== seen.copied) {
+      c.inc('pduDataCopiedBytes', parser.copiedBytes - seen.copied);
+      seen.copied = parser.copiedBytes;
+    }
+    if (parser.headerDigestsVerified !== seen.headerDigests) {
+      c.inc('pduHeaderDigestsVerified', parser.headerDigestsVerified - seen.headerDigests);
+      seen.headerDigests = parser.headerDigestsVerified;
+    }
+    if (parser.dataDigestsVerified !== seen.dataDigests) {
+      c.inc('pduDataDigestsVerified', parser.dataDigestsVerified - seen.dataDigests);
+      seen.dataDigests = parser.dataDigestsVerified;
+    }
   }
 
   /** Who a session event is about, for the logs: peer, and once logged in initiator, ISID, TSIH, CID, target. */
@@ -201,9 +218,15 @@ export class Connection {
     if (this.recovery && !replay) this.recovery.sent(bhs, data);
     const iov = frame(bhs, data, this.frameOpts);
     const s = this.socket;
-    // A whole answer (no data, or the last Data-In of a READ) while no other command is on the connection and
-    // nothing is corked: no other PDU can join it in this turn, so it goes out alone (sendAlone).
-    if (!this.corked && (data === null || onSent !== undefined) && this.commands.tasks.size <= 1) {
+    // A whole answer (no data, or the last Data-In of a READ) while no other command is on the connection,
+    // nothing is corked and no more PDUs of the chunk being parsed follow (commands answered at once, as they
+    // arrive, would each be a write): no other PDU can join it in this turn, so it goes out alone (sendAlone).
+    if (
+      !this.corked &&
+      (data === null || onSent !== undefined) &&
+      this.commands.tasks.size <= 1 &&
+      !this.parser.pduFollows
+    ) {
       if (this.sendAlone(iov, onSent)) return this.sent(bhs);
     }
     this.corkForTurn();
@@ -537,6 +560,7 @@ export class Connection {
 
   private onPdu(pdu: Pdu): void {
     if (this.phase === 'closed') return;
+    this.countParser();
     // Only SCSI Command and Data-Out PDUs pin their receive slab (CommandEngine retains what it keeps); any
     // other PDU may be kept by a handler (waiting for its CmdSN, a login continued): it gets memory of its own.
     if (pdu.opcode !== Opcode.ScsiCommand && pdu.opcode !== Opcode.DataOut) pdu = detach(pdu);

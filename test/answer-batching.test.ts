@@ -4,7 +4,8 @@
  * writeNow, ScsiDispatcher.execute returning a value). Commands that arrive in one chunk must then get their
  * answers in one write, not a write each: Connection.send holds an answer back while PduParser.pduFollows.
  * Counted as write system calls of this process (/proc/self/io, syscw: the target runs in-process; the tests run
- * one after the other so that each counts only its own), and the bytes on the wire checked as usual.
+ * one after the other so that each counts only its own), and the bytes on the wire checked as usual. WRITEs are
+ * counted on tmpfs only: on a disk file the backstore's own pwritev2 calls are write system calls too.
  */
 import test, { type ExecutionContext } from 'ava';
 import * as fs from 'node:fs';
@@ -25,7 +26,7 @@ function writeCalls(): number {
 
 /**
  * A target whose LU is on tmpfs (/dev/shm: reads and writes both done at once, through the file's mapping) or
- * in the test's directory on disk (reads done at once from the page cache, writes on the ring).
+ * in the test's directory on disk (reads done at once from the page cache).
  */
 async function withTarget(where: 'tmpfs' | 'disk', fn: (tt: TestTarget) => Promise<void>): Promise<void> {
   const shm = where === 'tmpfs' ? fs.mkdtempSync(path.join('/dev/shm', 'nodetgt-batch-')) : null;
@@ -81,37 +82,42 @@ for (const where of ['tmpfs', 'disk'] as const) {
           t.is(r.status, 0);
           t.true(r.data.equals(blocks[i]), `block ${i}`);
         });
-        // One write of the initiator's, one (or two, when the socket takes a part) of the target's answers.
-        t.true(writes <= 4, `${writes} write calls for ${N} commands and their answers`);
+        // One write of the initiator's, one (or two, when the socket takes a part) of the target's answers, and
+        // room for a stray wake-up write of another thread (a V8 platform thread's was seen): one answer a write
+        // would be 17.
+        t.true(writes <= 6, `${writes} write calls for ${N} commands and their answers`);
         await ini.logout();
       });
     },
   );
 
-  test.serial(
-    `${N} WRITEs with immediate data in one chunk are answered in a write or two (LU on ${where})`,
-    async (t) => {
-      await withTarget(where, async (tt) => {
-        const ini = await session(t, tt);
-        const blocks = Array.from({ length: N }, () => randomBytes(BLOCK));
-        // The blocks written once first, so that their pages are there for the writes measured.
-        for (let i = 0; i < N; i++) {
-          const w = await ini.scsi(cdb10(0x2a, i * 8, 8), {
-            edtl: BLOCK,
-            write: true,
-            data: randomBytes(BLOCK),
-          });
-          t.is(w.status, 0);
-        }
-        const { results, writes } = await inOneChunk(ini, () =>
-          blocks.map((data, i) => ini.scsi(cdb10(0x2a, i * 8, 8), { edtl: BLOCK, write: true, data })),
-        );
-        for (const r of results) t.is(r.status, 0);
-        t.true(writes <= 4, `${writes} write calls for ${N} commands and their answers`);
-        for (let i = 0; i < N; i++)
-          t.true((await ini.scsi(cdb10(0x28, i * 8, 8), { edtl: BLOCK, read: true })).data.equals(blocks[i]));
-        await ini.logout();
-      });
-    },
-  );
+  if (where === 'tmpfs')
+    test.serial(
+      `${N} WRITEs with immediate data in one chunk are answered in a write or two (LU on ${where})`,
+      async (t) => {
+        await withTarget(where, async (tt) => {
+          const ini = await session(t, tt);
+          const blocks = Array.from({ length: N }, () => randomBytes(BLOCK));
+          // The blocks written once first, so that their pages are there for the writes measured.
+          for (let i = 0; i < N; i++) {
+            const w = await ini.scsi(cdb10(0x2a, i * 8, 8), {
+              edtl: BLOCK,
+              write: true,
+              data: randomBytes(BLOCK),
+            });
+            t.is(w.status, 0);
+          }
+          const { results, writes } = await inOneChunk(ini, () =>
+            blocks.map((data, i) => ini.scsi(cdb10(0x2a, i * 8, 8), { edtl: BLOCK, write: true, data })),
+          );
+          for (const r of results) t.is(r.status, 0);
+          t.true(writes <= 6, `${writes} write calls for ${N} commands and their answers`);
+          for (let i = 0; i < N; i++)
+            t.true(
+              (await ini.scsi(cdb10(0x28, i * 8, 8), { edtl: BLOCK, read: true })).data.equals(blocks[i]),
+            );
+          await ini.logout();
+        });
+      },
+    );
 }

@@ -228,13 +228,10 @@ export class ScsiDispatcher {
   }
 
   /**
-   * One async function for the whole command (not an outer one awaiting an inner one): every await and async
-   * frame is a promise per command on the hot path.
-   */
-  /**
    * Run a command. The result comes as a value, with no promise and no event-loop turn, when the command
    * finished at once (a READ or WRITE the backstore served from memory, most commands that touch no medium),
-   * else as a promise. Never throws, never rejects: failures are answered with CHECK CONDITION.
+   * else as a promise: no async function, since every await and async frame is a promise per command on the
+   * hot path. Never throws, never rejects: failures are answered with CHECK CONDITION.
    */
   execute(task: ScsiTask): ScsiResult | Promise<ScsiResult> {
     const view = task.view ?? this.everything;

@@ -514,7 +514,15 @@ napi_value RbdOpen(napi_env env, napi_callback_info info) {
         job.rc = rc;
         return;
       }
+      const bool racing = rc == -EEXIST;
       rc = rbd_open(im->io, name.c_str(), &im->img, nullptr);
+      // EEXIST: another gateway or worker is creating the image at this moment, and until its rbd_create4 has
+      // written the header, rbd_open says ENOENT (seen with two gateways of two workers each starting at once).
+      // Wait for that creation, a bounded time: one that stopped half-way stays ENOENT and is reported so.
+      for (int i = 0; racing && rc == -ENOENT && i < 100; i++) {
+        usleep(50 * 1000);
+        rc = rbd_open(im->io, name.c_str(), &im->img, nullptr);
+      }
     }
     if (rc < 0) {
       im->img = nullptr;

@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ceph as cephCli, clusterForFile, clusterScript, ifCeph, rbd, rbdLun } from './helpers/ceph';
 import { startChildTargetWithConfig, type ChildTarget } from './helpers/child-target';
+import { read as liveRead, reportLuns, senseOf as liveSense } from './helpers/live';
 import { TestInitiator, type ScsiResult } from './helpers/initiator';
 import { RbdImage } from '../src/native/rbd';
 import { iscsiImageOpts, runQemu, sha256File, writeRandomFile } from './helpers/qemu';
@@ -59,10 +60,35 @@ function suite(): void {
     // Two gateways of one target on one image; the first creates it (1 GiB). Same identity on both, as a
     // multipath initiator needs; reservations and COMPARE AND WRITE are shared through the cluster.
     for (let i = 0; i < 2; i++) gw.push(await startGateway(i));
-    // Every worker of both gateways must have opened the image: a worker without it would answer LOGICAL UNIT
-    // NOT SUPPORTED to the sessions it happens to serve.
-    for (const g of gw)
-      if (/LU offline/.test(g.log())) throw new Error(`a gateway could not open the image:\n${g.log()}`);
+    for (const g of gw) await servedByEveryWorker(g);
+  });
+
+  /**
+   * Every worker of the gateway serves the image: a worker without it would answer LOGICAL UNIT NOT SUPPORTED to
+   * the sessions it happens to serve. The portal listens before its workers have opened their LUs; it says
+   * "workers ready" once they have, naming an LU some worker could not open; such a worker opens it again later
+   * when the error may pass (a loaded machine's open can outlast opTimeout) and says "LU online".
+   */
+  async function servedByEveryWorker(g: ChildTarget): Promise<void> {
+    const until = Date.now() + 90_000;
+    for (;;) {
+      const out = g.log();
+      if (/workers ready/.test(out)) {
+        let missing = 0;
+        for (const m of out.matchAll(/LU not served by every worker[^\n]*servedBy="?(\d+) of (\d+)/g))
+          missing += Number(m[2]) - Number(m[1]);
+        if ((out.match(/LU online/g) ?? []).length >= missing) return;
+      }
+      if (Date.now() > until || !g.alive())
+        throw new Error(`a gateway does not serve the image on every worker:\n${out}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  }
+
+  // A failed test shows what the gateways said (which worker lacks the image, and why).
+  test.afterEach.always((t) => {
+    if (t.passed) return;
+    gw.forEach((g, i) => t.log(`gateway ${i} output (last 6000 characters):\n${g.log().slice(-6000)}`));
   });
 
   async function login(g: number, name: string): Promise<TestInitiator> {
@@ -481,6 +507,83 @@ function suite(): void {
   );
 
   test.serial(
+    'a worker that cannot open the image (the OSD paused) opens it by itself once the OSD answers',
+    async (t) => {
+      t.timeout(180_000);
+      // A standby gateway of the image: its portal does nothing in the cluster at start-up (no journal to replay:
+      // it does not write), so its workers are the first to need the OSD. Each worker's open times out
+      // (opTimeout 3 s), a transient error: it tries again later, doubling its wait, until the OSD is back.
+      const count = (g: ChildTarget, re: RegExp) => (g.log().match(re) ?? []).length;
+      const waitFor = async (g: ChildTarget, what: string, ok: () => boolean, ms: number) => {
+        const until = Date.now() + ms;
+        while (!ok()) {
+          if (Date.now() > until || !g.alive()) throw new Error(`${what} not seen in ${ms} ms:\n${g.log()}`);
+          await new Promise((res) => setTimeout(res, 200));
+        }
+      };
+      await clusterScript(cl, 'pause-osd');
+      let g: ChildTarget;
+      let ini: TestInitiator;
+      try {
+        g = await startChildTargetWithConfig(
+          {
+            workers: 2,
+            stateDir: path.join(cl.tmp, 'state-late'),
+            targets: [
+              {
+                name: TARGET,
+                alua: {
+                  localGroup: 2,
+                  groups: [
+                    { id: 1, state: 'active-optimized' },
+                    { id: 2, state: 'standby' },
+                  ],
+                },
+                luns: [
+                  rbdLun(cl, 0, 'lun0', { opTimeout: 3, serial: 'RBDTEST0001', naa: '3000000000000abc' }),
+                ],
+              },
+            ],
+          },
+          { timeoutMs: 60_000 },
+        );
+        gw.push(g); // stopped by the file's teardown whatever happens
+        // Both workers failed once and will try again; the portal's report follows their start-up.
+        await waitFor(g, 'two failed opens', () => count(g, /LU offline: [^\n]*retry=later/g) >= 2, 60_000);
+        await waitFor(g, 'the workers ready report', () => /workers ready/.test(g.log()), 10_000);
+        t.regex(
+          g.log(),
+          /LU offline: cannot open its backing store [^\n]*lun=0[^\n]*ETIMEDOUT[^\n]*retry=later/,
+        );
+        t.regex(g.log(), /LU not served by every worker[^\n]*servedBy="0 of 2"/);
+        // A session logged in meanwhile: no LUN to see yet.
+        ini = await TestInitiator.connect(g.port);
+        sessions.push(ini);
+        const r = await ini.login({ targetName: TARGET, initiatorName: 'iqn.2026-11.io.nodetgt.test:late' });
+        t.is(r.status, 0);
+        t.deepEqual(await reportLuns(ini), []);
+      } finally {
+        await clusterScript(cl, 'resume-osd');
+      }
+      await waitFor(g, 'LU online on both workers', () => count(g, /LU online[^\n]*lun=0/g) >= 2, 120_000);
+      t.log(
+        g
+          .log()
+          .split('\n')
+          .filter((l) => /LU |workers ready/.test(l))
+          .join('\n'),
+      );
+      // The session sees it now; a standby port answers a media command NOT READY, TARGET PORT IN STANDBY STATE
+      // (not LOGICAL UNIT NOT SUPPORTED: the LU is there).
+      t.deepEqual(await reportLuns(ini), [0]);
+      const rd = await liveRead(ini, 0, 0, 1);
+      t.is(liveSense(rd), '02/04/0b');
+      t.true(g.alive());
+      await g.stop();
+    },
+  );
+
+  test.serial(
     'gateway A killed with kill -9 in a stream of FUA writes: every acknowledged write reads back through B',
     async (t) => {
       t.timeout(120_000);
@@ -517,7 +620,7 @@ function suite(): void {
       await gw[1].stop(); // removes its config directory
       // Both gateways again, for what follows; the restarted A serves what it wrote before it was killed.
       for (let i = 0; i < 2; i++) gw[i] = await startGateway(i);
-      for (const g of gw.slice(0, 2)) t.notRegex(g.log(), /LU offline/);
+      for (const g of gw.slice(0, 2)) await servedByEveryWorker(g);
       const again = await login(0, 'stream-again');
       t.true(
         (await read(again, 100_000, 1)).data.equals(pattern(BS, 50_000)),

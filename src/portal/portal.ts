@@ -2,6 +2,7 @@
  * The portal thread: listens, reads each connection's first Login PDU, and hands the socket (a duplicated
  * descriptor plus the bytes already read) to the piscina worker that owns the session, or the least loaded.
  */
+import { logReady, readyReport } from './ready';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -557,6 +558,11 @@ export async function startTarget(config: Config, opts: StartOptions = {}): Prom
 
   for (const a of addresses)
     log.info('portal listening', { address: `${a.address}:${a.port}`, workers: threads });
+  // Once every worker has opened its LUs (a task to each runs after its start-up): what is served where.
+  void askWorkers({ kind: 'admin', op: 'luns' }).then(
+    (answers) => logReady(readyReport(config, answers)),
+    (e: Error) => closing || log.error('worker pool did not start', { error: e.message }),
+  );
   void tuning.start(metricsServer ? TUNING_REFRESH_MS : undefined);
 
   /** Listeners closed (without waiting for their connections), connections still in their first PDU closed. */

@@ -48,7 +48,7 @@ export async function applyConfigTask(ctx: WorkerContext, task: ConfigTask): Pro
     const t = changed.get(a.target);
     const l = t?.luns.find((x) => x.lun === a.lun);
     if (!node?.scsi || !t || !l || current(a.target, a.lun)) continue;
-    const lu = await openLu(t, l, errors, reg.counters, reg.shared, node.ports);
+    const lu = await openLu(t, l, errors, reg.counters, reg.shared, node.ports, node);
     if (lu) newLus.push({ node, lun: a.lun, lu });
   }
 

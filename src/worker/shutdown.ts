@@ -88,6 +88,7 @@ export class WorkerShutdown {
 
   private async flushAll(r: ShutdownResult): Promise<void> {
     const stores = new Map<Backstore, string>();
+    for (const t of this.ctx.targets.all()) t.retire();
     for (const t of this.ctx.targets.all())
       for (const [n, a] of t.scsi?.allLuns.entries() ?? [])
         if (!a.lu.backstore.readOnly) stores.set(a.lu.backstore, `target ${t.name} LUN ${n}`);

@@ -25,9 +25,40 @@ export interface LuSharedAccess {
   lane: number;
 }
 
+/**
+ * Errors that may pass on their own (a cluster that did not answer in time, or not yet): an LU that failed to open
+ * with one is opened again later (TargetNode.reopenLater) instead of staying offline on this worker until restart.
+ */
+const TRANSIENT = new Set([
+  'ETIMEDOUT',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTCONN',
+  'ESHUTDOWN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EAGAIN',
+  'EBUSY',
+  'EINTR',
+  'EIO',
+]);
+/** First and longest wait before opening such an LU again (doubling in between). */
+export const REOPEN_FIRST_MS = 1000;
+const REOPEN_MAX_MS = 60_000;
+
+function transient(e: unknown): boolean {
+  return TRANSIENT.has((e as NodeJS.ErrnoException).code ?? '');
+}
+
 export class TargetNode {
   /** Set by open(): the target's SCSI dispatcher over its LUNs in this thread. */
   scsi: ScsiDispatcher | null = null;
+  /** LUs waiting to be opened again here after a transient failure, by LUN. */
+  private readonly reopening = new Map<number, NodeJS.Timeout>();
+  private retired = false;
+  /** Told when an LU opened again comes online here (WorkerContext: nexuses, views). */
+  onLuOnline: (node: TargetNode, lu: LogicalUnit) => void = () => undefined;
   /** The target's port groups (implicit ALUA) in this thread, shared by its LUs; see setConfig. */
   readonly ports: TargetPortGroups;
   constructor(
@@ -75,10 +106,59 @@ export class TargetNode {
    */
   async open(): Promise<string[]> {
     const problems: string[] = [];
-    this.scsi = new ScsiDispatcher(
-      await openLuns(this.config, problems, this.counters, this.shared, this.ports),
-    );
+    const luns = new Map<number, LogicalUnit>();
+    for (const l of this.config.luns) {
+      const lu = await openLu(this.config, l, problems, this.counters, this.shared, this.ports, this);
+      if (lu) luns.set(l.lun, lu);
+    }
+    this.scsi = new ScsiDispatcher(luns);
     return problems;
+  }
+
+  /** LUNs this worker is waiting to open again. */
+  get reopenPending(): number[] {
+    return [...this.reopening.keys()];
+  }
+
+  /**
+   * `l` failed to open here for a reason that may pass: try again after `delayMs` (doubling up to a minute while
+   * it keeps failing so), for as long as the target serves that LU (same LUN and slot) and this node is in use.
+   * Until then this worker's sessions get LOGICAL UNIT NOT SUPPORTED for it, as at start-up.
+   */
+  reopenLater(l: LunConfig, delayMs = REOPEN_FIRST_MS): void {
+    if (this.retired || this.reopening.has(l.lun)) return;
+    const timer = setTimeout(() => void this.reopen(l, delayMs), delayMs);
+    timer.unref();
+    this.reopening.set(l.lun, timer);
+  }
+
+  private async reopen(l: LunConfig, delayMs: number): Promise<void> {
+    const wanted = () =>
+      !this.retired &&
+      this.scsi !== null &&
+      this.scsi.getLun(l.lun) === undefined &&
+      this.config.luns.some((x) => x.lun === l.lun && x.slot === l.slot);
+    this.reopening.delete(l.lun);
+    if (!wanted()) return;
+    const lu = await openLu(this.config, l, [], this.counters, this.shared, this.ports, {
+      reopenLater: (again) => this.reopenLater(again, Math.min(delayMs * 2, REOPEN_MAX_MS)),
+    });
+    if (!lu) return;
+    if (!wanted()) {
+      // Changed meanwhile (removed live, or this worker is stopping): not served after all.
+      await lu.backstore.close().catch(() => undefined);
+      return;
+    }
+    this.scsi!.putLun(l.lun, lu);
+    log.info('LU online: its backing store opened on a later try', { target: this.name, lun: l.lun });
+    this.onLuOnline(this, lu);
+  }
+
+  /** No longer in use (removed live, or the worker stops): nothing is opened again for it. */
+  retire(): void {
+    this.retired = true;
+    for (const t of this.reopening.values()) clearTimeout(t);
+    this.reopening.clear();
   }
 }
 
@@ -123,8 +203,23 @@ export async function openLu(
   counters?: CounterShared,
   shared?: LuSharedAccess,
   ports?: TargetPortGroups,
+  retry?: Pick<TargetNode, 'reopenLater'>,
 ): Promise<LogicalUnit | null> {
   if (l.offline !== undefined) return null;
+  /** Log, count in `problems`, and have `retry` open it again later when the error may pass. */
+  const offline = (why: string, e: unknown): null => {
+    const error = (e as Error).message;
+    const again = retry !== undefined && transient(e);
+    log.error(`LU offline: ${why}`, {
+      target: t.name,
+      lun: l.lun,
+      error,
+      ...(again ? { retry: 'later' } : {}),
+    });
+    problems.push(`target ${t.name} LUN ${l.lun}: ${why}: ${error}`);
+    if (again) retry.reopenLater(l);
+    return null;
+  };
   if (l.identity === undefined) throw new Error(`target ${t.name} LUN ${l.lun} was not provisioned`);
   let bs: Backstore;
   // The reservation store of an rbd LU hears the notifies of its object through the backstore's watch.
@@ -137,10 +232,7 @@ export async function openLu(
   try {
     bs = await openBackstore(l, onPrNotify);
   } catch (e) {
-    const error = (e as Error).message;
-    log.error('LU offline: cannot open its backing store', { target: t.name, lun: l.lun, error });
-    problems.push(`target ${t.name} LUN ${l.lun}: cannot open its backing store: ${error}`);
-    return null;
+    return offline('cannot open its backing store', e);
   }
   const faults = counters ? new LuFaultCounters(counters, l.slot) : undefined;
   const mem = shared?.memory[l.slot];
@@ -152,11 +244,8 @@ export async function openLu(
     try {
       await store.refresh();
     } catch (e) {
-      const error = (e as Error).message;
-      log.error('LU offline: cannot read its reservation state', { target: t.name, lun: l.lun, error });
-      problems.push(`target ${t.name} LUN ${l.lun}: cannot read its reservation state: ${error}`);
       await bs.close().catch(() => undefined);
-      return null;
+      return offline('cannot read its reservation state', e);
     }
     prStore = store;
     for (const [id, err] of pending.splice(0)) store.onNotify(id, err);
@@ -174,22 +263,6 @@ export async function openLu(
   });
 }
 
-/** The LUs of a target that can be served; one that cannot is left out, the others serve. */
-async function openLuns(
-  t: TargetConfig,
-  problems: string[],
-  counters?: CounterShared,
-  shared?: LuSharedAccess,
-  ports?: TargetPortGroups,
-): Promise<Map<number, LogicalUnit>> {
-  const luns = new Map<number, LogicalUnit>();
-  for (const l of t.luns) {
-    const lu = await openLu(t, l, problems, counters, shared, ports);
-    if (lu) luns.set(l.lun, lu);
-  }
-  return luns;
-}
-
 export class TargetRegistry {
   private readonly nodes = new Map<string, TargetNode>();
   constructor(
@@ -199,6 +272,12 @@ export class TargetRegistry {
   ) {
     for (const t of config.targets) this.nodes.set(t.name, new TargetNode(t, counters, shared));
   }
+  /** Told when an LU that failed to open here comes online on a later try (TargetNode.reopenLater). */
+  set onLuOnline(fn: (node: TargetNode, lu: LogicalUnit) => void) {
+    this.luOnline = fn;
+    for (const n of this.nodes.values()) n.onLuOnline = fn;
+  }
+  private luOnline: (node: TargetNode, lu: LogicalUnit) => void = () => undefined;
   get(name: string): TargetNode | undefined {
     return this.nodes.get(name.toLowerCase());
   }
@@ -210,6 +289,7 @@ export class TargetRegistry {
   }
   /** A live change: serve this target (its LUs opened already) from now on. */
   add(node: TargetNode): void {
+    node.onLuOnline = this.luOnline;
     this.nodes.set(node.name, node);
   }
 
@@ -217,6 +297,7 @@ export class TargetRegistry {
   remove(name: string): TargetNode | undefined {
     const node = this.nodes.get(name);
     this.nodes.delete(name);
+    node?.retire();
     return node;
   }
 }

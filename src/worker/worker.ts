@@ -66,6 +66,11 @@ async function init(): Promise<(task: WorkerTask) => Promise<TaskResult>> {
     threadId,
     data.sessionLimits,
   );
+  // An LU opened on a later try: the sessions already here are its nexuses too, and see it in their views.
+  targets.onLuOnline = (node, lu) => {
+    for (const s of ctx.sessions.all()) if (s.target === node && !s.ended) lu.noteNexus(s.nexus);
+    ctx.refreshLunViews([node.name]);
+  };
   const authFailures = authFailureChannel(data.authChannel);
   authFailures.unref();
   ctx.onAuthFailure = (address) => authFailures.postMessage(address);

@@ -6,7 +6,7 @@
         "liburing_present": "<!(node scripts/check-liburing.js)",
         "librbd_present": "<!(node scripts/check-librbd.js)"
       },
-      "sources": ["native/addon.cc", "native/copy.cc", "native/crc32c.cc", "native/inline-io.cc", "native/memmap.cc", "native/ring.cc", "native/sockwrite.cc", "native/tcpinfo.cc"],
+      "sources": ["native/addon.cc", "native/copy.cc", "native/crc32c.cc", "native/idlepoll.cc", "native/inline-io.cc", "native/memmap.cc", "native/ring.cc", "native/sockwrite.cc", "native/tcpinfo.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <napi.h>
 
+#include "idlepoll.h"
 #include "copy.h"
 #include "crc32c.h"
 #include "inline-io.h"
@@ -385,6 +386,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterTcpInfo(e, ex);
   RegisterSocketWrite(e, ex);
   RegisterMemMap(e, ex);
+  RegisterIdlePoll(e, ex);
 #ifdef NODETGT_HAVE_RBD
   RegisterRbd(e, ex);
   exports.Set("rbdAvailable", Napi::Boolean::New(env, true));

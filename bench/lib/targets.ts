@@ -299,6 +299,8 @@ export class Nodetgt extends Target {
       metrics: `127.0.0.1:${this.metricsPort}`,
       workers: this.workers,
       targets: [{ name: this.iqn, luns }],
+      // Settings to compare (e.g. '{"idlePoll":0}'), merged over these.
+      ...(process.env.NODETGT_BENCH_CONFIG ? (JSON.parse(process.env.NODETGT_BENCH_CONFIG) as object) : {}),
     };
     const cfgFile = path.join(this.workDir, `nodetgt-${this.port}.json`);
     fs.writeFileSync(cfgFile, JSON.stringify(config, null, 2));

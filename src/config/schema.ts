@@ -73,6 +73,11 @@ export interface Config {
    * stops reading sockets that deliver more; reading resumes at half of it.
    */
   backstoreHighWater: number;
+  /**
+   * Microseconds a worker may look for work before its event loop sleeps (adapted to the gaps it sees; 0: never
+   * look, sleep at once). See native/idlepoll.cc.
+   */
+  idlePoll: number;
   /** Free receive-slab bytes a worker keeps for reuse (above it, released slabs go back to the allocator). */
   readPoolBytes: number;
   /** Seconds a CmdSN gap left by a rejected command may stay open before the connection is dropped. */
@@ -147,6 +152,7 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
       'sendHighWater',
       'sendTimeout',
       'backstoreHighWater',
+      'idlePoll',
       'readPoolBytes',
       'rejectGapTimeout',
       'maxUnsolicitedBytes',
@@ -214,6 +220,7 @@ export function normalizeConfig(raw: unknown, baseDir = process.cwd()): Config {
     sendHighWater: optInt(o, 'sendHighWater', 4 * MIB, 64 * 1024, 1024 * MIB, 'config'),
     sendTimeout: optInt(o, 'sendTimeout', 30, 1, 3600, 'config'),
     backstoreHighWater: optInt(o, 'backstoreHighWater', 64 * MIB, 64 * 1024, 4096 * MIB, 'config'),
+    idlePoll: optInt(o, 'idlePoll', 200, 0, 1000, 'config'),
     readPoolBytes: optInt(o, 'readPoolBytes', 32 * MIB, 0, 4096 * MIB, 'config'),
     rejectGapTimeout: optInt(o, 'rejectGapTimeout', 5, 1, 3600, 'config'),
     maxUnsolicitedBytes: optInt(o, 'maxUnsolicitedBytes', 64 * MIB, 64 * 1024, 4096 * MIB, 'config'),

@@ -54,7 +54,7 @@ const SSN_METRICS: Record<SsnField, [string, string, MetricType]> = {
   connections: ['connections', 'Connections in the session (iscsiSsnConnectionNumber)', 'gauge'],
 };
 
-const RUNTIME_METRICS: Record<RuntimeField, [string, string]> = {
+const RUNTIME_METRICS: Record<RuntimeField, [string, string, ('counter' | 'gauge')?]> = {
   utilization: [
     'nodetgt_worker_event_loop_utilization',
     'Event-loop utilization of the thread over the last second (0..1)',
@@ -72,6 +72,26 @@ const RUNTIME_METRICS: Record<RuntimeField, [string, string]> = {
     'Longest event-loop delay of the thread over the last second',
   ],
   heapUsed: ['nodetgt_worker_heap_used_bytes', 'V8 heap in use by the thread'],
+  idlePollCaught: [
+    'nodetgt_worker_idle_poll_caught_total',
+    'Times the thread looked for work before sleeping (idlePoll) and found it, so did not sleep',
+    'counter',
+  ],
+  idlePollMissed: [
+    'nodetgt_worker_idle_poll_missed_total',
+    'Times the thread looked for work before sleeping (idlePoll), found none, and slept',
+    'counter',
+  ],
+  idlePollSeconds: [
+    'nodetgt_worker_idle_poll_seconds_total',
+    'Time the thread spent looking for work before sleeping (idlePoll)',
+    'counter',
+  ],
+  idlePollShared: [
+    'nodetgt_worker_idle_poll_shared_total',
+    "Times another task ran on the thread's CPU while it looked for work (looking then pauses for 200 ms)",
+    'counter',
+  ],
 };
 
 /** A registry's format, as the index of a series' memo: 0 Prometheus text, 1 OpenMetrics. */
@@ -590,8 +610,8 @@ function defs(): Def[] {
     (s) => s.threads.filter((t) => t.row > 0).map((t) => t.connections),
   ]);
   RUNTIME_FIELDS.forEach((f, i) => {
-    const [name, help] = RUNTIME_METRICS[f];
-    out.push([name, help, 'gauge', (s) => s.threads.map((t) => t.runtime[i])]);
+    const [name, help, type] = RUNTIME_METRICS[f];
+    out.push([name, help, type ?? 'gauge', (s) => s.threads.map((t) => t.runtime[i])]);
   });
   out.push(...luDefs());
   SSN_FIELDS.forEach((f, i) => {

@@ -4,9 +4,21 @@
  * loop drops sessions (DESIGN.md "Fairness"), so this is what tells an operator which worker it is.
  */
 import { monitorEventLoopDelay, performance, type EventLoopUtilization } from 'node:perf_hooks';
+import { idlePollStats } from '../native';
 import { getHeapStatistics } from 'node:v8';
 
-export const RUNTIME_FIELDS = ['utilization', 'lagP50', 'lagP99', 'lagMax', 'heapUsed'] as const;
+export const RUNTIME_FIELDS = [
+  'utilization',
+  'lagP50',
+  'lagP99',
+  'lagMax',
+  'heapUsed',
+  // native/idlepoll.cc, since the thread started (zeros where idlePoll is 0)
+  'idlePollCaught',
+  'idlePollMissed',
+  'idlePollSeconds',
+  'idlePollShared',
+] as const;
 export type RuntimeField = (typeof RUNTIME_FIELDS)[number];
 const NF = RUNTIME_FIELDS.length;
 
@@ -31,6 +43,11 @@ export function sampleEventLoop(sab: SharedArrayBuffer, row: number, intervalMs 
     v[2] = ns(h.percentile(99));
     v[3] = ns(h.max);
     v[4] = getHeapStatistics().used_heap_size; // this thread's isolate only
+    const p = idlePollStats();
+    v[5] = p.caught;
+    v[6] = p.missed;
+    v[7] = p.lookMs / 1000;
+    v[8] = p.shared;
     h.reset();
   }, intervalMs);
   timer.unref();

@@ -34,6 +34,8 @@ interface Binding {
   pduSeal(bhs: Uint8Array, hdr: Uint8Array | null, data: Uint8Array | null, trailer: Uint8Array | null): void;
   pduCheck(buf: Uint8Array, at: number, headerLen: number, dataLen: number, flags: number): number;
   dup(fd: number): number;
+  idlePoll(maxMicros: number, commands?: Float64Array, index?: number): void;
+  idlePollStats(): [number, number, number, number, number, number, number];
   peerCredentials(fd: number): [number, number, number];
   tcpInfo(fd: number): TcpInfo;
   /** Absent from an addon built before it existed. */
@@ -176,6 +178,38 @@ export function crc32cWith(impl: Crc32cImpl, buf: ArrayBufferView, prev = 0): nu
 /** fcntl(fd, F_DUPFD_CLOEXEC): another descriptor for the same open file. */
 export function dup(fd: number): number {
   return binding.dup(fd);
+}
+
+/**
+ * Look for ready descriptors for up to `maxMicros` (adapted to the gaps seen) before this thread's event loop
+ * sleeps, when the last wake-up brought at most one command (`commands[index]` counts them); 0 stops it
+ * (native/idlepoll.cc).
+ */
+export function idlePoll(maxMicros: number, commands?: { array: Float64Array; index: number }): void {
+  if (commands) binding.idlePoll(maxMicros, commands.array, commands.index);
+  else binding.idlePoll(maxMicros);
+}
+
+/** This thread's idle polling so far. */
+export interface IdlePollStats {
+  /** Looks that found a descriptor ready (the loop did not sleep). */
+  caught: number;
+  /** Looks that did not (the loop slept after looking). */
+  missed: number;
+  /** Times the loop was about to sleep. */
+  idle: number;
+  /** Milliseconds spent looking. */
+  lookMs: number;
+  /** The window now, and its maximum, in microseconds. */
+  windowUs: number;
+  maxUs: number;
+  /** Looks cut short because another task ran on this CPU meanwhile (looking then pauses for 200 ms). */
+  shared: number;
+}
+
+export function idlePollStats(): IdlePollStats {
+  const [caught, missed, idle, lookMs, windowUs, maxUs, shared] = binding.idlePollStats();
+  return { caught, missed, idle, lookMs, windowUs, maxUs, shared };
 }
 
 /** Who is at the other end of a connected Unix socket (SO_PEERCRED): its pid, uid and gid at connect(). */

@@ -2,11 +2,12 @@
  * The piscina worker: one task per connection, served until the connection ends. Sessions, LUN descriptors
  * and the io_uring ring belong to this thread.
  */
+import { idlePoll } from '../native';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { threadId } from 'node:worker_threads';
 import { workerData } from 'piscina';
-import { claimRow } from '../metrics/counters';
+import { claimRow, COUNTER_INDEX } from '../metrics/counters';
 import { sampleEventLoop } from '../metrics/runtime';
 import { TsihTable } from './routing';
 import { Connection } from '../session/connection';
@@ -54,6 +55,7 @@ async function init(): Promise<(task: WorkerTask) => Promise<TaskResult>> {
   const data = workerData as WorkerInit;
   if (data.log) adoptLogSettings(data.log);
   const row = claimRow(data.counters, threadId);
+  idlePoll(data.config.idlePoll, { array: row.v, index: COUNTER_INDEX.scsiCommands });
   sampleEventLoop(data.counters.runtime, row.row);
   // The counter row is also this thread's lane in every LU's shared state.
   const targets = new TargetRegistry(data.config, data.counters, { memory: data.lus, lane: row.row });

@@ -5,7 +5,7 @@
 // good part of the round trip. Here a uv_prepare_t, which runs just before the loop polls, looks whether the loop
 // is about to block; if so it first watches the loop's epoll descriptor (readable when any watched descriptor is:
 // sockets, the io_uring eventfd, async wake-ups) for up to `window` microseconds, unless the last wake-up
-// brought several commands (they come in batches, which sleeping lets grow), yielding the CPU between looks
+// brought several commands (they come in batches, which sleeping lets grow) or a command waits on a device, yielding the CPU between looks
 // so that a process sharing the core (an initiator pinned to it) runs meanwhile. When something becomes ready
 // the loop polls without sleeping.
 //
@@ -50,10 +50,12 @@ struct IdlePoll {
   // The worker's count of SCSI commands received (a slot of its counter row, written by JavaScript): looks are
   // for a thread that wakes for one command at a time.
   const double* commands = nullptr;
+  // Bytes of commands queued to the backstores (same row): looks are not for a thread waiting on a device.
+  const double* queued = nullptr;
   napi_ref commandsRef = nullptr;
   double lastCommands = 0;
   uint64_t pausedUntil = 0;  // ns: no looks before (the CPU was found shared)
-  uint32_t blockLooks = 0, blockShared = 0;
+  uint32_t blockLooks = 0, blockShared = 0, blockMissed = 0;
   // Statistics since start: looks that caught an event, looks that did not, idle periods, time spent looking,
   // pauses because this CPU was found shared.
   double caughtCount = 0, missedCount = 0, idleCount = 0, lookNs = 0, sharedCount = 0;
@@ -70,6 +72,9 @@ void OnPrepare(uv_prepare_t* h) {
   p->idle = false;
   const int timeout = uv_backend_timeout(p->loop);  // ms; 0: will not block; -1: no timer
   if (timeout == 0) return;
+  // Waiting for a device (a disk read or write in flight): its completion is the device's time, which a look
+  // would spend in CPU to save a wake-up that is small beside it.
+  if (p->queued != nullptr && *p->queued > 0) return;
   p->idle = true;
   p->caught = false;
   p->idleCount++;
@@ -104,15 +109,18 @@ void OnPrepare(uv_prepare_t* h) {
   // A yield that took long ran another task on this CPU. Now and then that is a kernel thread or the host; in
   // a good share of the looks it means this CPU is shared (an initiator pinned to it, other load), and looking
   // only keeps that task from the CPU it needs to send what we wait for: sleep instead, for a while.
+  // Looks that mostly miss do not pay either, whatever the reason; and on a CPU shared with the peer they are
+  // the sign of it when the scheduler does not run the peer on a yield.
   p->blockLooks++;
   if (longYield) p->blockShared++;
+  if (!p->caught) p->blockMissed++;
   if (p->blockLooks == kBlockLooks) {
-    if (p->blockShared * 4 > kBlockLooks) {
+    if (p->blockShared * 4 > kBlockLooks || p->blockMissed * 4 > kBlockLooks) {
       p->sharedCount++;
       p->pausedUntil = now + kSharedPauseNs;
       p->windowUs = 0;
     }
-    p->blockLooks = p->blockShared = 0;
+    p->blockLooks = p->blockShared = p->blockMissed = 0;
   }
   if (p->caught)
     p->caughtCount++;
@@ -157,6 +165,7 @@ void Stop(void* arg) {
     napi_delete_reference(static_cast<napi_env>(arg), p->commandsRef);
     p->commandsRef = nullptr;
     p->commands = nullptr;
+    p->queued = nullptr;
   }
   uv_prepare_stop(&p->prepare);
   uv_check_stop(&p->check);
@@ -164,11 +173,12 @@ void Stop(void* arg) {
   uv_close(reinterpret_cast<uv_handle_t*>(&p->check), OnClosed);
 }
 
-// idlePoll(maxMicros[, commands: Float64Array, index]): start (or change, or with 0 stop) looking before this
-// thread's loop blocks; commands[index] counts the commands the thread receives.
+// idlePoll(maxMicros[, counters: Float64Array, commandsIndex, queuedIndex]): start (or change, or with 0 stop)
+// looking before this thread's loop blocks; counters[commandsIndex] counts the commands the thread receives,
+// counters[queuedIndex] the bytes it has queued to backstores.
 napi_value Start(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   uint32_t max = 0;
   if (argc < 1 || napi_get_value_uint32(env, argv[0], &max) != napi_ok || max > 1000000) {
@@ -176,17 +186,20 @@ napi_value Start(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   const double* commands = nullptr;
-  if (argc >= 3) {
+  const double* queued = nullptr;
+  if (argc >= 4) {
     napi_typedarray_type type;
     size_t length = 0;
     void* data = nullptr;
-    uint32_t index = 0;
+    uint32_t ci = 0, qi = 0;
     if (napi_get_typedarray_info(env, argv[1], &type, &length, &data, nullptr, nullptr) != napi_ok ||
-        type != napi_float64_array || napi_get_value_uint32(env, argv[2], &index) != napi_ok || index >= length) {
-      napi_throw_type_error(env, nullptr, "idlePoll: expected (microseconds, Float64Array, index)");
+        type != napi_float64_array || napi_get_value_uint32(env, argv[2], &ci) != napi_ok || ci >= length ||
+        napi_get_value_uint32(env, argv[3], &qi) != napi_ok || qi >= length) {
+      napi_throw_type_error(env, nullptr, "idlePoll: expected (microseconds, Float64Array, index, index)");
       return nullptr;
     }
-    commands = static_cast<const double*>(data) + index;
+    commands = static_cast<const double*>(data) + ci;
+    queued = static_cast<const double*>(data) + qi;
   }
   if (max == 0) {
     if (t_poll != nullptr) {
@@ -218,6 +231,7 @@ napi_value Start(napi_env env, napi_callback_info info) {
     if (t_poll->commandsRef != nullptr) napi_delete_reference(env, t_poll->commandsRef);
     napi_create_reference(env, argv[1], 1, &t_poll->commandsRef);
     t_poll->commands = commands;
+    t_poll->queued = queued;
     t_poll->lastCommands = *commands;
   }
   t_poll->maxUs = max;

@@ -34,7 +34,7 @@ interface Binding {
   pduSeal(bhs: Uint8Array, hdr: Uint8Array | null, data: Uint8Array | null, trailer: Uint8Array | null): void;
   pduCheck(buf: Uint8Array, at: number, headerLen: number, dataLen: number, flags: number): number;
   dup(fd: number): number;
-  idlePoll(maxMicros: number, commands?: Float64Array, index?: number): void;
+  idlePoll(maxMicros: number, counters?: Float64Array, commands?: number, queued?: number): void;
   idlePollStats(): [number, number, number, number, number, number, number];
   peerCredentials(fd: number): [number, number, number];
   tcpInfo(fd: number): TcpInfo;
@@ -182,11 +182,14 @@ export function dup(fd: number): number {
 
 /**
  * Look for ready descriptors for up to `maxMicros` (adapted to the gaps seen) before this thread's event loop
- * sleeps, when the last wake-up brought at most one command (`commands[index]` counts them); 0 stops it
- * (native/idlepoll.cc).
+ * sleeps, when the last wake-up brought at most one command and none waits on a backstore (the counter row's
+ * slots `commands` and `queued`); 0 stops it (native/idlepoll.cc).
  */
-export function idlePoll(maxMicros: number, commands?: { array: Float64Array; index: number }): void {
-  if (commands) binding.idlePoll(maxMicros, commands.array, commands.index);
+export function idlePoll(
+  maxMicros: number,
+  counters?: { array: Float64Array; commands: number; queued: number },
+): void {
+  if (counters) binding.idlePoll(maxMicros, counters.array, counters.commands, counters.queued);
   else binding.idlePoll(maxMicros);
 }
 

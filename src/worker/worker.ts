@@ -55,7 +55,11 @@ async function init(): Promise<(task: WorkerTask) => Promise<TaskResult>> {
   const data = workerData as WorkerInit;
   if (data.log) adoptLogSettings(data.log);
   const row = claimRow(data.counters, threadId);
-  idlePoll(data.config.idlePoll, { array: row.v, index: COUNTER_INDEX.scsiCommands });
+  idlePoll(data.config.idlePoll, {
+    array: row.v,
+    commands: COUNTER_INDEX.scsiCommands,
+    queued: COUNTER_INDEX.backstoreQueuedBytes,
+  });
   sampleEventLoop(data.counters.runtime, row.row);
   // The counter row is also this thread's lane in every LU's shared state.
   const targets = new TargetRegistry(data.config, data.counters, { memory: data.lus, lane: row.row });

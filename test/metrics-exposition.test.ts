@@ -75,6 +75,9 @@ test('each scrape shows its own values; sessions, LUs and threads that go take t
   let body = (await e.render()).body;
   t.is(series(body, 'nodetgt_lu_commands_total', `${l0},op="read"`), 1);
   t.is(series(body, 'nodetgt_lu_read_bytes_total', l0), 4096);
+  // Buckets from 5 µs: a READ answered from memory takes a few (this one is at least 30 µs).
+  t.is(series(body, 'nodetgt_lu_latency_seconds_bucket', `${l0},op="read",le="0.000005"`), 0);
+  t.is(series(body, 'nodetgt_lu_latency_seconds_bucket', `${l0},op="read",le="0.00001"`), 0);
   t.is(series(body, 'nodetgt_lu_latency_seconds_bucket', `${l0},op="read",le="0.000025"`), 0);
   t.is(series(body, 'nodetgt_lu_latency_seconds_bucket', `${l0},op="read",le="\\+Inf"`), 1);
   t.is(series(body, 'nodetgt_lu_latency_seconds_count', `${l0},op="read"`), 1);

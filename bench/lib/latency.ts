@@ -4,7 +4,7 @@
  * read before and after a qemu-img run, and the difference of the two is that run's distribution.
  *
  * Percentiles are interpolated linearly inside a bucket, as Prometheus' histogram_quantile() does, so
- * they are only as fine as the buckets (25 µs, 50, 100, 250, 500 µs, 1 ms, ...): the report says so.
+ * they are only as fine as the buckets (5 µs, 10, 25, 50, 100, 250, 500 µs, 1 ms, ...): the report says so.
  */
 import * as http from 'node:http';
 

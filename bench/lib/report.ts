@@ -224,7 +224,7 @@ function latencyLines(rs: Row[], latency: ReportInput['latency']): string[] {
     '',
     "Command arrival to status, µs, from the difference of nodetgt_lu_latency_seconds over each valid run's " +
       'qemu-img process (the read or write series of the LU), summed over the runs of a figure. Interpolated ' +
-      'inside buckets (bounds 25, 50, 100, 250, 500 µs, 1 ms, ...), so as coarse as they are.',
+      'inside buckets (bounds 5, 10, 25, 50, 100, 250, 500 µs, 1 ms, ...), so as coarse as they are.',
     '',
     `| backing | test | ${ps.join(' | ')} |`,
     `|---|---|${ps.map(() => '--:').join('|')}|`,

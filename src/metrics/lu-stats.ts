@@ -19,9 +19,10 @@ export const HIST_READ = 0;
 export const HIST_WRITE = 1;
 export const HIST_OTHER = 2;
 
-/** Upper bounds of the latency buckets in seconds: 25 µs to 2 s. */
+/** Upper bounds of the latency buckets in seconds: 5 µs (a READ answered from memory takes a few) to 2 s. */
 export const LATENCY_BOUNDS = [
-  25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2,
+  5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3,
+  500e-3, 1, 2,
 ] as const;
 const BOUNDS_MS = LATENCY_BOUNDS.map((s) => s * 1000);
 const NB = LATENCY_BOUNDS.length + 1; // the last bucket is +Inf

@@ -111,6 +111,17 @@ async function logout(
   await settled(ended);
   await Promise.all(d.ending.flatMap((e) => [...e.tmfsInFlight]));
   if (conn.phase === 'closed') return;
+  // A session that ends with this response loses its I_T nexus now, not when its socket closes: a reservation it
+  // held (RESERVE(6)) is released before the initiator can hear "logged out" and another nexus, maybe served by
+  // another worker, ask for it. (src/worker/context.ts endSession does it again when the session goes: harmless.)
+  const endsSession =
+    d.response === LogoutResponseCode.Success &&
+    !d.recovery &&
+    (req.reasonCode === LogoutReason.CloseSession ||
+      (session.params.errorRecoveryLevel === 0 &&
+        [...session.connections.values()].every((c) => d.ending.includes(c))));
+  const disp = session.dispatcher;
+  if (endsSession && disp) for (const n of disp.lunNumbers()) disp.getLun(n)?.nexusLost(session.nexus);
   conn.send(
     encodeLogoutResponse({
       response: d.response,

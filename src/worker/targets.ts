@@ -44,7 +44,7 @@ const TRANSIENT = new Set([
   'EIO',
 ]);
 /** First and longest wait before opening such an LU again (doubling in between). */
-export const REOPEN_FIRST_MS = 1000;
+const REOPEN_FIRST_MS = 1000;
 const REOPEN_MAX_MS = 60_000;
 
 function transient(e: unknown): boolean {
@@ -113,11 +113,6 @@ export class TargetNode {
     }
     this.scsi = new ScsiDispatcher(luns);
     return problems;
-  }
-
-  /** LUNs this worker is waiting to open again. */
-  get reopenPending(): number[] {
-    return [...this.reopening.keys()];
   }
 
   /**

@@ -120,8 +120,7 @@ async function logout(
     (req.reasonCode === LogoutReason.CloseSession ||
       (session.params.errorRecoveryLevel === 0 &&
         [...session.connections.values()].every((c) => d.ending.includes(c))));
-  const disp = session.dispatcher;
-  if (endsSession && disp) for (const n of disp.lunNumbers()) disp.getLun(n)?.nexusLost(session.nexus);
+  if (endsSession) session.nexusLost();
   conn.send(
     encodeLogoutResponse({
       response: d.response,

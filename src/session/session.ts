@@ -115,6 +115,15 @@ export class Session {
     return this.nexusName;
   }
 
+  /**
+   * The I_T nexus is gone (the session ended, or its logout is about to be answered): per-nexus state in the
+   * logical units (unit attentions, PREVENT, SPC-2 reservations, copy results) goes with it. Harmless twice.
+   */
+  nexusLost(): void {
+    const d = this.dispatcher;
+    if (d) for (const n of d.lunNumbers()) d.getLun(n)?.nexusLost(this.nexus);
+  }
+
   get maxCmdSN(): number {
     const open = snAdd(this.expCmdSN, Math.max(0, this.queueDepth - this.inFlight) - 1);
     if (this.windowHolds === 0) return open;

@@ -236,9 +236,7 @@ export class WorkerContext implements ConnectionHost {
     this.sessions.remove(s);
     this.tsihs.release(s.tsih);
     if (s.target && this.countedSessions.delete(s)) this.limits.releaseSession(s.target.config);
-    // The I_T nexus is gone: per-nexus state in the logical units (unit attentions, PREVENT) goes with it.
-    const d = s.dispatcher;
-    if (d) for (const n of d.lunNumbers()) d.getLun(n)?.nexusLost(s.nexus);
+    s.nexusLost();
     this.counters.inc('ssnActive', -1);
     s.stats?.release();
   }

@@ -11,6 +11,7 @@
  *   npm run bench -- --max-others PCT   --allow-busy   --note TEXT
  *   npm run bench -- --rbd | --no-rbd   the Ceph RBD section (bench/lib/rbd.ts; default: on when Ceph is installed)
  *   npm run bench -- --no-digests | --digests-only (the CRC32C digest section, bench/lib/digests.ts)
+ *   npm run bench -- --no-perf          no system profile (perf record of nodetgt, bench/lib/perf-profile.ts)
  *
  * Method (bench/lib/measure.ts has the details; the markdown repeats them):
  * - CPU per I/O is charged over the I/O phase only. qemu-img's stdout is line-buffered (stdbuf -oL)
@@ -57,6 +58,7 @@ import { histDelta, LATENCY_METRIC, parseHistogram, scrape, type Hist } from './
 import { runDigests, type DigestSection } from './lib/digests';
 import { busyReason, COARSE_PCT, emptyRun, MAX_OTHERS_PCT, qemuBench, type RunOut } from './lib/measure';
 import { summariseProfile, type ProfileSummary } from './lib/profile';
+import { perfMarkdown, perfUsable, recordPerf, type PerfSummary } from './lib/perf-profile';
 import { fmt, renderMarkdown, type ReportInput, type Sample } from './lib/report';
 import { cephMissing, rbdSection, type RbdSection } from './lib/rbd';
 import { resultsDir, writeResults } from './lib/results';
@@ -111,6 +113,7 @@ const doFio = !flag('--no-fio') && !digestsOnly;
 const doDigests = !flag('--no-digests');
 const doProfile =
   !flag('--no-profile') && !digestsOnly && (!quick || flag('--profile')) && kinds.includes('tmpfs');
+const doPerf = !flag('--no-perf') && !digestsOnly && !quick;
 const keep = flag('--keep');
 const doRbd = flag('--rbd') || (!flag('--no-rbd') && !digestsOnly && cephMissing().length === 0);
 /** Other processes' share of the machine (%) above which a run counts as taken on a busy machine. */
@@ -161,6 +164,7 @@ const ceilings: { what: string; value: string }[] = [];
 const fioValue = new Map<string, number>();
 let digests: DigestSection | undefined;
 let profile: { note: string; threadNote: string; profiles: ProfileSummary[] } | undefined;
+let perfSection: { markdown: string; json: unknown[] } | undefined;
 let aborted = false;
 let targets: Target[] = [];
 const clock = new CpuClock();
@@ -579,6 +583,89 @@ async function profileRun(): Promise<void> {
   profile = { note: `${note}Profiles: ${dir}\n`, threadNote, profiles };
 }
 
+// ---------------------------------------------------------------------------------------- system profile
+
+/** The figures whose kernel-and-user split the report shows: the goals still open, and a read beside them. */
+const PERF_FIGURES: { kind: Kind; id: string }[] = [
+  { kind: 'tmpfs', id: 'rw-qd32' },
+  { kind: 'tmpfs', id: 'rr-qd32' },
+  { kind: 'null', id: 'rr-qd1' },
+  { kind: 'null', id: 'rw-qd1' },
+];
+const PERF_SECS = 3;
+
+async function perfRun(): Promise<void> {
+  const L = ["### Where nodetgt's CPU goes, kernel included (perf)", ''];
+  const json: unknown[] = [];
+  const why = await perfUsable();
+  const list = PERF_FIGURES.filter((x) => kinds.includes(x.kind));
+  if (why || !list.length) {
+    L.push(`Skipped: ${why ?? 'none of its backings in this run'}.`);
+    perfSection = { markdown: L.join('\n'), json };
+    return;
+  }
+  L.push(
+    `\`perf record -F 999 -g\` on the nodetgt process (node --perf-basic-prof, ${workers} workers) for ` +
+      `${PERF_SECS} s inside a qemu-img run of each figure, the run started 1 s before and sized for ` +
+      `${PERF_SECS + 3} s at the rate measured above. Each sample is put in the first class that fits its ` +
+      'call chain: the scheduler (sleeping and waking up) in any system call; a system call by name (writev ' +
+      "on loopback includes the receiver's TCP input, which the sender runs); other kernel work; then user " +
+      "space by the leaf function. µs per I/O = share × the run's CPU µs per I/O (perf itself slows the " +
+      'run: its rate and CPU are given).',
+    '',
+  );
+  const log = path.join(WORK, `nodetgt-perf-${STAMP}.log`);
+  const t = new Nodetgt('iqn.2026-11.bench.nodetgt:perf', log, REPO, WORK, workers, ['--perf-basic-prof']);
+  targets.push(t);
+  try {
+    await t.start(backingsFor([...new Set(list.map((x) => x.kind))]));
+    saveState();
+    for (const { kind, id } of list) {
+      if (aborted || !t.alive) break;
+      const f = FIGURES.find((x) => x.id === id)!;
+      await warmUp(t, kind);
+      const valid = samples.filter(
+        (s) => s.backing === kind && s.figure === id && s.target === 'nodetgt' && !s.invalid,
+      );
+      const rate = valid.length ? median(valid.map((s) => s.opsPerSec)) : f.guess;
+      const count = Math.max(minCount(f, false), Math.round(rate * (PERF_SECS + 3)));
+      const running = qemuBench(clock, t, kind, f, count, 120_000, 0);
+      await new Promise((r) => setTimeout(r, 1000));
+      let summary: PerfSummary | undefined;
+      let err = '';
+      try {
+        summary = await recordPerf(t.pid, PERF_SECS, path.join(WORK, `perf-${STAMP}-${kind}-${id}.data`));
+      } catch (e) {
+        err = (e as Error).message;
+      }
+      const out = await running;
+      L.push(`#### ${kind}, ${f.label}`, '');
+      if (!summary || out.invalid) {
+        L.push(`No profile: ${err || out.invalid}.`, '');
+        continue;
+      }
+      const tgt = valid.length ? median(valid.map((s) => s.cpuUsPerIo)) : undefined;
+      L.push(
+        `Under perf: ${fmt(out.value)} ${unit(f)}, nodetgt ${fmt(out.cpuUsPerIo, 1)} µs CPU/IO ` +
+          `(${tgt !== undefined ? `${fmt(tgt, 1)} without perf, ` : ''}qemu-img ${fmt(out.qemuUsPerIo, 1)}); ` +
+          `${summary.samples} samples, ${(100 * summary.busiestThreadShare).toFixed(0)}% of them on one thread ` +
+          '(the worker serving the connection).',
+        '',
+        ...perfMarkdown(summary, out.cpuUsPerIo),
+        '',
+      );
+      json.push({ kind, figure: id, value: out.value, cpuUsPerIo: out.cpuUsPerIo, summary });
+    }
+  } catch (e) {
+    L.push(`perf run failed: ${(e as Error).message}`);
+  }
+  await t.stop();
+  targets = targets.filter((x) => x !== t);
+  saveState();
+  fs.rmSync(`/tmp/perf-${t.pid}.map`, { force: true });
+  perfSection = { markdown: L.join('\n'), json };
+}
+
 // ---------------------------------------------------------------------------------------- report
 
 async function report(): Promise<void> {
@@ -601,7 +688,7 @@ async function report(): Promise<void> {
     aborted,
     busy: { maxOthersPct: maxOthers, allow: allowBusy },
     note: runNote || undefined,
-    sections: rbd ? [rbd.markdown] : undefined,
+    sections: [perfSection?.markdown, rbd?.markdown].filter((x): x is string => !!x),
   };
   const json = {
     info,
@@ -617,6 +704,7 @@ async function report(): Promise<void> {
     ceilings,
     events,
     profiles: profile?.profiles ?? [],
+    perf: perfSection?.json,
     rbd: rbd?.json,
     digests,
   };
@@ -678,6 +766,7 @@ async function main(): Promise<void> {
   if (aborted) return; // the signal handler cleans up and reports
   for (const t of [...targets]) await t.stop();
   if (doProfile && !aborted) await profileRun();
+  if (doPerf && !aborted) await perfRun();
   if (doRbd && !aborted)
     rbd = await rbdSection({
       repo: REPO,

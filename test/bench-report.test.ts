@@ -14,6 +14,7 @@ import { busyReason, emptyRun, MAX_OTHERS_PCT } from '../bench/lib/measure';
 import { type ReportInput, type Sample } from '../bench/lib/report';
 import { chartData, latencyPercentiles, resultsDir, writeResults } from '../bench/lib/results';
 import { rows } from '../bench/lib/report';
+import { goalLines, goals } from '../bench/lib/goals';
 import { type Kind } from '../bench/lib/targets';
 import { kernelJiffiesOf, kernelThreadJiffies } from '../bench/lib/sys';
 
@@ -237,4 +238,33 @@ test('kernel threads are told apart by PF_KTHREAD in /proc/PID/stat, whatever th
   t.is(kernelJiffiesOf(user), 0);
   const now = kernelThreadJiffies();
   t.true(Number.isFinite(now) && now >= 0);
+});
+
+test('the goals of issue 12 are judged from the same rows as the table', (t) => {
+  const samples: Sample[] = [
+    sample('rr-qd32', 'tgtd', 0, 25_000, 40),
+    sample('rr-qd32', 'nodetgt', 0, 80_000, 8.4),
+    sample('rw-qd32', 'tgtd', 0, 25_000, 40),
+    sample('rw-qd32', 'nodetgt', 0, 70_000, 12.7),
+    sample('rr-qd1', 'tgtd', 0, 10_000, 50),
+    sample('rr-qd1', 'nodetgt', 0, 13_000, 30),
+    sample('sw-qd16', 'tgtd', 0, 200, 5000),
+    sample('sw-qd16', 'nodetgt', 0, 399, 500),
+  ];
+  const gs = goals(rows(samples, ['tmpfs']));
+  const find = (goal: string, where: string) =>
+    gs.find((g) => g.goal.startsWith(goal) && g.where.endsWith(where));
+  t.is(find('4K QD32: ≤', 'read QD32')!.met, true); // 8.4 µs
+  t.is(find('4K QD32: ≤', 'write QD32')!.met, false); // 12.7 µs
+  t.is(find('4K QD32: ≥', 'read QD32')!.met, true); // 3.2×
+  t.is(find('4K QD32: ≥', 'write QD32')!.measured, '2.80×');
+  t.is(find('4K QD32: ≥', 'write QD32')!.met, false);
+  t.is(find('4K QD1', 'read QD1')!.met, true); // exactly 1.30×
+  t.is(find('1 MiB write', 'write QD16')!.met, false); // 1.995×
+  // no digest section: no digest goal; a figure not run is not judged
+  t.false(gs.some((g) => g.goal.includes('digest')));
+  t.false(gs.some((g) => g.where.includes('pinned')));
+  const md = goalLines(rows(samples, ['tmpfs'])).join('\n');
+  t.regex(md, /3 of 6 judged figures meet their goal/);
+  t.regex(md, /\| 12\.7 µs \| \*\*not met\*\* \|/);
 });

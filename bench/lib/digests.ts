@@ -213,7 +213,7 @@ export async function runDigests(o: DigestOptions): Promise<DigestSection> {
 
 const f0 = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '—');
 
-interface Agg {
+export interface Agg {
   n: number;
   value: number;
   min: number;
@@ -233,6 +233,16 @@ function agg(ss: DigestSample[]): Agg {
     cpu: median(ok.map((s) => s.targetCpuUsPerIo)),
     ini: median(ok.map((s) => s.initiatorCpuUsPerIo)),
   };
+}
+
+/** The median of one target's runs of one figure in one mode (value NaN when none is valid). */
+export function digestAgg(
+  sec: DigestSection,
+  target: string,
+  figure: string,
+  mode: DigestSample['mode'],
+): Agg {
+  return agg(sec.samples.filter((s) => s.target === target && s.figure === figure && s.mode === mode));
 }
 
 /** The report's digest section (markdown lines). */

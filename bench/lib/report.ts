@@ -6,6 +6,7 @@
 import { COARSE_PCT, type RunOut } from './measure';
 import { FIGURES, GROUPS, unit, type Figure } from './figures';
 import { digestLines, type DigestSection } from './digests';
+import { goalLines } from './goals';
 import { type ProfileSummary } from './profile';
 import { median } from './sys';
 import { type Kind } from './targets';
@@ -313,6 +314,7 @@ export function renderMarkdown(r: ReportInput): string {
   L.push(...whatTheNumbersSay(rs, r.kinds), '');
   const valid = samples.filter((s) => !s.invalid).length;
   L.push(`${valid} of ${samples.length} runs valid. ${noiseLines(rs, samples, r.reps).join(' ')}`, '');
+  L.push(...goalLines(rs, r.digests));
 
   L.push('### Method', '');
   const resolutions = samples

@@ -5,7 +5,8 @@
 // good part of the round trip. Here a uv_prepare_t, which runs just before the loop polls, looks whether the loop
 // is about to block; if so it first watches the loop's epoll descriptor (readable when any watched descriptor is:
 // sockets, the io_uring eventfd, async wake-ups) for up to `window` microseconds, unless the last wake-up
-// brought several commands (they come in batches, which sleeping lets grow) or a command waits on a device, yielding the CPU between looks
+// brought several commands (they come in batches, which sleeping lets grow) or a command waits (or last waited) on a
+// device, yielding the CPU between looks
 // so that a process sharing the core (an initiator pinned to it) runs meanwhile. When something becomes ready
 // the loop polls without sleeping.
 //
@@ -54,6 +55,7 @@ struct IdlePoll {
   const double* queued = nullptr;
   napi_ref commandsRef = nullptr;
   double lastCommands = 0;
+  bool deviceWaited = false;  // a command waited on a device since the last idle period
   uint64_t pausedUntil = 0;  // ns: no looks before (the CPU was found shared)
   uint32_t blockLooks = 0, blockShared = 0, blockMissed = 0;
   // Statistics since start: looks that caught an event, looks that did not, idle periods, time spent looking,
@@ -74,7 +76,15 @@ void OnPrepare(uv_prepare_t* h) {
   if (timeout == 0) return;
   // Waiting for a device (a disk read or write in flight): its completion is the device's time, which a look
   // would spend in CPU to save a wake-up that is small beside it.
-  if (p->queued != nullptr && *p->queued > 0) return;
+  if (p->queued != nullptr && *p->queued > 0) {
+    p->deviceWaited = true;
+    return;
+  }
+  // Nor for the next command after a device wait: where commands wait on a device, the wake-up a look saves is
+  // small beside the device's time, and the look costs the CPU of the whole gap (the full bench at 08a63a5: disk
+  // 4K QD1 at the same rate, 154 µs of target CPU per I/O against 102 without looking).
+  const bool afterDevice = p->deviceWaited;
+  p->deviceWaited = false;
   p->idle = true;
   p->caught = false;
   p->idleCount++;
@@ -91,7 +101,7 @@ void OnPrepare(uv_prepare_t* h) {
     batched = c - p->lastCommands >= 2;
     p->lastCommands = c;
   }
-  if (window == 0 || batched || start < p->pausedUntil) return;
+  if (window == 0 || batched || afterDevice || start < p->pausedUntil) return;
   pollfd fd{uv_backend_fd(p->loop), POLLIN, 0};
   uint64_t now = start;
   bool longYield = false;

@@ -106,6 +106,40 @@ test.serial('looks catch a prompt echo, shrink to nothing over long gaps, and st
   }
 });
 
+test.serial('no look while a command waits on a device, nor in the gap after it', async (t) => {
+  const { proc, port } = await echoChild();
+  const sock = net.connect({ port, host: '127.0.0.1', noDelay: true });
+  await new Promise((r) => sock.once('connect', r));
+  // The counter row the worker gives the addon: slot 0 counts commands (left alone: never "batched"), slot 1 the
+  // bytes queued to backstores.
+  const row = new Float64Array(2);
+  try {
+    idlePoll(500, { array: row, commands: 0, queued: 1 });
+    t.true(await pingPong(sock, 1000, 0));
+    const control = idlePollStats();
+    t.log('no device', JSON.stringify(control));
+    if (control.shared === 0) t.true(control.caught > 200, `looks that caught the echo: ${control.caught}`);
+    else t.log('this CPU was found shared: looking paused');
+    // Every other message stands for a command on a device: bytes are queued while its echo is awaited. The
+    // idle period after it (the next message's) follows a device wait: no look there either.
+    const before = control.caught + control.missed;
+    let ok = true;
+    for (let i = 0; i < 1000; i++) {
+      row[1] = i % 2 === 0 ? 4096 : 0;
+      ok &&= await pingPong(sock, 1, 0);
+      row[1] = 0;
+    }
+    t.true(ok);
+    const device = idlePollStats();
+    t.log('device waits', JSON.stringify(device));
+    t.true(device.caught + device.missed - before <= 20, `looks: ${device.caught + device.missed - before}`);
+  } finally {
+    idlePoll(0);
+    sock.destroy();
+    proc.kill();
+  }
+});
+
 function scrape(port: number): Promise<string> {
   return new Promise((resolve, reject) => {
     http

@@ -762,6 +762,8 @@ async function main(): Promise<void> {
       log: note,
       aborted: () => aborted,
       qemu: true,
+      maxOthersPct: maxOthers,
+      allowBusy,
     });
   if (aborted) return; // the signal handler cleans up and reports
   for (const t of [...targets]) await t.stop();

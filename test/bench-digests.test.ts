@@ -3,7 +3,7 @@
  * mode, the on ÷ off ratios of rate and CPU per I/O, failed runs left out of the medians and listed.
  */
 import test from 'ava';
-import { digestLines, type DigestSample, type DigestSection } from '../bench/lib/digests';
+import { digestLines, gated, type DigestSample, type DigestSection } from '../bench/lib/digests';
 
 const s = (
   target: string,
@@ -54,4 +54,49 @@ test('digest section: medians, ratios on/off and off/on, failed runs excluded an
   t.regex(md, /\| nodetgt \| 200 \| 190 \| 0\.950 \| 10\.0 \| 11\.0 \| 0\.909 \|/);
   t.true(md.includes('nodetgt rr-qd32 on rep 2: connection closed'));
   t.false(md.includes('1M seq read'), 'figures without samples are left out');
+});
+
+test('digest section: the most other load of the counted runs; a run refused as busy is left out', (t) => {
+  const busy = {
+    ...s('nodetgt', 'rw-qd32', 'on', 10, 99, 'machine busy: other processes used 40% of it (limit 15%)'),
+    othersPct: 40,
+  };
+  const sec: DigestSection = {
+    kind: 'tmpfs',
+    reps: 2,
+    secs: 2,
+    problems: [`nodetgt rw-qd32 on rep 0: ${busy.error}`],
+    samples: [
+      { ...s('nodetgt', 'rw-qd32', 'off', 100, 10), othersPct: 3 },
+      { ...s('nodetgt', 'rw-qd32', 'off', 100, 10), othersPct: 7 },
+      { ...s('nodetgt', 'rw-qd32', 'on', 95, 10), othersPct: 2 },
+      busy,
+    ],
+  };
+  const md = digestLines(sec).join('\n');
+  t.regex(md, /\| 4K rand write QD32 IOPS \| nodetgt \| 100 \| 95 \| 0\.950 \| .* \| 2\/2, 1\/2 \| 7 \|/);
+  t.true(md.includes('machine busy'));
+});
+
+test('gated: a busy run is retried, then refused; --allow-busy keeps it', async (t) => {
+  const logs: string[] = [];
+  const o = { maxOthersPct: 15, busyPauseMs: 1, log: (m: string) => logs.push(m), aborted: () => false };
+  const seq = (others: number[]) => {
+    let i = 0;
+    return () => Promise.resolve({ ...s('nodetgt', 'rr-qd32', 'off', 100, 10), othersPct: others[i++]! });
+  };
+  const ok = await gated(o, seq([40, 30, 5]));
+  t.is(ok.error, undefined);
+  t.is(ok.othersPct, 5);
+  t.is(logs.length, 2);
+  const refused = await gated(o, seq([40, 30, 20, 1]));
+  t.regex(refused.error!, /machine busy: other processes used 20% of it \(limit 15%\)/);
+  const kept = await gated({ ...o, allowBusy: true }, seq([40]));
+  t.is(kept.error, undefined);
+  t.is(kept.othersPct, 40);
+  // a run that failed for its own reason is not retried for load
+  const failed = await gated(o, () =>
+    Promise.resolve({ ...s('nodetgt', 'rr-qd32', 'off', NaN, NaN, 'connection closed'), othersPct: 90 }),
+  );
+  t.is(failed.error, 'connection closed');
 });

@@ -8,12 +8,17 @@
  * the target's CPU µs per I/O (its process CPU clock, read after login and before logout), and the
  * driver's own CPU µs per I/O (so one can see whether it, not the target, was the limit). The ratio
  * on ÷ off is given for the rate, and as off ÷ on for the target's CPU per I/O (1.00: digests free).
+ *
+ * Other load, as in the main matrix: each measured run reads /proc/stat; what the machine spent beyond the
+ * target's CPU, the initiator's (this process, where the driver runs, or qemu-img) and kernel threads' is
+ * "others". A run where others exceed the limit (--max-others) is retried twice after a pause, then refused:
+ * left out of the medians and listed, unless --allow-busy keeps it.
  */
 import { type CpuClock } from './cpuclock';
 import { BenchDriver, type JobResult } from './driver';
 import { K4, M1, RANDOM_STEP, type Figure } from './figures';
-import { qemuBench } from './measure';
-import { median } from './sys';
+import { busyReason, MAX_OTHERS_PCT, qemuBench } from './measure';
+import { CLK_TCK, kernelThreadJiffies, machineJiffies, median } from './sys';
 import { Nodetgt, Tgtd, type Kind, type Target } from './targets';
 
 export interface DigestFigure {
@@ -43,6 +48,8 @@ export interface DigestSample {
   /** The initiator's CPU per I/O (the driver, or qemu-img). */
   initiatorCpuUsPerIo: number;
   seconds: number;
+  /** What processes other than the target, the initiator and kernel threads used of the machine, %. */
+  othersPct?: number;
   error?: string;
 }
 
@@ -65,7 +72,17 @@ export interface DigestOptions {
   aborted: () => boolean;
   /** Also measure qemu-img with header-digest=crc32c vs none (4K read QD32). */
   qemu?: boolean;
+  /** Refuse a run where other processes used more than this % of the machine (default MAX_OTHERS_PCT). */
+  maxOthersPct?: number;
+  /** Keep such runs instead (flagged in the log). */
+  allowBusy?: boolean;
+  /** The pause before a retry, ms (default 3000). */
+  busyPauseMs?: number;
 }
+
+/** Retries of a run refused for other load, and the pause before each. */
+const BUSY_RETRIES = 2;
+const BUSY_PAUSE_MS = 3000;
 
 /** Unmeasured I/O on each connection before its measured run. */
 const WARMUP_SECS = 0.5;
@@ -93,16 +110,24 @@ async function driverRun(
     const job = { write: f.write, bs: f.bs, qd: f.qd, secs: o.secs, step: isIops(f.bs) ? RANDOM_STEP : f.bs };
     // Unmeasured first: both JITs (driver and target) must be warm, or the first runs measure V8's tiering.
     await d.run({ ...job, secs: WARMUP_SECS });
+    const j0 = machineJiffies();
+    const k0 = kernelThreadJiffies();
     const c0 = await o.clock.read([t.pid]);
     const r = await d.run(job);
     const c1 = await o.clock.read([t.pid]);
+    const j1 = machineJiffies();
+    const k1 = kernelThreadJiffies();
     const cpu = (c1.cpu[0] ?? NaN) - (c0.cpu[0] ?? NaN);
+    const totalUs = ((j1[1] - j0[1]) * 1e6) / CLK_TCK;
+    const busyUs = ((j1[0] - j0[0]) * 1e6) / CLK_TCK;
+    const kernelUs = ((k1 - k0) * 1e6) / CLK_TCK;
     return {
       ...base,
       value: rate(f, r),
       targetCpuUsPerIo: cpu / r.ops,
       initiatorCpuUsPerIo: r.driverCpuUs / r.ops,
       seconds: r.seconds,
+      othersPct: (100 * (busyUs - cpu - r.driverCpuUs - kernelUs)) / Math.max(1, totalUs),
     };
   } catch (e) {
     return {
@@ -150,8 +175,30 @@ async function qemuRun(
     targetCpuUsPerIo: out.cpuUsPerIo,
     initiatorCpuUsPerIo: out.qemuUsPerIo,
     seconds: out.seconds,
+    othersPct: out.othersPct,
     error: out.invalid,
   };
+}
+
+/**
+ * One measured run, retried after a pause while other load is over the limit; refused (error "machine busy")
+ * when it still is, unless allowBusy.
+ */
+export async function gated(
+  o: Pick<DigestOptions, 'maxOthersPct' | 'allowBusy' | 'busyPauseMs' | 'log' | 'aborted'>,
+  once: () => Promise<DigestSample>,
+): Promise<DigestSample> {
+  const limit = o.maxOthersPct ?? MAX_OTHERS_PCT;
+  for (let attempt = 0; ; attempt++) {
+    const s = await once();
+    const why =
+      s.error || s.othersPct === undefined ? undefined : busyReason({ othersPct: s.othersPct }, limit);
+    if (!why || o.allowBusy) return why ? { ...s, error: undefined } : s;
+    if (attempt >= BUSY_RETRIES || o.aborted()) return { ...s, error: why };
+    const pause = o.busyPauseMs ?? BUSY_PAUSE_MS;
+    o.log(`digests ${s.target} ${s.figure} ${s.mode}: ${why}; retrying in ${pause / 1000} s`);
+    await new Promise((r) => setTimeout(r, pause));
+  }
 }
 
 /** Measure every figure on every target, digests on and off alternately. */
@@ -176,7 +223,8 @@ export async function runDigests(o: DigestOptions): Promise<DigestSection> {
     o.log(
       `digests ${s.figure.padEnd(8)} ${s.target.padEnd(7)} ${s.mode.padEnd(9)} rep ${s.rep}: ` +
         `${s.value.toFixed(0)} ${isIops(DIGEST_FIGURES.find((x) => x.id === s.figure)!.bs) ? 'IOPS' : 'MB/s'}, ` +
-        `target ${s.targetCpuUsPerIo.toFixed(1)} us CPU/IO, initiator ${s.initiatorCpuUsPerIo.toFixed(1)} us CPU/IO` +
+        `target ${s.targetCpuUsPerIo.toFixed(1)} us CPU/IO, initiator ${s.initiatorCpuUsPerIo.toFixed(1)} us CPU/IO, ` +
+        `others ${s.othersPct === undefined ? '?' : s.othersPct.toFixed(0)}%` +
         `${s.error ? ` ERROR ${s.error}` : ''}`,
     );
   };
@@ -188,7 +236,7 @@ export async function runDigests(o: DigestOptions): Promise<DigestSection> {
       for (const t of tOrder)
         for (const on of modes) {
           if (o.aborted()) return sec;
-          record(await driverRun(o, t, f, on, rep));
+          record(await gated(o, () => driverRun(o, t, f, on, rep)));
         }
     }
   if (o.qemu)
@@ -203,7 +251,7 @@ export async function runDigests(o: DigestOptions): Promise<DigestSection> {
         const count = Math.max(2000, Math.round((Number.isFinite(base) ? base : 20000) * o.secs));
         for (const hd of rep % 2 ? [true, false] : [false, true]) {
           if (o.aborted()) return sec;
-          record(await qemuRun(o, t, hd, rep, count));
+          record(await gated(o, () => qemuRun(o, t, hd, rep, count)));
         }
       }
   return sec;
@@ -245,6 +293,12 @@ export function digestAgg(
   return agg(sec.samples.filter((s) => s.target === target && s.figure === figure && s.mode === mode));
 }
 
+/** The most other load seen in the counted (valid) runs, or — when none was measured. */
+function othersMax(ss: DigestSample[]): string {
+  const o = ss.filter((x) => !x.error && x.othersPct !== undefined).map((x) => x.othersPct!);
+  return o.length ? Math.max(...o).toFixed(0) : '—';
+}
+
 /** The report's digest section (markdown lines). */
 export function digestLines(sec: DigestSection): string[] {
   const L: string[] = [];
@@ -254,12 +308,14 @@ export function digestLines(sec: DigestSection): string[] {
       "(bench/lib/driver.ts, on the project's PDU codec and native CRC32C) for both, alternating on/off and " +
       `the targets, ${sec.reps} repetition(s) of ${sec.secs} s; medians (min–max). "rate on/off" ÷: the ` +
       'goal is ≥ 0.97 for nodetgt. "CPU off/on": target CPU µs/IO with digests off ÷ on (1.00: digests ' +
-      'cost the target nothing). "driver µs/IO": the initiator\'s own CPU per I/O, to show it is not the limit.',
+      'cost the target nothing). "driver µs/IO": the initiator\'s own CPU per I/O, to show it is not the limit. ' +
+      '"others % max": the most that processes other than the target, the initiator and kernel threads used of ' +
+      'the machine during a counted run; a run over --max-others is retried twice, then left out (listed below).',
     '',
   );
   L.push(
-    '| test | target | off | on | rate on/off | CPU µs/IO off | CPU µs/IO on | CPU off/on | driver µs/IO off, on | valid off, on |',
-    '|---|---|--:|--:|--:|--:|--:|--:|--:|:-:|',
+    '| test | target | off | on | rate on/off | CPU µs/IO off | CPU µs/IO on | CPU off/on | driver µs/IO off, on | valid off, on | others % max |',
+    '|---|---|--:|--:|--:|--:|--:|--:|--:|:-:|--:|',
   );
   const targets = [...new Set(sec.samples.map((s) => s.target))];
   const spread = (a: Agg) => (a.min === a.max ? f0(a.value) : `${f0(a.value)} (${f0(a.min)}–${f0(a.max)})`);
@@ -275,7 +331,7 @@ export function digestLines(sec: DigestSection): string[] {
       L.push(
         `| ${f.label} ${isIops(f.bs) ? 'IOPS' : 'MB/s'} | ${tn} | ${spread(a)} | ${spread(b)} | ${f0(b.value / a.value, 3)} | ` +
           `${f0(a.cpu, 1)} | ${f0(b.cpu, 1)} | ${f0(a.cpu / b.cpu, 3)} | ${f0(a.ini, 1)}, ${f0(b.ini, 1)} | ` +
-          `${a.n}/${off.length}, ${b.n}/${on.length} |`,
+          `${a.n}/${off.length}, ${b.n}/${on.length} | ${othersMax([...off, ...on])} |`,
       );
     }
   const q = sec.samples.filter((s) => s.mode.startsWith('qemu'));
@@ -286,18 +342,27 @@ export function digestLines(sec: DigestSection): string[] {
       '',
     );
     L.push(
-      '| target | none IOPS | crc32c IOPS | on/off | CPU µs/IO none | CPU µs/IO crc32c | CPU off/on |',
-      '|---|--:|--:|--:|--:|--:|--:|',
+      '| target | none IOPS | crc32c IOPS | on/off | CPU µs/IO none | CPU µs/IO crc32c | CPU off/on | others % max |',
+      '|---|--:|--:|--:|--:|--:|--:|--:|',
     );
     for (const tn of targets) {
       const a = agg(q.filter((s) => s.target === tn && s.mode === 'qemu-none'));
       const b = agg(q.filter((s) => s.target === tn && s.mode === 'qemu-hd'));
       L.push(
-        `| ${tn} | ${spread(a)} | ${spread(b)} | ${f0(b.value / a.value, 3)} | ${f0(a.cpu, 1)} | ${f0(b.cpu, 1)} | ${f0(a.cpu / b.cpu, 3)} |`,
+        `| ${tn} | ${spread(a)} | ${spread(b)} | ${f0(b.value / a.value, 3)} | ${f0(a.cpu, 1)} | ${f0(b.cpu, 1)} | ${f0(a.cpu / b.cpu, 3)} | ` +
+          `${othersMax(q.filter((s) => s.target === tn))} |`,
       );
     }
   }
-  if (sec.problems.length) L.push('', 'Failed digest runs:', '', '```', ...sec.problems, '```');
+  if (sec.problems.length)
+    L.push(
+      '',
+      'Digest runs left out (failed, or refused on a busy machine):',
+      '',
+      '```',
+      ...sec.problems,
+      '```',
+    );
   L.push('');
   return L;
 }

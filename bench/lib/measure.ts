@@ -72,7 +72,7 @@ export const COARSE_PCT = 2;
 export const MAX_OTHERS_PCT = 15;
 
 /** Why a measured run counts as taken on a busy machine, or undefined. */
-export function busyReason(out: RunOut, maxOthersPct: number): string | undefined {
+export function busyReason(out: Pick<RunOut, 'othersPct'>, maxOthersPct: number): string | undefined {
   return out.othersPct > maxOthersPct
     ? `machine busy: other processes used ${out.othersPct.toFixed(0)}% of it (limit ${maxOthersPct}%)`
     : undefined;

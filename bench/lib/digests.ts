@@ -17,8 +17,8 @@
 import { type CpuClock } from './cpuclock';
 import { BenchDriver, type JobResult } from './driver';
 import { K4, M1, RANDOM_STEP, type Figure } from './figures';
-import { busyReason, MAX_OTHERS_PCT, qemuBench } from './measure';
-import { CLK_TCK, kernelThreadJiffies, machineJiffies, median } from './sys';
+import { busyReason, loadBetween, loadMark, MAX_OTHERS_PCT, qemuBench } from './measure';
+import { median } from './sys';
 import { Nodetgt, Tgtd, type Kind, type Target } from './targets';
 
 export interface DigestFigure {
@@ -110,24 +110,20 @@ async function driverRun(
     const job = { write: f.write, bs: f.bs, qd: f.qd, secs: o.secs, step: isIops(f.bs) ? RANDOM_STEP : f.bs };
     // Unmeasured first: both JITs (driver and target) must be warm, or the first runs measure V8's tiering.
     await d.run({ ...job, secs: WARMUP_SECS });
-    const j0 = machineJiffies();
-    const k0 = kernelThreadJiffies();
+    const l0 = loadMark();
     const c0 = await o.clock.read([t.pid]);
     const r = await d.run(job);
     const c1 = await o.clock.read([t.pid]);
-    const j1 = machineJiffies();
-    const k1 = kernelThreadJiffies();
+    const l1 = loadMark();
     const cpu = (c1.cpu[0] ?? NaN) - (c0.cpu[0] ?? NaN);
-    const totalUs = ((j1[1] - j0[1]) * 1e6) / CLK_TCK;
-    const busyUs = ((j1[0] - j0[0]) * 1e6) / CLK_TCK;
-    const kernelUs = ((k1 - k0) * 1e6) / CLK_TCK;
     return {
       ...base,
       value: rate(f, r),
       targetCpuUsPerIo: cpu / r.ops,
       initiatorCpuUsPerIo: r.driverCpuUs / r.ops,
       seconds: r.seconds,
-      othersPct: (100 * (busyUs - cpu - r.driverCpuUs - kernelUs)) / Math.max(1, totalUs),
+      // The driver runs in this process: its CPU is this process's over the run.
+      othersPct: loadBetween(l0, l1, cpu + r.driverCpuUs).othersPct,
     };
   } catch (e) {
     return {
@@ -193,7 +189,7 @@ export async function gated(
     const s = await once();
     const why =
       s.error || s.othersPct === undefined ? undefined : busyReason({ othersPct: s.othersPct }, limit);
-    if (!why || o.allowBusy) return why ? { ...s, error: undefined } : s;
+    if (!why || o.allowBusy) return s;
     if (attempt >= BUSY_RETRIES || o.aborted()) return { ...s, error: why };
     const pause = o.busyPauseMs ?? BUSY_PAUSE_MS;
     o.log(`digests ${s.target} ${s.figure} ${s.mode}: ${why}; retrying in ${pause / 1000} s`);

@@ -101,15 +101,38 @@ export function emptyRun(cmdline: string, count: number, invalid?: string): RunO
   };
 }
 
-interface Mark extends ClockReading {
+/** The machine's load counters at one moment: /proc/stat's busy and total jiffies, and kernel threads'. */
+export interface LoadMark {
+  jiffies: [number, number];
+  /** kernelThreadJiffies() at the reading. */
+  kthreads: number;
+}
+
+export const loadMark = (): LoadMark => ({ jiffies: machineJiffies(), kthreads: kernelThreadJiffies() });
+
+/**
+ * Between two marks, % of the machine (all cores): busy; kernel threads; and others, what the rest used beyond
+ * `measuredUs`, the CPU of the processes under test (target and initiator). Kernel threads only: irq and softirq
+ * time is also charged to the task it interrupted (the target's own CPU clock counts it), so taking /proc/stat's
+ * irq and softirq columns out too would count it twice.
+ */
+export function loadBetween(a: LoadMark, b: LoadMark, measuredUs: number) {
+  const busyUs = ((b.jiffies[0] - a.jiffies[0]) * 1e6) / CLK_TCK;
+  const totalUs = Math.max(1, ((b.jiffies[1] - a.jiffies[1]) * 1e6) / CLK_TCK);
+  const kernelUs = ((b.kthreads - a.kthreads) * 1e6) / CLK_TCK;
+  return {
+    machineBusyPct: (100 * busyUs) / totalUs,
+    kernelPct: (100 * kernelUs) / totalUs,
+    othersPct: (100 * (busyUs - measuredUs - kernelUs)) / totalUs,
+  };
+}
+
+interface Mark extends ClockReading, LoadMark {
   /** When the line arrived here (CLOCK_MONOTONIC, s). */
   arrived: number;
   /** qemu-img's main thread's CPU, µs. */
   qemu: number;
   lo: number;
-  jiffies: [number, number];
-  /** kernelThreadJiffies() at the reading. */
-  kthreads: number;
 }
 
 /**
@@ -167,9 +190,8 @@ export async function qemuBench(
     const arrived = Number(process.hrtime.bigint()) / 1e9;
     const qemu = mainThreadCpu(qpid);
     const lo = loopbackTxBytes();
-    const jiffies = machineJiffies();
-    const kthreads = kernelThreadJiffies();
-    return { ...(await clock.read([t.pid])), arrived, qemu, lo, jiffies, kthreads };
+    const load = loadMark();
+    return { ...(await clock.read([t.pid])), arrived, qemu, lo, ...load };
   };
   let stdout = '';
   let stderr = '';
@@ -210,11 +232,6 @@ export async function qemuBench(
   const seconds = Number(m[1]);
   const cpuUs = cpuEnd - cpuStart;
   const qemuUs = e.qemu - s.qemu;
-  const busyUs = ((e.jiffies[0] - s.jiffies[0]) * 1e6) / CLK_TCK;
-  const totalUs = ((e.jiffies[1] - s.jiffies[1]) * 1e6) / CLK_TCK;
-  // Kernel threads only: irq and softirq time is also charged to the task it interrupted (the target's own
-  // CPU clock counts it), so taking /proc/stat's irq and softirq columns out too would count it twice.
-  const kernelUs = ((e.kthreads - s.kthreads) * 1e6) / CLK_TCK;
   Object.assign(out, {
     seconds,
     opsPerSec: count / seconds,
@@ -227,9 +244,7 @@ export async function qemuBench(
     startLagMs: 1000 * (s.mono - (e.arrived - seconds)),
     endLagMs: 1000 * (e.mono - e.arrived),
     loBytes: e.lo - s.lo,
-    machineBusyPct: (100 * busyUs) / Math.max(1, totalUs),
-    kernelPct: (100 * kernelUs) / Math.max(1, totalUs),
-    othersPct: (100 * (busyUs - cpuUs - qemuUs - kernelUs)) / Math.max(1, totalUs),
+    ...loadBetween(s, e, cpuUs + qemuUs),
   });
 
   const mb = (x: number) => `${(x / 1e6).toFixed(0)} MB`;

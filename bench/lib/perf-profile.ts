@@ -134,8 +134,7 @@ export function classify(frames: PerfFrame[]): string {
   if (leaf.sym.startsWith('JS:') || /perf-\d+\.map$/.test(leaf.dso) || leaf.dso.startsWith('[JIT]'))
     return 'JavaScript (JIT code)';
   if (/nodetgt_native\.node$/.test(leaf.dso)) return 'nodetgt addon (native)';
-  if (/\/libc[.-]|libc\.so/.test(leaf.dso) || leaf.dso === '[vdso]')
-    return 'libc, vdso (memcpy, clock_gettime)';
+  if (LIBC(leaf) || leaf.dso === '[vdso]') return 'libc, vdso (memcpy, clock_gettime)';
   if (/Scavenge|MarkCompact|Heap::|GCTracer|Sweeper|ConcurrentMarking|MinorMC/.test(leaf.sym))
     return 'garbage collection';
   if (leaf.sym.startsWith('Builtins_')) return 'V8 builtins and inline caches';

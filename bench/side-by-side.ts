@@ -529,6 +529,10 @@ async function iperfCeiling(): Promise<void> {
 
 // ---------------------------------------------------------------------------------------- profile
 
+/** nodetgt's valid runs of a figure in the matrix: the profiled runs are sized from their rate. */
+const nodetgtRuns = (kind: Kind, id: string) =>
+  samples.filter((s) => s.backing === kind && s.figure === id && s.target === 'nodetgt' && !s.invalid);
+
 async function profileRun(): Promise<void> {
   const dir = path.join(WORK, `prof-${STAMP}`);
   fs.mkdirSync(dir, { recursive: true });
@@ -545,9 +549,7 @@ async function profileRun(): Promise<void> {
   try {
     await t.start(backingsFor(['tmpfs']));
     saveState();
-    const valid = samples.filter(
-      (s) => s.backing === 'tmpfs' && s.figure === f.id && s.target === 'nodetgt' && !s.invalid,
-    );
+    const valid = nodetgtRuns('tmpfs', f.id);
     const rate = valid.length ? median(valid.map((s) => s.opsPerSec)) : f.guess;
     const count = Math.round(rate * 5);
     await warmUp(t, 'tmpfs');
@@ -624,9 +626,7 @@ async function perfRun(): Promise<void> {
       if (aborted || !t.alive) break;
       const f = FIGURES.find((x) => x.id === id)!;
       await warmUp(t, kind);
-      const valid = samples.filter(
-        (s) => s.backing === kind && s.figure === id && s.target === 'nodetgt' && !s.invalid,
-      );
+      const valid = nodetgtRuns(kind, id);
       const rate = valid.length ? median(valid.map((s) => s.opsPerSec)) : f.guess;
       const count = Math.max(minCount(f, false), Math.round(rate * (PERF_SECS + 3)));
       const running = qemuBench(clock, t, kind, f, count, 120_000, 0);

@@ -5,10 +5,9 @@
 // good part of the round trip. Here a uv_prepare_t, which runs just before the loop polls, looks whether the loop
 // is about to block; if so it first watches the loop's epoll descriptor (readable when any watched descriptor is:
 // sockets, the io_uring eventfd, async wake-ups) for up to `window` microseconds, unless the last wake-up
-// brought several commands (they come in batches, which sleeping lets grow) or a command waits (or last waited) on a
-// device, yielding the CPU between looks
-// so that a process sharing the core (an initiator pinned to it) runs meanwhile. When something becomes ready
-// the loop polls without sleeping.
+// brought several commands (they come in batches, which sleeping lets grow) or a command waits (or last waited)
+// on a device, yielding the CPU between looks so that a process sharing the core (an initiator pinned to it)
+// runs meanwhile. When something becomes ready the loop polls without sleeping.
 //
 // The window adapts to what the idle periods turn out to be, measured from the prepare callback to the check
 // callback that runs after the poll (a period ended by the loop's own timer does not count): an idle period that ended within the longest window allowed (`max`) but

@@ -25,34 +25,32 @@ export function goals(rs: Row[], digests?: DigestSection): Goal[] {
   const out: Goal[] = [];
   const judge = (x: number, ok: (v: number) => boolean) => (Number.isFinite(x) ? ok(x) : undefined);
   const pick = (ids: string[]) => rs.filter((r) => ids.includes(r.f.id));
+  const where = (r: Row) => `${r.kind}, ${r.f.label}`;
+  const ratioGoal = (goal: string, r: Row, bar: number): Goal => ({
+    goal,
+    where: where(r),
+    measured: Number.isFinite(r.ratio) ? `${r.ratio.toFixed(2)}×` : 'no valid pair',
+    met: judge(r.ratio, (v) => v >= bar),
+  });
   for (const r of pick(['rr-qd32', 'rw-qd32'])) {
     out.push({
       goal: `4K QD32: ≤ ${QD32_CPU_US} µs of target CPU per I/O`,
-      where: `${r.kind}, ${r.f.label}`,
+      where: where(r),
       measured: Number.isFinite(r.nodetgt.cpu) ? `${r.nodetgt.cpu.toFixed(1)} µs` : 'no valid run',
       met: judge(r.nodetgt.cpu, (v) => v <= QD32_CPU_US),
     });
-    out.push({
-      goal: `4K QD32: ≥ ${QD32_RATIO}× the best peer (tgtd)`,
-      where: `${r.kind}, ${r.f.label}`,
-      measured: Number.isFinite(r.ratio) ? `${r.ratio.toFixed(2)}×` : 'no valid pair',
-      met: judge(r.ratio, (v) => v >= QD32_RATIO),
-    });
+    out.push(ratioGoal(`4K QD32: ≥ ${QD32_RATIO}× the best peer (tgtd)`, r, QD32_RATIO));
   }
   for (const r of pick(['rr-qd1', 'rw-qd1', 'rr-qd1-pin', 'rw-qd1-pin']))
-    out.push({
-      goal: `4K QD1: ≥ ${QD1_RATIO}× tgtd`,
-      where: `${r.kind}, ${r.f.label}`,
-      measured: Number.isFinite(r.ratio) ? `${r.ratio.toFixed(2)}×` : 'no valid pair',
-      met: judge(r.ratio, (v) => v >= QD1_RATIO),
-    });
+    out.push(ratioGoal(`4K QD1: ≥ ${QD1_RATIO}× tgtd`, r, QD1_RATIO));
   for (const r of pick(['sw-qd16']))
-    out.push({
-      goal: `1 MiB write: ≥ ${WRITE_1M_RATIO}× the best peer (the issue says QD8; this matrix runs QD16)`,
-      where: `${r.kind}, ${r.f.label}`,
-      measured: Number.isFinite(r.ratio) ? `${r.ratio.toFixed(2)}×` : 'no valid pair',
-      met: judge(r.ratio, (v) => v >= WRITE_1M_RATIO),
-    });
+    out.push(
+      ratioGoal(
+        `1 MiB write: ≥ ${WRITE_1M_RATIO}× the best peer (the issue says QD8; this matrix runs QD16)`,
+        r,
+        WRITE_1M_RATIO,
+      ),
+    );
   if (digests) {
     for (const f of DIGEST_FIGURES) {
       const ratio =

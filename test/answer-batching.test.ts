@@ -25,7 +25,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startTestTarget, TEST_TARGET, type TestTarget } from './helpers/target';
-import { TestInitiator } from './helpers/initiator';
+import { TestInitiator, defaultOperationalKeys } from './helpers/initiator';
 import { cdb10 } from './scsi-helpers';
 
 const N = 16;
@@ -228,3 +228,63 @@ for (const where of ['tmpfs', 'disk'] as const) {
       },
     );
 }
+
+/**
+ * Gathered answers (Connection.gather: small whole answers copied together, written at the end of the turn)
+ * and a READ whose Data-In takes several PDUs, sent from its own buffers through the stream, in one chunk:
+ * every byte arrives and the answers keep their order (the initiator checks that StatSN goes up by one per
+ * response, and the data digests when they are on). MaxRecvDataSegmentLength 8192 makes a 64 KiB READ eight
+ * Data-In PDUs of the size a single small READ's would be.
+ */
+for (const digests of [false, true])
+  test.serial(
+    `gathered answers and a many-PDU READ in one turn keep their order (digests ${digests ? 'on' : 'off'})`,
+    async (t) => {
+      await withTarget('tmpfs', async (tt) => {
+        const ini = await TestInitiator.connect(tt.port);
+        const d = digests ? 'CRC32C' : 'None';
+        const keys = defaultOperationalKeys().map(([k, v]): [string, string] =>
+          k === 'HeaderDigest' || k === 'DataDigest'
+            ? [k, d]
+            : k === 'MaxRecvDataSegmentLength'
+              ? [k, '8192']
+              : [k, v],
+        );
+        const lr = await ini.login({
+          targetName: TEST_TARGET,
+          initiatorName: 'iqn.2026-12.io.nodetgt.test:gather',
+          keys,
+        });
+        t.is(lr.status, 0);
+        t.is(ini.dataDigest, digests);
+        const big = randomBytes(128 * BLOCK);
+        t.is(
+          (await ini.scsi(cdb10(0x2a, 1000, 128), { edtl: big.length, write: true, data: big })).status,
+          0,
+        );
+        const small = Array.from({ length: 8 }, () => randomBytes(BLOCK));
+        for (let i = 0; i < small.length; i++)
+          t.is((await ini.scsi(write1(i), { edtl: BLOCK, write: true, data: small[i] })).status, 0);
+        for (let round = 0; round < 4; round++) {
+          const fresh = randomBytes(BLOCK);
+          ini.socket.cork();
+          const pending = [
+            ini.scsi(read1(round), { edtl: BLOCK, read: true }),
+            ini.scsi(cdb10(0x28, 1000, 128), { edtl: big.length, read: true }),
+            ini.scsi(read1(round + 1), { edtl: BLOCK, read: true }),
+            ini.scsi(write1(500 + round), { edtl: BLOCK, write: true, data: fresh }),
+            ini.scsi(read1(round + 2), { edtl: BLOCK, read: true }),
+          ];
+          ini.socket.uncork();
+          const [a, b, c, w, e] = await Promise.all(pending);
+          for (const r of [a, b, c, w, e]) t.is(r.status, 0);
+          t.true(a.data.equals(small[round]), `round ${round}: first small READ`);
+          t.true(b.data.equals(big), `round ${round}: the 64 KiB READ`);
+          t.true(c.data.equals(small[round + 1]), `round ${round}: second small READ`);
+          t.true(e.data.equals(small[round + 2]), `round ${round}: third small READ`);
+          t.true((await ini.scsi(read1(500 + round), { edtl: BLOCK, read: true })).data.equals(fresh));
+        }
+        await ini.logout();
+      });
+    },
+  );

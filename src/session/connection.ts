@@ -35,6 +35,15 @@ import { type Disposition, fatal, reject } from './disposition';
 /** Largest PDU sendAlone() copies into one buffer: an 8 KiB READ with its header, digests and pad. */
 const ALONE_COPY_MAX = 8192 + 64;
 
+/**
+ * A turn's small answers gathered by copying (Connection.gather): the buffer they are copied into, taken from
+ * this thread's free list at the first answer of a turn and given back once written, so that an idle
+ * connection holds none.
+ */
+const GATHER_BYTES = 64 * 1024;
+const gatherFree: Buffer[] = [];
+const GATHER_FREE_MAX = 16;
+
 export interface ConnectionMeta {
   remoteAddress: string;
   remotePort: number;
@@ -223,12 +232,23 @@ export class Connection {
     // arrive, would each be a write): no other PDU can join it in this turn, so it goes out alone (sendAlone).
     if (
       !this.corked &&
+      this.gathered === 0 &&
       (data === null || onSent !== undefined) &&
       this.commands.tasks.size <= 1 &&
       !this.parser.pduFollows
     ) {
       if (this.sendAlone(iov, onSent)) return this.sent(bhs);
     }
+    // Small whole answers of a turn are copied together and leave in one write(2) at its end (gather):
+    // cheaper than the stream's cork and writev, which cost a Writable write and a WriteWrap entry each. The
+    // Data-In of a READ that takes several PDUs is not copied (nor what follows it in the turn): it goes out
+    // from its own buffers.
+    if (!this.corked && (data === null || onSent !== undefined) && this.gather(iov)) {
+      onSent?.();
+      return this.sent(bhs);
+    }
+    // Anything gathered before this PDU goes first.
+    this.flushGathered();
     this.corkForTurn();
     // A data digest (with its pad) waiting from the previous PDU of this turn rides in front of this header,
     // and this PDU's waits in turn: one write fewer per data PDU (writes cost more than these 4-7 bytes).
@@ -314,6 +334,45 @@ export class Connection {
     return s.writableLength === 0;
   }
 
+  /** The turn's gather buffer (see GATHER_BYTES) and how much of it is filled. */
+  private gatherBuf: Buffer | null = null;
+  private gathered = 0;
+
+  /**
+   * Copy a small PDU into the turn's gather buffer; the end of the turn (or a PDU that is not gathered, or
+   * the buffer filling up) writes the lot with writeDirect(). False when the PDU is too big to copy.
+   */
+  private gather(iov: Buffer[]): boolean {
+    let total = 0;
+    for (let i = 0; i < iov.length; i++) total += iov[i].length;
+    if (total > ALONE_COPY_MAX) return false;
+    if (this.gathered + total > GATHER_BYTES) this.flushGathered();
+    if (this.gatherBuf === null) {
+      this.gatherBuf = gatherFree.pop() ?? Buffer.allocUnsafeSlow(GATHER_BYTES);
+      setImmediate(this.flushGathered);
+    }
+    const buf = this.gatherBuf;
+    let at = this.gathered;
+    for (let i = 0; i < iov.length; i++) at += iov[i].copy(buf, at);
+    this.gathered = at;
+    return true;
+  }
+
+  /** Write what gather() holds; its buffer goes back to the free list unless the stream still holds a part. */
+  private readonly flushGathered = (): void => {
+    const buf = this.gatherBuf;
+    if (buf === null) return;
+    const n = this.gathered;
+    this.gatherBuf = null;
+    this.gathered = 0;
+    if (n === 0) {
+      if (gatherFree.length < GATHER_FREE_MAX) gatherFree.push(buf);
+      return;
+    }
+    if (this.socket.destroyed) return;
+    if (this.writeDirect(buf.subarray(0, n)) && gatherFree.length < GATHER_FREE_MAX) gatherFree.push(buf);
+  };
+
   private corked = false;
   /** The last data PDU's digest (and pad), not written yet: the next send() or the end of the turn writes it. */
   private tail: Buffer | null = null;
@@ -323,8 +382,14 @@ export class Connection {
     this.socket.uncork();
   };
 
+  /** Write what the turn holds back (gathered PDUs, a data digest) now: before anything ends the socket. */
+  flushHeld(): void {
+    this.flushGathered();
+    this.flushTail();
+  }
+
   /** Write a held data digest now: before the turn ends, and before anything ends the socket. */
-  flushTail(): void {
+  private flushTail(): void {
     const tail = this.tail;
     if (tail === null) return;
     this.tail = null;
@@ -332,8 +397,9 @@ export class Connection {
   }
 
   /**
-   * Everything sent during one event-loop turn (e.g. the responses to a batch of io_uring completions) leaves
-   * in one writev: the socket is corked at the first send and uncorked once the turn's callbacks are done.
+   * Everything sent during one event-loop turn (e.g. the responses to a batch of io_uring completions) that
+   * gather() does not take leaves in one writev: the socket is corked at the first such send and uncorked once
+   * the turn's callbacks are done.
    */
   private corkForTurn(): void {
     if (this.corked) return;
@@ -712,6 +778,7 @@ export class Connection {
     log.debug('closing connection', { ...this.who(), reason });
     this.phase = 'closed';
     // Whatever this turn queued (a login reject, a Reject PDU) goes out before the descriptor closes.
+    this.flushGathered();
     if (this.corked) this.uncork();
     this.socket.destroy();
     this.onClose();

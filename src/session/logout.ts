@@ -141,7 +141,7 @@ async function logout(
   if (d.ending.includes(conn)) {
     // The response goes out first: the initiator closes its side once it has it.
     conn.phase = 'logout';
-    conn.flushTail();
+    conn.flushHeld();
     conn.socket.end();
     setTimeout(() => conn.close('logout'), 2000).unref();
   }

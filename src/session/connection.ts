@@ -230,22 +230,17 @@ export class Connection {
     // A whole answer (no data, or the last Data-In of a READ) while no other command is on the connection,
     // nothing is corked and no more PDUs of the chunk being parsed follow (commands answered at once, as they
     // arrive, would each be a write): no other PDU can join it in this turn, so it goes out alone (sendAlone).
-    if (
-      !this.corked &&
-      this.gathered === 0 &&
-      (data === null || onSent !== undefined) &&
-      this.commands.tasks.size <= 1 &&
-      !this.parser.pduFollows
-    ) {
-      if (this.sendAlone(iov, onSent)) return this.sent(bhs);
-    }
-    // Small whole answers of a turn are copied together and leave in one write(2) at its end (gather):
+    // Other small whole answers of a turn are copied together and leave in one write(2) at its end (gather):
     // cheaper than the stream's cork and writev, which cost a Writable write and a WriteWrap entry each. The
     // Data-In of a READ that takes several PDUs is not copied (nor what follows it in the turn): it goes out
     // from its own buffers.
-    if (!this.corked && (data === null || onSent !== undefined) && this.gather(iov)) {
-      onSent?.();
-      return this.sent(bhs);
+    if (!this.corked && (data === null || onSent !== undefined)) {
+      const alone = this.gathered === 0 && this.commands.tasks.size <= 1 && !this.parser.pduFollows;
+      if (alone && this.sendAlone(iov, onSent)) return this.sent(bhs);
+      if (this.gather(iov)) {
+        onSent?.();
+        return this.sent(bhs);
+      }
     }
     // Anything gathered before this PDU goes first.
     this.flushGathered();
@@ -294,12 +289,11 @@ export class Connection {
       this.writeDirect(iov[0]!, onSent);
       return true;
     }
-    let total = 0;
-    for (let i = 0; i < iov.length; i++) total += iov[i].length;
+    const total = iovBytes(iov);
     if (total > ALONE_COPY_MAX) return false;
     this.scratch ??= Buffer.allocUnsafe(ALONE_COPY_MAX);
     const one = this.scratch.subarray(0, total);
-    for (let i = 0, at = 0; i < iov.length; i++) at += iov[i].copy(one, at);
+    copyIov(iov, one, 0);
     // Written through at once (the usual case on a socket with room): the scratch is free for the next one.
     if (!this.writeDirect(one)) this.scratch = null;
     onSent?.();
@@ -343,32 +337,25 @@ export class Connection {
    * the buffer filling up) writes the lot with writeDirect(). False when the PDU is too big to copy.
    */
   private gather(iov: Buffer[]): boolean {
-    let total = 0;
-    for (let i = 0; i < iov.length; i++) total += iov[i].length;
+    const total = iovBytes(iov);
     if (total > ALONE_COPY_MAX) return false;
     if (this.gathered + total > GATHER_BYTES) this.flushGathered();
     if (this.gatherBuf === null) {
       this.gatherBuf = gatherFree.pop() ?? Buffer.allocUnsafeSlow(GATHER_BYTES);
       setImmediate(this.flushGathered);
     }
-    const buf = this.gatherBuf;
-    let at = this.gathered;
-    for (let i = 0; i < iov.length; i++) at += iov[i].copy(buf, at);
-    this.gathered = at;
+    this.gathered = copyIov(iov, this.gatherBuf, this.gathered);
     return true;
   }
 
   /** Write what gather() holds; its buffer goes back to the free list unless the stream still holds a part. */
   private readonly flushGathered = (): void => {
+    // gather() fills the buffer as it takes it: one that is there holds a PDU at least.
     const buf = this.gatherBuf;
     if (buf === null) return;
     const n = this.gathered;
     this.gatherBuf = null;
     this.gathered = 0;
-    if (n === 0) {
-      if (gatherFree.length < GATHER_FREE_MAX) gatherFree.push(buf);
-      return;
-    }
     if (this.socket.destroyed) return;
     if (this.writeDirect(buf.subarray(0, n)) && gatherFree.length < GATHER_FREE_MAX) gatherFree.push(buf);
   };
@@ -815,6 +802,19 @@ export class Connection {
 }
 
 /** A PDU in memory of its own (not a view of a receive slab). */
+/** Bytes in a PDU's buffers. */
+function iovBytes(iov: readonly Buffer[]): number {
+  let total = 0;
+  for (let i = 0; i < iov.length; i++) total += iov[i].length;
+  return total;
+}
+
+/** Copy a PDU's buffers into `to` from `at`; returns where they end. */
+function copyIov(iov: readonly Buffer[], to: Buffer, at: number): number {
+  for (let i = 0; i < iov.length; i++) at += iov[i].copy(to, at);
+  return at;
+}
+
 function detach(pdu: Pdu): Pdu {
   return {
     ...pdu,
